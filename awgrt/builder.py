@@ -1,0 +1,194 @@
+"""The fluent program builder: records intent, computes nothing.
+
+Example::
+
+    ir = (AWGProgramBuilder().logical_channel("H").logical_channel("V")
+          .define("init_H", logical_channel="H", freqs=[90e6], amps=[0.3])
+          .segment("wait", mode="wait_trig").tones("H").use_def("init_H").hold(time=200e-6)
+          .segment("chirp", mode="once").tones("H").move(df=+2e6, time=50e-6)
+          .build_resolved_ir(sample_rate_hz=625e6))
+
+Inside a segment each logical channel has its own timeline starting at the segment start:
+ops after ``.tones("H")`` run one after the other on H, and ops on different channels run in
+parallel (that is how several channels move at once). ``.sync()`` lines all channels up to the
+latest one; ``.hold(time)`` with no channel selected syncs and then holds every channel. The
+segment lasts as long as its longest channel; shorter ones hold their last state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from .errors import ProgramError
+from .ir.intent import (
+    AddTone,
+    Definition,
+    Hold,
+    IntentIR,
+    IntentSegment,
+    Move,
+    Op,
+    RampAmp,
+    RemapFromDef,
+    RemoveTones,
+    Sync,
+    UseDef,
+)
+from .ir.resolved import ResolvedIR
+
+
+def _floats(values: float | Iterable[float], what: str) -> tuple[float, ...]:
+    seq = [values] if isinstance(values, (int, float)) else list(values)
+    try:
+        return tuple(float(v) for v in seq)
+    except (TypeError, ValueError) as exc:
+        raise ProgramError(f"{what}={values!r} must be numbers", value=values) from exc
+
+
+def _ints(values: int | Sequence[int] | None) -> tuple[int, ...] | None:
+    if values is None:
+        return None
+    seq = [values] if isinstance(values, int) else list(values)
+    return tuple(int(v) if not isinstance(v, bool) and hasattr(v, "__index__") else v for v in seq)
+
+
+class AWGProgramBuilder:
+    """Fluent builder of an :class:`IntentIR` (see module docstring for the timing model)."""
+
+    def __init__(self) -> None:
+        self._channels: list[str] = []
+        self._definitions: list[Definition] = []
+        self._segments: list[dict] = []
+        self._channel: str | None = None
+        self._last_step = "ring"
+
+    # ------------------------------------------------------------------ declarations
+
+    def logical_channel(self, name: str) -> AWGProgramBuilder:
+        """Declare a logical channel (mapped to a hardware channel at quantize time)."""
+        self._channels.append(str(name))
+        return self
+
+    def define(
+        self,
+        name: str,
+        *,
+        logical_channel: str,
+        freqs: Sequence[float],
+        amps: Sequence[float],
+        phases: str | Sequence[float] = "auto",
+    ) -> AWGProgramBuilder:
+        """Define a named tone set on a channel. ``phases="auto"`` gives crest-factor-optimised
+        start phases; a list gives them in radians."""
+        self._definitions.append(
+            Definition(
+                name=str(name),
+                logical_channel=str(logical_channel),
+                freqs_hz=_floats(freqs, "freqs"),
+                amps=_floats(amps, "amps"),
+                phases=phases if isinstance(phases, str) else _floats(phases, "phases"),
+            )
+        )
+        return self
+
+    def last_step(self, mode: str) -> AWGProgramBuilder:
+        """``"ring"`` (default): the last segment is followed by the first. ``"end"``: the
+        sequence stops after the last segment and the outputs go to their stop level."""
+        self._last_step = mode
+        return self
+
+    def segment(
+        self,
+        name: str,
+        mode: str = "once",
+        loops: int = 1,
+        phase_mode: str = "continue",
+        phases: dict[str, Sequence[float]] | None = None,
+    ) -> AWGProgramBuilder:
+        """Start a segment. ``mode``: ``"once"``, ``"loop_n"`` (play ``loops`` times) or
+        ``"wait_trig"`` (repeat until a trigger). ``phase_mode``: ``"continue"`` (tones keep
+        their phase across the boundary), ``"optimise"`` (reset to crest-factor-optimised
+        phases) or ``"manual"`` (start at ``phases``, or the phases the tones were defined with).
+        """
+        self._segments.append(
+            dict(
+                name=str(name),
+                mode=mode,
+                loops=loops,
+                phase_mode=phase_mode,
+                phases=None if phases is None else {k: _floats(v, "phases") for k, v in phases.items()},
+                ops=[],
+            )
+        )
+        self._channel = None
+        return self
+
+    def tones(self, channel: str) -> AWGProgramBuilder:
+        """Select the logical channel that the following tone ops act on."""
+        self._channel = str(channel)
+        return self
+
+    # ------------------------------------------------------------------ ops
+
+    def _add(self, op: Op) -> AWGProgramBuilder:
+        if not self._segments:
+            raise ProgramError(f"{op.OP} before any .segment(...)", op=op.OP)
+        self._segments[-1]["ops"].append(op)
+        return self
+
+    def _selected(self, what: str) -> str:
+        if self._channel is None:
+            seg = self._segments[-1]["name"] if self._segments else None
+            raise ProgramError(f"{what} needs a channel: call .tones(channel) first", segment=seg, op=what)
+        return self._channel
+
+    def use_def(self, name: str) -> AWGProgramBuilder:
+        """Replace the selected channel's tones by those of definition ``name``."""
+        return self._add(UseDef(self._selected("use_def"), str(name)))
+
+    def add_tone(self, *, freq: float, amp: float, phase: float = 0.0) -> AWGProgramBuilder:
+        """Append a tone (phase in radians) to the selected channel."""
+        return self._add(AddTone(self._selected("add_tone"), float(freq), float(amp), float(phase)))
+
+    def remove_tones(self, *, idxs: int | Sequence[int]) -> AWGProgramBuilder:
+        """Remove tones by index from the selected channel."""
+        return self._add(RemoveTones(self._selected("remove_tones"), _ints(idxs)))
+
+    def move(self, *, df: float | Sequence[float], time: float, idxs: Sequence[int] | None = None, kind: str = "linear") -> AWGProgramBuilder:
+        """Chirp tones ``idxs`` (all if None) by ``df`` Hz (one value or one per index) over
+        ``time`` s; ``kind``: ``"linear"``, ``"min_jerk"`` or ``"cosine"``."""
+        return self._add(Move(self._selected("move"), _floats(df, "df"), float(time), _ints(idxs), kind))
+
+    def ramp_amp_to(self, *, amps: float | Sequence[float], time: float, idxs: Sequence[int] | None = None, kind: str = "linear") -> AWGProgramBuilder:
+        """Ramp amplitudes of tones ``idxs`` (all if None) to ``amps`` over ``time`` s; ``kind``:
+        ``"linear"``, ``"min_jerk"``, ``"cosine"`` or ``"exp"``."""
+        return self._add(RampAmp(self._selected("ramp_amp_to"), _floats(amps, "amps"), float(time), _ints(idxs), kind))
+
+    def remap_from_def(self, *, target_def: str, src: Sequence[int], dst: Sequence[int], time: float, kind: str = "min_jerk") -> AWGProgramBuilder:
+        """Move tone ``src[k]`` to the frequency and amplitude of tone ``dst[k]`` of
+        ``target_def`` over ``time`` s (tweezer rearrangement). Indices do not change."""
+        return self._add(RemapFromDef(self._selected("remap_from_def"), str(target_def), _ints(src), _ints(dst), float(time), kind))
+
+    def hold(self, *, time: float) -> AWGProgramBuilder:
+        """Hold for ``time`` s: the selected channel, or every channel if none is selected."""
+        return self._add(Hold(self._channel, float(time)))
+
+    def sync(self) -> AWGProgramBuilder:
+        """Line every channel's timeline up to the latest one (the others hold)."""
+        return self._add(Sync())
+
+    # ------------------------------------------------------------------ build
+
+    def build_intent_ir(self) -> IntentIR:
+        """The checked, immutable :class:`IntentIR` of what was recorded."""
+        segments = tuple(
+            IntentSegment(name=s["name"], mode=s["mode"], loops=s["loops"], phase_mode=s["phase_mode"], ops=tuple(s["ops"]), phases=s["phases"])
+            for s in self._segments
+        )
+        return IntentIR(tuple(self._channels), tuple(self._definitions), segments, last_step=self._last_step)
+
+    def build_resolved_ir(self, *, sample_rate_hz: float) -> ResolvedIR:
+        """Build the intent IR and resolve it to whole samples at ``sample_rate_hz``."""
+        from .compiler.resolve import resolve_intent_ir
+
+        return resolve_intent_ir(self.build_intent_ir(), sample_rate_hz)

@@ -1,0 +1,242 @@
+"""Card limits (:class:`CardSpec`) and the 64-bit sequence step entry.
+
+A :class:`CardSpec` holds what one card model accepts in sequence replay mode. Values for the
+M4i.66xx family come from the vendor data sheet; :meth:`CardSpec.from_reported` builds one from the
+limits a card reports in its read-only registers, so a real backend can check a program against
+the card in hand.
+
+The step entry layout (one 64-bit word per step)::
+
+    bits  0-15  segment index
+    bits 16-31  next step index
+    bits 32-51  loop count (1 .. 1,048,575)
+    bits 52-61  reserved (zero)
+    bit  62     SPCSEQ_ENDLOOPONTRIG: after the loops, repeat until a trigger was seen
+    bit  63     SPCSEQ_END: last step, the card stops after it
+
+Encoding range-checks every field: a loop count above 20 bits would wrap silently on the card,
+so it is rejected here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from .errors import CardLimitError
+
+SEGMENT_MASK = 0xFFFF
+NEXT_SHIFT = 16
+NEXT_MASK = 0xFFFF
+LOOPS_SHIFT = 32
+LOOPS_MASK = 0xFFFFF
+RESERVED_MASK = ((1 << 62) - 1) & ~((1 << 52) - 1)
+SPCSEQ_ENDLOOPONTRIG = 1 << 62
+SPCSEQ_END = 1 << 63
+SPCSEQ_ENDLOOPALWAYS = 0
+
+#: Loop counts the 20-bit field can hold; 0 is outside the documented range.
+MIN_LOOPS = 1
+MAX_LOOPS = LOOPS_MASK
+
+GIBI = 1 << 30
+
+
+@dataclass(frozen=True)
+class StepEntry:
+    """One decoded step-memory word."""
+
+    segment: int
+    next_step: int
+    loops: int
+    end_loop_on_trigger: bool = False
+    end: bool = False
+
+
+def _check_field(name: str, value: int, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or int(value) != value:
+        raise CardLimitError(f"{name}={value!r} is not an integer", op="step entry", value=value)
+    value = int(value)
+    if not lo <= value <= hi:
+        raise CardLimitError(f"{name}={value} is outside the field's range {lo}..{hi}", op="step entry", value=value)
+    return value
+
+
+def encode_step_entry(
+    segment: int,
+    next_step: int,
+    loops: int,
+    *,
+    end_loop_on_trigger: bool = False,
+    end: bool = False,
+) -> int:
+    """Return the step word as an unsigned 64-bit integer (0 .. 2**64-1).
+
+    Use :func:`as_int64` for the signed view the driver register takes.
+    """
+    word = _check_field("segment", segment, 0, SEGMENT_MASK)
+    word |= _check_field("next_step", next_step, 0, NEXT_MASK) << NEXT_SHIFT
+    word |= _check_field("loops", loops, MIN_LOOPS, MAX_LOOPS) << LOOPS_SHIFT
+    if end_loop_on_trigger:
+        word |= SPCSEQ_ENDLOOPONTRIG
+    if end:
+        word |= SPCSEQ_END
+    return word
+
+
+def as_int64(word: int) -> int:
+    """The signed 64-bit view of an unsigned step word (bit 63 set reads back negative)."""
+    word = _check_field("word", word, 0, (1 << 64) - 1)
+    return word - (1 << 64) if word & SPCSEQ_END else word
+
+
+def decode_step_entry(word: int) -> StepEntry:
+    """Decode a step word given either as unsigned 64-bit or as the signed int64 read-back."""
+    word = _check_field("word", word, -(1 << 63), (1 << 64) - 1) & ((1 << 64) - 1)
+    if word & RESERVED_MASK:
+        raise CardLimitError(f"reserved bits 52-61 are set in step word {word:#018x}", op="decode step entry", value=word)
+    return StepEntry(
+        segment=word & SEGMENT_MASK,
+        next_step=(word >> NEXT_SHIFT) & NEXT_MASK,
+        loops=(word >> LOOPS_SHIFT) & LOOPS_MASK,
+        end_loop_on_trigger=bool(word & SPCSEQ_ENDLOOPONTRIG),
+        end=bool(word & SPCSEQ_END),
+    )
+
+
+def next_power_of_two(n: int) -> int:
+    """Smallest power of two >= n (n >= 1)."""
+    return 1 << max(0, (int(n) - 1).bit_length())
+
+
+# Sample rates the M4i.66xx synthesiser cannot produce.
+_M4I_FORBIDDEN_CLOCK_HZ = ((750e6, 757e6), (1125e6, 1145e6))
+_M4I_MIN_SEGMENT = MappingProxyType({1: 384, 2: 192, 4: 96})
+
+
+@dataclass(frozen=True)
+class CardSpec:
+    """What one card accepts in sequence replay mode.
+
+    ``memory_samples`` is the data memory in samples, shared by the active channels;
+    ``min_segment_samples`` maps an active channel count to the shortest legal segment.
+    ``channel_counts`` lists the counts of active channels the card can run with.
+    """
+
+    name: str
+    n_channels: int
+    max_sample_rate_hz: float
+    min_sample_rate_hz: float = 50e6
+    sample_rate_step_hz: float = 8.0
+    forbidden_sample_rates_hz: tuple[tuple[float, float], ...] = _M4I_FORBIDDEN_CLOCK_HZ
+    memory_samples: int = 2 * GIBI
+    max_steps: int = 4096
+    min_segments: int = 2
+    max_segments: int = 65536
+    max_loops: int = MAX_LOOPS
+    segment_granularity: int = 32
+    min_segment_samples: Mapping[int, int] = field(default_factory=lambda: _M4I_MIN_SEGMENT)
+    segments_power_of_two: bool = True
+    channel_counts: tuple[int, ...] = (1, 2)
+    full_scale: int = 32767
+    max_amplitude_mv: int = 2500
+    min_amplitude_mv: int = 80
+
+    def active_channel_count(self, highest_hardware_channel: int) -> int:
+        """Channels the card must enable so that channel ``highest_hardware_channel`` plays."""
+        needed = highest_hardware_channel + 1
+        for count in sorted(self.channel_counts):
+            if count >= needed:
+                return count
+        raise CardLimitError(
+            f"hardware channel {highest_hardware_channel} does not exist on {self.name} ({self.n_channels} channels)",
+            value=highest_hardware_channel,
+        )
+
+    def min_segment_length(self, n_active: int) -> int:
+        """Shortest legal segment, in samples per channel, for ``n_active`` channels."""
+        return int(self.min_segment_samples[n_active])
+
+    def slot_count(self, n_segments: int) -> int:
+        """How many equal memory slots ``n_segments`` distinct segments need."""
+        n = max(self.min_segments, int(n_segments))
+        return next_power_of_two(n) if self.segments_power_of_two else n
+
+    def max_segment_length(self, n_active: int, n_slots: int) -> int:
+        """Longest legal segment, in samples per channel, for this split of memory."""
+        raw = self.memory_samples // n_active // n_slots
+        return raw - raw % self.segment_granularity
+
+    def sample_rate_problem(self, sample_rate_hz: float) -> str | None:
+        """Why the card cannot clock at ``sample_rate_hz``, or None if it can."""
+        if not self.min_sample_rate_hz <= sample_rate_hz <= self.max_sample_rate_hz:
+            return f"sample rate {sample_rate_hz:g} Hz is outside {self.min_sample_rate_hz:g}..{self.max_sample_rate_hz:g} Hz"
+        for lo, hi in self.forbidden_sample_rates_hz:
+            if lo <= sample_rate_hz <= hi:
+                return f"sample rate {sample_rate_hz:g} Hz lies in the card's clock gap {lo:g}..{hi:g} Hz"
+        if sample_rate_hz % self.sample_rate_step_hz:
+            return f"sample rate {sample_rate_hz!r} Hz is not a multiple of {self.sample_rate_step_hz:g} Hz"
+        return None
+
+    @classmethod
+    def from_reported(
+        cls,
+        name: str,
+        *,
+        n_channels: int,
+        max_sample_rate_hz: float,
+        memory_bytes: int,
+        avail_max_segments: int,
+        avail_max_steps: int,
+        avail_max_loops: int,
+        base: CardSpec | None = None,
+    ) -> CardSpec:
+        """A spec from what a card reports (``SPC_PCIMEMSIZE``, ``SPC_SEQMODE_AVAILMAX*``).
+
+        Fields a card does not report (minimum lengths, granularity, clock gaps) are taken from
+        ``base`` (default: the M4i.66xx values).
+        """
+        base = base or CARDS["M4i.6631-x8"]
+        for label, v in (
+            ("n_channels", n_channels),
+            ("memory_bytes", memory_bytes),
+            ("avail_max_segments", avail_max_segments),
+            ("avail_max_steps", avail_max_steps),
+            ("avail_max_loops", avail_max_loops),
+        ):
+            if int(v) != v or v < 1:
+                raise CardLimitError(f"card reported {label}={v!r}", op="read card limits", value=v)
+        counts = tuple(c for c in (1, 2, 4, 8) if c <= n_channels)
+        return cls(
+            name=name,
+            n_channels=int(n_channels),
+            max_sample_rate_hz=float(max_sample_rate_hz),
+            min_sample_rate_hz=base.min_sample_rate_hz,
+            sample_rate_step_hz=base.sample_rate_step_hz,
+            forbidden_sample_rates_hz=base.forbidden_sample_rates_hz,
+            memory_samples=int(memory_bytes) // 2,
+            max_steps=int(avail_max_steps),
+            min_segments=base.min_segments,
+            max_segments=int(avail_max_segments),
+            max_loops=min(int(avail_max_loops), MAX_LOOPS),
+            segment_granularity=base.segment_granularity,
+            min_segment_samples=base.min_segment_samples,
+            segments_power_of_two=base.segments_power_of_two,
+            channel_counts=counts,
+            full_scale=base.full_scale,
+            max_amplitude_mv=base.max_amplitude_mv,
+            min_amplitude_mv=base.min_amplitude_mv,
+        )
+
+
+#: Data-sheet specs of the supported cards, by model name.
+CARDS: Mapping[str, CardSpec] = MappingProxyType(
+    {
+        "M4i.6631-x8": CardSpec("M4i.6631-x8", n_channels=2, max_sample_rate_hz=1.25e9, max_amplitude_mv=2000),
+        "M4i.6621-x8": CardSpec("M4i.6621-x8", n_channels=2, max_sample_rate_hz=625e6),
+        "M4i.6622-x8": CardSpec("M4i.6622-x8", n_channels=4, max_sample_rate_hz=625e6, channel_counts=(1, 2, 4)),
+    }
+)
+
+DEFAULT_CARD = "M4i.6631-x8"

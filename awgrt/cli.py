@@ -1,0 +1,111 @@
+"""The ``awgrt`` command.
+
+``awgrt demo``     compile the demo tweezer program and print its compile report
+``awgrt compile``  compile an intent program saved as JSON, print the report, optionally save
+``awgrt cards``    list the cards awgrt knows and their sequence-mode limits
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import __version__
+from .card import CARDS, DEFAULT_CARD
+from .compiler.compile import compile_sequence_program
+from .compiler.quantize import quantize_resolved_ir
+from .compiler.resolve import resolve_intent_ir
+from .errors import AWGRTError
+from .ir.intent import IntentIR
+from .program import CompiledSequenceProgram
+
+
+def _hardware_map(text: str | None) -> dict[str, int] | None:
+    if not text:
+        return None
+    out = {}
+    for item in text.split(","):
+        name, _, idx = item.partition("=")
+        if not idx.strip().isdigit():
+            raise SystemExit(f"awgrt: --map expects NAME=INDEX[,NAME=INDEX...], got {item!r}")
+        out[name.strip()] = int(idx)
+    return out
+
+
+def _compile(intent: IntentIR, args: argparse.Namespace) -> CompiledSequenceProgram:
+    resolved = resolve_intent_ir(intent, args.fs)
+    quantized = quantize_resolved_ir(resolved, _hardware_map(args.map), args.card, max_snap_hz=args.max_snap_hz)
+    program = compile_sequence_program(quantized, gain=args.gain, clip=args.clip, clip_policy="error" if args.clip_error else "count")
+    return program.validate()
+
+
+def _add_compile_options(p: argparse.ArgumentParser, fs: float) -> None:
+    p.add_argument("--fs", type=float, default=fs, help="sample rate in S/s (default %(default)g)")
+    p.add_argument("--card", default=DEFAULT_CARD, choices=sorted(CARDS), help="card model (default %(default)s)")
+    p.add_argument("--map", help="logical to hardware channels, e.g. H=0,V=1 (default: declaration order)")
+    p.add_argument("--gain", type=float, default=1.0)
+    p.add_argument("--clip", type=float, default=0.9, help="clip level, fraction of full scale")
+    p.add_argument("--clip-error", action="store_true", help="make clipping an error instead of a count")
+    p.add_argument("--max-snap-hz", type=float, default=None, help="largest wrap-snapping shift allowed")
+    p.add_argument("--save", type=Path, help="write the compiled program (.npz)")
+
+
+def _finish(program: CompiledSequenceProgram, args: argparse.Namespace) -> int:
+    print(program.report)
+    if args.save:
+        print(f"\nsaved {program.save(args.save)}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import demo_builder
+
+    return _finish(_compile(demo_builder().build_intent_ir(), args), args)
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    intent = IntentIR.from_json(Path(args.program).read_text())
+    return _finish(_compile(intent, args), args)
+
+
+def cmd_cards(args: argparse.Namespace) -> int:
+    for name, c in CARDS.items():
+        mins = ", ".join(f"{n} ch: {m}" for n, m in sorted(c.min_segment_samples.items()) if n in c.channel_counts)
+        print(
+            f"{name}: {c.n_channels} channels, {c.min_sample_rate_hz / 1e6:g}..{c.max_sample_rate_hz / 1e6:g} MS/s, "
+            f"{c.memory_samples / 2**30:g} GiS memory, {c.max_steps} steps, {c.max_segments} segments, "
+            f"loops 1..{c.max_loops}, segment length multiple of {c.segment_granularity} (min {mins})"
+        )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .demo import DEMO_SAMPLE_RATE_HZ
+
+    parser = argparse.ArgumentParser(prog="awgrt", description="Spectrum AWG sequence-mode runtime")
+    parser.add_argument("--version", action="version", version=f"awgrt {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("demo", help="compile the demo tweezer program and print its compile report")
+    _add_compile_options(p, DEMO_SAMPLE_RATE_HZ)
+    p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("compile", help="compile an intent program (JSON) and print its compile report")
+    p.add_argument("program", help="intent program written by IntentIR.to_json()")
+    _add_compile_options(p, DEMO_SAMPLE_RATE_HZ)
+    p.set_defaults(func=cmd_compile)
+    p = sub.add_parser("cards", help="list known cards and their limits")
+    p.set_defaults(func=cmd_cards)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except AWGRTError as exc:
+        print(f"awgrt: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

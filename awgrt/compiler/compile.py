@@ -1,0 +1,88 @@
+"""compile_sequence_program: quantized IR -> int16 segments and a step table."""
+
+from __future__ import annotations
+
+import math
+
+from ..errors import ClipError, ProgramError
+from ..ir.quantized import QuantizedIR
+from ..program import CompiledSegment, CompiledSequenceProgram
+from .report import CompileReport, SegmentReport
+from .steps import build_steps
+from .synth import SynthResult, synthesize
+
+
+def compile_sequence_program(
+    quantized: QuantizedIR,
+    gain: float = 1.0,
+    clip: float = 0.9,
+    full_scale: int = 32767,
+    *,
+    clip_policy: str = "count",
+    cache: dict[str, SynthResult] | None = None,
+) -> CompiledSequenceProgram:
+    """Synthesise every distinct segment and build the step table.
+
+    ``gain`` scales the summed tones (fractions of full scale); samples beyond
+    ``clip * full_scale`` are clipped and counted per segment in the report, or raise
+    :class:`~awgrt.errors.ClipError` with ``clip_policy="error"``. ``cache`` maps segment digests
+    to earlier results: segments found there are not synthesised again (the runtime uses this).
+    """
+    if not (isinstance(gain, (int, float)) and math.isfinite(gain) and gain > 0):
+        raise ProgramError(f"gain={gain!r} must be finite and > 0", op="compile", value=gain)
+    if not (isinstance(clip, (int, float)) and 0 < clip <= 1):
+        raise ProgramError(f"clip={clip!r} must be in (0, 1] (fraction of full scale)", op="compile", value=clip)
+    if not (isinstance(full_scale, int) and 0 < full_scale <= 32767):
+        raise ProgramError(f"full_scale={full_scale!r} must be an integer in 1..32767", op="compile", value=full_scale)
+    if clip_policy not in ("count", "error"):
+        raise ProgramError(f"clip_policy={clip_policy!r} must be 'count' or 'error'", op="compile", value=clip_policy)
+
+    cache = {} if cache is None else cache
+    hw = dict(quantized.hardware_channels)
+    by_slot: dict[int, CompiledSegment] = {}
+    seg_reports = []
+    synthesised = []
+    for seg, slot in zip(quantized.segments, quantized.segment_slot):
+        key = f"{seg.digest}:{gain!r}:{clip!r}:{full_scale}"
+        if key not in cache:
+            cache[key] = synthesize(seg, quantized.sample_rate_hz, hw, quantized.n_hardware_channels, gain=gain, clip=clip, full_scale=full_scale)
+            synthesised.append(seg.name)
+        result = cache[key]
+        if clip_policy == "error" and any(result.clipped):
+            raise ClipError(
+                f"{sum(result.clipped)} samples exceed clip={clip} of full scale (peak {max(result.peak):.3f}); lower the amplitudes or gain",
+                segment=seg.name,
+                op="synthesize",
+                value=max(result.peak),
+            )
+        if slot in by_slot:
+            prev = by_slot[slot]
+            by_slot[slot] = CompiledSegment(prev.name, prev.data, prev.digest, (*prev.names, seg.name), prev.clipped)
+        else:
+            by_slot[slot] = CompiledSegment(seg.name, result.data, seg.digest, (seg.name,), result.clipped)
+        seg_reports.append(SegmentReport.of(seg, slot, result, quantized))
+    steps = build_steps(quantized)
+    report = CompileReport(
+        sample_rate_hz=quantized.sample_rate_hz,
+        card=quantized.card.name,
+        hardware_channels=hw,
+        n_hardware_channels=quantized.n_hardware_channels,
+        slots=quantized.slots,
+        segments=tuple(seg_reports),
+        steps=steps,
+        notes=quantized.notes,
+        boundaries=quantized.boundaries,
+        synthesised=tuple(synthesised),
+        gain=gain,
+        clip=clip,
+    )
+    return CompiledSequenceProgram(
+        sample_rate_hz=quantized.sample_rate_hz,
+        n_channels=quantized.n_hardware_channels,
+        segments=tuple(by_slot[i] for i in range(len(by_slot))),
+        steps=steps,
+        start_step=0,
+        hardware_channels=hw,
+        card=quantized.card,
+        report=report,
+    )

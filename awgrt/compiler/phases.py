@@ -1,0 +1,213 @@
+"""Phases: give every tone span its exact start phase, and check every step-graph boundary.
+
+Phase modes, applied at a segment's start to the tones a channel has there:
+
+- ``continue`` (default): a tone carried over from the previous segment in program order keeps
+  its phase: its start phase is its end phase in the previous segment, computed in closed form
+  (:func:`~awgrt.compiler.shapes.span_phase_advance`), never accumulated sample by sample.
+- ``optimise``: the tones' phases are reset to crest-factor-optimised values.
+- ``manual``: the tones start at the segment's ``phases=`` or, failing that, the phases they
+  were born with (definition or ``add_tone``).
+
+A tone born inside the program (``use_def``, ``add_tone``) starts at its stated phase; tones a
+``use_def`` with ``phases="auto"`` brings in are optimised together for low crest factor.
+
+All phases here are in cycles (turns) in [0, 1); radians only at the user-facing edges.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+from scipy.optimize import minimize
+
+from ..ir.resolved import ChannelTrack, Note, Segment, ToneOrigin, ToneSpan
+from .shapes import span_phase_advance
+
+#: Largest phase mismatch (rad) still called continuous; closed-form tracking is ~1e-10 rad.
+PHASE_TOLERANCE_RAD = 1e-6
+#: Relative frequency / absolute amplitude mismatch still called continuous.
+FREQ_TOLERANCE_REL = 1e-12
+AMP_TOLERANCE = 1e-12
+
+
+# ------------------------------------------------------------------------------ crest factor
+
+
+def crest_factor(freqs_cps: np.ndarray, amps: np.ndarray, phases_cycles: np.ndarray, n: int) -> float:
+    """Peak over RMS of sum(a sin(2 pi (f k + phi))) over k = 0 .. n-1."""
+    k = np.arange(n, dtype=np.float64)
+    x = (amps[:, None] * np.sin(2 * np.pi * (freqs_cps[:, None] * k + phases_cycles[:, None]))).sum(axis=0)
+    rms = math.sqrt(float(np.sum(amps**2)) / 2.0)
+    return float(np.max(np.abs(x)) / rms) if rms > 0 else 0.0
+
+
+def _window(freqs_cps: np.ndarray) -> int:
+    """Samples long enough to see the slowest beat between neighbouring tones (bounded)."""
+    spacing = np.diff(np.sort(freqs_cps))
+    spacing = spacing[spacing > 0]
+    if spacing.size == 0:
+        return 256
+    return int(np.clip(math.ceil(2.0 / float(spacing.min())), 256, 4096))
+
+
+def optimise_phases(freqs_cps: np.ndarray, amps: np.ndarray) -> np.ndarray:
+    """Deterministic crest-factor-optimised start phases (cycles) for tones at ``freqs_cps``
+    (cycles per sample) with amplitudes ``amps``.
+
+    Starts from Schroeder's phases for the tones' power distribution and minimises the 8-norm
+    of the waveform (a smooth stand-in for its peak) over a window that spans the slowest beat.
+    The better of start and result, by peak over the window, is returned.
+    """
+    freqs_cps = np.asarray(freqs_cps, dtype=np.float64)
+    amps = np.asarray(amps, dtype=np.float64)
+    n = freqs_cps.size
+    if n <= 1 or float(np.sum(amps)) == 0.0:
+        return np.zeros(n)
+    order = np.argsort(freqs_cps, kind="stable")
+    power = amps[order] ** 2 / float(np.sum(amps**2))
+    schroeder = np.empty(n)
+    for i in range(n):
+        schroeder[order[i]] = -float(np.sum((i - np.arange(i)) * power[:i]))
+    schroeder %= 1.0
+
+    n_win = _window(freqs_cps)
+    k = np.arange(n_win, dtype=np.float64)
+    base = 2 * np.pi * freqs_cps[:, None] * k
+    scale = float(np.sum(amps))
+
+    def cost(phi: np.ndarray) -> tuple[float, np.ndarray]:
+        arg = base + 2 * np.pi * phi[:, None]
+        x = (amps[:, None] * np.sin(arg)).sum(axis=0) / scale
+        x7 = x**7
+        value = float(np.mean(x7 * x))
+        grad = 8.0 * 2 * np.pi * (amps[:, None] * np.cos(arg) * x7).mean(axis=1) / scale
+        return value, grad
+
+    result = minimize(cost, schroeder, jac=True, method="L-BFGS-B", options={"maxiter": 80})
+    best = np.asarray(result.x) % 1.0
+    if crest_factor(freqs_cps, amps, best, n_win) > crest_factor(freqs_cps, amps, schroeder, n_win):
+        best = schroeder
+    return best
+
+
+# ------------------------------------------------------------------------------ assignment
+
+
+def assign_phases(segments: tuple[Segment, ...], origins: tuple[ToneOrigin, ...], sample_rate_hz: float) -> tuple[tuple[Segment, ...], tuple[Note, ...]]:
+    """Segments with ``phase0_cycles`` set on every span, and notes on optimised phases."""
+    fs = sample_rate_hz
+    phase: dict[int, float] = {}
+    auto: dict[int, float] = {}
+    notes: list[Note] = []
+
+    def optimise(spans: tuple[ToneSpan, ...], why: str, segment: str, channel: str) -> dict[int, float]:
+        f = np.array([s.f0_hz / fs for s in spans])
+        a = np.array([s.a0 for s in spans])
+        phi = optimise_phases(f, a)
+        if len(spans) < 2:
+            return {s.tone: float(p) for s, p in zip(spans, phi)}
+        n_win = _window(f)
+        before = crest_factor(f, a, np.zeros(len(spans)), n_win)
+        after = crest_factor(f, a, phi, n_win)
+        notes.append(Note("phases_optimised", segment, f"{why}: crest factor {before:.2f} (zero phases) -> {after:.2f}", before, after, channel))
+        return {s.tone: float(p) for s, p in zip(spans, phi)}
+
+    def birth_phase(span: ToneSpan, piece_spans: tuple[ToneSpan, ...], segment: str, channel: str) -> float:
+        origin = origins[span.tone]
+        if origin.phase_rad is not None:
+            return (origin.phase_rad / (2 * math.pi)) % 1.0
+        if span.tone not in auto:
+            group = tuple(s for s in piece_spans if origins[s.tone].auto_group == origin.auto_group)
+            auto.update(optimise(group, f"tones of {origin.op} (phases='auto')", segment, channel))
+        return auto[span.tone]
+
+    out = []
+    for seg in segments:
+        tracks = []
+        for track in seg.tracks:
+            entry = track.entry
+            if seg.phase_mode == "optimise" and entry:
+                phase.update(optimise(entry, "phase_mode='optimise'", seg.name, track.channel))
+            elif seg.phase_mode == "manual" and entry:
+                given = (seg.manual_phases or {}).get(track.channel)
+                for i, s in enumerate(entry):
+                    phase[s.tone] = (given[i] / (2 * math.pi)) % 1.0 if given else birth_phase(s, entry, seg.name, track.channel)
+            pieces = []
+            for piece in track.pieces:
+                spans = []
+                for s in piece.tones:
+                    if s.tone not in phase:
+                        phase[s.tone] = birth_phase(s, piece.tones, seg.name, track.channel)
+                    p0 = phase[s.tone]
+                    spans.append(replace(s, phase0_cycles=p0))
+                    phase[s.tone] = (p0 + span_phase_advance(s.f0_hz / fs, s.f1_hz / fs, s.freq_kind, piece.n)) % 1.0
+                pieces.append(replace(piece, tones=tuple(spans)))
+            tracks.append(ChannelTrack(track.channel, tuple(pieces)))
+        out.append(replace(seg, tracks=tuple(tracks)))
+    return tuple(out), tuple(notes)
+
+
+# ------------------------------------------------------------------------------ continuity
+
+
+@dataclass(frozen=True)
+class Boundary:
+    """One edge of the step graph: where segment ``from_segment`` ends and ``to_segment``
+    starts. ``kind``: ``"next"`` (program order), ``"wrap"`` (a looped segment replayed back to
+    back with itself) or ``"ring"`` (the last step back to the first)."""
+
+    kind: str
+    from_segment: str
+    to_segment: str
+    continuous: bool
+    reasons: tuple[str, ...] = ()
+    max_phase_error_rad: float = 0.0
+
+
+def _exit_state(track: ChannelTrack, fs: float) -> dict[int, tuple[float, float, float]]:
+    last = track.pieces[-1]
+    return {s.tone: (s.f1_hz, s.a1, (s.phase0_cycles + span_phase_advance(s.f0_hz / fs, s.f1_hz / fs, s.freq_kind, last.n)) % 1.0) for s in last.tones}
+
+
+def _entry_state(track: ChannelTrack) -> dict[int, tuple[float, float, float]]:
+    return {s.tone: (s.f0_hz, s.a0, s.phase0_cycles) for s in track.entry}
+
+
+def check_boundary(kind: str, a: Segment, b: Segment, fs: float) -> Boundary:
+    """Compare the end of segment ``a`` with the start of segment ``b``, tone by tone."""
+    reasons: list[str] = []
+    worst = 0.0
+    for ta, tb in zip(a.tracks, b.tracks):
+        out, into = _exit_state(ta, fs), _entry_state(tb)
+        ch = ta.channel
+        for tone in sorted(set(out) - set(into)):
+            reasons.append(f"{ch}: tone #{tone} stops")
+        for tone in sorted(set(into) - set(out)):
+            reasons.append(f"{ch}: tone #{tone} starts")
+        for tone in sorted(set(out) & set(into)):
+            (f1, a1, p1), (f0, a0, p0) = out[tone], into[tone]
+            if abs(f1 - f0) > FREQ_TOLERANCE_REL * fs:
+                reasons.append(f"{ch}: tone #{tone} frequency jumps {f1 / 1e6:.6f} -> {f0 / 1e6:.6f} MHz")
+            if abs(a1 - a0) > AMP_TOLERANCE:
+                reasons.append(f"{ch}: tone #{tone} amplitude jumps {a1:.4g} -> {a0:.4g}")
+            jump = 2 * math.pi * (((p0 - p1) + 0.5) % 1.0 - 0.5)
+            worst = max(worst, abs(jump))
+            if abs(jump) > PHASE_TOLERANCE_RAD:
+                reasons.append(f"{ch}: tone #{tone} phase jumps {jump:+.4f} rad")
+    return Boundary(kind, a.name, b.name, not reasons, tuple(reasons), worst)
+
+
+def step_graph_boundaries(segments: tuple[Segment, ...], last_step: str, fs: float) -> tuple[Boundary, ...]:
+    """Every edge the sequencer can take: wraps of looped segments, program order, ring back."""
+    out = []
+    for i, seg in enumerate(segments):
+        if seg.looped:
+            out.append(check_boundary("wrap", seg, seg, fs))
+        if i + 1 < len(segments):
+            out.append(check_boundary("next", seg, segments[i + 1], fs))
+    if last_step == "ring":
+        out.append(check_boundary("ring", segments[-1], segments[0], fs))
+    return tuple(out)

@@ -1,0 +1,257 @@
+"""Resolve: turn an :class:`IntentIR` (seconds) into a :class:`ResolvedIR` (whole samples).
+
+The one rounding rule
+---------------------
+Within a segment, each channel's timeline is a running sum of op times starting at 0. Every
+boundary time t (seconds from the segment start) becomes the sample index ``round(t * fs)``,
+computed in exact rational arithmetic on the binary values of t and fs (``fractions.Fraction``),
+to the nearest sample with exact ties going to the even sample. A piece lasts from its start
+boundary to its end boundary, so rounding never accumulates along a segment. 40 us at 625 MS/s is
+exactly 25000 samples (the float product 25000.000000000004 never appears). Any op whose realised
+length differs from the requested one by more than 1e-6 sample is listed in ``ResolvedIR.notes``;
+an op that rounds to no sample is an error.
+
+Resolve also walks the tone state through the program (tone identities, frequencies and
+amplitudes at every piece boundary) and raises on everything that needs that state or the sample
+rate: tone indices out of range, frequencies at or above fs/2, ramps of an unsupported shape.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+
+from ..errors import FrequencyError, ProgramError, TimingError
+from ..ir.intent import (
+    AddTone,
+    Hold,
+    IntentIR,
+    IntentSegment,
+    Move,
+    Op,
+    RampAmp,
+    RemapFromDef,
+    RemoveTones,
+    Sync,
+    UseDef,
+)
+from ..ir.resolved import ChannelTrack, Note, Piece, ResolvedIR, Segment, ToneOrigin, ToneSpan
+from .shapes import CONSTANT, check_amp_shape
+
+#: A realised op length further than this from the requested one (in samples) is reported.
+ROUNDING_REPORT_SAMPLES = 1e-6
+
+
+def time_to_samples(time_s: float, sample_rate_hz: float) -> int:
+    """The documented rounding rule: nearest whole sample of the exact product, ties to even."""
+    return round(Fraction(time_s) * Fraction(sample_rate_hz))
+
+
+@dataclass
+class _Tone:
+    """A tone's mutable state during the walk."""
+
+    tone: int
+    freq_hz: float
+    amp: float
+
+
+@dataclass
+class _RawPiece:
+    t0: Fraction
+    t1: Fraction
+    spans: tuple[ToneSpan, ...]
+    op: str
+    requested_s: float | None  # None for the implicit hold to the segment end
+
+
+class _Walker:
+    """Walks the intent program, holding each channel's tones and timeline."""
+
+    def __init__(self, intent: IntentIR, sample_rate_hz: float) -> None:
+        self.intent = intent
+        self.fs = sample_rate_hz
+        self.nyquist = sample_rate_hz / 2.0
+        self.tones: dict[str, list[_Tone]] = {ch: [] for ch in intent.logical_channels}
+        self.origins: list[ToneOrigin] = []
+        self.next_group = 0
+        self.notes: list[Note] = []
+
+    # ------------------------------------------------------------------ helpers
+
+    def _check_nyquist(self, f: float, seg: str, op: str, what: str = "frequency") -> None:
+        if not 0.0 < f < self.nyquist:
+            raise FrequencyError(f"{what} {f:.9g} Hz is outside (0, fs/2 = {self.nyquist:.9g} Hz)", segment=seg, op=op, value=f)
+
+    def _new_tone(self, ch: str, f: float, a: float, seg: str, op: str, phase: float | None, group: int | None) -> _Tone:
+        self._check_nyquist(f, seg, op)
+        tone = _Tone(len(self.origins), f, a)
+        self.origins.append(ToneOrigin(tone.tone, ch, seg, op, phase, group))
+        return tone
+
+    def _indices(self, ch: str, idxs: tuple[int, ...] | None, seg: str, op: str) -> list[int]:
+        n = len(self.tones[ch])
+        if n == 0:
+            raise ProgramError(f"channel {ch!r} has no tones here (use_def or add_tone first)", segment=seg, op=op)
+        if idxs is None:
+            return list(range(n))
+        bad = [i for i in idxs if i >= n]
+        if bad:
+            raise ProgramError(f"tone indices {bad} out of range: channel {ch!r} has {n} tones", segment=seg, op=op, value=bad)
+        return list(idxs)
+
+    @staticmethod
+    def _per_index(values: tuple[float, ...], idxs: list[int]) -> list[float]:
+        return list(values) * len(idxs) if len(values) == 1 else list(values)
+
+    def _spans(self, ch: str, targets: dict[int, tuple[float, float]], freq_kind: str, amp_kind: str) -> tuple[ToneSpan, ...]:
+        """Spans for all tones of ``ch``; tones listed in ``targets`` go to (f1, a1)."""
+        spans = []
+        for i, t in enumerate(self.tones[ch]):
+            f1, a1 = targets.get(i, (t.freq_hz, t.amp))
+            spans.append(
+                ToneSpan(
+                    t.tone,
+                    t.freq_hz,
+                    f1,
+                    freq_kind if f1 != t.freq_hz else CONSTANT,
+                    t.amp,
+                    a1,
+                    amp_kind if a1 != t.amp else CONSTANT,
+                )
+            )
+            t.freq_hz, t.amp = f1, a1
+        return tuple(spans)
+
+    # ------------------------------------------------------------------ segment walk
+
+    def segment(self, seg: IntentSegment) -> Segment:
+        name = seg.name
+        cursor = {ch: Fraction(0) for ch in self.intent.logical_channels}
+        raw: dict[str, list[_RawPiece]] = {ch: [] for ch in self.intent.logical_channels}
+
+        def timed(ch: str, time_s: float, spans: tuple[ToneSpan, ...], op: str, requested: float | None) -> None:
+            t0 = cursor[ch]
+            t1 = t0 + Fraction(time_s)
+            raw[ch].append(_RawPiece(t0, t1, spans, op, requested))
+            cursor[ch] = t1
+
+        def sync(op: str) -> None:
+            end = max(cursor.values())
+            for ch in cursor:
+                if cursor[ch] < end:
+                    timed(ch, end - cursor[ch], self._spans(ch, {}, CONSTANT, CONSTANT), op, None)
+
+        for i, op in enumerate(seg.ops):
+            self._apply(seg, op, op.label(i), timed, sync)
+        sync("(hold to segment end)")
+
+        total = max(cursor.values())
+        n_total = time_to_samples(total, self.fs)
+        tracks = tuple(ChannelTrack(ch, self._to_samples(name, raw[ch])) for ch in self.intent.logical_channels)
+        manual = None
+        if seg.phase_mode == "manual":
+            manual = dict(seg.phases or {})
+            for ch, phases in manual.items():
+                n_entry = len(next(t for t in tracks if t.channel == ch).entry)
+                if len(phases) != n_entry:
+                    raise ProgramError(
+                        f"manual phases for channel {ch!r} give {len(phases)} values but it starts with {n_entry} tones",
+                        segment=name,
+                        value=phases,
+                    )
+        return Segment(name, seg.mode, seg.loops, seg.phase_mode, n_total, tracks, manual)
+
+    def _to_samples(self, seg: str, pieces: list[_RawPiece]) -> tuple[Piece, ...]:
+        out = []
+        for p in pieces:
+            n0 = time_to_samples(p.t0, self.fs)
+            n1 = time_to_samples(p.t1, self.fs)
+            n = n1 - n0
+            if p.requested_s is not None:
+                wanted = float(Fraction(p.requested_s) * Fraction(self.fs))
+                if n <= 0:
+                    raise TimingError(
+                        f"time={p.requested_s!r} s is {wanted:.3g} samples at {self.fs:g} S/s and rounds to none",
+                        segment=seg,
+                        op=p.op,
+                        value=p.requested_s,
+                    )
+                if abs(n - wanted) > ROUNDING_REPORT_SAMPLES:
+                    self.notes.append(Note("rounding", seg, f"{p.op}: {wanted:.6f} samples realised as {n}", wanted, n))
+            if n > 0:
+                out.append(Piece(n0, n, p.spans, p.op))
+        return tuple(out)
+
+    def _apply(self, seg: IntentSegment, op: Op, label: str, timed, sync) -> None:
+        name = seg.name
+        if isinstance(op, Sync):
+            sync(label)
+        elif isinstance(op, Hold):
+            if op.channel is None:
+                sync(label)
+                for ch in self.intent.logical_channels:
+                    timed(ch, op.time_s, self._spans(ch, {}, CONSTANT, CONSTANT), label, op.time_s)
+            else:
+                timed(op.channel, op.time_s, self._spans(op.channel, {}, CONSTANT, CONSTANT), label, op.time_s)
+        elif isinstance(op, Move):
+            idxs = self._indices(op.channel, op.idxs, name, label)
+            tones = self.tones[op.channel]
+            targets = {}
+            for i, df in zip(idxs, self._per_index(op.df_hz, idxs)):
+                f1 = tones[i].freq_hz + df
+                self._check_nyquist(f1, name, label, what=f"end frequency of tone {i} (df={df:g} Hz)")
+                targets[i] = (f1, tones[i].amp)
+            timed(op.channel, op.time_s, self._spans(op.channel, targets, op.kind, CONSTANT), label, op.time_s)
+        elif isinstance(op, RampAmp):
+            idxs = self._indices(op.channel, op.idxs, name, label)
+            tones = self.tones[op.channel]
+            targets = {}
+            for i, a1 in zip(idxs, self._per_index(op.amps, idxs)):
+                try:
+                    check_amp_shape(op.kind, tones[i].amp, a1)
+                except ProgramError as exc:
+                    raise type(exc)(f"tone {i}: {exc.detail}", segment=name, op=label, value=exc.value) from None
+                targets[i] = (tones[i].freq_hz, a1)
+            timed(op.channel, op.time_s, self._spans(op.channel, targets, CONSTANT, op.kind), label, op.time_s)
+        elif isinstance(op, RemapFromDef):
+            idxs = self._indices(op.channel, op.src, name, label)
+            target = self.intent.definition(op.target_def)
+            targets = {i: (target.freqs_hz[j], target.amps[j]) for i, j in zip(idxs, op.dst)}
+            for i, (f1, _) in targets.items():
+                self._check_nyquist(f1, name, label, what=f"target frequency of tone {i}")
+            timed(op.channel, op.time_s, self._spans(op.channel, targets, op.kind, op.kind), label, op.time_s)
+        elif isinstance(op, UseDef):
+            d = self.intent.definition(op.definition)
+            group = None
+            if d.phases == "auto":
+                group = self.next_group
+                self.next_group += 1
+            phases = [None] * len(d.freqs_hz) if d.phases == "auto" else list(d.phases)
+            self.tones[op.channel] = [self._new_tone(op.channel, f, a, name, label, p, group) for f, a, p in zip(d.freqs_hz, d.amps, phases)]
+        elif isinstance(op, AddTone):
+            self.tones[op.channel].append(self._new_tone(op.channel, op.freq_hz, op.amp, name, label, op.phase_rad, None))
+        elif isinstance(op, RemoveTones):
+            drop = set(self._indices(op.channel, op.idxs, name, label))
+            self.tones[op.channel] = [t for i, t in enumerate(self.tones[op.channel]) if i not in drop]
+        else:  # pragma: no cover - every op class is handled above
+            raise ProgramError(f"unsupported op {op!r}", segment=name, op=label)
+
+
+def resolve_intent_ir(intent: IntentIR, sample_rate_hz: float) -> ResolvedIR:
+    """Resolve ``intent`` at ``sample_rate_hz`` (see module docstring for the rounding rule)."""
+    if not isinstance(sample_rate_hz, (int, float)) or not math.isfinite(sample_rate_hz) or sample_rate_hz <= 0:
+        raise TimingError(f"sample_rate_hz={sample_rate_hz!r} must be finite and > 0", value=sample_rate_hz)
+    sample_rate_hz = float(sample_rate_hz)
+    walker = _Walker(intent, sample_rate_hz)
+    segments = tuple(walker.segment(s) for s in intent.segments)
+    return ResolvedIR(
+        sample_rate_hz=sample_rate_hz,
+        logical_channels=intent.logical_channels,
+        segments=segments,
+        tone_origins=tuple(walker.origins),
+        last_step=intent.last_step,
+        intent_digest=intent.digest,
+        notes=tuple(walker.notes),
+    )

@@ -1,0 +1,72 @@
+"""Exceptions raised by awgrt.
+
+Every error the library raises on bad input is a subclass of :class:`AWGRTError`. Each carries
+the context a user needs to find the mistake: the segment, the op and the offending value, and
+formats them into its message, e.g.::
+
+    segment 'chirp_H', op #0 move (channel 'H'): df=4e8 Hz: end frequency 4.9e8 Hz is not below fs/2
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class AWGRTError(Exception):
+    """Base class of every awgrt error.
+
+    ``segment``, ``op`` and ``value`` are kept as attributes (``None`` where they do not apply)
+    and are prefixed to the message so that it reads on its own.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        segment: str | None = None,
+        op: str | None = None,
+        value: Any = None,
+    ) -> None:
+        self.segment = segment
+        self.op = op
+        self.value = value
+        self.detail = message
+        where = []
+        if segment is not None:
+            where.append(f"segment {segment!r}")
+        if op is not None:
+            where.append(f"op {op}")
+        prefix = ", ".join(where)
+        super().__init__(f"{prefix}: {message}" if prefix else message)
+
+
+class ProgramError(AWGRTError, ValueError):
+    """The program is malformed: unknown names, wrong channel, empty program, bad mode."""
+
+
+class TimingError(ProgramError):
+    """A time is non-finite, not positive, or rounds to no samples."""
+
+
+class FrequencyError(ProgramError):
+    """A frequency is non-finite, not positive or not below the Nyquist frequency."""
+
+
+class AmplitudeError(ProgramError):
+    """An amplitude is non-finite, negative or above full scale."""
+
+
+class QuantizationError(AWGRTError, ValueError):
+    """The program cannot be made card-legal within the tolerances the user set."""
+
+
+class CardLimitError(AWGRTError, ValueError):
+    """Something exceeds what the card can hold or encode (steps, segments, memory, loops)."""
+
+
+class ClipError(AWGRTError, ValueError):
+    """Samples exceed the clip level and the user asked for that to be an error."""
+
+
+class SerializationError(AWGRTError, ValueError):
+    """A saved program or IR could not be read (bad JSON, unknown schema or version)."""

@@ -1,0 +1,463 @@
+"""Intent IR: *what you want*, in seconds and hertz, before any sample rate is known.
+
+An :class:`IntentIR` is an immutable record of a program as the builder wrote it: logical
+channels, tone definitions and segments, each segment a list of ops. Constructing one checks
+everything that can be checked without a sample rate or the tone state (names, modes, loop
+counts, finite positive times, frequencies and amplitudes), so a program read from JSON is held to
+the same rules as one built in code. State-dependent checks (tone indices, Nyquist) happen in
+resolve.
+
+Timing model inside a segment: every logical channel has its own timeline that starts at the
+segment start. Timed ops on a channel (``hold``, ``move``, ``ramp_amp_to``, ``remap_from_def``)
+run one after the other on that channel; ops on different channels run in parallel. ``Sync``
+(and a ``Hold`` given no channel) first brings all channels to the latest one. The segment lasts
+as long as its longest channel; the others hold their last state to the end. Instant ops
+(``use_def``, ``add_tone``, ``remove_tones``) change a channel's tones at its current time.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from ..card import MAX_LOOPS, MIN_LOOPS
+from ..compiler.shapes import AMP_SHAPES, FREQ_SHAPES
+from ..errors import (
+    AmplitudeError,
+    FrequencyError,
+    ProgramError,
+    SerializationError,
+    TimingError,
+)
+from .digest import canonical_json, digest_of, to_plain
+
+SCHEMA = "awgrt.intent"
+SCHEMA_VERSION = 1
+
+SEGMENT_MODES = ("once", "loop_n", "wait_trig")
+PHASE_MODES = ("continue", "optimise", "manual")
+LAST_STEP_MODES = ("ring", "end")
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def check_time(time_s: Any, *, segment: str | None, op: str | None) -> None:
+    """Raise :class:`TimingError` unless ``time_s`` is a finite number > 0."""
+    if not _finite(time_s) or time_s <= 0:
+        raise TimingError(f"time={time_s!r} s must be a finite number of seconds > 0", segment=segment, op=op, value=time_s)
+
+
+def check_freq(freq_hz: Any, *, segment: str | None, op: str | None, what: str = "frequency") -> None:
+    """Raise :class:`FrequencyError` unless ``freq_hz`` is finite and > 0."""
+    if not _finite(freq_hz) or freq_hz <= 0:
+        raise FrequencyError(f"{what} {freq_hz!r} Hz must be finite and > 0", segment=segment, op=op, value=freq_hz)
+
+
+def check_amp(amp: Any, *, segment: str | None, op: str | None) -> None:
+    """Raise :class:`AmplitudeError` unless 0 <= ``amp`` <= 1 (fraction of full scale)."""
+    if not _finite(amp) or not 0.0 <= amp <= 1.0:
+        raise AmplitudeError(f"amplitude {amp!r} must be a finite fraction of full scale in [0, 1]", segment=segment, op=op, value=amp)
+
+
+def _check_indices(name: str, idxs: Any, *, segment: str, op: str) -> None:
+    if idxs is None:
+        return
+    if not idxs or any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in idxs):
+        raise ProgramError(f"{name}={idxs!r} must be a non-empty list of tone indices >= 0", segment=segment, op=op, value=idxs)
+    if len(set(idxs)) != len(idxs):
+        raise ProgramError(f"{name}={idxs!r} repeats an index", segment=segment, op=op, value=idxs)
+
+
+def _check_kind(kind: str, allowed: Any, *, segment: str, op: str) -> None:
+    if kind not in allowed:
+        raise ProgramError(f"kind={kind!r} is not one of {', '.join(allowed)}", segment=segment, op=op, value=kind)
+
+
+def _per_index(name: str, values: tuple, idxs: tuple | None, *, segment: str, op: str) -> None:
+    if not values:
+        raise ProgramError(f"{name} is empty", segment=segment, op=op, value=values)
+    if len(values) != 1 and idxs is not None and len(values) != len(idxs):
+        raise ProgramError(f"{name} has {len(values)} values for {len(idxs)} indices {list(idxs)}", segment=segment, op=op, value=values)
+
+
+@dataclass(frozen=True)
+class Definition:
+    """A named tone set on one logical channel: frequencies (Hz), amplitudes (fraction of full
+    scale) and start phases (radians, or ``"auto"`` for crest-factor-optimised phases)."""
+
+    name: str
+    logical_channel: str
+    freqs_hz: tuple[float, ...]
+    amps: tuple[float, ...]
+    phases: str | tuple[float, ...] = "auto"
+
+    def check(self, channels: tuple[str, ...]) -> None:
+        op = f"define {self.name!r}"
+        if self.logical_channel not in channels:
+            raise ProgramError(f"unknown logical channel {self.logical_channel!r} (declared: {list(channels)})", op=op, value=self.logical_channel)
+        if not self.freqs_hz:
+            raise ProgramError("a definition needs at least one tone", op=op, value=self.freqs_hz)
+        if len(self.amps) != len(self.freqs_hz):
+            raise ProgramError(f"{len(self.freqs_hz)} frequencies but {len(self.amps)} amplitudes", op=op, value=self.amps)
+        for f in self.freqs_hz:
+            check_freq(f, segment=None, op=op)
+        for a in self.amps:
+            check_amp(a, segment=None, op=op)
+        if isinstance(self.phases, str):
+            if self.phases != "auto":
+                raise ProgramError(f"phases={self.phases!r}: give 'auto' or a list of radians", op=op, value=self.phases)
+        else:
+            if len(self.phases) != len(self.freqs_hz):
+                raise ProgramError(f"{len(self.freqs_hz)} frequencies but {len(self.phases)} phases", op=op, value=self.phases)
+            if not all(_finite(p) for p in self.phases):
+                raise ProgramError(f"phases {list(self.phases)} must be finite radians", op=op, value=self.phases)
+
+
+# ---------------------------------------------------------------------------------------- ops
+
+
+@dataclass(frozen=True)
+class Op:
+    """Base of all ops. ``channel`` is the logical channel the op acts on."""
+
+    OP: ClassVar[str] = ""
+    TIMED: ClassVar[bool] = False
+
+    def label(self, index: int) -> str:
+        ch = getattr(self, "channel", None)
+        return f"#{index} {self.OP}" + (f" (channel {ch!r})" if ch is not None else "")
+
+    def check(self, segment: str, op: str, ir: IntentIR) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+def _check_channel(channel: str, ir: IntentIR, *, segment: str, op: str) -> None:
+    if channel not in ir.logical_channels:
+        raise ProgramError(f"unknown logical channel {channel!r} (declared: {list(ir.logical_channels)})", segment=segment, op=op, value=channel)
+
+
+def _check_def_on_channel(name: str, channel: str, ir: IntentIR, *, segment: str, op: str) -> Definition:
+    d = ir.definition(name, segment=segment, op=op)
+    if d.logical_channel != channel:
+        raise ProgramError(f"definition {name!r} belongs to channel {d.logical_channel!r}, not {channel!r}", segment=segment, op=op, value=name)
+    return d
+
+
+@dataclass(frozen=True)
+class UseDef(Op):
+    """Replace the channel's tones by those of a definition (new tones, phases from the definition)."""
+
+    OP: ClassVar[str] = "use_def"
+    channel: str
+    definition: str
+
+    def check(self, segment: str, op: str, ir: IntentIR) -> None:
+        _check_channel(self.channel, ir, segment=segment, op=op)
+        _check_def_on_channel(self.definition, self.channel, ir, segment=segment, op=op)
+
+
+@dataclass(frozen=True)
+class AddTone(Op):
+    """Append one tone to the channel (its index is the channel's tone count before the op)."""
+
+    OP: ClassVar[str] = "add_tone"
+    channel: str
+    freq_hz: float
+    amp: float
+    phase_rad: float = 0.0
+
+    def check(self, segment: str, op: str, ir: IntentIR) -> None:
+        _check_channel(self.channel, ir, segment=segment, op=op)
+        check_freq(self.freq_hz, segment=segment, op=op)
+        check_amp(self.amp, segment=segment, op=op)
+        if not _finite(self.phase_rad):
+            raise ProgramError(f"phase={self.phase_rad!r} rad must be finite", segment=segment, op=op, value=self.phase_rad)
+
+
+@dataclass(frozen=True)
+class RemoveTones(Op):
+    """Remove the tones at ``idxs``; the remaining tones keep their order and close up."""
+
+    OP: ClassVar[str] = "remove_tones"
+    channel: str
+    idxs: tuple[int, ...]
+
+    def check(self, segment: str, op: str, ir: IntentIR) -> None:
+        _check_channel(self.channel, ir, segment=segment, op=op)
+        _check_indices("idxs", self.idxs, segment=segment, op=op)
+
+
+@dataclass(frozen=True)
+class Hold(Op):
+    """Keep every tone constant for ``time_s``; ``channel=None`` syncs and holds all channels."""
+
+    OP: ClassVar[str] = "hold"
+    TIMED: ClassVar[bool] = True
+    channel: str | None
+    time_s: float
+
+    def check(self, segment: str, op: str, ir: IntentIR) -> None:
+        if self.channel is not None:
+            _check_channel(self.channel, ir, segment=segment, op=op)
+        check_time(self.time_s, segment=segment, op=op)
+
+
+@dataclass(frozen=True)
+class Move(Op):
+    """Shift the frequencies of tones ``idxs`` (all if None) by ``df_hz`` over ``time_s``.
+
+    ``df_hz`` holds one shift for all indices or one per index."""
+
+    OP: ClassVar[str] = "move"
+    TIMED: ClassVar[bool] = True
+    channel: str
+    df_hz: tuple[float, ...]
+    time_s: float
+    idxs: tuple[int, ...] | None = None
+    kind: str = "linear"
+
+    def check(self, segment: str, op: str, ir: IntentIR) -> None:
+        _check_channel(self.channel, ir, segment=segment, op=op)
+        check_time(self.time_s, segment=segment, op=op)
+        _check_indices("idxs", self.idxs, segment=segment, op=op)
+        _check_kind(self.kind, tuple(FREQ_SHAPES), segment=segment, op=op)
+        _per_index("df", self.df_hz, self.idxs, segment=segment, op=op)
+        for df in self.df_hz:
+            if not _finite(df):
+                raise FrequencyError(f"df={df!r} Hz must be finite", segment=segment, op=op, value=df)
+
+
+@dataclass(frozen=True)
+class RampAmp(Op):
+    """Ramp the amplitudes of tones ``idxs`` (all if None) to ``amps`` over ``time_s``."""
+
+    OP: ClassVar[str] = "ramp_amp_to"
+    TIMED: ClassVar[bool] = True
+    channel: str
+    amps: tuple[float, ...]
+    time_s: float
+    idxs: tuple[int, ...] | None = None
+    kind: str = "linear"
+
+    def check(self, segment: str, op: str, ir: IntentIR) -> None:
+        _check_channel(self.channel, ir, segment=segment, op=op)
+        check_time(self.time_s, segment=segment, op=op)
+        _check_indices("idxs", self.idxs, segment=segment, op=op)
+        _check_kind(self.kind, AMP_SHAPES, segment=segment, op=op)
+        _per_index("amps", self.amps, self.idxs, segment=segment, op=op)
+        for a in self.amps:
+            check_amp(a, segment=segment, op=op)
+
+
+@dataclass(frozen=True)
+class RemapFromDef(Op):
+    """Move tone ``src[k]`` of the current state to tone ``dst[k]`` of ``target_def`` (frequency
+    and amplitude) over ``time_s``, all at once. Tones keep their indices; tones not in ``src``
+    hold."""
+
+    OP: ClassVar[str] = "remap_from_def"
+    TIMED: ClassVar[bool] = True
+    channel: str
+    target_def: str
+    src: tuple[int, ...]
+    dst: tuple[int, ...]
+    time_s: float
+    kind: str = "min_jerk"
+
+    def check(self, segment: str, op: str, ir: IntentIR) -> None:
+        _check_channel(self.channel, ir, segment=segment, op=op)
+        d = _check_def_on_channel(self.target_def, self.channel, ir, segment=segment, op=op)
+        check_time(self.time_s, segment=segment, op=op)
+        _check_kind(self.kind, tuple(FREQ_SHAPES), segment=segment, op=op)
+        _check_indices("src", self.src, segment=segment, op=op)
+        _check_indices("dst", self.dst, segment=segment, op=op)
+        if len(self.src) != len(self.dst):
+            raise ProgramError(f"src has {len(self.src)} indices but dst has {len(self.dst)}", segment=segment, op=op, value=(self.src, self.dst))
+        bad = [j for j in self.dst if j >= len(d.freqs_hz)]
+        if bad:
+            raise ProgramError(f"dst indices {bad} out of range for {self.target_def!r} ({len(d.freqs_hz)} tones)", segment=segment, op=op, value=bad)
+
+
+@dataclass(frozen=True)
+class Sync(Op):
+    """Bring every channel's timeline to the latest one (the others hold)."""
+
+    OP: ClassVar[str] = "sync"
+
+    def check(self, segment: str, op: str, ir: IntentIR) -> None:
+        return None
+
+
+OPS: dict[str, type[Op]] = {c.OP: c for c in (UseDef, AddTone, RemoveTones, Hold, Move, RampAmp, RemapFromDef, Sync)}
+
+
+@dataclass(frozen=True)
+class IntentSegment:
+    """One segment as written: mode, loop count, phase mode and its ops in order.
+
+    ``phases`` (for ``phase_mode="manual"``) maps a channel to the start phases in radians of
+    the tones it has at the segment start.
+    """
+
+    name: str
+    mode: str = "once"
+    loops: int = 1
+    phase_mode: str = "continue"
+    ops: tuple[Op, ...] = ()
+    phases: dict[str, tuple[float, ...]] | None = field(default=None, hash=False)
+
+    def check(self, ir: IntentIR) -> None:
+        seg = self.name
+        if self.mode not in SEGMENT_MODES:
+            raise ProgramError(f"mode={self.mode!r} is not one of {', '.join(SEGMENT_MODES)}", segment=seg, value=self.mode)
+        if self.phase_mode not in PHASE_MODES:
+            raise ProgramError(f"phase_mode={self.phase_mode!r} is not one of {', '.join(PHASE_MODES)}", segment=seg, value=self.phase_mode)
+        if isinstance(self.loops, bool) or not isinstance(self.loops, int) or not MIN_LOOPS <= self.loops <= MAX_LOOPS:
+            raise ProgramError(f"loops={self.loops!r} must be an integer in {MIN_LOOPS}..{MAX_LOOPS}", segment=seg, value=self.loops)
+        if self.mode != "loop_n" and self.loops != 1:
+            raise ProgramError(f"loops={self.loops} is only meaningful with mode='loop_n'", segment=seg, value=self.loops)
+        if not any(op.TIMED for op in self.ops):
+            raise TimingError("segment has no timed op (hold, move, ramp_amp_to, remap_from_def): it would last 0 s", segment=seg)
+        for i, op in enumerate(self.ops):
+            op.check(seg, op.label(i), ir)
+        if self.phases is not None:
+            if self.phase_mode != "manual":
+                raise ProgramError("phases= is only used with phase_mode='manual'", segment=seg, value=self.phases)
+            for ch, ph in self.phases.items():
+                _check_channel(ch, ir, segment=seg, op="segment phases")
+                if not all(_finite(p) for p in ph):
+                    raise ProgramError(f"phases for {ch!r} must be finite radians", segment=seg, value=ph)
+
+
+@dataclass(frozen=True)
+class IntentIR:
+    """What you want: channels, definitions and segments in seconds and hertz (see module doc).
+
+    ``last_step`` is ``"ring"`` (the last segment is followed by the first, the default) or
+    ``"end"`` (the sequence stops after the last segment).
+    """
+
+    logical_channels: tuple[str, ...]
+    definitions: tuple[Definition, ...]
+    segments: tuple[IntentSegment, ...]
+    last_step: str = "ring"
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        if self.schema_version != SCHEMA_VERSION:
+            raise SerializationError(
+                f"intent schema version {self.schema_version} is not supported (this awgrt reads {SCHEMA_VERSION})",
+                value=self.schema_version,
+            )
+        if not self.logical_channels:
+            raise ProgramError("the program declares no logical channel")
+        if len(set(self.logical_channels)) != len(self.logical_channels):
+            raise ProgramError(f"logical channels repeat: {list(self.logical_channels)}", value=self.logical_channels)
+        names = [d.name for d in self.definitions]
+        if len(set(names)) != len(names):
+            raise ProgramError(f"definition names repeat: {names}", value=names)
+        for d in self.definitions:
+            d.check(self.logical_channels)
+        if not self.segments:
+            raise ProgramError("the program is empty: it has no segment")
+        seg_names = [s.name for s in self.segments]
+        if len(set(seg_names)) != len(seg_names):
+            dup = sorted({n for n in seg_names if seg_names.count(n) > 1})
+            raise ProgramError(f"segment names repeat: {dup}", value=dup)
+        if self.last_step not in LAST_STEP_MODES:
+            raise ProgramError(f"last_step={self.last_step!r} is not one of {LAST_STEP_MODES}", value=self.last_step)
+        for s in self.segments:
+            s.check(self)
+
+    def definition(self, name: str, *, segment: str | None = None, op: str | None = None) -> Definition:
+        for d in self.definitions:
+            if d.name == name:
+                return d
+        raise ProgramError(f"unknown definition {name!r} (defined: {[d.name for d in self.definitions]})", segment=segment, op=op, value=name)
+
+    # ----------------------------------------------------------------- digests and JSON
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": SCHEMA, **to_plain(self)}
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """JSON text with the schema name and version; :meth:`from_json` reads it back exactly."""
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> IntentIR:
+        try:
+            return cls.from_dict(json.loads(text))
+        except json.JSONDecodeError as exc:
+            raise SerializationError(f"not valid JSON: {exc}") from exc
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> IntentIR:
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+            raise SerializationError(f"not an awgrt intent program (schema {data.get('schema') if isinstance(data, dict) else None!r})")
+        try:
+            return cls(
+                logical_channels=tuple(data["logical_channels"]),
+                definitions=tuple(
+                    Definition(
+                        name=d["name"],
+                        logical_channel=d["logical_channel"],
+                        freqs_hz=tuple(d["freqs_hz"]),
+                        amps=tuple(d["amps"]),
+                        phases=d["phases"] if isinstance(d["phases"], str) else tuple(d["phases"]),
+                    )
+                    for d in data["definitions"]
+                ),
+                segments=tuple(_segment_from_dict(s) for s in data["segments"]),
+                last_step=data["last_step"],
+                schema_version=data["schema_version"],
+            )
+        except (KeyError, TypeError) as exc:
+            raise SerializationError(f"malformed intent program: {exc!r}") from exc
+
+    @property
+    def digest(self) -> str:
+        """Content digest of the whole program."""
+        return digest_of(SCHEMA, self)
+
+    def segment_fingerprints(self) -> dict[str, str]:
+        """Per-segment fingerprint covering the segment and the state it inherits.
+
+        A segment's samples depend on its own ops and, through the tone state and phases it
+        starts from, on the channels, definitions and every segment before it. Fingerprint i is
+        therefore a hash chain: H(fingerprint i-1, segment i), seeded with the channels and
+        definitions. (The quantized IR carries exact per-segment digests of the resolved entry
+        state, which the runtime uses to skip unchanged segments.)
+        """
+        out: dict[str, str] = {}
+        prev = digest_of(SCHEMA, self.schema_version, self.logical_channels, self.definitions)
+        for s in self.segments:
+            prev = digest_of(prev, s)
+            out[s.name] = prev
+        return out
+
+    def __str__(self) -> str:  # pragma: no cover - convenience
+        return canonical_json(self)
+
+
+def _segment_from_dict(s: dict[str, Any]) -> IntentSegment:
+    ops = []
+    for o in s["ops"]:
+        o = dict(o)
+        kind = o.pop("op")
+        if kind not in OPS:
+            raise SerializationError(f"unknown op {kind!r}", segment=s.get("name"), value=kind)
+        ops.append(OPS[kind](**{k: tuple(v) if isinstance(v, list) else v for k, v in o.items()}))
+    phases = s.get("phases")
+    return IntentSegment(
+        name=s["name"],
+        mode=s["mode"],
+        loops=s["loops"],
+        phase_mode=s["phase_mode"],
+        ops=tuple(ops),
+        phases=None if phases is None else {k: tuple(v) for k, v in phases.items()},
+    )

@@ -1,0 +1,173 @@
+"""Resolved IR: *what you mean*, in whole samples at one sample rate.
+
+Every time is an int64 sample count, every tone has a program-wide identity (``tone`` id) so its
+phase can be followed across segments, and every segment is, per logical channel, a contiguous
+list of :class:`Piece` s. A piece is a stretch of samples over which each of its tones follows one
+smooth trajectory (:class:`ToneSpan`): frequency f0 -> f1 with a shape, amplitude a0 -> a1 with a
+shape. Tone sets change only between pieces.
+
+The same segment types carry the quantized IR, where ``ToneSpan.phase0_cycles`` is filled in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+from .digest import digest_of
+
+
+@dataclass(frozen=True)
+class ToneSpan:
+    """One tone over one piece. Frequencies in Hz, amplitudes in fractions of full scale,
+    ``phase0_cycles`` the phase at the piece start in cycles (None until the phase stage)."""
+
+    tone: int
+    f0_hz: float
+    f1_hz: float
+    freq_kind: str
+    a0: float
+    a1: float
+    amp_kind: str
+    phase0_cycles: float | None = None
+
+    @property
+    def constant(self) -> bool:
+        return self.f0_hz == self.f1_hz and self.a0 == self.a1
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Samples [start, start + n) of a channel in a segment; ``op`` names what made it."""
+
+    start: int
+    n: int
+    tones: tuple[ToneSpan, ...]
+    op: str
+
+    @property
+    def stop(self) -> int:
+        return self.start + self.n
+
+    @property
+    def constant(self) -> bool:
+        return all(t.constant for t in self.tones)
+
+
+@dataclass(frozen=True)
+class ChannelTrack:
+    """One logical channel across one segment: pieces that tile [0, segment length)."""
+
+    channel: str
+    pieces: tuple[Piece, ...]
+
+    @property
+    def entry(self) -> tuple[ToneSpan, ...]:
+        return self.pieces[0].tones
+
+    @property
+    def exit(self) -> tuple[ToneSpan, ...]:
+        return self.pieces[-1].tones
+
+    @property
+    def constant(self) -> bool:
+        """Same tones, frequencies and amplitudes from start to end."""
+        first = [(t.tone, t.f0_hz, t.a0) for t in self.pieces[0].tones]
+        return all(p.constant and [(t.tone, t.f0_hz, t.a0) for t in p.tones] == first for p in self.pieces)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A segment in samples. ``manual_phases`` maps channel -> start phases (rad) for
+    ``phase_mode='manual'``. ``digest`` is filled by quantize (None before)."""
+
+    name: str
+    mode: str
+    loops: int
+    phase_mode: str
+    n_samples: int
+    tracks: tuple[ChannelTrack, ...]
+    manual_phases: Mapping[str, tuple[float, ...]] | None = None
+    digest: str | None = None
+
+    @property
+    def looped(self) -> bool:
+        """True when the card may replay this segment back to back with itself."""
+        return self.mode == "wait_trig" or (self.mode == "loop_n" and self.loops > 1)
+
+    def track(self, channel: str) -> ChannelTrack:
+        for t in self.tracks:
+            if t.channel == channel:
+                return t
+        raise KeyError(channel)
+
+    def with_digest(self, sample_rate_hz: float, hardware: Mapping[str, int]) -> Segment:
+        """This segment with ``digest`` set from exactly what determines its samples: length,
+        sample rate, and per hardware channel every piece's tone trajectories and start phases
+        (not names, tone ids, modes or loop counts, so equal digests mean equal samples)."""
+        body = [
+            (
+                hardware[t.channel],
+                [(p.start, p.n, [(s.f0_hz, s.f1_hz, s.freq_kind, s.a0, s.a1, s.amp_kind, s.phase0_cycles) for s in p.tones]) for p in t.pieces],
+            )
+            for t in self.tracks
+        ]
+        return replace(self, digest=digest_of("segment", sample_rate_hz, self.n_samples, sorted(body)))
+
+
+@dataclass(frozen=True)
+class ToneOrigin:
+    """Where a tone id was born and with which phase: ``phase_rad`` explicit, or None with an
+    ``auto_group`` shared by the tones whose phases are optimised together."""
+
+    tone: int
+    channel: str
+    segment: str
+    op: str
+    phase_rad: float | None
+    auto_group: int | None = None
+
+
+@dataclass(frozen=True)
+class Note:
+    """One entry of a stage report: a rounding, padding, snapping or mapping decision."""
+
+    kind: str
+    segment: str | None
+    detail: str
+    requested: float | int | None = None
+    realised: float | int | None = None
+    channel: str | None = None
+
+
+@dataclass(frozen=True)
+class ResolvedIR:
+    """What you mean: the program in whole samples at ``sample_rate_hz`` (see module doc).
+
+    ``notes`` records every time that did not land on a whole sample.
+    """
+
+    sample_rate_hz: float
+    logical_channels: tuple[str, ...]
+    segments: tuple[Segment, ...]
+    tone_origins: tuple[ToneOrigin, ...]
+    last_step: str
+    intent_digest: str
+    notes: tuple[Note, ...] = ()
+
+    @property
+    def n_samples(self) -> int:
+        """Samples of one pass through every segment in program order."""
+        return sum(s.n_samples for s in self.segments)
+
+    @property
+    def duration_s(self) -> float:
+        """Duration of one pass through every segment in program order, in seconds."""
+        return self.n_samples / self.sample_rate_hz
+
+    def origin(self, tone: int) -> ToneOrigin:
+        return self.tone_origins[tone]
+
+    @property
+    def digest(self) -> str:
+        return digest_of("resolved", self)

@@ -1,0 +1,206 @@
+"""The compiled program: *what the card plays*.
+
+:class:`CompiledSequenceProgram` holds the int16 data of each memory slot (:class:`CompiledSegment`)
+and the step table (:class:`SequenceStep`), plus the report of everything the compiler decided.
+:meth:`CompiledSequenceProgram.validate` checks all that the card would reject, before upload.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .card import CARDS, CardSpec, encode_step_entry
+from .errors import CardLimitError, SerializationError
+from .ir.digest import digest_of
+
+SAVE_SCHEMA = "awgrt.compiled"
+SAVE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class CompiledSegment:
+    """One memory slot: ``data`` is read-only int16 of shape (n_samples, n_channels), columns in
+    hardware channel order. ``names`` lists every program segment that plays this slot."""
+
+    name: str
+    data: np.ndarray = field(repr=False, compare=False)
+    digest: str
+    names: tuple[str, ...] = ()
+    clipped: tuple[int, ...] = ()
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.data.shape[0])
+
+
+@dataclass(frozen=True)
+class SequenceStep:
+    """One step-table entry. ``segment`` indexes ``CompiledSequenceProgram.segments``; ``next``
+    is the step after this one; ``loops`` passes (1..1,048,575); ``on_trigger`` keeps repeating
+    after the loops until a trigger has been seen; ``end`` stops the card after this step."""
+
+    segment: int
+    next: int
+    loops: int
+    on_trigger: bool = False
+    end: bool = False
+    name: str = ""
+
+    @property
+    def entry(self) -> int:
+        """The 64-bit step word (unsigned), range-checked."""
+        return encode_step_entry(self.segment, self.next, self.loops, end_loop_on_trigger=self.on_trigger, end=self.end)
+
+
+@dataclass(frozen=True)
+class CompiledSequenceProgram:
+    """Int16 segments plus a step table, ready for a backend. See module doc."""
+
+    sample_rate_hz: float
+    n_channels: int
+    segments: tuple[CompiledSegment, ...]
+    steps: tuple[SequenceStep, ...]
+    start_step: int = 0
+    hardware_channels: Mapping[str, int] = field(default_factory=dict)
+    card: CardSpec = field(default_factory=lambda: CARDS["M4i.6631-x8"], repr=False)
+    report: object = field(default=None, repr=False, compare=False)
+
+    @property
+    def max_segments(self) -> int:
+        """Memory slots the data memory is split into (``SPC_SEQMODE_MAXSEGMENTS``)."""
+        return self.card.slot_count(len(self.segments))
+
+    @property
+    def digest(self) -> str:
+        """Digest of what the card plays: sample rate, every slot's bytes and the step table."""
+        return digest_of(
+            "compiled",
+            self.sample_rate_hz,
+            self.n_channels,
+            self.start_step,
+            [(s.data.shape, s.data.tobytes()) for s in self.segments],
+            self.steps,
+        )
+
+    def segment_for_step(self, step: int) -> CompiledSegment:
+        return self.segments[self.steps[step].segment]
+
+    # ------------------------------------------------------------------ validation
+
+    def problems(self, card: CardSpec | None = None) -> list[str]:
+        """Everything ``card`` (default: the program's own) would reject, as sentences."""
+        card = card or self.card
+        out: list[str] = []
+        rate = card.sample_rate_problem(self.sample_rate_hz)
+        if rate:
+            out.append(rate)
+        if self.n_channels not in card.channel_counts:
+            out.append(f"{self.n_channels} enabled channels; {card.name} runs with {list(card.channel_counts)}")
+            return out
+        if not self.segments:
+            out.append("no segments")
+        if not self.steps:
+            out.append("no steps")
+        if len(self.steps) > card.max_steps:
+            out.append(f"{len(self.steps)} steps > {card.max_steps}")
+        slots = card.slot_count(len(self.segments))
+        if slots > card.max_segments:
+            out.append(f"{len(self.segments)} segments need {slots} slots > {card.max_segments}")
+        min_len = card.min_segment_length(self.n_channels)
+        max_len = card.max_segment_length(self.n_channels, slots)
+        for i, s in enumerate(self.segments):
+            where = f"segment {i} {s.name!r}"
+            if s.data.dtype != np.int16 or s.data.ndim != 2 or s.data.shape[1] != self.n_channels:
+                out.append(f"{where}: data must be int16 of shape (n, {self.n_channels}), got {s.data.dtype} {s.data.shape}")
+                continue
+            n = s.n_samples
+            if n < min_len:
+                out.append(f"{where}: {n} samples < minimum {min_len} for {self.n_channels} channels")
+            if n % card.segment_granularity:
+                out.append(f"{where}: {n} samples is not a multiple of {card.segment_granularity}")
+            if n > max_len:
+                out.append(f"{where}: {n} samples > slot size {max_len}")
+        if not 0 <= self.start_step < max(1, len(self.steps)):
+            out.append(f"start step {self.start_step} out of range 0..{len(self.steps) - 1}")
+        used = set()
+        for i, st in enumerate(self.steps):
+            where = f"step {i} ({st.name!r})"
+            if not 0 <= st.segment < len(self.segments):
+                out.append(f"{where}: segment index {st.segment} out of range 0..{len(self.segments) - 1}")
+            if not 0 <= st.next < len(self.steps):
+                out.append(f"{where}: next step {st.next} out of range 0..{len(self.steps) - 1}")
+            if not 1 <= st.loops <= card.max_loops:
+                out.append(f"{where}: loops={st.loops} outside 1..{card.max_loops}")
+            try:
+                st.entry
+            except CardLimitError as exc:
+                out.append(f"{where}: {exc.detail}")
+            used.add(st.segment)
+        unused = sorted(set(range(len(self.segments))) - used)
+        if unused:
+            out.append(f"segments {unused} are never played by any step")
+        return out
+
+    def validate(self, card: CardSpec | None = None) -> CompiledSequenceProgram:
+        """Raise :class:`~awgrt.errors.CardLimitError` listing every problem; return self if none."""
+        problems = self.problems(card)
+        if problems:
+            name = (card or self.card).name
+            raise CardLimitError(f"{len(problems)} problem(s) for {name}: " + "; ".join(problems), op="validate", value=len(problems))
+        return self
+
+    # ------------------------------------------------------------------ save / load
+
+    def save(self, path: str | Path) -> Path:
+        """Write data and step table to one ``.npz`` file (the report is not saved)."""
+        meta = {
+            "schema": SAVE_SCHEMA,
+            "schema_version": SAVE_VERSION,
+            "sample_rate_hz": self.sample_rate_hz,
+            "n_channels": self.n_channels,
+            "start_step": self.start_step,
+            "hardware_channels": dict(self.hardware_channels),
+            "card": self.card.name,
+            "segments": [{"name": s.name, "names": list(s.names), "digest": s.digest, "clipped": list(s.clipped)} for s in self.segments],
+            "steps": [[st.segment, st.next, st.loops, st.on_trigger, st.end, st.name] for st in self.steps],
+        }
+        arrays = {f"seg{i}": s.data for i, s in enumerate(self.segments)}
+        path = Path(path)
+        with path.open("wb") as f:
+            np.savez(f, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, card: CardSpec | None = None) -> CompiledSequenceProgram:
+        """Read a program written by :meth:`save`."""
+        try:
+            with np.load(io.BytesIO(Path(path).read_bytes())) as z:
+                meta = json.loads(bytes(z["meta"]).decode())
+                if meta.get("schema") != SAVE_SCHEMA or meta.get("schema_version") != SAVE_VERSION:
+                    raise SerializationError(f"{path}: not an awgrt compiled program of version {SAVE_VERSION}")
+                segments = []
+                for i, s in enumerate(meta["segments"]):
+                    data = np.array(z[f"seg{i}"], dtype=np.int16)
+                    data.flags.writeable = False
+                    segments.append(CompiledSegment(s["name"], data, s["digest"], tuple(s["names"]), tuple(s["clipped"])))
+        except (OSError, ValueError, KeyError) as exc:
+            raise SerializationError(f"cannot read {path}: {exc}") from exc
+        if card is None:
+            card = CARDS.get(meta["card"])
+            if card is None:
+                raise SerializationError(f"{path}: card {meta['card']!r} unknown here; pass card=")
+        return cls(
+            sample_rate_hz=meta["sample_rate_hz"],
+            n_channels=meta["n_channels"],
+            segments=tuple(segments),
+            steps=tuple(SequenceStep(*st) for st in meta["steps"]),
+            start_step=meta["start_step"],
+            hardware_channels=meta["hardware_channels"],
+            card=card,
+        )
