@@ -170,11 +170,12 @@ class CardSpec:
 
     def sample_rate_problem(self, sample_rate_hz: float) -> str | None:
         """Why the card cannot clock at ``sample_rate_hz``, or None if it can."""
+        ms = f"{sample_rate_hz / 1e6:.9g} MS/s"
         if not self.min_sample_rate_hz <= sample_rate_hz <= self.max_sample_rate_hz:
-            return f"sample rate {sample_rate_hz:g} Hz is outside {self.min_sample_rate_hz:g}..{self.max_sample_rate_hz:g} Hz"
+            return f"sample rate {ms} is outside {self.min_sample_rate_hz / 1e6:g}..{self.max_sample_rate_hz / 1e6:g} MS/s"
         for lo, hi in self.forbidden_sample_rates_hz:
             if lo <= sample_rate_hz <= hi:
-                return f"sample rate {sample_rate_hz:g} Hz lies in the card's clock gap {lo:g}..{hi:g} Hz"
+                return f"sample rate {ms} lies in the card's clock gap {lo / 1e6:g}..{hi / 1e6:g} MS/s"
         if sample_rate_hz % self.sample_rate_step_hz:
             return f"sample rate {sample_rate_hz!r} Hz is not a multiple of {self.sample_rate_step_hz:g} Hz"
         return None

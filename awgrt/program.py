@@ -12,6 +12,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 
@@ -70,6 +71,9 @@ class CompiledSequenceProgram:
     hardware_channels: Mapping[str, int] = field(default_factory=dict)
     card: CardSpec = field(default_factory=lambda: CARDS["M4i.6631-x8"], repr=False)
     report: object = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hardware_channels", MappingProxyType(dict(self.hardware_channels)))
 
     @property
     def max_segments(self) -> int:

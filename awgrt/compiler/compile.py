@@ -82,7 +82,7 @@ def compile_sequence_program(
         segments=tuple(by_slot[i] for i in range(len(by_slot))),
         steps=steps,
         start_step=0,
-        hardware_channels=hw,
+        hardware_channels=quantized.hardware_channels,
         card=quantized.card,
         report=report,
     )

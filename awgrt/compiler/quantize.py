@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
+from types import MappingProxyType
 
 from ..card import CARDS, DEFAULT_CARD, CardSpec
 from ..errors import CardLimitError, ProgramError
@@ -219,7 +220,7 @@ def quantize_resolved_ir(
     return QuantizedIR(
         sample_rate_hz=fs,
         card=card,
-        hardware_channels=mapping,
+        hardware_channels=MappingProxyType(mapping),
         n_hardware_channels=n_active,
         segments=segments,
         segment_slot=slot_of,

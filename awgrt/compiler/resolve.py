@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from fractions import Fraction
+from types import MappingProxyType
 
 from ..errors import FrequencyError, ProgramError, TimingError
 from ..ir.intent import (
@@ -152,7 +153,7 @@ class _Walker:
         tracks = tuple(ChannelTrack(ch, self._to_samples(name, raw[ch])) for ch in self.intent.logical_channels)
         manual = None
         if seg.phase_mode == "manual":
-            manual = dict(seg.phases or {})
+            manual = MappingProxyType(dict(seg.phases or {}))
             for ch, phases in manual.items():
                 n_entry = len(next(t for t in tracks if t.channel == ch).entry)
                 if len(phases) != n_entry:

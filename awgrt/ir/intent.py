@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 from ..card import MAX_LOOPS, MIN_LOOPS
@@ -308,7 +310,11 @@ class IntentSegment:
     loops: int = 1
     phase_mode: str = "continue"
     ops: tuple[Op, ...] = ()
-    phases: dict[str, tuple[float, ...]] | None = field(default=None, hash=False)
+    phases: Mapping[str, tuple[float, ...]] | None = field(default=None, hash=False)
+
+    def __post_init__(self) -> None:
+        if self.phases is not None:
+            object.__setattr__(self, "phases", MappingProxyType({k: tuple(v) for k, v in self.phases.items()}))
 
     def check(self, ir: IntentIR) -> None:
         seg = self.name
