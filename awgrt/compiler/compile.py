@@ -6,10 +6,23 @@ import math
 
 from ..errors import ClipError, ProgramError
 from ..ir.quantized import QuantizedIR
+from ..ir.resolved import Segment
 from ..program import CompiledSegment, CompiledSequenceProgram
+from ..progress import Progress
 from .report import CompileReport, SegmentReport
 from .steps import build_steps
 from .synth import SynthResult, synthesize
+
+
+def _segment_samples(
+    seg: Segment, q: QuantizedIR, cache: dict[str, SynthResult], gain: float, clip: float, full_scale: int, synthesised: list[str]
+) -> SynthResult:
+    """The segment's samples from ``cache`` (keyed by digest and scaling) or freshly synthesised."""
+    key = f"{seg.digest}:{gain!r}:{clip!r}:{full_scale}"
+    if key not in cache:
+        cache[key] = synthesize(seg, q.sample_rate_hz, dict(q.hardware_channels), q.n_hardware_channels, gain=gain, clip=clip, full_scale=full_scale)
+        synthesised.append(seg.name)
+    return cache[key]
 
 
 def compile_sequence_program(
@@ -20,6 +33,7 @@ def compile_sequence_program(
     *,
     clip_policy: str = "count",
     cache: dict[str, SynthResult] | None = None,
+    progress: bool = True,
 ) -> CompiledSequenceProgram:
     """Synthesise every distinct segment and build the step table.
 
@@ -27,6 +41,7 @@ def compile_sequence_program(
     ``clip * full_scale`` are clipped and counted per segment in the report, or raise
     :class:`~awgrt.errors.ClipError` with ``clip_policy="error"``. ``cache`` maps segment digests
     to earlier results: segments found there are not synthesised again (the runtime uses this).
+    With ``progress`` a bar is drawn on stderr once synthesis has taken more than a second.
     """
     if not (isinstance(gain, (int, float)) and math.isfinite(gain) and gain > 0):
         raise ProgramError(f"gain={gain!r} must be finite and > 0", op="compile", value=gain)
@@ -42,25 +57,23 @@ def compile_sequence_program(
     by_slot: dict[int, CompiledSegment] = {}
     seg_reports = []
     synthesised = []
-    for seg, slot in zip(quantized.segments, quantized.segment_slot):
-        key = f"{seg.digest}:{gain!r}:{clip!r}:{full_scale}"
-        if key not in cache:
-            cache[key] = synthesize(seg, quantized.sample_rate_hz, hw, quantized.n_hardware_channels, gain=gain, clip=clip, full_scale=full_scale)
-            synthesised.append(seg.name)
-        result = cache[key]
-        if clip_policy == "error" and any(result.clipped):
-            raise ClipError(
-                f"{sum(result.clipped)} samples exceed clip={clip} of full scale (peak {max(result.peak):.3f}); lower the amplitudes or gain",
-                segment=seg.name,
-                op="synthesize",
-                value=max(result.peak),
-            )
-        if slot in by_slot:
-            prev = by_slot[slot]
-            by_slot[slot] = CompiledSegment(prev.name, prev.data, prev.digest, (*prev.names, seg.name), prev.clipped)
-        else:
-            by_slot[slot] = CompiledSegment(seg.name, result.data, seg.digest, (seg.name,), result.clipped)
-        seg_reports.append(SegmentReport.of(seg, slot, result, quantized))
+    with Progress(quantized.n_samples, "synthesising", enabled=progress) as bar:
+        for seg, slot in zip(quantized.segments, quantized.segment_slot):
+            result = _segment_samples(seg, quantized, cache, gain, clip, full_scale, synthesised)
+            bar.advance(seg.n_samples)
+            if clip_policy == "error" and any(result.clipped):
+                raise ClipError(
+                    f"{sum(result.clipped)} samples exceed clip={clip} of full scale (peak {max(result.peak):.3f}); lower the amplitudes or gain",
+                    segment=seg.name,
+                    op="synthesize",
+                    value=max(result.peak),
+                )
+            if slot in by_slot:
+                prev = by_slot[slot]
+                by_slot[slot] = CompiledSegment(prev.name, prev.data, prev.digest, (*prev.names, seg.name), prev.clipped)
+            else:
+                by_slot[slot] = CompiledSegment(seg.name, result.data, seg.digest, (seg.name,), result.clipped)
+            seg_reports.append(SegmentReport.of(seg, slot, result, quantized))
     steps = build_steps(quantized)
     report = CompileReport(
         sample_rate_hz=quantized.sample_rate_hz,

@@ -15,11 +15,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import AWGRTError
-from ..ir.resolved import Segment
+from ..ir.resolved import Segment, ToneSpan
 from .shapes import amplitude_profile, phase_cycles
 
 #: Samples synthesised per block (bounds temporary memory per tone to a few MiB).
 BLOCK = 1 << 17
+#: Columns of the per-block matrix product used for constant tones.
+HOLD_BLOCK = 1024
 
 
 @dataclass(frozen=True)
@@ -31,22 +33,52 @@ class SynthResult:
     peak: tuple[float, ...]  # per hardware channel: peak |value| before clipping, fraction of full scale
 
 
+def _constant_tones(spans: list[ToneSpan], n: int, fs: float, out: np.ndarray) -> None:
+    """Add constant tones over n samples to ``out`` with one complex matrix product per block.
+
+    Sample b*B + j of tone i is Im(a_i e^{2 pi i (phi_i + f_i b B)} * e^{2 pi i f_i j}): the
+    first factor is exact per block row, the second exact per column, so no phase is
+    accumulated, and the sum over tones is a BLAS product (rows x tones) @ (tones x B).
+    """
+    f = np.array([s.f0_hz / fs for s in spans])
+    a = np.array([s.a0 for s in spans])
+    p0 = np.array([s.phase0_cycles for s in spans])
+    width = min(n, HOLD_BLOCK)
+    cols = np.exp(2j * np.pi * ((f[:, None] * np.arange(width)) % 1.0))
+    rows_per_chunk = max(1, BLOCK // width)
+    n_rows = -(-n // width)
+    for r0 in range(0, n_rows, rows_per_chunk):
+        starts = np.arange(r0, min(n_rows, r0 + rows_per_chunk), dtype=np.float64) * width
+        coeff = a * np.exp(2j * np.pi * ((p0 + f * starts[:, None]) % 1.0))
+        block = (coeff @ cols).imag.ravel()
+        lo = r0 * width
+        hi = min(n, lo + block.size)
+        out[lo:hi] += block[: hi - lo]
+
+
+def _moving_tone(s: ToneSpan, n: int, fs: float, out: np.ndarray) -> None:
+    """Add one tone whose frequency or amplitude changes, sample by sample in closed form."""
+    for b0 in range(0, n, BLOCK):
+        k = np.arange(b0, min(n, b0 + BLOCK), dtype=np.float64)
+        phi = s.phase0_cycles + phase_cycles(s.f0_hz / fs, s.f1_hz / fs, s.freq_kind, n, k)
+        phi -= np.floor(phi)
+        out[b0 : b0 + k.size] += amplitude_profile(s.a0, s.a1, s.amp_kind, k / n) * np.sin(2.0 * np.pi * phi)
+
+
 def reference(segment: Segment, sample_rate_hz: float, hardware: dict[str, int], n_hw: int) -> np.ndarray:
     """Float64 samples in fractions of full scale, shape (n_samples, n_hw)."""
-    out = np.zeros((segment.n_samples, n_hw), dtype=np.float64)
-    fs = sample_rate_hz
+    out = np.zeros((n_hw, segment.n_samples), dtype=np.float64)
     for track in segment.tracks:
-        col = hardware[track.channel]
+        row = out[hardware[track.channel]]
         for piece in track.pieces:
-            for b0 in range(0, piece.n, BLOCK):
-                k = np.arange(b0, min(piece.n, b0 + BLOCK), dtype=np.float64)
-                acc = out[piece.start + b0 : piece.start + b0 + k.size, col]
-                for s in piece.tones:
-                    phi = s.phase0_cycles + phase_cycles(s.f0_hz / fs, s.f1_hz / fs, s.freq_kind, piece.n, k)
-                    phi -= np.floor(phi)
-                    amp = amplitude_profile(s.a0, s.a1, s.amp_kind, k / piece.n)
-                    acc += amp * np.sin(2.0 * np.pi * phi)
-    return out
+            view = row[piece.start : piece.stop]
+            constant = [s for s in piece.tones if s.constant]
+            if constant:
+                _constant_tones(constant, piece.n, sample_rate_hz, view)
+            for s in piece.tones:
+                if not s.constant:
+                    _moving_tone(s, piece.n, sample_rate_hz, view)
+    return out.T
 
 
 def to_int16(ref: np.ndarray, *, gain: float, clip: float, full_scale: int) -> tuple[np.ndarray, tuple[int, ...], tuple[float, ...]]:

@@ -1,0 +1,48 @@
+"""A small progress bar for long work, drawn on stderr only once the work has taken a second.
+
+Short jobs print nothing; long ones show ``desc [#####.....] 52% 1.3 s`` and a final line.
+No dependency beyond the standard library, so the core keeps numpy and scipy as its only needs.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+
+class Progress:
+    """Progress over ``total`` units. Use as a context manager and call :meth:`advance`."""
+
+    def __init__(self, total: float, desc: str, *, enabled: bool = True, delay_s: float = 1.0, stream: TextIO | None = None) -> None:
+        self.total = max(float(total), 1e-300)
+        self.desc = desc
+        self.enabled = enabled
+        self.delay_s = delay_s
+        self.stream = stream or sys.stderr
+        self.done = 0.0
+        self.start = time.perf_counter()
+        self.shown = False
+        self._last_draw = 0.0
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.shown:
+            self._draw(final=True)
+
+    def advance(self, amount: float = 1.0) -> None:
+        self.done += amount
+        now = time.perf_counter()
+        if self.enabled and self.done < self.total and now - self.start >= self.delay_s and now - self._last_draw >= 0.1:
+            self._draw()
+
+    def _draw(self, final: bool = False) -> None:
+        frac = min(1.0, self.done / self.total)
+        bar = "#" * int(30 * frac) + "." * (30 - int(30 * frac))
+        elapsed = time.perf_counter() - self.start
+        self.stream.write(f"\r{self.desc} [{bar}] {100 * frac:3.0f}% {elapsed:.1f} s" + ("\n" if final else ""))
+        self.stream.flush()
+        self.shown = True
+        self._last_draw = time.perf_counter()
