@@ -88,8 +88,9 @@ class CompiledSequenceProgram:
             self.sample_rate_hz,
             self.n_channels,
             self.start_step,
-            [(s.data.shape, s.data.tobytes()) for s in self.segments],
+            [list(s.data.shape) for s in self.segments],
             self.steps,
+            *(np.ascontiguousarray(s.data, dtype="<i2").tobytes() for s in self.segments),
         )
 
     def segment_for_step(self, step: int) -> CompiledSegment:
