@@ -17,6 +17,7 @@ segment lasts as long as its longest channel; shorter ones hold their last state
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterable, Sequence
 
 from .errors import ProgramError
@@ -37,19 +38,36 @@ from .ir.intent import (
 from .ir.resolved import ResolvedIR
 
 
-def _floats(values: float | Iterable[float], what: str) -> tuple[float, ...]:
-    seq = [values] if isinstance(values, (int, float)) else list(values)
+def _segment_name(builder: AWGProgramBuilder) -> str | None:
+    return builder._segments[-1]["name"] if builder._segments else None
+
+
+def _floats(values: float | Iterable[float], what: str, op: str, segment: str | None = None) -> tuple[float, ...]:
+    """Numbers as a tuple of floats; anything else is a :class:`ProgramError` naming the op."""
+    seq = [values] if isinstance(values, numbers.Real) or isinstance(values, str) or values is None else values
     try:
+        seq = list(seq)
+        if any(isinstance(v, (bool, str)) or not isinstance(v, numbers.Real) for v in seq):
+            raise TypeError
         return tuple(float(v) for v in seq)
-    except (TypeError, ValueError) as exc:
-        raise ProgramError(f"{what}={values!r} must be numbers", value=values) from exc
+    except TypeError:
+        raise ProgramError(f"{what}={values!r} must be a number or a list of numbers", segment=segment, op=op, value=values) from None
+
+
+def _float(value: float, what: str, op: str, segment: str | None = None) -> float:
+    """One number as a float, or a :class:`ProgramError` naming the op."""
+    if isinstance(value, (bool, str)) or not isinstance(value, numbers.Real):
+        raise ProgramError(f"{what}={value!r} must be a number", segment=segment, op=op, value=value)
+    return float(value)
 
 
 def _ints(values: int | Sequence[int] | None) -> tuple[int, ...] | None:
+    """Indices as a tuple of ints (numpy integers accepted); other values pass through to be
+    rejected, with the op named, by the intent checks."""
     if values is None:
         return None
-    seq = [values] if isinstance(values, int) else list(values)
-    return tuple(int(v) if not isinstance(v, bool) and hasattr(v, "__index__") else v for v in seq)
+    seq = [values] if isinstance(values, numbers.Integral) else list(values)
+    return tuple(int(v) if isinstance(v, numbers.Integral) and not isinstance(v, bool) else v for v in seq)
 
 
 class AWGProgramBuilder:
@@ -84,9 +102,9 @@ class AWGProgramBuilder:
             Definition(
                 name=str(name),
                 logical_channel=str(logical_channel),
-                freqs_hz=_floats(freqs, "freqs"),
-                amps=_floats(amps, "amps"),
-                phases=phases if isinstance(phases, str) else _floats(phases, "phases"),
+                freqs_hz=_floats(freqs, "freqs", f"define {name!r}"),
+                amps=_floats(amps, "amps", f"define {name!r}"),
+                phases=phases if isinstance(phases, str) else _floats(phases, "phases", f"define {name!r}"),
             )
         )
         return self
@@ -114,9 +132,9 @@ class AWGProgramBuilder:
             dict(
                 name=str(name),
                 mode=mode,
-                loops=loops,
+                loops=int(loops) if isinstance(loops, numbers.Integral) and not isinstance(loops, bool) else loops,
                 phase_mode=phase_mode,
-                phases=None if phases is None else {k: _floats(v, "phases") for k, v in phases.items()},
+                phases=None if phases is None else {k: _floats(v, "phases", "segment phases", str(name)) for k, v in phases.items()},
                 ops=[],
             )
         )
@@ -148,7 +166,15 @@ class AWGProgramBuilder:
 
     def add_tone(self, *, freq: float, amp: float, phase: float = 0.0) -> AWGProgramBuilder:
         """Append a tone (phase in radians) to the selected channel."""
-        return self._add(AddTone(self._selected("add_tone"), float(freq), float(amp), float(phase)))
+        seg = _segment_name(self)
+        return self._add(
+            AddTone(
+                self._selected("add_tone"),
+                _float(freq, "freq", "add_tone", seg),
+                _float(amp, "amp", "add_tone", seg),
+                _float(phase, "phase", "add_tone", seg),
+            )
+        )
 
     def remove_tones(self, *, idxs: int | Sequence[int]) -> AWGProgramBuilder:
         """Remove tones by index from the selected channel."""
@@ -157,21 +183,29 @@ class AWGProgramBuilder:
     def move(self, *, df: float | Sequence[float], time: float, idxs: Sequence[int] | None = None, kind: str = "linear") -> AWGProgramBuilder:
         """Chirp tones ``idxs`` (all if None) by ``df`` Hz (one value or one per index) over
         ``time`` s; ``kind``: ``"linear"``, ``"min_jerk"`` or ``"cosine"``."""
-        return self._add(Move(self._selected("move"), _floats(df, "df"), float(time), _ints(idxs), kind))
+        seg = _segment_name(self)
+        return self._add(Move(self._selected("move"), _floats(df, "df", "move", seg), _float(time, "time", "move", seg), _ints(idxs), kind))
 
     def ramp_amp_to(self, *, amps: float | Sequence[float], time: float, idxs: Sequence[int] | None = None, kind: str = "linear") -> AWGProgramBuilder:
         """Ramp amplitudes of tones ``idxs`` (all if None) to ``amps`` over ``time`` s; ``kind``:
         ``"linear"``, ``"min_jerk"``, ``"cosine"`` or ``"exp"``."""
-        return self._add(RampAmp(self._selected("ramp_amp_to"), _floats(amps, "amps"), float(time), _ints(idxs), kind))
+        seg = _segment_name(self)
+        return self._add(
+            RampAmp(self._selected("ramp_amp_to"), _floats(amps, "amps", "ramp_amp_to", seg), _float(time, "time", "ramp_amp_to", seg), _ints(idxs), kind)
+        )
 
     def remap_from_def(self, *, target_def: str, src: Sequence[int], dst: Sequence[int], time: float, kind: str = "min_jerk") -> AWGProgramBuilder:
         """Move tone ``src[k]`` to the frequency and amplitude of tone ``dst[k]`` of
         ``target_def`` over ``time`` s (tweezer rearrangement). Indices do not change."""
-        return self._add(RemapFromDef(self._selected("remap_from_def"), str(target_def), _ints(src), _ints(dst), float(time), kind))
+        return self._add(
+            RemapFromDef(
+                self._selected("remap_from_def"), str(target_def), _ints(src), _ints(dst), _float(time, "time", "remap_from_def", _segment_name(self)), kind
+            )
+        )
 
     def hold(self, *, time: float) -> AWGProgramBuilder:
         """Hold for ``time`` s: the selected channel, or every channel if none is selected."""
-        return self._add(Hold(self._channel, float(time)))
+        return self._add(Hold(self._channel, _float(time, "time", "hold", _segment_name(self))))
 
     def sync(self) -> AWGProgramBuilder:
         """Line every channel's timeline up to the latest one (the others hold)."""

@@ -20,6 +20,8 @@ so it is rejected here.
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -54,8 +56,10 @@ class StepEntry:
     end: bool = False
 
 
-def _check_field(name: str, value: int, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or int(value) != value:
+def _check_field(name: str, value: object, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise CardLimitError(f"{name}={value!r} is not an integer", op="step entry", value=value)
+    if not isinstance(value, numbers.Integral) and not (math.isfinite(value) and float(value).is_integer()):
         raise CardLimitError(f"{name}={value!r} is not an integer", op="step entry", value=value)
     value = int(value)
     if not lo <= value <= hi:
@@ -199,6 +203,8 @@ class CardSpec:
         ``base`` (default: the M4i.66xx values).
         """
         base = base or CARDS["M4i.6631-x8"]
+        if not isinstance(max_sample_rate_hz, numbers.Real) or not math.isfinite(max_sample_rate_hz) or max_sample_rate_hz <= 0:
+            raise CardLimitError(f"card reported max_sample_rate_hz={max_sample_rate_hz!r}", op="read card limits", value=max_sample_rate_hz)
         for label, v in (
             ("n_channels", n_channels),
             ("memory_bytes", memory_bytes),

@@ -103,8 +103,15 @@ class _Walker:
         return list(idxs)
 
     @staticmethod
-    def _per_index(values: tuple[float, ...], idxs: list[int]) -> list[float]:
-        return list(values) * len(idxs) if len(values) == 1 else list(values)
+    def _per_index(values: tuple[float, ...], idxs: list[int], what: str, seg: str, op: str) -> list[float]:
+        """One value per index: a single value is shared, otherwise the counts must match."""
+        if len(values) == 1:
+            return list(values) * len(idxs)
+        if len(values) != len(idxs):
+            raise ProgramError(
+                f"{what} has {len(values)} values for {len(idxs)} tones {idxs}: give one value, or one per tone", segment=seg, op=op, value=list(values)
+            )
+        return list(values)
 
     def _spans(self, ch: str, targets: dict[int, tuple[float, float]], freq_kind: str, amp_kind: str) -> tuple[ToneSpan, ...]:
         """Spans for all tones of ``ch``; tones listed in ``targets`` go to (f1, a1)."""
@@ -200,7 +207,7 @@ class _Walker:
             idxs = self._indices(op.channel, op.idxs, name, label)
             tones = self.tones[op.channel]
             targets = {}
-            for i, df in zip(idxs, self._per_index(op.df_hz, idxs)):
+            for i, df in zip(idxs, self._per_index(op.df_hz, idxs, "df", name, label)):
                 f1 = tones[i].freq_hz + df
                 self._check_nyquist(f1, name, label, what=f"end frequency of tone {i} (df={df:g} Hz)")
                 targets[i] = (f1, tones[i].amp)
@@ -209,7 +216,7 @@ class _Walker:
             idxs = self._indices(op.channel, op.idxs, name, label)
             tones = self.tones[op.channel]
             targets = {}
-            for i, a1 in zip(idxs, self._per_index(op.amps, idxs)):
+            for i, a1 in zip(idxs, self._per_index(op.amps, idxs, "amps", name, label)):
                 try:
                     check_amp_shape(op.kind, tones[i].amp, a1)
                 except ProgramError as exc:
