@@ -33,6 +33,16 @@ FREQ_TOLERANCE_REL = 1e-12
 AMP_TOLERANCE = 1e-12
 
 
+#: Start phases are rounded to this many fractional bits of a cycle (2**-44 cycle = 3.6e-13 rad),
+#: so float noise in carried phases cannot make equal segments look different.
+PHASE_BITS = 44
+
+
+def canonical_phase(phase_cycles: float) -> float:
+    """``phase_cycles`` in [0, 1) rounded to a multiple of 2**-PHASE_BITS."""
+    return (round(phase_cycles * 2.0**PHASE_BITS) / 2.0**PHASE_BITS) % 1.0
+
+
 # ------------------------------------------------------------------------------ crest factor
 
 
@@ -141,7 +151,7 @@ def assign_phases(segments: tuple[Segment, ...], origins: tuple[ToneOrigin, ...]
                 for s in piece.tones:
                     if s.tone not in phase:
                         phase[s.tone] = birth_phase(s, piece.tones, seg.name, track.channel)
-                    p0 = phase[s.tone]
+                    p0 = canonical_phase(phase[s.tone])
                     spans.append(replace(s, phase0_cycles=p0))
                     phase[s.tone] = (p0 + span_phase_advance(s.f0_hz / fs, s.f1_hz / fs, s.freq_kind, piece.n)) % 1.0
                 pieces.append(replace(piece, tones=tuple(spans)))

@@ -103,20 +103,26 @@ def worst_snap_hz(seg: Segment, n: int, fs: float) -> float:
 
 def choose_length(seg: Segment, card: CardSpec, n_active: int, fs: float, stretch: float) -> int:
     """Legal length for ``seg``: the shortest, or for a looped segment allowed to stretch by up
-    to ``stretch`` (fraction), the legal length in that range needing the least wrap snapping."""
+    to ``stretch`` (fraction of its length, never exceeded), the legal length in that range that
+    needs the least wrap snapping."""
     n = legal_length(seg.n_samples, card, n_active)
     if not seg.looped or stretch <= 0:
         return n
-    longest = legal_length(int(seg.n_samples * (1 + stretch)), card, n_active)
-    candidates = range(n, longest + 1, card.segment_granularity)
+    g = card.segment_granularity
+    longest = max(n, int(seg.n_samples * (1 + stretch)) // g * g)
+    candidates = range(n, longest + 1, g)
     return min(candidates, key=lambda m: (round(worst_snap_hz(seg, m, fs), 6), m))
 
 
 def pad_segments(segments: tuple[Segment, ...], card: CardSpec, n_active: int, fs: float, stretch: dict[str, float]) -> tuple[tuple[Segment, ...], list[Note]]:
     """Grow every segment to a legal length (see :func:`choose_length`), holding its end state."""
     out, notes = [], []
-    for seg in segments:
-        n_new = choose_length(seg, card, n_active, fs, stretch.get(seg.mode, 0.0))
+    for i, seg in enumerate(segments):
+        # Looped segments played back to back share one snapping grid, fs / gcd(lengths):
+        # stretching one alone could only coarsen it, so such neighbours keep their lengths.
+        neighbours = segments[max(0, i - 1) : i] + segments[i + 1 : i + 2]
+        alone = not any(other.looped for other in neighbours)
+        n_new = choose_length(seg, card, n_active, fs, stretch.get(seg.mode, 0.0) if alone else 0.0)
         if n_new != seg.n_samples:
             shortest = legal_length(seg.n_samples, card, n_active)
             why = ""

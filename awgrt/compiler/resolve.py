@@ -8,7 +8,7 @@ computed in exact rational arithmetic on the binary values of t and fs (``fracti
 to the nearest sample with exact ties going to the even sample. A piece lasts from its start
 boundary to its end boundary, so rounding never accumulates along a segment. 40 us at 625 MS/s is
 exactly 25000 samples (the float product 25000.000000000004 never appears). Any op whose realised
-length differs from the requested one by more than 1e-6 sample is listed in ``ResolvedIR.notes``;
+length or end differs from the requested one by more than 1e-6 sample is listed in ``ResolvedIR.notes``;
 an op that rounds to no sample is an error.
 
 Resolve also walks the tone state through the program (tone identities, frequencies and
@@ -186,8 +186,9 @@ class _Walker:
                         op=p.op,
                         value=p.requested_s,
                     )
-                if abs(n - wanted) > ROUNDING_REPORT_SAMPLES:
-                    self.notes.append(Note("rounding", seg, f"{p.op}: {wanted:.6f} samples realised as {n}", wanted, n))
+                end = float(p.t1 * Fraction(self.fs))
+                if abs(n - wanted) > ROUNDING_REPORT_SAMPLES or abs(n1 - end) > ROUNDING_REPORT_SAMPLES:
+                    self.notes.append(Note("rounding", seg, f"{p.op}: {wanted:.6f} samples realised as {n}, ending at sample {n1} for {end:.6f}", wanted, n))
             if n > 0:
                 out.append(Piece(n0, n, p.spans, p.op))
         return tuple(out)

@@ -1,0 +1,442 @@
+"""Synthesis (int16 samples), the step table, validate() and save/load.
+
+Every expected sample is computed by the independent reference in ``tests/reference.py`` from the
+program as written here (frequencies, shapes, explicit start phases), never by awgrt.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from awgrt import CARDS, AWGProgramBuilder, CompiledSequenceProgram, compile_sequence_program, decode_step_entry, quantize_resolved_ir
+from awgrt.errors import CardLimitError, ClipError
+from tests import reference as ref
+
+FS = 625e6
+TAU = 2 * math.pi
+
+
+def _cycles(rad: float) -> float:
+    return rad / TAU
+
+
+def _one_channel(defs: dict[str, tuple[list[float], list[float], list[float]]]) -> AWGProgramBuilder:
+    b = AWGProgramBuilder().logical_channel("H")
+    for name, (freqs, amps, phases) in defs.items():
+        b.define(name, logical_channel="H", freqs=freqs, amps=amps, phases=phases)
+    return b
+
+
+def _compile(b: AWGProgramBuilder, mapping=None, card=None, **kw):
+    q = quantize_resolved_ir(b.build_resolved_ir(sample_rate_hz=FS), mapping, card)
+    return compile_sequence_program(q, **kw)
+
+
+# ============================================================================ the reference itself
+
+
+@pytest.mark.parametrize("shape", ref.FREQ_SHAPES)
+def test_reference_closed_forms_match_quadrature(shape):
+    for u in (0.0, 0.1, 0.37, 0.5, 0.81, 1.0):
+        assert float(ref.progress_integral(shape, u)) == pytest.approx(ref.progress_integral_numeric(shape, u), abs=1e-13)
+    assert float(ref.progress(shape, 0.0)) == 0.0 and float(ref.progress(shape, 1.0)) == pytest.approx(1.0, abs=1e-15)
+    span = ref.Span(31250, 90e6, 93.5e6, shape)
+    for k in (0.0, 1.0, 777.0, 15625.0, 31249.0, 31250.0):
+        assert float(span.phase_advance_cycles(k, FS)) == pytest.approx(span.phase_advance_numeric(k, FS), abs=1e-9)
+    # a full move gains the mean frequency times its duration for these symmetric shapes
+    assert float(span.phase_advance_cycles(31250.0, FS)) == pytest.approx((90e6 + 93.5e6) / 2 * 31250 / FS, abs=1e-9)
+
+
+def test_reference_fitter_recovers_phases_and_amplitudes():
+    n = 3000
+    tones = [ref.tone(n, 80e6, a0=0.2, phase0_cycles=0.1), ref.tone(n, 90e6, 91e6, "min_jerk", a0=0.3, a1=0.1, amp_shape="cosine", phase0_cycles=0.7)]
+    data, _ = ref.to_int16(ref.synthesize(tones, FS))
+    psis = [ref.Tone(t.spans, 0.0).phase_cycles(FS) for t in tones]
+    fit = ref.fit_phases(data, psis, [t.amplitudes() / t.spans[0].a0 for t in tones])
+    assert np.abs(ref.wrap_rad(fit.phases_rad - TAU * np.array([0.1, 0.7]))).max() < 1e-4
+    assert fit.amplitudes == pytest.approx([0.2 * 32767, 0.3 * 32767], rel=1e-4)
+
+
+# ============================================================================ synthesis
+
+
+def _hold3():
+    freqs, amps, phases = [71.3e6, 88.8e6, 101.01e6], [0.2, 0.25, 0.15], [0.4, -1.1, 2.9]
+    b = _one_channel({"d": (freqs, amps, phases)}).segment("s").tones("H").use_def("d").hold(time=10e-6)  # 6250 -> 6272 samples
+    return b, [ref.tone(6272, f, a0=a, phase0_cycles=_cycles(p)) for f, a, p in zip(freqs, amps, phases)]
+
+
+def _move(kind: str, time_s: float, n: int, n_total: int):
+    freqs, amps, phases = [80.5e6, 97.25e6], [0.3, 0.2], [1.3, -0.6]
+    dfs = [3.3e6, -2.1e6]
+    b = _one_channel({"d": (freqs, amps, phases)}).segment("s").tones("H").use_def("d").move(df=dfs, idxs=[0, 1], time=time_s, kind=kind)
+    tones = []
+    for f, a, p, df in zip(freqs, amps, phases, dfs):
+        spans = [ref.Span(n, f, f + df, kind, a)]
+        if n_total > n:
+            spans.append(ref.Span(n_total - n, f + df, a0=a))  # the padding holds the end state
+        tones.append(ref.Tone(tuple(spans), _cycles(p)))
+    return b, tones
+
+
+def _ramp(kind: str):
+    freqs, amps, phases = [85e6, 99e6], [0.3, 0.05], [0.2, 2.2]
+    targets = [0.05, 0.35]
+    b = _one_channel({"d": (freqs, amps, phases)}).segment("s").tones("H").use_def("d").ramp_amp_to(amps=targets, idxs=[0, 1], time=12.8e-6, kind=kind)
+    return b, [ref.tone(8000, f, a0=a, a1=t, amp_shape=kind, phase0_cycles=_cycles(p)) for f, a, t, p in zip(freqs, amps, targets, phases)]
+
+
+def _remap():
+    start = ([80e6, 84e6, 88e6], [0.1, 0.15, 0.2], [0.0, 1.0, 2.0])
+    target = ([81e6, 83e6, 95e6], [0.1, 0.2, 0.3], [0.0, 0.0, 0.0])
+    b = (
+        _one_channel({"start": start, "target": target})
+        .segment("s")
+        .tones("H")
+        .use_def("start")
+        .remap_from_def(target_def="target", src=[0, 2], dst=[1, 2], time=12.8e-6)
+    )
+    tones = [
+        ref.tone(8000, 80e6, 83e6, "min_jerk", 0.1, 0.2, "min_jerk", _cycles(0.0)),
+        ref.tone(8000, 84e6, a0=0.15, phase0_cycles=_cycles(1.0)),
+        ref.tone(8000, 88e6, 95e6, "min_jerk", 0.2, 0.3, "min_jerk", _cycles(2.0)),
+    ]
+    return b, tones
+
+
+PROGRAMS = {
+    "hold3": _hold3,
+    "move_linear": lambda: _move("linear", 12.8e-6, 8000, 8000),
+    "move_min_jerk": lambda: _move("min_jerk", 10e-6, 6250, 6272),
+    "move_cosine": lambda: _move("cosine", 25.6e-6, 16000, 16000),
+    "ramp_linear": lambda: _ramp("linear"),
+    "ramp_min_jerk": lambda: _ramp("min_jerk"),
+    "ramp_cosine": lambda: _ramp("cosine"),
+    "ramp_exp": lambda: _ramp("exp"),
+    "remap_from_def": _remap,
+}
+
+
+@pytest.mark.parametrize("gain", [1.0, 0.7])
+@pytest.mark.parametrize("name", list(PROGRAMS))
+def test_single_segment_matches_the_independent_reference(name, gain):
+    b, tones = PROGRAMS[name]()
+    compiled = _compile(b, gain=gain, clip=0.9, full_scale=32767)
+    data = compiled.segments[0].data
+    expected, n_clipped = ref.to_int16(ref.synthesize(tones, FS), gain=gain, clip=0.9, full_scale=32767)
+    assert n_clipped == 0
+    assert data.shape == (len(expected), 1)
+    err = np.abs(data[:, 0].astype(np.int64) - expected.astype(np.int64))
+    assert err.max() <= 1, f"max error {err.max()} LSB at sample {err.argmax()}"
+    # both round the same float to nearest: they differ only where the value sits on a half LSB
+    assert np.count_nonzero(err) <= 0.001 * len(err)
+    assert np.abs(expected).max() > 0.2 * gain * 32767  # a real signal, not two zero arrays
+    assert compiled.report.clipped_samples == {"s": 0}
+
+
+def test_parallel_channels_and_a_tone_added_mid_segment_match_the_reference():
+    b = (
+        AWGProgramBuilder()
+        .logical_channel("H")
+        .logical_channel("V")
+        .define("h", logical_channel="H", freqs=[80e6], amps=[0.2], phases=[0.3])
+        .define("v", logical_channel="V", freqs=[100e6], amps=[0.2], phases=[0.7])
+        .segment("s")
+        .tones("H")
+        .use_def("h")
+        .move(df=2e6, time=6.4e-6)
+        .add_tone(freq=90e6, amp=0.15, phase=1.1)
+        .hold(time=3.2e-6)
+        .tones("V")
+        .use_def("v")
+        .move(df=-3e6, time=12.8e-6, kind="cosine")
+    )
+    data = _compile(b).segments[0].data
+    assert data.shape == (8000, 2)  # V's 12.8 us timeline is the longest; H holds after its 9.6 us
+    h = ref.synthesize([ref.Tone((ref.Span(4000, 80e6, 82e6, "linear", 0.2), ref.Span(4000, 82e6, a0=0.2)), _cycles(0.3))], FS)
+    h[4000:] += ref.tone(4000, 90e6, a0=0.15, phase0_cycles=_cycles(1.1)).samples(FS)  # born at its given phase
+    v = ref.synthesize([ref.tone(8000, 100e6, 97e6, "cosine", 0.2, phase0_cycles=_cycles(0.7))], FS)
+    for col, x in ((0, h), (1, v)):
+        expected, _ = ref.to_int16(x)
+        assert np.abs(data[:, col].astype(int) - expected).max() <= 1, col
+
+
+def test_gain_and_clip_count_clipped_samples_per_segment():
+    loud = ([80e6, 83.3e6], [0.45, 0.45], [0.0, 0.5])
+    soft = ([80e6, 83.3e6], [0.1, 0.1], [0.0, 0.5])
+    b = (
+        _one_channel({"loud": loud, "soft": soft})
+        .segment("loud")
+        .tones("H")
+        .use_def("loud")
+        .hold(time=12.8e-6)
+        .segment("soft")
+        .tones("H")
+        .use_def("soft")
+        .hold(time=12.8e-6)
+    )
+    gain, clip = 1.5, 0.8
+    compiled = _compile(b, gain=gain, clip=clip, full_scale=32767)
+    limit = clip * 32767
+    counts = {}
+    for name, (freqs, amps, phases) in (("loud", loud), ("soft", soft)):
+        tones = [ref.tone(8000, f, a0=a, phase0_cycles=_cycles(p)) for f, a, p in zip(freqs, amps, phases)]
+        expected, counts[name] = ref.to_int16(ref.synthesize(tones, FS), gain=gain, clip=clip, full_scale=32767)
+        data = next(s.data for s in compiled.segments if name in s.names)[:, 0]
+        assert np.abs(data.astype(int) - expected).max() <= 1
+        assert np.abs(data.astype(float)).max() <= round(limit)
+    assert counts["loud"] > 500 and counts["soft"] == 0
+    assert compiled.report.clipped_samples == counts
+    with pytest.raises(ClipError):
+        _compile(b, gain=gain, clip=clip, clip_policy="error")
+    # gain 1: peaks of at most 0.9 FS, so nothing beyond a clip level of 0.95
+    assert sum(_compile(b, gain=1.0, clip=0.95).report.clipped_samples.values()) == 0
+
+
+def test_data_is_read_only_int16_with_columns_in_hardware_order():
+    b = (
+        AWGProgramBuilder()
+        .logical_channel("H")
+        .logical_channel("V")
+        .define("h", logical_channel="H", freqs=[90e6], amps=[0.3], phases=[0.5])
+        .define("v", logical_channel="V", freqs=[100e6, 104e6], amps=[0.2, 0.1], phases=[1.5, -1.0])
+        .segment("s")
+        .tones("H")
+        .use_def("h")
+        .tones("V")
+        .use_def("v")
+        .hold(time=12.8e-6)
+    )
+    compiled = _compile(b, {"H": 1, "V": 0})
+    assert compiled.n_channels == 2
+    seg = compiled.segments[0]
+    assert seg.data.dtype == np.int16 and seg.data.shape == (8000, 2)
+    assert not seg.data.flags.writeable
+    with pytest.raises(ValueError):
+        seg.data[0, 0] = 1
+    h, _ = ref.to_int16(ref.synthesize([ref.tone(8000, 90e6, a0=0.3, phase0_cycles=_cycles(0.5))], FS))
+    v, _ = ref.to_int16(
+        ref.synthesize([ref.tone(8000, 100e6, a0=0.2, phase0_cycles=_cycles(1.5)), ref.tone(8000, 104e6, a0=0.1, phase0_cycles=_cycles(-1.0))], FS)
+    )
+    assert np.abs(seg.data[:, 1].astype(int) - h).max() <= 1
+    assert np.abs(seg.data[:, 0].astype(int) - v).max() <= 1
+    assert dict(compiled.hardware_channels) == {"H": 1, "V": 0}
+
+
+def test_long_segment_keeps_phase_accuracy_at_the_end():
+    f, phase = 90.1234567e6, 1.0
+    b = _one_channel({"d": ([f], [0.4], [phase])}).segment("long").tones("H").use_def("d").hold(time=3e-3)
+    compiled = _compile(b)
+    data = compiled.segments[0].data[:, 0]
+    n = len(data)
+    assert n == 1875008  # 1,875,000 samples grown to a multiple of 32
+    w = 4096
+    for lo in (0, n // 2, n - w):
+        k = np.arange(lo, lo + w, dtype=np.float64)
+        fit = ref.fit_phases(data[lo : lo + w], [(f / FS) * k])
+        assert abs(ref.wrap_rad(fit.phases_rad[0] - phase)) < 1e-3, lo
+        assert fit.residual_rms < 0.6
+        assert fit.amplitudes[0] == pytest.approx(0.4 * 32767, rel=1e-4)
+
+
+# ============================================================================ steps
+
+
+def _stepped(last_step="ring"):
+    b = (
+        _one_channel({"d": ([80e6, 90e6], [0.2, 0.2], [0.0, 1.0])})
+        .segment("wait", mode="wait_trig")
+        .tones("H")
+        .use_def("d")
+        .hold(time=3.2e-6)
+        .segment("chirp")
+        .tones("H")
+        .move(df=1e6, time=4e-6)
+        .segment("loop", mode="loop_n", loops=7)
+        .hold(time=3.2e-6)
+        .segment("ramp", mode="loop_n", loops=1)
+        .tones("H")
+        .ramp_amp_to(amps=0.05, time=2e-6)
+        .segment("fin")
+        .tones("H")
+        .ramp_amp_to(amps=0.1, time=2e-6)
+        .last_step(last_step)
+    )
+    return _compile(b)
+
+
+def _entry(segment, nxt, loops, trig, end):
+    return segment | nxt << 16 | loops << 32 | int(trig) << 62 | int(end) << 63
+
+
+@pytest.mark.parametrize("last_step", ["ring", "end"])
+def test_one_step_per_segment_in_program_order(last_step):
+    compiled = _stepped(last_step)
+    names = ["wait", "chirp", "loop", "ramp", "fin"]
+    steps = compiled.steps
+    assert [st.name for st in steps] == names
+    for st, name in zip(steps, names):
+        assert name in compiled.segments[st.segment].names
+    assert [st.loops for st in steps] == [1, 1, 7, 1, 1]
+    assert [st.on_trigger for st in steps] == [True, False, False, False, False]
+    assert [st.next for st in steps] == [1, 2, 3, 4, 0]
+    assert [st.end for st in steps] == [False] * 4 + [last_step == "end"]
+    assert compiled.start_step == 0
+    for st in steps:
+        e = decode_step_entry(st.entry)
+        assert (e.segment, e.next_step, e.loops, e.end_loop_on_trigger, e.end) == (st.segment, st.next, st.loops, st.on_trigger, st.end)
+        assert st.entry == _entry(st.segment, st.next, st.loops, st.on_trigger, st.end)
+    compiled.validate()
+
+
+# ============================================================================ validate
+
+
+@pytest.fixture(scope="module")
+def program() -> CompiledSequenceProgram:
+    b = (
+        AWGProgramBuilder()
+        .logical_channel("H")
+        .logical_channel("V")
+        .define("h", logical_channel="H", freqs=[90e6], amps=[0.3], phases=[0.0])
+        .define("v", logical_channel="V", freqs=[100e6], amps=[0.3], phases=[0.0])
+        .segment("a", mode="loop_n", loops=3)
+        .tones("H")
+        .use_def("h")
+        .tones("V")
+        .use_def("v")
+        .hold(time=1.6384e-6)
+        .segment("b")
+        .tones("H")
+        .move(df=1e6, time=1.6384e-6)
+    )
+    return _compile(b)
+
+
+def _with_segment(p: CompiledSequenceProgram, i: int, data: np.ndarray) -> CompiledSequenceProgram:
+    segs = list(p.segments)
+    segs[i] = replace(segs[i], data=data)
+    return replace(p, segments=tuple(segs))
+
+
+def _with_step(p: CompiledSequenceProgram, i: int, **changes) -> CompiledSequenceProgram:
+    steps = list(p.steps)
+    steps[i] = replace(steps[i], **changes)
+    return replace(p, steps=tuple(steps))
+
+
+def test_compiled_program_passes_validate(program):
+    assert program.validate() is program
+    assert program.validate(CARDS["M4i.6621-x8"]) is program
+    assert [s.n_samples for s in program.segments] == [1024, 1024]
+    assert program.n_channels == 2
+
+
+def _bad_programs(p: CompiledSequenceProgram):
+    d = p.segments[0].data
+    return {
+        "not a multiple of 32": (_with_segment(p, 0, d[:-1]), "multiple of 32"),
+        "shorter than the minimum": (_with_segment(p, 0, d[:160]), "minimum 192"),
+        "wrong dtype": (_with_segment(p, 0, d.astype(np.int32)), "int16"),
+        "float data": (_with_segment(p, 1, p.segments[1].data.astype(np.float64)), "int16"),
+        "wrong column count": (_with_segment(p, 0, d[:, :1]), "int16 of shape"),
+        "missing segment": (_with_step(p, 1, segment=2), "segment index 2"),
+        "next out of range": (_with_step(p, 1, next=2), "next step 2"),
+        "loops 0": (_with_step(p, 0, loops=0), "loops=0"),
+        "loops 2**20": (_with_step(p, 0, loops=2**20), f"loops={2**20}"),
+        "sample rate too low": (replace(p, sample_rate_hz=40e6), "sample rate"),
+        "sample rate too high": (replace(p, sample_rate_hz=1.3e9), "sample rate"),
+        "sample rate in the clock gap": (replace(p, sample_rate_hz=752e6), "sample rate"),
+        "three channels": (replace(p, n_channels=3, segments=tuple(replace(s, data=np.zeros((1024, 3), np.int16)) for s in p.segments)), "3 enabled channels"),
+        "start step out of range": (replace(p, start_step=2), "start step"),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "not a multiple of 32",
+        "shorter than the minimum",
+        "wrong dtype",
+        "float data",
+        "wrong column count",
+        "missing segment",
+        "next out of range",
+        "loops 0",
+        "loops 2**20",
+        "sample rate too low",
+        "sample rate too high",
+        "sample rate in the clock gap",
+        "three channels",
+        "start step out of range",
+    ],
+)
+def test_validate_rejects_each_broken_rule(program, case):
+    bad, message = _bad_programs(program)[case]
+    with pytest.raises(CardLimitError, match=message):
+        bad.validate(program.card)
+    with pytest.raises(CardLimitError):
+        bad.validate()
+
+
+def test_validate_rejects_a_segment_longer_than_the_slot(program):
+    # 2 channels x 2 slots x 512 samples of memory: slots of 512 samples, segments of 1024
+    small = replace(program.card, name="tiny", memory_samples=2 * 2 * 512)
+    with pytest.raises(CardLimitError, match="slot size 512"):
+        program.validate(small)
+    program.validate(replace(program.card, memory_samples=2 * 2 * 1024))
+
+
+def test_validate_rejects_too_many_steps(program):
+    n = 4097
+    steps = tuple(replace(program.steps[i % 2], next=(i + 1) % n, loops=1, on_trigger=False, name=f"s{i}") for i in range(n))
+    with pytest.raises(CardLimitError, match="4097 steps"):
+        replace(program, steps=steps).validate()
+    at_limit = tuple(replace(st, next=(i + 1) % 4096) for i, st in enumerate(steps[:4096]))
+    replace(program, steps=at_limit).validate()
+
+
+def test_validate_against_a_different_card():
+    b = (
+        AWGProgramBuilder()
+        .logical_channel("H")
+        .define("h", logical_channel="H", freqs=[90e6], amps=[0.3], phases=[0.0])
+        .segment("a")
+        .tones("H")
+        .use_def("h")
+        .hold(time=1.6384e-6)
+    )
+    four = _compile(b, {"H": 3}, CARDS["M4i.6622-x8"])
+    assert four.n_channels == 4
+    four.validate()
+    with pytest.raises(CardLimitError, match="4 enabled channels"):
+        four.validate(CARDS["M4i.6621-x8"])
+
+
+# ============================================================================ save / load
+
+
+def test_save_load_round_trip(tmp_path):
+    compiled = _stepped("end")
+    path = compiled.save(tmp_path / "p.npz")
+    loaded = CompiledSequenceProgram.load(path)
+    assert loaded.digest == compiled.digest
+    assert loaded.steps == compiled.steps
+    assert loaded.sample_rate_hz == compiled.sample_rate_hz and loaded.n_channels == compiled.n_channels
+    assert loaded.start_step == compiled.start_step
+    assert dict(loaded.hardware_channels) == dict(compiled.hardware_channels)
+    assert loaded.card == compiled.card
+    assert len(loaded.segments) == len(compiled.segments)
+    for a, b in zip(loaded.segments, compiled.segments):
+        assert a.data.dtype == np.int16 and not a.data.flags.writeable
+        assert np.array_equal(a.data, b.data)
+        assert (a.name, a.names, a.digest) == (b.name, b.names, b.digest)
+    loaded.validate()
+    # a changed sample changes the digest (so equal digests above mean something)
+    d = np.array(compiled.segments[0].data)
+    d[0, 0] += 1
+    assert _with_segment(compiled, 0, d).digest != compiled.digest
