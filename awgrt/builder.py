@@ -10,7 +10,8 @@ Example::
 
 Inside a segment each logical channel has its own timeline starting at the segment start:
 ops after ``.tones("H")`` run one after the other on H, and ops on different channels run in
-parallel (that is how several channels move at once). ``.sync()`` lines all channels up to the
+parallel (that is how several channels move at once; ``.parallel(block, ...)`` spells it out
+and checks that the blocks use different channels). ``.sync()`` lines all channels up to the
 latest one; ``.hold(time)`` with no channel selected syncs and then holds every channel. The
 segment lasts as long as its longest channel; shorter ones hold their last state.
 """
@@ -18,7 +19,7 @@ segment lasts as long as its longest channel; shorter ones hold their last state
 from __future__ import annotations
 
 import numbers
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from .errors import ProgramError
 from .ir.intent import (
@@ -210,6 +211,32 @@ class AWGProgramBuilder:
     def sync(self) -> AWGProgramBuilder:
         """Line every channel's timeline up to the latest one (the others hold)."""
         return self._add(Sync())
+
+    def parallel(self, *blocks: Callable[[AWGProgramBuilder], object]) -> AWGProgramBuilder:
+        """Run blocks of ops side by side from one start time.
+
+        Each block is a function that records ops on this builder, e.g.
+        ``lambda b: b.tones("H").move(df=1e6, time=10e-6)``, and must keep to channels no other
+        block uses. All channels are synced before the blocks and after them, so what follows
+        starts once the longest block has finished. (Ops on different channels always run in
+        parallel within a segment; this spells it out and checks it.)
+        """
+        self.sync()
+        seg = _segment_name(self)
+        owner: dict[str, int] = {}
+        for i, block in enumerate(blocks):
+            ops = self._segments[-1]["ops"]
+            start = len(ops)
+            self._channel = None
+            block(self)
+            for op in ops[start:]:
+                ch = getattr(op, "channel", None)
+                if ch is None:
+                    raise ProgramError(f"block {i} of parallel() holds or syncs every channel; select one with .tones()", segment=seg, op="parallel")
+                if owner.setdefault(ch, i) != i:
+                    raise ProgramError(f"blocks {owner[ch]} and {i} of parallel() both use channel {ch!r}", segment=seg, op="parallel", value=ch)
+        self._channel = None
+        return self.sync()
 
     # ------------------------------------------------------------------ build
 

@@ -573,3 +573,51 @@ def test_instant_ops_act_at_the_channel_time():
     assert [[t.f0_hz for t in p.tones] for p in v.pieces][:2] == [[100e6], [70e6]]
     assert v.pieces[1].start == nearest_sample(0.5e-6, FS)
     assert seg.n_samples == 1250
+
+
+def _two_channels() -> AWGProgramBuilder:
+    return (
+        AWGProgramBuilder()
+        .logical_channel("H")
+        .logical_channel("V")
+        .define("dH", logical_channel="H", freqs=[90e6], amps=[0.3], phases=[0.0])
+        .define("dV", logical_channel="V", freqs=[100e6], amps=[0.3], phases=[0.0])
+        .segment("s")
+        .tones("H")
+        .use_def("dH")
+        .tones("V")
+        .use_def("dV")
+    )
+
+
+def test_parallel_blocks_start_together_and_what_follows_waits_for_the_longest():
+    fs = 625e6
+    r = (
+        _two_channels()
+        .tones("H")
+        .hold(time=1e-6)  # H is 625 samples ahead before the parallel block
+        .parallel(lambda b: b.tones("H").move(df=1e6, time=2e-6), lambda b: b.tones("V").ramp_amp_to(amps=0.1, time=4e-6))
+        .tones("H")
+        .hold(time=1e-6)
+        .build_resolved_ir(sample_rate_hz=fs)
+    )
+    seg = r.segments[0]
+    h = [(p.start, p.n, p.op.split()[1]) for p in seg.track("H").pieces]
+    v = [(p.start, p.n, p.op.split()[1]) for p in seg.track("V").pieces]
+    # both blocks start at 625 (after the sync), the H move ends at 1875 and H holds to 3125
+    assert v[0] == (0, 625, "sync") and v[1] == (625, 2500, "ramp_amp_to")
+    assert h[0] == (0, 625, "hold") and h[1] == (625, 1250, "move") and h[2][:2] == (1875, 1250)
+    # the hold after parallel() starts when the longest block (V, 4 us) has finished
+    assert h[3] == (3125, 625, "hold")
+    assert seg.n_samples == 3750
+
+
+def test_parallel_rejects_blocks_sharing_a_channel():
+    with pytest.raises(ProgramError, match="both use channel 'H'") as info:
+        _two_channels().parallel(lambda b: b.tones("H").hold(time=1e-6), lambda b: b.tones("H").move(df=1e6, time=1e-6))
+    assert info.value.segment == "s" and info.value.op == "parallel"
+
+
+def test_parallel_rejects_a_block_that_holds_every_channel():
+    with pytest.raises(ProgramError, match="block 1 of parallel"):
+        _two_channels().parallel(lambda b: b.tones("H").hold(time=1e-6), lambda b: b.hold(time=1e-6))
