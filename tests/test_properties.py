@@ -203,7 +203,11 @@ def _window_fit(data: np.ndarray, lo: int, hi: int, chan_tones) -> dict[int, tup
     if not ids:
         return {}
     fit = ref.fit_phases(data[lo:hi], psis, envs)
-    return {tid: (float(th), float(a), int(np.count_nonzero(e))) for tid, th, a, e in zip(ids, fit.phases_rad, fit.amplitudes, envs)}
+    # tones closer than a few bins of the window cannot be told apart (snapping of back-to-back
+    # looped holds may even merge them): their fitted phases are not measurements, so skip them
+    mean_f = np.array([np.mean(np.diff(np.unwrap(2 * np.pi * p[e > 0]))) / (2 * np.pi) if np.count_nonzero(e) > 1 else np.nan for p, e in zip(psis, envs)])
+    resolvable = [bool(np.all(np.abs(np.delete(mean_f, i) - f) > 4.0 / (hi - lo))) for i, f in enumerate(mean_f)]
+    return {tid: (float(th), float(a), int(np.count_nonzero(e))) for tid, th, a, e, ok in zip(ids, fit.phases_rad, fit.amplitudes, envs, resolvable) if ok}
 
 
 @settings(max_examples=25)
