@@ -2,7 +2,8 @@
 
 Hypothesis draws multi-tone programs on one or two channels (holds, chirps of every shape, amplitude
 ramps of every kind, tones added and removed, once / loop_n / wait_trig segments, continue /
-optimise / manual phase modes, ring or end) and checks, for every one of them:
+optimise / manual phase modes, ring or end, 2- and 4-channel cards, both ways of joining
+back-to-back looped holds) and checks, for every one of them:
 
 - the compiled program passes ``validate(card)``;
 - the int16 output of every segment equals, to within one LSB, an independent reference that the
@@ -106,13 +107,14 @@ def programs(draw):
     use_4ch = len(channels) == 2 and draw(st.booleans())
     mapping = {"H": 0, "V": 3} if use_4ch else {ch: i for i, ch in enumerate(channels)}
     card = CARDS["M4i.6622-x8"] if use_4ch else CARDS["M4i.6631-x8"]
-    return b, mapping, card
+    joint = draw(st.sampled_from(["common", "step"]))
+    return b, mapping, card, joint
 
 
 def _compile(drawn):
-    b, mapping, card = drawn
+    b, mapping, card, joint = drawn
     resolved = b.build_resolved_ir(sample_rate_hz=FS)
-    q = quantize_resolved_ir(resolved, mapping, card)
+    q = quantize_resolved_ir(resolved, mapping, card, joint=joint)
     return q, compile_sequence_program(q, progress=False)
 
 
@@ -152,7 +154,7 @@ def _independent_tones(q):
 @settings(max_examples=40)
 @given(programs())
 def test_every_compiled_program_is_card_legal(drawn):
-    _, mapping, card = drawn
+    _, mapping, card, _ = drawn
     q, program = _compile(drawn)
     program.validate(card)
     assert len(program.steps) == len(q.segments)
@@ -264,15 +266,15 @@ def test_looped_constant_segments_wrap_seamlessly(drawn):
 @settings(max_examples=40)
 @given(programs())
 def test_json_round_trip_and_digests_are_stable(drawn):
-    b, mapping, card = drawn
+    b, mapping, card, joint = drawn
     ir = b.build_intent_ir()
     again = IntentIR.from_json(ir.to_json())
     assert again == ir
     assert again.digest == ir.digest
     assert again.segment_fingerprints() == ir.segment_fingerprints()
     assert IntentIR.from_json(again.to_json(indent=None)).to_json() == ir.to_json()
-    q1 = quantize_resolved_ir(resolve_intent_ir(ir, FS), mapping, card)
-    q2 = quantize_resolved_ir(resolve_intent_ir(again, FS), mapping, card)
+    q1 = quantize_resolved_ir(resolve_intent_ir(ir, FS), mapping, card, joint=joint)
+    q2 = quantize_resolved_ir(resolve_intent_ir(again, FS), mapping, card, joint=joint)
     assert [s.digest for s in q1.segments] == [s.digest for s in q2.segments]
     p1, p2 = compile_sequence_program(q1, progress=False), compile_sequence_program(q2, progress=False)
     assert p1.digest == p2.digest

@@ -883,3 +883,58 @@ def test_quantize_rejects_a_sample_rate_the_card_cannot_clock():
     resolved = _builder().define("d", logical_channel="H", freqs=[50e6], amps=[0.4], phases=[0.0]).segment("a").tones("H").use_def("d").hold(time=1e-6)
     with pytest.raises(Exception, match="sample rate"):
         quantize_resolved_ir(resolved.build_resolved_ir(sample_rate_hz=1e9), card=CARDS["M4i.6621-x8"])
+
+
+def _back_to_back(joint: str):
+    b = (
+        _builder()
+        .define("d", logical_channel="H", freqs=[91.01e6, 120.3e6], amps=[0.2, 0.2], phases=[0.0, 0.0])
+        .segment("a", mode="wait_trig")
+        .tones("H")
+        .use_def("d")
+        .hold(time=32e-6)
+        .segment("b", mode="loop_n", loops=4)
+        .hold(time=20e-6)
+    )
+    return quantize_resolved_ir(b.build_resolved_ir(sample_rate_hz=FS), joint=joint)
+
+
+def test_back_to_back_looped_holds_share_one_grid_by_default():
+    q = _back_to_back("common")
+    a, b = q.segments
+    g = math.gcd(a.n_samples, b.n_samples)
+    for s in (*a.track("H").entry, *b.track("H").entry):
+        assert (s.f0_hz * g / FS) == pytest.approx(round(s.f0_hz * g / FS), abs=1e-9)
+    # one frequency over both: strictly frequency-continuous, every edge continuous
+    assert [s.f0_hz for s in a.track("H").entry] == [s.f0_hz for s in b.track("H").entry]
+    assert all(x.continuous for x in q.boundaries)
+
+
+def test_joint_step_snaps_each_looped_hold_to_its_own_grid_and_steps_between():
+    q = _back_to_back("step")
+    a, b = q.segments
+    fa = [s.f0_hz for s in a.track("H").entry]
+    fb = [s.f0_hz for s in b.track("H").entry]
+    for f, n in [(f, a.n_samples) for f in fa] + [(f, b.n_samples) for f in fb]:
+        assert f * n / FS == pytest.approx(round(f * n / FS), abs=1e-6)
+    # each grid is fine, so every tone stays within half its own grid of where it was asked
+    for f, want in zip(fa, [91.01e6, 120.3e6]):
+        assert abs(f - want) <= FS / a.n_samples / 2 + 1e-6
+    for f, want in zip(fb, [91.01e6, 120.3e6]):
+        assert abs(f - want) <= FS / b.n_samples / 2 + 1e-6
+    steps = _notes(q, "frequency_step")
+    assert len(steps) == 2 and all(n.segment == "b" for n in steps)
+    edge = next(x for x in q.boundaries if x.kind == "next")
+    assert not edge.continuous and all("frequency jumps" in r for r in edge.reasons)
+    # the phase still carries over: the samples of b start where a's tones left off
+    compiled = compile_sequence_program(q)
+    end_phases = {tid: t.end_phase_cycles(FS) for tid, (_, t) in ref.tones_from_pieces(a.track("H").pieces).items()}
+    head = ref.synthesize_pieces(b.track("H").pieces, FS, b.n_samples, phase0_cycles=end_phases)
+    want_b, _ = ref.to_int16(head)
+    got_b = compiled.segment_for_step(1).data[:, 0]
+    assert np.abs(got_b.astype(int) - want_b.astype(int)).max() <= 1
+
+
+def test_unknown_joint_is_rejected():
+    with pytest.raises(QuantizationError, match="joint"):
+        _back_to_back("merge")

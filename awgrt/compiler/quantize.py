@@ -193,6 +193,7 @@ def quantize_resolved_ir(
     snap: bool = True,
     stretch_wait_trig: float = 0.02,
     stretch_loop_n: float = 0.0,
+    joint: str = "common",
 ) -> QuantizedIR:
     """Make ``resolved`` card-legal for ``card`` (default ``M4i.6631-x8``); see module doc.
 
@@ -202,7 +203,8 @@ def quantize_resolved_ir(
     let a looped segment of that mode grow by up to that fraction beyond its shortest legal
     length, to the length that needs the least snapping (a wait_trig pass only sets how soon a
     trigger is answered; a loop_n pass multiplies into the program's timing, so it does not
-    stretch unless asked).
+    stretch unless asked). ``joint`` says how looped holds played back to back are snapped
+    (``"common"`` grid or a phase-continuous frequency ``"step"``; see :mod:`awgrt.compiler.snap`).
     """
     card = _card(card)
     fs = resolved.sample_rate_hz
@@ -216,7 +218,7 @@ def quantize_resolved_ir(
     )
     notes += pad_notes
     if snap:
-        segments, snap_notes = snap_wraps(segments, fs, max_snap_hz)
+        segments, snap_notes = snap_wraps(segments, fs, max_snap_hz, joint)
         notes += snap_notes
     segments, phase_notes = assign_phases(segments, resolved.tone_origins, fs)
     notes += phase_notes

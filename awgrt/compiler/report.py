@@ -100,7 +100,7 @@ class CompileReport:
         sections = [
             ("Timing", ("rounding", "length_padded")),
             ("Channels and memory", ("channels", "slots_padded", "slots_shared")),
-            ("Wrap snapping", ("frequency_snapped", "frequency_eased")),
+            ("Wrap snapping", ("frequency_snapped", "frequency_eased", "frequency_step")),
             ("Phases", ("phases_optimised",)),
         ]
         for title, kinds in sections:

@@ -10,7 +10,10 @@ between moves (or birth and removal). Within a run:
 
 - looped segments that hold the tone constant are *constraints*; constraints with no other
   segment of the run between them form a *cluster*, snapped together to the grid fs / gcd(their
-  lengths) (one frequency that suits them all);
+  lengths) (one frequency that suits them all). With ``joint="step"`` each looped segment is
+  its own cluster instead, and the frequency steps (phase-continuously) where two meet: a few
+  hertz of step instead of the coarse common grid, reported as ``frequency_step`` and as a
+  frequency jump in the continuity report;
 - the run's spans before its first cluster take the first cluster's frequency and those after
   its last take the last one's, so the move into the run ends on the snapped frequency and the
   move out of it starts on it;
@@ -28,7 +31,11 @@ from dataclasses import dataclass, field, replace
 from ..errors import FrequencyError, QuantizationError
 from ..ir.resolved import ChannelTrack, Note, Segment
 
-SpanKey = tuple[int, int, int, int]  # segment, track, piece, tone position
+SpanKey = tuple[int, int, int, int]
+#: How looped holds played back to back are joined: "common" snaps them to one shared grid
+#: (strictly frequency-continuous, but the grid fs / gcd(lengths) can be coarse); "step" snaps
+#: each to its own grid and steps the frequency, phase-continuously, where they meet.
+JOINTS = ("common", "step")  # segment, track, piece, tone position
 
 
 @dataclass
@@ -84,12 +91,13 @@ def _runs(segments: tuple[Segment, ...]) -> tuple[list[_Run], dict[SpanKey, tupl
     return runs, span_runs
 
 
-def _clusters(run: _Run, segments: tuple[Segment, ...]) -> list[_Cluster]:
+def _clusters(run: _Run, segments: tuple[Segment, ...], joint: str) -> list[_Cluster]:
     clusters: list[_Cluster] = []
     open_cluster: _Cluster | None = None
     for i, m in enumerate(run.members):
         if m.constraint:
-            if open_cluster is None:
+            new_segment = open_cluster is not None and segments[m.segment].name not in open_cluster.segments
+            if open_cluster is None or (joint == "step" and new_segment):
                 open_cluster = _Cluster(set(), [], i, i)
                 clusters.append(open_cluster)
             open_cluster.last = i
@@ -118,7 +126,7 @@ def _snap_cluster(run: _Run, c: _Cluster, fs: float, max_snap_hz: float | None) 
         )
     shift = c.freq_hz - run.freq_hz
     if max_snap_hz is not None and abs(shift) > max_snap_hz:
-        hint = " (looped segments back to back must share one grid: put a 'once' segment between them)" if len(c.lengths) > 1 else ""
+        hint = " (looped segments back to back share one grid: put a 'once' segment between them, or quantize with joint='step')" if len(c.lengths) > 1 else ""
         raise QuantizationError(
             f"{label}: snapping {run.freq_hz:.9g} Hz to whole cycles per pass of {g} samples moves it by {shift:+.6g} Hz, "
             f"more than max_snap_hz={max_snap_hz:g} (looped in {where}){hint}",
@@ -138,8 +146,10 @@ def _snap_cluster(run: _Run, c: _Cluster, fs: float, max_snap_hz: float | None) 
     )
 
 
-def snap_wraps(segments: tuple[Segment, ...], fs: float, max_snap_hz: float | None) -> tuple[tuple[Segment, ...], list[Note]]:
+def snap_wraps(segments: tuple[Segment, ...], fs: float, max_snap_hz: float | None, joint: str = "common") -> tuple[tuple[Segment, ...], list[Note]]:
     """Snap looped constant tones to whole cycles per pass (see module doc)."""
+    if joint not in JOINTS:
+        raise QuantizationError(f"joint={joint!r} must be one of {JOINTS}", op="snap wrap", value=joint)
     runs, span_runs = _runs(segments)
     notes: list[Note] = []
     start_freq: dict[int, float] = {}  # run -> frequency at its start / end, when changed
@@ -147,7 +157,7 @@ def snap_wraps(segments: tuple[Segment, ...], fs: float, max_snap_hz: float | No
     member_freq: dict[SpanKey, tuple[float, float, str | None]] = {}  # (f0, f1, kind if easing)
 
     for r, run in enumerate(runs):
-        clusters = _clusters(run, segments)
+        clusters = _clusters(run, segments, joint)
         if not clusters:
             continue
         for c in clusters:
@@ -157,10 +167,24 @@ def snap_wraps(segments: tuple[Segment, ...], fs: float, max_snap_hz: float | No
         start_freq[r], end_freq[r] = clusters[0].freq_hz, clusters[-1].freq_hz
         freq_of = [clusters[0].freq_hz] * len(run.members)
         for a, b in zip(clusters, clusters[1:]):
-            gap = range(a.last + 1, b.first)
-            ease = max(gap, key=lambda i: run.members[i].n)
             for i in range(a.last + 1, len(run.members)):
                 freq_of[i] = b.freq_hz
+            gap = range(a.last + 1, b.first)
+            if not gap:  # back-to-back looped holds snapped apart (joint="step")
+                if a.freq_hz != b.freq_hz:
+                    notes.append(
+                        Note(
+                            "frequency_step",
+                            b.segments[0],
+                            f"{run.channel} tone #{run.tone}: steps {a.freq_hz:.3f} -> {b.freq_hz:.3f} Hz, phase-continuous, "
+                            f"from looped {a.segments[-1]!r} to looped {b.segments[0]!r}",
+                            a.freq_hz,
+                            b.freq_hz,
+                            run.channel,
+                        )
+                    )
+                continue
+            ease = max(gap, key=lambda i: run.members[i].n)
             for i in gap:
                 if i < ease:
                     freq_of[i] = a.freq_hz
