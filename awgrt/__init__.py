@@ -13,6 +13,7 @@ from .compiler.quantize import quantize_resolved_ir
 from .compiler.resolve import resolve_intent_ir
 from .ir import IntentIR, QuantizedIR, ResolvedIR
 from .program import CompiledSegment, CompiledSequenceProgram, SequenceStep
+from .runtime import RunReport, Runtime, StepInfo
 
 __version__ = "0.1.0"
 
@@ -25,6 +26,9 @@ __all__ = [
     "IntentIR",
     "QuantizedIR",
     "ResolvedIR",
+    "RunReport",
+    "Runtime",
+    "StepInfo",
     "SequenceStep",
     "compile_sequence_program",
     "decode_step_entry",

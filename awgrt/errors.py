@@ -70,3 +70,17 @@ class ClipError(AWGRTError, ValueError):
 
 class SerializationError(AWGRTError, ValueError):
     """A saved program or IR could not be read (bad JSON, unknown schema or version)."""
+
+
+class CardError(AWGRTError):
+    """The card (real or simulated) refused an operation.
+
+    ``code`` is Spectrum's error code (``spcerr.h``), ``register`` the register or command
+    involved (None where none applies).
+    """
+
+    def __init__(self, message: str, *, code: int, register: int | str | None = None, **context) -> None:
+        self.code = code
+        self.register = register
+        reg = f" [register {register}]" if register is not None else ""
+        super().__init__(f"{message} (error {code:#06x}{reg})", **context)

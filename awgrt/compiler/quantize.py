@@ -239,3 +239,20 @@ def quantize_resolved_ir(
         notes=tuple(notes),
         intent_digest=resolved.intent_digest,
     )
+
+
+def replace_segments(q: QuantizedIR, segments: tuple[Segment, ...], note: Note | None = None) -> QuantizedIR:
+    """``q`` with its segments replaced (same count and lengths), slots and the continuity of
+    every step-graph edge recomputed. Used by the runtime to keep invariant segments."""
+    if len(segments) != len(q.segments) or any(a.n_samples != b.n_samples for a, b in zip(segments, q.segments)):
+        raise ProgramError("replacement segments must match the originals in count and length", op="replace segments")
+    slot_of, slots, slot_notes = assign_slots(segments, q.card, q.n_hardware_channels)
+    kept = tuple(n for n in q.notes if n.kind not in ("slots_shared", "slots_padded"))
+    return replace(
+        q,
+        segments=segments,
+        segment_slot=slot_of,
+        slots=slots,
+        boundaries=step_graph_boundaries(segments, q.last_step, q.sample_rate_hz),
+        notes=kept + tuple(slot_notes) + ((note,) if note else ()),
+    )

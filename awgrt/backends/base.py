@@ -1,0 +1,294 @@
+"""The backend protocol: one small interface that every card backend implements.
+
+A backend is a context manager (open on enter, close on exit; closing always stops the output).
+Its ``card`` is the :class:`~awgrt.card.CardSpec` it checks programs against. The runtime and
+users only ever speak this interface; which backend is behind it (the simulator or the real card
+through spcm) makes no difference to them, as with pyvisa's ``@py`` / ``@sim`` backends.
+
+:class:`BackendBase` holds what all backends share: argument checks, the program check before
+any upload, and the rule that a failed upload leaves the card stopped, never half-programmed and
+running.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from ..card import CardSpec
+from ..errors import AWGRTError, CardError, ProgramError
+from ..program import CompiledSequenceProgram
+from ..sim.spectrum import StopLevel
+
+TRIGGER_SOURCES = ("software", "external")
+
+
+@dataclass(frozen=True)
+class StepNotice:
+    """The sequencer entered ``step`` (memory slot ``segment``) at output sample ``sample``,
+    counted from the start command."""
+
+    sample: int
+    step: int
+    segment: int
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """How the card's outputs are set up: sample rate, enabled channels (0 .. n-1), amplitude
+    per channel in mV (into 50 ohm), stop level per channel, trigger source and level."""
+
+    sample_rate_hz: float
+    n_channels: int
+    amplitude_mv: tuple[int, ...]
+    stop_level: tuple[StopLevel, ...]
+    trigger: str = "software"
+    trigger_level_mv: int = 1000
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What every backend offers (see module doc)."""
+
+    card: CardSpec
+
+    def __enter__(self) -> Backend: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    def open(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def configure(
+        self,
+        *,
+        sample_rate_hz: float,
+        channels: int,
+        amplitude_mv: int | Sequence[int] = 1000,
+        stop_level: str | StopLevel | Sequence[str | StopLevel] = "zero",
+        trigger: str = "software",
+        trigger_level_mv: int = 1000,
+    ) -> OutputConfig: ...
+
+    def load(self, program: CompiledSequenceProgram) -> None: ...
+
+    def update_segments(self, program: CompiledSequenceProgram, indices: Sequence[int]) -> None: ...
+
+    def write_steps(self, program: CompiledSequenceProgram) -> None: ...
+
+    def start(self, *, force_trigger: bool = False) -> None: ...
+
+    def force_trigger(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def current_step(self) -> int: ...
+
+    def is_running(self) -> bool: ...
+
+    def wait_ready(self, timeout_s: float) -> None: ...
+
+
+def _stop_level(value: str | StopLevel) -> StopLevel:
+    if isinstance(value, StopLevel):
+        return value
+    try:
+        return StopLevel[str(value).upper()]
+    except KeyError:
+        names = ", ".join(s.name.lower() for s in StopLevel)
+        raise ProgramError(f"stop level {value!r} unknown (one of {names})", op="configure", value=value) from None
+
+
+class BackendBase(abc.ABC):
+    """Shared behaviour; subclasses implement the ``_``-prefixed card operations."""
+
+    card: CardSpec
+
+    def __init__(self, card: CardSpec) -> None:
+        self.card = card
+        self.config: OutputConfig | None = None
+        self.program: CompiledSequenceProgram | None = None
+        self._listeners: list[Callable[[StepNotice], None]] = []
+        self._opened = False
+
+    # ------------------------------------------------------------------ context
+
+    def __enter__(self) -> BackendBase:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def open(self) -> None:
+        self._opened = True
+
+    def close(self) -> None:
+        """Stop the output (always) and release the card."""
+        if self._opened:
+            try:
+                self.stop()
+            finally:
+                self._opened = False
+
+    # ------------------------------------------------------------------ configuration
+
+    def configure(
+        self,
+        *,
+        sample_rate_hz: float,
+        channels: int,
+        amplitude_mv: int | Sequence[int] = 1000,
+        stop_level: str | StopLevel | Sequence[str | StopLevel] = "zero",
+        trigger: str = "software",
+        trigger_level_mv: int = 1000,
+    ) -> OutputConfig:
+        """Set sample rate, the number of enabled channels (0 .. channels-1), amplitude (mV) and
+        stop level per channel (one value for all, or one each), and the trigger source."""
+        problem = self.card.sample_rate_problem(sample_rate_hz)
+        if problem:
+            raise ProgramError(problem, op="configure", value=sample_rate_hz)
+        if channels not in self.card.channel_counts:
+            raise ProgramError(f"{channels} channels: {self.card.name} runs with {list(self.card.channel_counts)}", op="configure", value=channels)
+        amps = (amplitude_mv,) * channels if isinstance(amplitude_mv, int) else tuple(amplitude_mv)
+        levels_in = [stop_level] * channels if isinstance(stop_level, (str, StopLevel)) else list(stop_level)
+        if len(amps) != channels or len(levels_in) != channels:
+            raise ProgramError(f"give one amplitude and stop level, or one per channel ({channels})", op="configure", value=(amps, levels_in))
+        for mv in amps:
+            if isinstance(mv, bool) or not isinstance(mv, int) or not self.card.min_amplitude_mv <= mv <= self.card.max_amplitude_mv:
+                raise ProgramError(
+                    f"amplitude {mv!r} mV outside {self.card.min_amplitude_mv}..{self.card.max_amplitude_mv} mV of {self.card.name}",
+                    op="configure",
+                    value=mv,
+                )
+        if trigger not in TRIGGER_SOURCES:
+            raise ProgramError(f"trigger {trigger!r} must be one of {TRIGGER_SOURCES}", op="configure", value=trigger)
+        config = OutputConfig(float(sample_rate_hz), channels, amps, tuple(_stop_level(v) for v in levels_in), trigger, int(trigger_level_mv))
+        self._configure(config)
+        self.config = config
+        return config
+
+    def _require_config(self, program: CompiledSequenceProgram) -> None:
+        """Configure from the program if not done yet; check the program matches the set-up."""
+        if self.config is None:
+            self.configure(sample_rate_hz=program.sample_rate_hz, channels=program.n_channels)
+        if program.sample_rate_hz != self.config.sample_rate_hz or program.n_channels != self.config.n_channels:
+            raise ProgramError(
+                f"program runs at {program.sample_rate_hz:g} S/s on {program.n_channels} channels, the card is set up for "
+                f"{self.config.sample_rate_hz:g} S/s on {self.config.n_channels}",
+                op="load",
+            )
+
+    # ------------------------------------------------------------------ uploads
+
+    def load(self, program: CompiledSequenceProgram) -> None:
+        """Full upload: stop, check against the card, write every slot and the step table."""
+        program.validate(self.card)
+        self._require_config(program)
+        self.stop()
+        self._guarded("full upload", lambda: self._load(program))
+        self.program = program
+
+    def update_segments(self, program: CompiledSequenceProgram, indices: Sequence[int]) -> None:
+        """Rewrite the data of memory slots ``indices`` (same lengths as loaded)."""
+        self._check_same_layout(program, "update_segments")
+        for i in indices:
+            if not 0 <= i < len(program.segments):
+                raise ProgramError(f"slot {i} out of range 0..{len(program.segments) - 1}", op="update_segments", value=i)
+            if program.segments[i].n_samples != self.program.segments[i].n_samples:
+                raise ProgramError(
+                    f"slot {i} changes length {self.program.segments[i].n_samples} -> {program.segments[i].n_samples}: needs a full upload",
+                    segment=program.segments[i].name,
+                    op="update_segments",
+                )
+        self._guarded("segment update", lambda: self._update_segments(program, list(indices)))
+        self.program = program
+
+    def write_steps(self, program: CompiledSequenceProgram) -> None:
+        """Rewrite the step table only (slot layout unchanged)."""
+        self._check_same_layout(program, "write_steps")
+        self._guarded("step table update", lambda: self._write_steps(program))
+        self.program = program
+
+    def _check_same_layout(self, program: CompiledSequenceProgram, op: str) -> None:
+        program.validate(self.card)
+        if self.program is None:
+            raise ProgramError("nothing is loaded yet: use load()", op=op)
+        if len(program.segments) != len(self.program.segments) or program.max_segments != self.program.max_segments:
+            raise ProgramError("the memory layout changed: needs a full upload", op=op)
+
+    def _guarded(self, what: str, action: Callable[[], None]) -> None:
+        """Run an upload; on any failure stop the card and say what was being done."""
+        try:
+            action()
+        except AWGRTError:
+            self._stop_quietly()
+            self.program = None
+            raise
+        except Exception as exc:
+            self._stop_quietly()
+            self.program = None
+            raise CardError(f"{what} failed: {exc}", code=0xFFFF) from exc
+
+    def _stop_quietly(self) -> None:
+        try:
+            self._stop()
+        except Exception:  # noqa: BLE001 - the original error is the one to report
+            pass
+
+    # ------------------------------------------------------------------ run control
+
+    def start(self, *, force_trigger: bool = False) -> None:
+        if self.program is None:
+            raise ProgramError("nothing is loaded: load a program before start()", op="start")
+        self._start(force_trigger)
+
+    def stop(self) -> None:
+        self._stop()
+
+    def add_step_listener(self, fn: Callable[[StepNotice], None]) -> None:
+        """Call ``fn`` with a :class:`StepNotice` each time the sequencer enters a step."""
+        self._listeners.append(fn)
+
+    def remove_step_listener(self, fn: Callable[[StepNotice], None]) -> None:
+        self._listeners.remove(fn)
+
+    def _notify(self, notices: Sequence[StepNotice]) -> None:
+        for notice in notices:
+            for fn in list(self._listeners):
+                fn(notice)
+
+    # ------------------------------------------------------------------ card operations
+
+    @abc.abstractmethod
+    def _configure(self, config: OutputConfig) -> None: ...
+
+    @abc.abstractmethod
+    def _load(self, program: CompiledSequenceProgram) -> None: ...
+
+    @abc.abstractmethod
+    def _update_segments(self, program: CompiledSequenceProgram, indices: list[int]) -> None: ...
+
+    @abc.abstractmethod
+    def _write_steps(self, program: CompiledSequenceProgram) -> None: ...
+
+    @abc.abstractmethod
+    def _start(self, force_trigger: bool) -> None: ...
+
+    @abc.abstractmethod
+    def _stop(self) -> None: ...
+
+    @abc.abstractmethod
+    def force_trigger(self) -> None: ...
+
+    @abc.abstractmethod
+    def current_step(self) -> int: ...
+
+    @abc.abstractmethod
+    def is_running(self) -> bool: ...
+
+    @abc.abstractmethod
+    def wait_ready(self, timeout_s: float) -> None: ...

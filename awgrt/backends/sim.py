@@ -1,0 +1,141 @@
+"""SimBackend: the backend protocol on a :class:`~awgrt.sim.SimulatedCard` with a virtual clock.
+
+Nothing here waits for real time. The clock moves only when asked: :meth:`SimBackend.advance`
+(by samples or seconds), :meth:`SimBackend.capture` (moves on and returns what was played), or
+:meth:`SimBackend.wait_ready`. External triggers are scheduled at samples of that clock. Step
+listeners are called, in order and with exact sample times, as the clock passes each step entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..card import CARDS, DEFAULT_CARD, CardSpec
+from ..errors import CardError
+from ..program import CompiledSequenceProgram
+from ..sim.card import SimPolicy, SimulatedCard
+from ..sim.spectrum import ERR_TIMEOUT
+from .base import BackendBase, OutputConfig, StepNotice
+
+
+class SimBackend(BackendBase):
+    """A simulated card behind the backend protocol (see module doc)."""
+
+    def __init__(self, card: CardSpec | str = DEFAULT_CARD, *, policy: SimPolicy | None = None) -> None:
+        spec = CARDS[card] if isinstance(card, str) else card
+        super().__init__(spec)
+        self.sim = SimulatedCard(spec, policy or SimPolicy())
+        self.start_sample: int | None = None
+        self._notified = 0
+
+    # ------------------------------------------------------------------ virtual clock
+
+    @property
+    def now(self) -> int:
+        """Current sample of the card clock (samples since the backend was made)."""
+        return self.sim.now
+
+    def samples_since_start(self) -> int:
+        return self.sim.now - (self.start_sample or 0)
+
+    def advance(self, *, samples: int | None = None, seconds: float | None = None) -> None:
+        """Move the clock on (give exactly one of ``samples`` or ``seconds``)."""
+        self.sim.advance(self._samples(samples, seconds))
+        self._emit()
+
+    def capture(self, n_samples: int) -> np.ndarray:
+        """Move the clock on by ``n_samples`` and return what the enabled channels played:
+        int16 of shape (n_samples, enabled channels)."""
+        out = self.sim.render(n_samples)[:, : self.sim.n_active]
+        self._emit()
+        return out
+
+    def schedule_trigger(self, sample: int) -> None:
+        """An external trigger at ``sample`` counted from the start command (not before now)."""
+        base = self.start_sample if self.start_sample is not None else 0
+        self.sim.external_trigger(base + int(sample))
+
+    def _samples(self, samples: int | None, seconds: float | None) -> int:
+        if (samples is None) == (seconds is None):
+            raise ValueError("give exactly one of samples= or seconds=")
+        if samples is None:
+            samples = round(seconds * self.sim.sample_rate_hz)
+        return int(samples)
+
+    @property
+    def events(self) -> list[StepNotice]:
+        """Every step entry since the start command, with samples counted from it."""
+        base = self.start_sample or 0
+        return [StepNotice(e.sample - base, e.step, e.segment) for e in self.sim.events_between(base, self.sim.now)]
+
+    def _emit(self) -> None:
+        if self._listeners and self.start_sample is not None:
+            base = self.start_sample
+            new = self.sim.events_between(max(self._notified, base), self.sim.now)
+            self._notify([StepNotice(e.sample - base, e.step, e.segment) for e in new])
+        self._notified = self.sim.now
+
+    # ------------------------------------------------------------------ card operations
+
+    def _configure(self, config: OutputConfig) -> None:
+        self.sim.stop()
+        self.sim.set_sample_rate(config.sample_rate_hz)
+        self.sim.set_channels(config.n_channels)
+        for ch in range(config.n_channels):
+            self.sim.set_amplitude(ch, config.amplitude_mv[ch])
+            self.sim.set_stop_level(ch, config.stop_level[ch])
+
+    def _load(self, program: CompiledSequenceProgram) -> None:
+        self.sim.set_max_segments(program.max_segments)
+        for i, seg in enumerate(program.segments):
+            self.sim.select_segment(i)
+            self.sim.set_segment_size(seg.n_samples)
+            self.sim.write_segment_data(seg.data)
+        self._write_steps(program)
+        self.sim.set_start_step(program.start_step)
+
+    def _update_segments(self, program: CompiledSequenceProgram, indices: list[int]) -> None:
+        for i in indices:
+            self.sim.select_segment(i)
+            self.sim.write_segment_data(program.segments[i].data)
+
+    def _write_steps(self, program: CompiledSequenceProgram) -> None:
+        for i, step in enumerate(program.steps):
+            self.sim.write_step(i, step.entry)
+
+    def _start(self, force_trigger: bool) -> None:
+        self.sim.start()
+        self.start_sample = self.sim.now
+        self._notified = self.sim.now
+        if self.config is not None and self.config.trigger == "external":
+            self.sim.enable_trigger()
+        if force_trigger:
+            self.sim.force_trigger()
+
+    def _stop(self) -> None:
+        self.sim.stop()
+
+    def force_trigger(self) -> None:
+        self.sim.force_trigger()
+
+    def current_step(self) -> int:
+        return self.sim.current_step()
+
+    def is_running(self) -> bool:
+        return self.sim.state in ("armed", "running")
+
+    def wait_ready(self, timeout_s: float) -> None:
+        """Advance the virtual clock until the card is READY; raise after ``timeout_s`` of card time."""
+        limit = self.sim.now + round(timeout_s * self.sim.sample_rate_hz)
+        chunk = max(1, round(1e-3 * self.sim.sample_rate_hz))
+        while self.sim.state != "ready":
+            if self.sim.now >= limit:
+                raise CardError(f"card not READY after {timeout_s:g} s", code=ERR_TIMEOUT, op="wait_ready")
+            self.sim.advance(min(chunk, limit - self.sim.now))
+            self._emit()
+
+    def segment_slots(self) -> Sequence[np.ndarray]:
+        """What each memory slot holds now (read-only views)."""
+        return [self.sim.segment_data(i) for i in range(self.sim.max_segments)]

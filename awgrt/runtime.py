@@ -1,0 +1,320 @@
+"""The runtime: compile, upload and start, scan point after scan point, doing only what changed.
+
+``Runtime(backend).run(program, sample_rate_hz=...)`` resolves, quantizes and compiles the
+program, then brings the card up to date with the least work:
+
+- **compile**: a segment is synthesised only when its content digest (everything that
+  determines its samples, including the tone state and phases it inherits) is new; the others
+  come from a cache of the previous scan point. Segments named in ``invariant=`` keep the samples
+  they had at the previous point even if their digest changed (the report says so);
+- **upload**: ``"full"`` when the memory layout (slot count or any slot length), sample rate or
+  channel count changed; ``"segments"`` (only the slots whose samples changed, plus the step
+  table if it changed too) when the layout is the same; ``"steps"`` when only loop counts or
+  transitions changed; ``"none"`` when nothing did.
+
+A slot that the card is playing is never rewritten silently: by default (``live="restart"``) the
+runtime stops the card, updates it and starts it again; with ``live="allow"`` it writes the slot
+live (the output mixes old and new samples) and records that in the report.
+
+``rt.last_report`` tells what each run did and how long each stage took. ``rt.on_step(name,
+fn)`` calls ``fn(StepInfo)`` whenever the sequencer enters a step playing segment ``name``; with
+``asynchronous=True`` the call is queued to a worker thread so playback is never blocked. On the
+simulator the sample times are exact.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from .backends.base import BackendBase, StepNotice
+from .builder import AWGProgramBuilder
+from .compiler.compile import compile_sequence_program
+from .compiler.quantize import quantize_resolved_ir, replace_segments
+from .compiler.report import CompileReport
+from .compiler.resolve import resolve_intent_ir
+from .compiler.synth import SynthResult
+from .errors import AWGRTError, ProgramError
+from .ir.intent import IntentIR
+from .ir.quantized import QuantizedIR
+from .ir.resolved import Note, ResolvedIR
+from .program import CompiledSequenceProgram
+
+UPLOAD_KINDS = ("full", "segments", "steps", "none")
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """What one :meth:`Runtime.run` did. ``compiled_segments``: segments synthesised afresh;
+    ``uploaded_segments``: segments whose memory slots were written; ``timings_s``: seconds per
+    stage (resolve, quantize, compile, upload, start)."""
+
+    upload_kind: str
+    compiled_segments: tuple[str, ...]
+    uploaded_segments: tuple[str, ...]
+    steps_rewritten: bool
+    restarted: bool
+    timings_s: Mapping[str, float]
+    notes: tuple[str, ...]
+    compile_report: CompileReport
+
+    def __str__(self) -> str:
+        t = ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in self.timings_s.items())
+        lines = [
+            f"upload: {self.upload_kind}; compiled {list(self.compiled_segments)}; uploaded {list(self.uploaded_segments)}"
+            + ("; step table rewritten" if self.steps_rewritten else "")
+            + ("; card restarted" if self.restarted else ""),
+            f"timings: {t}",
+        ]
+        return "\n".join(lines + [f"note: {n}" for n in self.notes])
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """Passed to step callbacks: the step index, its segment name, and when it was entered
+    (output sample since the start command, and the same in seconds)."""
+
+    step: int
+    segment: str
+    sample: int
+    time_s: float
+
+
+class Runtime:
+    """Compile, upload and run programs on one backend (see module doc)."""
+
+    def __init__(
+        self,
+        backend: BackendBase,
+        *,
+        logical_channel_to_hardware_channel: Mapping[str, int] | None = None,
+        gain: float = 1.0,
+        clip: float = 0.9,
+        full_scale: int = 32767,
+        amplitude_mv: int | Sequence[int] = 1000,
+        stop_level: str = "zero",
+        trigger: str = "external",
+        live: str = "restart",
+        quantize_options: Mapping[str, object] | None = None,
+    ) -> None:
+        if live not in ("restart", "allow"):
+            raise ProgramError(f"live={live!r} must be 'restart' or 'allow'", op="Runtime", value=live)
+        self.backend = backend
+        self.mapping = dict(logical_channel_to_hardware_channel) if logical_channel_to_hardware_channel else None
+        self.gain, self.clip, self.full_scale = gain, clip, full_scale
+        self.amplitude_mv, self.stop_level, self.trigger = amplitude_mv, stop_level, trigger
+        self.live = live
+        self.quantize_options = dict(quantize_options or {})
+        self.program: CompiledSequenceProgram | None = None
+        self.last_report: RunReport | None = None
+        self._quantized: QuantizedIR | None = None
+        self._cache: dict[str, SynthResult] = {}
+        self._callbacks: dict[str, list[tuple[Callable[[StepInfo], object], bool]]] = {}
+        self._listening = False
+        self._queue: queue.Queue | None = None
+        self._worker: threading.Thread | None = None
+        self._async_errors: list[BaseException] = []
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ run
+
+    def _compile(
+        self, program: AWGProgramBuilder | IntentIR | ResolvedIR, sample_rate_hz: float | None, invariant: Sequence[str]
+    ) -> tuple[CompiledSequenceProgram, QuantizedIR, dict[str, float], list[str]]:
+        """Resolve, quantize and compile against the backend's card, reusing cached segments."""
+        timings: dict[str, float] = {}
+        notes: list[str] = []
+        t = time.perf_counter()
+        if isinstance(program, AWGProgramBuilder):
+            program = program.build_intent_ir()
+        if isinstance(program, IntentIR):
+            if sample_rate_hz is None:
+                raise ProgramError("run() needs sample_rate_hz= for an intent program", op="run")
+            resolved = resolve_intent_ir(program, sample_rate_hz)
+        elif isinstance(program, ResolvedIR):
+            resolved = program
+        else:
+            raise ProgramError(f"cannot run a {type(program).__name__}", op="run")
+        timings["resolve"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        q = quantize_resolved_ir(resolved, self.mapping, self.backend.card, **self.quantize_options)
+        if invariant and self._quantized is not None:
+            q, kept = self._keep_invariant(q, invariant)
+            notes += kept
+        timings["quantize"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        compiled = compile_sequence_program(q, self.gain, self.clip, self.full_scale, cache=self._cache)
+        live_keys = {k for k in self._cache if k.split(":", 1)[0] in {s.digest for s in q.segments}}
+        for k in set(self._cache) - live_keys:  # keep only what the current point uses
+            del self._cache[k]
+        timings["compile"] = time.perf_counter() - t
+        return compiled, q, timings, notes
+
+    def _keep_invariant(self, q, invariant: Sequence[str]):
+        prev = {s.name: s for s in self._quantized.segments}
+        notes = []
+        segments = list(q.segments)
+        for i, seg in enumerate(segments):
+            if seg.name not in invariant:
+                continue
+            old = prev.get(seg.name)
+            if old is None or old.n_samples != seg.n_samples:
+                notes.append(f"invariant segment {seg.name!r} changed length or is new: compiled afresh")
+            elif old.digest != seg.digest:
+                segments[i] = replace(old, mode=seg.mode, loops=seg.loops, phase_mode=seg.phase_mode)
+                notes.append(f"invariant segment {seg.name!r} keeps its previous samples although its content changed")
+        if not notes:
+            return q, notes
+        note = Note("invariant", None, "; ".join(notes))
+        return replace_segments(q, tuple(segments), note), notes
+
+    def run(
+        self,
+        program: AWGProgramBuilder | IntentIR | ResolvedIR,
+        *,
+        sample_rate_hz: float | None = None,
+        invariant: Sequence[str] = (),
+        start: bool = True,
+        force_trigger: bool = False,
+    ) -> CompiledSequenceProgram:
+        """Compile ``program`` and bring the card up to date (see module doc); start it if it
+        is not running and ``start`` is true. Returns the compiled program."""
+        compiled, quantized, timings, notes = self._compile(program, sample_rate_hz, invariant)
+        t = time.perf_counter()
+        kind, slots, steps_changed, restarted, more = self._upload(compiled)
+        notes += more
+        timings["upload"] = time.perf_counter() - t
+        self.program = compiled
+        self._quantized = quantized
+        t = time.perf_counter()
+        if (start and not self.backend.is_running()) or restarted:
+            self.backend.start(force_trigger=force_trigger)
+        timings["start"] = time.perf_counter() - t
+        report = compiled.report
+        names_of = {i: compiled.segments[i].names for i in slots}
+        self.last_report = RunReport(
+            upload_kind=kind,
+            compiled_segments=tuple(report.synthesised),
+            uploaded_segments=tuple(n for i in slots for n in names_of[i]),
+            steps_rewritten=steps_changed,
+            restarted=restarted,
+            timings_s=timings,
+            notes=tuple(notes),
+            compile_report=report,
+        )
+        return compiled
+
+    def _upload(self, new: CompiledSequenceProgram) -> tuple[str, list[int], bool, bool, list[str]]:
+        be = self.backend
+        old = be.program
+        if be.config is None or be.config.sample_rate_hz != new.sample_rate_hz or be.config.n_channels != new.n_channels:
+            be.configure(
+                sample_rate_hz=new.sample_rate_hz,
+                channels=new.n_channels,
+                amplitude_mv=self.amplitude_mv,
+                stop_level=self.stop_level,
+                trigger=self.trigger,
+            )
+            old = None
+        same_layout = (
+            old is not None
+            and len(old.segments) == len(new.segments)
+            and old.max_segments == new.max_segments
+            and all(a.n_samples == b.n_samples for a, b in zip(old.segments, new.segments))
+        )
+        if not same_layout:
+            be.load(new)
+            return "full", list(range(len(new.segments))), True, False, []
+        changed = [i for i, (a, b) in enumerate(zip(old.segments, new.segments)) if a.data is not b.data and not np.array_equal(a.data, b.data)]
+        steps_changed = [(s.segment, s.next, s.loops, s.on_trigger, s.end) for s in old.steps] != [
+            (s.segment, s.next, s.loops, s.on_trigger, s.end) for s in new.steps
+        ]
+        if not changed and not steps_changed:
+            be.program = new
+            return "none", [], False, False, []
+        notes: list[str] = []
+        restarted = False
+        if changed and be.is_running():
+            playing = old.steps[be.current_step()].segment
+            if playing in changed:
+                if self.live == "restart":
+                    be.stop()
+                    restarted = True
+                    notes.append(f"slot {playing} ({old.segments[playing].name!r}) was playing: card stopped, updated and restarted")
+                else:
+                    notes.append(f"slot {playing} ({old.segments[playing].name!r}) written while playing: its output mixes old and new samples")
+        if changed:
+            be.update_segments(new, changed)
+        if steps_changed:
+            be.write_steps(new)
+        return ("segments" if changed else "steps"), changed, steps_changed, restarted, notes
+
+    # ------------------------------------------------------------------ callbacks
+
+    def on_step(self, segment: str, fn: Callable[[StepInfo], object], *, asynchronous: bool = False) -> None:
+        """Call ``fn(StepInfo)`` each time the sequencer enters a step playing ``segment``."""
+        self._callbacks.setdefault(segment, []).append((fn, asynchronous))
+        if not self._listening:
+            self.backend.add_step_listener(self._on_notice)
+            self._listening = True
+        if asynchronous and self._worker is None:
+            self._queue = queue.Queue()
+            self._worker = threading.Thread(target=self._work, name="awgrt-step-callbacks", daemon=True)
+            self._worker.start()
+
+    def _on_notice(self, notice: StepNotice) -> None:
+        if self.program is None or notice.step >= len(self.program.steps):
+            return
+        name = self.program.steps[notice.step].name
+        info = StepInfo(notice.step, name, notice.sample, notice.sample / self.program.sample_rate_hz)
+        for fn, asynchronous in self._callbacks.get(name, ()):
+            if asynchronous:
+                self._queue.put((fn, info))
+            else:
+                fn(info)
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                fn, info = item
+                fn(info)
+            except BaseException as exc:  # noqa: BLE001 - reported by flush()
+                self._async_errors.append(exc)
+            finally:
+                self._queue.task_done()
+
+    def flush(self) -> None:
+        """Wait until every queued asynchronous callback has run; re-raise the first error."""
+        if self._queue is not None:
+            self._queue.join()
+        if self._async_errors:
+            exc = self._async_errors.pop(0)
+            raise AWGRTError(f"an asynchronous step callback failed: {exc!r}", op="on_step") from exc
+
+    def close(self) -> None:
+        """Flush callbacks, stop the worker and detach from the backend (the card keeps running)."""
+        try:
+            self.flush()
+        finally:
+            if self._worker is not None:
+                self._queue.put(None)
+                self._worker.join(timeout=5)
+                self._worker = None
+            if self._listening:
+                self.backend.remove_step_listener(self._on_notice)
+                self._listening = False

@@ -1,0 +1,78 @@
+"""Spectrum driver constants the simulator and the emulated driver share.
+
+Register numbers, commands, status bits and stop levels are those of Spectrum's register file
+(``regs.h`` / ``spcm_core``); error codes and their texts follow ``spcerr.h``. Only what awgrt uses
+is listed.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+# ------------------------------------------------------------------------------------ registers
+SPC_M2CMD = 100
+SPC_M2STATUS = 110
+SPC_CARDMODE = 9500
+SPC_REP_STD_SEQUENCE = 0x40000
+SPC_SEQMODE_STEPMEM0 = 340000
+SPC_SEQMODE_AVAILMAXSEGMENT = 349900
+SPC_SEQMODE_AVAILMAXSTEPS = 349901
+SPC_SEQMODE_AVAILMAXLOOP = 349902
+SPC_SEQMODE_AVAILFEATURES = 349903
+SPC_SEQMODE_MAXSEGMENTS = 349910
+SPC_SEQMODE_WRITESEGMENT = 349920
+SPC_SEQMODE_STARTSTEP = 349930
+SPC_SEQMODE_SEGMENTSIZE = 349940
+SPC_SEQMODE_STATUS = 349950
+SPC_CH0_STOPLEVEL = 206020
+SPC_PCIFEATURES = 2120
+SPCM_FEAT_SEQUENCE = 0x1000
+
+# ------------------------------------------------------------------------------------ commands
+M2CMD_CARD_START = 0x4
+M2CMD_CARD_ENABLETRIGGER = 0x8
+M2CMD_CARD_FORCETRIGGER = 0x10
+M2CMD_CARD_STOP = 0x40
+M2CMD_DATA_STARTDMA = 0x10000
+M2CMD_DATA_WAITDMA = 0x20000
+M2CMD_DATA_STOPDMA = 0x40000
+
+# ------------------------------------------------------------------------------------ status bits
+M2STAT_CARD_PRETRIGGER = 0x1
+M2STAT_CARD_TRIGGER = 0x2
+M2STAT_CARD_READY = 0x4
+
+
+class StopLevel(IntEnum):
+    """What a channel outputs when nothing is replayed (``SPC_CH0_STOPLEVEL`` values)."""
+
+    TRISTATE = 0x1
+    LOW = 0x2
+    HIGH = 0x4
+    HOLDLAST = 0x8
+    ZERO = 0x10
+    CUSTOM = 0x20
+
+
+# ------------------------------------------------------------------------------------ errors
+ERR_OK = 0x0000
+ERR_REG = 0x0100
+ERR_VALUE = 0x0101
+ERR_FEATURE = 0x0102
+ERR_SEQUENCE = 0x0103
+ERR_TIMEOUT = 0x0107
+ERR_SETUP = 0x010B
+ERR_CHANNEL = 0x0110
+ERR_RUNNING = 0x0120
+
+ERROR_TEXTS = {
+    ERR_OK: "no error",
+    ERR_REG: "the register is not valid for this type of board",
+    ERR_VALUE: "the value for this register is not in a valid range",
+    ERR_FEATURE: "a feature has been selected that is not installed on this board",
+    ERR_SEQUENCE: "command sequence is not allowed",
+    ERR_TIMEOUT: "a timeout occurred while waiting for an interrupt",
+    ERR_SETUP: "the card setup is not valid",
+    ERR_CHANNEL: "the channel selection is not valid",
+    ERR_RUNNING: "the command is not allowed while the card is running",
+}
