@@ -1,6 +1,7 @@
 """The ``awgrt`` command.
 
-``awgrt demo``     compile the demo tweezer program and print its compile report
+``awgrt demo``     compile the demo tweezer program, print its compile report, play it on the
+                   simulated card with two triggers, print the step trace and plot it (PNG)
 ``awgrt compile``  compile an intent program saved as JSON, print the report, optionally save
 ``awgrt cards``    list the cards awgrt knows and their sequence-mode limits
 """
@@ -59,9 +60,23 @@ def _finish(program: CompiledSequenceProgram, args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import demo_builder
+    from .demo import DEMO_SAMPLES, DEMO_TRIGGERS, demo_builder, play_demo
 
-    return _finish(_compile(demo_builder().build_intent_ir(), args), args)
+    program = _compile(demo_builder().build_intent_ir(), args)
+    _finish(program, args)
+    if args.no_play:
+        return 0
+    if not args.no_plot:
+        print(f"\nplaying on the simulated card and drawing {args.plot} ...", flush=True)
+    run = play_demo(program, triggers=DEMO_TRIGGERS, n_samples=DEMO_SAMPLES, plot_path=None if args.no_plot else args.plot)
+    fs = program.sample_rate_hz
+    print(f"\nPlayed on the simulated {program.card.name}: triggers at samples {list(DEMO_TRIGGERS)}, {DEMO_SAMPLES} samples")
+    print(f"  {'sample':>9} {'time':>11}  step  segment")
+    for sample, step, name in run.trace:
+        print(f"  {sample:>9} {sample / fs * 1e6:>8.3f} us  {step:>4}  {name}")
+    if run.plot is not None:
+        print(f"\nplot: {run.plot.resolve()}")
+    return 0
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
@@ -86,8 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="awgrt", description="Spectrum AWG sequence-mode runtime")
     parser.add_argument("--version", action="version", version=f"awgrt {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("demo", help="compile the demo tweezer program and print its compile report")
+    p = sub.add_parser("demo", help="compile the demo tweezer program, print its report and play it on the simulator")
     _add_compile_options(p, DEMO_SAMPLE_RATE_HZ)
+    p.add_argument("--plot", type=Path, default=Path("awgrt-out/demo.png"), help="where to write the PNG (default %(default)s)")
+    p.add_argument("--no-plot", action="store_true", help="do not draw the PNG")
+    p.add_argument("--no-play", action="store_true", help="compile and report only")
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser("compile", help="compile an intent program (JSON) and print its compile report")
     p.add_argument("program", help="intent program written by IntentIR.to_json()")

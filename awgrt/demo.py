@@ -8,7 +8,15 @@ waits for the next trigger.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .backends.sim import SimBackend
 from .builder import AWGProgramBuilder
+from .progress import Progress
+from .runtime import Runtime
 
 DEMO_SAMPLE_RATE_HZ = 625e6
 DEMO_HARDWARE_MAP = {"H": 0, "V": 1}
@@ -16,6 +24,12 @@ DEMO_HARDWARE_MAP = {"H": 0, "V": 1}
 GRID_H_HZ = [80e6 + 2e6 * i for i in range(8)]
 TARGET_H_HZ = [85e6 + 2e6 * i for i in range(4)]
 LOADED = [1, 3, 4, 6]
+
+#: The experiment's triggers, in samples after the start command: the first starts replay
+#: (the card waits in "load"), the second ends the "load" wait; "release" then waits for a next.
+DEMO_TRIGGERS = (625, 50_000)
+#: How much card time the demo plays, in samples (about 560 us at 625 MS/s).
+DEMO_SAMPLES = 350_000
 
 
 def demo_builder() -> AWGProgramBuilder:
@@ -51,3 +65,47 @@ def demo_builder() -> AWGProgramBuilder:
         .segment("release", mode="wait_trig")
         .hold(time=10e-6)
     )
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """What the demo played: the compiled program, the samples, the step trace and the plot."""
+
+    program: object
+    samples: np.ndarray
+    trace: list[tuple[int, int, str]]  # (sample, step, segment name)
+    plot: Path | None
+
+
+def play_demo(program, *, triggers=DEMO_TRIGGERS, n_samples: int = DEMO_SAMPLES, plot_path: Path | None = None) -> DemoRun:
+    """Play a compiled program on a simulated card with the given triggers; optionally plot."""
+    with SimBackend(program.card) as backend, Runtime(backend, logical_channel_to_hardware_channel=dict(program.hardware_channels)) as rt:
+        backend.configure(sample_rate_hz=program.sample_rate_hz, channels=program.n_channels, trigger="external")
+        backend.load(program)
+        backend.start()
+        for t in triggers:
+            backend.schedule_trigger(t)
+        chunks = []
+        block = 1 << 16
+        with Progress(n_samples, "playing on the simulated card") as bar:
+            for start in range(0, n_samples, block):
+                chunks.append(backend.capture(min(block, n_samples - start)))
+                bar.advance(chunks[-1].shape[0])
+        samples = np.concatenate(chunks) if chunks else np.zeros((0, program.n_channels), np.int16)
+        trace = [(e.sample, e.step, program.steps[e.step].name) for e in backend.events]
+        del rt
+    path = None
+    if plot_path is not None:
+        from .plot import plot_playback
+
+        names = sorted(program.hardware_channels, key=program.hardware_channels.get)
+        path = plot_playback(
+            samples,
+            program.sample_rate_hz,
+            [(s, name) for s, _, name in trace],
+            plot_path,
+            channel_names=names,
+            title="awgrt demo on the simulated card",
+            triggers=triggers,
+        )
+    return DemoRun(program, samples, trace, path)

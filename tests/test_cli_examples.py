@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_demo_prints_a_complete_report(capsys):
-    assert main(["demo"]) == 0
+    assert main(["demo", "--no-play"]) == 0
     out = capsys.readouterr().out
     for section in ("Timing:", "Channels and memory:", "Wrap snapping:", "Phases:", "Clipping:", "Continuity of every step-graph edge:"):
         assert section in out
@@ -28,9 +28,23 @@ def test_demo_prints_a_complete_report(capsys):
     assert "ring  release -> load" in out and "NOT continuous" in out
 
 
+def test_demo_plays_on_the_simulator_prints_the_trace_and_writes_a_png(tmp_path, capsys):
+    png = tmp_path / "plots" / "demo.png"
+    assert main(["demo", "--plot", str(png)]) == 0
+    out = capsys.readouterr().out
+    trace = out[out.index("Played on the simulated") :]
+    names = [line.split()[-1] for line in trace.splitlines()[2:] if line.strip() and not line.startswith("plot")]
+    # two triggers: the first starts replay in "load", the second ends the wait; "release" then waits
+    assert names == ["load", "drop_empty", "rearrange", "hold", "lower", "release"]
+    first = int(trace.splitlines()[2].split()[0])
+    assert first == 625 + 249  # trigger at sample 625 + the card's latency at 625 MS/s
+    assert f"plot: {png.resolve()}" in out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+
+
 def test_demo_saves_a_loadable_program(tmp_path, capsys):
     path = tmp_path / "demo.npz"
-    assert main(["demo", "--save", str(path)]) == 0
+    assert main(["demo", "--no-play", "--save", str(path)]) == 0
     program = CompiledSequenceProgram.load(path)
     program.validate()
     assert [s.name for s in program.steps] == ["load", "drop_empty", "rearrange", "hold", "lower", "release"]
