@@ -9,8 +9,9 @@ current sample ("now").
 
 The sequencer is event-driven: it moves a whole step at a time (a step's ``loops`` passes are
 one arithmetic step), an ENDLOOPONTRIG step waiting for a trigger costs nothing however long it
-waits, and a trigger-free cycle of steps repeating itself is skipped a whole number of cycles at a
-time, so simulating seconds of a looping program costs microseconds per step. Samples are only
+waits, and once a trigger-free walk comes round to a step it entered before, the card knows the
+walk repeats itself (an *epoch*): it then jumps to any later time arithmetically and renders by
+copying one period. Simulating seconds of a looping program costs microseconds. Samples are only
 produced for the windows asked for.
 
 Behaviour the vendor does not document is a named :class:`SimPolicy` with a documented default.
@@ -34,6 +35,7 @@ Timing rules:
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass, field
 
@@ -45,6 +47,8 @@ from . import spectrum as sp
 from .spectrum import StopLevel
 
 INF = math.inf
+#: Samples rendered per walk while no epoch is known (bounds the work between epoch checks).
+RENDER_CHUNK = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -91,19 +95,79 @@ class StepEvent:
     segment: int
 
 
-@dataclass(frozen=True)
-class _Cycles:
-    """``count`` repetitions, every ``period`` samples from ``start``, of the events ``pattern``
-    (offsets relative to each repetition's start)."""
+@dataclass
+class _Epoch:
+    """A stretch where the sequencer's walk repeats itself exactly: from ``anchor`` on, every
+    ``period`` samples the steps in ``pattern`` (offset, step, entry) are entered again. It
+    holds while no step entry, slot or trigger changes; events at samples < ``until`` belong to
+    it. The sequencer jumps through it arithmetically and renders it by copying one period."""
 
-    start: int
+    anchor: int
     period: int
-    count: int
-    pattern: tuple[StepEvent, ...]
+    pattern: tuple[tuple[int, int, StepEntry], ...]
+    until: float = INF
 
-    @property
-    def end(self) -> int:
-        return self.start + self.period * self.count
+    def __post_init__(self) -> None:
+        self.offsets = [p[0] for p in self.pattern]
+
+    def events_between(self, a: int, b: float) -> list[StepEvent]:
+        lo, hi = max(a, self.anchor), min(b, self.until)
+        out: list[StepEvent] = []
+        if lo >= hi:
+            return out
+        k = (lo - self.anchor) // self.period
+        while True:
+            base = self.anchor + k * self.period
+            if base >= hi:
+                return out
+            for off, step, entry in self.pattern:
+                t = base + off
+                if lo <= t < hi:
+                    out.append(StepEvent(t, step, entry.segment))
+            k += 1
+
+    def state_at(self, t: int) -> tuple[int, int, StepEntry]:
+        """(origin, step, entry) of the step playing at sample ``t`` >= anchor."""
+        k, pos = divmod(t - self.anchor, self.period)
+        j = bisect.bisect_right(self.offsets, pos) - 1
+        off, step, entry = self.pattern[j]
+        return self.anchor + k * self.period + off, step, entry
+
+
+class _TriggerQueue:
+    """Pending trigger samples, sorted; consumed ones are skipped by an index, not copied."""
+
+    def __init__(self) -> None:
+        self.t: list[int] = []
+        self.i = 0
+
+    def add(self, x: int) -> None:
+        bisect.insort(self.t, x, lo=self.i)
+
+    def first_at_or_after(self, floor: int) -> int | None:
+        j = bisect.bisect_left(self.t, floor, lo=self.i)
+        return self.t[j] if j < len(self.t) else None
+
+    def first(self) -> int | None:
+        return self.t[self.i] if self.i < len(self.t) else None
+
+    def pop_first(self) -> int:
+        x = self.t[self.i]
+        self.i += 1
+        return x
+
+    def drop_before(self, x: float) -> int | None:
+        """Drop triggers < x; return the last one dropped (None if none)."""
+        j = bisect.bisect_left(self.t, x, lo=self.i)
+        last = self.t[j - 1] if j > self.i else None
+        self.i = j
+        if self.i > 1024 and self.i * 2 > len(self.t):
+            del self.t[: self.i]
+            self.i = 0
+        return last
+
+    def clear(self) -> None:
+        self.t, self.i = [], 0
 
 
 @dataclass
@@ -159,13 +223,14 @@ class SimulatedCard:
         self.state = IDLE
         self.triggered = False
         self.live_slot_writes = 0
-        self._triggers: list[int] = []  # pending trigger times (sorted), sequencer-visible
+        self._triggers = _TriggerQueue()  # pending trigger times, sequencer-visible
         self._trigger_floor = 0  # triggers before this sample no longer count (latch policy)
         self._run: _Run | None = None
         self._prefetched: tuple[int, StepEntry] | None = None
         self._ready_at = INF
         self._hold = np.zeros(self.spec.n_channels, dtype=np.int16)  # last output sample per channel
-        self._log: list[StepEvent | _Cycles] = []
+        self._log: list[StepEvent | _Epoch] = []
+        self._epoch: _Epoch | None = None  # the walk repeats itself: see _Epoch
         self._marks: dict[int, tuple[int, int]] = {}
         self._last_step = 0
         self.trigger_log: list[int] = []
@@ -290,7 +355,7 @@ class SimulatedCard:
         if self.state == RUNNING and self._run is not None and self._run.slot == self.write_segment and self.now >= self._run.origin:
             self.live_slot_writes += 1
         slot.data[offset : offset + arr.shape[0]] = arr
-        self._marks.clear()
+        self._invalidate()
 
     def segment_data(self, index: int) -> np.ndarray:
         """A read-only view of slot ``index`` (its valid samples)."""
@@ -316,7 +381,7 @@ class SimulatedCard:
         if entry.next_step >= self.spec.max_steps:
             self._fail(sp.ERR_VALUE, f"step {index}: next step {entry.next_step} outside 0..{self.spec.max_steps - 1}", reg)
         self.steps[index] = entry
-        self._marks.clear()
+        self._invalidate()
 
     def set_start_step(self, index: int) -> None:
         reg = sp.SPC_SEQMODE_STARTSTEP
@@ -359,11 +424,11 @@ class SimulatedCard:
             self._fail(sp.ERR_SEQUENCE, "cannot start: " + "; ".join(problems), sp.SPC_M2CMD)
         self.state = ARMED
         self.triggered = False
-        self._triggers = [t for t in self._triggers if t >= self.now]
+        self._triggers.drop_before(self.now)
         self._run = None
         self._prefetched = None
         self._ready_at = INF
-        self._marks.clear()
+        self._invalidate()
 
     def enable_trigger(self) -> None:
         """CARD_ENABLETRIGGER: let external triggers in."""
@@ -383,9 +448,8 @@ class SimulatedCard:
             self._add_trigger(int(sample))
 
     def _add_trigger(self, sample: int) -> None:
-        self._triggers.append(sample)
-        self._triggers.sort()
-        self._marks.clear()
+        self._triggers.add(sample)
+        self._invalidate()
 
     def stop(self) -> None:
         """CARD_STOP: end replay now; outputs go to their stop levels, the card reports READY."""
@@ -395,9 +459,10 @@ class SimulatedCard:
                 self._hold = self._sample_at(self._run, self.now - 1)
         self.state = READY if self.state != IDLE else IDLE
         self._ready_at = min(self._ready_at, self.now)
+        self._invalidate()
         self._run = None
         self.trigger_enabled = False
-        self._triggers = []
+        self._triggers.clear()
 
     # ================================================================== status
 
@@ -433,20 +498,47 @@ class SimulatedCard:
         if n_samples < 0:
             raise ValueError("time only moves forward")
         w0, w1 = self.now, self.now + n_samples
-        runs: list[tuple[int, float, _Run]] = []
         out = np.empty((n_samples, self.spec.n_channels), dtype=np.int16)
-        out[:] = self._stop_values(self._hold)  # idle before the first output and after READY
-        self._advance_to(w1, runs)
-        for a, b, run in runs:
-            a, b = max(a, w0), int(min(b, w1))
-            if a >= b:
-                continue
-            self._copy_run(out[a - w0 : b - w0, : self.n_active], run, a, b)
-            self._hold = self._sample_at(run, b - 1)
-        if w0 <= self._ready_at < w1:
-            out[int(self._ready_at) - w0 :] = self._stop_values(self._hold)
+        if self.n_active < self.spec.n_channels:
+            out[:, self.n_active :] = self._stop_values(self._hold)[self.n_active :]
+        pos = w0
+        while pos < w1:
+            ep = self._epoch
+            if ep is not None and pos - ep.period >= max(w0, ep.anchor):
+                # the output repeats with the epoch's period: copy what is already rendered
+                src = pos - ep.period
+                while pos < w1:
+                    m = min(pos - src, w1 - pos)
+                    out[pos - w0 : pos - w0 + m] = out[src - w0 : src - w0 + m]
+                    pos += m
+                self._advance_to(w1, None)
+                self._hold[: self.n_active] = out[-1, : self.n_active]
+                break
+            end = min(w1, pos + (ep.period if ep is not None else RENDER_CHUNK))
+            self._render_walk(out, w0, pos, end)
+            pos = end
         self.now = w1
         return out
+
+    def _render_walk(self, out: np.ndarray, w0: int, a: int, b: int) -> None:
+        """Render samples [a, b) into ``out`` (row 0 = sample w0) by walking the steps."""
+        runs: list[tuple[int, float, _Run]] = []
+        self._advance_to(b, runs)
+        active = out[:, : self.n_active]
+        cursor = a
+        last = None
+        for ra, rb, run in runs:
+            ra, rb = max(ra, a), int(min(rb, b))
+            if ra >= rb:
+                continue
+            if ra > cursor:  # armed, or between trigger and first output
+                active[cursor - w0 : ra - w0] = self._stop_values(self._hold)[: self.n_active]
+            self._copy_run(active[ra - w0 : rb - w0], run, ra, rb)
+            cursor, last = rb, run
+        if last is not None:
+            self._hold = self._sample_at(last, cursor - 1)
+        if cursor < b:  # idle before replay, or READY after END / stop
+            active[cursor - w0 : b - w0] = self._stop_values(self._hold)[: self.n_active]
 
     def events_between(self, a: int, b: int) -> list[StepEvent]:
         """Step entries with a <= sample < b, in order."""
@@ -455,22 +547,13 @@ class SimulatedCard:
             if isinstance(item, StepEvent):
                 if a <= item.sample < b:
                     out.append(item)
-                continue
-            if item.end <= a or item.start >= b:
-                continue
-            first = max(0, (a - item.start) // item.period - 1)
-            last = min(item.count, (b - item.start) // item.period + 1)
-            for k in range(first, last):
-                base = item.start + k * item.period
-                for ev in item.pattern:
-                    s = base + ev.sample
-                    if a <= s < b:
-                        out.append(StepEvent(s, ev.step, ev.segment))
+            else:
+                out.extend(item.events_between(a, b))
         return out
 
     @property
     def events(self) -> list[StepEvent]:
-        """Every step entry so far (cycles skipped in bulk are expanded)."""
+        """Every step entry so far."""
         return self.events_between(0, self.now + 1)
 
     # ================================================================== sequencer
@@ -490,25 +573,22 @@ class SimulatedCard:
 
     def _sample_at(self, run: _Run, t: int) -> np.ndarray:
         values = self._hold.copy()
-        data = self.slots[run.slot].data
-        values[: self.n_active] = data[(t - run.origin) % run.n]
+        values[: self.n_active] = self.slots[run.slot].data[(t - run.origin) % run.n]
         return values
 
     def _copy_run(self, dest: np.ndarray, run: _Run, a: int, b: int) -> None:
         """Fill ``dest`` with samples a..b-1 of ``run``: slice copies, whole passes by doubling."""
-        data = self.slots[run.slot].data[: run.n]
+        data = self.slots[run.slot].data
         n = run.n
-        pos = 0
+        total = b - a
         k = (a - run.origin) % n
-        first = min(n - k, b - a)
+        first = min(n - k, total)
         dest[:first] = data[k : k + first]
         pos = first
-        total = b - a
         if pos < total:
-            start = pos
             m = min(n, total - pos)
             dest[pos : pos + m] = data[:m]
-            pos += m
+            start, pos = pos, pos + m
             while pos < total:  # copy what is already there: doubles each time
                 m = min(pos - start, total - pos)
                 dest[pos : pos + m] = dest[start : start + m]
@@ -520,18 +600,43 @@ class SimulatedCard:
             raise CardError(f"{self.spec.name} (simulated): step {index} fetched but never written", code=sp.ERR_SEQUENCE)
         return entry
 
+    def _invalidate(self) -> None:
+        """Something the walk depends on changed: the current epoch ends at the step now playing."""
+        if self._epoch is not None:
+            self._epoch.until = (self._run.origin + 1) if self._run is not None else self.now
+            self._epoch = None
+        self._marks.clear()
+
     def _enter(self, index: int, t: int) -> None:
         if self._prefetched is not None and self._prefetched[0] == index:
             entry = self._prefetched[1]
         else:
             entry = self._fetch(index)
-        slot = self.slots[entry.segment]
-        self._run = _Run(index, entry, entry.segment, slot.size, t)
-        if not self.policy.latch_earlier_triggers:  # triggers before this step can never count
-            self._triggers = [x for x in self._triggers if x >= t]
+        self._run = _Run(index, entry, entry.segment, self.slots[entry.segment].size, t)
         self._last_step = index
+        if not self.policy.latch_earlier_triggers:  # triggers before this step can never count
+            self._triggers.drop_before(t)
         self._prefetched = None if (entry.end or not self.policy.prefetch) else (entry.next_step, self._fetch(entry.next_step))
-        self._log.append(StepEvent(t, index, entry.segment))
+        if self._epoch is None and not self._detect_epoch(index, entry, t):
+            self._log.append(StepEvent(t, index, entry.segment))
+
+    def _detect_epoch(self, index: int, entry: StepEntry, t: int) -> bool:
+        """Entering ``index`` at ``t``: if the trigger-free walk since its last entry came round,
+        start an epoch (the entry at ``t`` is its second period's first event) and say so."""
+        if entry.end or entry.end_loop_on_trigger or entry != self.steps.get(index):
+            self._marks.clear()
+            return False
+        mark = self._marks.get(index)
+        if mark is None:
+            self._marks[index] = (t, len(self._log))
+            return False
+        t_prev, i_prev = mark
+        pattern = tuple((ev.sample - t_prev, ev.step, self.steps[ev.step]) for ev in self._log[i_prev:])
+        del self._log[i_prev:]
+        self._epoch = _Epoch(t_prev, t - t_prev, pattern)
+        self._log.append(self._epoch)
+        self._marks.clear()
+        return True
 
     def _step_end(self, run: _Run) -> float:
         """Sample at which the current step ends (inf while it waits for a trigger)."""
@@ -540,29 +645,28 @@ class SimulatedCard:
             return run.origin + e.loops * run.n
         k_min = e.loops if self.policy.endloop_check == "after_all_loops" else 1
         floor = self._trigger_floor if self.policy.latch_earlier_triggers else run.origin
-        eligible = [t for t in self._triggers if t >= floor]
-        if not eligible:
+        t = self._triggers.first_at_or_after(floor)
+        if t is None:
             return INF
-        t = eligible[0]
         k = max(k_min, (t + self.policy.endloop_setup_samples - run.origin) // run.n + 1)
         return run.origin + k * run.n
 
     def _consume_trigger(self, end: int) -> None:
-        """The ENDLOOPONTRIG step ending at ``end`` used up its trigger and all earlier ones."""
-        used = [t for t in self._triggers if t < end - self.policy.endloop_setup_samples]
-        if used:
-            self._trigger_floor = used[-1] + 1
-            self._triggers = [t for t in self._triggers if t > used[-1]]
+        """The ENDLOOPONTRIG step ending at ``end`` used up its trigger and all earlier ones
+        (several edges within one pass count as one)."""
+        last = self._triggers.drop_before(end - self.policy.endloop_setup_samples)
+        if last is not None:
+            self._trigger_floor = last + 1
 
     def _advance_to(self, target: int, runs: list | None) -> None:
-        """Play the sequence up to sample ``target`` (exclusive): arm -> first trigger ->
-        steps. With ``runs``, collect (start, end, run) for every step overlapping the window."""
+        """Play the sequence up to sample ``target``: arm -> first trigger -> steps, with every
+        step entry at or before ``target`` made. With ``runs``, collect (start, end, run) for
+        every step overlapping the window; without, jump through an epoch arithmetically."""
         if self.state == ARMED:
-            pending = [t for t in self._triggers if t < target]
-            if not pending:
+            t0 = self._triggers.first()
+            if t0 is None or t0 >= target:
                 return
-            t0 = pending[0]
-            self._triggers = [t for t in self._triggers if t > t0]
+            self._triggers.pop_first()
             self._trigger_floor = t0 + 1
             self.trigger_log.append(t0)
             self.triggered = True
@@ -570,6 +674,12 @@ class SimulatedCard:
             self._enter(self.start_step, t0 + trigger_latency_samples(self.sample_rate_hz))
         while self.state == RUNNING and self._run is not None:
             run = self._run
+            ep = self._epoch
+            if runs is None and ep is not None and target - run.origin > ep.period:
+                origin, step, entry = ep.state_at(target)
+                self._run = run = _Run(step, entry, entry.segment, self.slots[entry.segment].size, origin)
+                self._last_step = step
+                self._prefetched = (entry.next_step, self.steps[entry.next_step]) if self.policy.prefetch else None
             end = self._step_end(run)
             if runs is not None:
                 runs.append((run.origin, min(end, target), run))
@@ -583,34 +693,4 @@ class SimulatedCard:
                 self._ready_at = int(end)
                 self._run = None
                 return
-            if runs is None and self._skip_cycles(run.entry.next_step, int(end), target):
-                continue
             self._enter(run.entry.next_step, int(end))
-
-    def _skip_cycles(self, index: int, t: int, target: int) -> bool:
-        """Before entering step ``index`` at ``t``: if the walk since the last visit of ``index``
-        was trigger-free and has come round, jump whole cycles towards ``target``."""
-        entry = self.steps.get(index)
-        if entry is None or entry.end or entry.end_loop_on_trigger:
-            self._marks.clear()
-            return False
-        mark = self._marks.get(index)
-        if mark is None:
-            self._marks[index] = (t, len(self._log))
-            return False
-        t_prev, i_prev = mark
-        period = t - t_prev
-        count = (target - t) // period
-        if count < 1:
-            return False
-        pattern = tuple(StepEvent(ev.sample - t_prev, ev.step, ev.segment) for ev in self._log[i_prev:] if isinstance(ev, StepEvent))
-        if len(pattern) != len(self._log) - i_prev:  # a bulk block inside: keep it simple, walk on
-            self._marks.clear()
-            return False
-        self._log.append(_Cycles(t, period, count, pattern))
-        self._marks.clear()
-        # the state at t + count * period is the state at t: enter the step there
-        self._prefetched = None
-        self._enter(index, t + count * period)
-        self._marks[index] = (t + count * period, len(self._log) - 1)
-        return True
