@@ -109,3 +109,14 @@ def test_rearrange_example_moves_16_tones_to_the_target_block(rearrange_module):
     assert ends == [centre + 1e6 * (j - 3.5) for j in range(8)]
     # tweezers keep their order: no two trajectories cross
     assert np.all(np.diff(ends) > 0) and np.all(np.diff(starts) > 0)
+
+
+def test_readme_runtime_example_runs_as_written(capsys):
+    text = (ROOT / "README.md").read_text()
+    start = text.index("from awgrt import AWGProgramBuilder, Runtime")
+    code = text[start : text.index("```", start)]
+    exec(compile(code, "README.md", "exec"), {})
+    out = capsys.readouterr().out
+    # the pulse step is entered once: the first trigger starts the wait, the second ends it
+    assert out.count("pulse at") == 1
+    assert "upload: segments; compiled ['pulse']; uploaded ['pulse']" in out
