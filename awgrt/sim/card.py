@@ -543,7 +543,10 @@ class SimulatedCard:
     def events_between(self, a: int, b: int) -> list[StepEvent]:
         """Step entries with a <= sample < b, in order."""
         out: list[StepEvent] = []
-        for item in self._log:
+        i = len(self._log)  # the log is in time order: skip back only over what can matter
+        while i > 0 and (self._log[i - 1].sample + 1 if isinstance(self._log[i - 1], StepEvent) else self._log[i - 1].until) > a:
+            i -= 1
+        for item in self._log[i:]:
             if isinstance(item, StepEvent):
                 if a <= item.sample < b:
                     out.append(item)
