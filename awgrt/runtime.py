@@ -235,7 +235,11 @@ class Runtime:
             and all(a.n_samples == b.n_samples for a, b in zip(old.segments, new.segments))
         )
         if not same_layout:
+            running = be.is_running()
             be.load(new)
+            if running:
+                note = "the memory layout changed while the card ran: it was stopped, fully reloaded and restarted"
+                return "full", list(range(len(new.segments))), True, True, [note]
             return "full", list(range(len(new.segments))), True, False, []
         changed = [i for i, (a, b) in enumerate(zip(old.segments, new.segments)) if a.data is not b.data and not np.array_equal(a.data, b.data)]
         steps_changed = [(s.segment, s.next, s.loops, s.on_trigger, s.end) for s in old.steps] != [

@@ -330,7 +330,12 @@ def start_and_sit_in_wait(rt: Runtime, be: SimBackend, b: AWGProgramBuilder) -> 
 def test_change_of_playing_slot_restarts_the_card_by_default():
     be = SimBackend()
     rt = Runtime(be)
+    seen: list[StepInfo] = []
+    for name in NAMES:
+        rt.on_step(name, seen.append)
     start_and_sit_in_wait(rt, be, program())
+    assert [i.segment for i in seen] == ["wait"]
+    seen.clear()
     after = program(phases=(0.0, 2.0))  # changes the wait segment (and what follows)
     compiled = rt.run(after, sample_rate_hz=FS)
     rep = rt.last_report
@@ -343,6 +348,21 @@ def test_change_of_playing_slot_restarts_the_card_by_default():
     assert compiled.digest == want.digest
     assert_card_holds(be, want)
     assert_plays_like_simulate(be, want)  # restarted: armed afresh, plays the new program from its start
+    assert seen == expected_infos(want, (0, T_WAIT), N_RENDER)  # callbacks count from the new start
+
+
+def test_full_upload_while_playing_is_reported_as_a_restart():
+    """A full upload stops a playing card and starts it again: the report must say so."""
+    be = SimBackend()
+    rt = Runtime(be)
+    start_and_sit_in_wait(rt, be, program())
+    after = program(pulse_time=1.5e-6)
+    rt.run(after, sample_rate_hz=FS)
+    rep = rt.last_report
+    assert rep.upload_kind == "full"
+    assert_plays_like_simulate(be, fresh(after))  # it was indeed stopped and started afresh
+    assert rep.restarted is True
+    assert rep.notes, "stopping a playing card is not silent"
 
 
 def test_change_of_playing_slot_is_written_live_with_allow():
@@ -714,6 +734,14 @@ def test_closing_the_backend_stops_the_output(level, value):
     assert not be.is_running()
     assert be.sim.state == "ready"
     np.testing.assert_array_equal(be.capture(5000), np.full((5000, 1), value, dtype=np.int16))
+
+
+def test_close_stops_the_output_even_without_open():
+    """Closing always stops the output, also for a backend used without ``with``."""
+    be, good = loaded_and_playing()
+    be.close()
+    assert not be.is_running()
+    np.testing.assert_array_equal(be.capture(1000), np.zeros((1000, 1), dtype=np.int16))
 
 
 # =============================================================================== what run() accepts

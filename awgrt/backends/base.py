@@ -127,12 +127,11 @@ class BackendBase(abc.ABC):
         self._opened = True
 
     def close(self) -> None:
-        """Stop the output (always) and release the card."""
-        if self._opened:
-            try:
-                self.stop()
-            finally:
-                self._opened = False
+        """Stop the output (always, opened or not) and release the card."""
+        try:
+            self.stop()
+        finally:
+            self._opened = False
 
     # ------------------------------------------------------------------ configuration
 
@@ -153,7 +152,7 @@ class BackendBase(abc.ABC):
             raise ProgramError(problem, op="configure", value=sample_rate_hz)
         if channels not in self.card.channel_counts:
             raise ProgramError(f"{channels} channels: {self.card.name} runs with {list(self.card.channel_counts)}", op="configure", value=channels)
-        amps = (amplitude_mv,) * channels if isinstance(amplitude_mv, int) else tuple(amplitude_mv)
+        amps = (amplitude_mv,) * channels if isinstance(amplitude_mv, (int, float)) else tuple(amplitude_mv)
         levels_in = [stop_level] * channels if isinstance(stop_level, (str, StopLevel)) else list(stop_level)
         if len(amps) != channels or len(levels_in) != channels:
             raise ProgramError(f"give one amplitude and stop level, or one per channel ({channels})", op="configure", value=(amps, levels_in))
@@ -217,8 +216,12 @@ class BackendBase(abc.ABC):
         program.validate(self.card)
         if self.program is None:
             raise ProgramError("nothing is loaded yet: use load()", op=op)
-        if len(program.segments) != len(self.program.segments) or program.max_segments != self.program.max_segments:
-            raise ProgramError("the memory layout changed: needs a full upload", op=op)
+        if (
+            len(program.segments) != len(self.program.segments)
+            or program.max_segments != self.program.max_segments
+            or any(a.n_samples != b.n_samples for a, b in zip(program.segments, self.program.segments))
+        ):
+            raise ProgramError("the memory layout (slot count or lengths) changed: needs a full upload", op=op)
 
     def _guarded(self, what: str, action: Callable[[], None]) -> None:
         """Run an upload; on any failure stop the card and say what was being done."""
