@@ -233,6 +233,7 @@ class SimulatedCard:
         self._epoch: _Epoch | None = None  # the walk repeats itself: see _Epoch
         self._marks: dict[int, tuple[int, int]] = {}
         self._last_step = 0
+        self._prev_run: _Run | None = None
         self.trigger_log: list[int] = []
 
     # ================================================================== errors
@@ -380,6 +381,8 @@ class SimulatedCard:
             self._fail(sp.ERR_VALUE, f"step {index}: segment {entry.segment} outside 0..{self.max_segments - 1}", reg)
         if entry.next_step >= self.spec.max_steps:
             self._fail(sp.ERR_VALUE, f"step {index}: next step {entry.next_step} outside 0..{self.spec.max_steps - 1}", reg)
+        if self.state in (ARMED, RUNNING) and not self.slots[entry.segment].size:
+            self._fail(sp.ERR_SEQUENCE, f"step {index}: segment {entry.segment} is empty and the card is running", reg)
         self.steps[index] = entry
         self._invalidate()
 
@@ -391,7 +394,10 @@ class SimulatedCard:
         self.start_step = index
 
     def _slot_in_use(self, slot: int) -> bool:
-        return any(e.segment == slot for e in self.steps.values())
+        """Referenced by the step table, playing now, or in the prefetched entry."""
+        playing = self._run is not None and self._run.slot == slot
+        prefetched = self._prefetched is not None and self._prefetched[1].segment == slot
+        return playing or prefetched or any(e.segment == slot for e in self.steps.values())
 
     # ================================================================== commands
 
@@ -424,6 +430,8 @@ class SimulatedCard:
             self._fail(sp.ERR_SEQUENCE, "cannot start: " + "; ".join(problems), sp.SPC_M2CMD)
         self.state = ARMED
         self.triggered = False
+        self._last_step = self.start_step
+        self._prev_run = None
         self._triggers.drop_before(self.now)
         self._run = None
         self._prefetched = None
@@ -455,8 +463,8 @@ class SimulatedCard:
         """CARD_STOP: end replay now; outputs go to their stop levels, the card reports READY."""
         if self.state in (ARMED, RUNNING):
             self._advance_to(self.now, None)
-            if self.state == RUNNING and self._run is not None and self.now > self._run.origin:
-                self._hold = self._sample_at(self._run, self.now - 1)
+            if self.state == RUNNING:
+                self._hold = self._last_output_before(self.now)
         self.state = READY if self.state != IDLE else IDLE
         self._ready_at = min(self._ready_at, self.now)
         self._invalidate()
@@ -610,16 +618,35 @@ class SimulatedCard:
             self._epoch = None
         self._marks.clear()
 
+    def _last_output_before(self, t: int) -> np.ndarray:
+        """What each channel output at sample t-1 (the current hold if nothing played yet)."""
+        if self._run is not None and self._run.origin < t:
+            return self._sample_at(self._run, t - 1)
+        if self._epoch is not None and t - 1 >= self._epoch.anchor:
+            origin, step, entry = self._epoch.state_at(t - 1)
+            return self._sample_at(_Run(step, entry, entry.segment, self.slots[entry.segment].size, origin), t - 1)
+        if self._prev_run is not None:
+            return self._sample_at(self._prev_run, t - 1)
+        return self._hold
+
     def _enter(self, index: int, t: int) -> None:
+        """Enter step ``index`` at sample ``t``. Everything that can fail is checked before the
+        card's state changes."""
         if self._prefetched is not None and self._prefetched[0] == index:
             entry = self._prefetched[1]
         else:
             entry = self._fetch(index)
-        self._run = _Run(index, entry, entry.segment, self.slots[entry.segment].size, t)
+        size = self.slots[entry.segment].size
+        if not size:
+            raise CardError(f"{self.spec.name} (simulated): step {index} reached an empty segment {entry.segment}", code=sp.ERR_SEQUENCE)
+        self._prev_run = self._run
+        self._run = _Run(index, entry, entry.segment, size, t)
         self._last_step = index
         if not self.policy.latch_earlier_triggers:  # triggers before this step can never count
             self._triggers.drop_before(t)
-        self._prefetched = None if (entry.end or not self.policy.prefetch) else (entry.next_step, self._fetch(entry.next_step))
+        # the next entry is read now (prefetch 1); one not written yet is read at the transition
+        upcoming = None if (entry.end or not self.policy.prefetch) else self.steps.get(entry.next_step)
+        self._prefetched = None if upcoming is None else (entry.next_step, upcoming)
         if self._epoch is None and not self._detect_epoch(index, entry, t):
             self._log.append(StepEvent(t, index, entry.segment))
 
