@@ -31,7 +31,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from awgrt import CARDS, AWGProgramBuilder, compile_sequence_program, quantize_resolved_ir
+from awgrt import CARDS, AWGProgramBuilder, compile_sequence_program, encode_step_entry, quantize_resolved_ir
 from awgrt.backends.sim import SimBackend
 from awgrt.errors import CardError
 from awgrt.program import CompiledSegment, CompiledSequenceProgram, SequenceStep
@@ -1406,3 +1406,24 @@ def test_backend_stop_and_current_step():
         be.stop()
         assert not be.is_running() and be.current_step() == 1
         assert (be.capture(100) == -32768).all()
+
+
+def test_render_into_a_given_buffer_matches_a_fresh_render():
+    card_a, card_b = (SimulatedCard(CARDS["M4i.6631-x8"]) for _ in range(2))
+    for c in (card_a, card_b):
+        c.set_channels(2)
+        c.set_max_segments(2)
+        for k, n in enumerate((192, 224)):
+            c.select_segment(k)
+            c.set_segment_size(n)
+            c.write_segment_data((np.arange(2 * n, dtype=np.int16) + 1000 * k).reshape(n, 2))
+        c.write_step(0, encode_step_entry(0, 1, 3))
+        c.write_step(1, encode_step_entry(1, 0, 2))
+        c.start()
+        c.force_trigger()
+    buf = np.full((5000, 2), 7, dtype=np.int16)
+    got = card_a.render(5000, buf)
+    assert got is buf
+    assert np.array_equal(buf, card_b.render(5000))
+    with pytest.raises(ValueError, match="out must be"):
+        card_a.render(10, np.zeros((10, 1), dtype=np.int16))

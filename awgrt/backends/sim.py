@@ -45,10 +45,11 @@ class SimBackend(BackendBase):
         self.sim.advance(self._samples(samples, seconds))
         self._emit()
 
-    def capture(self, n_samples: int) -> np.ndarray:
+    def capture(self, n_samples: int, out: np.ndarray | None = None) -> np.ndarray:
         """Move the clock on by ``n_samples`` and return what the enabled channels played:
-        int16 of shape (n_samples, enabled channels)."""
-        out = self.sim.render(n_samples)[:, : self.sim.n_active]
+        int16 of shape (n_samples, enabled channels). ``out``: an optional buffer of shape
+        (n_samples, card channels) to render into (saves allocating one per call)."""
+        out = self.sim.render(n_samples, out)[:, : self.sim.n_active]
         self._emit()
         return out
 

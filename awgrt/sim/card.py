@@ -48,7 +48,7 @@ from .spectrum import StopLevel
 
 INF = math.inf
 #: Samples rendered per walk while no epoch is known (bounds the work between epoch checks).
-RENDER_CHUNK = 1 << 16
+RENDER_CHUNK = 1 << 18
 
 
 @dataclass(frozen=True)
@@ -500,13 +500,18 @@ class SimulatedCard:
         self._advance_to(self.now + n_samples, None)
         self.now += n_samples
 
-    def render(self, n_samples: int) -> np.ndarray:
+    def render(self, n_samples: int, out: np.ndarray | None = None) -> np.ndarray:
         """Move the clock on by ``n_samples`` and return what the DACs received meanwhile:
-        int16 of shape (n_samples, n_channels of the card), disabled channels at their stop level."""
+        int16 of shape (n_samples, n_channels of the card), disabled channels at their stop level.
+        ``out`` (optional) is a C-contiguous int16 array of that shape to fill and return."""
         if n_samples < 0:
             raise ValueError("time only moves forward")
         w0, w1 = self.now, self.now + n_samples
-        out = np.empty((n_samples, self.spec.n_channels), dtype=np.int16)
+        shape = (n_samples, self.spec.n_channels)
+        if out is None:
+            out = np.empty(shape, dtype=np.int16)
+        elif out.shape != shape or out.dtype != np.int16 or not out.flags.c_contiguous:
+            raise ValueError(f"out must be C-contiguous int16 of shape {shape}")
         if self.n_active < self.spec.n_channels:
             out[:, self.n_active :] = self._stop_values(self._hold)[self.n_active :]
         pos = w0
