@@ -35,8 +35,10 @@ def build(occupied: list[int]) -> AWGProgramBuilder:
         .define("block_H", logical_channel="H", freqs=target, amps=[0.05] * n, phases="auto")
         .define("beam_V", logical_channel="V", freqs=[95e6], amps=[0.4], phases="auto")
         .segment("load", mode="wait_trig")
-        .tones("H").use_def("grid_H")
-        .tones("V").use_def("beam_V")
+        .tones("H")
+        .use_def("grid_H")
+        .tones("V")
+        .use_def("beam_V")
         .hold(time=32e-6)
     )
     if empty:
@@ -44,7 +46,8 @@ def build(occupied: list[int]) -> AWGProgramBuilder:
     # After removing the empty sites the loaded tones are 0..n-1, in grid order: tweezers never cross.
     return (
         b.segment("rearrange")
-        .tones("H").remap_from_def(target_def="block_H", src=list(range(n)), dst=list(range(n)), time=200e-6, kind="min_jerk")
+        .tones("H")
+        .remap_from_def(target_def="block_H", src=list(range(n)), dst=list(range(n)), time=200e-6, kind="min_jerk")
         .segment("hold", mode="loop_n", loops=8)
         .hold(time=32e-6)
         .segment("done", mode="wait_trig")

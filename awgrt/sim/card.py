@@ -485,6 +485,11 @@ class SimulatedCard:
             bits |= sp.M2STAT_CARD_READY
         return bits
 
+    @property
+    def ready_at(self) -> int | None:
+        """Sample at which the card became READY (END played, or stopped), None while it is not."""
+        return None if self._ready_at == INF else int(self._ready_at)
+
     def current_step(self) -> int:
         """SPC_SEQMODE_STATUS: the step playing now (the start step until replay begins)."""
         if self._run is not None:

@@ -17,11 +17,13 @@ class Playback:
     """What a simulated card played. ``samples``: int16 of shape (n_samples, n_channels), exactly
     what the DACs received, the stop level where nothing played; sample 0 is the start command.
     ``events``: every step entry (``.sample``, ``.step``, ``.segment``) on that clock.
-    ``triggers``: the trigger samples the card acted on (the first starts replay)."""
+    ``triggers``: the sample of the trigger that started replay (empty if none came).
+    ``ready_sample``: when the card became READY after an END step (None if it did not)."""
 
     samples: np.ndarray
     events: tuple
     sample_rate_hz: float
+    triggers: tuple[int, ...] = ()
     ready_sample: int | None = None
 
     def step_names(self, program: CompiledSequenceProgram) -> list[str]:
@@ -54,10 +56,12 @@ def simulate(
             backend.schedule_trigger(t)
         samples = backend.capture(n_samples)
         samples.flags.writeable = False
-        ready = backend.sim._ready_at
+        base = backend.start_sample
+        ready = backend.sim.ready_at
         return Playback(
             samples=samples,
             events=tuple(backend.events),
             sample_rate_hz=program.sample_rate_hz,
-            ready_sample=int(ready - backend.start_sample) if ready != float("inf") else None,
+            triggers=tuple(t - base for t in backend.sim.trigger_log),
+            ready_sample=None if ready is None else ready - base,
         )
