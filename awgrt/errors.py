@@ -75,12 +75,12 @@ class SerializationError(AWGRTError, ValueError):
 class CardError(AWGRTError):
     """The card (real or simulated) refused an operation.
 
-    ``code`` is Spectrum's error code (``spcerr.h``), ``register`` the register or command
-    involved (None where none applies).
+    ``code`` is Spectrum's error code (``spcerr.h``; None where the driver did not say),
+    ``register`` the register or command involved (None where none applies).
     """
 
-    def __init__(self, message: str, *, code: int, register: int | str | None = None, **context) -> None:
+    def __init__(self, message: str, *, code: int | None, register: int | str | None = None, **context) -> None:
         self.code = code
         self.register = register
-        reg = f" [register {register}]" if register is not None else ""
-        super().__init__(f"{message} (error {code:#06x}{reg})", **context)
+        tags = ([f"error {code:#06x}"] if code is not None else []) + ([f"register {register}"] if register is not None else [])
+        super().__init__(f"{message} ({', '.join(tags)})" if tags else message, **context)

@@ -1,6 +1,10 @@
-"""Card backends behind one protocol (:class:`Backend`): the simulator and, later, the real card."""
+"""Card backends behind one protocol (:class:`Backend`): the simulator and the real card.
+
+``SpcmBackend`` imports the vendor's ``spcm`` package only when a card is opened.
+"""
 
 from .base import Backend, BackendBase, OutputConfig, StepNotice
 from .sim import SimBackend
+from .spcm import SpcmBackend
 
-__all__ = ["Backend", "BackendBase", "OutputConfig", "SimBackend", "StepNotice"]
+__all__ = ["Backend", "BackendBase", "OutputConfig", "SimBackend", "SpcmBackend", "StepNotice"]

@@ -1,0 +1,329 @@
+"""SpcmBackend: the backend protocol on a real Spectrum card through the ``spcm`` package.
+
+``spcm`` is imported lazily, inside this backend only: without the package or Spectrum's driver
+library, making the backend works and ``open()`` fails with a message saying what to install
+(or how to dry-run on the emulated driver, :func:`awgrt.sim.emulated_spcm`).
+
+On open the backend reads the card's own sequence-mode limits (memory, ``AVAILMAXSEGMENT``,
+``AVAILMAXSTEPS``, ``AVAILMAXLOOP``, channels, maximum clock) into a :class:`~awgrt.card.CardSpec`
+and checks every program against them (and against the data-sheet spec of the model) before
+anything is written. Uploads talk to the card's registers through spcm's ``Card`` object and its
+DMA call directly, never through ``spcm.Sequence``, whose defaults (loops = 0, one segment
+written as MAXSEGMENTS = 1) are outside the documented range.
+
+Every ``SpcmException`` becomes a :class:`~awgrt.errors.CardError` naming the register, the
+value and what the backend was doing; a failed upload leaves the card stopped; closing always
+stops the output. A card is used by one backend in one process at a time (a lock file per card).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from ..card import CARDS, CardSpec, as_int64
+from ..errors import CardError, ProgramError
+from ..program import CompiledSequenceProgram
+from ..sim import spectrum as sp
+from .base import BackendBase, OutputConfig, StepNotice
+
+INSTALL_HINT = (
+    "SpcmBackend needs Spectrum's 'spcm' package and driver: pip install 'awgrt[card]' and install the Spectrum "
+    "driver (libspcm_linux.so / spcm_win64.dll) for your card; to dry-run without a card use awgrt.sim.emulated_spcm()"
+)
+
+_OPEN_IN_PROCESS: set[str] = set()
+
+
+def import_spcm():
+    """The spcm package, or :class:`~awgrt.errors.CardError` saying what to install."""
+    try:
+        import spcm  # noqa: PLC0415 - lazily, so the rest of awgrt never needs it
+    except Exception as exc:  # spcm raises a bare Exception when the driver library is missing
+        raise CardError(f"{INSTALL_HINT} ({type(exc).__name__}: {exc})", code=None, op="open") from exc
+    return spcm
+
+
+class _CardLock:
+    """One process per card: an exclusive lock file per device, plus a per-process registry."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", key)
+        self.path = Path(tempfile.gettempdir()) / f"awgrt-spcm-{safe}.lock"
+        self._fh = None
+
+    def acquire(self) -> None:
+        import fcntl
+
+        if self.key in _OPEN_IN_PROCESS:
+            raise CardError(f"card {self.key!r} is already open in this process", code=None, op="open")
+        fh = self.path.open("a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            owner = fh.read().strip() or "another process"
+            fh.close()
+            raise CardError(f"card {self.key!r} is in use by {owner} (lock {self.path})", code=None, op="open") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"process {os.getpid()}")
+        fh.flush()
+        self._fh = fh
+        _OPEN_IN_PROCESS.add(self.key)
+
+    def release(self) -> None:
+        if self._fh is not None:
+            import fcntl
+
+            fcntl.flock(self._fh, fcntl.LOCK_UN)
+            self._fh.close()
+            self._fh = None
+            _OPEN_IN_PROCESS.discard(self.key)
+
+
+class SpcmBackend(BackendBase):
+    """A Spectrum card through spcm (see module doc).
+
+    Give ``device`` (``"/dev/spcm0"``), or ``serial_number``, or neither for the first AWG found.
+    ``card`` optionally names the expected model; the card's reported limits always win where
+    they are stricter.
+    """
+
+    def __init__(
+        self,
+        device: str | None = None,
+        *,
+        serial_number: int | None = None,
+        card: CardSpec | str | None = None,
+        timeout_s: float = 10.0,
+    ) -> None:
+        expected = CARDS[card] if isinstance(card, str) else card
+        super().__init__(expected or CARDS["M4i.6631-x8"])
+        self.expected = expected
+        self.device = device
+        self.serial_number = serial_number
+        self.timeout_s = timeout_s
+        self._spcm = None
+        self._card = None
+        self._lock: _CardLock | None = None
+        self._doing = "idle"
+
+    # ------------------------------------------------------------------ driver calls
+
+    @contextlib.contextmanager
+    def _step(self, doing: str):
+        """Translate spcm's exceptions, naming what the backend was doing."""
+        self._doing = doing
+        try:
+            yield
+        except CardError:
+            raise
+        except Exception as exc:
+            spcm = self._spcm
+            if spcm is not None and isinstance(exc, spcm.SpcmTimeout):
+                raise CardError(f"timed out while {doing}", code=sp.ERR_TIMEOUT, op=doing) from exc
+            if spcm is not None and isinstance(exc, spcm.SpcmException):
+                err = getattr(exc, "error", None)
+                reg, val, text = getattr(err, "register", None), getattr(err, "value", None), str(err or exc)
+                raise CardError(f"driver refused while {doing}: {text} (value {val})", code=None, register=reg, op=doing) from exc
+            raise
+
+    def _set(self, register: int, value: int) -> None:
+        self._card.set_i(register, int(value))
+
+    def _get(self, register: int) -> int:
+        return int(self._card.get_i(register))
+
+    # ------------------------------------------------------------------ open / close
+
+    def open(self) -> None:
+        """Open the card, read its limits and put it in sequence replay mode."""
+        if self._card is not None:
+            return
+        spcm = import_spcm()
+        self._spcm = spcm
+        key = self.device or (f"serial {self.serial_number}" if self.serial_number else "first AWG")
+        self._lock = _CardLock(key)
+        self._lock.acquire()
+        try:
+            with self._step(f"opening {key}"):
+                if self.device:
+                    card = spcm.Card(self.device)
+                elif self.serial_number:
+                    card = spcm.Card(serial_number=self.serial_number)
+                else:
+                    card = spcm.Card(card_type=spcm.SPCM_TYPE_AO)
+                card.open()
+                self._card = card
+                if not card.function_type() & spcm.SPCM_TYPE_AO:
+                    raise CardError(f"{card.product_name()} is not an AWG", code=None, op="open")
+                if not card.features() & spcm.SPCM_FEAT_SEQUENCE:
+                    raise CardError(f"{card.product_name()} has no sequence replay option", code=sp.ERR_FEATURE, op="open")
+                self.card = self._reported_spec()
+                card.card_mode(spcm.SPC_REP_STD_SEQUENCE)
+                self._set(spcm.SPC_TIMEOUT, int(self.timeout_s * 1000))
+        except BaseException:
+            self._release()
+            raise
+        self._opened = True
+
+    def _reported_spec(self) -> CardSpec:
+        spcm = self._spcm
+        name = self._card.product_name()
+        base = self.expected or CARDS.get(name.split()[0] if name else "", None)
+        reported = CardSpec.from_reported(
+            name or "Spectrum card",
+            n_channels=self._get(spcm.SPC_MIINST_MODULES) * self._get(spcm.SPC_MIINST_CHPERMODULE),
+            max_sample_rate_hz=float(self._get(spcm.SPC_MIINST_MAXADCLOCK)),
+            memory_bytes=self._get(spcm.SPC_PCIMEMSIZE),
+            avail_max_segments=self._get(sp.SPC_SEQMODE_AVAILMAXSEGMENT),
+            avail_max_steps=self._get(sp.SPC_SEQMODE_AVAILMAXSTEPS),
+            avail_max_loops=self._get(sp.SPC_SEQMODE_AVAILMAXLOOP),
+            base=base,
+        )
+        if self.expected is not None and reported.n_channels < self.expected.n_channels:
+            raise CardError(f"expected a {self.expected.name} but the card {name!r} reports {reported.n_channels} channels", code=None, op="open")
+        return reported
+
+    def close(self) -> None:
+        """Stop the output (always) and close the card."""
+        try:
+            if self._card is not None:
+                with contextlib.suppress(CardError), self._step("stopping on close"):
+                    self._stop()
+                with self._step("closing"):
+                    self._card.close()
+        finally:
+            self._card = None
+            self._release()
+            self._opened = False
+
+    def _release(self) -> None:
+        if self._card is not None:
+            with contextlib.suppress(Exception):
+                self._card.close()
+            self._card = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def _require_open(self) -> None:
+        if self._card is None:
+            raise CardError("the card is not open: use 'with SpcmBackend(...)' or open()", code=None, op=self._doing)
+
+    # ------------------------------------------------------------------ card operations
+
+    def _configure(self, config: OutputConfig) -> None:
+        self._require_open()
+        spcm = self._spcm
+        with self._step("configuring the outputs"):
+            self._stop()
+            self._set(spcm.SPC_CHENABLE, (1 << config.n_channels) - 1)
+            for ch in range(config.n_channels):
+                self._set(spcm.SPC_AMP0 + 100 * ch, config.amplitude_mv[ch])
+                self._set(spcm.SPC_ENABLEOUT0 + 100 * ch, 1)
+                self._set(sp.SPC_CH0_STOPLEVEL + ch, int(config.stop_level[ch]))
+            self._set(spcm.SPC_CLOCKMODE, spcm.SPC_CM_INTPLL)
+            self._set(spcm.SPC_SAMPLERATE, int(config.sample_rate_hz))
+            if config.trigger == "external":
+                self._set(spcm.SPC_TRIG_ORMASK, spcm.SPC_TMASK_EXT0)
+                self._set(spcm.SPC_TRIG_EXT0_MODE, spcm.SPC_TM_POS)
+                self._set(spcm.SPC_TRIG_EXT0_LEVEL0, config.trigger_level_mv)
+            else:
+                self._set(spcm.SPC_TRIG_ORMASK, spcm.SPC_TMASK_SOFTWARE)
+            self._set(spcm.SPC_TRIG_ANDMASK, 0)
+            actual = self._get(spcm.SPC_SAMPLERATE)
+        if actual != int(config.sample_rate_hz):
+            raise CardError(f"asked for {config.sample_rate_hz:g} S/s, the card runs at {actual} S/s", code=None, op="configure")
+
+    def _dma(self, data: np.ndarray) -> None:
+        spcm = self._spcm
+        buf = np.ascontiguousarray(data, dtype="<i2")
+        err = spcm.spcm_dwDefTransfer_i64(self._card._handle, spcm.SPCM_BUF_DATA, spcm.SPCM_DIR_PCTOCARD, 0, buf.ctypes.data_as(ctypes.c_void_p), 0, buf.nbytes)
+        self._card._check_error(err)
+        self._card.cmd(spcm.M2CMD_DATA_STARTDMA, spcm.M2CMD_DATA_WAITDMA)
+
+    def _write_slot(self, index: int, program: CompiledSequenceProgram) -> None:
+        seg = program.segments[index]
+        with self._step(f"writing segment {index} ({seg.name!r}, {seg.n_samples} samples)"):
+            self._set(sp.SPC_SEQMODE_WRITESEGMENT, index)
+            self._set(sp.SPC_SEQMODE_SEGMENTSIZE, seg.n_samples)
+            self._dma(seg.data)
+
+    def _load(self, program: CompiledSequenceProgram) -> None:
+        self._require_open()
+        with self._step(f"setting MAXSEGMENTS={program.max_segments}"):
+            self._set(sp.SPC_SEQMODE_MAXSEGMENTS, program.max_segments)
+        for i in range(len(program.segments)):
+            self._write_slot(i, program)
+        self._write_steps(program)
+        with self._step(f"setting the start step {program.start_step}"):
+            self._set(sp.SPC_SEQMODE_STARTSTEP, program.start_step)
+
+    def _update_segments(self, program: CompiledSequenceProgram, indices: list[int]) -> None:
+        self._require_open()
+        for i in indices:
+            self._write_slot(i, program)
+
+    def _write_steps(self, program: CompiledSequenceProgram) -> None:
+        self._require_open()
+        for i, step in enumerate(program.steps):
+            with self._step(f"writing step {i} ({step.name!r}: segment {step.segment}, next {step.next}, loops {step.loops})"):
+                self._set(sp.SPC_SEQMODE_STEPMEM0 + i, as_int64(step.entry))
+
+    def _start(self, force_trigger: bool) -> None:
+        self._require_open()
+        spcm = self._spcm
+        with self._step("starting the card"):
+            flags = [spcm.M2CMD_CARD_START, spcm.M2CMD_CARD_ENABLETRIGGER]
+            if force_trigger:
+                flags.append(spcm.M2CMD_CARD_FORCETRIGGER)
+            self._card.cmd(*flags)
+
+    def _stop(self) -> None:
+        if self._card is None:
+            return
+        with self._step("stopping the card"):
+            self._card.cmd(self._spcm.M2CMD_CARD_STOP)
+
+    def force_trigger(self) -> None:
+        self._require_open()
+        with self._step("forcing a trigger"):
+            self._card.cmd(self._spcm.M2CMD_CARD_FORCETRIGGER)
+
+    def current_step(self) -> int:
+        self._require_open()
+        with self._step("reading the current step"):
+            return self._get(sp.SPC_SEQMODE_STATUS)
+
+    def is_running(self) -> bool:
+        if self._card is None:
+            return False
+        with self._step("reading the status"):
+            status = self._get(sp.SPC_M2STATUS)
+        return bool(status & sp.M2STAT_CARD_PRETRIGGER) and not status & sp.M2STAT_CARD_READY
+
+    def wait_ready(self, timeout_s: float) -> None:
+        self._require_open()
+        spcm = self._spcm
+        with self._step(f"waiting up to {timeout_s:g} s for READY"):
+            self._set(spcm.SPC_TIMEOUT, max(1, int(timeout_s * 1000)))
+            try:
+                self._card.cmd(spcm.M2CMD_CARD_WAITREADY)
+            finally:
+                self._set(spcm.SPC_TIMEOUT, int(self.timeout_s * 1000))
+
+    def add_step_listener(self, fn: Callable[[StepNotice], None]) -> None:
+        raise ProgramError(
+            "SpcmBackend does not report step entries (the card only exposes the current step); step callbacks need SimBackend",
+            op="on_step",
+        )

@@ -1,0 +1,404 @@
+"""An emulation of Spectrum's driver library on top of :class:`~awgrt.sim.SimulatedCard` s.
+
+:class:`EmulatedDriver` answers the driver's calls in plain Python values: a handle is a small
+positive integer (0 is the NULL handle spcm uses for driver-wide queries), every call returns
+Spectrum's error code (0 = OK) and, for reads, the value. The bridge in
+:mod:`awgrt.sim.spcm_emulation` puts it behind the 19 C functions of ``libspcm_linux.so`` (a
+small C library forwarding to Python, or Python stand-ins), so that the unmodified ``spcm``
+package drives simulated cards.
+
+Registers with a meaning for sequence replay are mapped onto the simulated card: card
+identity and limits, channel enable / amplitude / stop level, sample rate, trigger set-up, the
+sequence registers, DMA of segment data (``DefTransfer`` then ``M2CMD_DATA_STARTDMA``),
+``M2CMD`` commands, ``M2STATUS`` and ``SPC_SEQMODE_STATUS``. Any other register is stored and
+read back as written (0 if never written), which is what spcm's set-up calls need. A refused
+call sets the handle's error (code, register, value, text) for ``GetErrorInfo``, as the real
+driver does, and changes nothing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..card import CARDS, CardSpec
+from ..errors import CardError
+from . import spectrum as sp
+from .card import SimPolicy, SimulatedCard
+
+# --------------------------------------------------------------------------- more registers
+SPC_PCITYP = 2000
+SPC_PCIVERSION = 2010
+SPC_PCIEXTFEATURES = 2121
+SPC_PCISERIALNO = 2030
+SPC_PCIMEMSIZE = 2110
+SPC_FNCTYPE = 2001
+SPC_MIINST_MODULES = 1100
+SPC_MIINST_CHPERMODULE = 1110
+SPC_MIINST_BYTESPERSAMPLE = 1120
+SPC_MIINST_BITSPERSAMPLE = 1125
+SPC_MIINST_MAXADCVALUE = 1126
+SPC_MIINST_MINADCLOCK = 1130
+SPC_MIINST_MAXADCLOCK = 1140
+SPC_MIINST_ISDEMOCARD = 1175
+SPC_GETDRVVERSION = 1200
+SPC_GETKERNELVERSION = 1210
+SPC_GETDRVTYPE = 1220
+SPC_WRITE_TO_LOG = 121  # spcm_core writes its log line here with a NULL handle
+SPC_CHENABLE = 11000
+SPC_CHCOUNT = 11001
+SPC_SAMPLERATE = 20000
+SPC_AMP0 = 30010
+SPC_AMP_STEP = 100  # SPC_AMP1 = SPC_AMP0 + 100, ...
+SPC_ENABLEOUT0 = 30091
+SPC_CH0_CUSTOM_STOP = 206050
+SPC_TRIG_ORMASK = 40410
+SPC_TRIG_EXT0_MODE = 40510
+SPC_TRIG_EXT0_LEVEL0 = 42320
+SPC_TIMEOUT = 295130
+SPC_SEQMODE_AVAILMAXSTEPS = sp.SPC_SEQMODE_AVAILMAXSTEPS
+
+M2CMD_CARD_RESET = 0x1
+M2CMD_CARD_WRITESETUP = 0x2
+M2CMD_CARD_DISABLETRIGGER = 0x20
+M2CMD_CARD_WAITREADY = 0x4000
+SPCM_TYPE_AO = 0x02
+SPC_TMASK_SOFTWARE = 0x1
+SPC_TMASK_EXT0 = 0x2
+TYP_M4I_6631 = 0x76631  # family 0x7 (M4i), model 6631
+TYP_M4I_6621 = 0x76621
+TYP_M4I_6622 = 0x76622
+TYP_CODES = {"M4i.6631-x8": TYP_M4I_6631, "M4i.6621-x8": TYP_M4I_6621, "M4i.6622-x8": TYP_M4I_6622}
+DRIVER_VERSION = (7 << 24) | (6 << 16) | 22000  # 7.6 build 22000: new enough for spcm's log line
+
+SPCM_BUF_DATA = 1000
+SPCM_DIR_PCTOCARD = 0
+
+
+@dataclass
+class _Transfer:
+    address: int
+    offset: int
+    length: int
+
+
+@dataclass
+class _Handle:
+    """One open card: its simulated card, register store, pending DMA and last error."""
+
+    card: SimulatedCard
+    serial: int
+    registers: dict[int, int | float] = field(default_factory=dict)
+    transfer: _Transfer | None = None
+    error: tuple[int, int, int, str] = (0, 0, 0, "")
+    timeout_ms: int = 0
+
+
+class EmulatedDriver:
+    """Spectrum's driver library in Python, over simulated cards (see module doc).
+
+    ``cards`` maps a device path (``/dev/spcm0`` ...) to the card model it holds. Each path can be
+    open once at a time, as with the real driver.
+    """
+
+    def __init__(self, cards: dict[str, str | CardSpec] | None = None, *, policy: SimPolicy | None = None) -> None:
+        cards = cards or {"/dev/spcm0": "M4i.6631-x8"}
+        self.specs = {path: CARDS[c] if isinstance(c, str) else c for path, c in cards.items()}
+        self.policy = policy or SimPolicy()
+        self.cards: dict[str, SimulatedCard] = {path: SimulatedCard(spec, self.policy) for path, spec in self.specs.items()}
+        self._handles: dict[int, _Handle] = {}
+        self._path_of: dict[int, str] = {}
+        self._next = 1
+        self.calls: list[tuple[str, int]] = []  # (function, register) of every call, for tests
+        self.log: list[str] = []
+
+    # ======================================================================= the 19 calls
+
+    def open(self, device: bytes | str) -> int:
+        """spcm_hOpen: a handle (> 0), or 0 if no such card or it is already open."""
+        path = device.decode() if isinstance(device, bytes) else device
+        self.calls.append(("hOpen", 0))
+        if path not in self.cards or path in self._path_of.values():
+            return 0
+        handle = self._next
+        self._next += 1
+        serial = 10000 + list(self.cards).index(path)
+        self._handles[handle] = _Handle(self.cards[path], serial)
+        self._path_of[handle] = path
+        return handle
+
+    def close(self, handle: int) -> None:
+        """spcm_vClose: stops the card's output and releases the handle."""
+        self.calls.append(("vClose", 0))
+        h = self._handles.pop(handle, None)
+        self._path_of.pop(handle, None)
+        if h is not None:
+            h.card.stop()
+
+    def get_error_info(self, handle: int) -> tuple[int, int, int, str]:
+        """spcm_dwGetErrorInfo_*: (code, register, value, text) of the last error; clears it."""
+        h = self._handles.get(handle)
+        if h is None:
+            return (0, 0, 0, "")
+        err, h.error = h.error, (0, 0, 0, "")
+        return err
+
+    def get_i64(self, handle: int, register: int) -> tuple[int, int]:
+        self.calls.append(("GetParam_i64", register))
+        if handle == 0:
+            return self._driver_wide(register)
+        h = self._handles.get(handle)
+        if h is None:
+            return sp.ERR_REG, 0
+        try:
+            return 0, int(self._read(h, register))
+        except CardError as exc:
+            return self._failed(h, exc, register, 0), 0
+
+    def get_d64(self, handle: int, register: int) -> tuple[int, float]:
+        self.calls.append(("GetParam_d64", register))
+        h = self._handles.get(handle)
+        if h is None:
+            return sp.ERR_REG, 0.0
+        try:
+            return 0, float(self._read(h, register))
+        except CardError as exc:
+            return self._failed(h, exc, register, 0), 0.0
+
+    def get_ptr(self, handle: int, register: int, size: int) -> tuple[int, bytes]:
+        """String reads: the product name for ``SPC_PCITYP``."""
+        self.calls.append(("GetParam_ptr", register))
+        h = self._handles.get(handle)
+        if h is None:
+            return sp.ERR_REG, b""
+        if register == SPC_PCITYP:
+            return 0, h.card.spec.name.encode()[: max(0, size - 1)]
+        return 0, b""
+
+    def set_i64(self, handle: int, register: int, value: int) -> int:
+        self.calls.append(("SetParam_i64", register))
+        h = self._handles.get(handle)
+        if h is None:
+            return sp.ERR_REG
+        try:
+            self._write(h, register, int(value))
+            return 0
+        except CardError as exc:
+            return self._failed(h, exc, register, int(value))
+
+    def set_d64(self, handle: int, register: int, value: float) -> int:
+        self.calls.append(("SetParam_d64", register))
+        h = self._handles.get(handle)
+        if h is None:
+            return sp.ERR_REG
+        try:
+            self._write(h, register, float(value))
+            return 0
+        except CardError as exc:
+            return self._failed(h, exc, register, int(value))
+
+    def set_ptr(self, handle: int, register: int, data: bytes) -> int:
+        self.calls.append(("SetParam_ptr", register))
+        if handle == 0:
+            if register == SPC_WRITE_TO_LOG:
+                self.log.append(data.rstrip(b"\0").decode(errors="replace"))
+            return 0
+        return 0 if handle in self._handles else sp.ERR_REG
+
+    def def_transfer(self, handle: int, buffer_type: int, direction: int, notify: int, address: int, offset: int, length: int) -> int:
+        """spcm_dwDefTransfer_i64: remember where the data lies; it moves on DATA_STARTDMA."""
+        self.calls.append(("DefTransfer_i64", buffer_type))
+        h = self._handles.get(handle)
+        if h is None:
+            return sp.ERR_REG
+        if buffer_type != SPCM_BUF_DATA or direction != SPCM_DIR_PCTOCARD:
+            return self._failed(h, CardError("only PC-to-card data transfers are emulated", code=sp.ERR_FEATURE), buffer_type, direction)
+        if length <= 0 or length % 2:
+            return self._failed(h, CardError(f"transfer of {length} bytes is not whole int16 samples", code=sp.ERR_VALUE), buffer_type, length)
+        h.transfer = _Transfer(int(address), int(offset), int(length))
+        return 0
+
+    def invalidate_buf(self, handle: int, buffer_type: int) -> int:
+        h = self._handles.get(handle)
+        if h is not None:
+            h.transfer = None
+        return 0
+
+    # ======================================================================= registers
+
+    def _driver_wide(self, register: int) -> tuple[int, int]:
+        if register == SPC_GETDRVVERSION:
+            return 0, DRIVER_VERSION
+        if register == SPC_GETKERNELVERSION:
+            return 0, DRIVER_VERSION
+        if register == SPC_GETDRVTYPE:
+            return 0, 0
+        return sp.ERR_REG, 0
+
+    def _failed(self, h: _Handle, exc: CardError, register: int, value: int) -> int:
+        text = exc.detail if hasattr(exc, "detail") else str(exc)
+        h.error = (exc.code, register, value, f"{sp.ERROR_TEXTS.get(exc.code, 'error')}: {text}")
+        return exc.code
+
+    def _read(self, h: _Handle, reg: int) -> int | float:
+        c, spec = h.card, h.card.spec
+        fixed = {
+            SPC_PCITYP: TYP_CODES.get(spec.name, 0x70000),
+            SPC_FNCTYPE: SPCM_TYPE_AO,
+            sp.SPC_PCIFEATURES: sp.SPCM_FEAT_SEQUENCE,
+            SPC_PCIEXTFEATURES: 0,
+            SPC_PCISERIALNO: h.serial,
+            SPC_PCIMEMSIZE: spec.memory_samples * 2,
+            SPC_MIINST_MODULES: 1,
+            SPC_MIINST_CHPERMODULE: spec.n_channels,
+            SPC_MIINST_BYTESPERSAMPLE: 2,
+            SPC_MIINST_BITSPERSAMPLE: 16,
+            SPC_MIINST_MAXADCVALUE: 32768,
+            SPC_MIINST_MINADCLOCK: int(spec.min_sample_rate_hz),
+            SPC_MIINST_MAXADCLOCK: int(spec.max_sample_rate_hz),
+            SPC_MIINST_ISDEMOCARD: 0,
+            sp.SPC_SEQMODE_AVAILMAXSEGMENT: spec.max_segments,
+            sp.SPC_SEQMODE_AVAILMAXSTEPS: spec.max_steps,
+            sp.SPC_SEQMODE_AVAILMAXLOOP: spec.max_loops,
+            sp.SPC_SEQMODE_AVAILFEATURES: 0,
+            SPC_GETDRVVERSION: DRIVER_VERSION,
+        }
+        if reg in fixed:
+            return fixed[reg]
+        if reg == sp.SPC_M2STATUS:
+            return c.status()
+        if reg == sp.SPC_SEQMODE_STATUS:
+            return c.current_step()
+        if reg == SPC_SAMPLERATE:
+            return int(c.sample_rate_hz)
+        if reg == SPC_CHENABLE:
+            return (1 << c.n_active) - 1
+        if reg == SPC_CHCOUNT:
+            return c.n_active
+        if reg == sp.SPC_SEQMODE_MAXSEGMENTS:
+            return c.max_segments
+        if reg == sp.SPC_SEQMODE_WRITESEGMENT:
+            return c.write_segment
+        if reg == sp.SPC_SEQMODE_SEGMENTSIZE:
+            return c.slots[c.write_segment].size if c.max_segments else 0
+        if reg == sp.SPC_SEQMODE_STARTSTEP:
+            return c.start_step
+        if sp.SPC_SEQMODE_STEPMEM0 <= reg < sp.SPC_SEQMODE_STEPMEM0 + spec.max_steps:
+            entry = c.steps.get(reg - sp.SPC_SEQMODE_STEPMEM0)
+            if entry is None:
+                return 0
+            from ..card import as_int64, encode_step_entry
+
+            return as_int64(
+                encode_step_entry(entry.segment, entry.next_step, entry.loops, end_loop_on_trigger=entry.end_loop_on_trigger, end=entry.end)
+            )
+        ch = self._amp_channel(reg, spec)
+        if ch is not None:
+            return c.amplitude_mv[ch]
+        if sp.SPC_CH0_STOPLEVEL <= reg < sp.SPC_CH0_STOPLEVEL + spec.n_channels:
+            return int(c.stop_levels[reg - sp.SPC_CH0_STOPLEVEL])
+        if SPC_CH0_CUSTOM_STOP <= reg < SPC_CH0_CUSTOM_STOP + spec.n_channels:
+            return c.custom_stop[reg - SPC_CH0_CUSTOM_STOP]
+        if reg == SPC_TIMEOUT:
+            return h.timeout_ms
+        return h.registers.get(reg, 0)
+
+    @staticmethod
+    def _amp_channel(reg: int, spec: CardSpec) -> int | None:
+        off = reg - SPC_AMP0
+        if off >= 0 and off % SPC_AMP_STEP == 0 and off // SPC_AMP_STEP < spec.n_channels:
+            return off // SPC_AMP_STEP
+        return None
+
+    def _write(self, h: _Handle, reg: int, value: int | float) -> None:
+        c, spec = h.card, h.card.spec
+        if reg == sp.SPC_M2CMD:
+            self._command(h, int(value))
+        elif reg == sp.SPC_CARDMODE:
+            if int(value) != sp.SPC_REP_STD_SEQUENCE:
+                h.registers[reg] = int(value)  # other modes are stored but not emulated
+            h.registers[reg] = int(value)
+        elif reg == SPC_SAMPLERATE:
+            c.set_sample_rate(float(value))
+        elif reg == SPC_CHENABLE:
+            mask = int(value)
+            n = bin(mask).count("1")
+            if mask != (1 << n) - 1:
+                raise CardError(f"channel mask {mask:#x}: enable channels 0..n-1", code=sp.ERR_CHANNEL)
+            c.set_channels(n)
+        elif reg == sp.SPC_SEQMODE_MAXSEGMENTS:
+            c.set_max_segments(int(value))
+        elif reg == sp.SPC_SEQMODE_WRITESEGMENT:
+            c.select_segment(int(value))
+        elif reg == sp.SPC_SEQMODE_SEGMENTSIZE:
+            c.set_segment_size(int(value))
+        elif reg == sp.SPC_SEQMODE_STARTSTEP:
+            c.set_start_step(int(value))
+        elif sp.SPC_SEQMODE_STEPMEM0 <= reg < sp.SPC_SEQMODE_STEPMEM0 + 8192:
+            c.write_step(reg - sp.SPC_SEQMODE_STEPMEM0, int(value))
+        elif self._amp_channel(reg, spec) is not None:
+            c.set_amplitude(self._amp_channel(reg, spec), int(value))
+        elif sp.SPC_CH0_STOPLEVEL <= reg < sp.SPC_CH0_STOPLEVEL + spec.n_channels:
+            ch = reg - sp.SPC_CH0_STOPLEVEL
+            c.set_stop_level(ch, int(value), c.custom_stop[ch])
+        elif SPC_CH0_CUSTOM_STOP <= reg < SPC_CH0_CUSTOM_STOP + spec.n_channels:
+            ch = reg - SPC_CH0_CUSTOM_STOP
+            c.set_stop_level(ch, c.stop_levels[ch], int(value))
+        elif reg == SPC_TIMEOUT:
+            h.timeout_ms = int(value)
+        elif reg in (sp.SPC_M2STATUS, sp.SPC_SEQMODE_STATUS, SPC_PCITYP, SPC_PCISERIALNO, SPC_MIINST_MAXADCVALUE):
+            raise CardError(f"register {reg} is read-only", code=sp.ERR_REG)
+        else:
+            h.registers[reg] = value
+
+    def _command(self, h: _Handle, cmd: int) -> None:
+        c = h.card
+        known = (
+            sp.M2CMD_CARD_START
+            | sp.M2CMD_CARD_ENABLETRIGGER
+            | sp.M2CMD_CARD_FORCETRIGGER
+            | sp.M2CMD_CARD_STOP
+            | sp.M2CMD_DATA_STARTDMA
+            | sp.M2CMD_DATA_WAITDMA
+            | sp.M2CMD_DATA_STOPDMA
+            | M2CMD_CARD_WAITREADY
+            | M2CMD_CARD_RESET
+            | M2CMD_CARD_WRITESETUP
+            | M2CMD_CARD_DISABLETRIGGER
+        )
+        if cmd & ~known:
+            raise CardError(f"command {cmd:#x} is not emulated", code=sp.ERR_VALUE)
+        if cmd & M2CMD_CARD_RESET:
+            c.stop()
+        if cmd & sp.M2CMD_CARD_STOP:
+            c.stop()
+        if cmd & sp.M2CMD_DATA_STARTDMA:
+            self._dma(h)
+        if cmd & sp.M2CMD_CARD_START:
+            c.start()
+        if cmd & sp.M2CMD_CARD_ENABLETRIGGER:
+            c.enable_trigger()
+        if cmd & sp.M2CMD_CARD_FORCETRIGGER:
+            c.force_trigger()
+        if cmd & M2CMD_CARD_DISABLETRIGGER:
+            c.trigger_enabled = False
+        if cmd & M2CMD_CARD_WAITREADY:  # on a virtual clock: let card time pass up to the timeout
+            self._wait_ready(h)
+
+    def _dma(self, h: _Handle) -> None:
+        t = h.transfer
+        if t is None:
+            raise CardError("DATA_STARTDMA without a defined transfer", code=sp.ERR_SEQUENCE)
+        raw = ctypes.string_at(t.address + t.offset, t.length)
+        h.card.write_segment_data(np.frombuffer(raw, dtype="<i2").copy())
+        h.transfer = None
+
+    def _wait_ready(self, h: _Handle) -> None:
+        c = h.card
+        limit = c.now + round((h.timeout_ms or 1000) * 1e-3 * c.sample_rate_hz)
+        while c.state != "ready" and c.now < limit:
+            c.advance(min(limit - c.now, max(1, round(1e-3 * c.sample_rate_hz))))
+        if c.state != "ready":
+            raise CardError("card not READY before the timeout", code=sp.ERR_TIMEOUT)
