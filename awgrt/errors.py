@@ -84,3 +84,4 @@ class CardError(AWGRTError):
         self.register = register
         tags = ([f"error {code:#06x}"] if code is not None else []) + ([f"register {register}"] if register is not None else [])
         super().__init__(f"{message} ({', '.join(tags)})" if tags else message, **context)
+        self.detail = message  # without the code and register tags

@@ -541,6 +541,7 @@ class SimulatedCard:
     def _render_walk(self, out: np.ndarray, w0: int, a: int, b: int) -> None:
         """Render samples [a, b) into ``out`` (row 0 = sample w0) by walking the steps."""
         runs: list[tuple[int, float, _Run]] = []
+        held = self._hold.copy()  # what the outputs hold before anything in this stretch plays
         self._advance_to(b, runs)
         active = out[:, : self.n_active]
         cursor = a
@@ -550,7 +551,7 @@ class SimulatedCard:
             if ra >= rb:
                 continue
             if ra > cursor:  # armed, or between trigger and first output
-                active[cursor - w0 : ra - w0] = self._stop_values(self._hold)[: self.n_active]
+                active[cursor - w0 : ra - w0] = self._stop_values(held)[: self.n_active]
             self._copy_run(active[ra - w0 : rb - w0], run, ra, rb)
             cursor, last = rb, run
         if last is not None:

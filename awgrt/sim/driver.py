@@ -114,6 +114,14 @@ class EmulatedDriver:
         self.calls: list[tuple[str, int]] = []  # (function, register) of every call, for tests
         self.log: list[str] = []
 
+    def open_handles(self) -> list[int]:
+        """Handles open now."""
+        return list(self._handles)
+
+    def path_of(self, handle: int) -> str | None:
+        """The device path an open handle belongs to."""
+        return self._path_of.get(handle)
+
     # ======================================================================= the 19 calls
 
     def open(self, device: bytes | str) -> int:
@@ -291,9 +299,7 @@ class EmulatedDriver:
                 return 0
             from ..card import as_int64, encode_step_entry
 
-            return as_int64(
-                encode_step_entry(entry.segment, entry.next_step, entry.loops, end_loop_on_trigger=entry.end_loop_on_trigger, end=entry.end)
-            )
+            return as_int64(encode_step_entry(entry.segment, entry.next_step, entry.loops, end_loop_on_trigger=entry.end_loop_on_trigger, end=entry.end))
         ch = self._amp_channel(reg, spec)
         if ch is not None:
             return c.amplitude_mv[ch]
@@ -317,9 +323,7 @@ class EmulatedDriver:
         if reg == sp.SPC_M2CMD:
             self._command(h, int(value))
         elif reg == sp.SPC_CARDMODE:
-            if int(value) != sp.SPC_REP_STD_SEQUENCE:
-                h.registers[reg] = int(value)  # other modes are stored but not emulated
-            h.registers[reg] = int(value)
+            h.registers[reg] = int(value)  # only sequence replay is emulated; other modes are stored
         elif reg == SPC_SAMPLERATE:
             c.set_sample_rate(float(value))
         elif reg == SPC_CHENABLE:
@@ -391,8 +395,11 @@ class EmulatedDriver:
         t = h.transfer
         if t is None:
             raise CardError("DATA_STARTDMA without a defined transfer", code=sp.ERR_SEQUENCE)
-        raw = ctypes.string_at(t.address + t.offset, t.length)
-        h.card.write_segment_data(np.frombuffer(raw, dtype="<i2").copy())
+        raw = ctypes.string_at(t.address, t.length)  # the offset is a position in card memory (bytes)
+        sample_bytes = 2 * h.card.n_active
+        if t.offset % sample_bytes:
+            raise CardError(f"card memory offset {t.offset} is not a whole sample of {h.card.n_active} channels", code=sp.ERR_VALUE)
+        h.card.write_segment_data(np.frombuffer(raw, dtype="<i2").copy(), offset=t.offset // sample_bytes)
         h.transfer = None
 
     def _wait_ready(self, h: _Handle) -> None:

@@ -1,0 +1,271 @@
+"""SpcmBackend driven through the unmodified spcm package against the emulated Spectrum driver.
+
+The emulation stays active for the whole test process (spcm can only be imported once per
+process); other tests never import spcm, and the emulation's own route tests run in subprocesses.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from awgrt import CARDS, AWGProgramBuilder, Runtime, compile_sequence_program, quantize_resolved_ir
+from awgrt.backends import SimBackend, SpcmBackend
+from awgrt.errors import AWGRTError, CardError, CardLimitError, ProgramError
+from awgrt.sim import spectrum as sp
+
+FS = 625e6
+
+
+@pytest.fixture(scope="module")
+def emu():
+    from awgrt.sim import emulated_spcm
+
+    cm = emulated_spcm(cards=["M4i.6631-x8", "M4i.6622-x8"])
+    emulation = cm.__enter__()
+    yield emulation
+    # the emulation stays loaded until the process ends: spcm cannot be re-imported
+
+
+def _builder(amp: float = 0.5, loops: int = 3, end: bool = False) -> AWGProgramBuilder:
+    b = (
+        AWGProgramBuilder()
+        .logical_channel("H")
+        .logical_channel("V")
+        .define("h", logical_channel="H", freqs=[90e6, 95e6], amps=[0.2, 0.2])
+        .define("v", logical_channel="V", freqs=[100e6], amps=[0.3])
+        .segment("wait", mode="wait_trig")
+        .tones("H")
+        .use_def("h")
+        .tones("V")
+        .use_def("v")
+        .hold(time=3.2e-6)
+        .segment("pulse")
+        .tones("H")
+        .ramp_amp_to(amps=amp, time=2e-6, idxs=[0])
+        .ramp_amp_to(amps=0.2, time=2e-6, idxs=[0])
+        .segment("loop", mode="loop_n", loops=loops)
+        .hold(time=1.6e-6)
+        .segment("chirp")
+        .tones("H")
+        .move(df=1e6, time=3e-6)
+    )
+    if end:
+        b.last_step("end")
+    return b
+
+
+def _program(amp: float = 0.5, loops: int = 3, end: bool = False, hw=None):
+    card = CARDS["M4i.6622-x8"] if hw else CARDS["M4i.6631-x8"]
+    b = _builder(amp, loops, end)
+    q = quantize_resolved_ir(b.build_resolved_ir(sample_rate_hz=FS), hw or {"H": 0, "V": 1}, card)
+    return compile_sequence_program(q, progress=False)
+
+
+def _play(card, triggers, n):
+    """Triggers (samples from now) on a simulated card, then n samples and the step events."""
+    t0 = card.now
+    for t in triggers:
+        card.external_trigger(t0 + t)
+    out = card.render(n)
+    return out, [(e.sample - t0, e.step, e.segment) for e in card.events_between(t0, t0 + n)]
+
+
+def _sim_reference(program, triggers, n, steps_program=None, update=None):
+    with SimBackend(program.card) as be:
+        be.configure(sample_rate_hz=FS, channels=program.n_channels, trigger="external")
+        be.load(program)
+        if update is not None:
+            be.update_segments(*update)
+        if steps_program is not None:
+            be.write_steps(steps_program)
+        be.start()
+        return _play(be.sim, triggers, n)
+
+
+def test_reported_limits_come_from_the_card(emu):
+    with SpcmBackend("/dev/spcm0") as be:
+        spec = be.card
+        assert spec.name == "M4i.6631-x8"
+        assert (spec.n_channels, spec.max_segments, spec.max_steps, spec.max_loops) == (2, 65536, 4096, 1048575)
+        assert spec.memory_samples == 2 * 2**30
+        assert spec.max_sample_rate_hz == 1.25e9
+
+
+@pytest.mark.parametrize("variant", ["load", "segments", "steps"])
+def test_same_samples_and_events_as_the_simulator(emu, variant):
+    base = _program()
+    triggers, n = [500, 9000, 40000], 60000
+    if variant == "load":
+        expected = _sim_reference(base, triggers, n)
+    elif variant == "segments":
+        changed = _program(amp=0.8)
+        slots = [i for i, (a, b) in enumerate(zip(base.segments, changed.segments)) if not np.array_equal(a.data, b.data)]
+        assert slots
+        expected = _sim_reference(base, triggers, n, update=(changed, slots))
+    else:
+        changed = _program(loops=7)
+        expected = _sim_reference(base, triggers, n, steps_program=changed)
+    card = emu.card(0)
+    with SpcmBackend("/dev/spcm0") as be:
+        be.configure(sample_rate_hz=FS, channels=2, trigger="external")
+        be.load(base)
+        if variant == "segments":
+            be.update_segments(changed, slots)
+        elif variant == "steps":
+            be.write_steps(changed)
+        be.start()
+        got = _play(card, triggers, n)
+    assert got[1] == expected[1]
+    assert np.array_equal(got[0][:, :2], expected[0][:, :2])
+
+
+def test_four_channel_card_with_a_channel_on_hardware_3(emu):
+    program = _program(hw={"H": 0, "V": 3})
+    expected = _sim_reference(program, [100, 7000], 30000)
+    with SpcmBackend("/dev/spcm1", card="M4i.6622-x8") as be:
+        be.configure(sample_rate_hz=FS, channels=4, trigger="external")
+        be.load(program)
+        be.start()
+        got = _play(emu.card(1), [100, 7000], 30000)
+    assert got[1] == expected[1] and np.array_equal(got[0], expected[0])
+
+
+def test_runtime_on_spcm_diffs_like_on_the_simulator(emu):
+    with SpcmBackend("/dev/spcm0") as be:
+        rt = Runtime(be)
+        rt.run(_builder(), sample_rate_hz=FS, start=False)
+        assert rt.last_report.upload_kind == "full"
+        rt.run(_builder(amp=0.7), sample_rate_hz=FS, start=False)
+        assert rt.last_report.upload_kind == "segments" and rt.last_report.uploaded_segments == ("pulse",)
+        rt.run(_builder(amp=0.7, loops=5), sample_rate_hz=FS, start=False)
+        assert rt.last_report.upload_kind == "steps"
+        slots = [emu.card(0).segment_data(i) for i in range(len(rt.program.segments))]
+        assert all(np.array_equal(a, s.data) for a, s in zip(slots, rt.program.segments))
+        assert emu.card(0).steps[2].loops == 5
+
+
+def test_live_step_rewrite_switches_as_the_prefetch_policy_says(emu):
+    """The default policy reads step n+1's entry when step n starts: a rewrite of the next
+    step's loop count during a step only shows the pass after."""
+    card = emu.card(0)
+    program = _program(loops=3)
+    with SpcmBackend("/dev/spcm0") as be:
+        be.configure(sample_rate_hz=FS, channels=2, trigger="external")
+        be.load(program)
+        be.start()
+        t0 = card.now
+        card.external_trigger(t0 + 100)
+        card.external_trigger(t0 + 3000)
+        _, events = _play(card, [], 0)
+        wait = program.segments[0].n_samples
+        latency = 249
+        pulse_start = 100 + latency + 2 * wait  # the trigger at 3000 ends the wait after its 2nd pass
+        card.advance(t0 + pulse_start + 10 - card.now)  # now inside "pulse": the "loop" entry is already fetched
+        be.write_steps(_program(loops=6))
+        _, events = _play(card, [], 100000)
+        _, later = _play(card, [20000], 100000)  # one more trigger: a second time round
+    loop_len = program.segments[program.steps[2].segment].n_samples
+    # loop step entered right after pulse; its entry was fetched before the rewrite: 3 loops
+    assert [st for _, st, _ in events] == [2, 3, 0]
+    assert events[1][0] - events[0][0] == 3 * loop_len
+    # the next time round the rewritten entry is fetched: 6 loops
+    steps = [st for _, st, _ in later]
+    assert steps == [1, 2, 3, 0]
+    assert later[2][0] - later[1][0] == 6 * loop_len
+
+
+def test_program_checked_against_the_card_before_anything_is_written(emu):
+    program = _program(hw={"H": 0, "V": 3})  # 4 channels: not on the 2-channel card
+    with SpcmBackend("/dev/spcm0") as be:
+        be.configure(sample_rate_hz=FS, channels=2)
+        before = len(emu.driver.calls)
+        with pytest.raises(CardLimitError, match="4 enabled channels"):
+            be.load(program)
+        written = [c for c in emu.driver.calls[before:] if c[0] == "SetParam_i64" and c[1] != sp.SPC_M2CMD]
+        assert written == []
+
+
+def test_driver_error_during_upload_names_register_and_leaves_the_card_stopped(emu, monkeypatch):
+    card = emu.card(0)
+    program = _program()
+    with SpcmBackend("/dev/spcm0") as be:
+        be.configure(sample_rate_hz=FS, channels=2)
+        be.load(program)
+        be.start(force_trigger=True)
+        card.advance(5000)
+        assert be.is_running()
+        real = card.set_segment_size
+
+        def refuse(n):
+            if card.write_segment == 2:
+                card._fail(sp.ERR_VALUE, f"size {n} refused", sp.SPC_SEQMODE_SEGMENTSIZE)
+            return real(n)
+
+        monkeypatch.setattr(card, "set_segment_size", refuse)
+        with pytest.raises(CardError) as info:
+            be.load(_program(amp=0.9))
+        msg = str(info.value)
+        assert str(sp.SPC_SEQMODE_SEGMENTSIZE) in msg and "writing segment 2" in msg and "size" in msg
+        assert not be.is_running()
+        assert card.status() & sp.M2STAT_CARD_READY
+        assert be.program is None
+
+
+def test_sample_rate_the_card_refuses_is_a_clear_error(emu):
+    with SpcmBackend("/dev/spcm0") as be:
+        with pytest.raises(ProgramError, match="753"):
+            be.configure(sample_rate_hz=753e6, channels=2)
+
+
+def test_second_backend_on_the_same_card_fails_fast(emu):
+    with SpcmBackend("/dev/spcm0"):
+        with pytest.raises(CardError, match="already open"):
+            SpcmBackend("/dev/spcm0").open()
+
+
+def test_wait_ready_and_close_stops_the_output(emu):
+    card = emu.card(0)
+    with SpcmBackend("/dev/spcm0") as be:
+        be.configure(sample_rate_hz=FS, channels=2)
+        be.load(_program(end=True))
+        be.start(force_trigger=True)
+        card.advance(1000)
+        be.force_trigger()  # ends the wait step; the program then plays to its END
+        be.wait_ready(0.01)
+        assert card.status() & sp.M2STAT_CARD_READY
+        be.load(_program())
+        be.start(force_trigger=True)
+        with pytest.raises(CardError, match="timed out"):
+            be.wait_ready(0.001)
+        assert be.is_running()
+    assert card.state == "ready"
+    assert not np.any(card.render(1000))
+
+
+def test_step_callbacks_are_refused_on_the_real_card_backend(emu):
+    with SpcmBackend("/dev/spcm0") as be:
+        with pytest.raises(AWGRTError, match="SimBackend"):
+            Runtime(be).on_step("pulse", print)
+
+
+def test_without_the_driver_the_backend_says_what_to_install():
+    code = textwrap.dedent(
+        """
+        import sys
+        sys.modules["spcm"] = None  # as if the package or its driver were missing
+        from awgrt.backends import SpcmBackend
+        from awgrt.errors import CardError
+        be = SpcmBackend("/dev/spcm0")  # making it works
+        try:
+            be.open()
+        except CardError as exc:
+            print("ERR", exc)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.startswith("ERR") and "pip install 'awgrt[card]'" in out and "emulated_spcm" in out

@@ -1,0 +1,426 @@
+"""The unmodified spcm package on emulated cards (awgrt.sim.spcm_emulation), through both routes.
+
+spcm binds the driver library once per process and the two routes cannot share one, so every
+scenario runs in a fresh ``python`` subprocess and reports through its output and exit code.
+Expected samples are computed here from the arrays the script wrote, with the trigger latency
+taken from the hardware contract (238.5 clocks + 16 ns at up to 625 MS/s, rounded up).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from awgrt.sim.spcm_emulation import find_compiler, pythonpath_dir
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("spcm_core") is None, reason="the spcm package is not installed (pip install 'awgrt[card]')")
+
+HAS_CC = find_compiler() is not None
+needs_cc = pytest.mark.skipif(not HAS_CC, reason="no C compiler: the C route cannot be built here")
+ROUTES = [pytest.param("c", marks=needs_cc), "python"]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("awgrt-cache")
+
+
+def run(args: list[str], *, cache: Path, env: dict[str, str] | None = None, check: bool = True, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("AWGRT_") and k != "PYTHONPATH"}
+    full_env["AWGRT_CACHE_DIR"] = str(cache)
+    full_env.update(env or {})
+    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, env=full_env, timeout=120, cwd=cwd)
+    if check:
+        assert proc.returncode == 0, f"exit {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+    return proc
+
+
+def run_code(code: str, **kwargs) -> subprocess.CompletedProcess:
+    return run(["-c", textwrap.dedent(code)], **kwargs)
+
+
+def lines_with(prefix: str, out: str) -> list[str]:
+    return [line[len(prefix) :].strip() for line in out.splitlines() if line.startswith(prefix)]
+
+
+# ============================================================================ routes
+
+
+@needs_cc
+def test_c_route_builds_loads_and_spcm_core_binds_it(cache):
+    out = run_code(
+        """
+        from awgrt.sim import emulated_spcm
+        with emulated_spcm(route="c") as emu:
+            import spcm, spcm_core
+            print("ROUTE", emu.route)
+            import ctypes
+            print("LIB", emu.library_path, spcm_core.pyspcm.spcmDll._handle == ctypes.CDLL(str(emu.library_path))._handle)
+            card = spcm.Card("/dev/spcm0")
+            card.open()
+            print("CARD", card.product_name(), card.sn(), card.function_type() == spcm.SPCM_TYPE_AO, card.max_sample_value())
+            card.close()
+            print("LOG", emu.driver.log)
+        """,
+        cache=cache,
+    ).stdout
+    assert lines_with("ROUTE", out) == ["c"]
+    path, same = lines_with("LIB", out)[0].split()
+    lib = Path(path)
+    assert same == "True"  # spcm_core's load by name found the library loaded by path
+    assert lib.name == "libspcm_linux.so" and lib.is_file() and cache in lib.parents
+    assert lines_with("CARD", out) == ["M4i.6631-x8 10000 True 32768"]
+    # spcm_core and spcm queried the driver version with a NULL handle and wrote their log lines
+    assert "Python package spcm_core v" in lines_with("LOG", out)[0] and "Python package spcm v" in lines_with("LOG", out)[0]
+
+
+def test_python_route_when_no_compiler_exists(cache, tmp_path):
+    out = run_code(
+        """
+        from awgrt.sim import emulated_spcm
+        with emulated_spcm(card="M4i.6622-x8") as emu:
+            import spcm, spcm_core
+            print("ROUTE", emu.route, "|", emu.route_reason)
+            print("LIB", spcm_core.pyspcm.spcmDll._name)
+            with spcm.Card("/dev/spcm0") as card:
+                print("CARD", card.product_name(), card.sn())
+        """,
+        cache=tmp_path,  # empty cache: nothing prebuilt
+        env={"CC": "/nonexistent/cc"},
+    ).stdout
+    route, reason = lines_with("ROUTE", out)[0].split(" | ")
+    assert route == "python" and "no C compiler" in reason
+    assert "Python route" in lines_with("LIB", out)[0]
+    assert lines_with("CARD", out) == ["M4i.6622-x8 10000"]
+    assert not list(tmp_path.rglob("*.so"))
+
+
+def test_python_route_forced_by_environment(cache):
+    out = run_code(
+        """
+        from awgrt.sim import emulated_spcm
+        with emulated_spcm() as emu:
+            print("ROUTE", emu.route)
+        """,
+        cache=cache,
+        env={"AWGRT_SPCM_ROUTE": "python"},
+    ).stdout
+    assert lines_with("ROUTE", out) == ["python"]
+
+
+def test_routes_refuse_what_cannot_work(cache):
+    """Route clash, spcm imported before emulation, nesting, and life after the block."""
+    other = "python" if HAS_CC else "c"
+    out = run_code(
+        f"""
+        from awgrt.sim import emulated_spcm
+        from awgrt.sim.spcm_emulation import SpcmEmulationError
+        from awgrt.errors import AWGRTError
+        with emulated_spcm() as emu:
+            import spcm
+            first = emu.route
+            try:
+                with emulated_spcm():
+                    pass
+            except SpcmEmulationError as e:
+                print("NESTED", "already active" in str(e))
+        try:
+            with emulated_spcm(route={"python" if HAS_CC else "c"!r}):
+                pass
+        except SpcmEmulationError as e:
+            print("CLASH", isinstance(e, AWGRTError), "cannot share a process" in str(e) or "C compiler" in str(e))
+        try:
+            spcm.Card("/dev/spcm0").open()
+        except spcm.SpcmDeviceNotFound:
+            print("OUTSIDE not found")
+        with emulated_spcm(cards=["M4i.6631-x8", "M4i.6622-x8"]) as emu:
+            with spcm.Card("/dev/spcm1") as c1, spcm.Card() as c0:
+                print("AGAIN", emu.route == first, c1.product_name(), c0.device_identifier)
+        """,
+        cache=cache,
+    ).stdout
+    assert lines_with("NESTED", out) == ["True"]
+    assert lines_with("CLASH", out) == ["True True"], (other, out)
+    assert lines_with("OUTSIDE", out) == ["not found"]
+    assert lines_with("AGAIN", out) == ["True M4i.6622-x8 /dev/spcm0"]
+
+    out = run_code(
+        """
+        import contextlib, io, os
+        os.environ["SPCM_NO_DLL"] = "1"  # spcm_core imports without any driver library
+        with contextlib.redirect_stdout(io.StringIO()):
+            import spcm_core
+        from awgrt.sim import emulated_spcm
+        from awgrt.sim.spcm_emulation import SpcmEmulationError
+        try:
+            with emulated_spcm():
+                pass
+        except SpcmEmulationError as e:
+            print("EARLY", "before the emulation was activated" in str(e))
+        """,
+        cache=cache,
+    ).stdout
+    assert lines_with("EARLY", out) == ["True"]
+
+
+# ============================================================================ ctypes marshalling
+
+
+MARSHALLING = """
+import ctypes
+from awgrt.sim import emulated_spcm
+from awgrt.card import decode_step_entry
+with emulated_spcm(route=ROUTE) as emu:
+    import spcm_core as c
+    from spcm_core import byref, int32, int64, uint32, uint64, double, c_void_p, create_string_buffer
+    h = c.spcm_hOpen(create_string_buffer(b"/dev/spcm0"))
+    print("OPEN", bool(h), bool(c.spcm_hOpen(create_string_buffer(b"/dev/spcm0"))), bool(c.spcm_hOpen(create_string_buffer(b"/dev/spcm7"))))
+    c.spcm_dwSetParam_i64(h, c.SPC_CHENABLE, 3)
+    c.spcm_dwSetParam_i64(h, c.SPC_SEQMODE_MAXSEGMENTS, 2)
+    # an END entry (bit 63) written as spcm writes it: an unsigned Python int through the int64 wrapper
+    word = (1 << 63) | (5 << 32) | (0 << 16) | 1
+    print("SET", c.spcm_dwSetParam_i64(h, c.SPC_SEQMODE_STEPMEM0 + 1, word))
+    v = int64(0)
+    print("GET", c.spcm_dwGetParam_i64(h, c.SPC_SEQMODE_STEPMEM0 + 1, byref(v)), v.value)
+    e = decode_step_entry(v.value)
+    print("DECODE", e.end, e.loops, e.segment, e.next_step, emu.card(0).steps[1].end)
+    # the same entry through SetParam_i64m (high and low 32 bits)
+    print("I64M", c.spcm_dwSetParam_i64m(h, c.SPC_SEQMODE_STEPMEM0 + 2, int32(-(1 << 31) | 5), uint32(1)))
+    c.spcm_dwGetParam_i64(h, c.SPC_SEQMODE_STEPMEM0 + 2, byref(v))
+    print("BACK64M", v.value == word - (1 << 64))
+    v32 = int32(0)
+    print("I32", c.spcm_dwGetParam_i32(h, c.SPC_MIINST_MAXADCVALUE, byref(v32)), v32.value, c.spcm_dwSetParam_i32(h, c.SPC_SEQMODE_STARTSTEP, 1))
+    d = double(0)
+    c.spcm_dwSetParam_d64(h, c.SPC_SAMPLERATE, 5e8)
+    print("D64", c.spcm_dwGetParam_d64(h, c.SPC_SAMPLERATE, byref(d)), d.value)
+    name = create_string_buffer(256)
+    print("PTR", c.spcm_dwGetParam_ptr(h, c.SPC_PCITYP, byref(name), 256), name.value.decode())
+    log = create_string_buffer(b"hello log")
+    print("LOG", c.spcm_dwSetParam_ptr(None, c.SPC_WRITE_TO_LOG, log, 9), emu.driver.log[-1])
+    # a refused write: code, register, value and text through all three GetErrorInfo variants
+    for fn, vt in ((c.spcm_dwGetErrorInfo_i32, int32), (c.spcm_dwGetErrorInfo_i64, int64), (c.spcm_dwGetErrorInfo_d64, double)):
+        code = c.spcm_dwSetParam_i64(h, c.SPC_SEQMODE_MAXSEGMENTS, 3)
+        reg, val, text = uint32(0), vt(0), create_string_buffer(c.ERRORTEXTLEN)
+        print("ERR", code, fn(h, byref(reg), byref(val), byref(text)), reg.value, val.value, text.value.decode())
+    # DMA: DefTransfer (c_void_p buffer, uint64 offset and byte length) then DATA_STARTDMA
+    import numpy as np
+    c.spcm_dwSetParam_i64(h, c.SPC_SEQMODE_WRITESEGMENT, 0)
+    c.spcm_dwSetParam_i64(h, c.SPC_SEQMODE_SEGMENTSIZE, 192)
+    data = (np.arange(2 * 192) - 200).astype(np.int16)
+    code = c.spcm_dwDefTransfer_i64(h, c.SPCM_BUF_DATA, c.SPCM_DIR_PCTOCARD, 0, data.ctypes.data_as(c_void_p), 0, data.nbytes)
+    print("DMA", code, c.spcm_dwSetParam_i64(h, c.SPC_M2CMD, c.M2CMD_DATA_STARTDMA | c.M2CMD_DATA_WAITDMA),
+          bool((emu.card(0).segment_data(0).ravel() == data).all()))
+    print("INVALIDATE", c.spcm_dwInvalidateBuf(h, c.SPCM_BUF_DATA))
+    p, n = c_void_p(1234), uint64(99)
+    print("CONTBUF", c.spcm_dwGetContBuf_i64(h, c.SPCM_BUF_DATA, byref(p), byref(n)), p.value, n.value)
+    visa = (c.c_char_p * 4)()
+    print("DISCOVERY", c.spcm_dwDiscovery(visa, 4, 64, 100), c.spcm_dwSendIDNRequest(visa, 4, 64))
+    c.spcm_vClose(h)
+    print("CLOSED", c.spcm_dwGetParam_i64(h, c.SPC_PCITYP, byref(v)) != 0, bool(c.spcm_hOpen(create_string_buffer(b"/dev/spcm0"))))
+"""
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_all_19_functions_marshal_like_the_driver(route, cache):
+    out = run_code(MARSHALLING.replace("ROUTE", repr(route)), cache=cache).stdout
+    end_word = (1 << 63) | (5 << 32) | 1
+    assert lines_with("OPEN", out) == ["True False False"]  # a card opens once; no such card
+    assert lines_with("SET", out) == ["0"]
+    assert lines_with("GET", out) == [f"0 {end_word - (1 << 64)}"]  # bit 63 reads back negative
+    assert lines_with("DECODE", out) == ["True 5 1 0 True"]
+    assert lines_with("I64M", out) == ["0"] and lines_with("BACK64M", out) == ["True"]
+    assert lines_with("I32", out) == ["0 32768 0"]
+    assert lines_with("D64", out) == ["0 500000000.0"]
+    assert lines_with("PTR", out) == ["0 M4i.6631-x8"]
+    assert lines_with("LOG", out) == ["0 hello log"]
+    errs = lines_with("ERR", out)
+    assert len(errs) == 3
+    for line in errs:
+        code, code2, reg, val, text = line.split(" ", 4)
+        assert int(code) == int(code2) == 0x101  # ERR_VALUE
+        assert int(reg) == 349910 and float(val) == 3
+        assert text.startswith("the value for this register is not in a valid range") and "MAXSEGMENTS=3" in text
+    assert lines_with("DMA", out) == ["0 0 True"]
+    assert lines_with("INVALIDATE", out) == ["0"]
+    assert lines_with("CONTBUF", out) == ["0 None 0"]
+    assert lines_with("DISCOVERY", out) == ["0 0"]
+    assert lines_with("CLOSED", out) == ["True True"]
+
+
+# ============================================================================ a plain spcm script
+
+PLAIN_SCRIPT = '''
+"""A sequence-mode script as a lab writes it: spcm only (modelled on spcm's sequence examples)."""
+import sys
+
+import numpy as np
+import spcm
+from spcm import units
+
+with spcm.Card("/dev/spcm0") as card:
+    card.card_mode(spcm.SPC_REP_STD_SEQUENCE)
+    channels = spcm.Channels(card, card_enable=spcm.CHANNEL0 | spcm.CHANNEL1)
+    channels.enable(True)
+    channels.amp(1 * units.V)
+    channels.stop_level(spcm.SPCM_STOPLVL_ZERO)
+    clock = spcm.Clock(card)
+    clock.sample_rate(625 * units.MHz)
+    trigger = spcm.Trigger(card)
+    trigger.or_mask(spcm.SPC_TMASK_NONE)
+
+    sequence = spcm.Sequence(card)
+    lengths = [384, 512, 416]
+    segments = [sequence.add_segment(n) for n in lengths]
+    rng = np.random.default_rng(7)
+    written = []
+    for seg, n in zip(segments, lengths):
+        data = rng.integers(-30000, 30000, size=(2, n), dtype=np.int16)
+        seg[:] = data
+        written.append(np.array(seg[:]))
+    s0 = sequence.add_step(segments[0], loops=2)
+    s1 = sequence.add_step(segments[1], loops=3)
+    s2 = sequence.add_step(segments[2], loops=1)
+    s3 = sequence.add_step(segments[0], loops=1)
+    s0.set_transition(s1)
+    s1.set_transition(s2)
+    s2.set_transition(s3)
+    s3.final_step()
+    sequence.entry_step(s0)
+    sequence.write_setup()
+    for i in range(4):
+        print("STEP", i, *sequence.step_memory(i))
+    card.start(spcm.M2CMD_CARD_ENABLETRIGGER, spcm.M2CMD_CARD_FORCETRIGGER)
+    print("STATUS", card.status(), sequence.status())
+    np.savez(sys.argv[1], *written, steps=np.array([[0, 2], [1, 3], [2, 1], [0, 1]]))
+'''
+
+
+def _expected_output(arrays: np.lib.npyio.NpzFile, n: int) -> np.ndarray:
+    """What the card plays from the force trigger on, built from the script's own arrays."""
+    fs = 625e6
+    latency = math.ceil(238.5 + 16e-9 * fs)  # 238.5 clocks + 16 ns, first sample at or after it
+    segs = [arrays[f"arr_{i}"].T for i in range(3)]  # spcm's segment arrays are (channels, samples)
+    parts = [np.zeros((latency, 2), np.int16)]  # the ZERO stop level until the first sample
+    for seg, loops in arrays["steps"]:
+        parts += [segs[seg]] * int(loops)
+    played = np.concatenate(parts)
+    tail = np.zeros((n - len(played), 2), np.int16)  # after END: the stop level again
+    return np.concatenate([played, tail])
+
+
+@pytest.mark.parametrize("mode", ["environment", "runner-python"])
+def test_plain_spcm_script_plays_what_it_programmed(mode, cache, tmp_path):
+    script = tmp_path / "lab_script.py"
+    script.write_text(PLAIN_SCRIPT)
+    written, rendered, n = tmp_path / "written.npz", tmp_path / "rendered.npz", 4096
+    if mode == "environment":
+        env = {
+            "AWGRT_EMULATE_SPCM": "M4i.6631-x8",
+            "AWGRT_EMULATE_SPCM_RENDER": str(n),
+            "AWGRT_EMULATE_SPCM_OUT": str(rendered),
+            "PYTHONPATH": str(pythonpath_dir()),
+        }
+        proc = run([str(script), str(written)], cache=cache, env=env, cwd=tmp_path)
+    else:
+        args = ["-m", "awgrt.sim.spcm_emulation", "--card", "M4i.6631-x8", "--route", "python", "--render", str(n), "--out", str(rendered)]
+        proc = run([*args, str(script), str(written)], cache=cache, cwd=tmp_path)
+    assert "awgrt" not in script.read_text()
+    out = proc.stdout
+    steps = [list(map(int, s.split())) for s in lines_with("STEP", out)]
+    # step, next, segment, loops as spcm's step_memory() decodes them from the read-back entries
+    assert [s[:4] for s in steps] == [[0, 1, 0, 2], [1, 2, 1, 3], [2, 3, 2, 1], [3, 0, 0, 1]]
+    assert [s[4] & 0x80000000 != 0 for s in steps] == [False, False, False, True]  # the END flag
+    assert steps[3][4] < 0  # spcm decodes the negative int64 read-back into negative flags
+    assert lines_with("STATUS", out) == ["1 0"]  # armed (pretrigger), start step 0
+    arrays, got = np.load(written), np.load(rendered)
+    expected = _expected_output(arrays, n)
+    assert got["card0"].shape == (n, 2)
+    np.testing.assert_array_equal(got["card0"], expected)
+    assert got["card0_events"][:, 0].tolist() == [249, 249 + 2 * 384, 249 + 2 * 384 + 3 * 512, 249 + 2 * 384 + 3 * 512 + 416]
+    assert proc.stderr.strip() == ""
+
+
+# ============================================================================ driver errors
+
+ERRORS = """
+from awgrt.sim import emulated_spcm
+with emulated_spcm(route=ROUTE) as emu:
+    import numpy as np
+    import spcm
+    card = spcm.Card("/dev/spcm0")
+    card.open()
+    card.card_mode(spcm.SPC_REP_STD_SEQUENCE)
+    spcm.Channels(card, card_enable=spcm.CHANNEL0)
+    seq = spcm.Sequence(card)
+    seq.max_segments(4)
+    sim = emu.card(0)
+
+    def attempt(label, fn):
+        try:
+            fn()
+            print(label, "no error")
+        except spcm.SpcmException as e:
+            err = e.error
+            print(label, type(e).__name__, err.register, err.value, "|", err.text)
+
+    attempt("MAXSEG", lambda: seq.max_segments(3))
+    print("AFTER_MAXSEG", sim.max_segments, sim.state)
+    code = spcm.spcm_dwSetParam_i64(card._handle, spcm.SPC_SEQMODE_MAXSEGMENTS, 3)
+    card.get_error_info()
+    print("CODE", code)
+    seq.write_segment(1)
+    attempt("SIZE", lambda: seq.segment_size(100))
+    print("AFTER_SIZE", sim.slots[1].size, sim.write_segment)
+    attempt("LOOPS0", lambda: seq.step_memory(0, 1, 0, 0, spcm.SPCSEQ_ENDLOOPALWAYS))
+    print("AFTER_LOOPS0", 0 in sim.steps)
+    seq.step_memory(0, 0, 1, 1, spcm.SPCSEQ_END)  # points at an empty segment
+    attempt("START", lambda: card.start(spcm.M2CMD_CARD_FORCETRIGGER))
+    print("AFTER_START", sim.state, card.status() & spcm.M2STAT_CARD_READY == 0)
+    attempt("OPEN2", lambda: spcm.Card("/dev/spcm0").open())
+    card.close()
+    with spcm.Card("/dev/spcm0") as again:
+        print("REOPEN", again.sn())
+        remove = emu.on_command(lambda index, command: 1 / 0)  # a bug inside the emulation
+        attempt("HOOK", lambda: again.cmd(spcm.M2CMD_CARD_STOP))
+        remove()
+        print("INTERNAL", [type(e).__name__ for e in emu.internal_errors])
+"""
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_driver_errors_reach_the_script_as_spcm_exceptions(route, cache):
+    out = run_code(ERRORS.replace("ROUTE", repr(route)), cache=cache).stdout
+    kind, reg, val, text = _split_error(lines_with("MAXSEG", out)[0])
+    assert (kind, reg, val) == ("SpcmException", 349910, 3)
+    assert text.startswith("the value for this register is not in a valid range:") and "power of two" in text
+    assert lines_with("AFTER_MAXSEG", out) == ["4 idle"]  # unchanged
+    assert lines_with("CODE", out) == [str(0x101)]  # ERR_VALUE
+    kind, reg, val, text = _split_error(lines_with("SIZE", out)[0])
+    assert (kind, reg, val) == ("SpcmException", 349940, 100) and "multiple of 32" in text
+    assert lines_with("AFTER_SIZE", out) == ["0 1"]
+    kind, reg, _, text = _split_error(lines_with("LOOPS0", out)[0])
+    assert (kind, reg) == ("SpcmException", 340000) and "loops=0" in text
+    assert lines_with("AFTER_LOOPS0", out) == ["False"]
+    kind, reg, val, text = _split_error(lines_with("START", out)[0])
+    assert kind == "SpcmException" and reg == 100 and text.startswith("command sequence is not allowed:") and "empty segment 1" in text
+    assert lines_with("AFTER_START", out) == ["idle True"]  # never started
+    assert lines_with("OPEN2", out)[0].startswith("SpcmDeviceNotFound")
+    assert lines_with("REOPEN", out) == ["10000"]
+    # a Python exception inside the emulation never passes for success: it is ERR_ABORT with its text
+    kind, reg, val, text = _split_error(lines_with("HOOK", out)[0])
+    assert (kind, reg, val) == ("SpcmException", 100, 0x40) and "internal error in a command hook: ZeroDivisionError" in text
+    assert lines_with("INTERNAL", out) == ["['ZeroDivisionError']"]
+
+
+def _split_error(line: str) -> tuple[str, int, int, str]:
+    head, text = line.split(" | ", 1)
+    kind, reg, val = head.split()
+    return kind, int(reg), int(val), text
