@@ -269,3 +269,55 @@ def test_without_the_driver_the_backend_says_what_to_install():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.startswith("ERR") and "pip install 'awgrt[card]'" in out and "emulated_spcm" in out
+
+
+def test_open_by_serial_number_or_first_awg(emu):
+    with SpcmBackend(serial_number=10001) as be:
+        assert be.card.name == "M4i.6622-x8" and be.card.n_channels == 4
+    with SpcmBackend() as be:
+        assert be.card.name == "M4i.6631-x8"
+
+
+def test_configure_writes_channels_amplitude_stop_level_and_trigger(emu):
+    card = emu.card(0)
+    with SpcmBackend("/dev/spcm0") as be:
+        be.configure(sample_rate_hz=500e6, channels=2, amplitude_mv=[400, 1200], stop_level=["holdlast", "high"], trigger="external", trigger_level_mv=800)
+        assert card.sample_rate_hz == 500e6 and card.n_active == 2
+        assert card.amplitude_mv[:2] == [400, 1200]
+        assert card.stop_levels[:2] == [sp.StopLevel.HOLDLAST, sp.StopLevel.HIGH]
+        be.load(_program_at(500e6))
+        be.start()
+        assert card.trigger_enabled  # external trigger selected: edges count
+        be.configure(sample_rate_hz=500e6, channels=2, trigger="software")
+        be.start()
+        assert not card.trigger_enabled  # software only: external edges are ignored
+
+
+def _program_at(fs):
+    q = quantize_resolved_ir(_builder().build_resolved_ir(sample_rate_hz=fs), {"H": 0, "V": 1}, CARDS["M4i.6631-x8"])
+    return compile_sequence_program(q, progress=False)
+
+
+def test_a_card_held_by_another_process_fails_fast(tmp_path):
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from awgrt.backends.spcm import _CardLock; import sys, time; lock = _CardLock('lock-test-card'); "
+            "lock.acquire(); print('held', flush=True); sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        from awgrt.backends.spcm import _CardLock
+
+        with pytest.raises(CardError, match=f"in use by process {holder.pid}"):
+            _CardLock("lock-test-card").acquire()
+    finally:
+        holder.communicate("", timeout=10)
+    lock = _CardLock("lock-test-card")
+    lock.acquire()  # free again once the other process ended
+    lock.release()
