@@ -22,6 +22,7 @@ import contextlib
 import ctypes
 import os
 import re
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -152,6 +153,9 @@ class SpcmBackend(BackendBase):
         spcm = import_spcm()
         self._spcm = spcm
         key = self.device or (f"serial {self.serial_number}" if self.serial_number else "first AWG")
+        emulation = sys.modules.get("awgrt.sim.spcm_emulation")
+        if emulation is not None and emulation.emulation_active():
+            key = f"{key} (emulated in process {os.getpid()})"  # emulated cards belong to this process alone
         self._lock = _CardLock(key)
         self._lock.acquire()
         try:

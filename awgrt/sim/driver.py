@@ -154,26 +154,23 @@ class EmulatedDriver:
         return err
 
     def get_i64(self, handle: int, register: int) -> tuple[int, int]:
-        self.calls.append(("GetParam_i64", register))
         if handle == 0:
+            self.calls.append(("GetParam_i64", register))
             return self._driver_wide(register)
-        h = self._handles.get(handle)
-        if h is None:
-            return sp.ERR_REG, 0
-        try:
-            return 0, int(self._read(h, register))
-        except CardError as exc:
-            return self._failed(h, exc, register, 0), 0
+        return self._get("GetParam_i64", handle, register, int, 0)
 
     def get_d64(self, handle: int, register: int) -> tuple[int, float]:
-        self.calls.append(("GetParam_d64", register))
+        return self._get("GetParam_d64", handle, register, float, 0.0)
+
+    def _get(self, call: str, handle: int, register: int, convert, default):
+        self.calls.append((call, register))
         h = self._handles.get(handle)
         if h is None:
-            return sp.ERR_REG, 0.0
+            return sp.ERR_REG, default
         try:
-            return 0, float(self._read(h, register))
+            return 0, convert(self._read(h, register))
         except CardError as exc:
-            return self._failed(h, exc, register, 0), 0.0
+            return self._failed(h, exc, register, 0), default
 
     def get_ptr(self, handle: int, register: int, size: int) -> tuple[int, bytes]:
         """String reads: the product name for ``SPC_PCITYP``."""
@@ -186,23 +183,18 @@ class EmulatedDriver:
         return 0, b""
 
     def set_i64(self, handle: int, register: int, value: int) -> int:
-        self.calls.append(("SetParam_i64", register))
-        h = self._handles.get(handle)
-        if h is None:
-            return sp.ERR_REG
-        try:
-            self._write(h, register, int(value))
-            return 0
-        except CardError as exc:
-            return self._failed(h, exc, register, int(value))
+        return self._set("SetParam_i64", handle, register, int(value))
 
     def set_d64(self, handle: int, register: int, value: float) -> int:
-        self.calls.append(("SetParam_d64", register))
+        return self._set("SetParam_d64", handle, register, float(value))
+
+    def _set(self, call: str, handle: int, register: int, value: int | float) -> int:
+        self.calls.append((call, register))
         h = self._handles.get(handle)
         if h is None:
             return sp.ERR_REG
         try:
-            self._write(h, register, float(value))
+            self._write(h, register, value)
             return 0
         except CardError as exc:
             return self._failed(h, exc, register, int(value))

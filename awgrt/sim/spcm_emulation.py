@@ -300,6 +300,11 @@ class _Callbacks(ctypes.Structure):
     ]
 
 
+def emulation_active() -> bool:
+    """True while an emulated driver answers spcm's calls in this process."""
+    return _active() is not None
+
+
 def _active() -> _Bridge | None:
     return _P.bridge
 
