@@ -4,6 +4,7 @@
                    simulated card with two triggers, print the step trace and plot it (PNG)
 ``awgrt compile``  compile an intent program saved as JSON, print the report, optionally save
 ``awgrt cards``    list the cards awgrt knows and their sequence-mode limits
+``awgrt hil``      run the hardware-in-the-loop validation suite on a rig (or the simulated one)
 """
 
 from __future__ import annotations
@@ -95,6 +96,12 @@ def cmd_cards(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_hil(args: argparse.Namespace) -> int:
+    from hil.runner import main as run_hil
+
+    return run_hil(args.rig, args.out, inject=args.inject, programs=args.program, plots=not args.no_plots)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .demo import DEMO_SAMPLE_RATE_HZ
 
@@ -113,6 +120,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_compile)
     p = sub.add_parser("cards", help="list known cards and their limits")
     p.set_defaults(func=cmd_cards)
+    p = sub.add_parser("hil", help="run the HIL validation suite: play programs, capture them with a scope, check phase, wraps, tones, chirps")
+    p.add_argument("--rig", default="sim", help="'sim' (simulated card and scope) or a rig file, e.g. rig.toml (default %(default)s)")
+    p.add_argument("--out", type=Path, default=Path("awgrt-out/hil"), help="report directory (default %(default)s)")
+    p.add_argument(
+        "--inject",
+        action="append",
+        default=[],
+        metavar="FAULT",
+        help="simulated rig only: phase-jump=2deg, wrap-delta=0.001, amp-error=1dB, chirp-rate=0.5%%",
+    )
+    p.add_argument("--program", action="append", metavar="NAME", help="run only this suite program (repeatable)")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.set_defaults(func=cmd_hil)
     return parser
 
 

@@ -14,7 +14,8 @@ from scipy.signal import spectrogram
 from .errors import AWGRTError
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend, or an AWGRTError saying how to install it."""
     try:
         import matplotlib
 
@@ -40,7 +41,7 @@ def plot_playback(
 
     ``boundaries``: (sample, label) of each step entry; ``triggers``: trigger samples, marked too.
     """
-    plt = _pyplot()
+    plt = pyplot()
     n, n_ch = samples.shape
     names = list(channel_names or [f"ch{i}" for i in range(n_ch)])
     t_us = np.arange(n) / sample_rate_hz * 1e6

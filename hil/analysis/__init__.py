@@ -1,0 +1,25 @@
+"""The checks: each takes an :class:`Observation` (a capture plus what was programmed) and
+returns :class:`CheckResult` s (measured, sigma, limit, unit, verdict)."""
+
+from .observation import Observation
+from .phase import boundary_step, phase_jump, wrap_step
+from .result import CheckResult
+from .sinefit import JointFit, Side, joint_fit
+from .spectrum import wrap_spurs
+from .tone import tone_checks
+from .trajectory import ddc_phase, trajectory_checks
+
+__all__ = [
+    "CheckResult",
+    "JointFit",
+    "Observation",
+    "Side",
+    "boundary_step",
+    "ddc_phase",
+    "joint_fit",
+    "phase_jump",
+    "tone_checks",
+    "trajectory_checks",
+    "wrap_spurs",
+    "wrap_step",
+]

@@ -1,0 +1,72 @@
+"""Tone frequency and amplitude on a hold, against what was programmed and the signal path.
+
+One window in the middle of a constant piece, fitted with the joint fit (one side): the shared
+time scale s gives the frequency error (s - 1, in ppm: the clock error between AWG and scope),
+each tone's fitted amplitude is compared with a * V_fs * |H(f)| (programmed fraction of full
+scale, the card's full-scale volts, and the path's response: hold sinc, reconstruction filter,
+scope front end).
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..errors import AnalysisError
+from ..limits import Limits
+from .observation import Observation
+from .phase import GUARD_S
+from .result import CheckResult
+from .sinefit import joint_fit
+
+WINDOW_S = 4e-6
+
+
+def tone_checks(obs: Observation, segment: str, limits: Limits, *, window_s: float = WINDOW_S) -> list[CheckResult]:
+    """Frequency (ppm) and amplitude (dB, worst tone) checks on the first pass of ``segment``."""
+    fs = obs.awg_rate_hz
+    e = obs.timeline.entries_of(segment)[0]
+    paths, lo, hi = obs.timeline.tones_at(obs.channel, e.sample + e.n_samples // 2)
+    paths = [p for p in paths if p.span.constant and p.span.a0 > 0]
+    if not paths:
+        raise AnalysisError(f"{obs.program}: {segment!r} holds no constant tone on {obs.channel}")
+    centre = (lo + hi) / 2
+    width = min(window_s, (hi - lo) / fs - 2 * GUARD_S)
+    t_c = obs.scope_time(centre)
+    t, y = obs.window(t_c - width / 2, t_c + width / 2)
+    fit = joint_fit(
+        [obs.side(t, y, paths, centre, t_c)],
+        harmonics=3 if len(paths) <= 2 else 1,
+        image_rate_hz=fs,
+        max_freq_hz=max(p.span.f0_hz for p in paths),
+    )
+    ppm = (fit.scale - 1.0) * 1e6
+    where = f"{segment} {obs.channel}"
+    freq = CheckResult(
+        "frequency",
+        obs.program,
+        where,
+        ppm,
+        fit.scale_sigma * 1e6,
+        limits.frequency_ppm,
+        "ppm",
+        detail={"tones_hz": [p.span.f0_hz for p in paths], "window_s": width},
+        plot={"kind": "fit", "t": t - t_c, "y": y},
+    )
+    errors = []
+    for i, p in enumerate(paths):
+        expected = p.span.a0 * obs.full_scale_v * obs.path.magnitude(p.span.f0_hz)
+        measured = float(fit.amplitude[0][i])
+        errors.append((20 * math.log10(measured / expected), 20 / math.log(10) * fit.amplitude_sigma(0, i) / measured, p.span.f0_hz, expected, measured))
+    worst = max(errors, key=lambda x: abs(x[0]))
+    amp = CheckResult(
+        "amplitude",
+        obs.program,
+        where,
+        worst[0],
+        worst[1],
+        limits.amplitude_db,
+        "dB",
+        detail={"tone_hz": worst[2], "expected_v": worst[3], "measured_v": worst[4], "per_tone_db": [x[0] for x in errors]},
+        plot={"kind": "amplitude", "tones_hz": [x[2] for x in errors], "errors_db": [x[0] for x in errors]},
+    )
+    return [freq, amp]

@@ -1,0 +1,60 @@
+"""Pass limits of the checks, defaulting from the scope's resolution as in measurement.md.
+
+An 8-bit scope (``adc_bits`` <= 8) gets the left column of measurement.md's table, a 10/12-bit
+scope the right one. The phase-step-per-wrap limit applies to the *mean* step over all wraps in
+the record (each wrap measured by a joint fit), whose resolution is about sqrt(wraps) better
+than one wrap's: 0.2 deg (8-bit) / 0.1 deg is tighter than measurement.md's single-wrap 0.5 /
+0.2 deg and still well above the noise (6 sigma is used when that is larger). Every limit can
+be set per rig (``[limits]`` in rig.toml).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from .errors import RigConfigError
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Pass limits (units in the names). ``sigmas``: a phase limit is never tighter than this
+    many sigma of the measurement itself; ``spur_margin_db``: likewise a spur limit is never
+    below the record's noise floor plus this margin (the strongest of the ~100 noise peaks the
+    detector looks at sits ~10 dB above the median floor). ``frequency_ppm``: tolerance of a fitted frequency
+    (the scope's plus the AWG's clock error, or ~1 ppm with a shared reference)."""
+
+    phase_jump_deg: float = 0.5
+    wrap_step_deg: float = 0.2
+    wrap_spur_dbc: float = -60.0
+    amplitude_db: float = 0.5
+    frequency_ppm: float = 45.0
+    chirp_rate_extra_ppm: float = 100.0
+    phase_residual_deg: float = 1.0
+    glitch_deg: float = 1.0
+    sigmas: float = 6.0
+    spur_margin_db: float = 15.0
+
+    @property
+    def chirp_rate_ppm(self) -> float:
+        """Chirp-rate tolerance: twice the clock budget plus ``chirp_rate_extra_ppm``."""
+        return 2 * self.frequency_ppm + self.chirp_rate_extra_ppm
+
+    @classmethod
+    def for_scope(cls, adc_bits: int, *, scope_ppm: float, awg_ppm: float, shared_reference: bool) -> Limits:
+        """Defaults for a scope with ``adc_bits`` and the clock budget of the rig."""
+        ppm = 1.0 if shared_reference else scope_ppm + awg_ppm
+        if adc_bits <= 8:
+            return cls(frequency_ppm=ppm)
+        return cls(phase_jump_deg=0.2, wrap_step_deg=0.1, wrap_spur_dbc=-70.0, frequency_ppm=ppm)
+
+    def with_overrides(self, overrides: dict[str, Any]) -> Limits:
+        """These limits with some replaced (names as the fields; unknown names are an error)."""
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise RigConfigError(f"unknown limits {unknown} (known: {sorted(known)})", value=unknown)
+        try:
+            return replace(self, **{k: float(v) for k, v in overrides.items()})
+        except (TypeError, ValueError) as exc:
+            raise RigConfigError(f"limits must be numbers: {exc}") from exc

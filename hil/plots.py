@@ -1,0 +1,104 @@
+"""One PNG per check result, drawn from the arrays the check left in ``CheckResult.plot``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from awgrt.plot import pyplot
+
+from .analysis.result import CheckResult
+
+
+def _limits(ax, limit: float) -> None:
+    for s in (1, -1):
+        ax.axhline(s * limit, color="tab:red", ls="--", lw=0.8)
+
+
+def _boundary(ax_pair, plot, r: CheckResult) -> None:
+    (left_t, left_y), (right_t, right_y) = plot["sides"]
+    ax, bx = ax_pair
+    span = 60e-9
+    for t, y, color in ((left_t, left_y, "tab:blue"), (right_t, right_y, "tab:orange")):
+        near = np.abs(t) <= np.abs(t).min() + span
+        ax.plot(t[near] * 1e9, y[near], ".-", color=color, ms=2, lw=0.6)
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_xlabel("time from boundary (ns)")
+    ax.set_ylabel("V")
+    tones = list(plot["steps_deg"])
+    x = np.arange(len(tones))
+    bx.errorbar(x, [plot["steps_deg"][t] for t in tones], yerr=[plot["sigmas_deg"][t] for t in tones], fmt="o", color="tab:purple")
+    bx.set_xticks(x, [str(t) for t in tones])
+    bx.set_xlim(-0.5, len(tones) - 0.5)
+    _limits(bx, r.limit)
+    bx.set_xlabel("tone id")
+    bx.set_ylabel("phase step (deg)")
+
+
+def _wraps(ax_pair, plot, r: CheckResult) -> None:
+    ax, bx = ax_pair
+    x = np.arange(len(plot["per_wrap_deg"]))
+    ax.errorbar(x, plot["per_wrap_deg"], yerr=plot["sigmas_deg"], fmt="o")
+    _limits(ax, r.limit)
+    ax.set_xlabel("wrap fitted")
+    ax.set_ylabel("phase step (deg)")
+    (lt, ly), (rt, ry) = plot["sides"]
+    bx.plot(np.concatenate([lt, rt]) * 1e9, np.concatenate([ly, ry]), lw=0.4)
+    bx.set_xlabel("time from first fitted wrap (ns)")
+    bx.set_ylabel("V")
+
+
+def _spectrum(ax, plot, r: CheckResult) -> None:
+    freqs, spec = plot["freqs"], plot["spec"]
+    ref = max(m for _, m in plot["carriers"])
+    band = np.zeros(freqs.size, dtype=bool)
+    for f_c, _ in plot["carriers"]:
+        band |= np.abs(freqs - f_c) <= 7.5 / plot["period"]
+    ax.plot(freqs[band] / 1e6, 20 * np.log10(np.maximum(spec[band], 1e-300) / ref), lw=0.6)
+    for f, dbc in plot["lines"]:
+        ax.plot(f / 1e6, dbc, "x", color="tab:red", ms=4)
+    ax.axhline(r.limit, color="tab:red", ls="--", lw=0.8)
+    ax.set_ylim(-120, 5)
+    ax.set_xlabel("frequency (MHz)")
+    ax.set_ylabel("dBc")
+
+
+def plot_check(r: CheckResult, path: str | Path) -> Path:
+    """Write the figure of ``r`` to ``path`` (PNG) and return the path."""
+    plt = pyplot()
+    kind = r.plot["kind"]
+    pair = kind in ("boundary", "wraps")
+    fig, axes = plt.subplots(1, 2 if pair else 1, figsize=(11 if pair else 8, 3.6), constrained_layout=True)
+    if kind == "boundary":
+        _boundary(axes, r.plot, r)
+    elif kind == "wraps":
+        _wraps(axes, r.plot, r)
+    elif kind == "spectrum":
+        _spectrum(axes, r.plot, r)
+    elif kind == "fit":
+        n = min(r.plot["t"].size, 500)
+        axes.plot(r.plot["t"][:n] * 1e9, r.plot["y"][:n], ".-", ms=2, lw=0.5)
+        axes.set_xlabel("time from window centre (ns)")
+        axes.set_ylabel("V")
+    elif kind == "amplitude":
+        axes.bar([f"{f / 1e6:.1f}" for f in r.plot["tones_hz"]], r.plot["errors_db"])
+        _limits(axes, r.limit)
+        axes.set_xlabel("tone (MHz)")
+        axes.set_ylabel("amplitude error (dB)")
+    elif kind == "trajectory":
+        axes.plot(r.plot["t"] * 1e6, r.plot["residual_deg"], lw=0.6)
+        axes.set_xlabel("time from trigger (us)")
+        axes.set_ylabel("phase residual (deg)")
+    elif kind == "glitch":
+        axes.plot(r.plot["t"] * 1e6, r.plot["steps_deg"], lw=0.6)
+        _limits(axes, r.limit)
+        axes.set_xlabel("time from trigger (us)")
+        axes.set_ylabel("step in mean residual (deg)")
+    verdict = "pass" if r.passed else "FAIL"
+    fig.suptitle(f"{r.program}: {r.name} = {r.measured:.4g} +- {r.sigma:.2g} {r.unit} (limit {r.limit:.4g}) {verdict}", fontsize=9)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

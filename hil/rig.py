@@ -1,0 +1,295 @@
+"""Rig configuration (``rig.toml``) and the rigs that play a program and let a scope record it.
+
+A rig is a card, a scope and the wiring between them: which scope input sees each AWG channel,
+and which sees the card's trigger (the edge that starts replay is t = 0 of every record). See
+``hil/rig.example.toml`` for every key. :func:`open_rig` gives
+
+- :class:`SimRig` for ``"sim"`` (or a rig file with ``[card] backend = "sim"``): the simulated
+  card (:class:`~awgrt.backends.SimBackend`), its analog output model, a scope model behind a
+  loopback SCPI server, and the real pyvisa driver talking to it;
+- :class:`HardwareRig` otherwise: the card through ``awgrt.backends.SpcmBackend`` and the scope
+  at its VISA resource.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+import time
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from awgrt.backends import Backend, SimBackend
+from awgrt.card import CARDS, DEFAULT_CARD
+from awgrt.program import CompiledSequenceProgram
+
+from .errors import RigConfigError
+from .limits import Limits
+from .response import Filter, SignalPath
+from .scopes import CHANNELS, DRIVERS, TRIGGER_SOURCES, Scope, open_scope
+from .simrig.bench import Bench
+from .simrig.faults import Faults
+from .simrig.instrument import SIMULATED
+from .simrig.scope_model import ScopeModel
+from .simrig.server import LoopbackScpiServer
+from .simrig.signals import DacOutput
+
+
+@dataclass(frozen=True)
+class CardConfig:
+    """The AWG card: ``model`` (a name in ``awgrt.CARDS``), ``backend`` (``"sim"`` or ``"spcm"``),
+    ``device`` (the spcm device, e.g. ``"/dev/spcm0"``; None: the first AWG found), sample rate,
+    output amplitude (mV at full scale, into 50 ohm), rated clock accuracy (ppm), its
+    reconstruction filter and the output delay (s) from a sample to the scope input."""
+
+    model: str = DEFAULT_CARD
+    backend: str = "sim"
+    device: str | None = None
+    sample_rate_hz: float = 625e6
+    amplitude_mv: int = 1000
+    clock_ppm: float = 20.0
+    reconstruction: Filter = Filter("butterworth", 280e6, 3)
+    output_delay_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class ScopeConfig:
+    """The scope: driver ``family``, VISA ``resource`` (``"sim"``: a simulated scope on a
+    loopback server), sample rate to ask for, ADC bits, front end (for expected amplitudes),
+    rated timebase accuracy (ppm), I/O timeout (s), driver ``options`` (byte order, words) and
+    the VISA library (``""``: the system's, falling back to pyvisa-py; ``"@py"``: pyvisa-py)."""
+
+    family: str = "keysight"
+    resource: str = "sim"
+    sample_rate_hz: float = 2.5e9
+    adc_bits: int = 8
+    front_end: Filter = Filter("bessel", 1e9, 4)
+    timebase_ppm: float = 25.0
+    timeout_s: float = 10.0
+    options: Mapping[str, Any] = field(default_factory=dict)
+    visa_library: str = ""
+
+
+@dataclass(frozen=True)
+class RigConfig:
+    """A whole rig (see module doc). ``wiring``: AWG hardware channel -> scope input;
+    ``trigger_input``: the scope input that sees the card's trigger; ``shared_reference``: card
+    and scope share a 10 MHz reference; ``limits``: pass limits (defaults from the scope's
+    resolution); ``sim_scope``: the scope model of a simulated rig."""
+
+    name: str = "sim"
+    card: CardConfig = CardConfig()
+    scope: ScopeConfig = ScopeConfig()
+    wiring: Mapping[int, str] = field(default_factory=lambda: {0: "CH1", 1: "CH3"})
+    trigger_input: str = "CH2"
+    trigger_level_v: float = 0.5
+    shared_reference: bool = False
+    limits: Limits | None = None
+    sim_scope: ScopeModel = ScopeModel()
+
+    def __post_init__(self) -> None:
+        if self.card.model not in CARDS:
+            raise RigConfigError(f"[card] model {self.card.model!r} unknown (known: {', '.join(CARDS)})", value=self.card.model)
+        if self.card.backend not in ("sim", "spcm"):
+            raise RigConfigError(f"[card] backend must be 'sim' or 'spcm', got {self.card.backend!r}", value=self.card.backend)
+        if self.scope.family not in DRIVERS:
+            raise RigConfigError(f"[scope] family {self.scope.family!r} unknown (known: {', '.join(DRIVERS)})", value=self.scope.family)
+        bad = {k: v for k, v in self.wiring.items() if v not in CHANNELS}
+        if bad or self.trigger_input not in TRIGGER_SOURCES or self.trigger_input in self.wiring.values():
+            raise RigConfigError(
+                f"[wiring] maps AWG channels to {CHANNELS} and the trigger to another input of {TRIGGER_SOURCES}; "
+                f"got {dict(self.wiring)}, trigger {self.trigger_input!r}"
+            )
+        if self.limits is None:
+            object.__setattr__(
+                self,
+                "limits",
+                Limits.for_scope(self.scope.adc_bits, scope_ppm=self.scope.timebase_ppm, awg_ppm=self.card.clock_ppm, shared_reference=self.shared_reference),
+            )
+
+    @property
+    def simulated(self) -> bool:
+        return self.card.backend == "sim"
+
+    def path(self) -> SignalPath:
+        """The analog path the checks expect amplitudes through."""
+        return SignalPath(self.card.sample_rate_hz, self.card.reconstruction, self.scope.front_end)
+
+    @classmethod
+    def load(cls, path: str | Path) -> RigConfig:
+        """Read a rig file (see ``hil/rig.example.toml``)."""
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise RigConfigError(f"cannot read rig file {path}: {exc}") from exc
+        return cls.from_dict(data, name=Path(path).stem)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, name: str = "rig") -> RigConfig:
+        """Build from the tables of a rig file."""
+        data = dict(data)
+        unknown = sorted(set(data) - {"name", "card", "scope", "wiring", "clock", "limits", "sim_scope"})
+        if unknown:
+            raise RigConfigError(f"rig file: unknown tables {unknown}")
+        card = _section(CardConfig, data.get("card", {}), "card")
+        scope = _section(ScopeConfig, data.get("scope", {}), "scope")
+        wiring_table = dict(data.get("wiring", {}))
+        trigger = wiring_table.pop("trigger", "CH2")
+        level = float(wiring_table.pop("trigger_level_v", 0.5))
+        try:
+            wiring = {int(k.removeprefix("awg")): str(v) for k, v in wiring_table.items()} or {0: "CH1", 1: "CH3"}
+        except ValueError as exc:
+            raise RigConfigError(f"[wiring] keys are awg0, awg1, ... (AWG hardware channels): {exc}") from exc
+        shared = bool(data.get("clock", {}).get("shared_reference", False))
+        sim_scope = _section(ScopeModel, data.get("sim_scope", {}), "sim_scope")
+        base = cls(
+            name=data.get("name", name),
+            card=card,
+            scope=scope,
+            wiring=wiring,
+            trigger_input=trigger,
+            trigger_level_v=level,
+            shared_reference=shared,
+            sim_scope=sim_scope,
+        )
+        if data.get("limits"):
+            base = replace(base, limits=base.limits.with_overrides(dict(data["limits"])))
+        return base
+
+
+def _section(cls: type, table: Mapping[str, Any], name: str) -> Any:
+    """A config dataclass from a TOML table; ``*_filter`` sub-tables become :class:`Filter` s."""
+    table = dict(table)
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise RigConfigError(f"[{name}]: unknown keys {unknown} (known: {sorted(known)})", value=unknown)
+    for key, value in table.items():
+        if isinstance(value, Mapping) and key in ("reconstruction", "front_end"):
+            table[key] = Filter(**value)
+    try:
+        return cls(**table)
+    except TypeError as exc:
+        raise RigConfigError(f"[{name}]: {exc}") from exc
+
+
+# ---------------------------------------------------------------------------------- rigs
+
+
+class Rig(abc.ABC):
+    """A card and a scope, wired (see module doc). A context manager."""
+
+    def __init__(self, config: RigConfig) -> None:
+        self.config = config
+        self.scope: Scope
+
+    def __enter__(self) -> Rig:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @abc.abstractmethod
+    def play(self, program: CompiledSequenceProgram, triggers: Sequence[int], n_samples: int) -> None:
+        """Load and start ``program``, trigger it at card samples ``triggers`` (the first starts
+        replay; the scope sees it) and let it play for ``n_samples``."""
+
+    def close(self) -> None:
+        self.scope.close()
+
+    def _configure(self, backend: Backend, program: CompiledSequenceProgram, trigger: str) -> None:
+        backend.configure(sample_rate_hz=program.sample_rate_hz, channels=program.n_channels, amplitude_mv=self.config.card.amplitude_mv, trigger=trigger)
+        backend.load(program)
+
+
+class SimRig(Rig):
+    """The simulated rig (see module doc). ``faults`` perturb what the card plays."""
+
+    def __init__(self, config: RigConfig | None = None, *, faults: Faults | None = None) -> None:
+        super().__init__(config or RigConfig())
+        self.faults = faults or Faults()
+        self.bench = Bench()
+        instrument = SIMULATED[self.config.scope.family](self.config.sim_scope, self.bench)
+        self.server = LoopbackScpiServer(instrument).start()
+        try:
+            self.scope = open_scope(self.config.scope.family, self.server.resource, timeout_s=self.config.scope.timeout_s, **dict(self.config.scope.options))
+        except Exception:
+            self.server.close()
+            raise
+
+    def play(self, program: CompiledSequenceProgram, triggers: Sequence[int], n_samples: int) -> None:
+        card = self.config.card
+        with SimBackend(program.card) as backend:
+            self._configure(backend, program, "external")
+            backend.start()
+            for t in sorted(triggers):
+                backend.schedule_trigger(t)
+            samples = backend.capture(n_samples)
+        volts_per_code = card.amplitude_mv / 1000 / 32767 * 10 ** (self.faults.amp_error_db / 20)
+        signals = {
+            scope_in: DacOutput(samples[:, hw], program.sample_rate_hz, volts_per_code, 0.0, card.reconstruction)
+            for hw, scope_in in self.config.wiring.items()
+            if hw < samples.shape[1]
+        }
+        self.bench.publish(signals, {self.config.trigger_input: min(triggers) / program.sample_rate_hz})
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.server.close()
+
+
+class HardwareRig(Rig):
+    """A real card and scope. The scope is opened first (at its VISA resource, with the system's
+    VISA library), then the card (``awgrt.backends.SpcmBackend``). The card is triggered by
+    software (``force_trigger``); its trigger output must be wired to the scope's
+    ``trigger_input``. Triggers after the first are forced after the programmed delay in
+    wall-clock time, so checks after a second trigger are only as well placed as the host's timing."""
+
+    def __init__(self, config: RigConfig) -> None:
+        super().__init__(config)
+        self.scope = open_scope(
+            config.scope.family, config.scope.resource, timeout_s=config.scope.timeout_s, backend=config.scope.visa_library, **dict(config.scope.options)
+        )
+        try:
+            from awgrt.backends import SpcmBackend
+
+            self.backend: Backend = SpcmBackend(config.card.device, card=config.card.model)
+            self.backend.open()
+        except Exception:
+            self.scope.close()
+            raise
+
+    def play(self, program: CompiledSequenceProgram, triggers: Sequence[int], n_samples: int) -> None:
+        self._configure(self.backend, program, "software")
+        trig = sorted(triggers)
+        self.backend.start(force_trigger=True)
+        for t in trig[1:]:
+            time.sleep((t - trig[0]) / program.sample_rate_hz)
+            self.backend.force_trigger()
+        time.sleep(max(0.0, (n_samples - trig[0]) / program.sample_rate_hz))
+
+    def close(self) -> None:
+        try:
+            self.backend.close()
+        finally:
+            super().close()
+
+
+def open_rig(spec: str | Path | RigConfig, *, faults: Faults | None = None) -> Rig:
+    """``"sim"``, a rig file path or a :class:`RigConfig` -> a ready rig. Faults need a simulated rig."""
+    config = spec if isinstance(spec, RigConfig) else RigConfig() if str(spec) == "sim" else RigConfig.load(spec)
+    if config.simulated:
+        return SimRig(config, faults=faults)
+    if faults is not None and faults.any:
+        raise RigConfigError("fault injection needs the simulated rig (--rig sim, or [card] backend = 'sim')")
+    return HardwareRig(config)
+
+
+def scope_range_v(peak_v: float, fill: float = 0.8) -> float:
+    """Full-scale range (V) that puts a signal of ``peak_v`` at ``fill`` of the screen."""
+    return 2 * max(peak_v, 1e-3) / fill if math.isfinite(peak_v) else 1.0

@@ -1,0 +1,202 @@
+"""The nightly runner: play every suite program on a rig, record it, run its checks, report.
+
+``awgrt hil --rig sim --out DIR`` (or ``--rig rig.toml``) writes
+
+- ``DIR/report.json``: a list with one entry per check (``name``, ``program``, ``measured``,
+  ``sigma``, ``limit``, ``unit``, ``passed``, plus ``check``, ``where`` and ``detail``);
+- ``DIR/plots/<program>__<check>__<n>.png``: one figure per check;
+- ``DIR/summary.md``: the rig, injected faults, a table of every check, and the verdict;
+
+and exits non-zero when any check fails. Progress is shown on stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from awgrt import compile_sequence_program, quantize_resolved_ir
+from awgrt.errors import AWGRTError
+from awgrt.progress import Progress
+from awgrt.sim import trigger_latency_samples
+
+from .analysis import CheckResult, Observation, phase_jump, tone_checks, trajectory_checks, wrap_spurs, wrap_step
+from .errors import AnalysisError
+from .rig import Rig, RigConfig, open_rig, scope_range_v
+from .scopes import AcquisitionSettings, ChannelSettings, TriggerSettings
+from .simrig.faults import Faults
+from .suite import CHANNEL, CLIP, FULL_SCALE, GAIN, HARDWARE, SUITE, SuiteProgram, program_named
+from .timeline import Timeline
+
+#: Record before the trigger (s), and margin after the last needed instant.
+PRE_TRIGGER_S = 0.2e-6
+#: How long to wait for a triggered acquisition (s).
+ACQUIRE_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class SuiteReport:
+    """What a run found: every check result, the rig and the faults injected."""
+
+    results: tuple[CheckResult, ...]
+    rig: str
+    faults: tuple[str, ...]
+    out_dir: Path | None = None
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.results)
+
+    def failures(self) -> list[CheckResult]:
+        return [r for r in self.results if not r.passed]
+
+
+def _failed(check: str, program: str, where: str, unit: str, error: Exception) -> CheckResult:
+    return CheckResult(check, program, where, math.nan, math.nan, math.nan, unit, detail={"error": str(error)})
+
+
+def _run_checks(prog: SuiteProgram, obs: Observation, config: RigConfig) -> list[CheckResult]:
+    limits = config.limits
+    out: list[CheckResult] = []
+    for chk in prog.checks:
+        where = f"{chk.after}->{chk.segment} {CHANNEL}" if chk.after else f"{chk.segment} {CHANNEL}"
+        try:
+            if chk.kind == "phase_jump":
+                out.append(phase_jump(obs, chk.after, chk.segment, limits))
+            elif chk.kind == "wrap":
+                out += [wrap_spurs(obs, chk.segment, limits), wrap_step(obs, chk.segment, limits)]
+            elif chk.kind == "tone":
+                out += tone_checks(obs, chk.segment, limits)
+            elif chk.kind == "trajectory":
+                out += trajectory_checks(obs, chk.segment, limits)
+            else:
+                raise AnalysisError(f"unknown check kind {chk.kind!r}")
+        except AnalysisError as exc:
+            out.append(_failed(chk.kind, prog.name, where, "", exc))
+    return out
+
+
+def run_program(rig: Rig, prog: SuiteProgram, faults: Faults | None = None) -> tuple[list[CheckResult], Observation]:
+    """Compile ``prog`` for the rig, play and record it, and run its checks."""
+    config = rig.config
+    fs = config.card.sample_rate_hz
+    resolved = prog.build(fs).build_resolved_ir(sample_rate_hz=fs)
+    quantized = quantize_resolved_ir(resolved, {CHANNEL: HARDWARE}, config.card.model)
+    program = compile_sequence_program(quantized, GAIN, CLIP, FULL_SCALE, progress=False)
+    if faults is not None and faults.any:
+        program = faults.apply(program, quantized, prog.fault_targets, gain=GAIN, clip=CLIP, full_scale=FULL_SCALE)
+    first = prog.triggers[0]
+    n_play = first + math.ceil((prog.record_s + 2 * PRE_TRIGGER_S) * fs) + trigger_latency_samples(fs)
+    timeline = Timeline.of(quantized, program, prog.triggers, n_play)
+    full_scale_v = config.card.amplitude_mv / 1000.0
+    peak = max(float(np.max(np.abs(s.data[:, HARDWARE]))) for s in program.segments) / 32767 * full_scale_v
+    scope_in = config.wiring[HARDWARE]
+    rate = config.scope.sample_rate_hz
+    settings = AcquisitionSettings(
+        {scope_in: ChannelSettings(scope_range_v(peak))},
+        rate,
+        math.ceil((prog.record_s + PRE_TRIGGER_S) * rate),
+        PRE_TRIGGER_S,
+        TriggerSettings(config.trigger_input, config.trigger_level_v),
+    )
+    rig.scope.configure(settings)
+    rig.scope.arm()
+    rig.play(program, prog.triggers, n_play)
+    rig.scope.wait(ACQUIRE_TIMEOUT_S)
+    capture = rig.scope.read(scope_in)
+    obs = Observation(capture, timeline, CHANNEL, prog.name, first, full_scale_v, config.path(), config.card.output_delay_s)
+    return _run_checks(prog, obs, config), obs
+
+
+def run_suite(
+    rig: str | Path | RigConfig = "sim",
+    out_dir: str | Path | None = None,
+    *,
+    inject: Sequence[str] = (),
+    programs: Sequence[str] | None = None,
+    plots: bool = True,
+    progress: bool = True,
+) -> SuiteReport:
+    """Run the suite (or the named ``programs``) on ``rig`` with faults ``inject`` ed (see
+    :mod:`hil.simrig.faults`); write the report files to ``out_dir`` if given."""
+    faults = Faults.parse(inject)
+    chosen = [program_named(n) for n in programs] if programs else list(SUITE)
+    results: list[CheckResult] = []
+    observations = []
+    with open_rig(rig, faults=faults) as r, Progress(len(chosen), "hil suite", enabled=progress, delay_s=0.0 if progress else 1.0) as bar:
+        for prog in chosen:
+            try:
+                found, obs = run_program(r, prog, faults)
+                observations.append(obs)
+            except AWGRTError as exc:
+                found = [_failed("run", prog.name, "program", "", exc)]
+            results += found
+            bar.advance()
+        rig_name = r.config.name
+    report = SuiteReport(tuple(results), rig_name, tuple(faults.describe()), Path(out_dir) if out_dir else None)
+    if out_dir is not None:
+        write_report(report, Path(out_dir), plots=plots)
+    return report
+
+
+def write_report(report: SuiteReport, out_dir: Path, *, plots: bool = True) -> None:
+    """report.json, plots/ and summary.md (see module doc)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    entries = [r.to_json() for r in report.results]
+    (out_dir / "report.json").write_text(json.dumps(entries, indent=2, default=_json_default) + "\n")
+    figures: dict[int, Path] = {}
+    if plots:
+        from .plots import plot_check
+
+        for i, r in enumerate(report.results):
+            if r.plot:
+                figures[i] = plot_check(r, out_dir / "plots" / f"{r.program}__{r.check}__{i:02d}.png")
+    (out_dir / "summary.md").write_text(summary_markdown(report, figures, out_dir))
+
+
+def _json_default(x: object) -> object:
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    raise TypeError(f"cannot serialise {type(x).__name__}")
+
+
+def _fmt(x: float) -> str:
+    return "n/a" if not math.isfinite(x) else f"{x:.4g}"
+
+
+def summary_markdown(report: SuiteReport, figures: dict[int, Path], out_dir: Path) -> str:
+    """The run as a Markdown page: verdict, rig, faults and one table row per check."""
+    n_fail = len(report.failures())
+    lines = [
+        f"# HIL run on rig `{report.rig}`: {'PASS' if report.passed else f'FAIL ({n_fail} of {len(report.results)} checks)'}",
+        "",
+        f"Faults injected: {', '.join(report.faults) if report.faults else 'none'}",
+        "",
+        "| program | check | where | measured | sigma | limit | unit | verdict | plot |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for i, r in enumerate(report.results):
+        limit = ("≤ " if not r.two_sided else "± ") + _fmt(r.limit)
+        plot = f"[png]({figures[i].relative_to(out_dir)})" if i in figures else ""
+        verdict = "pass" if r.passed else "**FAIL**" + (f" ({r.detail['error']})" if "error" in r.detail else "")
+        lines.append(f"| {r.program} | {r.check} | {r.where} | {_fmt(r.measured)} | {_fmt(r.sigma)} | {limit} | {r.unit} | {verdict} | {plot} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(rig: str, out_dir: str | Path, inject: Sequence[str] = (), programs: Sequence[str] | None = None, plots: bool = True) -> int:
+    """Run the suite and print the verdict; return the exit status (0: every check passed)."""
+    report = run_suite(rig, out_dir, inject=inject, programs=programs, plots=plots)
+    for r in report.results:
+        mark = "ok  " if r.passed else "FAIL"
+        print(f"{mark} {r.program:16s} {r.name:40s} {_fmt(r.measured):>10s} +- {_fmt(r.sigma):<9s} limit {_fmt(r.limit):>8s} {r.unit}")
+    print(f"\n{len(report.results) - len(report.failures())}/{len(report.results)} checks passed; report in {Path(out_dir).resolve()}")
+    sys.stdout.flush()
+    return 0 if report.passed else 1

@@ -1,0 +1,177 @@
+"""What every pyvisa-driven scope shares: opening the resource, text and binary transfers with
+timeouts, and turning pyvisa's failures into clear :class:`~hil.errors.ScopeError` s.
+
+Binary waveforms travel as IEEE 488.2 definite-length blocks (``#<n><length><payload>``) read by
+``query_binary_values(..., container=np.array)``; the element type and byte order are always
+stated explicitly by the driver, never left to the instrument's defaults.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+from ..errors import ScopeConnectionError, ScopeError, ScopeProtocolError, ScopeTimeoutError
+from .base import AcquisitionSettings, Capture, Scope
+
+#: pyvisa ``datatype`` letters for signed / unsigned samples of 1 and 2 bytes.
+DATATYPES = {(1, True): "b", (1, False): "B", (2, True): "h", (2, False): "H"}
+
+
+def _pyvisa():
+    try:
+        import pyvisa
+    except ImportError as exc:  # pragma: no cover - depends on the installation
+        raise ScopeConnectionError("talking to a scope needs pyvisa and pyvisa-py: pip install 'awgrt[hil]'") from exc
+    return pyvisa
+
+
+def open_resource(resource: str, *, timeout_s: float, backend: str = "@py", resource_manager: Any = None) -> Any:
+    """Open a VISA message resource with ``\\n`` terminations and a timeout in seconds.
+
+    ``backend`` picks the VISA library (``"@py"``: pyvisa-py, pure Python; ``""``: the system
+    VISA). Raises :class:`ScopeConnectionError` naming the resource when it cannot be opened.
+    """
+    pyvisa = _pyvisa()
+    try:
+        rm = resource_manager or pyvisa.ResourceManager(backend)
+        res = rm.open_resource(resource, read_termination="\n", write_termination="\n")
+    except (pyvisa.errors.Error, OSError, ValueError) as exc:
+        raise ScopeConnectionError(f"cannot open: {exc}", resource=resource) from exc
+    res.timeout = max(1, round(timeout_s * 1000))
+    return res
+
+
+class VisaScope(Scope):
+    """Base of the pyvisa drivers: holds the resource and wraps every transfer.
+
+    ``timeout_s`` bounds each command and transfer; ``acquire_timeout_s`` is the default wait for
+    a trigger in :meth:`wait`. Subclasses implement the family's command set.
+    """
+
+    def __init__(self, resource: str, *, timeout_s: float = 5.0, backend: str = "@py", resource_manager: Any = None) -> None:
+        self.resource_name = resource
+        self.timeout_s = float(timeout_s)
+        self._res = open_resource(resource, timeout_s=timeout_s, backend=backend, resource_manager=resource_manager)
+        try:
+            self._idn = self.query("*IDN?")
+        except ScopeTimeoutError:
+            self.close()
+            raise
+        except ScopeError as exc:
+            self.close()
+            raise ScopeConnectionError(f"cannot talk to it: {exc.detail}", resource=resource, command="*IDN?") from exc
+        self.settings: AcquisitionSettings | None = None
+
+    # ------------------------------------------------------------------ transfers
+
+    def _fail(self, exc: Exception, command: str, timeout_s: float | None = None) -> ScopeError:
+        pyvisa = _pyvisa()
+        if isinstance(exc, pyvisa.errors.VisaIOError) and exc.error_code == pyvisa.constants.StatusCode.error_timeout:
+            return ScopeTimeoutError(f"no complete answer within {timeout_s or self.timeout_s:g} s", resource=self.resource_name, command=command)
+        if isinstance(exc, (pyvisa.errors.Error, OSError)):
+            return ScopeError(f"transfer failed: {exc}", resource=self.resource_name, command=command)
+        return ScopeProtocolError(f"unusable answer: {exc}", resource=self.resource_name, command=command)
+
+    def write(self, command: str) -> None:
+        """Send one command (no answer expected)."""
+        try:
+            self._res.write(command)
+        except Exception as exc:
+            raise self._fail(exc, command) from exc
+
+    def query(self, command: str, *, timeout_s: float | None = None) -> str:
+        """Send a query and return its text answer, stripped."""
+        try:
+            if timeout_s is not None:
+                self._res.timeout = max(1, round(timeout_s * 1000))
+            return self._res.query(command).strip()
+        except Exception as exc:
+            raise self._fail(exc, command, timeout_s) from exc
+        finally:
+            self._res.timeout = max(1, round(self.timeout_s * 1000))
+
+    def query_float(self, command: str) -> float:
+        """A query whose answer is one number."""
+        text = self.query(command)
+        try:
+            value = float(text.split()[-1]) if text else math.nan
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
+            raise ScopeProtocolError(f"expected a number, got {text!r}", resource=self.resource_name, command=command)
+        return value
+
+    def query_fields(self, command: str, n: int) -> list[float]:
+        """A query answered by at least ``n`` comma-separated numbers (a preamble)."""
+        text = self.query(command)
+        try:
+            values = [float(v) for v in text.split(",")]
+        except ValueError:
+            values = []
+        if len(values) < n or not all(math.isfinite(v) for v in values[:n]):
+            raise ScopeProtocolError(f"expected {n} comma-separated numbers, got {text[:200]!r}", resource=self.resource_name, command=command)
+        return values
+
+    def query_block(self, command: str, *, bytes_per_point: int, signed: bool, big_endian: bool, expected: int | None = None) -> np.ndarray:
+        """Send a query answered by one definite-length binary block; return its samples.
+
+        ``expected``: the number of samples the preamble promised (checked when given).
+        """
+        datatype = DATATYPES[(bytes_per_point, signed)]
+        try:
+            data = self._res.query_binary_values(command, datatype=datatype, is_big_endian=big_endian, container=np.array, expect_termination=True)
+        except Exception as exc:
+            raise self._fail(exc, command) from exc
+        if expected is not None and data.size != expected:
+            raise ScopeProtocolError(f"block holds {data.size} samples, the preamble promised {expected}", resource=self.resource_name, command=command)
+        return data
+
+    def poll(self, command: str, done, timeout_s: float, what: str, *, interval_s: float = 0.005) -> str:
+        """Repeat query ``command`` until ``done(answer)``; raise ScopeTimeoutError naming ``what``
+        after ``timeout_s``. Returns the last answer."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            answer = self.query(command)
+            if done(answer):
+                return answer
+            if time.monotonic() > deadline:
+                raise ScopeTimeoutError(f"{what} after {timeout_s:g} s (last answer {answer!r})", resource=self.resource_name, command=command)
+            time.sleep(interval_s)
+
+    def opc(self, timeout_s: float) -> None:
+        """``*OPC?``: block until pending operations (an acquisition) are complete."""
+        answer = self.query("*OPC?", timeout_s=timeout_s)
+        if answer.lstrip("+") != "1":
+            raise ScopeProtocolError(f"expected '1', got {answer!r}", resource=self.resource_name, command="*OPC?")
+
+    # ------------------------------------------------------------------ interface
+
+    @property
+    def identity(self) -> str:
+        return self._idn
+
+    def wait(self, timeout_s: float) -> None:
+        try:
+            self.opc(timeout_s)
+        except ScopeTimeoutError as exc:
+            raise ScopeTimeoutError(
+                f"acquisition not complete after {timeout_s:g} s: no trigger on {self.settings.trigger.source if self.settings else '?'}?",
+                resource=self.resource_name,
+                command="*OPC?",
+            ) from exc
+
+    def close(self) -> None:
+        try:
+            self._res.close()
+        except Exception:  # closing a broken connection must not hide the original error
+            pass
+
+    def _capture(
+        self, channel: str, codes: np.ndarray, *, x_increment_s: float, x_origin_s: float, y_increment_v: float, y_origin_v: float, y_reference: float, **meta
+    ) -> Capture:
+        meta = {"scope": self._idn, "family": self.family, "resource": self.resource_name, **meta}
+        return Capture(channel, codes, x_increment_s, x_origin_s, y_increment_v, y_origin_v, y_reference, meta)

@@ -1,0 +1,114 @@
+"""Fault injection on the simulated rig, to prove that each check catches what it is for.
+
+``--inject`` options (units as written):
+
+- ``phase-jump=2deg``: every tone of the target segment starts 2 degrees late (a phase jump at
+  its entry, and the opposite one at its exit);
+- ``wrap-delta=0.001``: every constant tone of the target looped segment plays 0.001 cycles
+  more per pass than a whole number (a step of -0.36 degrees at each wrap, spurs near -60 dBc);
+- ``amp-error=1dB``: the card's output is 1 dB louder than configured;
+- ``chirp-rate=0.5%``: every frequency move of the target segment sweeps 0.5 % more.
+
+Segment faults re-synthesise the target segment from its quantized form (awgrt's own synthesis)
+with the perturbed tones and swap its samples into the compiled program; the step table and
+every other segment stay as compiled.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+
+from awgrt.compiler.synth import synthesize
+from awgrt.ir.quantized import QuantizedIR
+from awgrt.ir.resolved import Segment, ToneSpan
+from awgrt.program import CompiledSegment, CompiledSequenceProgram
+
+from ..errors import RigConfigError
+
+_SPEC = re.compile(r"^\s*(phase-jump|wrap-delta|amp-error|chirp-rate)\s*=\s*([-+0-9.eE]+)\s*(deg|db|%|cycles?)?\s*$", re.IGNORECASE)
+_UNITS = {"phase-jump": ("deg",), "wrap-delta": ("", "cycle", "cycles"), "amp-error": ("db",), "chirp-rate": ("%",)}
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Faults to inject (zero: none). ``phase_jump_deg`` in degrees, ``wrap_delta_cycles`` in
+    cycles per pass, ``amp_error_db`` in dB, ``chirp_rate_rel`` as a fraction (0.005 = 0.5 %)."""
+
+    phase_jump_deg: float = 0.0
+    wrap_delta_cycles: float = 0.0
+    amp_error_db: float = 0.0
+    chirp_rate_rel: float = 0.0
+
+    @property
+    def any(self) -> bool:
+        return any((self.phase_jump_deg, self.wrap_delta_cycles, self.amp_error_db, self.chirp_rate_rel))
+
+    @classmethod
+    def parse(cls, specs: Iterable[str]) -> Faults:
+        """Faults from ``--inject`` strings such as ``phase-jump=2deg`` (see module doc)."""
+        values: dict[str, float] = {}
+        for spec in specs:
+            m = _SPEC.match(spec)
+            unit = (m.group(3) or "").lower() if m else ""
+            if not m or unit not in _UNITS[m.group(1).lower()]:
+                raise RigConfigError(
+                    f"--inject {spec!r}: expected phase-jump=<x>deg, wrap-delta=<cycles>, amp-error=<x>dB or chirp-rate=<x>%",
+                    value=spec,
+                )
+            kind, value = m.group(1).lower(), float(m.group(2))
+            key = {"phase-jump": "phase_jump_deg", "wrap-delta": "wrap_delta_cycles", "amp-error": "amp_error_db", "chirp-rate": "chirp_rate_rel"}[kind]
+            values[key] = value / 100 if kind == "chirp-rate" else value
+        return cls(**values)
+
+    def describe(self) -> list[str]:
+        """The faults in ``--inject`` notation."""
+        out = []
+        if self.phase_jump_deg:
+            out.append(f"phase-jump={self.phase_jump_deg:g}deg")
+        if self.wrap_delta_cycles:
+            out.append(f"wrap-delta={self.wrap_delta_cycles:g}")
+        if self.amp_error_db:
+            out.append(f"amp-error={self.amp_error_db:g}dB")
+        if self.chirp_rate_rel:
+            out.append(f"chirp-rate={self.chirp_rate_rel * 100:g}%")
+        return out
+
+    # ------------------------------------------------------------------ segment faults
+
+    def _perturb(self, kind: str, seg: Segment, fs: float) -> Segment:
+        def span(s: ToneSpan) -> ToneSpan:
+            if kind == "phase-jump":
+                return replace(s, phase0_cycles=(s.phase0_cycles + self.phase_jump_deg / 360.0) % 1.0)
+            if kind == "wrap-delta" and s.constant:
+                df = self.wrap_delta_cycles * fs / seg.n_samples
+                return replace(s, f0_hz=s.f0_hz + df, f1_hz=s.f1_hz + df)
+            if kind == "chirp-rate" and s.f0_hz != s.f1_hz:
+                return replace(s, f1_hz=s.f0_hz + (s.f1_hz - s.f0_hz) * (1.0 + self.chirp_rate_rel))
+            return s
+
+        tracks = tuple(replace(t, pieces=tuple(replace(p, tones=tuple(span(s) for s in p.tones)) for p in t.pieces)) for t in seg.tracks)
+        return replace(seg, tracks=tracks)
+
+    def apply(
+        self, program: CompiledSequenceProgram, quantized: QuantizedIR, targets: Mapping[str, str], *, gain: float, clip: float, full_scale: int
+    ) -> CompiledSequenceProgram:
+        """``program`` with the segment faults applied to their ``targets`` (fault kind -> segment
+        name); kinds without a target, or not injected, leave the program alone."""
+        active = {"phase-jump": self.phase_jump_deg, "wrap-delta": self.wrap_delta_cycles, "chirp-rate": self.chirp_rate_rel}
+        slots = list(program.segments)
+        for kind, name in targets.items():
+            if not active.get(kind):
+                continue
+            index = next((i for i, s in enumerate(quantized.segments) if s.name == name), None)
+            if index is None:
+                raise RigConfigError(f"fault {kind}: no segment {name!r} in the program", value=name)
+            seg = self._perturb(kind, quantized.segments[index], quantized.sample_rate_hz)
+            result = synthesize(
+                seg, quantized.sample_rate_hz, dict(quantized.hardware_channels), quantized.n_hardware_channels, gain=gain, clip=clip, full_scale=full_scale
+            )
+            slot = quantized.segment_slot[index]
+            old = slots[slot]
+            slots[slot] = CompiledSegment(old.name, result.data, f"{old.digest}+{kind}", old.names, result.clipped)
+        return replace(program, segments=tuple(slots))

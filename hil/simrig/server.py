@@ -1,0 +1,133 @@
+"""A loopback SCPI server: a simulated scope on 127.0.0.1, reachable as a VISA SOCKET resource.
+
+The real drivers talk to it through pyvisa + pyvisa-py exactly as to a LAN scope
+(``TCPIP0::127.0.0.1::<port>::SOCKET``, lines ending in ``\\n``, binary blocks). It listens on an
+ephemeral port, serves one connection at a time, and is bounded: lines longer than
+``max_line_bytes`` drop the connection, at most ``max_connections`` are served, and it stops by
+itself after ``idle_timeout_s`` without traffic or ``lifetime_s`` in all (and on :meth:`close`).
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import threading
+import time
+
+from ..errors import HILError
+from .instrument import SimulatedScope
+
+
+class LoopbackScpiServer:
+    """Serve ``instrument`` (a :class:`~hil.simrig.instrument.SimulatedScope`) on a loopback port.
+
+    Use as a context manager, or call :meth:`start` and :meth:`close`. ``send_chunk_bytes``
+    splits answers into several ``send`` calls (so clients see them arrive in pieces).
+    """
+
+    def __init__(
+        self,
+        instrument: SimulatedScope,
+        *,
+        idle_timeout_s: float = 60.0,
+        lifetime_s: float = 1800.0,
+        max_connections: int = 64,
+        max_line_bytes: int = 1 << 16,
+        send_chunk_bytes: int = 1 << 20,
+    ) -> None:
+        self.instrument = instrument
+        self.idle_timeout_s = idle_timeout_s
+        self.lifetime_s = lifetime_s
+        self.max_connections = max_connections
+        self.max_line_bytes = max_line_bytes
+        self.send_chunk_bytes = send_chunk_bytes
+        self.connections = 0
+        self._stop = threading.Event()
+        self._sock: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self._last_activity = time.monotonic()
+
+    @property
+    def port(self) -> int:
+        if self._sock is None:
+            raise HILError("the loopback SCPI server is not started")
+        return self._sock.getsockname()[1]
+
+    @property
+    def resource(self) -> str:
+        """VISA resource name of the server."""
+        return f"TCPIP0::127.0.0.1::{self.port}::SOCKET"
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> LoopbackScpiServer:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(4)
+        self._sock = sock
+        self._started = self._last_activity = time.monotonic()
+        self._thread = threading.Thread(target=self._serve, name=f"scpi-loopback-{self.port}", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        """Stop serving and release the port (waits for the serving thread)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+        if self._sock is not None:
+            self._sock.close()
+
+    def __enter__(self) -> LoopbackScpiServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ serving thread
+
+    def _expired(self) -> bool:
+        now = time.monotonic()
+        return self._stop.is_set() or now - self._last_activity > self.idle_timeout_s or now - self._started > self.lifetime_s
+
+    def _serve(self) -> None:
+        assert self._sock is not None
+        while not self._expired() and self.connections < self.max_connections:
+            ready, _, _ = select.select([self._sock], [], [], 0.05)
+            if not ready:
+                continue
+            conn, _ = self._sock.accept()
+            self.connections += 1
+            self._last_activity = time.monotonic()
+            with conn:
+                self._talk(conn)
+        self._stop.set()
+
+    def _talk(self, conn: socket.socket) -> None:
+        buffer = b""
+        while not self._expired():
+            ready, _, _ = select.select([conn], [], [], 0.05)
+            if not ready:
+                continue
+            try:
+                data = conn.recv(1 << 16)
+            except OSError:
+                return
+            if not data:
+                return
+            self._last_activity = time.monotonic()
+            buffer += data
+            while b"\n" in buffer:
+                line, buffer = buffer.split(b"\n", 1)
+                answer = self.instrument.handle(line.decode("ascii", "replace").strip())
+                if answer:
+                    try:
+                        for i in range(0, len(answer), self.send_chunk_bytes):
+                            conn.sendall(answer[i : i + self.send_chunk_bytes])
+                    except OSError:
+                        return
+                self._last_activity = time.monotonic()
+            if len(buffer) > self.max_line_bytes:
+                return

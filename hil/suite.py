@@ -1,0 +1,198 @@
+"""The validation suite: programs built to exercise what can go wrong, and what to check in each.
+
+Every program plays on logical channel ``H`` (hardware channel 0). The first trigger, at
+:data:`FIRST_TRIGGER` card samples after the start command, starts replay and is t = 0 of the
+scope record; boundary times come from the compiled step table and that trigger
+(:mod:`hil.timeline`). Programs are short (tens of microseconds) so a whole run takes seconds.
+
+==================  =====================================================================
+program             exercises
+==================  =====================================================================
+hold_move_hold      segment boundaries between holds and a linear frequency move
+loop_n_hold         a counted loop (wraps) between two once segments
+wait_many_tones     an 8-tone hold looping until a trigger, then leaving it
+amp_ramp            an amplitude ramp and the hold after it
+add_remove          a tone added and removed at segment boundaries
+==================  =====================================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from awgrt import AWGProgramBuilder
+
+#: Card sample of the first (replay-starting) trigger, counted from the start command.
+FIRST_TRIGGER = 1000
+#: Synthesis scaling used by the suite (awgrt's defaults).
+GAIN, CLIP, FULL_SCALE = 1.0, 0.9, 32767
+#: Samples per pass of the looped segments.
+LOOP_SAMPLES = 1024
+#: The one AWG channel the suite plays on, and its hardware channel.
+CHANNEL, HARDWARE = "H", 0
+
+
+@dataclass(frozen=True)
+class Check:
+    """One check: ``kind`` is ``phase_jump`` (at the boundary ``after`` -> ``segment``),
+    ``wrap`` (spurs and phase step per wrap of looped ``segment``), ``tone`` (frequency and
+    amplitude on ``segment``) or ``trajectory`` (chirp rate, phase residual and glitch scan
+    over ``segment``)."""
+
+    kind: str
+    segment: str
+    after: str | None = None
+
+
+@dataclass(frozen=True)
+class SuiteProgram:
+    """A program of the suite: how to build it at a sample rate (``build(fs)``), its extra triggers (card samples after the
+    first), how long to record after the first trigger (s), its checks, and which segment each
+    injectable fault targets."""
+
+    name: str
+    build: Callable[[float], AWGProgramBuilder] = field(repr=False)
+    checks: tuple[Check, ...]
+    record_s: float
+    later_triggers: tuple[int, ...] = ()
+    fault_targets: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def triggers(self) -> tuple[int, ...]:
+        return (FIRST_TRIGGER, *(FIRST_TRIGGER + t for t in self.later_triggers))
+
+
+def _tone(freqs: list[float], amps: list[float]) -> AWGProgramBuilder:
+    return AWGProgramBuilder().logical_channel(CHANNEL).define("start", logical_channel=CHANNEL, freqs=freqs, amps=amps, phases=[0.0] * len(freqs))
+
+
+def hold_move_hold(fs: float) -> AWGProgramBuilder:
+    return (
+        _tone([100e6], [0.4])
+        .segment("hold_a")
+        .tones(CHANNEL)
+        .use_def("start")
+        .hold(time=3.2e-6)
+        .segment("hold_b")
+        .hold(time=2.4e-6)
+        .segment("move")
+        .tones(CHANNEL)
+        .move(df=2e6, time=6.4e-6, kind="linear")
+        .segment("hold_c")
+        .hold(time=3.2e-6)
+        .last_step("end")
+    )
+
+
+def loop_n_hold(fs: float) -> AWGProgramBuilder:
+    return (
+        _tone([100e6], [0.4])
+        .segment("lead")
+        .tones(CHANNEL)
+        .use_def("start")
+        .hold(time=1.6e-6)
+        .segment("loop", mode="loop_n", loops=16)
+        .hold(time=LOOP_SAMPLES / fs)
+        .segment("tail")
+        .hold(time=2.4e-6)
+        .last_step("end")
+    )
+
+
+def wait_many_tones(fs: float) -> AWGProgramBuilder:
+    """Eight tones on the grid fs / LOOP_SAMPLES, 14 grid steps apart (73 .. 133 MHz at 625 MS/s),
+    so the loop needs no snapping and intermodulation stays clear of the wrap-spur lines."""
+    freqs = [(120 + 14 * i) * fs / LOOP_SAMPLES for i in range(8)]
+    return (
+        AWGProgramBuilder()
+        .logical_channel(CHANNEL)
+        .define("grid", logical_channel=CHANNEL, freqs=freqs, amps=[0.08] * 8, phases="auto")
+        .segment("wait", mode="wait_trig")
+        .tones(CHANNEL)
+        .use_def("grid")
+        .hold(time=LOOP_SAMPLES / fs)
+        .segment("after")
+        .hold(time=4.8e-6)
+        .last_step("end")
+    )
+
+
+def amp_ramp(fs: float) -> AWGProgramBuilder:
+    return (
+        _tone([100e6], [0.2])
+        .segment("low")
+        .tones(CHANNEL)
+        .use_def("start")
+        .hold(time=1.6e-6)
+        .segment("ramp")
+        .tones(CHANNEL)
+        .ramp_amp_to(amps=0.5, time=3.2e-6, kind="min_jerk")
+        .segment("high")
+        .hold(time=4.8e-6)
+        .last_step("end")
+    )
+
+
+def add_remove(fs: float) -> AWGProgramBuilder:
+    return (
+        _tone([100e6], [0.35])
+        .segment("one")
+        .tones(CHANNEL)
+        .use_def("start")
+        .hold(time=2.4e-6)
+        .segment("two")
+        .tones(CHANNEL)
+        .add_tone(freq=93e6, amp=0.35, phase=0.0)
+        .hold(time=2.4e-6)
+        .segment("back")
+        .tones(CHANNEL)
+        .remove_tones(idxs=[1])
+        .hold(time=2.4e-6)
+        .last_step("end")
+    )
+
+
+SUITE: tuple[SuiteProgram, ...] = (
+    SuiteProgram(
+        "hold_move_hold",
+        hold_move_hold,
+        (Check("phase_jump", "hold_b", after="hold_a"), Check("phase_jump", "hold_c", after="move"), Check("tone", "hold_a"), Check("trajectory", "move")),
+        record_s=16.5e-6,
+        fault_targets={"phase-jump": "hold_b", "chirp-rate": "move"},
+    ),
+    SuiteProgram(
+        "loop_n_hold",
+        loop_n_hold,
+        (Check("wrap", "loop"), Check("phase_jump", "loop", after="lead"), Check("phase_jump", "tail", after="loop")),
+        record_s=31e-6,
+        fault_targets={"wrap-delta": "loop"},
+    ),
+    SuiteProgram(
+        "wait_many_tones",
+        wait_many_tones,
+        (Check("wrap", "wait"), Check("phase_jump", "after", after="wait"), Check("tone", "after")),
+        record_s=27e-6,
+        later_triggers=(12_500,),
+        fault_targets={"wrap-delta": "wait"},
+    ),
+    SuiteProgram(
+        "amp_ramp",
+        amp_ramp,
+        (Check("phase_jump", "ramp", after="low"), Check("tone", "high"), Check("trajectory", "ramp")),
+        record_s=10.5e-6,
+    ),
+    SuiteProgram(
+        "add_remove",
+        add_remove,
+        (Check("phase_jump", "two", after="one"), Check("phase_jump", "back", after="two"), Check("tone", "two")),
+        record_s=8e-6,
+    ),
+)
+
+
+def program_named(name: str) -> SuiteProgram:
+    for p in SUITE:
+        if p.name == name:
+            return p
+    raise KeyError(f"no suite program {name!r} (known: {', '.join(p.name for p in SUITE)})")

@@ -1,0 +1,188 @@
+"""The scope drivers through pyvisa + pyvisa-py against the loopback SCPI server.
+
+The simulated scopes digitise a known analog function of time; each test computes the volts it
+expects from that function at the driver's time axis, so scaling (preamble / WFMOutpre fields,
+offsets, positions, signed and unsigned codes), byte order, word size and chunking are all
+checked end to end. Misbehaving servers must give clear errors, quickly.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import numpy as np
+import pytest
+
+from hil.errors import ScopeConnectionError, ScopeError, ScopeProtocolError, ScopeTimeoutError
+from hil.scopes import AcquisitionSettings, ChannelSettings, TriggerSettings, open_scope
+from hil.simrig import SIMULATED, Bench, FunctionSignal, LoopbackScpiServer, ScopeModel
+
+pytest.importorskip("pyvisa_py")
+
+F_HZ = 7e6
+AMPLITUDE_V = 0.3
+DC_V = 0.05
+#: A noiseless, distortion-free scope with an exact timebase: only quantisation remains.
+IDEAL = ScopeModel(noise_lsb_rms=0.0, jitter_s=0.0, hd2_dbc=-400.0, hd3_dbc=-400.0, timebase_error_ppm=0.0, trigger_skew_s=0.0)
+
+
+def signal(t: np.ndarray) -> np.ndarray:
+    return AMPLITUDE_V * np.sin(2 * np.pi * F_HZ * t) + DC_V
+
+
+def serve(family: str, *, faults=(), model: ScopeModel = IDEAL, max_wait_s: float = 1.0, **server_kw) -> LoopbackScpiServer:
+    bench = Bench({"CH1": FunctionSignal(signal)}, free_run="no-trigger" not in faults)
+    return LoopbackScpiServer(SIMULATED[family](model, bench, faults=faults, max_wait_s=max_wait_s), **server_kw)
+
+
+def settings(n: int = 4000, range_v: float = 1.0, offset_v: float = 0.0, pre_s: float = 0.4e-6) -> AcquisitionSettings:
+    return AcquisitionSettings({"CH1": ChannelSettings(range_v, offset_v)}, 2.5e9, n, pre_s, TriggerSettings("CH2", 0.5))
+
+
+def acquire(scope, s: AcquisitionSettings, timeout_s: float = 2.0):
+    scope.configure(s)
+    scope.arm()
+    scope.wait(timeout_s)
+    return scope.read("CH1")
+
+
+CASES = [
+    ("keysight", {}, "int8"),
+    ("keysight", {"word": True}, "int16"),
+    ("keysight", {"word": True, "byte_order": "big"}, "int16"),
+    ("tektronix", {}, "int8"),
+    ("tektronix", {"bytes_per_point": 2}, "int16"),
+    ("tektronix", {"bytes_per_point": 2, "byte_order": "big"}, "int16"),
+    ("rigol", {}, "uint8"),
+]
+
+
+@pytest.mark.parametrize(("family", "options", "dtype"), CASES, ids=[f"{f}-{'-'.join(f'{k}={v}' for k, v in o.items()) or 'default'}" for f, o, _ in CASES])
+def test_driver_scales_codes_to_the_signal(family: str, options: dict, dtype: str) -> None:
+    lsb = 1.0 / 256
+    with serve(family) as srv, open_scope(family, srv.resource, timeout_s=2.0, **options) as scope:
+        cap = acquire(scope, settings(offset_v=0.1))
+    assert cap.codes.dtype == np.dtype(dtype) and cap.codes.dtype.isnative
+    assert cap.n == 4000
+    assert cap.x_increment_s == pytest.approx(1 / 2.5e9)
+    assert cap.time_s[0] == pytest.approx(-0.4e-6)
+    err = np.abs(cap.volts - signal(cap.time_s))
+    assert err.max() <= 0.5 * lsb + 1e-9  # only the 8-bit quantiser's half LSB
+    assert np.ptp(cap.codes.astype(int)) > 100  # the signal spans many codes, so scaling is really exercised
+
+
+def test_tektronix_position_moves_yoff_and_volts_stay_right() -> None:
+    with serve("tektronix") as srv, open_scope("tektronix", srv.resource, timeout_s=2.0) as scope:
+        scope.configure(settings())
+        scope.write("CH1:POSition -1.5")  # 1.5 divisions down: codes shift, YOFf says by how much
+        scope.arm()
+        scope.wait(2.0)
+        cap = scope.read("CH1")
+    assert cap.y_reference == round(-1.5 * 256 / 10)
+    assert np.abs(cap.volts - signal(cap.time_s)).max() <= 0.5 / 256 + 1e-9
+
+
+def test_keysight_unsigned_words_use_yref() -> None:
+    with serve("keysight") as srv, open_scope("keysight", srv.resource, timeout_s=2.0, word=True) as scope:
+        acquire(scope, settings())
+        scope.write(":WAVeform:UNSigned 1")
+        pre = scope.query_fields(":WAVeform:PREamble?", 10)
+        raw = scope.query_block(":WAVeform:DATA?", bytes_per_point=2, signed=False, big_endian=False)
+    yinc, yorig, yref = pre[7], pre[8], pre[9]
+    assert yref == 32768
+    t = pre[5] + np.arange(raw.size) * pre[4]
+    assert np.abs((raw - yref) * yinc + yorig - signal(t)).max() <= 0.5 / 256 + 1e-9
+
+
+def test_rigol_reads_long_records_in_chunks() -> None:
+    with serve("rigol", send_chunk_bytes=4096) as srv, open_scope("rigol", srv.resource, timeout_s=2.0, chunk_points=3000) as scope:
+        cap = acquire(scope, settings(n=10_000))
+    assert cap.metadata["chunks"] == 4
+    assert cap.n == 10_000
+    assert np.abs(cap.volts - signal(cap.time_s)).max() <= 0.5 / 256 + 1e-9
+
+
+def test_rigol_refuses_a_chunk_beyond_its_limit() -> None:
+    with serve("rigol") as srv, open_scope("rigol", srv.resource, timeout_s=2.0) as scope:
+        acquire(scope, settings(n=300_000))
+        scope.write(":WAVeform:STARt 1")
+        scope.write(":WAVeform:STOP 300000")
+        with pytest.raises(ScopeProtocolError, match="promised 300000"):
+            scope.query_block(":WAVeform:DATA?", bytes_per_point=1, signed=False, big_endian=False, expected=300_000)
+        assert "out of range" in scope.query(":SYSTem:ERRor?")
+
+
+@pytest.mark.parametrize("family", ["keysight", "tektronix", "rigol"])
+def test_no_trigger_times_out_with_a_clear_error(family: str) -> None:
+    with serve(family, faults=("no-trigger",), max_wait_s=0.3) as srv, open_scope(family, srv.resource, timeout_s=1.0) as scope:
+        scope.configure(settings())
+        scope.arm()
+        t0 = time.monotonic()
+        with pytest.raises(ScopeTimeoutError, match="not complete") as info:
+            scope.wait(0.2)
+        assert srv.resource in str(info.value)
+    assert time.monotonic() - t0 < 2.0
+
+
+@pytest.mark.parametrize(
+    ("fault", "error", "message"),
+    [
+        ("bad-block", ScopeProtocolError, "unusable answer"),
+        ("short-preamble", ScopeProtocolError, "expected"),
+        ("wrong-length", ScopeProtocolError, "promised"),
+        ("truncated-block", ScopeTimeoutError, "no complete answer"),
+    ],
+)
+@pytest.mark.parametrize("family", ["keysight", "tektronix"])
+def test_misbehaving_scope_gives_a_clear_error(family: str, fault: str, error: type, message: str) -> None:
+    with serve(family, faults=(fault,)) as srv, open_scope(family, srv.resource, timeout_s=0.3) as scope:
+        scope.configure(settings())
+        scope.arm()
+        scope.wait(1.0)
+        with pytest.raises(error, match=message) as info:
+            scope.read("CH1")
+    assert isinstance(info.value, ScopeError) and "command" in str(info.value)
+
+
+def test_silent_scope_fails_at_open() -> None:
+    with serve("keysight", faults=("silent",)) as srv:
+        with pytest.raises(ScopeTimeoutError, match=r"\*IDN\?"):
+            open_scope("keysight", srv.resource, timeout_s=0.2)
+
+
+def test_unreachable_scope_is_a_connection_error() -> None:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()  # nothing listens there now
+    with pytest.raises(ScopeConnectionError, match=f"127.0.0.1::{port}"):
+        open_scope("keysight", f"TCPIP0::127.0.0.1::{port}::SOCKET", timeout_s=0.5)
+
+
+def test_server_stops_by_itself_when_idle() -> None:
+    srv = serve("keysight", idle_timeout_s=0.2).start()
+    try:
+        deadline = time.monotonic() + 3.0
+        while srv.running and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not srv.running
+    finally:
+        srv.close()
+
+
+def test_server_drops_an_overlong_line() -> None:
+    with serve("keysight", max_line_bytes=1024) as srv:
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=2.0) as conn:
+            conn.sendall(b"A" * 5000)
+            assert conn.recv(10) == b""  # the server hung up instead of buffering without bound
+
+
+def test_all_byte_values_round_trip_in_a_block() -> None:
+    model = ScopeModel(adc_bits=8, noise_lsb_rms=0.0, jitter_s=0.0, hd2_dbc=-400.0, hd3_dbc=-400.0, trigger_skew_s=0.0)
+    ramp = FunctionSignal(lambda t: (np.arange(t.size) % 256 - 128 + 0.25) / 256.0)  # every code, range 1 V
+    bench = Bench({"CH1": ramp}, free_run=True)
+    with LoopbackScpiServer(SIMULATED["keysight"](model, bench)) as srv, open_scope("keysight", srv.resource, timeout_s=2.0) as scope:
+        cap = acquire(scope, settings(n=2048))
+    assert np.array_equal(np.sort(np.unique(cap.codes)), np.arange(-128, 128))
+    assert np.array_equal(cap.codes[:256], np.arange(256) - 128)
