@@ -16,7 +16,6 @@ import numpy as np
 from .backends.sim import SimBackend
 from .builder import AWGProgramBuilder
 from .progress import Progress
-from .runtime import Runtime
 
 DEMO_SAMPLE_RATE_HZ = 625e6
 DEMO_HARDWARE_MAP = {"H": 0, "V": 1}
@@ -79,7 +78,7 @@ class DemoRun:
 
 def play_demo(program, *, triggers=DEMO_TRIGGERS, n_samples: int = DEMO_SAMPLES, plot_path: Path | None = None) -> DemoRun:
     """Play a compiled program on a simulated card with the given triggers; optionally plot."""
-    with SimBackend(program.card) as backend, Runtime(backend, logical_channel_to_hardware_channel=dict(program.hardware_channels)) as rt:
+    with SimBackend(program.card) as backend:
         backend.configure(sample_rate_hz=program.sample_rate_hz, channels=program.n_channels, trigger="external")
         backend.load(program)
         backend.start()
@@ -93,7 +92,6 @@ def play_demo(program, *, triggers=DEMO_TRIGGERS, n_samples: int = DEMO_SAMPLES,
                 bar.advance(chunks[-1].shape[0])
         samples = np.concatenate(chunks) if chunks else np.zeros((0, program.n_channels), np.int16)
         trace = [(e.sample, e.step, program.steps[e.step].name) for e in backend.events]
-        del rt
     path = None
     if plot_path is not None:
         from .plot import plot_playback

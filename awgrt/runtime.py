@@ -156,7 +156,8 @@ class Runtime:
 
         t = time.perf_counter()
         compiled = compile_sequence_program(q, self.gain, self.clip, self.full_scale, cache=self._cache)
-        live_keys = {k for k in self._cache if k.split(":", 1)[0] in {s.digest for s in q.segments}}
+        digests = {s.digest for s in q.segments}
+        live_keys = {k for k in self._cache if k.split(":", 1)[0] in digests}
         for k in set(self._cache) - live_keys:  # keep only what the current point uses
             del self._cache[k]
         timings["compile"] = time.perf_counter() - t
