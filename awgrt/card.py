@@ -162,6 +162,11 @@ class CardSpec:
         """Shortest legal segment, in samples per channel, for ``n_active`` channels."""
         return int(self.min_segment_samples[n_active])
 
+    def legal_length(self, n_samples: int, n_active: int) -> int:
+        """The shortest card-legal segment length >= ``n_samples`` for ``n_active`` channels."""
+        g = self.segment_granularity
+        return max(self.min_segment_length(n_active), -(-int(n_samples) // g) * g)
+
     def slot_count(self, n_segments: int) -> int:
         """How many equal memory slots ``n_segments`` distinct segments need."""
         n = max(self.min_segments, int(n_segments))

@@ -50,11 +50,12 @@ def _add_compile_options(p: argparse.ArgumentParser, fs: float) -> None:
     p.add_argument("--clip", type=float, default=0.9, help="clip level, fraction of full scale")
     p.add_argument("--clip-error", action="store_true", help="make clipping an error instead of a count")
     p.add_argument("--max-snap-hz", type=float, default=None, help="largest wrap-snapping shift allowed")
+    p.add_argument("--detail", action="store_true", help="list every tone's snap, step and edge jump in the report")
     p.add_argument("--save", type=Path, help="write the compiled program (.npz)")
 
 
 def _finish(program: CompiledSequenceProgram, args: argparse.Namespace) -> int:
-    print(program.report)
+    print(program.report.format(detail=args.detail))
     if args.save:
         print(f"\nsaved {program.save(args.save)}")
     return 0

@@ -62,7 +62,7 @@ def demo_builder() -> AWGProgramBuilder:
         .tones("V")
         .ramp_amp_to(amps=0.05, time=30e-6, kind="exp")
         .segment("release", mode="wait_trig")
-        .hold(time=10e-6)
+        .hold(time=32e-6)  # whole cycles of the 1 MHz grid every pass (20000 samples): no snapping
     )
 
 

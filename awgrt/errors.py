@@ -85,3 +85,15 @@ class CardError(AWGRTError):
         tags = ([f"error {code:#06x}"] if code is not None else []) + ([f"register {register}"] if register is not None else [])
         super().__init__(f"{message} ({', '.join(tags)})" if tags else message, **context)
         self.detail = message  # without the code and register tags
+
+
+class AWGRTWarning(UserWarning):
+    """Base class of the warnings awgrt raises (the compile went through, but look)."""
+
+
+class SnapWarning(AWGRTWarning):
+    """Wrap snapping moved a tone by more than the warning threshold (still within its bound)."""
+
+
+class SilenceWarning(AWGRTWarning):
+    """A segment plays silence on a channel although its asked amplitudes are not zero."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from awgrt.compiler.shapes import amplitude_profile, phase_cycles
+from awgrt.ir.shapes import amplitude_profile, phase_cycles
 from awgrt.ir.quantized import QuantizedIR
 from awgrt.ir.resolved import ToneSpan
 from awgrt.program import CompiledSequenceProgram

@@ -107,7 +107,7 @@ def programs(draw):
     use_4ch = len(channels) == 2 and draw(st.booleans())
     mapping = {"H": 0, "V": 3} if use_4ch else {ch: i for i, ch in enumerate(channels)}
     card = CARDS["M4i.6622-x8"] if use_4ch else CARDS["M4i.6631-x8"]
-    joint = draw(st.sampled_from(["common", "step"]))
+    joint = draw(st.sampled_from(["auto", "step"]))
     return b, mapping, card, joint
 
 

@@ -241,7 +241,7 @@ def _tiling_program():
         .hold(time=0.7e-6)
         .tones("V")
         .hold(time=0.3e-6)
-        .segment("short", mode="wait_trig")
+        .segment("short")
         .hold(time=0.05e-6)
         .build_resolved_ir(sample_rate_hz=FS)
     )
@@ -899,15 +899,44 @@ def _back_to_back(joint: str):
     return quantize_resolved_ir(b.build_resolved_ir(sample_rate_hz=FS), joint=joint)
 
 
-def test_back_to_back_looped_holds_share_one_grid_by_default():
-    q = _back_to_back("common")
+def test_back_to_back_looped_holds_of_different_lengths_step_within_their_own_bounds_by_default():
+    # 32 us (20000 samples, stretched a little) and 20 us (12512 samples): their common grid
+    # fs / gcd is far coarser than either bound, so each snaps to its own grid and steps
+    q = _back_to_back("auto")
     a, b = q.segments
-    g = math.gcd(a.n_samples, b.n_samples)
-    for s in (*a.track("H").entry, *b.track("H").entry):
-        assert (s.f0_hz * g / FS) == pytest.approx(round(s.f0_hz * g / FS), abs=1e-9)
-    # one frequency over both: strictly frequency-continuous, every edge continuous
+    assert math.gcd(a.n_samples, b.n_samples) < b.n_samples
+    for seg in (a, b):
+        for s, want in zip(seg.track("H").entry, [91.01e6, 120.3e6]):
+            assert s.f0_hz * seg.n_samples / FS == pytest.approx(round(s.f0_hz * seg.n_samples / FS), abs=1e-6)
+            assert abs(s.f0_hz - want) <= FS / (2 * seg.n_samples) + 1e-6
+    assert {(st.from_segment, st.to_segment) for st in q.frequency_steps} == {("a", "b")}
+    edge = next(x for x in q.boundaries if x.kind == "next")
+    assert not edge.continuous and edge.phase_continuous
+    assert "phase-continuous" in edge.summary()
+
+
+def test_back_to_back_looped_holds_of_equal_length_share_their_grid():
+    b = (
+        _builder()
+        .define("d", logical_channel="H", freqs=[91.01e6, 120.3e6], amps=[0.2, 0.2], phases=[0.0, 0.0])
+        .segment("a", mode="loop_n", loops=3)
+        .tones("H")
+        .use_def("d")
+        .hold(time=20e-6)
+        .segment("b", mode="loop_n", loops=4)
+        .hold(time=20e-6)
+    )
+    q = quantize_resolved_ir(b.build_resolved_ir(sample_rate_hz=FS))
+    a, b = q.segments
+    assert a.n_samples == b.n_samples == 12512
     assert [s.f0_hz for s in a.track("H").entry] == [s.f0_hz for s in b.track("H").entry]
-    assert all(x.continuous for x in q.boundaries)
+    assert not q.frequency_steps and all(x.continuous for x in q.boundaries)
+
+
+def test_joint_common_refuses_a_common_grid_beyond_the_bound():
+    with pytest.raises(QuantizationError, match="common grid") as exc:
+        _back_to_back("common")
+    assert exc.value.segment == "a" and exc.value.op == "snap wrap"
 
 
 def test_joint_step_snaps_each_looped_hold_to_its_own_grid_and_steps_between():

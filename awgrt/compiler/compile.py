@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
+import warnings
 
-from ..errors import ClipError, ProgramError
+from ..errors import ClipError, ProgramError, SilenceWarning
 from ..ir.quantized import QuantizedIR
-from ..ir.resolved import Segment
+from ..ir.resolved import Note, Segment
 from ..program import CompiledSegment, CompiledSequenceProgram
 from ..progress import Progress
 from .report import CompileReport, SegmentReport
@@ -23,6 +24,21 @@ def _segment_samples(
         cache[key] = synthesize(seg, q.sample_rate_hz, dict(q.hardware_channels), q.n_hardware_channels, gain=gain, clip=clip, full_scale=full_scale)
         synthesised.append(seg.name)
     return cache[key]
+
+
+def _silent_channels(q: QuantizedIR, by_slot: dict[int, CompiledSegment]) -> tuple[Note, ...]:
+    """A note (and a :class:`~awgrt.errors.SilenceWarning`) for every segment and channel whose
+    asked amplitudes are not all zero but whose samples are: the card would play silence."""
+    notes = []
+    for seg, slot in zip(q.segments, q.segment_slot):
+        data = by_slot[slot].data
+        for track in seg.tracks:
+            asked = max((max(s.a0, s.a1) for p in track.pieces for s in p.tones), default=0.0)
+            if asked > 0 and not data[:, q.hardware_channels[track.channel]].any():
+                detail = f"channel {track.channel!r} plays silence although its tones ask for amplitudes up to {asked:.3g} of full scale (below one LSB after gain)"
+                notes.append(Note("silent", seg.name, detail, asked, 0.0, track.channel))
+                warnings.warn(f"segment {seg.name!r}: {detail}", SilenceWarning, stacklevel=3)
+    return tuple(notes)
 
 
 def compile_sequence_program(
@@ -75,6 +91,7 @@ def compile_sequence_program(
                 by_slot[slot] = CompiledSegment(seg.name, result.data, seg.digest, (seg.name,), result.clipped)
             seg_reports.append(SegmentReport.of(seg, slot, result, quantized))
     steps = build_steps(quantized)
+    silent = _silent_channels(quantized, by_slot)
     report = CompileReport(
         sample_rate_hz=quantized.sample_rate_hz,
         card=quantized.card.name,
@@ -83,11 +100,13 @@ def compile_sequence_program(
         slots=quantized.slots,
         segments=tuple(seg_reports),
         steps=steps,
-        notes=quantized.notes,
+        notes=quantized.notes + silent,
         boundaries=quantized.boundaries,
         synthesised=tuple(synthesised),
         gain=gain,
         clip=clip,
+        snaps=quantized.snaps,
+        frequency_steps=quantized.frequency_steps,
     )
     return CompiledSequenceProgram(
         sample_rate_hz=quantized.sample_rate_hz,

@@ -4,7 +4,7 @@ Phase modes, applied at a segment's start to the tones a channel has there:
 
 - ``continue`` (default): a tone carried over from the previous segment in program order keeps
   its phase: its start phase is its end phase in the previous segment, computed in closed form
-  (:func:`~awgrt.compiler.shapes.span_phase_advance`), never accumulated sample by sample.
+  (:func:`~awgrt.ir.shapes.span_phase_advance`), never accumulated sample by sample.
 - ``optimise``: the tones' phases are reset to crest-factor-optimised values.
 - ``manual``: the tones start at the segment's ``phases=`` or, failing that, the phases they
   were born with (definition or ``add_tone``).
@@ -18,13 +18,15 @@ All phases here are in cycles (turns) in [0, 1); radians only at the user-facing
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from collections.abc import Collection
+from dataclasses import replace
 
 import numpy as np
 from scipy.optimize import minimize
 
+from ..ir.boundary import Boundary, ToneJump
 from ..ir.resolved import ChannelTrack, Note, Segment, ToneOrigin, ToneSpan
-from .shapes import span_phase_advance
+from ..ir.shapes import span_phase_advance
 
 #: Largest phase mismatch (rad) still called continuous; closed-form tracking is ~1e-10 rad.
 PHASE_TOLERANCE_RAD = 1e-6
@@ -163,20 +165,6 @@ def assign_phases(segments: tuple[Segment, ...], origins: tuple[ToneOrigin, ...]
 # ------------------------------------------------------------------------------ continuity
 
 
-@dataclass(frozen=True)
-class Boundary:
-    """One edge of the step graph: where segment ``from_segment`` ends and ``to_segment``
-    starts. ``kind``: ``"next"`` (program order), ``"wrap"`` (a looped segment replayed back to
-    back with itself) or ``"ring"`` (the last step back to the first)."""
-
-    kind: str
-    from_segment: str
-    to_segment: str
-    continuous: bool
-    reasons: tuple[str, ...] = ()
-    max_phase_error_rad: float = 0.0
-
-
 def _exit_state(track: ChannelTrack, fs: float) -> dict[int, tuple[float, float, float]]:
     last = track.pieces[-1]
     return {s.tone: (s.f1_hz, s.a1, (s.phase0_cycles + span_phase_advance(s.f0_hz / fs, s.f1_hz / fs, s.freq_kind, last.n)) % 1.0) for s in last.tones}
@@ -186,38 +174,50 @@ def _entry_state(track: ChannelTrack) -> dict[int, tuple[float, float, float]]:
     return {s.tone: (s.f0_hz, s.a0, s.phase0_cycles) for s in track.entry}
 
 
-def check_boundary(kind: str, a: Segment, b: Segment, fs: float) -> Boundary:
-    """Compare the end of segment ``a`` with the start of segment ``b``, tone by tone."""
-    reasons: list[str] = []
+def check_boundary(kind: str, a: Segment, b: Segment, fs: float, snapped: Collection[int] = ()) -> Boundary:
+    """Compare the end of segment ``a`` with the start of segment ``b``, tone by tone.
+    ``snapped``: tone ids whose frequency steps here because wrap snapping put them on two grids."""
+    tones: list[ToneJump] = []
     worst = 0.0
     for ta, tb in zip(a.tracks, b.tracks):
         out, into = _exit_state(ta, fs), _entry_state(tb)
         ch = ta.channel
         for tone in sorted(set(out) - set(into)):
-            reasons.append(f"{ch}: tone #{tone} stops")
+            amp = out[tone][1]
+            tones.append(ToneJump(ch, tone, "stops" if amp > AMP_TOLERANCE else "silent_end", amp, 0.0))
         for tone in sorted(set(into) - set(out)):
-            reasons.append(f"{ch}: tone #{tone} starts")
+            amp = into[tone][1]
+            tones.append(ToneJump(ch, tone, "starts" if amp > AMP_TOLERANCE else "silent_start", 0.0, amp))
         for tone in sorted(set(out) & set(into)):
             (f1, a1, p1), (f0, a0, p0) = out[tone], into[tone]
             if abs(f1 - f0) > FREQ_TOLERANCE_REL * fs:
-                reasons.append(f"{ch}: tone #{tone} frequency jumps {f1 / 1e6:.6f} -> {f0 / 1e6:.6f} MHz")
+                tones.append(ToneJump(ch, tone, "frequency", f1, f0, snapped=tone in snapped))
             if abs(a1 - a0) > AMP_TOLERANCE:
-                reasons.append(f"{ch}: tone #{tone} amplitude jumps {a1:.4g} -> {a0:.4g}")
+                tones.append(ToneJump(ch, tone, "amplitude", a1, a0))
             jump = 2 * math.pi * (((p0 - p1) + 0.5) % 1.0 - 0.5)
-            worst = max(worst, abs(jump))
-            if abs(jump) > PHASE_TOLERANCE_RAD:
-                reasons.append(f"{ch}: tone #{tone} phase jumps {jump:+.4f} rad")
-    return Boundary(kind, a.name, b.name, not reasons, tuple(reasons), worst)
+            if max(a1, a0) > AMP_TOLERANCE:  # the phase of a silent tone cannot be seen
+                worst = max(worst, abs(jump))
+                if abs(jump) > PHASE_TOLERANCE_RAD:
+                    tones.append(ToneJump(ch, tone, "phase", 2 * math.pi * p1, 2 * math.pi * p1 + jump))
+    return Boundary(kind, a.name, b.name, tuple(tones), worst)
 
 
-def step_graph_boundaries(segments: tuple[Segment, ...], last_step: str, fs: float) -> tuple[Boundary, ...]:
-    """Every edge the sequencer can take: wraps of looped segments, program order, ring back."""
+def step_graph_boundaries(
+    segments: tuple[Segment, ...], last_step: str, fs: float, snapped_steps: Collection[tuple[str, str, int]] = ()
+) -> tuple[Boundary, ...]:
+    """Every edge the sequencer can take: wraps of looped segments, program order, ring back.
+    ``snapped_steps``: (from segment, to segment, tone id) of the frequency steps wrap snapping made."""
+    steps = set(snapped_steps)
+
+    def check(kind: str, a: Segment, b: Segment) -> Boundary:
+        return check_boundary(kind, a, b, fs, {t for f, g, t in steps if (f, g) == (a.name, b.name)})
+
     out = []
     for i, seg in enumerate(segments):
         if seg.looped:
-            out.append(check_boundary("wrap", seg, seg, fs))
+            out.append(check("wrap", seg, seg))
         if i + 1 < len(segments):
-            out.append(check_boundary("next", seg, segments[i + 1], fs))
+            out.append(check("next", seg, segments[i + 1]))
     if last_step == "ring":
-        out.append(check_boundary("ring", segments[-1], segments[0], fs))
+        out.append(check("ring", segments[-1], segments[0]))
     return tuple(out)

@@ -9,8 +9,9 @@ In order:
    minimum for the enabled channel count (384/192/96 for 1/2/4), by holding its last state for the
    extra samples at its end. Segments are never shortened.
 3. **Wrap snapping** (:mod:`awgrt.compiler.snap`): tones held constant in looped segments move
-   to whole cycles per pass so every wrap is seamless, keeping the program frequency- and
-   phase-continuous. Shifts above ``max_snap_hz`` raise :class:`~awgrt.errors.QuantizationError`.
+   to whole cycles per pass so every wrap is seamless, each by at most fs / (2N) for a segment
+   of N samples, keeping the program phase-continuous. Shifts above ``max_snap_hz`` raise
+   :class:`~awgrt.errors.QuantizationError`.
 4. **Phases** (:mod:`awgrt.compiler.phases`) and the step-graph continuity check.
 5. **Slots.** Segments with equal content digests share a memory slot; the slot count is padded
    to what the card needs (a power of two, at least 2), and each segment is checked against the
@@ -26,12 +27,16 @@ from collections.abc import Mapping
 from dataclasses import replace
 from types import MappingProxyType
 
+import math
+
+import numpy as np
+
 from ..card import CARDS, DEFAULT_CARD, CardSpec
-from ..errors import CardLimitError, ProgramError
-from ..ir.quantized import QuantizedIR
-from ..ir.resolved import ChannelTrack, Note, Piece, ResolvedIR, Segment
+from ..errors import CardLimitError, ProgramError, QuantizationError
+from ..ir.quantized import FrequencyStep, QuantizedIR
+from ..ir.resolved import Note, ResolvedIR, Segment
 from .phases import assign_phases, step_graph_boundaries
-from .snap import snap_wraps
+from .snap import WARN_SNAP_HZ, snap_wraps
 
 
 def _card(card: CardSpec | str | None) -> CardSpec:
@@ -70,79 +75,6 @@ def map_channels(logical: tuple[str, ...], mapping: Mapping[str, int] | None, ca
     if idle:
         notes.append(Note("channels", None, f"{card.name} enables {n_active} channels; hardware channels {idle} play zeros", len(mapping), n_active))
     return mapping, n_active, notes
-
-
-# ------------------------------------------------------------------------------ lengths
-
-
-def _pad_track(track: ChannelTrack, n_old: int, n_new: int) -> ChannelTrack:
-    last = track.pieces[-1]
-    if last.constant:
-        pieces = (*track.pieces[:-1], replace(last, n=last.n + n_new - n_old))
-    else:
-        held = tuple(replace(s, f0_hz=s.f1_hz, a0=s.a1, freq_kind="linear", amp_kind="linear", phase0_cycles=None) for s in last.tones)
-        pieces = (*track.pieces, Piece(n_old, n_new - n_old, held, "(padding)"))
-    return ChannelTrack(track.channel, pieces)
-
-
-def legal_length(n: int, card: CardSpec, n_active: int) -> int:
-    """The shortest card-legal length >= n."""
-    g = card.segment_granularity
-    return max(card.min_segment_length(n_active), -(-n // g) * g)
-
-
-def worst_snap_hz(seg: Segment, n: int, fs: float) -> float:
-    """Largest shift wrap snapping would make to the constant tones of ``seg`` at length n."""
-    worst = 0.0
-    for track in seg.tracks:
-        if track.constant:
-            for s in track.entry:
-                worst = max(worst, abs(round(s.f0_hz * n / fs) * fs / n - s.f0_hz))
-    return worst
-
-
-def choose_length(seg: Segment, card: CardSpec, n_active: int, fs: float, stretch: float) -> int:
-    """Legal length for ``seg``: the shortest, or for a looped segment allowed to stretch by up
-    to ``stretch`` (fraction of its length, never exceeded), the legal length in that range that
-    needs the least wrap snapping."""
-    n = legal_length(seg.n_samples, card, n_active)
-    if not seg.looped or stretch <= 0:
-        return n
-    g = card.segment_granularity
-    longest = max(n, int(seg.n_samples * (1 + stretch)) // g * g)
-    candidates = range(n, longest + 1, g)
-    return min(candidates, key=lambda m: (round(worst_snap_hz(seg, m, fs), 6), m))
-
-
-def pad_segments(segments: tuple[Segment, ...], card: CardSpec, n_active: int, fs: float, stretch: dict[str, float]) -> tuple[tuple[Segment, ...], list[Note]]:
-    """Grow every segment to a legal length (see :func:`choose_length`), holding its end state."""
-    out, notes = [], []
-    for i, seg in enumerate(segments):
-        # Looped segments played back to back share one snapping grid, fs / gcd(lengths):
-        # stretching one alone could only coarsen it, so such neighbours keep their lengths.
-        neighbours = segments[max(0, i - 1) : i] + segments[i + 1 : i + 2]
-        alone = not any(other.looped for other in neighbours)
-        n_new = choose_length(seg, card, n_active, fs, stretch.get(seg.mode, 0.0) if alone else 0.0)
-        if n_new != seg.n_samples:
-            shortest = legal_length(seg.n_samples, card, n_active)
-            why = ""
-            if n_new != shortest:
-                why = (
-                    f"; {n_new - shortest} samples past the shortest legal length so wrap snapping needs at most "
-                    f"{worst_snap_hz(seg, n_new, fs):.1f} Hz instead of {worst_snap_hz(seg, shortest, fs):.1f} Hz"
-                )
-            notes.append(
-                Note(
-                    "length_padded",
-                    seg.name,
-                    f"{seg.n_samples} -> {n_new} samples (+{(n_new - seg.n_samples) / fs * 1e9:.1f} ns hold at the end{why})",
-                    seg.n_samples,
-                    n_new,
-                )
-            )
-            seg = replace(seg, n_samples=n_new, tracks=tuple(_pad_track(t, seg.n_samples, n_new) for t in seg.tracks))
-        out.append(seg)
-    return tuple(out), notes
 
 
 # ------------------------------------------------------------------------------ slots
@@ -184,27 +116,43 @@ def assign_slots(segments: tuple[Segment, ...], card: CardSpec, n_active: int) -
 # ------------------------------------------------------------------------------ entry point
 
 
+def _fraction(value: object, name: str) -> float:
+    """A stretch fraction: a finite number >= 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not (0 <= float(value) < math.inf):
+        raise QuantizationError(f"{name}={value!r} must be a finite number >= 0 (fraction of the segment length)", op="quantize", value=value)
+    return float(value)
+
+
+def _step_keys(steps: tuple[FrequencyStep, ...]) -> set[tuple[str, str, int]]:
+    return {(s.from_segment, s.to_segment, s.tone) for s in steps}
+
+
 def quantize_resolved_ir(
     resolved: ResolvedIR,
     logical_channel_to_hardware_channel: Mapping[str, int] | None = None,
     card: CardSpec | str | None = None,
     *,
-    max_snap_hz: float | None = None,
+    max_snap_hz: float | Mapping[str, float] | None = None,
     snap: bool = True,
     stretch_wait_trig: float = 0.02,
     stretch_loop_n: float = 0.0,
-    joint: str = "common",
+    joint: str = "auto",
+    warn_snap_hz: float | None = WARN_SNAP_HZ,
 ) -> QuantizedIR:
     """Make ``resolved`` card-legal for ``card`` (default ``M4i.6631-x8``); see module doc.
 
-    ``max_snap_hz`` bounds the frequency shift wrap snapping may make (None: no bound, every
-    shift is still reported). ``snap=False`` leaves looped tones alone; their wraps then show
-    as discontinuous in ``QuantizedIR.boundaries``. ``stretch_wait_trig`` / ``stretch_loop_n``
-    let a looped segment of that mode grow by up to that fraction beyond its shortest legal
-    length, to the length that needs the least snapping (a wait_trig pass only sets how soon a
-    trigger is answered; a loop_n pass multiplies into the program's timing, so it does not
-    stretch unless asked). ``joint`` says how looped holds played back to back are snapped
-    (``"common"`` grid or a phase-continuous frequency ``"step"``; see :mod:`awgrt.compiler.snap`).
+    Wrap snapping never moves a tone of a looped segment of N samples by more than fs / (2N).
+    ``max_snap_hz`` bounds the shift further: one bound in Hz for every segment, or a mapping
+    {segment name: Hz}; a larger shift is a :class:`~awgrt.errors.QuantizationError`. Shifts
+    above ``warn_snap_hz`` (None: never) also raise a :class:`~awgrt.errors.SnapWarning`.
+    ``snap=False`` leaves looped tones alone; their wraps then show as discontinuous in
+    ``QuantizedIR.boundaries``. ``stretch_wait_trig`` / ``stretch_loop_n`` let a looped segment
+    of that mode grow by up to that fraction beyond its shortest legal length, to the length that
+    needs the least snapping (a wait_trig pass only sets how soon a trigger is answered; a loop_n
+    pass multiplies into the program's timing, so it does not stretch unless asked). ``joint``
+    says how looped holds played back to back are snapped: ``"auto"`` (a shared grid where it
+    keeps every tone within its bound and costs no extra shift, else a phase-continuous frequency
+    step), ``"step"`` or ``"common"`` (see :mod:`awgrt.compiler.snap`).
     """
     card = _card(card)
     fs = resolved.sample_rate_hz
@@ -213,14 +161,19 @@ def quantize_resolved_ir(
         raise CardLimitError(f"{card.name}: {problem}", op="sample rate", value=fs)
     mapping, n_active, notes = map_channels(resolved.logical_channels, logical_channel_to_hardware_channel, card)
     notes = list(resolved.notes) + notes
-    segments, pad_notes = pad_segments(
-        resolved.segments, card, n_active, fs, {"wait_trig": stretch_wait_trig if snap else 0.0, "loop_n": stretch_loop_n if snap else 0.0}
+    snapped = snap_wraps(
+        resolved.segments,
+        card,
+        n_active,
+        fs,
+        stretch={"wait_trig": _fraction(stretch_wait_trig, "stretch_wait_trig"), "loop_n": _fraction(stretch_loop_n, "stretch_loop_n")},
+        max_snap_hz=max_snap_hz,
+        joint=joint,
+        warn_snap_hz=warn_snap_hz,
+        snap=snap,
     )
-    notes += pad_notes
-    if snap:
-        segments, snap_notes = snap_wraps(segments, fs, max_snap_hz, joint)
-        notes += snap_notes
-    segments, phase_notes = assign_phases(segments, resolved.tone_origins, fs)
+    notes += snapped.notes
+    segments, phase_notes = assign_phases(snapped.segments, resolved.tone_origins, fs)
     notes += phase_notes
     segments = tuple(s.with_digest(fs, mapping) for s in segments)
     slot_of, slots, slot_notes = assign_slots(segments, card, n_active)
@@ -235,9 +188,11 @@ def quantize_resolved_ir(
         slots=slots,
         tone_origins=resolved.tone_origins,
         last_step=resolved.last_step,
-        boundaries=step_graph_boundaries(segments, resolved.last_step, fs),
+        boundaries=step_graph_boundaries(segments, resolved.last_step, fs, _step_keys(snapped.steps)),
         notes=tuple(notes),
         intent_digest=resolved.intent_digest,
+        snaps=snapped.snaps,
+        frequency_steps=snapped.steps,
     )
 
 
@@ -253,6 +208,6 @@ def replace_segments(q: QuantizedIR, segments: tuple[Segment, ...], note: Note |
         segments=segments,
         segment_slot=slot_of,
         slots=slots,
-        boundaries=step_graph_boundaries(segments, q.last_step, q.sample_rate_hz),
+        boundaries=step_graph_boundaries(segments, q.last_step, q.sample_rate_hz, _step_keys(q.frequency_steps)),
         notes=kept + tuple(slot_notes) + ((note,) if note else ()),
     )

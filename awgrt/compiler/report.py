@@ -1,7 +1,10 @@
 """The compile report: every decision the compiler made, printable for a person.
 
-``str(report)`` (or :meth:`CompileReport.format`) gives segments and steps, lengths and padding,
-snapped frequencies, optimised phases, clipping and the continuity of every step-graph edge.
+``str(report)`` (or :meth:`CompileReport.format`) opens with a summary of wrap snapping (the
+largest shift, as a fraction of its bound; how many tones moved; frequency steps), then gives
+segments and steps, lengths and padding, snapping per looped segment, optimised phases, clipping
+and one line per step-graph edge. ``format(detail=True)`` lists every tone: each snap, easing and
+step, and each tone that jumps at an edge.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from dataclasses import dataclass
 from ..ir.quantized import QuantizedIR
 from ..ir.resolved import Note, Segment
 from ..program import SequenceStep
-from .phases import Boundary
+from ..ir.boundary import Boundary
 from .synth import SynthResult
 
 
@@ -68,6 +71,31 @@ class CompileReport:
     synthesised: tuple[str, ...]
     gain: float
     clip: float
+    snaps: tuple[ToneSnap, ...] = ()
+    frequency_steps: tuple[FrequencyStep, ...] = ()
+
+    @property
+    def largest_snap(self) -> ToneSnap | None:
+        """The constant tone of a looped segment that wrap snapping moved furthest (None: none moved)."""
+        moved = [s for s in self.snaps if s.shift_hz]
+        return max(moved, key=lambda s: abs(s.shift_hz)) if moved else None
+
+    def snap_summary(self) -> str:
+        """One line: the largest shift (tone, segment, Hz, fraction of its bound), how many tones
+        moved, and the frequency steps."""
+        w = self.largest_snap
+        if w is None:
+            looped = len({s.segment for s in self.snaps})
+            return f"no tone moved ({looped} looped segment{'s' * (looped != 1)} already whole cycles per pass)" if looped else "no looped constant tones"
+        moved = [s for s in self.snaps if s.shift_hz]
+        steps = ""
+        if self.frequency_steps:
+            big = max(self.frequency_steps, key=lambda s: abs(s.size_hz))
+            steps = f"; {len(self.frequency_steps)} phase-continuous frequency steps (largest {big.size_hz:+.1f} Hz, {big.from_segment!r} -> {big.to_segment!r})"
+        return (
+            f"largest shift {w.shift_hz:+.1f} Hz ({w.channel} tone {w.index} (#{w.tone}) in {w.segment!r}, {w.fraction_of_bound:.2f} of its "
+            f"{w.bound_hz:.1f} Hz bound fs/2N); {len(moved)} of {len(self.snaps)} looped tone holds moved{steps}"
+        )
 
     @property
     def clipped_samples(self) -> dict[str, int]:
@@ -81,10 +109,40 @@ class CompileReport:
     def notes_of(self, kind: str) -> tuple[Note, ...]:
         return tuple(n for n in self.notes if n.kind == kind)
 
-    def format(self) -> str:
+    def _snapping_lines(self, detail: bool) -> list[str]:
+        kinds = ("frequency_snapped", "frequency_eased", "frequency_step", "hold_suggestion")
+        if detail:
+            return [f"  {n.kind:<18} {n.segment or '-':<16} {n.detail}" for n in self.notes if n.kind in kinds]
+        lines = []
+        for seg in dict.fromkeys(s.segment for s in self.snaps):
+            snaps = [s for s in self.snaps if s.segment == seg]
+            w = max(snaps, key=lambda s: abs(s.shift_hz))
+            moved = sum(bool(s.shift_hz) for s in snaps)
+            lo, hi = min(s.shift_hz for s in snaps), max(s.shift_hz for s in snaps)
+            if not moved:
+                lines.append(f"  {'whole cycles':<18} {seg:<16} all {len(snaps)} tones already make whole cycles per {w.n_samples} samples")
+                continue
+            lines.append(
+                f"  {'snapped':<18} {seg:<16} {moved} of {len(snaps)} tones moved to whole cycles per {w.n_samples} samples: "
+                f"{lo:+.1f} .. {hi:+.1f} Hz, worst {w.fraction_of_bound:.2f} of the {w.bound_hz:.1f} Hz bound"
+            )
+        for seg in dict.fromkeys(n.segment for n in self.notes_of("frequency_eased")):
+            eased = [n for n in self.notes_of("frequency_eased") if n.segment == seg]
+            big = max(abs(n.realised - n.requested) for n in eased)
+            lines.append(f"  {'eased':<18} {seg:<16} {len(eased)} tones ease between the snapped frequencies of the holds around it (largest change {big:.1f} Hz)")
+        for edge in dict.fromkeys((s.from_segment, s.to_segment) for s in self.frequency_steps):
+            steps = [s for s in self.frequency_steps if (s.from_segment, s.to_segment) == edge]
+            big = max(abs(s.size_hz) for s in steps)
+            lines.append(f"  {'stepped':<18} {edge[1]:<16} {len(steps)} tones step frequency, phase-continuously, from {edge[0]!r} (largest {big:.1f} Hz)")
+        lines += [f"  {n.kind:<18} {n.segment or '-':<16} {n.detail}" for n in self.notes_of("hold_suggestion")]
+        return lines
+
+    def format(self, detail: bool = False) -> str:
+        """The report as text; ``detail`` lists every tone's snap, easing, step and edge jump."""
         chans = ", ".join(f"{k}->ch{v}" for k, v in self.hardware_channels.items())
         lines = [
             f"awgrt compile report: {len(self.segments)} segments, {len(self.steps)} steps at {self.sample_rate_hz / 1e6:g} MS/s on {self.card}",
+            f"  wrap snapping: {self.snap_summary()}",
             f"  channels {chans}; {self.n_hardware_channels} enabled; {self.slots} memory slots; gain {self.gain:g}, clip {self.clip:g} FS",
             "",
             f"  {'step':>4}  {'segment':<16} {'mode':<9} {'loops':>8} {'slot':>4} {'samples':>10} {'duration':>12}  {'tones':<10} {'peak':>6} {'clipped':>8}",
@@ -100,20 +158,28 @@ class CompileReport:
         sections = [
             ("Timing", ("rounding", "length_padded")),
             ("Channels and memory", ("channels", "slots_padded", "slots_shared")),
-            ("Wrap snapping", ("frequency_snapped", "frequency_eased", "frequency_step")),
-            ("Phases", ("phases_optimised",)),
         ]
         for title, kinds in sections:
             notes = [n for n in self.notes if n.kind in kinds]
             lines += ["", f"{title}:"]
             lines += [f"  {n.kind:<18} {n.segment or '-':<16} {n.detail}" for n in notes] or ["  (none)"]
+        lines += ["", "Wrap snapping:"]
+        lines += self._snapping_lines(detail) or ["  (none)"]
+        lines += ["", "Phases:"]
+        lines += [f"  {n.kind:<18} {n.segment or '-':<16} {n.detail}" for n in self.notes_of("phases_optimised")] or ["  (none)"]
         lines += ["", "Clipping:"]
         clipped = [s for s in self.segments if s.clipped]
-        lines += [f"  {s.name:<16} {s.clipped} samples beyond {self.clip:g} FS (peak {s.peak:.3f})" for s in clipped] or ["  (none)"]
+        lines += [f"  {s.name:<16} {s.clipped} samples beyond {self.clip:g} FS (peak {s.peak:.3f})" for s in clipped]
+        lines += [f"  {n.segment:<16} {n.detail}" for n in self.notes_of("silent")]
+        if not clipped and not self.notes_of("silent"):
+            lines.append("  (none)")
         lines += ["", "Continuity of every step-graph edge:"]
         for b in self.boundaries:
-            state = "continuous" if b.continuous else "NOT continuous: " + "; ".join(b.reasons)
-            lines.append(f"  {b.kind:<5} {b.from_segment + ' -> ' + b.to_segment:<34} {state}")
+            lines.append(f"  {b.kind:<5} {b.from_segment + ' -> ' + b.to_segment:<34} {b.summary()}")
+            if detail:
+                lines += [f"        {j.describe()}" for j in b.tones]
+        if not detail and any(len(b.tones) for b in self.boundaries):
+            lines.append("  (per-tone detail: report.format(detail=True), or awgrt compile --detail)")
         return "\n".join(lines)
 
     __str__ = format

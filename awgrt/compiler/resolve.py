@@ -38,7 +38,7 @@ from ..ir.intent import (
     UseDef,
 )
 from ..ir.resolved import ChannelTrack, Note, Piece, ResolvedIR, Segment, ToneOrigin, ToneSpan
-from .shapes import CONSTANT, check_amp_shape
+from ..ir.shapes import CONSTANT, check_amp_shape
 
 #: A realised op length further than this from the requested one (in samples) is reported.
 ROUNDING_REPORT_SAMPLES = 1e-6

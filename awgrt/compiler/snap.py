@@ -1,41 +1,315 @@
-"""Wrap snapping: make looped constant holds replay seamlessly, keeping the program continuous.
+"""Wrap snapping: make looped constant holds replay seamlessly while moving no tone further than
+the card forces.
 
-A looped segment (``wait_trig``, or ``loop_n`` with loops > 1) is played back to back with
-itself. On a channel whose tones are constant over the whole segment, the wrap is seamless when
-every tone advances a whole number of cycles per pass: f = m * fs / n. Snapping moves each such
-tone to the nearest such frequency.
+A looped segment (``wait_trig``, or ``loop_n`` with loops > 1) of N samples is played back to back
+with itself. On a channel whose tones are constant over the whole segment the wrap is seamless
+only when every tone advances a whole number of cycles per pass, f = m fs / N: each tone has to
+move to that grid, and the nearest grid frequency is never more than **fs / (2N)** away. That is
+the bound this module keeps, always: every constant tone of every looped segment plays within
+fs / (2N) of the frequency asked for (N the segment's final length).
 
-Continuity is kept by working on *runs*: the stretch of a tone's life at one constant frequency,
-between moves (or birth and removal). Within a run:
+**Lengths.** Every segment grows to the shortest card-legal length. A looped segment whose mode
+may stretch (``wait_trig`` by up to 2 % by default, ``loop_n`` only when asked) takes the length in
+its allowed range that needs the least snapping.
 
-- looped segments that hold the tone constant are *constraints*; constraints with no other
-  segment of the run between them form a *cluster*, snapped together to the grid fs / gcd(their
-  lengths) (one frequency that suits them all). With ``joint="step"`` each looped segment is
-  its own cluster instead, and the frequency steps (phase-continuously) where two meet: a few
-  hertz of step instead of the coarse common grid, reported as ``frequency_step`` and as a
-  frequency jump in the continuity report;
-- the run's spans before its first cluster take the first cluster's frequency and those after
-  its last take the last one's, so the move into the run ends on the snapped frequency and the
-  move out of it starts on it;
-- between two clusters the tone eases from one snapped frequency to the next (minimum-jerk) over
-  the longest non-constraint span between them: frequency and phase stay continuous.
+**Back-to-back looped segments** (a *chain*: looped segments next to each other in program
+order) are planned together. For each tone held across several of them there are two ways:
 
-Every shift and every easing is reported; a shift above ``max_snap_hz`` is an error.
+- a *common grid* fs / gcd(their lengths): one frequency over all of them, strictly continuous.
+  It is used only when it keeps the tone within every segment's own bound;
+- *own grids*: each segment snaps the tone to its own fs / N and the tone steps frequency,
+  phase-continuously, where two of them meet (a :class:`~awgrt.ir.quantized.FrequencyStep`).
+
+The rule: over every combination of allowed lengths (bounded: :data:`MAX_LENGTH_COMBINATIONS`,
+each segment's best lengths first), the plan with the smallest worst shift in the chain wins;
+ties go to fewer frequency steps, then the smaller sum of the segments' worst shifts, then the
+shorter lengths. For given lengths a tone shares the common grid when that does not raise the
+chain's worst shift, and otherwise steps. ``joint="step"`` always uses own grids;
+``joint="common"`` never steps and fails where a common grid cannot meet the bound.
+
+**Distinct tones stay distinct.** Two tones asked at different frequencies on one channel never
+share a frequency bin of a looped segment (which could cancel them to silence); where the
+segment is too short to resolve them, that is a :class:`~awgrt.errors.QuantizationError` that
+says how long it must be.
+
+**Continuity.** A snapped frequency holds over the tone's whole constant run: the move into the
+run ends on it and the move out starts on it. Between two snapped holds separated by other
+segments, the tone eases (minimum-jerk) from one snapped frequency to the next over the longest
+of those segments, so it never leaves the range between the two, each within its own bound.
+
+**Reported.** Every shift is a :class:`~awgrt.ir.quantized.ToneSnap` and a ``frequency_snapped``
+note; every step a ``frequency_step`` note; every easing a ``frequency_eased`` note. A shift above
+the user's ``max_snap_hz`` (global, or per segment) is an error; a shift above the warning
+threshold (:data:`WARN_SNAP_HZ` unless set) also raises a :class:`~awgrt.errors.SnapWarning`. For
+a segment that needs more than :data:`SUGGEST_TOLERANCE_HZ`, a ``hold_suggestion`` note names the
+nearest hold time at or above the asked one (within +:data:`SUGGEST_RANGE`) at which every tone
+needs at most that.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
+import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
-from ..errors import FrequencyError, QuantizationError
-from ..ir.resolved import ChannelTrack, Note, Segment
+import numpy as np
 
-SpanKey = tuple[int, int, int, int]
-#: How looped holds played back to back are joined: "common" snaps them to one shared grid
-#: (strictly frequency-continuous, but the grid fs / gcd(lengths) can be coarse); "step" snaps
-#: each to its own grid and steps the frequency, phase-continuously, where they meet.
-JOINTS = ("common", "step")  # segment, track, piece, tone position
+from ..card import CardSpec
+from ..errors import FrequencyError, QuantizationError, SnapWarning
+from ..ir.quantized import FrequencyStep, ToneSnap
+from ..ir.resolved import ChannelTrack, Note, Piece, Segment
+
+#: How back-to-back looped holds may be joined (see module doc).
+JOINTS = ("auto", "common", "step")
+#: Most combinations of lengths tried for one chain of back-to-back looped segments.
+MAX_LENGTH_COMBINATIONS = 256
+#: Shifts above this (Hz) raise a :class:`~awgrt.errors.SnapWarning` by default.
+WARN_SNAP_HZ = 10e3
+#: Hold suggestions look for lengths at which every tone needs at most this (Hz) ...
+SUGGEST_TOLERANCE_HZ = 100.0
+#: ... up to this fraction longer than the hold asked for.
+SUGGEST_RANGE = 0.10
+#: Most candidate lengths a hold suggestion examines.
+_SUGGEST_MAX_CANDIDATES = 100_000
+
+SpanKey = tuple[int, int, int, int]  # segment, track, piece, tone position
+ToneKey = tuple[int, int]  # segment index, tone id
+
+
+def whole_cycle_hz(f_hz: float | np.ndarray, n: int | np.ndarray, fs: float) -> float | np.ndarray:
+    """The frequency nearest ``f_hz`` with a whole number of cycles in ``n`` samples."""
+    return np.round(np.multiply(f_hz, n) / fs) * fs / n
+
+
+def _pad_track(track: ChannelTrack, n_old: int, n_new: int) -> ChannelTrack:
+    last = track.pieces[-1]
+    if last.constant:
+        pieces = (*track.pieces[:-1], replace(last, n=last.n + n_new - n_old))
+    else:
+        held = tuple(replace(s, f0_hz=s.f1_hz, a0=s.a1, freq_kind="linear", amp_kind="linear", phase0_cycles=None) for s in last.tones)
+        pieces = (*track.pieces, Piece(n_old, n_new - n_old, held, "(padding)"))
+    return ChannelTrack(track.channel, pieces)
+
+
+def pad_segment(seg: Segment, n_new: int) -> Segment:
+    """``seg`` grown to ``n_new`` samples, every channel holding its end state."""
+    if n_new == seg.n_samples:
+        return seg
+    return replace(seg, n_samples=n_new, tracks=tuple(_pad_track(t, seg.n_samples, n_new) for t in seg.tracks))
+
+
+# ------------------------------------------------------------------------------ the plan
+
+
+@dataclass(frozen=True)
+class _HeldTone:
+    """A tone held at one frequency across consecutive segments of a chain."""
+
+    channel: str
+    tone: int
+    asked_hz: float
+    at: tuple[tuple[int, int], ...]  # (segment index, position among the channel's tones)
+
+
+def held_tones(seg: Segment) -> list[tuple[str, int, int, float]]:
+    """(channel, tone id, position, frequency) of every tone of a looped segment that wrap
+    snapping must put on the segment's grid: those of channels constant over the segment."""
+    if not seg.looped:
+        return []
+    return [(t.channel, s.tone, k, s.f0_hz) for t in seg.tracks if t.constant for k, s in enumerate(t.entry)]
+
+
+def _chains(segments: tuple[Segment, ...]) -> list[list[int]]:
+    chains: list[list[int]] = []
+    for i, seg in enumerate(segments):
+        if not seg.looped:
+            continue
+        if chains and chains[-1][-1] == i - 1:
+            chains[-1].append(i)
+        else:
+            chains.append([i])
+    return chains
+
+
+def _chain_tones(segments: tuple[Segment, ...], chain: list[int]) -> list[_HeldTone]:
+    open_: dict[tuple[str, int], tuple[float, list[tuple[int, int]]]] = {}
+    done: list[_HeldTone] = []
+    for si in chain:
+        now = {(ch, tone): (f, k) for ch, tone, k, f in held_tones(segments[si])}
+        for key in list(open_):
+            if key not in now or now[key][0] != open_[key][0]:
+                f, at = open_.pop(key)
+                done.append(_HeldTone(key[0], key[1], f, tuple(at)))
+        for key, (f, k) in now.items():
+            open_.setdefault(key, (f, []))[1].append((si, k))
+    done += [_HeldTone(key[0], key[1], f, tuple(at)) for key, (f, at) in open_.items()]
+    return done
+
+
+@dataclass
+class _Problem:
+    error: type
+    message: str
+    segment: str
+    value: object
+    rank: int  # lower is reported first
+
+
+@dataclass
+class _ChainPlan:
+    lengths: dict[int, int]
+    played: dict[ToneKey, float] = field(default_factory=dict)
+    steps: int = 0
+    worst_hz: float = 0.0
+    segment_worst_hz: dict[int, float] = field(default_factory=dict)
+    problems: list[_Problem] = field(default_factory=list)
+
+    @property
+    def cost(self) -> tuple:
+        return (len(self.problems), round(self.worst_hz, 6), self.steps, round(sum(self.segment_worst_hz.values()), 6), sum(self.lengths.values()))
+
+
+def _label(ch: str, k: int, tone: int) -> str:
+    return f"channel {ch!r} tone {k} (#{tone})"
+
+
+def _plan_chain(
+    segments: tuple[Segment, ...], tones: list[_HeldTone], lengths: dict[int, int], fs: float, joint: str, limit_of: Callable[[str], float | None]
+) -> _ChainPlan:
+    plan = _ChainPlan(dict(lengths))
+    own = {(si, t.tone): float(whole_cycle_hz(t.asked_hz, lengths[si], fs)) for t in tones for si, _ in t.at}
+    worst_own = max((abs(own[si, t.tone] - t.asked_hz) for t in tones for si, _ in t.at), default=0.0)
+    for t in tones:
+        segs = [si for si, _ in t.at]
+        bounds_ok = False
+        if len(segs) > 1 and joint != "step":
+            g = math.gcd(*(lengths[si] for si in segs))
+            common = float(whole_cycle_hz(t.asked_hz, g, fs))
+            shift = abs(common - t.asked_hz)
+            bounds_ok = all(shift <= fs / (2 * lengths[si]) * (1 + 1e-12) for si in segs)
+            if joint == "common" and not bounds_ok:
+                si, k = t.at[0]
+                plan.problems.append(
+                    _Problem(
+                        QuantizationError,
+                        f"{_label(t.channel, k, t.tone)}: the common grid of back-to-back looped segments "
+                        f"{[segments[s].name for s in segs]} (fs/{g}) moves {t.asked_hz:.9g} Hz to {common:.9g} Hz ({common - t.asked_hz:+.6g} Hz), "
+                        f"beyond the {fs / (2 * max(lengths[s] for s in segs)):.6g} Hz a tone must move at most; use joint='auto' to step instead",
+                        segments[si].name,
+                        common - t.asked_hz,
+                        2,
+                    )
+                )
+            if joint == "common" or (bounds_ok and shift <= worst_own * (1 + 1e-12)):
+                for si in segs:
+                    plan.played[si, t.tone] = common
+                continue
+        for si in segs:
+            plan.played[si, t.tone] = own[si, t.tone]
+        plan.steps += sum(own[a, t.tone] != own[b, t.tone] for a, b in zip(segs, segs[1:]))
+
+    by_segment: dict[int, list[tuple[_HeldTone, int]]] = {}
+    for t in tones:
+        for si, k in t.at:
+            by_segment.setdefault(si, []).append((t, k))
+    for si, members in by_segment.items():
+        seg, n = segments[si], lengths[si]
+        limit = limit_of(seg.name)
+        worst = 0.0
+        per_channel: dict[str, list[tuple[float, float, int, int]]] = {}
+        for t, k in members:
+            played = plan.played[si, t.tone]
+            shift = played - t.asked_hz
+            worst = max(worst, abs(shift))
+            per_channel.setdefault(t.channel, []).append((played, t.asked_hz, k, t.tone))
+            if not 0 < played < fs / 2:
+                plan.problems.append(
+                    _Problem(
+                        FrequencyError,
+                        f"{_label(t.channel, k, t.tone)} at {t.asked_hz:.9g} Hz has no whole-cycles-per-{n}-samples frequency inside (0, fs/2)",
+                        seg.name,
+                        t.asked_hz,
+                        0,
+                    )
+                )
+            elif limit is not None and abs(shift) > limit:
+                plan.problems.append(
+                    _Problem(
+                        QuantizationError,
+                        f"{_label(t.channel, k, t.tone)}: snapping {t.asked_hz:.9g} Hz to {played:.9g} Hz for whole cycles per pass of {n} samples "
+                        f"moves it by {shift:+.6g} Hz, more than max_snap_hz={limit:g}",
+                        seg.name,
+                        shift,
+                        3,
+                    )
+                )
+        for ch, entries in per_channel.items():
+            entries.sort()
+            for (pa, fa, ka, ta), (pb, fb, kb, tb) in zip(entries, entries[1:]):
+                if pa == pb and fa != fb:
+                    need = math.ceil(fs / abs(fb - fa))
+                    plan.problems.append(
+                        _Problem(
+                            QuantizationError,
+                            f"channel {ch!r}: tones {ka} (#{ta}, {fa:.9g} Hz) and {kb} (#{tb}, {fb:.9g} Hz) would both play at {pa:.9g} Hz: "
+                            f"a looped pass of {n} samples resolves tones only fs/N = {fs / n:.6g} Hz apart; hold at least {need} samples "
+                            f"({need / fs * 1e6:.3f} us) or move the tones apart",
+                            seg.name,
+                            (fa, fb),
+                            1,
+                        )
+                    )
+        plan.segment_worst_hz[si] = worst
+        plan.worst_hz = max(plan.worst_hz, worst)
+    return plan
+
+
+def _length_candidates(seg: Segment, card: CardSpec, n_active: int, fs: float, stretch: float) -> list[int]:
+    """Legal lengths ``seg`` may take, best for its own tones first (ties: shorter first)."""
+    n = card.legal_length(seg.n_samples, n_active)
+    if stretch <= 0:
+        return [n]
+    g = card.segment_granularity
+    longest = max(n, int(seg.n_samples * (1 + stretch)) // g * g)
+    lengths = np.arange(n, longest + 1, g)
+    freqs = np.array([f for *_, f in held_tones(seg)])
+    if freqs.size == 0:
+        return [n]
+    worst = np.max(np.abs(whole_cycle_hz(freqs[None, :], lengths[:, None], fs) - freqs[None, :]), axis=1)
+    order = np.lexsort((lengths, np.round(worst, 6)))
+    return [int(m) for m in lengths[order]]
+
+
+def _choose_chain(
+    segments: tuple[Segment, ...],
+    chain: list[int],
+    card: CardSpec,
+    n_active: int,
+    fs: float,
+    stretch: Mapping[str, float],
+    joint: str,
+    limit_of: Callable[[str], float | None],
+) -> _ChainPlan:
+    tones = _chain_tones(segments, chain)
+    options = [_length_candidates(segments[si], card, n_active, fs, stretch.get(segments[si].mode, 0.0)) for si in chain]
+    per = max(1, int(MAX_LENGTH_COMBINATIONS ** (1 / len(chain))))
+    if math.prod(len(o) for o in options) > MAX_LENGTH_COMBINATIONS:
+        options = [o[:per] for o in options]
+    best: _ChainPlan | None = None
+    for combo in itertools.product(*options):
+        plan = _plan_chain(segments, tones, dict(zip(chain, combo)), fs, joint, limit_of)
+        if best is None or plan.cost < best.cost:
+            best = plan
+    assert best is not None
+    if best.problems:
+        p = min(best.problems, key=lambda p: p.rank)
+        raise p.error(p.message, segment=p.segment, op="snap wrap", value=p.value)
+    return best
+
+
+# ------------------------------------------------------------------------------ applying it
 
 
 @dataclass
@@ -48,20 +322,11 @@ class _Member:
 
 @dataclass
 class _Run:
+    """The stretch of a tone's life at one constant frequency, between moves."""
+
     tone: int
     channel: str
-    freq_hz: float
     members: list[_Member] = field(default_factory=list)
-    index: int = 0  # the tone's index within its channel where the run is first constrained
-
-
-@dataclass
-class _Cluster:
-    lengths: set[int]
-    segments: list[str]
-    first: int  # member index range [first, last]
-    last: int
-    freq_hz: float = 0.0
 
 
 def _runs(segments: tuple[Segment, ...]) -> tuple[list[_Run], dict[SpanKey, tuple[int, int]]]:
@@ -75,138 +340,79 @@ def _runs(segments: tuple[Segment, ...]) -> tuple[list[_Run], dict[SpanKey, tupl
             for pi, piece in enumerate(track.pieces):
                 for k, s in enumerate(piece.tones):
                     if s.tone not in current:
-                        runs.append(_Run(s.tone, track.channel, s.f0_hz))
+                        runs.append(_Run(s.tone, track.channel))
                         current[s.tone] = len(runs) - 1
                     start = current[s.tone]
                     if s.f1_hz != s.f0_hz:
-                        runs.append(_Run(s.tone, track.channel, s.f1_hz))
+                        runs.append(_Run(s.tone, track.channel))
                         current[s.tone] = len(runs) - 1
                     else:
-                        member = _Member((si, ti, pi, k), si, piece.n, constraint)
-                        run = runs[start]
-                        if constraint and not any(m.constraint for m in run.members):
-                            run.index = k
-                        run.members.append(member)
+                        runs[start].members.append(_Member((si, ti, pi, k), si, piece.n, constraint))
                     span_runs[si, ti, pi, k] = (start, current[s.tone])
     return runs, span_runs
 
 
-def _clusters(run: _Run, segments: tuple[Segment, ...], joint: str) -> list[_Cluster]:
-    clusters: list[_Cluster] = []
-    open_cluster: _Cluster | None = None
-    for i, m in enumerate(run.members):
-        if m.constraint:
-            new_segment = open_cluster is not None and segments[m.segment].name not in open_cluster.segments
-            if open_cluster is None or (joint == "step" and new_segment):
-                open_cluster = _Cluster(set(), [], i, i)
-                clusters.append(open_cluster)
-            open_cluster.last = i
-            n = segments[m.segment].n_samples
-            open_cluster.lengths.add(n)
-            name = segments[m.segment].name
-            if name not in open_cluster.segments:
-                open_cluster.segments.append(name)
-        else:
-            open_cluster = None
-    return clusters
-
-
-def _snap_cluster(run: _Run, c: _Cluster, fs: float, max_snap_hz: float | None) -> Note | None:
-    g = math.gcd(*c.lengths)
-    cycles = round(run.freq_hz * g / fs)
-    c.freq_hz = cycles * fs / g
-    where = ", ".join(repr(s) for s in c.segments)
-    label = f"{run.channel} tone {run.index} (#{run.tone})"
-    if not 0 < c.freq_hz < fs / 2:
-        raise FrequencyError(
-            f"{label} at {run.freq_hz:.9g} Hz has no whole-cycles-per-{g}-samples frequency inside (0, fs/2)",
-            segment=c.segments[0],
-            op="snap wrap",
-            value=run.freq_hz,
-        )
-    shift = c.freq_hz - run.freq_hz
-    if max_snap_hz is not None and abs(shift) > max_snap_hz:
-        hint = " (looped segments back to back share one grid: put a 'once' segment between them, or quantize with joint='step')" if len(c.lengths) > 1 else ""
-        raise QuantizationError(
-            f"{label}: snapping {run.freq_hz:.9g} Hz to whole cycles per pass of {g} samples moves it by {shift:+.6g} Hz, "
-            f"more than max_snap_hz={max_snap_hz:g} (looped in {where}){hint}",
-            segment=c.segments[0],
-            op="snap wrap",
-            value=shift,
-        )
-    if shift == 0.0:
-        return None
-    return Note(
-        "frequency_snapped",
-        c.segments[0],
-        f"{label}: {run.freq_hz:.3f} -> {c.freq_hz:.3f} Hz ({shift:+.3f} Hz, {cycles} cycles per {g} samples; looped in {where})",
-        run.freq_hz,
-        c.freq_hz,
-        run.channel,
-    )
-
-
-def snap_wraps(segments: tuple[Segment, ...], fs: float, max_snap_hz: float | None, joint: str = "common") -> tuple[tuple[Segment, ...], list[Note]]:
-    """Snap looped constant tones to whole cycles per pass (see module doc)."""
-    if joint not in JOINTS:
-        raise QuantizationError(f"joint={joint!r} must be one of {JOINTS}", op="snap wrap", value=joint)
+def _apply(
+    segments: tuple[Segment, ...], played: dict[ToneKey, float]
+) -> tuple[tuple[Segment, ...], list[Note], list[FrequencyStep]]:
+    """Segments with every run's frequencies set from ``played`` (see module doc: continuity)."""
     runs, span_runs = _runs(segments)
     notes: list[Note] = []
-    start_freq: dict[int, float] = {}  # run -> frequency at its start / end, when changed
+    steps: list[FrequencyStep] = []
+    start_freq: dict[int, float] = {}
     end_freq: dict[int, float] = {}
-    member_freq: dict[SpanKey, tuple[float, float, str | None]] = {}  # (f0, f1, kind if easing)
-
+    member_freq: dict[SpanKey, tuple[float, float, str | None]] = {}
     for r, run in enumerate(runs):
-        clusters = _clusters(run, segments, joint)
-        if not clusters:
+        held = [i for i, m in enumerate(run.members) if m.constraint]
+        if not held:
             continue
-        for c in clusters:
-            note = _snap_cluster(run, c, fs, max_snap_hz)
-            if note:
-                notes.append(note)
-        start_freq[r], end_freq[r] = clusters[0].freq_hz, clusters[-1].freq_hz
-        freq_of = [clusters[0].freq_hz] * len(run.members)
-        for a, b in zip(clusters, clusters[1:]):
-            for i in range(a.last + 1, len(run.members)):
-                freq_of[i] = b.freq_hz
-            gap = range(a.last + 1, b.first)
-            if not gap:  # back-to-back looped holds snapped apart (joint="step")
-                if a.freq_hz != b.freq_hz:
+        freq_of = [0.0] * len(run.members)
+        for i in held:
+            freq_of[i] = played[run.members[i].segment, run.tone]
+        first, last = held[0], held[-1]
+        for i in range(first):
+            freq_of[i] = freq_of[first]
+        for i in range(last + 1, len(run.members)):
+            freq_of[i] = freq_of[last]
+        for a, b in zip(held, held[1:]):
+            ma, mb = run.members[a], run.members[b]
+            fa, fb = freq_of[a], freq_of[b]
+            if b == a + 1:
+                if fa != fb and ma.segment != mb.segment:
+                    sa, sb = segments[ma.segment].name, segments[mb.segment].name
+                    steps.append(FrequencyStep(sa, sb, run.channel, run.tone, fa, fb))
                     notes.append(
                         Note(
                             "frequency_step",
-                            b.segments[0],
-                            f"{run.channel} tone #{run.tone}: steps {a.freq_hz:.3f} -> {b.freq_hz:.3f} Hz, phase-continuous, "
-                            f"from looped {a.segments[-1]!r} to looped {b.segments[0]!r}",
-                            a.freq_hz,
-                            b.freq_hz,
+                            sb,
+                            f"{run.channel} tone #{run.tone}: steps {fa:.3f} -> {fb:.3f} Hz ({fb - fa:+.3f} Hz), phase-continuous, from looped {sa!r} to looped {sb!r}",
+                            fa,
+                            fb,
                             run.channel,
                         )
                     )
                 continue
+            gap = range(a + 1, b)
             ease = max(gap, key=lambda i: run.members[i].n)
             for i in gap:
-                if i < ease:
-                    freq_of[i] = a.freq_hz
-            member_freq[run.members[ease].key] = (a.freq_hz, b.freq_hz, "min_jerk")
-            if a.freq_hz != b.freq_hz:
+                freq_of[i] = fa if i < ease else fb
+            member_freq[run.members[ease].key] = (fa, fb, "min_jerk")
+            if fa != fb:
                 seg = segments[run.members[ease].segment]
                 notes.append(
                     Note(
                         "frequency_eased",
                         seg.name,
-                        f"{run.channel} tone #{run.tone}: eases {a.freq_hz:.3f} -> {b.freq_hz:.3f} Hz (min_jerk) over "
-                        f"{run.members[ease].n} samples to join snapped holds in {a.segments[-1]!r} and {b.segments[0]!r}",
-                        a.freq_hz,
-                        b.freq_hz,
+                        f"{run.channel} tone #{run.tone}: eases {fa:.3f} -> {fb:.3f} Hz (min_jerk) over {run.members[ease].n} samples to join snapped holds in "
+                        f"{segments[ma.segment].name!r} and {segments[mb.segment].name!r}",
+                        fa,
+                        fb,
                         run.channel,
                     )
                 )
+        start_freq[r], end_freq[r] = freq_of[0], freq_of[-1]
         for m, f in zip(run.members, freq_of):
             member_freq.setdefault(m.key, (f, f, None))
-
-    if not start_freq:
-        return segments, notes
 
     out = []
     for si, seg in enumerate(segments):
@@ -226,4 +432,151 @@ def snap_wraps(segments: tuple[Segment, ...], fs: float, max_snap_hz: float | No
                 pieces.append(replace(piece, tones=tuple(spans)))
             tracks.append(ChannelTrack(track.channel, tuple(pieces)))
         out.append(replace(seg, tracks=tuple(tracks)))
-    return tuple(out), notes
+    return tuple(out), notes, steps
+
+
+# ------------------------------------------------------------------------------ suggestions
+
+
+def suggest_hold(seg: Segment, n_asked: int, card: CardSpec, n_active: int, fs: float) -> int | None:
+    """The shortest legal length >= ``n_asked`` and <= (1 + SUGGEST_RANGE) ``n_asked`` at which
+    every tone wrap snapping must move in ``seg`` needs at most SUGGEST_TOLERANCE_HZ, or None."""
+    freqs = np.array([f for *_, f in held_tones(seg)])
+    if freqs.size == 0:
+        return None
+    g = card.segment_granularity
+    lo = card.legal_length(n_asked, n_active)
+    hi = int(n_asked * (1 + SUGGEST_RANGE)) // g * g
+    for start in range(lo, hi + 1, g * 4096):
+        lengths = np.arange(start, min(hi, start + g * 4095) + 1, g)
+        if start - lo > g * _SUGGEST_MAX_CANDIDATES:
+            return None
+        worst = np.max(np.abs(whole_cycle_hz(freqs[None, :], lengths[:, None], fs) - freqs[None, :]), axis=1)
+        ok = np.flatnonzero(worst <= SUGGEST_TOLERANCE_HZ)
+        if ok.size:
+            return int(lengths[ok[0]])
+    return None
+
+
+# ------------------------------------------------------------------------------ entry point
+
+
+def snap_limits(max_snap_hz: float | Mapping[str, float] | None, names: tuple[str, ...]) -> Callable[[str], float | None]:
+    """``max_snap_hz`` (None, one bound for every segment, or {segment name: bound}) as a
+    lookup from segment name to bound; checked here."""
+
+    def check(v: object, where: str) -> float:
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not (float(v) >= 0):
+            raise QuantizationError(f"max_snap_hz{where}={v!r} must be a number >= 0 (Hz)", op="snap wrap", value=v)
+        return float(v)
+
+    if max_snap_hz is None:
+        return lambda name: None
+    if isinstance(max_snap_hz, Mapping):
+        unknown = sorted(set(max_snap_hz) - set(names), key=str)
+        if unknown:
+            raise QuantizationError(f"max_snap_hz names unknown segments {unknown} (segments: {list(names)})", op="snap wrap", value=unknown)
+        limits = {k: check(v, f"[{k!r}]") for k, v in max_snap_hz.items()}
+        return limits.get
+    bound = check(max_snap_hz, "")
+    return lambda name: bound
+
+
+@dataclass(frozen=True)
+class SnapResult:
+    """What :func:`snap_wraps` decided: the padded, snapped segments and everything to report."""
+
+    segments: tuple[Segment, ...]
+    notes: tuple[Note, ...]
+    snaps: tuple[ToneSnap, ...]
+    steps: tuple[FrequencyStep, ...]
+
+
+def snap_wraps(
+    segments: tuple[Segment, ...],
+    card: CardSpec,
+    n_active: int,
+    fs: float,
+    *,
+    stretch: Mapping[str, float],
+    max_snap_hz: float | Mapping[str, float] | None = None,
+    joint: str = "auto",
+    warn_snap_hz: float | None = WARN_SNAP_HZ,
+    snap: bool = True,
+) -> SnapResult:
+    """Pad every segment to a legal length and snap looped constant tones (see module doc).
+    ``stretch`` maps a segment mode to the fraction it may grow beyond its shortest legal length.
+    With ``snap=False`` segments only get their shortest legal lengths and no tone moves."""
+    if joint not in JOINTS:
+        raise QuantizationError(f"joint={joint!r} must be one of {JOINTS}", op="snap wrap", value=joint)
+    limit_of = snap_limits(max_snap_hz, tuple(s.name for s in segments))
+    lengths = {i: card.legal_length(s.n_samples, n_active) for i, s in enumerate(segments)}
+    played: dict[ToneKey, float] = {}
+    if snap:
+        for chain in _chains(segments):
+            plan = _choose_chain(segments, chain, card, n_active, fs, stretch, joint, limit_of)
+            lengths.update(plan.lengths)
+            played.update(plan.played)
+
+    notes: list[Note] = []
+    for i, seg in enumerate(segments):
+        n_new, shortest = lengths[i], card.legal_length(seg.n_samples, n_active)
+        if n_new != seg.n_samples:
+            why = ""
+            if n_new != shortest:
+                worst = max((abs(float(whole_cycle_hz(f, m, fs)) - f) for *_, f in held_tones(seg) for m in (n_new, shortest)), default=0.0)
+                now = max((abs(played[i, tone] - f) for _, tone, _, f in held_tones(seg)), default=0.0)
+                why = f"; {n_new - shortest} samples past the shortest legal length so wrap snapping needs at most {now:.1f} Hz (up to {worst:.1f} Hz otherwise)"
+            notes.append(Note("length_padded", seg.name, f"{seg.n_samples} -> {n_new} samples (+{(n_new - seg.n_samples) / fs * 1e9:.1f} ns hold at the end{why})", seg.n_samples, n_new))
+    padded = tuple(pad_segment(s, lengths[i]) for i, s in enumerate(segments))
+    if not played:
+        return SnapResult(padded, tuple(notes), (), ())
+
+    out, apply_notes, steps = _apply(padded, played)
+    snaps = []
+    for i, seg in enumerate(segments):
+        n = lengths[i]
+        moved = []
+        for ch, tone, k, f in held_tones(seg):
+            s = ToneSnap(seg.name, ch, tone, k, f, played[i, tone], n, fs)
+            snaps.append(s)
+            if s.shift_hz:
+                moved.append(s)
+                notes.append(
+                    Note(
+                        "frequency_snapped",
+                        seg.name,
+                        f"{ch} tone {k} (#{tone}): {f:.3f} -> {s.played_hz:.3f} Hz ({s.shift_hz:+.3f} Hz, {s.fraction_of_bound:.2f} of the "
+                        f"{s.bound_hz:.1f} Hz bound; {round(s.played_hz * n / fs)} cycles per {n} samples)",
+                        f,
+                        s.played_hz,
+                        ch,
+                    )
+                )
+        if moved and max(abs(s.shift_hz) for s in moved) > SUGGEST_TOLERANCE_HZ:
+            better = suggest_hold(seg, seg.n_samples, card, n_active, fs)
+            if better is not None:
+                notes.append(
+                    Note(
+                        "hold_suggestion",
+                        seg.name,
+                        f"hold {better / fs * 1e6:.6g} us ({better} samples) instead of {seg.n_samples / fs * 1e6:.6g} us and every tone needs "
+                        f"<= {SUGGEST_TOLERANCE_HZ:g} Hz of snapping (now up to {max(abs(s.shift_hz) for s in moved):.1f} Hz)",
+                        seg.n_samples,
+                        better,
+                    )
+                )
+    notes += apply_notes
+    if warn_snap_hz is not None:
+        big = [s for s in snaps if abs(s.shift_hz) > warn_snap_hz]
+        if big:
+            w = max(big, key=lambda s: abs(s.shift_hz))
+            hints = [n.detail for n in notes if n.kind == "hold_suggestion" and n.segment == w.segment]
+            warnings.warn(
+                f"wrap snapping moves {len(big)} tone(s) by more than {warn_snap_hz:g} Hz; the largest: segment {w.segment!r}, "
+                f"{_label(w.channel, w.index, w.tone)}, {w.asked_hz:.6f} -> {w.played_hz:.6f} Hz ({w.shift_hz:+.1f} Hz, "
+                f"{w.fraction_of_bound:.2f} of its {w.bound_hz:.1f} Hz bound)" + (f"; suggestion: {hints[0]}" if hints else ""),
+                SnapWarning,
+                stacklevel=3,
+            )
+    return SnapResult(out, tuple(notes), tuple(snaps), tuple(steps))

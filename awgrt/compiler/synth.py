@@ -2,7 +2,7 @@
 
 Reference synthesis is float64: each tone span contributes ``a(u) * sin(2 pi phi(k))`` where
 ``phi`` is the span's start phase plus the closed-form phase advance
-(:func:`~awgrt.compiler.shapes.phase_cycles`), reduced modulo one cycle before the sine. The sum
+(:func:`~awgrt.ir.shapes.phase_cycles`), reduced modulo one cycle before the sine. The sum
 per hardware channel is scaled by ``gain * full_scale``, clipped at ``clip * full_scale`` (every
 clipped sample counted), rounded to the nearest integer and stored as int16 with channels in
 hardware order. Work is done in blocks so memory stays bounded for long segments.
@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import AWGRTError
 from ..ir.resolved import Segment, ToneSpan
-from .shapes import amplitude_profile, phase_cycles
+from ..ir.shapes import amplitude_profile, phase_cycles
 
 #: Samples synthesised per block (bounds temporary memory per tone to a few MiB).
 BLOCK = 1 << 17

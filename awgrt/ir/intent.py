@@ -25,7 +25,7 @@ from types import MappingProxyType
 from typing import Any, ClassVar
 
 from ..card import MAX_LOOPS, MIN_LOOPS
-from ..compiler.shapes import AMP_SHAPES, FREQ_SHAPES
+from .shapes import AMP_SHAPES, FREQ_SHAPES
 from ..errors import (
     AmplitudeError,
     FrequencyError,

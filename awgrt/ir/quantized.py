@@ -12,9 +12,57 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..card import CardSpec
-from ..compiler.phases import Boundary
+from .boundary import Boundary
 from .digest import digest_of
 from .resolved import Note, Segment, ToneOrigin
+
+
+@dataclass(frozen=True)
+class ToneSnap:
+    """One constant tone of one looped segment, moved to whole cycles per pass.
+
+    ``tone`` is the program-wide tone id, ``index`` its position among the channel's tones in
+    the segment; ``asked_hz`` what the program asked, ``played_hz`` what the card plays over the
+    segment (a whole number of cycles in ``n_samples``)."""
+
+    segment: str
+    channel: str
+    tone: int
+    index: int
+    asked_hz: float
+    played_hz: float
+    n_samples: int
+    sample_rate_hz: float
+
+    @property
+    def shift_hz(self) -> float:
+        return self.played_hz - self.asked_hz
+
+    @property
+    def bound_hz(self) -> float:
+        """fs / (2 N): the most any tone must move to make whole cycles in N samples."""
+        return self.sample_rate_hz / (2 * self.n_samples)
+
+    @property
+    def fraction_of_bound(self) -> float:
+        return abs(self.shift_hz) / self.bound_hz
+
+
+@dataclass(frozen=True)
+class FrequencyStep:
+    """A tone stepping frequency, phase-continuously, where two back-to-back looped segments
+    snapped to different grids meet."""
+
+    from_segment: str
+    to_segment: str
+    channel: str
+    tone: int
+    before_hz: float
+    after_hz: float
+
+    @property
+    def size_hz(self) -> float:
+        return self.after_hz - self.before_hz
 
 
 @dataclass(frozen=True)
@@ -22,7 +70,9 @@ class QuantizedIR:
     """What you can upload (see module doc). ``n_hardware_channels`` is the number of channels
     the card enables (columns of every segment's data); ``slots`` the number of equal memory
     slots the data memory is split into; ``segment_slot[i]`` the slot of segment i (segments
-    with equal digests share one)."""
+    with equal digests share one). ``snaps`` lists every constant tone of every looped segment
+    with the frequency asked and played; ``frequency_steps`` where such a tone steps between two
+    back-to-back looped segments."""
 
     sample_rate_hz: float
     card: CardSpec
@@ -36,6 +86,8 @@ class QuantizedIR:
     boundaries: tuple[Boundary, ...]
     notes: tuple[Note, ...]
     intent_digest: str
+    snaps: tuple[ToneSnap, ...] = ()
+    frequency_steps: tuple[FrequencyStep, ...] = ()
 
     @property
     def n_samples(self) -> int:
