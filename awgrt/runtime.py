@@ -194,7 +194,13 @@ class Runtime:
         is not running and ``start`` is true. Returns the compiled program."""
         compiled, quantized, timings, notes = self._compile(program, sample_rate_hz, invariant)
         t = time.perf_counter()
-        kind, slots, steps_changed, restarted, more = self._upload(compiled)
+        try:
+            kind, slots, steps_changed, restarted, more = self._upload(compiled)
+        except BaseException:
+            # failed or interrupted part-way (Ctrl-C included): the card is stopped and the
+            # backend forgets what it held, so the next run uploads everything it needs
+            self.backend.abandon()
+            raise
         notes += more
         timings["upload"] = time.perf_counter() - t
         self.program = compiled

@@ -79,6 +79,8 @@ class Backend(Protocol):
 
     def write_steps(self, program: CompiledSequenceProgram) -> None: ...
 
+    def abandon(self) -> None: ...
+
     def start(self, *, force_trigger: bool = False) -> None: ...
 
     def force_trigger(self) -> None: ...
@@ -187,6 +189,7 @@ class BackendBase(abc.ABC):
         """Full upload: stop, check against the card, write every slot and the step table."""
         program.validate(self.card)
         self._require_config(program)
+        self.program = None  # from here on the card's memory is in flux
         self.stop()
         self._guarded("full upload", lambda: self._load(program))
         self.program = program
@@ -224,17 +227,22 @@ class BackendBase(abc.ABC):
             raise ProgramError("the memory layout (slot count or lengths) changed: needs a full upload", op=op)
 
     def _guarded(self, what: str, action: Callable[[], None]) -> None:
-        """Run an upload; on any failure stop the card and say what was being done."""
+        """Run an upload; on any failure or interrupt (any ``BaseException``) stop the card,
+        forget what is loaded (:meth:`abandon`) and re-raise: awgrt errors and interrupts as
+        they are, anything else as a :class:`~awgrt.errors.CardError` saying what was being done."""
         try:
             action()
-        except AWGRTError:
-            self._stop_quietly()
-            self.program = None
-            raise
-        except Exception as exc:
-            self._stop_quietly()
-            self.program = None
+        except BaseException as exc:
+            self.abandon()
+            if isinstance(exc, AWGRTError) or not isinstance(exc, Exception):
+                raise
             raise CardError(f"{what} failed: {exc}", code=0xFFFF) from exc
+
+    def abandon(self) -> None:
+        """Stop the card and forget what is loaded, so that the next upload is a full one. Called
+        after any failure or interrupt during an upload; never raises."""
+        self.program = None
+        self._stop_quietly()
 
     def _stop_quietly(self) -> None:
         try:
