@@ -97,3 +97,7 @@ class SnapWarning(AWGRTWarning):
 
 class SilenceWarning(AWGRTWarning):
     """A segment plays silence on a channel although its asked amplitudes are not zero."""
+
+
+class CallbackWarning(AWGRTWarning):
+    """Step callbacks fell behind (entries dropped) or could not be shut down cleanly."""

@@ -19,7 +19,19 @@ live (the output mixes old and new samples) and records that in the report.
 ``rt.last_report`` tells what each run did and how long each stage took. ``rt.on_step(name,
 fn)`` calls ``fn(StepInfo)`` whenever the sequencer enters a step playing segment ``name``; with
 ``asynchronous=True`` the call is queued to a worker thread so playback is never blocked. On the
-simulator the sample times are exact.
+simulator the sample times are exact. Each step entry is delivered once, even when a callback
+raises.
+
+The asynchronous queue holds at most ``callback_queue_size`` entries (default
+:data:`CALLBACK_QUEUE_SIZE`). **Overflow policy:** when it is full the newest entry is dropped,
+never the card's progress: drops are counted in ``rt.dropped_callbacks`` and the first drop of a
+burst raises a :class:`~awgrt.errors.CallbackWarning`.
+
+``rt.close()`` (or leaving ``with Runtime(...)``) stops the card first, then waits at most
+``close_timeout_s`` for queued asynchronous callbacks, detaches from the backend, and raises an
+:class:`~awgrt.errors.AWGRTError` naming the callbacks still running after that wait (or the first
+error an asynchronous callback raised); when an exception is already on its way out of the
+``with`` block it warns instead of masking it.
 """
 
 from __future__ import annotations
@@ -27,6 +39,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -39,13 +52,17 @@ from .compiler.quantize import quantize_resolved_ir, replace_segments
 from .compiler.report import CompileReport
 from .compiler.resolve import resolve_intent_ir
 from .compiler.synth import SynthResult
-from .errors import AWGRTError, ProgramError
+from .errors import AWGRTError, CallbackWarning, ProgramError
 from .ir.intent import IntentIR
 from .ir.quantized import QuantizedIR
 from .ir.resolved import Note, ResolvedIR
 from .program import CompiledSequenceProgram
 
 UPLOAD_KINDS = ("full", "segments", "steps", "none")
+#: Default capacity of the asynchronous step-callback queue (entries).
+CALLBACK_QUEUE_SIZE = 10_000
+#: Default seconds ``close()`` waits for queued asynchronous callbacks.
+CLOSE_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -101,9 +118,15 @@ class Runtime:
         trigger: str = "external",
         live: str = "restart",
         quantize_options: Mapping[str, object] | None = None,
+        callback_queue_size: int = CALLBACK_QUEUE_SIZE,
+        close_timeout_s: float = CLOSE_TIMEOUT_S,
     ) -> None:
         if live not in ("restart", "allow"):
             raise ProgramError(f"live={live!r} must be 'restart' or 'allow'", op="Runtime", value=live)
+        if isinstance(callback_queue_size, bool) or not isinstance(callback_queue_size, int) or callback_queue_size < 1:
+            raise ProgramError(f"callback_queue_size={callback_queue_size!r} must be an integer >= 1", op="Runtime", value=callback_queue_size)
+        if isinstance(close_timeout_s, bool) or not isinstance(close_timeout_s, (int, float)) or not 0 <= close_timeout_s < float("inf"):
+            raise ProgramError(f"close_timeout_s={close_timeout_s!r} must be a finite number of seconds >= 0", op="Runtime", value=close_timeout_s)
         self.backend = backend
         self.mapping = dict(logical_channel_to_hardware_channel) if logical_channel_to_hardware_channel else None
         self.gain, self.clip, self.full_scale = gain, clip, full_scale
@@ -119,12 +142,25 @@ class Runtime:
         self._queue: queue.Queue | None = None
         self._worker: threading.Thread | None = None
         self._async_errors: list[BaseException] = []
+        self.callback_queue_size = callback_queue_size
+        self.close_timeout_s = float(close_timeout_s)
+        #: Asynchronous step entries dropped because the queue was full (see module doc).
+        self.dropped_callbacks = 0
+        self._overflowing = False
+        self._running_callback: tuple[Callable[[StepInfo], object], StepInfo] | None = None
+        self._discard = threading.Event()
 
     def __enter__(self) -> Runtime:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        try:
+            self.close()
+        except AWGRTError as err:  # do not mask the exception already leaving the block
+            warnings.warn(f"while closing the runtime: {err}", CallbackWarning, stacklevel=2)
 
     # ------------------------------------------------------------------ run
 
@@ -281,7 +317,8 @@ class Runtime:
             self.backend.add_step_listener(self._on_notice)
             self._listening = True
         if asynchronous and self._worker is None:
-            self._queue = queue.Queue()
+            self._queue = queue.Queue(maxsize=self.callback_queue_size)
+            self._discard.clear()
             self._worker = threading.Thread(target=self._work, name="awgrt-step-callbacks", daemon=True)
             self._worker.start()
 
@@ -290,42 +327,105 @@ class Runtime:
             return
         name = self.program.steps[notice.step].name
         info = StepInfo(notice.step, name, notice.sample, notice.sample / self.program.sample_rate_hz)
+        first: BaseException | None = None
         for fn, asynchronous in self._callbacks.get(name, ()):
             if asynchronous:
-                self._queue.put((fn, info))
-            else:
+                self._enqueue(fn, info)
+                continue
+            try:
                 fn(info)
+            except Exception as exc:  # noqa: BLE001 - the other callbacks still get this entry
+                first = first or exc
+        if first is not None:
+            raise first
+
+    def _enqueue(self, fn: Callable[[StepInfo], object], info: StepInfo) -> None:
+        try:
+            self._queue.put_nowait((fn, info))
+            self._overflowing = False
+        except queue.Full:
+            self.dropped_callbacks += 1
+            if not self._overflowing:
+                self._overflowing = True
+                warnings.warn(
+                    f"asynchronous step-callback queue full ({self.callback_queue_size} entries): dropping new entries "
+                    f"(first dropped: {getattr(fn, '__name__', fn)!s} for step {info.step} {info.segment!r} at sample {info.sample})",
+                    CallbackWarning,
+                    stacklevel=2,
+                )
 
     def _work(self) -> None:
+        q = self._queue
         while True:
-            item = self._queue.get()
+            item = q.get()
             try:
                 if item is None:
                     return
+                if self._discard.is_set():
+                    continue
+                self._running_callback = item
                 fn, info = item
                 fn(info)
             except BaseException as exc:  # noqa: BLE001 - reported by flush()
                 self._async_errors.append(exc)
             finally:
-                self._queue.task_done()
+                self._running_callback = None
+                q.task_done()
 
-    def flush(self) -> None:
-        """Wait until every queued asynchronous callback has run; re-raise the first error."""
-        if self._queue is not None:
-            self._queue.join()
+    def _wait_queue(self, timeout_s: float | None) -> bool:
+        """Wait until the queue is empty and idle; False if ``timeout_s`` ran out first."""
+        q = self._queue
+        if q is None:
+            return True
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        with q.all_tasks_done:
+            while q.unfinished_tasks:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                q.all_tasks_done.wait(left)
+        return True
+
+    def flush(self, timeout_s: float | None = None) -> None:
+        """Wait until every queued asynchronous callback has run (at most ``timeout_s``, None:
+        no limit); re-raise the first error one raised."""
+        if not self._wait_queue(timeout_s):
+            raise AWGRTError(f"asynchronous step callbacks still running after {timeout_s:g} s: {self._describe_stuck()}", op="on_step")
         if self._async_errors:
             exc = self._async_errors.pop(0)
             raise AWGRTError(f"an asynchronous step callback failed: {exc!r}", op="on_step") from exc
 
+    def _describe_stuck(self) -> str:
+        running = self._running_callback
+        what = "none running"
+        if running is not None:
+            fn, info = running
+            what = f"{getattr(fn, '__qualname__', fn)!s} for step {info.step} ({info.segment!r}, sample {info.sample})"
+        waiting = self._queue.qsize() if self._queue is not None else 0
+        return f"{what}; {waiting} more queued"
+
     def close(self) -> None:
-        """Flush callbacks, stop the worker and detach from the backend (the card keeps running)."""
+        """Stop the card, wait at most ``close_timeout_s`` for queued asynchronous callbacks,
+        stop the worker and detach from the backend (see module doc)."""
+        stuck = None
         try:
-            self.flush()
+            self.backend.stop()
         finally:
             if self._worker is not None:
-                self._queue.put(None)
-                self._worker.join(timeout=5)
+                if not self._wait_queue(self.close_timeout_s):
+                    stuck = self._describe_stuck()
+                    self._discard.set()  # the worker drops what is left once the stuck call returns
+                try:
+                    self._queue.put_nowait(None)
+                except queue.Full:
+                    pass
+                self._worker.join(timeout=0 if stuck else self.close_timeout_s)
                 self._worker = None
             if self._listening:
                 self.backend.remove_step_listener(self._on_notice)
                 self._listening = False
+        if stuck:
+            raise AWGRTError(f"closed with asynchronous step callbacks still running after {self.close_timeout_s:g} s: {stuck}", op="close")
+        if self._async_errors:
+            exc = self._async_errors.pop(0)
+            raise AWGRTError(f"an asynchronous step callback failed: {exc!r}", op="on_step") from exc

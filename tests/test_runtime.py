@@ -518,7 +518,109 @@ def test_callbacks_stop_after_close():
     assert n == 2
     be.advance(samples=CB_SAMPLES - N_RENDER)  # the third wait is entered, nobody listens
     assert len(sync_seen) == len(async_seen) == n
-    assert be.is_running()  # closing the runtime leaves the card running
+    assert not be.is_running()  # closing the runtime stops the card
+
+
+def _blocking_callback(release: threading.Event, started: threading.Event):
+    def stuck(info: StepInfo) -> None:
+        started.set()
+        release.wait(30)  # long enough to be "forever" for the test; ends so the thread does
+
+    return stuck
+
+
+def test_close_with_a_blocked_async_callback_stops_the_card_and_returns_in_bounded_time():
+    import time
+
+    release, started = threading.Event(), threading.Event()
+    be = SimBackend()
+    try:
+        with pytest.raises(AWGRTError, match=r"still running after 0.2 s: .*stuck.* for step 0 \('wait'"):
+            with be, Runtime(be, close_timeout_s=0.2) as rt:
+                rt.on_step("wait", _blocking_callback(release, started), asynchronous=True)
+                rt.run(program(), sample_rate_hz=FS)
+                be.schedule_trigger(0)
+                be.advance(samples=N_RENDER)
+                assert started.wait(5)
+                t0 = time.monotonic()
+        assert time.monotonic() - t0 < 2.0
+        assert not be.is_running()
+    finally:
+        release.set()
+
+
+def test_a_blocked_callback_does_not_mask_an_error_leaving_the_block():
+    release, started = threading.Event(), threading.Event()
+    be = SimBackend()
+    try:
+        with pytest.raises(KeyError), pytest.warns(awgrt.errors.CallbackWarning, match="still running"):
+            with Runtime(be, close_timeout_s=0.1) as rt:
+                rt.on_step("wait", _blocking_callback(release, started), asynchronous=True)
+                rt.run(program(), sample_rate_hz=FS)
+                be.schedule_trigger(0)
+                be.advance(samples=N_RENDER)
+                assert started.wait(5)
+                raise KeyError("the user's own error")
+        assert not be.is_running()
+    finally:
+        release.set()
+
+
+def _ring_1us():
+    return (
+        AWGProgramBuilder()
+        .logical_channel("H")
+        .define("d", logical_channel="H", freqs=[100e6], amps=[0.3], phases=[0.0])
+        .segment("a")
+        .tones("H")
+        .use_def("d")
+        .hold(time=0.6144e-6)
+        .segment("b")
+        .hold(time=0.6144e-6)
+    )
+
+
+def test_async_callback_queue_is_bounded_and_counts_what_it_drops():
+    release, started = threading.Event(), threading.Event()
+    be = SimBackend()
+    rt = Runtime(be, trigger="software", callback_queue_size=500, close_timeout_s=0.1)
+    try:
+        rt.on_step("a", _blocking_callback(release, started), asynchronous=True)
+        rt.run(_ring_1us(), sample_rate_hz=FS, force_trigger=True)
+        with pytest.warns(awgrt.errors.CallbackWarning, match="queue full"):
+            be.advance(seconds=0.01)  # ~8000 entries of 'a' while the first callback blocks
+        assert started.is_set()
+        assert rt._queue.qsize() <= 500
+        events = be.events
+        entered = sum(1 for e in events if e.segment == events[0].segment)
+        assert rt.dropped_callbacks == entered - 500 - 1  # one running, 500 queued, the rest dropped
+    finally:
+        release.set()
+        rt.flush(timeout_s=10)
+        rt.close()
+
+
+def test_a_synchronous_callback_that_raises_is_not_delivered_again():
+    be = SimBackend()
+    rt = Runtime(be)
+    calls: list[StepInfo] = []
+    others: list[StepInfo] = []
+
+    def fails_once(info: StepInfo) -> None:
+        calls.append(info)
+        if len(calls) == 1:
+            raise RuntimeError("callback failed")
+
+    rt.on_step("wait", fails_once)
+    rt.on_step("wait", others.append)
+    rt.run(program(), sample_rate_hz=FS)
+    for t in CB_TRIGGERS:
+        be.schedule_trigger(t)
+    with pytest.raises(RuntimeError, match="callback failed"):
+        be.advance(samples=N_RENDER)
+    be.advance(samples=CB_SAMPLES - N_RENDER)
+    assert len(calls) == len(set(calls)) == len(others) == 3  # every entry once, to every callback
+    assert calls == others
 
 
 # =============================================================================== backend protocol

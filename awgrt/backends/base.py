@@ -268,9 +268,17 @@ class BackendBase(abc.ABC):
         self._listeners.remove(fn)
 
     def _notify(self, notices: Sequence[StepNotice]) -> None:
+        """Deliver every notice to every listener exactly once; a listener that raises does not
+        stop the others, and the first error is re-raised after all were delivered."""
+        first: BaseException | None = None
         for notice in notices:
             for fn in list(self._listeners):
-                fn(notice)
+                try:
+                    fn(notice)
+                except Exception as exc:  # noqa: BLE001 - re-raised below, once
+                    first = first or exc
+        if first is not None:
+            raise first
 
     # ------------------------------------------------------------------ card operations
 

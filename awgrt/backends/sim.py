@@ -72,11 +72,11 @@ class SimBackend(BackendBase):
         return [StepNotice(e.sample - base, e.step, e.segment) for e in self.sim.events_between(base, self.sim.now)]
 
     def _emit(self) -> None:
+        since, self._notified = self._notified, self.sim.now  # delivered once, even if a listener raises
         if self._listeners and self.start_sample is not None:
             base = self.start_sample
-            new = self.sim.events_between(max(self._notified, base), self.sim.now)
+            new = self.sim.events_between(max(since, base), self.sim.now)
             self._notify([StepNotice(e.sample - base, e.step, e.segment) for e in new])
-        self._notified = self.sim.now
 
     # ------------------------------------------------------------------ card operations
 
