@@ -19,7 +19,7 @@ segment lasts as long as its longest channel; shorter ones hold their last state
 from __future__ import annotations
 
 import numbers
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from .errors import ProgramError
 from .ir.intent import (
@@ -44,7 +44,8 @@ def _segment_name(builder: AWGProgramBuilder) -> str | None:
 
 
 def _floats(values: float | Iterable[float], what: str, op: str, segment: str | None = None) -> tuple[float, ...]:
-    """Numbers as a tuple of floats; anything else is a :class:`ProgramError` naming the op."""
+    """Numbers (numpy scalars included) as a tuple of floats; anything else, or a number too
+    large for a float, is a :class:`ProgramError` naming the op."""
     seq = [values] if isinstance(values, numbers.Real) or isinstance(values, str) or values is None else values
     try:
         seq = list(seq)
@@ -53,22 +54,64 @@ def _floats(values: float | Iterable[float], what: str, op: str, segment: str | 
         return tuple(float(v) for v in seq)
     except TypeError:
         raise ProgramError(f"{what}={values!r} must be a number or a list of numbers", segment=segment, op=op, value=values) from None
+    except OverflowError:
+        raise ProgramError(f"{what}={_short(values)} is too large for a float", segment=segment, op=op, value=values) from None
+
+
+def _short(value: object) -> str:
+    """``repr(value)``, with a huge integer shown by its number of digits."""
+    if isinstance(value, numbers.Integral) and abs(int(value)) > 10**20:
+        return f"<an integer of {len(str(abs(int(value))))} digits>"
+    return repr(value)
 
 
 def _float(value: float, what: str, op: str, segment: str | None = None) -> float:
     """One number as a float, or a :class:`ProgramError` naming the op."""
     if isinstance(value, (bool, str)) or not isinstance(value, numbers.Real):
         raise ProgramError(f"{what}={value!r} must be a number", segment=segment, op=op, value=value)
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:
+        raise ProgramError(f"{what}={_short(value)} is too large for a float", segment=segment, op=op, value=value) from None
+
+
+def _segment_phases(phases: object, segment: str) -> dict[str, tuple[float, ...]] | None:
+    """``phases=`` of a segment: {channel: [rad, ...]}, or a :class:`ProgramError`."""
+    if phases is None:
+        return None
+    if not isinstance(phases, Mapping):
+        raise ProgramError(
+            f"phases={phases!r} must map each channel to its tones' start phases in radians, e.g. {{'H': [0.0, 1.57]}}",
+            segment=segment,
+            op="segment phases",
+            value=phases,
+        )
+    return {k: _floats(v, "phases", "segment phases", segment) for k, v in phases.items()}
+
+
+def _index(v: object) -> object:
+    """An index as an int when it is an integral number (numpy scalars and 2.0 included);
+    anything else passes through to be rejected, with the op named, by the intent checks."""
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        return v
+    if isinstance(v, numbers.Integral):
+        return int(v)
+    try:
+        return int(v) if float(v).is_integer() else v
+    except (OverflowError, ValueError):
+        return v
 
 
 def _ints(values: int | Sequence[int] | None) -> tuple[int, ...] | None:
-    """Indices as a tuple of ints (numpy integers accepted); other values pass through to be
-    rejected, with the op named, by the intent checks."""
+    """Indices as a tuple (see :func:`_index`); a single number stands for a list of one."""
     if values is None:
         return None
-    seq = [values] if isinstance(values, numbers.Integral) else list(values)
-    return tuple(int(v) if isinstance(v, numbers.Integral) and not isinstance(v, bool) else v for v in seq)
+    if isinstance(values, (numbers.Real, str, bytes)):
+        return (_index(values),)
+    try:
+        return tuple(_index(v) for v in values)
+    except TypeError:
+        return (values,)
 
 
 class AWGProgramBuilder:
@@ -135,7 +178,7 @@ class AWGProgramBuilder:
                 mode=mode,
                 loops=int(loops) if isinstance(loops, numbers.Integral) and not isinstance(loops, bool) else loops,
                 phase_mode=phase_mode,
-                phases=None if phases is None else {k: _floats(v, "phases", "segment phases", str(name)) for k, v in phases.items()},
+                phases=_segment_phases(phases, str(name)),
                 ops=[],
             )
         )

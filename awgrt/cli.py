@@ -82,7 +82,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    intent = IntentIR.from_json(Path(args.program).read_text())
+    try:
+        text = Path(args.program).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AWGRTError(f"cannot read the program file {args.program!r}: {exc.strerror if isinstance(exc, OSError) else exc}", value=args.program) from None
+    intent = IntentIR.from_json(text)
     return _finish(_compile(intent, args), args)
 
 

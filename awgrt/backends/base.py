@@ -13,6 +13,7 @@ running.
 from __future__ import annotations
 
 import abc
+import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -152,12 +153,17 @@ class BackendBase(abc.ABC):
         problem = self.card.sample_rate_problem(sample_rate_hz)
         if problem:
             raise ProgramError(problem, op="configure", value=sample_rate_hz)
-        if channels not in self.card.channel_counts:
+        if isinstance(channels, bool) or not isinstance(channels, numbers.Integral) or channels not in self.card.channel_counts:
             raise ProgramError(f"{channels} channels: {self.card.name} runs with {list(self.card.channel_counts)}", op="configure", value=channels)
-        amps = (amplitude_mv,) * channels if isinstance(amplitude_mv, (int, float)) else tuple(amplitude_mv)
-        levels_in = [stop_level] * channels if isinstance(stop_level, (str, StopLevel)) else list(stop_level)
+        channels = int(channels)
+        try:
+            amps = (amplitude_mv,) * channels if isinstance(amplitude_mv, numbers.Real) else tuple(amplitude_mv)
+            levels_in = [stop_level] * channels if isinstance(stop_level, (str, StopLevel)) else list(stop_level)
+        except TypeError:
+            raise ProgramError(f"amplitude_mv={amplitude_mv!r} / stop_level={stop_level!r}: give one value or a list", op="configure") from None
         if len(amps) != channels or len(levels_in) != channels:
             raise ProgramError(f"give one amplitude and stop level, or one per channel ({channels})", op="configure", value=(amps, levels_in))
+        amps = tuple(int(mv) if isinstance(mv, numbers.Integral) and not isinstance(mv, bool) else mv for mv in amps)
         for mv in amps:
             if isinstance(mv, bool) or not isinstance(mv, int) or not self.card.min_amplitude_mv <= mv <= self.card.max_amplitude_mv:
                 raise ProgramError(

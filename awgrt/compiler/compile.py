@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 
 from ..errors import ClipError, ProgramError, SilenceWarning
@@ -24,6 +25,16 @@ def _segment_samples(
         cache[key] = synthesize(seg, q.sample_rate_hz, dict(q.hardware_channels), q.n_hardware_channels, gain=gain, clip=clip, full_scale=full_scale)
         synthesised.append(seg.name)
     return cache[key]
+
+
+#: Largest gain accepted: far beyond any use (amplitudes are fractions of full scale), small
+#: enough that samples stay finite in float64.
+MAX_GAIN = 1e6
+
+
+def _real(x: object) -> bool:
+    """A finite real number (numpy scalars included, bool not)."""
+    return not isinstance(x, bool) and isinstance(x, numbers.Real) and math.isfinite(float(x))
 
 
 def _silent_channels(q: QuantizedIR, by_slot: dict[int, CompiledSegment]) -> tuple[Note, ...]:
@@ -59,15 +70,16 @@ def compile_sequence_program(
     to earlier results: segments found there are not synthesised again (the runtime uses this).
     With ``progress`` a bar is drawn on stderr once synthesis has taken more than a second.
     """
-    if not (isinstance(gain, (int, float)) and math.isfinite(gain) and gain > 0):
-        raise ProgramError(f"gain={gain!r} must be finite and > 0", op="compile", value=gain)
-    if not (isinstance(clip, (int, float)) and 0 < clip <= 1):
+    if not (_real(gain) and 0 < gain <= MAX_GAIN):
+        raise ProgramError(f"gain={gain!r} must be a number in (0, {MAX_GAIN:g}]", op="compile", value=gain)
+    if not (_real(clip) and 0 < clip <= 1):
         raise ProgramError(f"clip={clip!r} must be in (0, 1] (fraction of full scale)", op="compile", value=clip)
-    if not (isinstance(full_scale, int) and 0 < full_scale <= 32767):
+    if not (isinstance(full_scale, numbers.Integral) and not isinstance(full_scale, bool) and 0 < full_scale <= 32767):
         raise ProgramError(f"full_scale={full_scale!r} must be an integer in 1..32767", op="compile", value=full_scale)
     if clip_policy not in ("count", "error"):
         raise ProgramError(f"clip_policy={clip_policy!r} must be 'count' or 'error'", op="compile", value=clip_policy)
 
+    gain, clip, full_scale = float(gain), float(clip), int(full_scale)
     cache = {} if cache is None else cache
     hw = dict(quantized.hardware_channels)
     by_slot: dict[int, CompiledSegment] = {}

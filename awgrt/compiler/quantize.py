@@ -28,6 +28,7 @@ from dataclasses import replace
 from types import MappingProxyType
 
 import math
+import numbers
 
 import numpy as np
 
@@ -46,6 +47,8 @@ def _card(card: CardSpec | str | None) -> CardSpec:
         if card not in CARDS:
             raise CardLimitError(f"unknown card {card!r} (known: {', '.join(CARDS)})", value=card)
         return CARDS[card]
+    if not isinstance(card, CardSpec):
+        raise ProgramError(f"card={card!r} must be a card name ({', '.join(CARDS)}) or a CardSpec", op="quantize", value=card)
     return card
 
 
@@ -53,7 +56,13 @@ def map_channels(logical: tuple[str, ...], mapping: Mapping[str, int] | None, ca
     """Check the logical -> hardware map; return it, the enabled channel count and notes."""
     if mapping is None:
         mapping = {ch: i for i, ch in enumerate(logical)}
-    mapping = dict(mapping)
+    if not isinstance(mapping, Mapping):
+        raise ProgramError(
+            f"the hardware map {mapping!r} must map logical channel names to hardware channels, e.g. {{'H': 0, 'V': 1}}",
+            op="map channels",
+            value=mapping,
+        )
+    mapping = {k: int(v) if isinstance(v, numbers.Integral) and not isinstance(v, bool) else v for k, v in mapping.items()}
     unknown = sorted(set(mapping) - set(logical))
     if unknown:
         raise ProgramError(f"hardware map names unknown logical channels {unknown} (declared: {list(logical)})", op="map channels", value=unknown)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+import numbers
 from fractions import Fraction
 from types import MappingProxyType
 
@@ -42,6 +43,10 @@ from ..ir.shapes import CONSTANT, check_amp_shape
 
 #: A realised op length further than this from the requested one (in samples) is reported.
 ROUNDING_REPORT_SAMPLES = 1e-6
+
+
+#: Sample counts are int64; no segment may end later than this (cards hold ~2**31 samples).
+MAX_SAMPLES = 2**62
 
 
 def time_to_samples(time_s: float, sample_rate_hz: float) -> int:
@@ -176,6 +181,14 @@ class _Walker:
         for p in pieces:
             n0 = time_to_samples(p.t0, self.fs)
             n1 = time_to_samples(p.t1, self.fs)
+            if n1 > MAX_SAMPLES:
+                raise TimingError(
+                    f"ends {float(p.t1):.6g} s after the segment start, a {len(str(n1))}-digit number of samples at {self.fs:g} S/s: beyond the {MAX_SAMPLES:.3g} "
+                    f"samples any segment can count (no card holds a fraction of that)",
+                    segment=seg,
+                    op=p.op,
+                    value=p.requested_s,
+                )
             n = n1 - n0
             if p.requested_s is not None:
                 wanted = float(Fraction(p.requested_s) * Fraction(self.fs))
@@ -250,7 +263,7 @@ class _Walker:
 
 def resolve_intent_ir(intent: IntentIR, sample_rate_hz: float) -> ResolvedIR:
     """Resolve ``intent`` at ``sample_rate_hz`` (see module docstring for the rounding rule)."""
-    if not isinstance(sample_rate_hz, (int, float)) or not math.isfinite(sample_rate_hz) or sample_rate_hz <= 0:
+    if isinstance(sample_rate_hz, bool) or not isinstance(sample_rate_hz, numbers.Real) or not math.isfinite(sample_rate_hz) or sample_rate_hz <= 0:
         raise TimingError(f"sample_rate_hz={sample_rate_hz!r} must be finite and > 0", value=sample_rate_hz)
     sample_rate_hz = float(sample_rate_hz)
     walker = _Walker(intent, sample_rate_hz)

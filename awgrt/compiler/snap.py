@@ -57,7 +57,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..card import CardSpec
-from ..errors import FrequencyError, QuantizationError, SnapWarning
+from ..errors import CardLimitError, FrequencyError, QuantizationError, SnapWarning
 from ..ir.quantized import FrequencyStep, ToneSnap
 from ..ir.resolved import ChannelTrack, Note, Piece, Segment
 
@@ -71,6 +71,8 @@ WARN_SNAP_HZ = 10e3
 SUGGEST_TOLERANCE_HZ = 100.0
 #: ... up to this fraction longer than the hold asked for.
 SUGGEST_RANGE = 0.10
+#: Most stretched lengths examined for one looped segment (beyond that its grid is below 4 Hz).
+_MAX_LENGTH_CANDIDATES = 100_000
 #: Most candidate lengths a hold suggestion examines.
 _SUGGEST_MAX_CANDIDATES = 100_000
 
@@ -266,13 +268,33 @@ def _plan_chain(
     return plan
 
 
+def check_capacity(segments: tuple[Segment, ...], lengths: Mapping[int, int], card: CardSpec, n_active: int) -> None:
+    """Raise :class:`~awgrt.errors.CardLimitError` for a segment longer than the largest memory
+    slot the card can ever offer (its memory split into the fewest slots), before any work that
+    scales with its length."""
+    largest = card.max_segment_length(n_active, card.slot_count(1))
+    for i, seg in enumerate(segments):
+        if lengths[i] > largest:
+            raise CardLimitError(
+                f"{lengths[i]} samples ({lengths[i] / largest:.3g} times the most it can hold) do not fit: {card.name} with "
+                f"{n_active} channel(s) holds at most {largest} samples in one segment ({largest * 2 * n_active / 2**20:.0f} MiB, memory split into "
+                f"{card.slot_count(1)} slots)",
+                segment=seg.name,
+                op="segment length",
+                value=lengths[i],
+            )
+
+
 def _length_candidates(seg: Segment, card: CardSpec, n_active: int, fs: float, stretch: float) -> list[int]:
     """Legal lengths ``seg`` may take, best for its own tones first (ties: shorter first)."""
     n = card.legal_length(seg.n_samples, n_active)
     if stretch <= 0:
         return [n]
     g = card.segment_granularity
-    longest = max(n, int(seg.n_samples * (1 + stretch)) // g * g)
+    largest = card.max_segment_length(n_active, card.slot_count(1))
+    longest = min(largest, max(n, int(seg.n_samples * (1 + stretch)) // g * g))
+    if (longest - n) // g > _MAX_LENGTH_CANDIDATES:  # a very long hold: its own grid is already fine
+        return [n]
     lengths = np.arange(n, longest + 1, g)
     freqs = np.array([f for *_, f in held_tones(seg)])
     if freqs.size == 0:
@@ -511,6 +533,7 @@ def snap_wraps(
         raise QuantizationError(f"joint={joint!r} must be one of {JOINTS}", op="snap wrap", value=joint)
     limit_of = snap_limits(max_snap_hz, tuple(s.name for s in segments))
     lengths = {i: card.legal_length(s.n_samples, n_active) for i, s in enumerate(segments)}
+    check_capacity(segments, lengths, card, n_active)
     played: dict[ToneKey, float] = {}
     if snap:
         for chain in _chains(segments):

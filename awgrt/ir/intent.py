@@ -19,14 +19,15 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, ClassVar
 
 from ..card import MAX_LOOPS, MIN_LOOPS
-from .shapes import AMP_SHAPES, FREQ_SHAPES
 from ..errors import (
+    AWGRTError,
     AmplitudeError,
     FrequencyError,
     ProgramError,
@@ -34,6 +35,7 @@ from ..errors import (
     TimingError,
 )
 from .digest import canonical_json, digest_of, to_plain
+from .shapes import AMP_SHAPES, FREQ_SHAPES
 
 SCHEMA = "awgrt.intent"
 SCHEMA_VERSION = 1
@@ -44,7 +46,13 @@ LAST_STEP_MODES = ("ring", "end")
 
 
 def _finite(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+    """A real number (numpy scalars included, bool not) that is finite as a float."""
+    if isinstance(x, bool) or not isinstance(x, numbers.Real):
+        return False
+    try:
+        return math.isfinite(float(x))
+    except OverflowError:
+        return False
 
 
 def check_time(time_s: Any, *, segment: str | None, op: str | None) -> None:
@@ -68,7 +76,7 @@ def check_amp(amp: Any, *, segment: str | None, op: str | None) -> None:
 def _check_indices(name: str, idxs: Any, *, segment: str, op: str) -> None:
     if idxs is None:
         return
-    if not idxs or any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in idxs):
+    if isinstance(idxs, (str, bytes)) or not isinstance(idxs, (tuple, list)) or not idxs or any(isinstance(i, bool) or not isinstance(i, numbers.Integral) or i < 0 for i in idxs):
         raise ProgramError(f"{name}={idxs!r} must be a non-empty list of tone indices >= 0", segment=segment, op=op, value=idxs)
     if len(set(idxs)) != len(idxs):
         raise ProgramError(f"{name}={idxs!r} repeats an index", segment=segment, op=op, value=idxs)
@@ -314,6 +322,14 @@ class IntentSegment:
 
     def __post_init__(self) -> None:
         if self.phases is not None:
+            ok = isinstance(self.phases, Mapping) and all(isinstance(v, (list, tuple)) for v in self.phases.values())
+            if not ok:
+                raise ProgramError(
+                    f"phases={self.phases!r} must map each channel to its tones' start phases in radians, e.g. {{'H': [0.0, 1.57]}}",
+                    segment=self.name,
+                    op="segment phases",
+                    value=self.phases,
+                )
             object.__setattr__(self, "phases", MappingProxyType({k: tuple(v) for k, v in self.phases.items()}))
 
     def check(self, ir: IntentIR) -> None:
@@ -397,9 +413,12 @@ class IntentIR:
     @classmethod
     def from_json(cls, text: str) -> IntentIR:
         try:
-            return cls.from_dict(json.loads(text))
+            data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise SerializationError(f"not valid JSON: {exc}") from exc
+        except RecursionError:
+            raise SerializationError("JSON nested too deeply to be an awgrt intent program") from None
+        return cls.from_dict(data)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> IntentIR:
@@ -422,7 +441,9 @@ class IntentIR:
                 last_step=data["last_step"],
                 schema_version=data["schema_version"],
             )
-        except (KeyError, TypeError) as exc:
+        except AWGRTError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
             raise SerializationError(f"malformed intent program: {exc!r}") from exc
 
     @property
@@ -451,8 +472,12 @@ class IntentIR:
 
 
 def _segment_from_dict(s: dict[str, Any]) -> IntentSegment:
+    if not isinstance(s, dict):
+        raise SerializationError(f"a segment must be a JSON object, got {type(s).__name__}", value=s)
     ops = []
-    for o in s["ops"]:
+    for i, o in enumerate(s["ops"]):
+        if not isinstance(o, dict) or "op" not in o:
+            raise SerializationError(f"op #{i} must be a JSON object with an 'op' field, got {o!r}", segment=s.get("name"), op=f"#{i}", value=o)
         o = dict(o)
         kind = o.pop("op")
         if kind not in OPS:
@@ -465,5 +490,5 @@ def _segment_from_dict(s: dict[str, Any]) -> IntentSegment:
         loops=s["loops"],
         phase_mode=s["phase_mode"],
         ops=tuple(ops),
-        phases=None if phases is None else {k: tuple(v) for k, v in phases.items()},
+        phases=phases if not isinstance(phases, dict) else {k: tuple(v) if isinstance(v, list) else v for k, v in phases.items()},
     )
