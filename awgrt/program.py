@@ -7,7 +7,6 @@ and the step table (:class:`SequenceStep`), plus the report of everything the co
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ import numpy as np
 from .card import CARDS, CardSpec, encode_step_entry
 from .errors import CardLimitError, SerializationError
 from .ir.digest import digest_of
+from .savefile import SaveFile, check_value, need
 
 SAVE_SCHEMA = "awgrt.compiled"
 SAVE_VERSION = 1
@@ -183,29 +183,50 @@ class CompiledSequenceProgram:
 
     @classmethod
     def load(cls, path: str | Path, card: CardSpec | None = None) -> CompiledSequenceProgram:
-        """Read a program written by :meth:`save`."""
-        try:
-            with np.load(io.BytesIO(Path(path).read_bytes())) as z:
-                meta = json.loads(bytes(z["meta"]).decode())
-                if meta.get("schema") != SAVE_SCHEMA or meta.get("schema_version") != SAVE_VERSION:
-                    raise SerializationError(f"{path}: not an awgrt compiled program of version {SAVE_VERSION}")
-                segments = []
-                for i, s in enumerate(meta["segments"]):
-                    data = np.array(z[f"seg{i}"], dtype=np.int16)
-                    data.flags.writeable = False
-                    segments.append(CompiledSegment(s["name"], data, s["digest"], tuple(s["names"]), tuple(s["clipped"])))
-        except (OSError, ValueError, KeyError) as exc:
-            raise SerializationError(f"cannot read {path}: {exc}") from exc
+        """Read a program written by :meth:`save`, checking everything in it as untrusted input
+        (see :mod:`awgrt.savefile`): a :class:`~awgrt.errors.SerializationError` names the file
+        and the field of any problem. The result is not validated against a card: call
+        :meth:`validate`."""
+        with SaveFile(path) as f:
+            meta = f.meta()
+            if meta.get("schema") != SAVE_SCHEMA or meta.get("schema_version") != SAVE_VERSION:
+                raise f.fail("meta.schema", f"not an awgrt compiled program of version {SAVE_VERSION}", meta.get("schema"))
+            fs = need(f, meta, "sample_rate_hz", "real")
+            n_channels = need(f, meta, "n_channels", "int")
+            if not 1 <= n_channels <= 64:
+                raise f.fail("meta.n_channels", f"{n_channels} is not a channel count", n_channels)
+            start_step = need(f, meta, "start_step", "int")
+            hw = need(f, meta, "hardware_channels", "dict")
+            for k, v in hw.items():
+                check_value(f, f"meta.hardware_channels[{k!r}]", v, "int")
+            card_name = need(f, meta, "card", "str")
+            seg_meta = need(f, meta, "segments", "list")
+            segments = []
+            for i, s in enumerate(seg_meta):
+                where = f"meta.segments[{i}]"
+                check_value(f, where, s, "dict")
+                name = check_value(f, f"{where}.name", s.get("name"), "str")
+                digest = check_value(f, f"{where}.digest", s.get("digest"), "str")
+                names = tuple(check_value(f, f"{where}.names", n, "str") for n in check_value(f, f"{where}.names", s.get("names"), "list"))
+                clipped = tuple(check_value(f, f"{where}.clipped", c, "int") for c in check_value(f, f"{where}.clipped", s.get("clipped"), "list"))
+                segments.append(CompiledSegment(name, f.samples(f"seg{i}", n_channels), digest, names, clipped))
+            steps = []
+            for i, st in enumerate(need(f, meta, "steps", "list")):
+                where = f"meta.steps[{i}]"
+                if not isinstance(st, list) or len(st) != 6:
+                    raise f.fail(where, f"must be [segment, next, loops, on_trigger, end, name], got {st!r}"[:200])
+                kinds = ("int", "int", "int", "bool", "bool", "str")
+                steps.append(SequenceStep(*(check_value(f, where, v, k) for v, k in zip(st, kinds))))
         if card is None:
-            card = CARDS.get(meta["card"])
+            card = CARDS.get(card_name)
             if card is None:
-                raise SerializationError(f"{path}: card {meta['card']!r} unknown here; pass card=")
+                raise SerializationError(f"{path}: card {card_name!r} unknown here; pass card=", op="load meta.card", value=card_name)
         return cls(
-            sample_rate_hz=meta["sample_rate_hz"],
-            n_channels=meta["n_channels"],
+            sample_rate_hz=float(fs),
+            n_channels=n_channels,
             segments=tuple(segments),
-            steps=tuple(SequenceStep(*st) for st in meta["steps"]),
-            start_step=meta["start_step"],
-            hardware_channels=meta["hardware_channels"],
+            steps=tuple(steps),
+            start_step=start_step,
+            hardware_channels=hw,
             card=card,
         )
