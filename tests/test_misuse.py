@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
 from awgrt import CARDS, AWGProgramBuilder, IntentIR, compile_sequence_program, quantize_resolved_ir
@@ -214,9 +214,30 @@ def test_fuzz_builder_calls_give_an_awgrt_error_or_a_valid_program(data):
         event(f"refused: {type(exc).__name__}")
         return
     event("compiled")
+    note(b.build_intent_ir().to_json(indent=None))
+    note(str(program.report))
     program.validate(card)
     clip_level = math.floor(0.9 * 32767) + 1
     for seg in program.segments:
         data_ = np.asarray(seg.data)
         assert data_.dtype == np.int16 and np.abs(data_.astype(int)).max() <= clip_level
     assert all(math.isfinite(s.peak) for s in program.report.segments)
+
+
+def test_an_exp_ramp_from_a_subnormal_amplitude_stays_finite():
+    b = (
+        AWGProgramBuilder()
+        .logical_channel("H")
+        .define("d", logical_channel="H", freqs=[90e6], amps=[5e-324], phases=[0.0])
+        .segment("s")
+        .tones("H")
+        .use_def("d")
+        .ramp_amp_to(amps=0.5, time=1e-6, kind="exp")
+    )
+    program = compile_sequence_program(quantize_resolved_ir(b.build_resolved_ir(sample_rate_hz=FS)), progress=False)
+    data = np.asarray(program.segments[0].data)[:, 0].astype(float)
+    assert math.isfinite(program.report.segments[0].peak) and program.report.segments[0].clipped == 0
+    n = 625
+    k = np.arange(n)
+    want = np.exp(np.log(5e-324) + k / n * (np.log(0.5) - np.log(5e-324))) * np.sin(2 * np.pi * 90e6 / FS * k) * 32767
+    assert np.abs(data[:n] - np.rint(want)).max() <= 1

@@ -10,6 +10,7 @@ hardware order. Work is done in blocks so memory stays bounded for long segments
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -98,4 +99,6 @@ def synthesize(segment: Segment, sample_rate_hz: float, hardware: dict[str, int]
     if any(s.phase0_cycles is None for t in segment.tracks for p in t.pieces for s in p.tones):
         raise AWGRTError("segment has unassigned phases: synthesise a quantized IR", segment=segment.name, op="synthesize")
     data, clipped, peak = to_int16(reference(segment, sample_rate_hz, hardware, n_hw), gain=gain, clip=clip, full_scale=full_scale)
+    if not all(math.isfinite(p) for p in peak):
+        raise AWGRTError(f"synthesis produced non-finite samples (peak {max(peak)}); no int16 can represent them", segment=segment.name, op="synthesize", value=max(peak))
     return SynthResult(data, clipped, peak)

@@ -64,8 +64,9 @@ def amplitude_profile(a0: float, a1: float, kind: str, u: Array) -> Array:
     """Amplitude at normalised times u of a ramp a0 -> a1 of the given kind."""
     if a0 == a1:
         return np.full_like(u, a0, dtype=np.float64)
-    if kind == "exp":
-        return a0 * np.exp(u * np.log(a1 / a0))
+    if kind == "exp":  # in the log domain, so subnormal ends cannot overflow a1 / a0
+        la0, la1 = np.log(a0), np.log(a1)
+        return np.exp(la0 + u * (la1 - la0))
     return a0 + (a1 - a0) * FREQ_SHAPES[kind].progress(u)
 
 
