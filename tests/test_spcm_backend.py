@@ -321,3 +321,92 @@ def test_a_card_held_by_another_process_fails_fast(tmp_path):
     lock = _CardLock("lock-test-card")
     lock.acquire()  # free again once the other process ended
     lock.release()
+
+
+# ------------------------------------------------------------------------------ the card lock
+
+
+def test_the_lock_is_keyed_by_serial_number_however_the_card_is_named(emu):
+    import os
+
+    keys = []
+    for kwargs in ({"device": "/dev/spcm0"}, {}, {"serial_number": 10000}):
+        with SpcmBackend(**kwargs) as be:
+            keys.append((be._lock.key, be._lock.path))
+            # while it is open, naming the same card any other way cannot open it again ...
+            for other in ({"device": "/dev/spcm0"}, {"serial_number": 10000}):
+                with pytest.raises(CardError, match="already open in this process"):
+                    SpcmBackend(**other).open()
+            # ... and "the first AWG" is then the other card of the emulation
+            with SpcmBackend() as second:
+                assert second._lock.key.startswith("serial 10001 ")
+            assert be._card is not None
+    assert len(set(keys)) == 1
+    assert keys[0][0] == f"serial 10000 (emulated in process {os.getpid()})"
+
+
+def test_a_planted_symlink_is_refused_and_its_target_untouched(tmp_path):
+    from awgrt.backends.spcm import _CardLock
+
+    lock = _CardLock("symlink-test-card")
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me")
+    for planted in (lock.path, lock.owner_path):
+        for p in (lock.path, lock.owner_path):
+            if p.is_symlink() or p.exists():
+                p.unlink()
+        planted.symlink_to(target)
+        try:
+            try:
+                lock.acquire()
+            except CardError as exc:
+                assert str(lock.path) in str(exc)
+            else:
+                lock.release()
+            assert target.read_text() == "keep me"
+        finally:
+            planted.unlink()
+    assert lock.path.is_symlink() is False
+
+
+def test_every_os_error_becomes_a_card_error_naming_the_lock_file():
+    from awgrt.backends.spcm import _CardLock
+
+    lock = _CardLock("directory-test-card")
+    if lock.path.exists():
+        lock.path.unlink()
+    lock.path.mkdir()
+    try:
+        with pytest.raises(CardError) as exc:
+            lock.acquire()
+        assert str(lock.path) in str(exc.value)
+    finally:
+        lock.path.rmdir()
+
+
+def test_a_lock_left_by_a_killed_process_does_not_block():
+    import signal
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "from awgrt.backends.spcm import _CardLock; import sys; _CardLock('kill-test-card').acquire(); print('held', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline().strip() == "held"
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(timeout=10)
+    from awgrt.backends.spcm import _CardLock
+
+    lock = _CardLock("kill-test-card")
+    lock.acquire()
+    lock.release()
+
+
+def test_no_module_needs_fcntl():
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "awgrt"
+    for path in root.rglob("*.py"):
+        assert not re.search(r"^\s*(import fcntl|from fcntl import)", path.read_text(), re.M), path

@@ -53,42 +53,77 @@ def import_spcm():
 
 
 class _CardLock:
-    """One process per card: an exclusive lock file per device, plus a per-process registry."""
+    """One process per card: an exclusive ``filelock`` lock per card (keyed by its serial
+    number), plus a per-process registry.
+
+    The lock lives in the system's temporary directory. ``filelock`` refuses to open a lock path
+    that is a symlink, so a link planted there cannot redirect a write; the owner note beside it
+    is written with ``O_NOFOLLOW`` for the same reason. The operating system releases the lock
+    when its process dies, so a killed process never blocks the next one. Every ``OSError``
+    becomes a :class:`~awgrt.errors.CardError` naming the lock file.
+    """
 
     def __init__(self, key: str) -> None:
         self.key = key
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", key)
         self.path = Path(tempfile.gettempdir()) / f"awgrt-spcm-{safe}.lock"
-        self._fh = None
+        self.owner_path = self.path.with_suffix(".owner")
+        self._lock = None
+
+    def _fail(self, problem: str) -> CardError:
+        return CardError(f"card {self.key!r}: {problem} (lock file {self.path})", code=None, op="open")
 
     def acquire(self) -> None:
-        import fcntl
+        import filelock  # noqa: PLC0415 - only SpcmBackend needs it
 
         if self.key in _OPEN_IN_PROCESS:
-            raise CardError(f"card {self.key!r} is already open in this process", code=None, op="open")
-        fh = self.path.open("a+")
+            raise self._fail("already open in this process")
+        lock = filelock.FileLock(str(self.path), timeout=0)
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            fh.seek(0)
-            owner = fh.read().strip() or "another process"
-            fh.close()
-            raise CardError(f"card {self.key!r} is in use by {owner} (lock {self.path})", code=None, op="open") from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"process {os.getpid()}")
-        fh.flush()
-        self._fh = fh
+            lock.acquire()
+        except filelock.Timeout:
+            raise self._fail(f"in use by {self._owner()}") from None
+        except OSError as exc:
+            raise self._fail(f"cannot take the lock: {exc.strerror or exc}") from None
+        self._lock = lock
         _OPEN_IN_PROCESS.add(self.key)
+        self._write_owner()
+
+    def _write_owner(self) -> None:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
+        try:
+            fd = os.open(self.owner_path, flags, 0o644)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(f"process {os.getpid()}")
+        except OSError:
+            pass  # only a courtesy for the message of a process that finds the card busy
+
+    def _owner(self) -> str:
+        try:
+            fd = os.open(self.owner_path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            with os.fdopen(fd) as fh:
+                return fh.read(100).strip() or "another process"
+        except OSError:
+            return "another process"
 
     def release(self) -> None:
-        if self._fh is not None:
-            import fcntl
+        if self._lock is not None:
+            try:
+                self._lock.release()
+            except OSError as exc:
+                raise self._fail(f"cannot release the lock: {exc.strerror or exc}") from None
+            finally:
+                self._lock = None
+                _OPEN_IN_PROCESS.discard(self.key)
 
-            fcntl.flock(self._fh, fcntl.LOCK_UN)
-            self._fh.close()
-            self._fh = None
-            _OPEN_IN_PROCESS.discard(self.key)
+
+def _drop_handle(card) -> None:
+    """Release an spcm card object's handle without the stop spcm's own close() sends (that card
+    may be another process's), and keep its destructor from commanding an invalid handle."""
+    with contextlib.suppress(Exception):
+        if getattr(card, "_handle", None) and not getattr(card, "_closed", True):
+            card.close_handle()
+    card._closed = True
 
 
 class SpcmBackend(BackendBase):
@@ -152,14 +187,10 @@ class SpcmBackend(BackendBase):
             return
         spcm = import_spcm()
         self._spcm = spcm
-        key = self.device or (f"serial {self.serial_number}" if self.serial_number else "first AWG")
-        emulation = sys.modules.get("awgrt.sim.spcm_emulation")
-        if emulation is not None and emulation.emulation_active():
-            key = f"{key} (emulated in process {os.getpid()})"  # emulated cards belong to this process alone
-        self._lock = _CardLock(key)
-        self._lock.acquire()
+        where = self.device or (f"serial {self.serial_number}" if self.serial_number else "first AWG")
+        card, stage = None, "open"
         try:
-            with self._step(f"opening {key}"):
+            with self._step(f"opening {where}"):
                 if self.device:
                     card = spcm.Card(self.device)
                 elif self.serial_number:
@@ -167,7 +198,16 @@ class SpcmBackend(BackendBase):
                 else:
                     card = spcm.Card(card_type=spcm.SPCM_TYPE_AO)
                 card.open()
-                self._card = card
+                # one lock per physical card, whichever way it was named: by its serial number
+                key = f"serial {card.sn()}"
+            emulation = sys.modules.get("awgrt.sim.spcm_emulation")
+            if emulation is not None and emulation.emulation_active():
+                key = f"{key} (emulated in process {os.getpid()})"  # emulated cards belong to this process alone
+            stage = "lock"
+            lock = _CardLock(key)
+            lock.acquire()  # before any command reaches the card: a busy card is left untouched
+            self._lock, self._card = lock, card
+            with self._step(f"opening {where}"):
                 if not card.function_type() & spcm.SPCM_TYPE_AO:
                     raise CardError(f"{card.product_name()} is not an AWG", code=None, op="open")
                 if not card.features() & spcm.SPCM_FEAT_SEQUENCE:
@@ -175,8 +215,13 @@ class SpcmBackend(BackendBase):
                 self.card = self._reported_spec()
                 card.card_mode(spcm.SPC_REP_STD_SEQUENCE)
                 self._set(spcm.SPC_TIMEOUT, int(self.timeout_s * 1000))
-        except BaseException:
+        except BaseException as exc:
+            if card is not None and self._card is None:
+                _drop_handle(card)  # never send a command to a card this backend does not own
             self._release()
+            if isinstance(exc, CardError) and stage == "open" and _OPEN_IN_PROCESS:
+                held = ", ".join(sorted(_OPEN_IN_PROCESS))
+                raise CardError(f"{where} could not be opened: it is missing, or already open in this process ({held}): {exc.detail}", code=exc.code, op="open") from exc
             raise
         self._opened = True
 
