@@ -440,3 +440,27 @@ def test_save_load_round_trip(tmp_path):
     d = np.array(compiled.segments[0].data)
     d[0, 0] += 1
     assert _with_segment(compiled, 0, d).digest != compiled.digest
+
+
+def test_synthesis_memory_is_the_output_plus_the_stated_working_set():
+    # the documented invariant of awgrt.compiler.synth (exact with tracemalloc, not a timing):
+    # whatever the segment's length, temporaries stay within working_set_bytes
+    import tracemalloc
+
+    from awgrt.compiler.synth import synthesize, working_set_bytes
+
+    n_t = 2**20 / FS
+    b = AWGProgramBuilder().logical_channel("H").logical_channel("V")
+    b.define("h", logical_channel="H", freqs=[70e6 + 2e6 * i for i in range(16)], amps=[0.05] * 16)
+    b.define("v", logical_channel="V", freqs=[80e6 + 2e6 * i for i in range(16)], amps=[0.05] * 16)
+    b.segment("s").tones("H").use_def("h").move(df=1e6, time=n_t, idxs=list(range(8))).tones("V").use_def("v").ramp_amp_to(amps=0.02, time=n_t, idxs=[0, 1])
+    q = quantize_resolved_ir(b.build_resolved_ir(sample_rate_hz=FS))
+    seg = q.segments[0]
+    tracemalloc.start()
+    try:
+        result = synthesize(seg, FS, dict(q.hardware_channels), 2, gain=1.0, clip=0.9, full_scale=32767)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert result.data.nbytes == seg.n_samples * 2 * 2
+    assert peak - result.data.nbytes <= working_set_bytes(2, 32), f"{(peak - result.data.nbytes) / 2**20:.1f} MiB of temporaries"
