@@ -8,12 +8,23 @@
 - ``DIR/summary.md``: the rig, injected faults, a table of every check, and the verdict;
 
 and exits non-zero when any check fails. Progress is shown on stderr.
+
+A run in progress can never read as a result: before the first program it moves the previous
+``report.json`` aside (``report.previous.json``), clears the previous plots, replaces
+``summary.md`` by an "IN PROGRESS" page and writes a ``RUNNING`` marker; only a finished run
+writes the new report and removes the marker. Every file is written to a temporary file first
+and moved into place with ``os.replace``, so a full disk or a kill never leaves a truncated file
+under a report's name.
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import json
 import math
+import os
+import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -127,6 +138,8 @@ def run_suite(
     :mod:`hil.simrig.faults`); write the report files to ``out_dir`` if given."""
     faults = Faults.parse(inject)
     chosen = [program_named(n) for n in programs] if programs else list(SUITE)
+    if out_dir is not None:
+        begin_run(Path(out_dir), rig)
     results: list[CheckResult] = []
     observations = []
     with open_rig(rig, faults=faults) as r, Progress(len(chosen), "hil suite", enabled=progress, delay_s=0.0 if progress else 1.0) as bar:
@@ -145,11 +158,45 @@ def run_suite(
     return report
 
 
+#: Present in the output folder while a run is in progress (or was killed).
+RUNNING_MARKER = "RUNNING"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and
+    ``os.replace``: readers see the old file or the whole new one, never a part."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def begin_run(out_dir: Path, rig: object) -> None:
+    """Mark ``out_dir`` as holding a run in progress (see module doc)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    atomic_write_text(out_dir / RUNNING_MARKER, f"process {os.getpid()} started a HIL run on rig {rig!s} at {started}\n")
+    if (out_dir / "report.json").exists():
+        os.replace(out_dir / "report.json", out_dir / "report.previous.json")
+    shutil.rmtree(out_dir / "plots", ignore_errors=True)
+    atomic_write_text(
+        out_dir / "summary.md",
+        f"# HIL run on rig `{rig!s}`: IN PROGRESS (started {started})\n\nNo result yet. If this page stays, the run was interrupted: "
+        "nothing here is a pass.\n",
+    )
+
+
 def write_report(report: SuiteReport, out_dir: Path, *, plots: bool = True) -> None:
-    """report.json, plots/ and summary.md (see module doc)."""
+    """report.json, plots/ and summary.md (see module doc); the run marker goes last."""
     out_dir.mkdir(parents=True, exist_ok=True)
     entries = [r.to_json() for r in report.results]
-    (out_dir / "report.json").write_text(json.dumps(entries, indent=2, default=_json_default) + "\n")
     figures: dict[int, Path] = {}
     if plots:
         from .plots import plot_check
@@ -157,7 +204,10 @@ def write_report(report: SuiteReport, out_dir: Path, *, plots: bool = True) -> N
         for i, r in enumerate(report.results):
             if r.plot:
                 figures[i] = plot_check(r, out_dir / "plots" / f"{r.program}__{r.check}__{i:02d}.png")
-    (out_dir / "summary.md").write_text(summary_markdown(report, figures, out_dir))
+    atomic_write_text(out_dir / "report.json", json.dumps(entries, indent=2, default=_json_default) + "\n")
+    atomic_write_text(out_dir / "summary.md", summary_markdown(report, figures, out_dir))
+    with contextlib.suppress(FileNotFoundError):
+        (out_dir / RUNNING_MARKER).unlink()
 
 
 def _json_default(x: object) -> object:

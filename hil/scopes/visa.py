@@ -4,18 +4,36 @@ timeouts, and turning pyvisa's failures into clear :class:`~hil.errors.ScopeErro
 Binary waveforms travel as IEEE 488.2 definite-length blocks (``#<n><length><payload>``) read by
 ``query_binary_values(..., container=np.array)``; the element type and byte order are always
 stated explicitly by the driver, never left to the instrument's defaults.
+
+**Resynchronisation.** After any timeout or unusable answer the session is resynchronised: the
+device is cleared and whatever is left in the input buffer is dropped, so a malformed block (or
+stray bytes after one) fails only the exchange it belongs to, never the ones after it. A text
+query whose answer is unusable is resynchronised and asked once more (queries have no side
+effects); a block read is not retried: that capture fails. Every resynchronisation is logged
+and counted in ``scope.resyncs``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 
 from ..errors import ScopeConnectionError, ScopeError, ScopeProtocolError, ScopeTimeoutError
 from .base import AcquisitionSettings, Capture, Scope
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: A socket session is resynchronised by reading until it is quiet this long (s) ...
+RESYNC_QUIET_S = 0.05
+#: ... for at most this long (s).
+RESYNC_MAX_S = 2.0
 
 #: pyvisa ``datatype`` letters for signed / unsigned samples of 1 and 2 bytes.
 DATATYPES = {(1, True): "b", (1, False): "B", (2, True): "h", (2, False): "H"}
@@ -55,6 +73,7 @@ class VisaScope(Scope):
     def __init__(self, resource: str, *, timeout_s: float = 5.0, backend: str = "@py", resource_manager: Any = None) -> None:
         self.resource_name = resource
         self.timeout_s = float(timeout_s)
+        self.resyncs = 0
         self._res = open_resource(resource, timeout_s=timeout_s, backend=backend, resource_manager=resource_manager)
         try:
             self._idn = self.query("*IDN?")
@@ -76,45 +95,101 @@ class VisaScope(Scope):
             return ScopeError(f"transfer failed: {exc}", resource=self.resource_name, command=command)
         return ScopeProtocolError(f"unusable answer: {exc}", resource=self.resource_name, command=command)
 
+    def resync(self, why: str) -> None:
+        """Clear the device and drop whatever is left in the input buffer (see module doc)."""
+        self.resyncs += 1
+        log.warning("scope %s: resynchronising the session after %s", self.resource_name, why)
+        pyvisa = _pyvisa()
+        with contextlib.suppress(Exception):
+            self._res.flush(pyvisa.constants.BufferOperation.discard_read_buffer_no_io)
+        if getattr(self._res, "resource_class", "") != "SOCKET":
+            with contextlib.suppress(Exception):
+                self._res.clear()  # device clear (VXI-11, HiSLIP, USBTMC): the instrument drops its output queue
+            return
+        # a raw socket has no device clear: read and drop what arrives until it is quiet (bounded)
+        deadline = time.monotonic() + RESYNC_MAX_S
+        try:
+            self._res.timeout = max(1, round(RESYNC_QUIET_S * 1000))
+            while time.monotonic() < deadline:
+                try:
+                    if not self._res.read_raw():
+                        break
+                except Exception:  # quiet (timeout) or gone: either way nothing more to drop
+                    break
+        finally:
+            with contextlib.suppress(Exception):
+                self._res.timeout = max(1, round(self.timeout_s * 1000))
+
+    def _guard(self, command: str, action: Callable[[], T], timeout_s: float | None = None) -> T:
+        """Run one transfer; on failure resynchronise and raise the matching ScopeError."""
+        try:
+            return action()
+        except Exception as exc:
+            err = self._fail(exc, command, timeout_s)
+            self.resync(f"{type(err).__name__} on {command!r}")
+            raise err from exc
+
     def write(self, command: str) -> None:
         """Send one command (no answer expected)."""
-        try:
-            self._res.write(command)
-        except Exception as exc:
-            raise self._fail(exc, command) from exc
+        self._guard(command, lambda: self._res.write(command))
+
+    def _query_once(self, command: str, timeout_s: float | None) -> str:
+        def ask() -> str:
+            try:
+                if timeout_s is not None:
+                    self._res.timeout = max(1, round(timeout_s * 1000))
+                return self._res.query(command).strip()
+            finally:
+                self._res.timeout = max(1, round(self.timeout_s * 1000))
+
+        return self._guard(command, ask, timeout_s)
 
     def query(self, command: str, *, timeout_s: float | None = None) -> str:
         """Send a query and return its text answer, stripped."""
-        try:
-            if timeout_s is not None:
-                self._res.timeout = max(1, round(timeout_s * 1000))
-            return self._res.query(command).strip()
-        except Exception as exc:
-            raise self._fail(exc, command, timeout_s) from exc
-        finally:
-            self._res.timeout = max(1, round(self.timeout_s * 1000))
+        return self._parsed(command, lambda text: text, timeout_s=timeout_s)
+
+    def _parsed(self, command: str, parse: Callable[[str], T], *, timeout_s: float | None = None) -> T:
+        """Query and parse; an unusable answer (undecodable or unparsable) is resynchronised and
+        asked once more before it is an error. Timeouts are not repeated."""
+        for attempt in (1, 2):
+            try:
+                return parse(self._query_once(command, timeout_s))
+            except ScopeTimeoutError:
+                raise
+            except ScopeProtocolError as err:
+                if attempt == 2:
+                    raise
+                if err.__cause__ is None:  # parse() refused an answer that arrived whole
+                    self.resync(f"an unusable answer to {command!r}")
+        raise AssertionError("unreachable")
 
     def query_float(self, command: str) -> float:
         """A query whose answer is one number."""
-        text = self.query(command)
-        try:
-            value = float(text.split()[-1]) if text else math.nan
-        except ValueError:
-            value = math.nan
-        if not math.isfinite(value):
-            raise ScopeProtocolError(f"expected a number, got {text!r}", resource=self.resource_name, command=command)
-        return value
+
+        def parse(text: str) -> float:
+            try:
+                value = float(text.split()[-1]) if text else math.nan
+            except ValueError:
+                value = math.nan
+            if not math.isfinite(value):
+                raise ScopeProtocolError(f"expected a number, got {text[:200]!r}", resource=self.resource_name, command=command)
+            return value
+
+        return self._parsed(command, parse)
 
     def query_fields(self, command: str, n: int) -> list[float]:
         """A query answered by at least ``n`` comma-separated numbers (a preamble)."""
-        text = self.query(command)
-        try:
-            values = [float(v) for v in text.split(",")]
-        except ValueError:
-            values = []
-        if len(values) < n or not all(math.isfinite(v) for v in values[:n]):
-            raise ScopeProtocolError(f"expected {n} comma-separated numbers, got {text[:200]!r}", resource=self.resource_name, command=command)
-        return values
+
+        def parse(text: str) -> list[float]:
+            try:
+                values = [float(v) for v in text.split(",")]
+            except ValueError:
+                values = []
+            if len(values) < n or not all(math.isfinite(v) for v in values[:n]):
+                raise ScopeProtocolError(f"expected {n} comma-separated numbers, got {text[:200]!r}", resource=self.resource_name, command=command)
+            return values
+
+        return self._parsed(command, parse)
 
     def query_block(self, command: str, *, bytes_per_point: int, signed: bool, big_endian: bool, expected: int | None = None) -> np.ndarray:
         """Send a query answered by one definite-length binary block; return its samples.
@@ -122,11 +197,11 @@ class VisaScope(Scope):
         ``expected``: the number of samples the preamble promised (checked when given).
         """
         datatype = DATATYPES[(bytes_per_point, signed)]
-        try:
-            data = self._res.query_binary_values(command, datatype=datatype, is_big_endian=big_endian, container=np.array, expect_termination=True)
-        except Exception as exc:
-            raise self._fail(exc, command) from exc
+        data = self._guard(
+            command, lambda: self._res.query_binary_values(command, datatype=datatype, is_big_endian=big_endian, container=np.array, expect_termination=True)
+        )
         if expected is not None and data.size != expected:
+            self.resync(f"a block of {data.size} samples for {expected} promised")
             raise ScopeProtocolError(f"block holds {data.size} samples, the preamble promised {expected}", resource=self.resource_name, command=command)
         return data
 

@@ -11,7 +11,8 @@ answer if none comes, as a real scope would not).
 ``"silent"`` (answers nothing), ``"no-trigger"`` (acquisitions never complete),
 ``"truncated-block"`` (a block stops half way), ``"bad-block"`` (data without a block header),
 ``"short-preamble"`` (scaling answers with missing fields), ``"wrong-length"`` (a block one
-sample shorter than promised).
+sample shorter than promised), ``"long-block"`` (a block followed by stray bytes, as from a
+scope that sent more than its header said).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from .bench import Bench
 from .scope_model import ScopeModel
 from .scpi import CommandSet, definite_block
 
-FAULTS = frozenset({"silent", "no-trigger", "truncated-block", "bad-block", "short-preamble", "wrong-length"})
+FAULTS = frozenset({"silent", "no-trigger", "truncated-block", "bad-block", "short-preamble", "wrong-length", "long-block"})
 NO_ERROR = '+0,"No error"'
 
 
@@ -184,6 +185,8 @@ class SimulatedScope:
         block = definite_block(payload)
         if "truncated-block" in self.faults:
             return block[: len(block) // 2]
+        if "long-block" in self.faults:
+            return block + b"\n" + payload[:48] + b"\n+1.0E+99,STRAY"
         return block
 
     def fields(self, values: list[str]) -> str:

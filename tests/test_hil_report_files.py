@@ -1,0 +1,103 @@
+"""The HIL report files can never read as a pass unless a run finished and wrote them whole."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hil import runner
+from hil.runner import RUNNING_MARKER, run_suite
+
+PROGRAMS = ["loop_n_hold"]
+
+
+def _finished(out: Path) -> None:
+    report = run_suite("sim", out, programs=PROGRAMS, plots=False, progress=False)
+    assert report.passed
+    assert json.loads((out / "report.json").read_text())
+    assert "PASS" in (out / "summary.md").read_text()
+    assert not (out / RUNNING_MARKER).exists()
+
+
+def _never_a_pass(out: Path) -> None:
+    summary = (out / "summary.md").read_text()
+    assert "PASS" not in summary.splitlines()[0] and "IN PROGRESS" in summary
+    assert (out / RUNNING_MARKER).exists()
+    if (out / "report.json").exists():
+        json.loads((out / "report.json").read_text())  # whole, if there at all
+    assert not list(out.glob(".*.tmp"))
+
+
+def test_an_interrupted_run_leaves_no_pass(tmp_path, monkeypatch):
+    _finished(tmp_path)
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "run_program", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_suite("sim", tmp_path, programs=PROGRAMS, plots=False, progress=False)
+    _never_a_pass(tmp_path)
+    assert not (tmp_path / "report.json").exists() and (tmp_path / "report.previous.json").exists()
+    monkeypatch.undo()
+    _finished(tmp_path)  # the next complete run clears the marker
+
+
+def test_a_full_disk_while_writing_the_report_never_leaves_a_truncated_file(tmp_path, monkeypatch):
+    _finished(tmp_path)
+    real_fsync = os.fsync
+
+    def full_disk(fd):
+        if os.readlink(f"/proc/self/fd/{fd}").endswith("report.json.%d.tmp" % os.getpid()):
+            raise OSError(28, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(runner.os, "fsync", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        run_suite("sim", tmp_path, programs=PROGRAMS, plots=False, progress=False)
+    _never_a_pass(tmp_path)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="uses SIGKILL")
+def test_a_killed_run_leaves_no_pass(tmp_path):
+    out = tmp_path / "hil"
+    _finished(out)
+    proc = subprocess.Popen([sys.executable, "-m", "awgrt.cli", "hil", "--rig", "sim", "--out", str(out), "--no-plots"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / RUNNING_MARKER).exists() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert (out / RUNNING_MARKER).exists()
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    _never_a_pass(out)
+
+
+def test_one_malformed_block_fails_only_its_own_program(monkeypatch):
+    # the scope answers the first program's waveform with a block followed by stray bytes; the
+    # session is resynchronised and every later program of the run is measured as usual
+    real = runner.run_program
+    calls = []
+
+    def first_one_garbled(rig, prog, faults=None):
+        calls.append(prog.name)
+        instrument = rig.server.instrument
+        instrument.faults = frozenset({"long-block", "wrong-length"}) if len(calls) == 1 else frozenset()
+        return real(rig, prog, faults)
+
+    monkeypatch.setattr(runner, "run_program", first_one_garbled)
+    report = run_suite("sim", None, programs=["loop_n_hold", "hold_move_hold", "amp_ramp"], plots=False, progress=False)
+    by_program: dict[str, list] = {}
+    for r in report.results:
+        by_program.setdefault(r.program, []).append(r)
+    assert [r.check for r in by_program["loop_n_hold"]] == ["run"] and not by_program["loop_n_hold"][0].passed
+    for name in ("hold_move_hold", "amp_ramp"):
+        assert by_program[name] and all(r.passed for r in by_program[name]), [(r.name, r.detail) for r in by_program[name]]
