@@ -6,6 +6,7 @@ Data flow: :class:`AWGProgramBuilder` -> :class:`~awgrt.ir.IntentIR` -> :func:`r
 """
 
 from . import errors
+from ._version import __version__ as __version__
 from .builder import AWGProgramBuilder
 from .card import CARDS, CardSpec, decode_step_entry, encode_step_entry
 from .compiler.compile import compile_sequence_program
@@ -14,8 +15,6 @@ from .compiler.resolve import resolve_intent_ir
 from .ir import IntentIR, QuantizedIR, ResolvedIR
 from .program import CompiledSegment, CompiledSequenceProgram, SequenceStep
 from .runtime import RunReport, Runtime, StepInfo
-
-__version__ = "0.1.0"
 
 __all__ = [
     "AWGProgramBuilder",

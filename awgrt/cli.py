@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import __version__
+from ._version import __version__
 from .card import CARDS, DEFAULT_CARD
 from .compiler.compile import compile_sequence_program
 from .compiler.quantize import quantize_resolved_ir

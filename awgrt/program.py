@@ -60,6 +60,17 @@ class SequenceStep:
 
 
 @dataclass(frozen=True)
+class StepEvent:
+    """The sequencer entered ``step`` (playing memory slot ``segment``) at output sample
+    ``sample``, counted from the start command (or from the card's clock origin where a
+    simulator says so)."""
+
+    sample: int
+    step: int
+    segment: int
+
+
+@dataclass(frozen=True)
 class CompiledSequenceProgram:
     """Int16 segments plus a step table, ready for a backend. See module doc."""
 

@@ -45,7 +45,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .backends.base import BackendBase, StepNotice
+from .backends.base import BackendBase
 from .builder import AWGProgramBuilder
 from .compiler.compile import compile_sequence_program
 from .compiler.quantize import quantize_resolved_ir, replace_segments
@@ -56,7 +56,7 @@ from .errors import AWGRTError, CallbackWarning, ProgramError
 from .ir.intent import IntentIR
 from .ir.quantized import QuantizedIR
 from .ir.resolved import Note, ResolvedIR
-from .program import CompiledSequenceProgram
+from .program import CompiledSequenceProgram, StepEvent
 
 UPLOAD_KINDS = ("full", "segments", "steps", "none")
 #: Default capacity of the asynchronous step-callback queue (entries).
@@ -322,7 +322,7 @@ class Runtime:
             self._worker = threading.Thread(target=self._work, name="awgrt-step-callbacks", daemon=True)
             self._worker.start()
 
-    def _on_notice(self, notice: StepNotice) -> None:
+    def _on_notice(self, notice: StepEvent) -> None:
         if self.program is None or notice.step >= len(self.program.steps):
             return
         name = self.program.steps[notice.step].name

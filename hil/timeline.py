@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from awgrt.ir.shapes import amplitude_profile, phase_cycles
 from awgrt.ir.quantized import QuantizedIR
 from awgrt.ir.resolved import ToneSpan
+from awgrt.ir.shapes import amplitude_profile, phase_cycles
 from awgrt.program import CompiledSequenceProgram
 from awgrt.sim import trigger_latency_samples
 

@@ -55,7 +55,7 @@ def test_a_full_disk_while_writing_the_report_never_leaves_a_truncated_file(tmp_
     real_fsync = os.fsync
 
     def full_disk(fd):
-        if os.readlink(f"/proc/self/fd/{fd}").endswith("report.json.%d.tmp" % os.getpid()):
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(f"report.json.{os.getpid()}.tmp"):
             raise OSError(28, "No space left on device")
         real_fsync(fd)
 

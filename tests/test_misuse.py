@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
 from awgrt import CARDS, AWGProgramBuilder, IntentIR, compile_sequence_program, quantize_resolved_ir
-from awgrt.errors import AWGRTError, CardLimitError, ProgramError, SerializationError, TimingError
+from awgrt.errors import AWGRTError, CardLimitError, SerializationError, TimingError
 
 FS = 625e6
 

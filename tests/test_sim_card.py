@@ -32,11 +32,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from awgrt import CARDS, AWGProgramBuilder, compile_sequence_program, encode_step_entry, quantize_resolved_ir
+from awgrt import spectrum as sp
 from awgrt.backends.sim import SimBackend
 from awgrt.errors import CardError
 from awgrt.program import CompiledSegment, CompiledSequenceProgram, SequenceStep
 from awgrt.sim import SimPolicy, SimulatedCard, StopLevel, simulate, trigger_latency_samples
-from awgrt.sim import spectrum as sp
 
 C2 = "M4i.6631-x8"  # 2 channels, 1.25 GS/s
 C4 = "M4i.6622-x8"  # 4 channels, 625 MS/s

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from awgrt import CARDS, AWGProgramBuilder, Runtime, compile_sequence_program, quantize_resolved_ir
+from awgrt import spectrum as sp
 from awgrt.backends import SimBackend, SpcmBackend
 from awgrt.errors import AWGRTError, CardError, CardLimitError, ProgramError
-from awgrt.sim import spectrum as sp
 
 FS = 625e6
 

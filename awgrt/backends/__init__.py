@@ -3,8 +3,9 @@
 ``SpcmBackend`` imports the vendor's ``spcm`` package only when a card is opened.
 """
 
-from .base import Backend, BackendBase, OutputConfig, StepNotice
+from ..program import StepEvent
+from .base import Backend, BackendBase, OutputConfig
 from .sim import SimBackend
 from .spcm import SpcmBackend
 
-__all__ = ["Backend", "BackendBase", "OutputConfig", "SimBackend", "SpcmBackend", "StepNotice"]
+__all__ = ["Backend", "BackendBase", "OutputConfig", "SimBackend", "SpcmBackend", "StepEvent"]

@@ -20,20 +20,10 @@ from typing import Protocol, runtime_checkable
 
 from ..card import CardSpec
 from ..errors import AWGRTError, CardError, ProgramError
-from ..program import CompiledSequenceProgram
-from ..sim.spectrum import StopLevel
+from ..program import CompiledSequenceProgram, StepEvent
+from ..spectrum import StopLevel, stop_level_of
 
 TRIGGER_SOURCES = ("software", "external")
-
-
-@dataclass(frozen=True)
-class StepNotice:
-    """The sequencer entered ``step`` (memory slot ``segment``) at output sample ``sample``,
-    counted from the start command."""
-
-    sample: int
-    step: int
-    segment: int
 
 
 @dataclass(frozen=True)
@@ -95,16 +85,6 @@ class Backend(Protocol):
     def wait_ready(self, timeout_s: float) -> None: ...
 
 
-def _stop_level(value: str | StopLevel) -> StopLevel:
-    if isinstance(value, StopLevel):
-        return value
-    try:
-        return StopLevel[str(value).upper()]
-    except KeyError:
-        names = ", ".join(s.name.lower() for s in StopLevel)
-        raise ProgramError(f"stop level {value!r} unknown (one of {names})", op="configure", value=value) from None
-
-
 class BackendBase(abc.ABC):
     """Shared behaviour; subclasses implement the ``_``-prefixed card operations."""
 
@@ -114,7 +94,7 @@ class BackendBase(abc.ABC):
         self.card = card
         self.config: OutputConfig | None = None
         self.program: CompiledSequenceProgram | None = None
-        self._listeners: list[Callable[[StepNotice], None]] = []
+        self._listeners: list[Callable[[StepEvent], None]] = []
         self._opened = False
 
     # ------------------------------------------------------------------ context
@@ -173,7 +153,7 @@ class BackendBase(abc.ABC):
                 )
         if trigger not in TRIGGER_SOURCES:
             raise ProgramError(f"trigger {trigger!r} must be one of {TRIGGER_SOURCES}", op="configure", value=trigger)
-        config = OutputConfig(float(sample_rate_hz), channels, amps, tuple(_stop_level(v) for v in levels_in), trigger, int(trigger_level_mv))
+        config = OutputConfig(float(sample_rate_hz), channels, amps, tuple(stop_level_of(v) for v in levels_in), trigger, int(trigger_level_mv))
         self._configure(config)
         self.config = config
         return config
@@ -266,14 +246,14 @@ class BackendBase(abc.ABC):
     def stop(self) -> None:
         self._stop()
 
-    def add_step_listener(self, fn: Callable[[StepNotice], None]) -> None:
-        """Call ``fn`` with a :class:`StepNotice` each time the sequencer enters a step."""
+    def add_step_listener(self, fn: Callable[[StepEvent], None]) -> None:
+        """Call ``fn`` with a :class:`StepEvent` each time the sequencer enters a step."""
         self._listeners.append(fn)
 
-    def remove_step_listener(self, fn: Callable[[StepNotice], None]) -> None:
+    def remove_step_listener(self, fn: Callable[[StepEvent], None]) -> None:
         self._listeners.remove(fn)
 
-    def _notify(self, notices: Sequence[StepNotice]) -> None:
+    def _notify(self, notices: Sequence[StepEvent]) -> None:
         """Deliver every notice to every listener exactly once; a listener that raises does not
         stop the others, and the first error is re-raised after all were delivered."""
         first: BaseException | None = None

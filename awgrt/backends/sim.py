@@ -14,10 +14,11 @@ import numpy as np
 
 from ..card import CARDS, DEFAULT_CARD, CardSpec
 from ..errors import CardError
-from ..program import CompiledSequenceProgram
+from ..program import CompiledSequenceProgram, StepEvent
 from ..sim.card import SimPolicy, SimulatedCard
-from ..sim.spectrum import ERR_TIMEOUT
-from .base import BackendBase, OutputConfig, StepNotice
+from ..sim.loading import configure_outputs, load_program, write_slots, write_steps
+from ..spectrum import ERR_TIMEOUT
+from .base import BackendBase, OutputConfig
 
 
 class SimBackend(BackendBase):
@@ -66,45 +67,31 @@ class SimBackend(BackendBase):
         return int(samples)
 
     @property
-    def events(self) -> list[StepNotice]:
+    def events(self) -> list[StepEvent]:
         """Every step entry since the start command, with samples counted from it."""
         base = self.start_sample or 0
-        return [StepNotice(e.sample - base, e.step, e.segment) for e in self.sim.events_between(base, self.sim.now)]
+        return [StepEvent(e.sample - base, e.step, e.segment) for e in self.sim.events_between(base, self.sim.now)]
 
     def _emit(self) -> None:
         since, self._notified = self._notified, self.sim.now  # delivered once, even if a listener raises
         if self._listeners and self.start_sample is not None:
             base = self.start_sample
             new = self.sim.events_between(max(since, base), self.sim.now)
-            self._notify([StepNotice(e.sample - base, e.step, e.segment) for e in new])
+            self._notify([StepEvent(e.sample - base, e.step, e.segment) for e in new])
 
     # ------------------------------------------------------------------ card operations
 
     def _configure(self, config: OutputConfig) -> None:
-        self.sim.stop()
-        self.sim.set_sample_rate(config.sample_rate_hz)
-        self.sim.set_channels(config.n_channels)
-        for ch in range(config.n_channels):
-            self.sim.set_amplitude(ch, config.amplitude_mv[ch])
-            self.sim.set_stop_level(ch, config.stop_level[ch])
+        configure_outputs(self.sim, sample_rate_hz=config.sample_rate_hz, n_channels=config.n_channels, amplitude_mv=config.amplitude_mv, stop_level=config.stop_level)
 
     def _load(self, program: CompiledSequenceProgram) -> None:
-        self.sim.set_max_segments(program.max_segments)
-        for i, seg in enumerate(program.segments):
-            self.sim.select_segment(i)
-            self.sim.set_segment_size(seg.n_samples)
-            self.sim.write_segment_data(seg.data)
-        self._write_steps(program)
-        self.sim.set_start_step(program.start_step)
+        load_program(self.sim, program)
 
     def _update_segments(self, program: CompiledSequenceProgram, indices: list[int]) -> None:
-        for i in indices:
-            self.sim.select_segment(i)
-            self.sim.write_segment_data(program.segments[i].data)
+        write_slots(self.sim, program, indices)
 
     def _write_steps(self, program: CompiledSequenceProgram) -> None:
-        for i, step in enumerate(program.steps):
-            self.sim.write_step(i, step.entry)
+        write_steps(self.sim, program)
 
     def _start(self, force_trigger: bool) -> None:
         self.sim.start()

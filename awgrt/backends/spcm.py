@@ -29,11 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import spectrum as sp
 from ..card import CARDS, CardSpec, as_int64
 from ..errors import CardError, ProgramError
-from ..program import CompiledSequenceProgram
-from ..sim import spectrum as sp
-from .base import BackendBase, OutputConfig, StepNotice
+from ..program import CompiledSequenceProgram, StepEvent
+from .base import BackendBase, OutputConfig
 
 INSTALL_HINT = (
     "SpcmBackend needs Spectrum's 'spcm' package and driver: pip install 'awgrt[card]' and install the Spectrum "
@@ -371,7 +371,7 @@ class SpcmBackend(BackendBase):
             finally:
                 self._set(spcm.SPC_TIMEOUT, int(self.timeout_s * 1000))
 
-    def add_step_listener(self, fn: Callable[[StepNotice], None]) -> None:
+    def add_step_listener(self, fn: Callable[[StepEvent], None]) -> None:
         raise ProgramError(
             "SpcmBackend does not report step entries (the card only exposes the current step); step callbacks need SimBackend",
             op="on_step",

@@ -22,7 +22,6 @@ from collections.abc import Collection
 from dataclasses import replace
 
 import numpy as np
-from scipy.optimize import minimize
 
 from ..ir.boundary import Boundary, ToneJump
 from ..ir.resolved import ChannelTrack, Note, Segment, ToneOrigin, ToneSpan
@@ -97,6 +96,8 @@ def optimise_phases(freqs_cps: np.ndarray, amps: np.ndarray) -> np.ndarray:
         value = float(np.mean(x7 * x))
         grad = 8.0 * 2 * np.pi * (amps[:, None] * np.cos(arg) * x7).mean(axis=1) / scale
         return value, grad
+
+    from scipy.optimize import minimize  # noqa: PLC0415 - loaded on first use: importing awgrt stays light
 
     result = minimize(cost, schroeder, jac=True, method="L-BFGS-B", options={"maxiter": 80})
     best = np.asarray(result.x) % 1.0

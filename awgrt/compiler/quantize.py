@@ -23,12 +23,11 @@ Every change is recorded as a :class:`~awgrt.ir.resolved.Note` in ``QuantizedIR.
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import replace
 from types import MappingProxyType
-
-import math
-import numbers
 
 import numpy as np
 

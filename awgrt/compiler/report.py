@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..ir.quantized import QuantizedIR
+from ..ir.boundary import Boundary
+from ..ir.quantized import FrequencyStep, QuantizedIR, ToneSnap
 from ..ir.resolved import Note, Segment
 from ..program import SequenceStep
-from ..ir.boundary import Boundary
 from .synth import SynthResult
 
 

@@ -19,8 +19,8 @@ rate: tone indices out of range, frequencies at or above fs/2, ramps of an unsup
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 import numbers
+from dataclasses import dataclass
 from fractions import Fraction
 from types import MappingProxyType
 

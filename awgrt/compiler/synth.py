@@ -14,7 +14,6 @@ per enabled channel, ~10 MiB for 4 channels, independent of the segment's length
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np

@@ -27,8 +27,8 @@ from typing import Any, ClassVar
 
 from ..card import MAX_LOOPS, MIN_LOOPS
 from ..errors import (
-    AWGRTError,
     AmplitudeError,
+    AWGRTError,
     FrequencyError,
     ProgramError,
     SerializationError,

@@ -1,9 +1,9 @@
 """The simulated card: sequence memory and sequencer (:class:`SimulatedCard`), and
 :func:`simulate` to play a compiled program on it."""
 
+from ..spectrum import StopLevel
 from .card import SimPolicy, SimulatedCard, StepEvent, trigger_latency_samples
 from .playback import Playback, simulate
-from .spectrum import StopLevel
 
 __all__ = ["Playback", "SimPolicy", "SimulatedCard", "StepEvent", "StopLevel", "emulated_spcm", "simulate", "trigger_latency_samples"]
 

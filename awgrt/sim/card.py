@@ -41,10 +41,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import spectrum as sp
 from ..card import CardSpec, StepEntry, decode_step_entry
 from ..errors import CardError
-from . import spectrum as sp
-from .spectrum import StopLevel
+from ..program import StepEvent
+from ..spectrum import StopLevel
 
 INF = math.inf
 #: Samples rendered per walk while no epoch is known (bounds the work between epoch checks).
@@ -84,15 +85,6 @@ class SimPolicy:
             raise ValueError(f"prefetch={self.prefetch!r} must be 0 or 1")
         if self.endloop_setup_samples < 0:
             raise ValueError("endloop_setup_samples must be >= 0")
-
-
-@dataclass(frozen=True)
-class StepEvent:
-    """The sequencer entered ``step`` (playing memory slot ``segment``) at output sample ``sample``."""
-
-    sample: int
-    step: int
-    segment: int
 
 
 @dataclass

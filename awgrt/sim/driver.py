@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import spectrum as sp
 from ..card import CARDS, CardSpec
 from ..errors import CardError
-from . import spectrum as sp
 from .card import SimPolicy, SimulatedCard
 
 # --------------------------------------------------------------------------- more registers

@@ -7,9 +7,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..card import CardSpec
+from ..card import CARDS, CardSpec
+from ..errors import ProgramError
 from ..program import CompiledSequenceProgram
-from .card import SimPolicy
+from ..spectrum import stop_level_of
+from .card import SimPolicy, SimulatedCard, StepEvent
+from .loading import configure_outputs, load_program
 
 
 @dataclass(frozen=True)
@@ -44,24 +47,28 @@ def simulate(
     """Load ``program`` on a simulated ``card`` (default: the program's), start it at sample 0,
     apply external ``triggers`` (sample indices from the start command; the first starts replay)
     and record ``n_samples`` of output."""
-    from ..backends.sim import SimBackend
-
-    if not isinstance(n_samples, int) or n_samples < 0:
-        raise ValueError(f"n_samples={n_samples!r} must be a whole number of samples >= 0")
-    with SimBackend(card or program.card, policy=policy) as backend:
-        backend.configure(sample_rate_hz=program.sample_rate_hz, channels=program.n_channels, stop_level=stop_level, trigger="external")
-        backend.load(program)
-        backend.start(force_trigger=force_trigger)
-        for t in sorted(triggers):
-            backend.schedule_trigger(t)
-        samples = backend.capture(n_samples)
-        samples.flags.writeable = False
-        base = backend.start_sample
-        ready = backend.sim.ready_at
-        return Playback(
-            samples=samples,
-            events=tuple(backend.events),
-            sample_rate_hz=program.sample_rate_hz,
-            triggers=tuple(t - base for t in backend.sim.trigger_log),
-            ready_sample=None if ready is None else ready - base,
-        )
+    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 0:
+        raise ProgramError(f"n_samples={n_samples!r} must be a whole number of samples >= 0", op="simulate", value=n_samples)
+    spec = CARDS[card] if isinstance(card, str) else (card or program.card)
+    program.validate(spec)
+    sim = SimulatedCard(spec, policy or SimPolicy())
+    n = program.n_channels
+    configure_outputs(sim, sample_rate_hz=program.sample_rate_hz, n_channels=n, amplitude_mv=(1000,) * n, stop_level=(stop_level_of(stop_level),) * n)
+    load_program(sim, program)
+    base = sim.now
+    sim.start()
+    sim.enable_trigger()
+    if force_trigger:
+        sim.force_trigger()
+    for t in sorted(triggers):
+        sim.external_trigger(base + int(t))
+    samples = sim.render(n_samples)[:, :n]
+    samples.flags.writeable = False
+    ready = sim.ready_at
+    return Playback(
+        samples=samples,
+        events=tuple(StepEvent(e.sample - base, e.step, e.segment) for e in sim.events_between(base, sim.now)),
+        sample_rate_hz=program.sample_rate_hz,
+        triggers=tuple(t - base for t in sim.trigger_log),
+        ready_sample=None if ready is None else ready - base,
+    )

@@ -78,9 +78,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import spectrum as sp
 from ..card import CARDS, CardSpec
 from ..errors import AWGRTError
-from . import spectrum as sp
 from .card import SimPolicy, SimulatedCard, trigger_latency_samples
 from .driver import EmulatedDriver
 

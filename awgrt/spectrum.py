@@ -1,13 +1,16 @@
-"""Spectrum driver constants the simulator and the emulated driver share.
+"""Spectrum driver constants, in one neutral module that every layer may use.
 
 Register numbers, commands, status bits and stop levels are those of Spectrum's register file
 (``regs.h`` / ``spcm_core``); error codes and their texts follow ``spcerr.h``. Only what awgrt uses
-is listed.
+is listed; a test checks each value against ``spcm_core``'s own. The simulator, the emulated
+driver and both backends take them from here, so no backend needs the simulator for a number.
 """
 
 from __future__ import annotations
 
 from enum import IntEnum
+
+from .errors import ProgramError
 
 # ------------------------------------------------------------------------------------ registers
 SPC_M2CMD = 100
@@ -41,6 +44,17 @@ M2CMD_DATA_STOPDMA = 0x40000
 M2STAT_CARD_PRETRIGGER = 0x1
 M2STAT_CARD_TRIGGER = 0x2
 M2STAT_CARD_READY = 0x4
+
+
+def stop_level_of(value: str | StopLevel) -> StopLevel:
+    """A stop level from its name (``"zero"``, ``"hold-last"`` ...) or itself."""
+    if isinstance(value, StopLevel):
+        return value
+    try:
+        return StopLevel[str(value).upper().replace("-", "").replace("_", "")]
+    except KeyError:
+        names = ", ".join(s.name.lower() for s in StopLevel)
+        raise ProgramError(f"stop level {value!r} unknown (one of {names})", op="configure", value=value) from None
 
 
 class StopLevel(IntEnum):
