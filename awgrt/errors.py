@@ -87,6 +87,10 @@ class CardError(AWGRTError):
         self.detail = message  # without the code and register tags
 
 
+class UnsupportedError(AWGRTError, NotImplementedError):
+    """The backend or card cannot do this at all (a missing capability, not a bad value)."""
+
+
 class AWGRTWarning(UserWarning):
     """Base class of the warnings awgrt raises (the compile went through, but look)."""
 

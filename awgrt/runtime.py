@@ -43,22 +43,21 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-import numpy as np
 
-from .backends.base import BackendBase
+from .backends.base import Backend
 from .builder import AWGProgramBuilder
 from .compiler.compile import compile_sequence_program
 from .compiler.quantize import quantize_resolved_ir, replace_segments
 from .compiler.report import CompileReport
 from .compiler.resolve import resolve_intent_ir
 from .compiler.synth import SynthResult
-from .errors import AWGRTError, CallbackWarning, ProgramError
+from .errors import AWGRTError, CallbackWarning, ProgramError, UnsupportedError
 from .ir.intent import IntentIR
 from .ir.quantized import QuantizedIR
 from .ir.resolved import Note, ResolvedIR
 from .program import CompiledSequenceProgram, StepEvent
+from .upload import LIVE_MODES, LiveMode, UploadKind, UploadPlan, apply_upload, plan_upload
 
-UPLOAD_KINDS = ("full", "segments", "steps", "none")
 #: Default capacity of the asynchronous step-callback queue (entries).
 CALLBACK_QUEUE_SIZE = 10_000
 #: Default seconds ``close()`` waits for queued asynchronous callbacks.
@@ -71,7 +70,7 @@ class RunReport:
     ``uploaded_segments``: segments whose memory slots were written; ``timings_s``: seconds per
     stage (resolve, quantize, compile, upload, start)."""
 
-    upload_kind: str
+    upload_kind: UploadKind
     compiled_segments: tuple[str, ...]
     uploaded_segments: tuple[str, ...]
     steps_rewritten: bool
@@ -107,7 +106,7 @@ class Runtime:
 
     def __init__(
         self,
-        backend: BackendBase,
+        backend: Backend,
         *,
         logical_channel_to_hardware_channel: Mapping[str, int] | None = None,
         gain: float = 1.0,
@@ -116,13 +115,13 @@ class Runtime:
         amplitude_mv: int | Sequence[int] = 1000,
         stop_level: str = "zero",
         trigger: str = "external",
-        live: str = "restart",
+        live: LiveMode = "restart",
         quantize_options: Mapping[str, object] | None = None,
         callback_queue_size: int = CALLBACK_QUEUE_SIZE,
         close_timeout_s: float = CLOSE_TIMEOUT_S,
     ) -> None:
-        if live not in ("restart", "allow"):
-            raise ProgramError(f"live={live!r} must be 'restart' or 'allow'", op="Runtime", value=live)
+        if live not in LIVE_MODES:
+            raise ProgramError(f"live={live!r} must be one of {LIVE_MODES}", op="Runtime", value=live)
         if isinstance(callback_queue_size, bool) or not isinstance(callback_queue_size, int) or callback_queue_size < 1:
             raise ProgramError(f"callback_queue_size={callback_queue_size!r} must be an integer >= 1", op="Runtime", value=callback_queue_size)
         if isinstance(close_timeout_s, bool) or not isinstance(close_timeout_s, (int, float)) or not 0 <= close_timeout_s < float("inf"):
@@ -165,7 +164,7 @@ class Runtime:
     # ------------------------------------------------------------------ run
 
     def _compile(
-        self, program: AWGProgramBuilder | IntentIR | ResolvedIR, sample_rate_hz: float | None, invariant: Sequence[str]
+        self, program: AWGProgramBuilder | IntentIR | ResolvedIR, sample_rate_hz: float | None, invariant: Sequence[str], *, prune: bool = True
     ) -> tuple[CompiledSequenceProgram, QuantizedIR, dict[str, float], list[str]]:
         """Resolve, quantize and compile against the backend's card, reusing cached segments."""
         timings: dict[str, float] = {}
@@ -192,10 +191,10 @@ class Runtime:
 
         t = time.perf_counter()
         compiled = compile_sequence_program(q, self.gain, self.clip, self.full_scale, cache=self._cache)
-        digests = {s.digest for s in q.segments}
-        live_keys = {k for k in self._cache if k.split(":", 1)[0] in digests}
-        for k in set(self._cache) - live_keys:  # keep only what the current point uses
-            del self._cache[k]
+        if prune:  # keep only what the current point uses (a dry run keeps everything)
+            digests = {s.digest for s in q.segments}
+            for k in [k for k in self._cache if k.split(":", 1)[0] not in digests]:
+                del self._cache[k]
         timings["compile"] = time.perf_counter() - t
         return compiled, q, timings, notes
 
@@ -231,87 +230,63 @@ class Runtime:
         compiled, quantized, timings, notes = self._compile(program, sample_rate_hz, invariant)
         t = time.perf_counter()
         try:
-            kind, slots, steps_changed, restarted, more = self._upload(compiled)
+            plan = self._plan(compiled)
+            apply_upload(self.backend, plan, compiled, amplitude_mv=self.amplitude_mv, stop_level=self.stop_level, trigger=self.trigger)
         except BaseException:
             # failed or interrupted part-way (Ctrl-C included): the card is stopped and the
             # backend forgets what it held, so the next run uploads everything it needs
             self.backend.abandon()
             raise
-        notes += more
+        notes += plan.notes
         timings["upload"] = time.perf_counter() - t
         self.program = compiled
         self._quantized = quantized
         t = time.perf_counter()
-        if (start and not self.backend.is_running()) or restarted:
+        if (start and not self.backend.is_running()) or plan.restart:
             self.backend.start(force_trigger=force_trigger)
         timings["start"] = time.perf_counter() - t
         report = compiled.report
-        names_of = {i: compiled.segments[i].names for i in slots}
         self.last_report = RunReport(
-            upload_kind=kind,
+            upload_kind=plan.kind,
             compiled_segments=tuple(report.synthesised),
-            uploaded_segments=tuple(n for i in slots for n in names_of[i]),
-            steps_rewritten=steps_changed,
-            restarted=restarted,
+            uploaded_segments=tuple(n for i in plan.slots for n in compiled.segments[i].names),
+            steps_rewritten=plan.steps,
+            restarted=plan.restart,
             timings_s=timings,
             notes=tuple(notes),
             compile_report=report,
         )
         return compiled
 
-    def _upload(self, new: CompiledSequenceProgram) -> tuple[str, list[int], bool, bool, list[str]]:
+    def _plan(self, new: CompiledSequenceProgram) -> UploadPlan:
         be = self.backend
-        old = be.program
-        if be.config is None or be.config.sample_rate_hz != new.sample_rate_hz or be.config.n_channels != new.n_channels:
-            be.configure(
-                sample_rate_hz=new.sample_rate_hz,
-                channels=new.n_channels,
-                amplitude_mv=self.amplitude_mv,
-                stop_level=self.stop_level,
-                trigger=self.trigger,
-            )
-            old = None
-        same_layout = (
-            old is not None
-            and len(old.segments) == len(new.segments)
-            and old.max_segments == new.max_segments
-            and all(a.n_samples == b.n_samples for a, b in zip(old.segments, new.segments))
-        )
-        if not same_layout:
-            running = be.is_running()
-            be.load(new)
-            if running:
-                note = "the memory layout changed while the card ran: it was stopped, fully reloaded and restarted"
-                return "full", list(range(len(new.segments))), True, True, [note]
-            return "full", list(range(len(new.segments))), True, False, []
-        changed = [i for i, (a, b) in enumerate(zip(old.segments, new.segments)) if a.data is not b.data and not np.array_equal(a.data, b.data)]
-        steps_changed = [(s.segment, s.next, s.loops, s.on_trigger, s.end) for s in old.steps] != [
-            (s.segment, s.next, s.loops, s.on_trigger, s.end) for s in new.steps
-        ]
-        if not changed and not steps_changed:
-            be.program = new
-            return "none", [], False, False, []
-        notes: list[str] = []
-        restarted = False
-        if changed and be.is_running():
-            playing = old.steps[be.current_step()].segment
-            if playing in changed:
-                if self.live == "restart":
-                    be.stop()
-                    restarted = True
-                    notes.append(f"slot {playing} ({old.segments[playing].name!r}) was playing: card stopped, updated and restarted")
-                else:
-                    notes.append(f"slot {playing} ({old.segments[playing].name!r}) written while playing: its output mixes old and new samples")
-        if changed:
-            be.update_segments(new, changed)
-        if steps_changed:
-            be.write_steps(new)
-        return ("segments" if changed else "steps"), changed, steps_changed, restarted, notes
+        running = be.is_running()
+        playing = None
+        if running and be.program is not None:
+            step = be.current_step()
+            if 0 <= step < len(be.program.steps):
+                playing = be.program.steps[step].segment
+        return plan_upload(be.program, new, config=be.config, running=running, playing_slot=playing, live=self.live)
+
+    def plan(
+        self, program: AWGProgramBuilder | IntentIR | ResolvedIR, *, sample_rate_hz: float | None = None, invariant: Sequence[str] = ()
+    ) -> UploadPlan:
+        """A dry run: compile ``program`` as :meth:`run` would and return the
+        :class:`~awgrt.upload.UploadPlan` it would carry out, touching nothing on the card."""
+        compiled, *_ = self._compile(program, sample_rate_hz, invariant, prune=False)
+        return self._plan(compiled)
 
     # ------------------------------------------------------------------ callbacks
 
     def on_step(self, segment: str, fn: Callable[[StepInfo], object], *, asynchronous: bool = False) -> None:
         """Call ``fn(StepInfo)`` each time the sequencer enters a step playing ``segment``."""
+        if not self.backend.supports_step_events:
+            raise UnsupportedError(
+                f"{type(self.backend).__name__} cannot report step entries (the card exposes only the current step): "
+                "step callbacks need a backend with supports_step_events, such as SimBackend",
+                op="on_step",
+                value=segment,
+            )
         self._callbacks.setdefault(segment, []).append((fn, asynchronous))
         if not self._listening:
             self.backend.add_step_listener(self._on_notice)

@@ -3,7 +3,7 @@
 Layers, lowest first (a module may import its own layer and any below it):
 
     errors, spectrum, progress  <  card, savefile  <  ir  <  program  <  compiler
-    <  builder, sim  <  backends  <  runtime, plot  <  demo  <  cli  <  the package root  <  hil
+    <  builder, sim  <  backends  <  runtime, upload, plot  <  demo  <  cli  <  the package root  <  hil
 
 The CLI may reach into ``hil`` only from inside the function of ``awgrt hil`` (the harness stays
 optional for the core).
@@ -26,7 +26,7 @@ LAYERS = [
     ("awgrt.compiler",),
     ("awgrt.builder", "awgrt.sim"),
     ("awgrt.backends",),
-    ("awgrt.runtime", "awgrt.plot"),
+    ("awgrt.runtime", "awgrt.upload", "awgrt.plot"),
     ("awgrt.demo",),
     ("awgrt.cli",),
     ("awgrt",),

@@ -1,7 +1,8 @@
 """SpcmBackend driven through the unmodified spcm package against the emulated Spectrum driver.
 
-The emulation stays active for the whole test process (spcm can only be imported once per
-process); other tests never import spcm, and the emulation's own route tests run in subprocesses.
+The emulation (the ``emu`` fixture of ``tests/conftest.py``) stays active for the whole test
+process (spcm can only be imported once per process); the emulation's own route tests run in
+subprocesses.
 """
 
 from __future__ import annotations
@@ -19,16 +20,6 @@ from awgrt.backends import SimBackend, SpcmBackend
 from awgrt.errors import AWGRTError, CardError, CardLimitError, ProgramError
 
 FS = 625e6
-
-
-@pytest.fixture(scope="module")
-def emu():
-    from awgrt.sim import emulated_spcm
-
-    cm = emulated_spcm(cards=["M4i.6631-x8", "M4i.6622-x8"])
-    emulation = cm.__enter__()
-    yield emulation
-    # the emulation stays loaded until the process ends: spcm cannot be re-imported
 
 
 def _builder(amp: float = 0.5, loops: int = 3, end: bool = False) -> AWGProgramBuilder:

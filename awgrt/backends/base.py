@@ -16,14 +16,18 @@ import abc
 import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, Self, get_args, runtime_checkable
+
+import numpy as np
 
 from ..card import CardSpec
-from ..errors import AWGRTError, CardError, ProgramError
+from ..errors import AWGRTError, CardError, ProgramError, UnsupportedError
 from ..program import CompiledSequenceProgram, StepEvent
 from ..spectrum import StopLevel, stop_level_of
 
-TRIGGER_SOURCES = ("software", "external")
+#: Where triggers come from.
+TriggerSource = Literal["software", "external"]
+TRIGGER_SOURCES: tuple[str, ...] = get_args(TriggerSource)
 
 
 @dataclass(frozen=True)
@@ -35,23 +39,51 @@ class OutputConfig:
     n_channels: int
     amplitude_mv: tuple[int, ...]
     stop_level: tuple[StopLevel, ...]
-    trigger: str = "software"
+    trigger: TriggerSource = "software"
     trigger_level_mv: int = 1000
 
 
 @runtime_checkable
 class Backend(Protocol):
-    """What every backend offers (see module doc)."""
+    """The contract every backend keeps: the runtime and users speak only this.
 
+    A new backend (another card family, a remote card) implements every member below; the
+    conformance kit in ``tests/backend_conformance.py`` checks one against the contract, as it
+    checks :class:`~awgrt.backends.SimBackend` and :class:`~awgrt.backends.SpcmBackend`.
+    Subclassing :class:`BackendBase` gives the argument checks and the upload guarantees for free.
+
+    Guarantees: nothing is written to the card before the program was checked against ``card``;
+    any failure or interrupt during an upload leaves the card stopped and ``program`` None (the
+    next upload is a full one); closing always stops the output.
+    """
+
+    #: The limits programs are checked against (the card's own, where it reports them).
     card: CardSpec
+    #: The output set-up in force (None until :meth:`configure`).
+    config: OutputConfig | None
+    #: What the card's memory holds, as far as the backend knows (None: unknown or nothing).
+    program: CompiledSequenceProgram | None
+    #: Whether :meth:`add_step_listener` can report step entries.
+    supports_step_events: bool
 
-    def __enter__(self) -> Backend: ...
+    def __enter__(self) -> Self:
+        """Open the card (see :meth:`open`). Returns: the backend itself."""
+        ...
 
-    def __exit__(self, *exc: object) -> None: ...
+    def __exit__(self, *exc: object) -> None:
+        """Close the card (see :meth:`close`); never suppresses an exception."""
+        ...
 
-    def open(self) -> None: ...
+    def open(self) -> None:
+        """Take the card for this process (opening twice is harmless).
 
-    def close(self) -> None: ...
+        Raises: CardError if the card is missing, busy or unusable (naming which)."""
+        ...
+
+    def close(self) -> None:
+        """Stop the output, always, and release the card. Raises: nothing for a card that
+        is already closed."""
+        ...
 
     def configure(
         self,
@@ -60,35 +92,85 @@ class Backend(Protocol):
         channels: int,
         amplitude_mv: int | Sequence[int] = 1000,
         stop_level: str | StopLevel | Sequence[str | StopLevel] = "zero",
-        trigger: str = "software",
+        trigger: TriggerSource = "software",
         trigger_level_mv: int = 1000,
-    ) -> OutputConfig: ...
+    ) -> OutputConfig:
+        """Set the clock, enabled channels (0 .. channels-1), amplitude (mV into 50 ohm) and
+        stop level per channel (one value for all, or one each) and the trigger source.
 
-    def load(self, program: CompiledSequenceProgram) -> None: ...
+        Returns: the :class:`OutputConfig` now in force (also ``self.config``).
+        Raises: ProgramError for a value the card cannot take (naming it); CardError if the
+        card refuses."""
+        ...
 
-    def update_segments(self, program: CompiledSequenceProgram, indices: Sequence[int]) -> None: ...
+    def load(self, program: CompiledSequenceProgram) -> None:
+        """Full upload: stop, then write every memory slot, the step table and the start step.
+        Configures from the program first if :meth:`configure` was not called.
 
-    def write_steps(self, program: CompiledSequenceProgram) -> None: ...
+        Raises: CardLimitError / ProgramError before anything is written if the program does
+        not fit ``card`` or ``config``; CardError if the card refuses (the card is then stopped
+        and ``program`` None)."""
+        ...
 
-    def abandon(self) -> None: ...
+    def update_segments(self, program: CompiledSequenceProgram, indices: Sequence[int]) -> None:
+        """Rewrite the data of memory slots ``indices``; the layout (slot count and lengths) must
+        equal the loaded program's. Does not stop the card.
 
-    def start(self, *, force_trigger: bool = False) -> None: ...
+        Raises: ProgramError if nothing is loaded or the layout changed; CardError as for load."""
+        ...
 
-    def force_trigger(self) -> None: ...
+    def write_steps(self, program: CompiledSequenceProgram) -> None:
+        """Rewrite the step table only (same layout). Raises: as :meth:`update_segments`."""
+        ...
 
-    def stop(self) -> None: ...
+    def abandon(self) -> None:
+        """Stop the card and forget what is loaded (``program`` = None). Never raises."""
+        ...
 
-    def current_step(self) -> int: ...
+    def start(self, *, force_trigger: bool = False) -> None:
+        """Start replay, armed for triggers from the configured source; ``force_trigger``
+        also triggers at once. Raises: ProgramError if nothing is loaded; CardError."""
+        ...
 
-    def is_running(self) -> bool: ...
+    def force_trigger(self) -> None:
+        """A software trigger now. Raises: CardError if the card refuses."""
+        ...
 
-    def wait_ready(self, timeout_s: float) -> None: ...
+    def stop(self) -> None:
+        """Stop the output (the stop level is output). Harmless when stopped."""
+        ...
+
+    def current_step(self) -> int:
+        """The step the sequencer is in now (the start step before the first trigger)."""
+        ...
+
+    def is_running(self) -> bool:
+        """Whether the card is started and has not ended (armed or replaying)."""
+        ...
+
+    def wait_ready(self, timeout_s: float) -> None:
+        """Wait until the card is READY (its sequence ended).
+
+        Raises: CardError with Spectrum's timeout code after ``timeout_s``."""
+        ...
+
+    def add_step_listener(self, fn: Callable[[StepEvent], None]) -> None:
+        """Call ``fn(StepEvent)`` once for every step entry from now on, in order.
+
+        Raises: UnsupportedError where ``supports_step_events`` is False."""
+        ...
+
+    def remove_step_listener(self, fn: Callable[[StepEvent], None]) -> None:
+        """Stop calling ``fn``. Raises: ValueError-compatible ProgramError if it was not added."""
+        ...
 
 
 class BackendBase(abc.ABC):
-    """Shared behaviour; subclasses implement the ``_``-prefixed card operations."""
+    """Shared behaviour of :class:`Backend` s; subclasses implement the ``_``-prefixed card
+    operations (and set ``supports_step_events``)."""
 
     card: CardSpec
+    supports_step_events: bool = True
 
     def __init__(self, card: CardSpec) -> None:
         self.card = card
@@ -99,7 +181,7 @@ class BackendBase(abc.ABC):
 
     # ------------------------------------------------------------------ context
 
-    def __enter__(self) -> BackendBase:
+    def __enter__(self) -> Self:
         self.open()
         return self
 
@@ -125,7 +207,7 @@ class BackendBase(abc.ABC):
         channels: int,
         amplitude_mv: int | Sequence[int] = 1000,
         stop_level: str | StopLevel | Sequence[str | StopLevel] = "zero",
-        trigger: str = "software",
+        trigger: TriggerSource = "software",
         trigger_level_mv: int = 1000,
     ) -> OutputConfig:
         """Set sample rate, the number of enabled channels (0 .. channels-1), amplitude (mV) and
@@ -192,14 +274,27 @@ class BackendBase(abc.ABC):
                     segment=program.segments[i].name,
                     op="update_segments",
                 )
+        self._check_same_samples(program, set(indices), "update_segments")
         self._guarded("segment update", lambda: self._update_segments(program, list(indices)))
         self.program = program
 
     def write_steps(self, program: CompiledSequenceProgram) -> None:
-        """Rewrite the step table only (slot layout unchanged)."""
+        """Rewrite the step table only (slot layout and samples unchanged)."""
         self._check_same_layout(program, "write_steps")
+        self._check_same_samples(program, set(), "write_steps")
         self._guarded("step table update", lambda: self._write_steps(program))
         self.program = program
+
+    def _check_same_samples(self, program: CompiledSequenceProgram, written: set[int], op: str) -> None:
+        """``program`` must hold the loaded samples in every slot not being written, so that
+        ``self.program`` keeps describing the card."""
+        differ = [
+            i
+            for i, (a, b) in enumerate(zip(self.program.segments, program.segments))
+            if i not in written and a.data is not b.data and not np.array_equal(a.data, b.data)
+        ]
+        if differ:
+            raise ProgramError(f"the program's samples differ from what the card holds in slots {differ}: write them with update_segments", op=op, value=differ)
 
     def _check_same_layout(self, program: CompiledSequenceProgram, op: str) -> None:
         program.validate(self.card)
@@ -222,7 +317,7 @@ class BackendBase(abc.ABC):
             self.abandon()
             if isinstance(exc, AWGRTError) or not isinstance(exc, Exception):
                 raise
-            raise CardError(f"{what} failed: {exc}", code=0xFFFF) from exc
+            raise CardError(f"{what} failed: {type(exc).__name__}: {exc}", code=None) from exc
 
     def abandon(self) -> None:
         """Stop the card and forget what is loaded, so that the next upload is a full one. Called
@@ -247,10 +342,16 @@ class BackendBase(abc.ABC):
         self._stop()
 
     def add_step_listener(self, fn: Callable[[StepEvent], None]) -> None:
-        """Call ``fn`` with a :class:`StepEvent` each time the sequencer enters a step."""
+        """Call ``fn`` with a :class:`~awgrt.program.StepEvent` each time the sequencer enters a step."""
+        if not self.supports_step_events:
+            raise UnsupportedError(
+                f"{type(self).__name__} cannot report step entries (supports_step_events is False)", op="add_step_listener"
+            )
         self._listeners.append(fn)
 
     def remove_step_listener(self, fn: Callable[[StepEvent], None]) -> None:
+        if fn not in self._listeners:
+            raise ProgramError(f"{fn!r} is not a step listener of this backend", op="remove_step_listener")
         self._listeners.remove(fn)
 
     def _notify(self, notices: Sequence[StepEvent]) -> None:

@@ -24,15 +24,14 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from .. import spectrum as sp
 from ..card import CARDS, CardSpec, as_int64
-from ..errors import CardError, ProgramError
-from ..program import CompiledSequenceProgram, StepEvent
+from ..errors import CardError
+from ..program import CompiledSequenceProgram
 from .base import BackendBase, OutputConfig
 
 INSTALL_HINT = (
@@ -127,12 +126,15 @@ def _drop_handle(card) -> None:
 
 
 class SpcmBackend(BackendBase):
-    """A Spectrum card through spcm (see module doc).
+    """A Spectrum card through spcm (see module doc). It cannot report step entries (the card
+    only exposes the current step): ``supports_step_events`` is False.
 
     Give ``device`` (``"/dev/spcm0"``), or ``serial_number``, or neither for the first AWG found.
     ``card`` optionally names the expected model; the card's reported limits always win where
     they are stricter.
     """
+
+    supports_step_events = False
 
     def __init__(
         self,
@@ -370,9 +372,3 @@ class SpcmBackend(BackendBase):
                 self._card.cmd(spcm.M2CMD_CARD_WAITREADY)
             finally:
                 self._set(spcm.SPC_TIMEOUT, int(self.timeout_s * 1000))
-
-    def add_step_listener(self, fn: Callable[[StepEvent], None]) -> None:
-        raise ProgramError(
-            "SpcmBackend does not report step entries (the card only exposes the current step); step callbacks need SimBackend",
-            op="on_step",
-        )
