@@ -43,7 +43,6 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-
 from .backends.base import Backend
 from .builder import AWGProgramBuilder
 from .compiler.compile import compile_sequence_program

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 
 from awgrt import AWGProgramBuilder
 
+from .errors import RigConfigError
+
 #: Card sample of the first (replay-starting) trigger, counted from the start command.
 FIRST_TRIGGER = 1000
 #: Synthesis scaling used by the suite (awgrt's defaults).
@@ -195,4 +197,4 @@ def program_named(name: str) -> SuiteProgram:
     for p in SUITE:
         if p.name == name:
             return p
-    raise KeyError(f"no suite program {name!r} (known: {', '.join(p.name for p in SUITE)})")
+    raise RigConfigError(f"no suite program {name!r} (known: {', '.join(p.name for p in SUITE)})")

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..card import CARDS, DEFAULT_CARD, CardSpec
-from ..errors import CardError
+from ..errors import CardError, ProgramError
 from ..program import CompiledSequenceProgram, StepEvent
 from ..sim.card import SimPolicy, SimulatedCard
 from ..sim.loading import configure_outputs, load_program, write_slots, write_steps
@@ -61,7 +61,7 @@ class SimBackend(BackendBase):
 
     def _samples(self, samples: int | None, seconds: float | None) -> int:
         if (samples is None) == (seconds is None):
-            raise ValueError("give exactly one of samples= or seconds=")
+            raise ProgramError(f"give exactly one of samples= or seconds= (got samples={samples!r}, seconds={seconds!r})", op="advance")
         if samples is None:
             samples = round(seconds * self.sim.sample_rate_hz)
         return int(samples)

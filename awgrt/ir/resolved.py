@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
+from ..errors import ProgramError
 from .digest import digest_of
 
 
@@ -99,7 +100,7 @@ class Segment:
         for t in self.tracks:
             if t.channel == channel:
                 return t
-        raise KeyError(channel)
+        raise ProgramError(f"segment {self.name!r} has no channel {channel!r} (channels: {[t.channel for t in self.tracks]})", op="track", value=channel)
 
     def with_digest(self, sample_rate_hz: float, hardware: Mapping[str, int]) -> Segment:
         """This segment with ``digest`` set from exactly what determines its samples: length,

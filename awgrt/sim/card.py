@@ -38,18 +38,24 @@ from __future__ import annotations
 import bisect
 import math
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 import numpy as np
 
 from .. import spectrum as sp
 from ..card import CardSpec, StepEntry, decode_step_entry
-from ..errors import CardError
+from ..errors import CardError, ProgramError
 from ..program import StepEvent
 from ..spectrum import StopLevel
 
 INF = math.inf
 #: Samples rendered per walk while no epoch is known (bounds the work between epoch checks).
 RENDER_CHUNK = 1 << 18
+
+
+#: When a trigger may end an ENDLOOPONTRIG step with loops > 1 (see :class:`SimPolicy`).
+EndloopCheck = Literal["after_all_loops", "every_pass"]
+ENDLOOP_CHECKS: tuple[str, ...] = get_args(EndloopCheck)
 
 
 @dataclass(frozen=True)
@@ -73,18 +79,18 @@ class SimPolicy:
     ends for that pass to be the last (default 0).
     """
 
-    endloop_check: str = "after_all_loops"
+    endloop_check: EndloopCheck = "after_all_loops"
     latch_earlier_triggers: bool = False
     prefetch: int = 1
     endloop_setup_samples: int = 0
 
     def __post_init__(self) -> None:
-        if self.endloop_check not in ("after_all_loops", "every_pass"):
-            raise ValueError(f"endloop_check={self.endloop_check!r}")
+        if self.endloop_check not in ENDLOOP_CHECKS:
+            raise ProgramError(f"endloop_check={self.endloop_check!r} must be one of {ENDLOOP_CHECKS}", op="SimPolicy", value=self.endloop_check)
         if self.prefetch not in (0, 1):
-            raise ValueError(f"prefetch={self.prefetch!r} must be 0 or 1")
+            raise ProgramError(f"prefetch={self.prefetch!r} must be 0 or 1", op="SimPolicy", value=self.prefetch)
         if self.endloop_setup_samples < 0:
-            raise ValueError("endloop_setup_samples must be >= 0")
+            raise ProgramError(f"endloop_setup_samples={self.endloop_setup_samples!r} must be >= 0", op="SimPolicy", value=self.endloop_setup_samples)
 
 
 @dataclass
@@ -443,7 +449,7 @@ class SimulatedCard:
     def external_trigger(self, sample: int) -> None:
         """An external trigger edge at ``sample`` (now or later); ignored unless enabled."""
         if sample < self.now:
-            raise ValueError(f"trigger at sample {sample} is in the past (now {self.now})")
+            raise ProgramError(f"trigger at sample {sample} is in the past (now {self.now})", op="external trigger", value=sample)
         if self.trigger_enabled:
             self._add_trigger(int(sample))
 
@@ -493,7 +499,7 @@ class SimulatedCard:
     def advance(self, n_samples: int) -> None:
         """Move the clock on by ``n_samples`` without producing samples."""
         if n_samples < 0:
-            raise ValueError("time only moves forward")
+            raise ProgramError(f"time only moves forward (asked to advance by {n_samples!r} samples)", op="advance", value=n_samples)
         self._advance_to(self.now + n_samples, None)
         self.now += n_samples
 
@@ -502,13 +508,13 @@ class SimulatedCard:
         int16 of shape (n_samples, n_channels of the card), disabled channels at their stop level.
         ``out`` (optional) is a C-contiguous int16 array of that shape to fill and return."""
         if n_samples < 0:
-            raise ValueError("time only moves forward")
+            raise ProgramError(f"time only moves forward (asked to advance by {n_samples!r} samples)", op="advance", value=n_samples)
         w0, w1 = self.now, self.now + n_samples
         shape = (n_samples, self.spec.n_channels)
         if out is None:
             out = np.empty(shape, dtype=np.int16)
         elif out.shape != shape or out.dtype != np.int16 or not out.flags.c_contiguous:
-            raise ValueError(f"out must be C-contiguous int16 of shape {shape}")
+            raise ProgramError(f"out must be C-contiguous int16 of shape {shape}", op="render", value=getattr(out, "shape", None))
         if self.n_active < self.spec.n_channels:
             out[:, self.n_active :] = self._stop_values(self._hold)[self.n_active :]
         pos = w0

@@ -80,7 +80,7 @@ import numpy as np
 
 from .. import spectrum as sp
 from ..card import CARDS, CardSpec
-from ..errors import AWGRTError
+from ..errors import AWGRTError, ProgramError
 from .card import SimPolicy, SimulatedCard, trigger_latency_samples
 from .driver import EmulatedDriver
 
@@ -850,7 +850,7 @@ class EmulatedSpcm:
     def card(self, index: int = 0) -> SimulatedCard:
         """The :class:`SimulatedCard` behind ``/dev/spcm<index>`` (its output can be rendered)."""
         if not 0 <= index < len(self.paths):
-            raise IndexError(f"card {index}: this emulation has {len(self.paths)} card(s)")
+            raise ProgramError(f"card {index}: this emulation has {len(self.paths)} card(s)", op="card", value=index)
         return self.driver.cards[self.paths[index]]
 
     @property
@@ -886,7 +886,7 @@ class EmulatedSpcm:
         trigger, so that :meth:`renders` can show its first ``n_samples`` output samples from
         that trigger, whatever the script does later (stop, close, more uploads)."""
         if n_samples < 0:
-            raise ValueError("n_samples must be >= 0")
+            raise ProgramError(f"n_samples={n_samples!r} must be >= 0", op="render", value=n_samples)
         self.render_samples = int(n_samples)
 
     def renders(self) -> dict[int, dict[str, object]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import RigConfigError
 from .base import AcquisitionSettings, Capture
 from .visa import VisaScope
 
@@ -32,7 +33,7 @@ class KeysightInfiniiVision(VisaScope):
 
     def __init__(self, resource: str, *, word: bool = False, byte_order: str = "little", **kw: Any) -> None:
         if byte_order not in ("little", "big"):
-            raise ValueError(f"byte_order must be 'little' or 'big', got {byte_order!r}")
+            raise RigConfigError(f"byte_order must be 'little' or 'big', got {byte_order!r}")
         self.word = word
         self.byte_order = byte_order
         super().__init__(resource, **kw)

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import RigConfigError
 from .base import AcquisitionSettings, Capture
 from .visa import VisaScope
 
@@ -31,7 +32,7 @@ class RigolDS1000Z(VisaScope):
 
     def __init__(self, resource: str, *, chunk_points: int = MAX_CHUNK, **kw: Any) -> None:
         if not 1 <= chunk_points <= MAX_CHUNK:
-            raise ValueError(f"chunk_points must be in 1..{MAX_CHUNK}, got {chunk_points!r}")
+            raise RigConfigError(f"chunk_points must be in 1..{MAX_CHUNK}, got {chunk_points!r}")
         self.chunk_points = chunk_points
         super().__init__(resource, **kw)
 

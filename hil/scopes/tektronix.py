@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import RigConfigError
 from .base import AcquisitionSettings, Capture
 from .visa import VisaScope
 
@@ -28,7 +29,7 @@ class TektronixMSO(VisaScope):
 
     def __init__(self, resource: str, *, bytes_per_point: int = 1, byte_order: str = "little", **kw: Any) -> None:
         if bytes_per_point not in (1, 2) or byte_order not in ("little", "big"):
-            raise ValueError(f"bytes_per_point must be 1 or 2 and byte_order 'little' or 'big', got {bytes_per_point!r}, {byte_order!r}")
+            raise RigConfigError(f"bytes_per_point must be 1 or 2 and byte_order 'little' or 'big', got {bytes_per_point!r}, {byte_order!r}")
         self.bytes_per_point = bytes_per_point
         self.byte_order = byte_order
         super().__init__(resource, **kw)

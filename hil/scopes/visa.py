@@ -151,17 +151,14 @@ class VisaScope(Scope):
     def _parsed(self, command: str, parse: Callable[[str], T], *, timeout_s: float | None = None) -> T:
         """Query and parse; an unusable answer (undecodable or unparsable) is resynchronised and
         asked once more before it is an error. Timeouts are not repeated."""
-        for attempt in (1, 2):
-            try:
-                return parse(self._query_once(command, timeout_s))
-            except ScopeTimeoutError:
-                raise
-            except ScopeProtocolError as err:
-                if attempt == 2:
-                    raise
-                if err.__cause__ is None:  # parse() refused an answer that arrived whole
-                    self.resync(f"an unusable answer to {command!r}")
-        raise AssertionError("unreachable")
+        try:
+            return parse(self._query_once(command, timeout_s))
+        except ScopeTimeoutError:
+            raise
+        except ScopeProtocolError as err:
+            if err.__cause__ is None:  # parse() refused an answer that arrived whole
+                self.resync(f"an unusable answer to {command!r}")
+        return parse(self._query_once(command, timeout_s))
 
     def query_float(self, command: str) -> float:
         """A query whose answer is one number."""

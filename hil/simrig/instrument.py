@@ -22,6 +22,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from ..errors import RigConfigError
 from .bench import Bench
 from .scope_model import ScopeModel
 from .scpi import CommandSet, definite_block
@@ -66,7 +67,7 @@ class SimulatedScope:
         self.faults = frozenset(faults)
         unknown = self.faults - FAULTS
         if unknown:
-            raise ValueError(f"unknown faults {sorted(unknown)} (known: {sorted(FAULTS)})")
+            raise RigConfigError(f"unknown faults {sorted(unknown)} (known: {sorted(FAULTS)})")
         self.max_wait_s = max_wait_s
         self.rng = np.random.default_rng(self.model.seed)
         self.errors: deque[str] = deque(maxlen=32)
