@@ -28,15 +28,19 @@ from .ir.intent import (
     Hold,
     IntentIR,
     IntentSegment,
+    LastStep,
     Move,
     Op,
+    PhaseMode,
     RampAmp,
     RemapFromDef,
     RemoveTones,
+    SegmentMode,
     Sync,
     UseDef,
 )
 from .ir.resolved import ResolvedIR
+from .ir.shapes import AmpShape, FreqShape
 
 
 def _segment_name(builder: AWGProgramBuilder) -> str | None:
@@ -153,7 +157,7 @@ class AWGProgramBuilder:
         )
         return self
 
-    def last_step(self, mode: str) -> AWGProgramBuilder:
+    def last_step(self, mode: LastStep) -> AWGProgramBuilder:
         """``"ring"`` (default): the last segment is followed by the first. ``"end"``: the
         sequence stops after the last segment and the outputs go to their stop level."""
         self._last_step = mode
@@ -162,9 +166,9 @@ class AWGProgramBuilder:
     def segment(
         self,
         name: str,
-        mode: str = "once",
+        mode: SegmentMode = "once",
         loops: int = 1,
-        phase_mode: str = "continue",
+        phase_mode: PhaseMode = "continue",
         phases: dict[str, Sequence[float]] | None = None,
     ) -> AWGProgramBuilder:
         """Start a segment. ``mode``: ``"once"``, ``"loop_n"`` (play ``loops`` times) or
@@ -224,13 +228,13 @@ class AWGProgramBuilder:
         """Remove tones by index from the selected channel."""
         return self._add(RemoveTones(self._selected("remove_tones"), _ints(idxs)))
 
-    def move(self, *, df: float | Sequence[float], time: float, idxs: Sequence[int] | None = None, kind: str = "linear") -> AWGProgramBuilder:
+    def move(self, *, df: float | Sequence[float], time: float, idxs: Sequence[int] | None = None, kind: FreqShape = "linear") -> AWGProgramBuilder:
         """Chirp tones ``idxs`` (all if None) by ``df`` Hz (one value or one per index) over
         ``time`` s; ``kind``: ``"linear"``, ``"min_jerk"`` or ``"cosine"``."""
         seg = _segment_name(self)
         return self._add(Move(self._selected("move"), _floats(df, "df", "move", seg), _float(time, "time", "move", seg), _ints(idxs), kind))
 
-    def ramp_amp_to(self, *, amps: float | Sequence[float], time: float, idxs: Sequence[int] | None = None, kind: str = "linear") -> AWGProgramBuilder:
+    def ramp_amp_to(self, *, amps: float | Sequence[float], time: float, idxs: Sequence[int] | None = None, kind: AmpShape = "linear") -> AWGProgramBuilder:
         """Ramp amplitudes of tones ``idxs`` (all if None) to ``amps`` over ``time`` s; ``kind``:
         ``"linear"``, ``"min_jerk"``, ``"cosine"`` or ``"exp"``."""
         seg = _segment_name(self)
@@ -238,7 +242,7 @@ class AWGProgramBuilder:
             RampAmp(self._selected("ramp_amp_to"), _floats(amps, "amps", "ramp_amp_to", seg), _float(time, "time", "ramp_amp_to", seg), _ints(idxs), kind)
         )
 
-    def remap_from_def(self, *, target_def: str, src: Sequence[int], dst: Sequence[int], time: float, kind: str = "min_jerk") -> AWGProgramBuilder:
+    def remap_from_def(self, *, target_def: str, src: Sequence[int], dst: Sequence[int], time: float, kind: FreqShape = "min_jerk") -> AWGProgramBuilder:
         """Move tone ``src[k]`` to the frequency and amplitude of tone ``dst[k]`` of
         ``target_def`` over ``time`` s (tweezer rearrangement). Indices do not change."""
         return self._add(

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,6 +20,9 @@ from .card import CARDS, CardSpec, encode_step_entry
 from .errors import CardLimitError, SerializationError
 from .ir.digest import digest_of
 from .savefile import SaveFile, check_value, need
+
+if TYPE_CHECKING:  # a type only: the compiler sits above this module
+    from .compiler.report import CompileReport
 
 SAVE_SCHEMA = "awgrt.compiled"
 SAVE_VERSION = 1
@@ -81,7 +85,7 @@ class CompiledSequenceProgram:
     start_step: int = 0
     hardware_channels: Mapping[str, int] = field(default_factory=dict)
     card: CardSpec = field(default_factory=lambda: CARDS["M4i.6631-x8"], repr=False)
-    report: object = field(default=None, repr=False, compare=False)
+    report: CompileReport | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hardware_channels", MappingProxyType(dict(self.hardware_channels)))

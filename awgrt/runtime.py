@@ -46,7 +46,7 @@ from dataclasses import dataclass, replace
 from .backends.base import Backend
 from .builder import AWGProgramBuilder
 from .compiler.compile import compile_sequence_program
-from .compiler.quantize import quantize_resolved_ir, replace_segments
+from .compiler.quantize import QuantizeOptions, quantize_resolved_ir, replace_segments
 from .compiler.report import CompileReport
 from .compiler.resolve import resolve_intent_ir
 from .compiler.synth import SynthResult
@@ -115,7 +115,7 @@ class Runtime:
         stop_level: str = "zero",
         trigger: str = "external",
         live: LiveMode = "restart",
-        quantize_options: Mapping[str, object] | None = None,
+        quantize_options: QuantizeOptions | None = None,
         callback_queue_size: int = CALLBACK_QUEUE_SIZE,
         close_timeout_s: float = CLOSE_TIMEOUT_S,
     ) -> None:

@@ -55,6 +55,12 @@ def imports(path: Path):
     package = me.split(".") if path.name == "__init__.py" else me.split(".")[:-1]
     tree = ast.parse(path.read_text())
     top_level = {id(n) for n in tree.body}
+    type_only = {
+        id(n)
+        for block in ast.walk(tree)
+        if isinstance(block, ast.If) and isinstance(block.test, ast.Name) and block.test.id == "TYPE_CHECKING"
+        for n in block.body
+    }
     for parent in ast.walk(tree):
         for node in ast.iter_child_nodes(parent):
             if isinstance(node, ast.ImportFrom):
@@ -67,6 +73,8 @@ def imports(path: Path):
             elif isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
             else:
+                continue
+            if id(node) in type_only:  # for annotations only: no import happens at run time
                 continue
             for t in targets:
                 if t.split(".")[0] in ("awgrt", "hil"):

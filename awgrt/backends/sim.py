@@ -15,7 +15,7 @@ import numpy as np
 from ..card import CARDS, DEFAULT_CARD, CardSpec
 from ..errors import CardError, ProgramError
 from ..program import CompiledSequenceProgram, StepEvent
-from ..sim.card import SimPolicy, SimulatedCard
+from ..sim.card import CardState, SimPolicy, SimulatedCard
 from ..sim.loading import configure_outputs, load_program, write_slots, write_steps
 from ..spectrum import ERR_TIMEOUT
 from .base import BackendBase, OutputConfig
@@ -112,7 +112,7 @@ class SimBackend(BackendBase):
         return self.sim.current_step()
 
     def is_running(self) -> bool:
-        return self.sim.state in ("armed", "running")
+        return self.sim.state in (CardState.ARMED, CardState.RUNNING)
 
     def wait_ready(self, timeout_s: float) -> None:
         """Advance the virtual clock until the card is READY; raise after ``timeout_s`` of card time."""

@@ -28,6 +28,7 @@ import numbers
 from collections.abc import Mapping
 from dataclasses import replace
 from types import MappingProxyType
+from typing import TypedDict
 
 import numpy as np
 
@@ -36,7 +37,7 @@ from ..errors import CardLimitError, ProgramError, QuantizationError
 from ..ir.quantized import FrequencyStep, QuantizedIR
 from ..ir.resolved import Note, ResolvedIR, Segment
 from .phases import assign_phases, step_graph_boundaries
-from .snap import WARN_SNAP_HZ, snap_wraps
+from .snap import WARN_SNAP_HZ, Joint, snap_wraps
 
 
 def _card(card: CardSpec | str | None) -> CardSpec:
@@ -124,6 +125,17 @@ def assign_slots(segments: tuple[Segment, ...], card: CardSpec, n_active: int) -
 # ------------------------------------------------------------------------------ entry point
 
 
+class QuantizeOptions(TypedDict, total=False):
+    """The keyword options of :func:`quantize_resolved_ir` (for ``Runtime(quantize_options=...)``)."""
+
+    max_snap_hz: float | Mapping[str, float] | None
+    snap: bool
+    stretch_wait_trig: float
+    stretch_loop_n: float
+    joint: Joint
+    warn_snap_hz: float | None
+
+
 def _fraction(value: object, name: str) -> float:
     """A stretch fraction: a finite number >= 0."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not (0 <= float(value) < math.inf):
@@ -144,7 +156,7 @@ def quantize_resolved_ir(
     snap: bool = True,
     stretch_wait_trig: float = 0.02,
     stretch_loop_n: float = 0.0,
-    joint: str = "auto",
+    joint: Joint = "auto",
     warn_snap_hz: float | None = WARN_SNAP_HZ,
 ) -> QuantizedIR:
     """Make ``resolved`` card-legal for ``card`` (default ``M4i.6631-x8``); see module doc.

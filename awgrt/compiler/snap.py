@@ -53,6 +53,7 @@ import math
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -62,7 +63,8 @@ from ..ir.quantized import FrequencyStep, ToneSnap
 from ..ir.resolved import ChannelTrack, Note, Piece, Segment
 
 #: How back-to-back looped holds may be joined (see module doc).
-JOINTS = ("auto", "common", "step")
+Joint = Literal["auto", "common", "step"]
+JOINTS: tuple[str, ...] = get_args(Joint)
 #: Most combinations of lengths tried for one chain of back-to-back looped segments.
 MAX_LENGTH_COMBINATIONS = 256
 #: Shifts above this (Hz) raise a :class:`~awgrt.errors.SnapWarning` by default.
@@ -178,7 +180,7 @@ def _label(ch: str, k: int, tone: int) -> str:
 
 
 def _plan_chain(
-    segments: tuple[Segment, ...], tones: list[_HeldTone], lengths: dict[int, int], fs: float, joint: str, limit_of: Callable[[str], float | None]
+    segments: tuple[Segment, ...], tones: list[_HeldTone], lengths: dict[int, int], fs: float, joint: Joint, limit_of: Callable[[str], float | None]
 ) -> _ChainPlan:
     plan = _ChainPlan(dict(lengths))
     own = {(si, t.tone): float(whole_cycle_hz(t.asked_hz, lengths[si], fs)) for t in tones for si, _ in t.at}
@@ -311,7 +313,7 @@ def _choose_chain(
     n_active: int,
     fs: float,
     stretch: Mapping[str, float],
-    joint: str,
+    joint: Joint,
     limit_of: Callable[[str], float | None],
 ) -> _ChainPlan:
     tones = _chain_tones(segments, chain)
@@ -522,7 +524,7 @@ def snap_wraps(
     *,
     stretch: Mapping[str, float],
     max_snap_hz: float | Mapping[str, float] | None = None,
-    joint: str = "auto",
+    joint: Joint = "auto",
     warn_snap_hz: float | None = WARN_SNAP_HZ,
     snap: bool = True,
 ) -> SnapResult:

@@ -23,7 +23,7 @@ import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, get_args
 
 from ..card import MAX_LOOPS, MIN_LOOPS
 from ..errors import (
@@ -35,14 +35,20 @@ from ..errors import (
     TimingError,
 )
 from .digest import canonical_json, digest_of, to_plain
-from .shapes import AMP_SHAPES, FREQ_SHAPES
+from .shapes import AMP_SHAPES, FREQ_SHAPES, AmpShape, FreqShape
 
 SCHEMA = "awgrt.intent"
 SCHEMA_VERSION = 1
 
-SEGMENT_MODES = ("once", "loop_n", "wait_trig")
-PHASE_MODES = ("continue", "optimise", "manual")
-LAST_STEP_MODES = ("ring", "end")
+#: How a segment plays: once, ``loops`` times, or repeated until a trigger.
+SegmentMode = Literal["once", "loop_n", "wait_trig"]
+#: What happens to the tones' phases at a segment's start.
+PhaseMode = Literal["continue", "optimise", "manual"]
+#: What follows the last step: back to the first, or the end of the sequence.
+LastStep = Literal["ring", "end"]
+SEGMENT_MODES: tuple[str, ...] = get_args(SegmentMode)
+PHASE_MODES: tuple[str, ...] = get_args(PhaseMode)
+LAST_STEP_MODES: tuple[str, ...] = get_args(LastStep)
 
 
 def _finite(x: Any) -> bool:
@@ -228,7 +234,7 @@ class Move(Op):
     df_hz: tuple[float, ...]
     time_s: float
     idxs: tuple[int, ...] | None = None
-    kind: str = "linear"
+    kind: FreqShape = "linear"
 
     def check(self, segment: str, op: str, ir: IntentIR) -> None:
         _check_channel(self.channel, ir, segment=segment, op=op)
@@ -251,7 +257,7 @@ class RampAmp(Op):
     amps: tuple[float, ...]
     time_s: float
     idxs: tuple[int, ...] | None = None
-    kind: str = "linear"
+    kind: AmpShape = "linear"
 
     def check(self, segment: str, op: str, ir: IntentIR) -> None:
         _check_channel(self.channel, ir, segment=segment, op=op)
@@ -276,7 +282,7 @@ class RemapFromDef(Op):
     src: tuple[int, ...]
     dst: tuple[int, ...]
     time_s: float
-    kind: str = "min_jerk"
+    kind: FreqShape = "min_jerk"
 
     def check(self, segment: str, op: str, ir: IntentIR) -> None:
         _check_channel(self.channel, ir, segment=segment, op=op)
@@ -314,9 +320,9 @@ class IntentSegment:
     """
 
     name: str
-    mode: str = "once"
+    mode: SegmentMode = "once"
     loops: int = 1
-    phase_mode: str = "continue"
+    phase_mode: PhaseMode = "continue"
     ops: tuple[Op, ...] = ()
     phases: Mapping[str, tuple[float, ...]] | None = field(default=None, hash=False)
 

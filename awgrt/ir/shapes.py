@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -46,6 +47,10 @@ def _cosine_integral(u: Array) -> Array:
     return 0.5 * u - np.sin(np.pi * u) / (2.0 * np.pi)
 
 
+#: Names of the shapes a frequency move may take, and of those an amplitude ramp may take.
+FreqShape = Literal["linear", "min_jerk", "cosine"]
+AmpShape = Literal["linear", "min_jerk", "cosine", "exp"]
+
 #: Shapes a frequency move may take; all are monotone, so endpoint checks bound the whole move.
 FREQ_SHAPES: dict[str, Shape] = {
     "linear": Shape("linear", lambda u: u, lambda u: 0.5 * u * u),
@@ -54,7 +59,7 @@ FREQ_SHAPES: dict[str, Shape] = {
 }
 
 #: Shapes an amplitude ramp may take: the frequency shapes plus "exp" (geometric interpolation).
-AMP_SHAPES: tuple[str, ...] = (*FREQ_SHAPES, "exp")
+AMP_SHAPES: tuple[str, ...] = get_args(AmpShape)
 
 #: Shape recorded for spans that do not change.
 CONSTANT = "linear"

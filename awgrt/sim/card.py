@@ -38,6 +38,7 @@ from __future__ import annotations
 import bisect
 import math
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Literal, get_args
 
 import numpy as np
@@ -191,7 +192,18 @@ def trigger_latency_samples(sample_rate_hz: float) -> int:
     return math.ceil(clocks + 16e-9 * sample_rate_hz - 1e-9)
 
 
-IDLE, ARMED, RUNNING, READY = "idle", "armed", "running", "ready"
+class CardState(StrEnum):
+    """Where the simulated card is: stopped with nothing started (idle), started and waiting for
+    its first trigger (armed), replaying (running), or ended after an END step (ready). The
+    values compare equal to their names as strings."""
+
+    IDLE = "idle"
+    ARMED = "armed"
+    RUNNING = "running"
+    READY = "ready"
+
+
+IDLE, ARMED, RUNNING, READY = CardState
 
 
 @dataclass
@@ -218,7 +230,7 @@ class SimulatedCard:
         self.start_step = 0
         self.trigger_enabled = False
         self.now = 0
-        self.state = IDLE
+        self.state: CardState = IDLE
         self.triggered = False
         self.live_slot_writes = 0
         self._triggers = _TriggerQueue()  # pending trigger times, sequencer-visible
