@@ -50,9 +50,9 @@ class StepEntry:
     """One decoded step-memory word."""
 
     segment: int
-    next_step: int
+    next: int
     loops: int
-    end_loop_on_trigger: bool = False
+    on_trigger: bool = False
     end: bool = False
 
 
@@ -69,10 +69,10 @@ def _check_field(name: str, value: object, lo: int, hi: int) -> int:
 
 def encode_step_entry(
     segment: int,
-    next_step: int,
+    next: int,
     loops: int,
     *,
-    end_loop_on_trigger: bool = False,
+    on_trigger: bool = False,
     end: bool = False,
 ) -> int:
     """Return the step word as an unsigned 64-bit integer (0 .. 2**64-1).
@@ -80,9 +80,9 @@ def encode_step_entry(
     Use :func:`as_int64` for the signed view the driver register takes.
     """
     word = _check_field("segment", segment, 0, SEGMENT_MASK)
-    word |= _check_field("next_step", next_step, 0, NEXT_MASK) << NEXT_SHIFT
+    word |= _check_field("next", next, 0, NEXT_MASK) << NEXT_SHIFT
     word |= _check_field("loops", loops, MIN_LOOPS, MAX_LOOPS) << LOOPS_SHIFT
-    if end_loop_on_trigger:
+    if on_trigger:
         word |= SPCSEQ_ENDLOOPONTRIG
     if end:
         word |= SPCSEQ_END
@@ -102,9 +102,9 @@ def decode_step_entry(word: int) -> StepEntry:
         raise CardLimitError(f"reserved bits 52-61 are set in step word {word:#018x}", op="decode step entry", value=word)
     return StepEntry(
         segment=word & SEGMENT_MASK,
-        next_step=(word >> NEXT_SHIFT) & NEXT_MASK,
+        next=(word >> NEXT_SHIFT) & NEXT_MASK,
         loops=(word >> LOOPS_SHIFT) & LOOPS_MASK,
-        end_loop_on_trigger=bool(word & SPCSEQ_ENDLOOPONTRIG),
+        on_trigger=bool(word & SPCSEQ_ENDLOOPONTRIG),
         end=bool(word & SPCSEQ_END),
     )
 
@@ -129,7 +129,7 @@ class CardSpec:
     """
 
     name: str
-    n_channels: int
+    physical_channels: int
     max_sample_rate_hz: float
     min_sample_rate_hz: float = 50e6
     sample_rate_step_hz: float = 8.0
@@ -154,27 +154,27 @@ class CardSpec:
             if count >= needed:
                 return count
         raise CardLimitError(
-            f"hardware channel {highest_hardware_channel} does not exist on {self.name} ({self.n_channels} channels)",
+            f"hardware channel {highest_hardware_channel} does not exist on {self.name} ({self.physical_channels} channels)",
             value=highest_hardware_channel,
         )
 
-    def min_segment_length(self, n_active: int) -> int:
-        """Shortest legal segment, in samples per channel, for ``n_active`` channels."""
-        return int(self.min_segment_samples[n_active])
+    def min_segment_length(self, n_channels: int) -> int:
+        """Shortest legal segment, in samples per channel, for ``n_channels`` channels."""
+        return int(self.min_segment_samples[n_channels])
 
-    def legal_length(self, n_samples: int, n_active: int) -> int:
-        """The shortest card-legal segment length >= ``n_samples`` for ``n_active`` channels."""
+    def legal_length(self, n_samples: int, n_channels: int) -> int:
+        """The shortest card-legal segment length >= ``n_samples`` for ``n_channels`` channels."""
         g = self.segment_granularity
-        return max(self.min_segment_length(n_active), -(-int(n_samples) // g) * g)
+        return max(self.min_segment_length(n_channels), -(-int(n_samples) // g) * g)
 
     def slot_count(self, n_segments: int) -> int:
         """How many equal memory slots ``n_segments`` distinct segments need."""
         n = max(self.min_segments, int(n_segments))
         return next_power_of_two(n) if self.segments_power_of_two else n
 
-    def max_segment_length(self, n_active: int, n_slots: int) -> int:
+    def max_segment_length(self, n_channels: int, n_slots: int) -> int:
         """Longest legal segment, in samples per channel, for this split of memory."""
-        raw = self.memory_samples // n_active // n_slots
+        raw = self.memory_samples // n_channels // n_slots
         return raw - raw % self.segment_granularity
 
     def sample_rate_problem(self, sample_rate_hz: float) -> str | None:
@@ -194,7 +194,7 @@ class CardSpec:
         cls,
         name: str,
         *,
-        n_channels: int,
+        physical_channels: int,
         max_sample_rate_hz: float,
         memory_bytes: int,
         avail_max_segments: int,
@@ -211,7 +211,7 @@ class CardSpec:
         if not isinstance(max_sample_rate_hz, numbers.Real) or not math.isfinite(max_sample_rate_hz) or max_sample_rate_hz <= 0:
             raise CardLimitError(f"card reported max_sample_rate_hz={max_sample_rate_hz!r}", op="read card limits", value=max_sample_rate_hz)
         for label, v in (
-            ("n_channels", n_channels),
+            ("physical_channels", physical_channels),
             ("memory_bytes", memory_bytes),
             ("avail_max_segments", avail_max_segments),
             ("avail_max_steps", avail_max_steps),
@@ -219,10 +219,10 @@ class CardSpec:
         ):
             if int(v) != v or v < 1:
                 raise CardLimitError(f"card reported {label}={v!r}", op="read card limits", value=v)
-        counts = tuple(c for c in (1, 2, 4, 8) if c <= n_channels)
+        counts = tuple(c for c in (1, 2, 4, 8) if c <= physical_channels)
         return cls(
             name=name,
-            n_channels=int(n_channels),
+            physical_channels=int(physical_channels),
             max_sample_rate_hz=float(max_sample_rate_hz),
             min_sample_rate_hz=base.min_sample_rate_hz,
             sample_rate_step_hz=base.sample_rate_step_hz,
@@ -245,9 +245,9 @@ class CardSpec:
 #: Data-sheet specs of the supported cards, by model name.
 CARDS: Mapping[str, CardSpec] = MappingProxyType(
     {
-        "M4i.6631-x8": CardSpec("M4i.6631-x8", n_channels=2, max_sample_rate_hz=1.25e9, max_amplitude_mv=2000),
-        "M4i.6621-x8": CardSpec("M4i.6621-x8", n_channels=2, max_sample_rate_hz=625e6),
-        "M4i.6622-x8": CardSpec("M4i.6622-x8", n_channels=4, max_sample_rate_hz=625e6, channel_counts=(1, 2, 4)),
+        "M4i.6631-x8": CardSpec("M4i.6631-x8", physical_channels=2, max_sample_rate_hz=1.25e9, max_amplitude_mv=2000),
+        "M4i.6621-x8": CardSpec("M4i.6621-x8", physical_channels=2, max_sample_rate_hz=625e6),
+        "M4i.6622-x8": CardSpec("M4i.6622-x8", physical_channels=4, max_sample_rate_hz=625e6, channel_counts=(1, 2, 4)),
     }
 )
 

@@ -94,7 +94,7 @@ def cmd_cards(args: argparse.Namespace) -> int:
     for name, c in CARDS.items():
         mins = ", ".join(f"{n} ch: {m}" for n, m in sorted(c.min_segment_samples.items()) if n in c.channel_counts)
         print(
-            f"{name}: {c.n_channels} channels, {c.min_sample_rate_hz / 1e6:g}..{c.max_sample_rate_hz / 1e6:g} MS/s, "
+            f"{name}: {c.physical_channels} channels, {c.min_sample_rate_hz / 1e6:g}..{c.max_sample_rate_hz / 1e6:g} MS/s, "
             f"{c.memory_samples / 2**30:g} GiS memory, {c.max_steps} steps, {c.max_segments} segments, "
             f"loops 1..{c.max_loops}, segment length multiple of {c.segment_granularity} (min {mins})"
         )

@@ -60,7 +60,7 @@ class SequenceStep:
     @property
     def entry(self) -> int:
         """The 64-bit step word (unsigned), range-checked."""
-        return encode_step_entry(self.segment, self.next, self.loops, end_loop_on_trigger=self.on_trigger, end=self.end)
+        return encode_step_entry(self.segment, self.next, self.loops, on_trigger=self.on_trigger, end=self.end)
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,7 @@ def render_rate(program, n_samples: int, trigger_every_s: float | None, repeats:
             for t in range(step, (repeats + 1) * n_samples + 2000, step):
                 be.schedule_trigger(t)
         be.advance(samples=1000)
-        buf = np.zeros((n_samples, be.card.n_channels), dtype=np.int16)  # like the copy's target: allocated once
+        buf = np.zeros((n_samples, be.card.physical_channels), dtype=np.int16)  # like the copy's target: allocated once
         return n_samples / min(_timed(lambda: be.capture(n_samples, buf)) for _ in range(repeats))
 
 

@@ -527,7 +527,7 @@ def test_channel_mapping_errors(mapping, exc, text):
 
 def test_hardware_channel_valid_on_four_channel_card_only():
     q = quantize_resolved_ir(resolved_hv(), logical_channel_to_hardware_channel={"H": 0, "V": 2}, card="M4i.6622-x8")
-    assert q.n_hardware_channels == 4
+    assert q.n_channels == 4
     with pytest.raises(CardLimitError):
         quantize_resolved_ir(resolved_hv(), logical_channel_to_hardware_channel={"H": 0, "V": 2}, card="M4i.6621-x8")
 

@@ -45,7 +45,7 @@ def spec_word(segment: int, next_step: int, loops: int, on_trig: bool = False, e
 
 
 def decoded_tuple(entry) -> tuple:
-    return (entry.segment, entry.next_step, entry.loops, entry.end_loop_on_trigger, entry.end)
+    return (entry.segment, entry.next, entry.loops, entry.on_trigger, entry.end)
 
 
 # ---------------------------------------------------------------------------------- step entry
@@ -68,7 +68,7 @@ def decoded_tuple(entry) -> tuple:
 def test_known_step_words_match_spec_layout(fields, word):
     seg, nxt, loops, on_trig, end = fields
     assert word == spec_word(seg, nxt, loops, on_trig, end)  # the table above is self-consistent
-    assert awgrt.encode_step_entry(seg, nxt, loops, end_loop_on_trigger=on_trig, end=end) == word
+    assert awgrt.encode_step_entry(seg, nxt, loops, on_trigger=on_trig, end=end) == word
     assert decoded_tuple(awgrt.decode_step_entry(word)) == fields
 
 
@@ -81,7 +81,7 @@ def test_known_step_words_match_spec_layout(fields, word):
     end=st.booleans(),
 )
 def test_encode_decode_round_trip_and_bit_positions(segment, next_step, loops, on_trig, end):
-    word = awgrt.encode_step_entry(segment, next_step, loops, end_loop_on_trigger=on_trig, end=end)
+    word = awgrt.encode_step_entry(segment, next_step, loops, on_trigger=on_trig, end=end)
     assert word == spec_word(segment, next_step, loops, on_trig, end)
     assert 0 <= word < 2**64
     assert all(not (word >> b) & 1 for b in RESERVED_BITS)
@@ -97,7 +97,7 @@ def test_as_int64_is_negative_exactly_when_end_bit_set():
     word = awgrt.encode_step_entry(3, 0, 1, end=True)
     assert as_int64(word) == word - 2**64 < 0
     assert as_int64(word) == -0x7FFF_FFFE_FFFF_FFFD  # 0x8000_0001_0000_0003 read back as int64
-    plain = awgrt.encode_step_entry(3, 0, 1, end_loop_on_trigger=True)
+    plain = awgrt.encode_step_entry(3, 0, 1, on_trigger=True)
     assert as_int64(plain) == plain == 0x4000_0001_0000_0003
 
 
@@ -118,20 +118,20 @@ def test_decode_accepts_negative_int64_readback():
         ("loops", 2**40),
         ("segment", 65536),
         ("segment", -1),
-        ("next_step", 65536),
-        ("next_step", -1),
+        ("next", 65536),
+        ("next", -1),
         ("segment", 1.5),
         ("loops", 2.5),
-        ("next_step", "3"),
+        ("next", "3"),
         ("segment", True),
         ("loops", True),
-        ("next_step", False),
+        ("next", False),
     ],
 )
 def test_out_of_range_or_non_integer_fields_raise(field, value):
-    args = {"segment": 0, "next_step": 0, "loops": 1, field: value}
+    args = {"segment": 0, "next": 0, "loops": 1, field: value}
     with pytest.raises(CardLimitError) as info:
-        awgrt.encode_step_entry(args["segment"], args["next_step"], args["loops"])
+        awgrt.encode_step_entry(args["segment"], args["next"], args["loops"])
     assert field in str(info.value)
     assert info.value.value == value or (isinstance(value, float) and math.isnan(value))
 
@@ -178,7 +178,7 @@ def test_cards_carry_data_sheet_numbers(name):
     channels, max_rate, counts = DATA_SHEET[name]
     assert isinstance(card, awgrt.CardSpec)
     assert card.name == name
-    assert card.n_channels == channels
+    assert card.physical_channels == channels
     assert card.max_sample_rate_hz == max_rate
     assert card.min_sample_rate_hz == 50e6
     assert card.max_steps == 4096
@@ -187,9 +187,9 @@ def test_cards_carry_data_sheet_numbers(name):
     assert card.segment_granularity == 32
     assert card.max_loops == 1_048_575
     assert tuple(sorted(card.channel_counts)) == counts
-    for n_active, shortest in ((1, 384), (2, 192), (4, 96)):
-        if n_active in counts:
-            assert card.min_segment_length(n_active) == shortest
+    for n_channels, shortest in ((1, 384), (2, 192), (4, 96)):
+        if n_channels in counts:
+            assert card.min_segment_length(n_channels) == shortest
 
 
 def test_cards_table_has_the_three_m4i_models():
@@ -211,13 +211,13 @@ def test_slot_count_is_smallest_power_of_two_at_least_two(n):
 
 
 @pytest.mark.parametrize(
-    ("name", "n_active", "slots"),
+    ("name", "n_channels", "slots"),
     [("M4i.6631-x8", 1, 2), ("M4i.6631-x8", 2, 2), ("M4i.6631-x8", 2, 65536), ("M4i.6622-x8", 4, 8), ("M4i.6622-x8", 4, 65536), ("M4i.6621-x8", 1, 1024)],
 )
-def test_max_segment_length_splits_memory(name, n_active, slots):
-    expected = 2 * GIS // n_active // slots
+def test_max_segment_length_splits_memory(name, n_channels, slots):
+    expected = 2 * GIS // n_channels // slots
     expected -= expected % 32
-    assert awgrt.CARDS[name].max_segment_length(n_active, slots) == expected
+    assert awgrt.CARDS[name].max_segment_length(n_channels, slots) == expected
 
 
 def test_max_segment_length_known_numbers():
@@ -306,13 +306,13 @@ def test_sample_rate_problem_rejects_non_finite():
 
 # ------------------------------------------------------------------------------ from_reported
 
-REPORTED = dict(n_channels=4, max_sample_rate_hz=625e6, memory_bytes=4 * GIS, avail_max_segments=65536, avail_max_steps=4096, avail_max_loops=1_048_575)
+REPORTED = dict(physical_channels=4, max_sample_rate_hz=625e6, memory_bytes=4 * GIS, avail_max_segments=65536, avail_max_steps=4096, avail_max_loops=1_048_575)
 
 
 def test_from_reported_builds_spec_from_card_registers():
     card = awgrt.CardSpec.from_reported("M4i.6622-x8 (read)", **REPORTED)
     assert card.name == "M4i.6622-x8 (read)"
-    assert card.n_channels == 4
+    assert card.physical_channels == 4
     assert card.max_sample_rate_hz == 625e6
     assert card.memory_samples == 2 * GIS  # int16: 2 bytes per sample
     assert card.max_segments == 65536
@@ -327,7 +327,7 @@ def test_from_reported_builds_spec_from_card_registers():
 
 def test_from_reported_uses_smaller_reported_limits():
     card = awgrt.CardSpec.from_reported(
-        "small", n_channels=2, max_sample_rate_hz=1.25e9, memory_bytes=2 * GIS, avail_max_segments=1024, avail_max_steps=512, avail_max_loops=1000
+        "small", physical_channels=2, max_sample_rate_hz=1.25e9, memory_bytes=2 * GIS, avail_max_segments=1024, avail_max_steps=512, avail_max_loops=1000
     )
     assert card.memory_samples == GIS
     assert card.max_segments == 1024
@@ -347,9 +347,9 @@ def test_from_reported_caps_loops_at_20_bits():
 @pytest.mark.parametrize(
     ("field", "value"),
     [
-        ("n_channels", 0),
-        ("n_channels", -2),
-        ("n_channels", 1.5),
+        ("physical_channels", 0),
+        ("physical_channels", -2),
+        ("physical_channels", 1.5),
         ("memory_bytes", 0),
         ("memory_bytes", -4096),
         ("avail_max_segments", 0),

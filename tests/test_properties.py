@@ -179,7 +179,7 @@ def test_output_matches_an_independent_reference_with_continuous_phase(drawn):
             assert clipped == 0
             err = np.abs(data[:, hw[ch]].astype(np.int64) - want.astype(np.int64))
             assert err.max() <= 1, f"segment {seg.name!r} channel {ch}: max error {err.max()} LSB at sample {err.argmax()}"
-        for col in set(range(q.n_hardware_channels)) - set(hw.values()):
+        for col in set(range(q.n_channels)) - set(hw.values()):
             assert not np.any(data[:, col])
 
 

@@ -275,7 +275,7 @@ def test_pieces_tile_every_channel_in_resolved_and_quantized():
 
 
 @pytest.mark.parametrize(
-    ("channels", "mapping", "card", "n_active", "minimum"),
+    ("channels", "mapping", "card", "n_channels", "minimum"),
     [
         (("H",), {"H": 0}, "M4i.6631-x8", 1, 384),
         (("H", "V"), {"H": 0, "V": 1}, "M4i.6631-x8", 2, 192),
@@ -283,7 +283,7 @@ def test_pieces_tile_every_channel_in_resolved_and_quantized():
         (("H",), {"H": 3}, "M4i.6622-x8", 4, 96),
     ],
 )
-def test_minimum_length_and_enabled_channels(channels, mapping, card, n_active, minimum):
+def test_minimum_length_and_enabled_channels(channels, mapping, card, n_channels, minimum):
     b = _builder(*channels)
     for ch in channels:
         b.define(f"d{ch}", logical_channel=ch, freqs=[50e6], amps=[0.4], phases=[0.0])
@@ -294,16 +294,16 @@ def test_minimum_length_and_enabled_channels(channels, mapping, card, n_active, 
     b.segment("odd")
     b.hold(time=1.6e-6)  # 1000 samples -> 1024
     q = quantize_resolved_ir(b.build_resolved_ir(sample_rate_hz=FS), mapping, card=card)
-    assert q.n_hardware_channels == n_active
+    assert q.n_channels == n_channels
     assert [s.n_samples for s in q.segments] == [minimum, _legal(1000, minimum)]
     padded = _notes(q, "length_padded")
     assert [(n.segment, n.requested, n.realised) for n in padded] == [("tiny", 31, minimum), ("odd", 1000, _legal(1000, minimum))]
     compiled = compile_sequence_program(q)
     for seg in compiled.segments:
-        assert seg.data.shape == (seg.n_samples, n_active)
+        assert seg.data.shape == (seg.n_samples, n_channels)
         assert seg.n_samples % 32 == 0 and seg.n_samples >= minimum
         used = sorted(mapping.values())
-        unused = [c for c in range(n_active) if c not in used]
+        unused = [c for c in range(n_channels) if c not in used]
         assert not seg.data[:, unused].any()
         assert all(np.abs(seg.data[:, c]).max() > 1000 for c in used)
     compiled.validate()

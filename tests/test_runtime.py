@@ -667,7 +667,7 @@ def test_configure_applies_good_settings():
     config = be.configure(sample_rate_hz=1e9, channels=2, amplitude_mv=[80, 2000], stop_level=["high", StopLevel.LOW], trigger="software")
     assert config == OutputConfig(1e9, 2, (80, 2000), (StopLevel.HIGH, StopLevel.LOW), "software", 1000)
     assert be.config == config
-    assert be.sim.sample_rate_hz == 1e9 and be.sim.n_active == 2
+    assert be.sim.sample_rate_hz == 1e9 and be.sim.n_channels == 2
     assert be.sim.amplitude_mv[:2] == [80, 2000]
     assert be.sim.stop_levels[:2] == [StopLevel.HIGH, StopLevel.LOW]
 

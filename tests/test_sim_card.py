@@ -66,18 +66,18 @@ def seg_data(k: int, n: int, n_ch: int) -> np.ndarray:
     return np.stack([1 + k * 5000 + c * 1200 + i for c in range(n_ch)], axis=1).astype(np.int16)
 
 
-def make_card(sizes, steps, *, card=C2, n_active=1, policy=None, max_segments=None, fs=None, start_step=0):
+def make_card(sizes, steps, *, card=C2, n_channels=1, policy=None, max_segments=None, fs=None, start_step=0):
     """A card with slots of ``sizes`` (filled with seg_data) and ``steps`` [(segment, next, loops, trig, end)]."""
     c = SimulatedCard(CARDS[card], policy or SimPolicy())
     if fs is not None:
         c.set_sample_rate(fs)
-    c.set_channels(n_active)
+    c.set_channels(n_channels)
     c.set_max_segments(max_segments or max(2, 1 << (len(sizes) - 1).bit_length()))
     data = []
     for k, n in enumerate(sizes):
         c.select_segment(k)
         c.set_segment_size(n)
-        d = seg_data(k, n, n_active)
+        d = seg_data(k, n, n_channels)
         c.write_segment_data(d)
         data.append(d)
     for i, s in enumerate(steps):
@@ -89,7 +89,7 @@ def make_card(sizes, steps, *, card=C2, n_active=1, policy=None, max_segments=No
 def snapshot(c: SimulatedCard) -> dict:
     return {
         "sample_rate": c.sample_rate_hz,
-        "n_active": c.n_active,
+        "n_channels": c.n_channels,
         "max_segments": c.max_segments,
         "write_segment": c.write_segment,
         "slots": [(s.size, None if s.data is None else s.data.copy()) for s in c.slots],
@@ -266,23 +266,23 @@ def test_select_segment(card):
     assert c.write_segment == 7
 
 
-@pytest.mark.parametrize(("card", "n_active"), [(C2, 1), (C2, 2), (C4, 1), (C4, 2), (C4, 4)])
-def test_segment_size_limits(card, n_active):
+@pytest.mark.parametrize(("card", "n_channels"), [(C2, 1), (C2, 2), (C4, 1), (C4, 2), (C4, 4)])
+def test_segment_size_limits(card, n_channels):
     c = SimulatedCard(CARDS[card])
-    c.set_channels(n_active)
+    c.set_channels(n_channels)
     c.set_max_segments(65536)
-    least = MIN_LEN[n_active]
-    cap = 2**31 // n_active // 65536  # 32768 / n_active: a multiple of 32
+    least = MIN_LEN[n_channels]
+    cap = 2**31 // n_channels // 65536  # 32768 / n_channels: a multiple of 32
     c.select_segment(3)
     c.set_segment_size(least + 32)
-    c.write_segment_data(seg_data(3, least + 32, n_active))
+    c.write_segment_data(seg_data(3, least + 32, n_channels))
     for bad in (least - 32, least - 1, 32, 0, least + 16, least + 33, cap + 32, cap + 1):
         expect_error(c, sp.ERR_VALUE, lambda bad=bad: c.set_segment_size(bad), f"size {bad}", "multiple of 32", register=sp.SPC_SEQMODE_SEGMENTSIZE)
-    assert np.array_equal(c.segment_data(3), seg_data(3, least + 32, n_active))
+    assert np.array_equal(c.segment_data(3), seg_data(3, least + 32, n_channels))
     c.select_segment(4)
     c.set_segment_size(least)
     c.set_segment_size(cap)
-    assert c.segment_data(4).shape == (cap, n_active)
+    assert c.segment_data(4).shape == (cap, n_channels)
 
 
 def test_segment_size_before_maxsegments_and_channel_counts():
@@ -296,30 +296,30 @@ def test_segment_size_before_maxsegments_and_channel_counts():
     expect_error(c, sp.ERR_VALUE, lambda: c.set_sample_rate(40e6), "outside")
 
 
-@pytest.mark.parametrize(("card", "n_active"), [(C2, 1), (C2, 2), (C4, 4)])
-def test_segment_data_rejected(card, n_active):
+@pytest.mark.parametrize(("card", "n_channels"), [(C2, 1), (C2, 2), (C4, 4)])
+def test_segment_data_rejected(card, n_channels):
     c = SimulatedCard(CARDS[card])
-    c.set_channels(n_active)
+    c.set_channels(n_channels)
     c.set_max_segments(4)
-    n = MIN_LEN[n_active]
+    n = MIN_LEN[n_channels]
     c.select_segment(1)
-    expect_error(c, sp.ERR_SEQUENCE, lambda: c.write_segment_data(seg_data(1, n, n_active)), "no size")
+    expect_error(c, sp.ERR_SEQUENCE, lambda: c.write_segment_data(seg_data(1, n, n_channels)), "no size")
     c.set_segment_size(n)
-    good = seg_data(1, n, n_active)
+    good = seg_data(1, n, n_channels)
     c.write_segment_data(good)
     cases = [
-        (seg_data(1, n + 32, n_active), "longer than its size"),
-        (seg_data(1, n + 1, n_active), "longer than its size"),
+        (seg_data(1, n + 32, n_channels), "longer than its size"),
+        (seg_data(1, n + 1, n_channels), "longer than its size"),
         (good.astype(np.float64), "int16"),
         (good.astype(np.int32), "int16"),
         (good.astype(np.uint16), "int16"),
-        (np.zeros((n, n_active + 1), np.int16), "channels"),
+        (np.zeros((n, n_channels + 1), np.int16), "channels"),
     ]
-    if n_active > 1:
+    if n_channels > 1:
         cases += [
             (np.zeros((n, 1), np.int16), "channels"),
-            (np.zeros(n * n_active + 1, np.int16), "whole samples"),
-            (np.zeros((n, n_active, 1), np.int16), "channels"),
+            (np.zeros(n * n_channels + 1, np.int16), "whole samples"),
+            (np.zeros((n, n_channels, 1), np.int16), "channels"),
         ]
     for bad, words in cases:
         expect_error(c, sp.ERR_VALUE, lambda bad=bad: c.write_segment_data(bad), words)
@@ -327,12 +327,12 @@ def test_segment_data_rejected(card, n_active):
     expect_error(c, sp.ERR_VALUE, lambda: c.write_segment_data(good[:64], offset=-1), "offset")
     assert np.array_equal(c.segment_data(1), good)
     # interleaved 1-D data is accepted: ch0 s0, ch1 s0, ch0 s1, ...
-    inter = np.arange(n * n_active, dtype=np.int16)
+    inter = np.arange(n * n_channels, dtype=np.int16)
     c.write_segment_data(inter)
-    assert np.array_equal(c.segment_data(1), inter.reshape(n, n_active))
+    assert np.array_equal(c.segment_data(1), inter.reshape(n, n_channels))
     c.write_segment_data(good[:32], offset=n - 32)
     assert np.array_equal(c.segment_data(1)[-32:], good[:32])
-    assert np.array_equal(c.segment_data(1)[:-32], inter.reshape(n, n_active)[:-32])
+    assert np.array_equal(c.segment_data(1)[:-32], inter.reshape(n, n_channels)[:-32])
 
 
 @pytest.mark.parametrize("card", [C2, C4])
@@ -359,16 +359,16 @@ def test_step_words_rejected(card):
     ]
     for index, w, text, register in cases:
         expect_error(c, sp.ERR_VALUE, lambda index=index, w=w: c.write_step(index, w), text, register=register)
-    assert c.steps[3].segment == 1 and c.steps[3].next_step == 2 and c.steps[3].loops == 5
+    assert c.steps[3].segment == 1 and c.steps[3].next == 2 and c.steps[3].loops == 5
     # the limits themselves are accepted; END reads back as negative int64 and is accepted that way too
     c.write_step(4095, word(3, 4095, 2**20 - 1, trig=True))
     e = c.steps[4095]
-    assert (e.segment, e.next_step, e.loops, e.end_loop_on_trigger, e.end) == (3, 4095, 2**20 - 1, True, False)
+    assert (e.segment, e.next, e.loops, e.on_trigger, e.end) == (3, 4095, 2**20 - 1, True, False)
     signed = word(2, 7, 9, end=True) - (1 << 64)
     assert signed < 0
     c.write_step(0, signed)
     e = c.steps[0]
-    assert (e.segment, e.next_step, e.loops, e.end_loop_on_trigger, e.end) == (2, 7, 9, False, True)
+    assert (e.segment, e.next, e.loops, e.on_trigger, e.end) == (2, 7, 9, False, True)
 
 
 def test_start_refused():
@@ -423,7 +423,7 @@ def test_changes_while_running_refused(card, phase):
 @pytest.mark.parametrize("card", [C2, C4])
 def test_stop_level_rejected(card):
     c = SimulatedCard(CARDS[card])
-    nch = CARDS[card].n_channels
+    nch = CARDS[card].physical_channels
     c.set_stop_level(0, StopLevel.CUSTOM, 1234)
     c.set_stop_level(1, StopLevel.HOLDLAST)
     reg = sp.SPC_CH0_STOPLEVEL + 1
@@ -777,7 +777,7 @@ def test_end_plays_whole_then_stop_level(level, n_ch):
 
 
 def test_end_status_and_custom_levels_on_card():
-    c, data = make_card([192, 224], [(0, 1, 1), (1, 0, 1, False, True)], n_active=2)
+    c, data = make_card([192, 224], [(0, 1, 1), (1, 0, 1, False, True)], n_channels=2)
     c.set_stop_level(0, StopLevel.CUSTOM, -1234)
     c.set_stop_level(1, StopLevel.CUSTOM, 4321)
     assert c.status() == 0
@@ -832,7 +832,7 @@ def test_per_channel_stop_levels_via_backend(levels, card, n_ch):
 
 def test_disabled_channels_sit_at_stop_level():
     """On the 4-channel card with 2 channels enabled, channels 2 and 3 output their stop level all the time."""
-    c, data = make_card([192], [(0, 0, 1)], card=C4, n_active=2)
+    c, data = make_card([192], [(0, 0, 1)], card=C4, n_channels=2)
     c.set_stop_level(2, StopLevel.HIGH)
     c.set_stop_level(3, StopLevel.CUSTOM, 77)
     c.start()
@@ -1315,7 +1315,7 @@ def test_write_of_slot_not_playing_is_not_live():
 @pytest.mark.parametrize("level", [StopLevel.ZERO, StopLevel.LOW, StopLevel.HIGH, StopLevel.HOLDLAST, StopLevel.CUSTOM])
 @pytest.mark.parametrize("use_render", [True, False])
 def test_stop_goes_to_stop_level_from_that_sample(level, use_render):
-    c, data = make_card([384, 416], [(0, 1, 2), (1, 0, 1)], n_active=2, max_segments=2)
+    c, data = make_card([384, 416], [(0, 1, 2), (1, 0, 1)], n_channels=2, max_segments=2)
     for ch in range(2):
         c.set_stop_level(ch, level, -555 + ch)
     c.start()

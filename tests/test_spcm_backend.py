@@ -82,7 +82,7 @@ def test_reported_limits_come_from_the_card(emu):
     with SpcmBackend("/dev/spcm0") as be:
         spec = be.card
         assert spec.name == "M4i.6631-x8"
-        assert (spec.n_channels, spec.max_segments, spec.max_steps, spec.max_loops) == (2, 65536, 4096, 1048575)
+        assert (spec.physical_channels, spec.max_segments, spec.max_steps, spec.max_loops) == (2, 65536, 4096, 1048575)
         assert spec.memory_samples == 2 * 2**30
         assert spec.max_sample_rate_hz == 1.25e9
 
@@ -264,7 +264,7 @@ def test_without_the_driver_the_backend_says_what_to_install():
 
 def test_open_by_serial_number_or_first_awg(emu):
     with SpcmBackend(serial_number=10001) as be:
-        assert be.card.name == "M4i.6622-x8" and be.card.n_channels == 4
+        assert be.card.name == "M4i.6622-x8" and be.card.physical_channels == 4
     with SpcmBackend() as be:
         assert be.card.name == "M4i.6631-x8"
 
@@ -273,7 +273,7 @@ def test_configure_writes_channels_amplitude_stop_level_and_trigger(emu):
     card = emu.card(0)
     with SpcmBackend("/dev/spcm0") as be:
         be.configure(sample_rate_hz=500e6, channels=2, amplitude_mv=[400, 1200], stop_level=["holdlast", "high"], trigger="external", trigger_level_mv=800)
-        assert card.sample_rate_hz == 500e6 and card.n_active == 2
+        assert card.sample_rate_hz == 500e6 and card.n_channels == 2
         assert card.amplitude_mv[:2] == [400, 1200]
         assert card.stop_levels[:2] == [sp.StopLevel.HOLDLAST, sp.StopLevel.HIGH]
         be.load(_program_at(500e6))

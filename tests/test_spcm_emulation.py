@@ -191,7 +191,7 @@ with emulated_spcm(route=ROUTE) as emu:
     v = int64(0)
     print("GET", c.spcm_dwGetParam_i64(h, c.SPC_SEQMODE_STEPMEM0 + 1, byref(v)), v.value)
     e = decode_step_entry(v.value)
-    print("DECODE", e.end, e.loops, e.segment, e.next_step, emu.card(0).steps[1].end)
+    print("DECODE", e.end, e.loops, e.segment, e.next, emu.card(0).steps[1].end)
     # the same entry through SetParam_i64m (high and low 32 bits)
     print("I64M", c.spcm_dwSetParam_i64m(h, c.SPC_SEQMODE_STEPMEM0 + 2, int32(-(1 << 31) | 5), uint32(1)))
     c.spcm_dwGetParam_i64(h, c.SPC_SEQMODE_STEPMEM0 + 2, byref(v))

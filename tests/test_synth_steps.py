@@ -288,7 +288,7 @@ def test_one_step_per_segment_in_program_order(last_step):
     assert compiled.start_step == 0
     for st in steps:
         e = decode_step_entry(st.entry)
-        assert (e.segment, e.next_step, e.loops, e.end_loop_on_trigger, e.end) == (st.segment, st.next, st.loops, st.on_trigger, st.end)
+        assert (e.segment, e.next, e.loops, e.on_trigger, e.end) == (st.segment, st.next, st.loops, st.on_trigger, st.end)
         assert st.entry == _entry(st.segment, st.next, st.loops, st.on_trigger, st.end)
     compiled.validate()
 

@@ -50,7 +50,7 @@ class SimBackend(BackendBase):
         """Move the clock on by ``n_samples`` and return what the enabled channels played:
         int16 of shape (n_samples, enabled channels). ``out``: an optional buffer of shape
         (n_samples, card channels) to render into (saves allocating one per call)."""
-        out = self.sim.render(n_samples, out)[:, : self.sim.n_active]
+        out = self.sim.render(n_samples, out)[:, : self.sim.n_channels]
         self._emit()
         return out
 

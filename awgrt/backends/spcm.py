@@ -233,7 +233,7 @@ class SpcmBackend(BackendBase):
         base = self.expected or CARDS.get(name.split()[0] if name else "", None)
         reported = CardSpec.from_reported(
             name or "Spectrum card",
-            n_channels=self._get(spcm.SPC_MIINST_MODULES) * self._get(spcm.SPC_MIINST_CHPERMODULE),
+            physical_channels=self._get(spcm.SPC_MIINST_MODULES) * self._get(spcm.SPC_MIINST_CHPERMODULE),
             max_sample_rate_hz=float(self._get(spcm.SPC_MIINST_MAXADCLOCK)),
             memory_bytes=self._get(spcm.SPC_PCIMEMSIZE),
             avail_max_segments=self._get(sp.SPC_SEQMODE_AVAILMAXSEGMENT),
@@ -241,8 +241,8 @@ class SpcmBackend(BackendBase):
             avail_max_loops=self._get(sp.SPC_SEQMODE_AVAILMAXLOOP),
             base=base,
         )
-        if self.expected is not None and reported.n_channels < self.expected.n_channels:
-            raise CardError(f"expected a {self.expected.name} but the card {name!r} reports {reported.n_channels} channels", code=None, op="open")
+        if self.expected is not None and reported.physical_channels < self.expected.physical_channels:
+            raise CardError(f"expected a {self.expected.name} but the card {name!r} reports {reported.physical_channels} channels", code=None, op="open")
         return reported
 
     def close(self) -> None:

@@ -22,7 +22,7 @@ def _segment_samples(
     """The segment's samples from ``cache`` (keyed by digest and scaling) or freshly synthesised."""
     key = f"{seg.digest}:{gain!r}:{clip!r}:{full_scale}"
     if key not in cache:
-        cache[key] = synthesize(seg, q.sample_rate_hz, dict(q.hardware_channels), q.n_hardware_channels, gain=gain, clip=clip, full_scale=full_scale)
+        cache[key] = synthesize(seg, q.sample_rate_hz, dict(q.hardware_channels), q.n_channels, gain=gain, clip=clip, full_scale=full_scale)
         synthesised.append(seg.name)
     return cache[key]
 
@@ -108,7 +108,7 @@ def compile_sequence_program(
         sample_rate_hz=quantized.sample_rate_hz,
         card=quantized.card.name,
         hardware_channels=hw,
-        n_hardware_channels=quantized.n_hardware_channels,
+        n_channels=quantized.n_channels,
         slots=quantized.slots,
         segments=tuple(seg_reports),
         steps=steps,
@@ -122,7 +122,7 @@ def compile_sequence_program(
     )
     return CompiledSequenceProgram(
         sample_rate_hz=quantized.sample_rate_hz,
-        n_channels=quantized.n_hardware_channels,
+        n_channels=quantized.n_channels,
         segments=tuple(by_slot[i] for i in range(len(by_slot))),
         steps=steps,
         start_step=0,

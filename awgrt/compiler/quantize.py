@@ -70,26 +70,26 @@ def map_channels(logical: tuple[str, ...], mapping: Mapping[str, int] | None, ca
     if missing:
         raise ProgramError(f"logical channels {missing} have no hardware channel", op="map channels", value=missing)
     for ch, hw in mapping.items():
-        if isinstance(hw, bool) or not isinstance(hw, int) or not 0 <= hw < card.n_channels:
+        if isinstance(hw, bool) or not isinstance(hw, int) or not 0 <= hw < card.physical_channels:
             raise CardLimitError(
-                f"logical channel {ch!r} -> hardware channel {hw!r}: {card.name} has channels 0..{card.n_channels - 1}",
+                f"logical channel {ch!r} -> hardware channel {hw!r}: {card.name} has channels 0..{card.physical_channels - 1}",
                 op="map channels",
                 value=hw,
             )
     if len(set(mapping.values())) != len(mapping):
         raise ProgramError(f"two logical channels share a hardware channel: {mapping}", op="map channels", value=mapping)
-    n_active = card.active_channel_count(max(mapping.values()))
+    n_channels = card.active_channel_count(max(mapping.values()))
     notes = []
-    idle = sorted(set(range(n_active)) - set(mapping.values()))
+    idle = sorted(set(range(n_channels)) - set(mapping.values()))
     if idle:
-        notes.append(Note("channels", None, f"{card.name} enables {n_active} channels; hardware channels {idle} play zeros", len(mapping), n_active))
-    return mapping, n_active, notes
+        notes.append(Note("channels", None, f"{card.name} enables {n_channels} channels; hardware channels {idle} play zeros", len(mapping), n_channels))
+    return mapping, n_channels, notes
 
 
 # ------------------------------------------------------------------------------ slots
 
 
-def assign_slots(segments: tuple[Segment, ...], card: CardSpec, n_active: int) -> tuple[tuple[int, ...], int, list[Note]]:
+def assign_slots(segments: tuple[Segment, ...], card: CardSpec, n_channels: int) -> tuple[tuple[int, ...], int, list[Note]]:
     """Slot per segment (equal digests share), padded slot count, and notes; checks card fit."""
     if len(segments) > card.max_steps:
         raise CardLimitError(f"{len(segments)} steps, but {card.name} holds at most {card.max_steps}", op="steps", value=len(segments))
@@ -110,12 +110,12 @@ def assign_slots(segments: tuple[Segment, ...], card: CardSpec, n_active: int) -
         notes.append(Note("slots_shared", None, f"segments {shared} repeat earlier ones and share their memory slots", len(segments), distinct))
     if slots != distinct:
         notes.append(Note("slots_padded", None, f"{distinct} distinct segments -> {slots} memory slots", distinct, slots))
-    limit = card.max_segment_length(n_active, slots)
+    limit = card.max_segment_length(n_channels, slots)
     for s in segments:
         if s.n_samples > limit:
             raise CardLimitError(
-                f"{s.n_samples} samples ({s.n_samples * n_active * 2 / 2**20:.1f} MiB) do not fit a memory slot: "
-                f"{card.name} with {n_active} channels and {slots} slots holds at most {limit} samples per segment",
+                f"{s.n_samples} samples ({s.n_samples * n_channels * 2 / 2**20:.1f} MiB) do not fit a memory slot: "
+                f"{card.name} with {n_channels} channels and {slots} slots holds at most {limit} samples per segment",
                 segment=s.name,
                 value=s.n_samples,
             )
@@ -179,12 +179,12 @@ def quantize_resolved_ir(
     problem = card.sample_rate_problem(fs)
     if problem:
         raise CardLimitError(f"{card.name}: {problem}", op="sample rate", value=fs)
-    mapping, n_active, notes = map_channels(resolved.logical_channels, logical_channel_to_hardware_channel, card)
+    mapping, n_channels, notes = map_channels(resolved.logical_channels, logical_channel_to_hardware_channel, card)
     notes = list(resolved.notes) + notes
     snapped = snap_wraps(
         resolved.segments,
         card,
-        n_active,
+        n_channels,
         fs,
         stretch={"wait_trig": _fraction(stretch_wait_trig, "stretch_wait_trig"), "loop_n": _fraction(stretch_loop_n, "stretch_loop_n")},
         max_snap_hz=max_snap_hz,
@@ -196,13 +196,13 @@ def quantize_resolved_ir(
     segments, phase_notes = assign_phases(snapped.segments, resolved.tone_origins, fs)
     notes += phase_notes
     segments = tuple(s.with_digest(fs, mapping) for s in segments)
-    slot_of, slots, slot_notes = assign_slots(segments, card, n_active)
+    slot_of, slots, slot_notes = assign_slots(segments, card, n_channels)
     notes += slot_notes
     return QuantizedIR(
         sample_rate_hz=fs,
         card=card,
         hardware_channels=MappingProxyType(mapping),
-        n_hardware_channels=n_active,
+        n_channels=n_channels,
         segments=segments,
         segment_slot=slot_of,
         slots=slots,
@@ -221,7 +221,7 @@ def replace_segments(q: QuantizedIR, segments: tuple[Segment, ...], note: Note |
     every step-graph edge recomputed. Used by the runtime to keep invariant segments."""
     if len(segments) != len(q.segments) or any(a.n_samples != b.n_samples for a, b in zip(segments, q.segments)):
         raise ProgramError("replacement segments must match the originals in count and length", op="replace segments")
-    slot_of, slots, slot_notes = assign_slots(segments, q.card, q.n_hardware_channels)
+    slot_of, slots, slot_notes = assign_slots(segments, q.card, q.n_channels)
     kept = tuple(n for n in q.notes if n.kind not in ("slots_shared", "slots_padded"))
     return replace(
         q,

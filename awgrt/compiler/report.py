@@ -62,7 +62,7 @@ class CompileReport:
     sample_rate_hz: float
     card: str
     hardware_channels: Mapping[str, int]
-    n_hardware_channels: int
+    n_channels: int
     slots: int
     segments: tuple[SegmentReport, ...]
     steps: tuple[SequenceStep, ...]
@@ -143,7 +143,7 @@ class CompileReport:
         lines = [
             f"awgrt compile report: {len(self.segments)} segments, {len(self.steps)} steps at {self.sample_rate_hz / 1e6:g} MS/s on {self.card}",
             f"  wrap snapping: {self.snap_summary()}",
-            f"  channels {chans}; {self.n_hardware_channels} enabled; {self.slots} memory slots; gain {self.gain:g}, clip {self.clip:g} FS",
+            f"  channels {chans}; {self.n_channels} enabled; {self.slots} memory slots; gain {self.gain:g}, clip {self.clip:g} FS",
             "",
             f"  {'step':>4}  {'segment':<16} {'mode':<9} {'loops':>8} {'slot':>4} {'samples':>10} {'duration':>12}  {'tones':<10} {'peak':>6} {'clipped':>8}",
         ]

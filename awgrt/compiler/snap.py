@@ -270,16 +270,16 @@ def _plan_chain(
     return plan
 
 
-def check_capacity(segments: tuple[Segment, ...], lengths: Mapping[int, int], card: CardSpec, n_active: int) -> None:
+def check_capacity(segments: tuple[Segment, ...], lengths: Mapping[int, int], card: CardSpec, n_channels: int) -> None:
     """Raise :class:`~awgrt.errors.CardLimitError` for a segment longer than the largest memory
     slot the card can ever offer (its memory split into the fewest slots), before any work that
     scales with its length."""
-    largest = card.max_segment_length(n_active, card.slot_count(1))
+    largest = card.max_segment_length(n_channels, card.slot_count(1))
     for i, seg in enumerate(segments):
         if lengths[i] > largest:
             raise CardLimitError(
                 f"{lengths[i]} samples ({lengths[i] / largest:.3g} times the most it can hold) do not fit: {card.name} with "
-                f"{n_active} channel(s) holds at most {largest} samples in one segment ({largest * 2 * n_active / 2**20:.0f} MiB, memory split into "
+                f"{n_channels} channel(s) holds at most {largest} samples in one segment ({largest * 2 * n_channels / 2**20:.0f} MiB, memory split into "
                 f"{card.slot_count(1)} slots)",
                 segment=seg.name,
                 op="segment length",
@@ -287,13 +287,13 @@ def check_capacity(segments: tuple[Segment, ...], lengths: Mapping[int, int], ca
             )
 
 
-def _length_candidates(seg: Segment, card: CardSpec, n_active: int, fs: float, stretch: float) -> list[int]:
+def _length_candidates(seg: Segment, card: CardSpec, n_channels: int, fs: float, stretch: float) -> list[int]:
     """Legal lengths ``seg`` may take, best for its own tones first (ties: shorter first)."""
-    n = card.legal_length(seg.n_samples, n_active)
+    n = card.legal_length(seg.n_samples, n_channels)
     if stretch <= 0:
         return [n]
     g = card.segment_granularity
-    largest = card.max_segment_length(n_active, card.slot_count(1))
+    largest = card.max_segment_length(n_channels, card.slot_count(1))
     longest = min(largest, max(n, int(seg.n_samples * (1 + stretch)) // g * g))
     if (longest - n) // g > _MAX_LENGTH_CANDIDATES:  # a very long hold: its own grid is already fine
         return [n]
@@ -310,14 +310,14 @@ def _choose_chain(
     segments: tuple[Segment, ...],
     chain: list[int],
     card: CardSpec,
-    n_active: int,
+    n_channels: int,
     fs: float,
     stretch: Mapping[str, float],
     joint: Joint,
     limit_of: Callable[[str], float | None],
 ) -> _ChainPlan:
     tones = _chain_tones(segments, chain)
-    options = [_length_candidates(segments[si], card, n_active, fs, stretch.get(segments[si].mode, 0.0)) for si in chain]
+    options = [_length_candidates(segments[si], card, n_channels, fs, stretch.get(segments[si].mode, 0.0)) for si in chain]
     per = max(1, int(MAX_LENGTH_COMBINATIONS ** (1 / len(chain))))
     if math.prod(len(o) for o in options) > MAX_LENGTH_COMBINATIONS:
         options = [o[:per] for o in options]
@@ -462,14 +462,14 @@ def _apply(
 # ------------------------------------------------------------------------------ suggestions
 
 
-def suggest_hold(seg: Segment, n_asked: int, card: CardSpec, n_active: int, fs: float) -> int | None:
+def suggest_hold(seg: Segment, n_asked: int, card: CardSpec, n_channels: int, fs: float) -> int | None:
     """The shortest legal length >= ``n_asked`` and <= (1 + SUGGEST_RANGE) ``n_asked`` at which
     every tone wrap snapping must move in ``seg`` needs at most SUGGEST_TOLERANCE_HZ, or None."""
     freqs = np.array([f for *_, f in held_tones(seg)])
     if freqs.size == 0:
         return None
     g = card.segment_granularity
-    lo = card.legal_length(n_asked, n_active)
+    lo = card.legal_length(n_asked, n_channels)
     hi = int(n_asked * (1 + SUGGEST_RANGE)) // g * g
     for start in range(lo, hi + 1, g * 4096):
         lengths = np.arange(start, min(hi, start + g * 4095) + 1, g)
@@ -519,7 +519,7 @@ class SnapResult:
 def snap_wraps(
     segments: tuple[Segment, ...],
     card: CardSpec,
-    n_active: int,
+    n_channels: int,
     fs: float,
     *,
     stretch: Mapping[str, float],
@@ -534,18 +534,18 @@ def snap_wraps(
     if joint not in JOINTS:
         raise QuantizationError(f"joint={joint!r} must be one of {JOINTS}", op="snap wrap", value=joint)
     limit_of = snap_limits(max_snap_hz, tuple(s.name for s in segments))
-    lengths = {i: card.legal_length(s.n_samples, n_active) for i, s in enumerate(segments)}
-    check_capacity(segments, lengths, card, n_active)
+    lengths = {i: card.legal_length(s.n_samples, n_channels) for i, s in enumerate(segments)}
+    check_capacity(segments, lengths, card, n_channels)
     played: dict[ToneKey, float] = {}
     if snap:
         for chain in _chains(segments):
-            plan = _choose_chain(segments, chain, card, n_active, fs, stretch, joint, limit_of)
+            plan = _choose_chain(segments, chain, card, n_channels, fs, stretch, joint, limit_of)
             lengths.update(plan.lengths)
             played.update(plan.played)
 
     notes: list[Note] = []
     for i, seg in enumerate(segments):
-        n_new, shortest = lengths[i], card.legal_length(seg.n_samples, n_active)
+        n_new, shortest = lengths[i], card.legal_length(seg.n_samples, n_channels)
         if n_new != seg.n_samples:
             why = ""
             if n_new != shortest:
@@ -579,7 +579,7 @@ def snap_wraps(
                     )
                 )
         if moved and max(abs(s.shift_hz) for s in moved) > SUGGEST_TOLERANCE_HZ:
-            better = suggest_hold(seg, seg.n_samples, card, n_active, fs)
+            better = suggest_hold(seg, seg.n_samples, card, n_channels, fs)
             if better is not None:
                 notes.append(
                     Note(

@@ -40,7 +40,7 @@ def working_set_bytes(n_hw: int, n_tones: int) -> int:
 class SynthResult:
     """Samples of one segment and what happened on the way to int16."""
 
-    data: np.ndarray  # int16 (n_samples, n_hardware_channels), read-only
+    data: np.ndarray  # int16 (n_samples, n_channels), read-only
     clipped: tuple[int, ...]  # per hardware channel: samples beyond the clip level
     peak: tuple[float, ...]  # per hardware channel: peak |value| before clipping, fraction of full scale
 

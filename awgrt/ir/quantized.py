@@ -67,7 +67,7 @@ class FrequencyStep:
 
 @dataclass(frozen=True)
 class QuantizedIR:
-    """What you can upload (see module doc). ``n_hardware_channels`` is the number of channels
+    """What you can upload (see module doc). ``n_channels`` is the number of channels
     the card enables (columns of every segment's data); ``slots`` the number of equal memory
     slots the data memory is split into; ``segment_slot[i]`` the slot of segment i (segments
     with equal digests share one). ``snaps`` lists every constant tone of every looped segment
@@ -77,7 +77,7 @@ class QuantizedIR:
     sample_rate_hz: float
     card: CardSpec
     hardware_channels: Mapping[str, int]
-    n_hardware_channels: int
+    n_channels: int
     segments: tuple[Segment, ...]
     segment_slot: tuple[int, ...]
     slots: int

@@ -219,10 +219,10 @@ class SimulatedCard:
 
     def __post_init__(self) -> None:
         self.sample_rate_hz = min(625e6, self.spec.max_sample_rate_hz)
-        self.n_active = 1
-        self.amplitude_mv = [1000] * self.spec.n_channels
-        self.stop_levels = [StopLevel.ZERO] * self.spec.n_channels
-        self.custom_stop = [0] * self.spec.n_channels
+        self.n_channels = 1
+        self.amplitude_mv = [1000] * self.spec.physical_channels
+        self.stop_levels = [StopLevel.ZERO] * self.spec.physical_channels
+        self.custom_stop = [0] * self.spec.physical_channels
         self.max_segments = 0
         self.slots: list[_Slot] = []
         self.write_segment = 0
@@ -238,7 +238,7 @@ class SimulatedCard:
         self._run: _Run | None = None
         self._prefetched: tuple[int, StepEntry] | None = None
         self._ready_at = INF
-        self._hold = np.zeros(self.spec.n_channels, dtype=np.int16)  # last output sample per channel
+        self._hold = np.zeros(self.spec.physical_channels, dtype=np.int16)  # last output sample per channel
         self._log: list[StepEvent | _Epoch] = []
         self._epoch: _Epoch | None = None  # the walk repeats itself: see _Epoch
         self._marks: dict[int, tuple[int, int]] = {}
@@ -264,14 +264,14 @@ class SimulatedCard:
         self._require_not_running("changing the sample rate", "SPC_SAMPLERATE")
         self.sample_rate_hz = float(sample_rate_hz)
 
-    def set_channels(self, n_active: int) -> None:
-        """Enable hardware channels 0 .. n_active-1."""
-        if n_active not in self.spec.channel_counts:
-            self._fail(sp.ERR_CHANNEL, f"{n_active} enabled channels; the card runs with {list(self.spec.channel_counts)}", "SPC_CHENABLE")
+    def set_channels(self, n_channels: int) -> None:
+        """Enable hardware channels 0 .. n_channels-1."""
+        if n_channels not in self.spec.channel_counts:
+            self._fail(sp.ERR_CHANNEL, f"{n_channels} enabled channels; the card runs with {list(self.spec.channel_counts)}", "SPC_CHENABLE")
         self._require_not_running("changing the enabled channels", "SPC_CHENABLE")
-        if n_active != self.n_active:
+        if n_channels != self.n_channels:
             self.slots = [_Slot() for _ in self.slots]  # memory is laid out per channel count
-        self.n_active = n_active
+        self.n_channels = n_channels
 
     def set_amplitude(self, channel: int, amplitude_mv: int) -> None:
         self._check_channel(channel, "SPC_AMP0")
@@ -291,8 +291,8 @@ class SimulatedCard:
         self.custom_stop[channel] = int(custom)
 
     def _check_channel(self, channel: int, register: int | str) -> None:
-        if not 0 <= channel < self.spec.n_channels:
-            self._fail(sp.ERR_CHANNEL, f"channel {channel} does not exist ({self.spec.n_channels} channels)", register)
+        if not 0 <= channel < self.spec.physical_channels:
+            self._fail(sp.ERR_CHANNEL, f"channel {channel} does not exist ({self.spec.physical_channels} channels)", register)
 
     # ================================================================== sequence memory
 
@@ -311,7 +311,7 @@ class SimulatedCard:
         """Samples per channel one slot can hold."""
         if not self.max_segments:
             return 0
-        return self.spec.max_segment_length(self.n_active, self.max_segments)
+        return self.spec.max_segment_length(self.n_channels, self.max_segments)
 
     def select_segment(self, index: int) -> None:
         reg = sp.SPC_SEQMODE_WRITESEGMENT
@@ -327,19 +327,19 @@ class SimulatedCard:
         if not self.max_segments:
             self._fail(sp.ERR_SEQUENCE, "set MAXSEGMENTS before a segment size", reg)
         g = self.spec.segment_granularity
-        least = self.spec.min_segment_length(self.n_active)
+        least = self.spec.min_segment_length(self.n_channels)
         if not isinstance(n_samples, int) or n_samples < least or n_samples % g or n_samples > self.slot_capacity:
             self._fail(
                 sp.ERR_VALUE,
                 f"segment {self.write_segment}: size {n_samples!r} must be a multiple of {g} in {least}..{self.slot_capacity} "
-                f"for {self.n_active} channels and {self.max_segments} slots",
+                f"for {self.n_channels} channels and {self.max_segments} slots",
                 reg,
             )
         slot = self.slots[self.write_segment]
         if self.state in (ARMED, RUNNING) and n_samples != slot.size and self._slot_in_use(self.write_segment):
             self._fail(sp.ERR_RUNNING, f"segment {self.write_segment} is in use: its size cannot change while the card runs", reg)
         if n_samples != slot.size:
-            slot.data = np.zeros((n_samples, self.n_active), dtype=np.int16)
+            slot.data = np.zeros((n_samples, self.n_channels), dtype=np.int16)
         slot.size = n_samples
 
     def write_segment_data(self, data: np.ndarray, offset: int = 0) -> None:
@@ -352,11 +352,11 @@ class SimulatedCard:
         if arr.dtype != np.int16:
             self._fail(sp.ERR_VALUE, f"data must be int16, got {arr.dtype}", "DMA")
         if arr.ndim == 1:
-            if arr.size % self.n_active:
-                self._fail(sp.ERR_VALUE, f"{arr.size} interleaved values do not fill whole samples of {self.n_active} channels", "DMA")
-            arr = arr.reshape(-1, self.n_active)
-        if arr.ndim != 2 or arr.shape[1] != self.n_active:
-            self._fail(sp.ERR_VALUE, f"data shape {np.asarray(data).shape} does not match {self.n_active} enabled channels", "DMA")
+            if arr.size % self.n_channels:
+                self._fail(sp.ERR_VALUE, f"{arr.size} interleaved values do not fill whole samples of {self.n_channels} channels", "DMA")
+            arr = arr.reshape(-1, self.n_channels)
+        if arr.ndim != 2 or arr.shape[1] != self.n_channels:
+            self._fail(sp.ERR_VALUE, f"data shape {np.asarray(data).shape} does not match {self.n_channels} enabled channels", "DMA")
         if offset < 0 or offset + arr.shape[0] > slot.size:
             self._fail(
                 sp.ERR_VALUE,
@@ -371,7 +371,7 @@ class SimulatedCard:
     def segment_data(self, index: int) -> np.ndarray:
         """A read-only view of slot ``index`` (its valid samples)."""
         slot = self.slots[index]
-        view = (slot.data if slot.data is not None else np.zeros((0, self.n_active), np.int16))[: slot.size]
+        view = (slot.data if slot.data is not None else np.zeros((0, self.n_channels), np.int16))[: slot.size]
         view = view.view()
         view.flags.writeable = False
         return view
@@ -389,8 +389,8 @@ class SimulatedCard:
             self._fail(sp.ERR_VALUE, f"step {index}: loops={entry.loops} outside 1..{self.spec.max_loops}", reg)
         if self.max_segments and entry.segment >= self.max_segments:
             self._fail(sp.ERR_VALUE, f"step {index}: segment {entry.segment} outside 0..{self.max_segments - 1}", reg)
-        if entry.next_step >= self.spec.max_steps:
-            self._fail(sp.ERR_VALUE, f"step {index}: next step {entry.next_step} outside 0..{self.spec.max_steps - 1}", reg)
+        if entry.next >= self.spec.max_steps:
+            self._fail(sp.ERR_VALUE, f"step {index}: next step {entry.next} outside 0..{self.spec.max_steps - 1}", reg)
         if self.state in (ARMED, RUNNING) and not self.slots[entry.segment].size:
             self._fail(sp.ERR_SEQUENCE, f"step {index}: segment {entry.segment} is empty and the card is running", reg)
         self.steps[index] = entry
@@ -429,7 +429,7 @@ class SimulatedCard:
                 out.append(f"step {i} points at empty segment {entry.segment}")
             if entry.end:
                 break
-            i = entry.next_step
+            i = entry.next
         return out
 
     def start(self) -> None:
@@ -517,18 +517,18 @@ class SimulatedCard:
 
     def render(self, n_samples: int, out: np.ndarray | None = None) -> np.ndarray:
         """Move the clock on by ``n_samples`` and return what the DACs received meanwhile:
-        int16 of shape (n_samples, n_channels of the card), disabled channels at their stop level.
+        int16 of shape (n_samples, physical_channels of the card), disabled channels at their stop level.
         ``out`` (optional) is a C-contiguous int16 array of that shape to fill and return."""
         if n_samples < 0:
             raise ProgramError(f"time only moves forward (asked to advance by {n_samples!r} samples)", op="advance", value=n_samples)
         w0, w1 = self.now, self.now + n_samples
-        shape = (n_samples, self.spec.n_channels)
+        shape = (n_samples, self.spec.physical_channels)
         if out is None:
             out = np.empty(shape, dtype=np.int16)
         elif out.shape != shape or out.dtype != np.int16 or not out.flags.c_contiguous:
             raise ProgramError(f"out must be C-contiguous int16 of shape {shape}", op="render", value=getattr(out, "shape", None))
-        if self.n_active < self.spec.n_channels:
-            out[:, self.n_active :] = self._stop_values(self._hold)[self.n_active :]
+        if self.n_channels < self.spec.physical_channels:
+            out[:, self.n_channels :] = self._stop_values(self._hold)[self.n_channels :]
         pos = w0
         while pos < w1:
             ep = self._epoch
@@ -540,7 +540,7 @@ class SimulatedCard:
                     out[pos - w0 : pos - w0 + m] = out[src - w0 : src - w0 + m]
                     pos += m
                 self._advance_to(w1, None)
-                self._hold[: self.n_active] = out[-1, : self.n_active]
+                self._hold[: self.n_channels] = out[-1, : self.n_channels]
                 break
             end = min(w1, pos + (ep.period if ep is not None else RENDER_CHUNK))
             self._render_walk(out, w0, pos, end)
@@ -553,7 +553,7 @@ class SimulatedCard:
         runs: list[tuple[int, float, _Run]] = []
         held = self._hold.copy()  # what the outputs hold before anything in this stretch plays
         self._advance_to(b, runs)
-        active = out[:, : self.n_active]
+        active = out[:, : self.n_channels]
         cursor = a
         last = None
         for ra, rb, run in runs:
@@ -561,13 +561,13 @@ class SimulatedCard:
             if ra >= rb:
                 continue
             if ra > cursor:  # armed, or between trigger and first output
-                active[cursor - w0 : ra - w0] = self._stop_values(held)[: self.n_active]
+                active[cursor - w0 : ra - w0] = self._stop_values(held)[: self.n_channels]
             self._copy_run(active[ra - w0 : rb - w0], run, ra, rb)
             cursor, last = rb, run
         if last is not None:
             self._hold = self._sample_at(last, cursor - 1)
         if cursor < b:  # idle before replay, or READY after END / stop
-            active[cursor - w0 : b - w0] = self._stop_values(self._hold)[: self.n_active]
+            active[cursor - w0 : b - w0] = self._stop_values(self._hold)[: self.n_channels]
 
     def events_between(self, a: int, b: int) -> list[StepEvent]:
         """Step entries with a <= sample < b, in order."""
@@ -591,7 +591,7 @@ class SimulatedCard:
     # ================================================================== sequencer
 
     def _stop_values(self, hold: np.ndarray) -> np.ndarray:
-        values = np.zeros(self.spec.n_channels, dtype=np.int16)
+        values = np.zeros(self.spec.physical_channels, dtype=np.int16)
         for ch, level in enumerate(self.stop_levels):
             if level == StopLevel.HOLDLAST:
                 values[ch] = hold[ch]
@@ -605,7 +605,7 @@ class SimulatedCard:
 
     def _sample_at(self, run: _Run, t: int) -> np.ndarray:
         values = self._hold.copy()
-        values[: self.n_active] = self.slots[run.slot].data[(t - run.origin) % run.n]
+        values[: self.n_channels] = self.slots[run.slot].data[(t - run.origin) % run.n]
         return values
 
     def _copy_run(self, dest: np.ndarray, run: _Run, a: int, b: int) -> None:
@@ -666,15 +666,15 @@ class SimulatedCard:
         if not self.policy.latch_earlier_triggers:  # triggers before this step can never count
             self._triggers.drop_before(t)
         # the next entry is read now (prefetch 1); one not written yet is read at the transition
-        upcoming = None if (entry.end or not self.policy.prefetch) else self.steps.get(entry.next_step)
-        self._prefetched = None if upcoming is None else (entry.next_step, upcoming)
+        upcoming = None if (entry.end or not self.policy.prefetch) else self.steps.get(entry.next)
+        self._prefetched = None if upcoming is None else (entry.next, upcoming)
         if self._epoch is None and not self._detect_epoch(index, entry, t):
             self._log.append(StepEvent(t, index, entry.segment))
 
     def _detect_epoch(self, index: int, entry: StepEntry, t: int) -> bool:
         """Entering ``index`` at ``t``: if the trigger-free walk since its last entry came round,
         start an epoch (the entry at ``t`` is its second period's first event) and say so."""
-        if entry.end or entry.end_loop_on_trigger or entry != self.steps.get(index):
+        if entry.end or entry.on_trigger or entry != self.steps.get(index):
             self._marks.clear()
             return False
         mark = self._marks.get(index)
@@ -692,7 +692,7 @@ class SimulatedCard:
     def _step_end(self, run: _Run) -> float:
         """Sample at which the current step ends (inf while it waits for a trigger)."""
         e = run.entry
-        if not e.end_loop_on_trigger:
+        if not e.on_trigger:
             return run.origin + e.loops * run.n
         k_min = e.loops if self.policy.endloop_check == "after_all_loops" else 1
         floor = self._trigger_floor if self.policy.latch_earlier_triggers else run.origin
@@ -730,13 +730,13 @@ class SimulatedCard:
                 origin, step, entry = ep.state_at(target)
                 self._run = run = _Run(step, entry, entry.segment, self.slots[entry.segment].size, origin)
                 self._last_step = step
-                self._prefetched = (entry.next_step, self.steps[entry.next_step]) if self.policy.prefetch else None
+                self._prefetched = (entry.next, self.steps[entry.next]) if self.policy.prefetch else None
             end = self._step_end(run)
             if runs is not None:
                 runs.append((run.origin, min(end, target), run))
             if end > target:
                 return
-            if run.entry.end_loop_on_trigger:
+            if run.entry.on_trigger:
                 self._consume_trigger(int(end))
             if run.entry.end:
                 self._hold = self._sample_at(run, int(end) - 1)
@@ -744,4 +744,4 @@ class SimulatedCard:
                 self._ready_at = int(end)
                 self._run = None
                 return
-            self._enter(run.entry.next_step, int(end))
+            self._enter(run.entry.next, int(end))

@@ -252,7 +252,7 @@ class EmulatedDriver:
             SPC_PCISERIALNO: h.serial,
             SPC_PCIMEMSIZE: spec.memory_samples * 2,
             SPC_MIINST_MODULES: 1,
-            SPC_MIINST_CHPERMODULE: spec.n_channels,
+            SPC_MIINST_CHPERMODULE: spec.physical_channels,
             SPC_MIINST_BYTESPERSAMPLE: 2,
             SPC_MIINST_BITSPERSAMPLE: 16,
             SPC_MIINST_MAXADCVALUE: 32768,
@@ -274,9 +274,9 @@ class EmulatedDriver:
         if reg == SPC_SAMPLERATE:
             return int(c.sample_rate_hz)
         if reg == SPC_CHENABLE:
-            return (1 << c.n_active) - 1
+            return (1 << c.n_channels) - 1
         if reg == SPC_CHCOUNT:
-            return c.n_active
+            return c.n_channels
         if reg == sp.SPC_SEQMODE_MAXSEGMENTS:
             return c.max_segments
         if reg == sp.SPC_SEQMODE_WRITESEGMENT:
@@ -291,13 +291,13 @@ class EmulatedDriver:
                 return 0
             from ..card import as_int64, encode_step_entry
 
-            return as_int64(encode_step_entry(entry.segment, entry.next_step, entry.loops, end_loop_on_trigger=entry.end_loop_on_trigger, end=entry.end))
+            return as_int64(encode_step_entry(entry.segment, entry.next, entry.loops, on_trigger=entry.on_trigger, end=entry.end))
         ch = self._amp_channel(reg, spec)
         if ch is not None:
             return c.amplitude_mv[ch]
-        if sp.SPC_CH0_STOPLEVEL <= reg < sp.SPC_CH0_STOPLEVEL + spec.n_channels:
+        if sp.SPC_CH0_STOPLEVEL <= reg < sp.SPC_CH0_STOPLEVEL + spec.physical_channels:
             return int(c.stop_levels[reg - sp.SPC_CH0_STOPLEVEL])
-        if SPC_CH0_CUSTOM_STOP <= reg < SPC_CH0_CUSTOM_STOP + spec.n_channels:
+        if SPC_CH0_CUSTOM_STOP <= reg < SPC_CH0_CUSTOM_STOP + spec.physical_channels:
             return c.custom_stop[reg - SPC_CH0_CUSTOM_STOP]
         if reg == SPC_TIMEOUT:
             return h.timeout_ms
@@ -306,7 +306,7 @@ class EmulatedDriver:
     @staticmethod
     def _amp_channel(reg: int, spec: CardSpec) -> int | None:
         off = reg - SPC_AMP0
-        if off >= 0 and off % SPC_AMP_STEP == 0 and off // SPC_AMP_STEP < spec.n_channels:
+        if off >= 0 and off % SPC_AMP_STEP == 0 and off // SPC_AMP_STEP < spec.physical_channels:
             return off // SPC_AMP_STEP
         return None
 
@@ -336,10 +336,10 @@ class EmulatedDriver:
             c.write_step(reg - sp.SPC_SEQMODE_STEPMEM0, int(value))
         elif self._amp_channel(reg, spec) is not None:
             c.set_amplitude(self._amp_channel(reg, spec), int(value))
-        elif sp.SPC_CH0_STOPLEVEL <= reg < sp.SPC_CH0_STOPLEVEL + spec.n_channels:
+        elif sp.SPC_CH0_STOPLEVEL <= reg < sp.SPC_CH0_STOPLEVEL + spec.physical_channels:
             ch = reg - sp.SPC_CH0_STOPLEVEL
             c.set_stop_level(ch, int(value), c.custom_stop[ch])
-        elif SPC_CH0_CUSTOM_STOP <= reg < SPC_CH0_CUSTOM_STOP + spec.n_channels:
+        elif SPC_CH0_CUSTOM_STOP <= reg < SPC_CH0_CUSTOM_STOP + spec.physical_channels:
             ch = reg - SPC_CH0_CUSTOM_STOP
             c.set_stop_level(ch, c.stop_levels[ch], int(value))
         elif reg == SPC_TIMEOUT:
@@ -388,9 +388,9 @@ class EmulatedDriver:
         if t is None:
             raise CardError("DATA_STARTDMA without a defined transfer", code=sp.ERR_SEQUENCE)
         raw = ctypes.string_at(t.address, t.length)  # the offset is a position in card memory (bytes)
-        sample_bytes = 2 * h.card.n_active
+        sample_bytes = 2 * h.card.n_channels
         if t.offset % sample_bytes:
-            raise CardError(f"card memory offset {t.offset} is not a whole sample of {h.card.n_active} channels", code=sp.ERR_VALUE)
+            raise CardError(f"card memory offset {t.offset} is not a whole sample of {h.card.n_channels} channels", code=sp.ERR_VALUE)
         h.card.write_segment_data(np.frombuffer(raw, dtype="<i2").copy(), offset=t.offset // sample_bytes)
         h.transfer = None
 

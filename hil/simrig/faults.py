@@ -106,7 +106,7 @@ class Faults:
                 raise RigConfigError(f"fault {kind}: no segment {name!r} in the program", value=name)
             seg = self._perturb(kind, quantized.segments[index], quantized.sample_rate_hz)
             result = synthesize(
-                seg, quantized.sample_rate_hz, dict(quantized.hardware_channels), quantized.n_hardware_channels, gain=gain, clip=clip, full_scale=full_scale
+                seg, quantized.sample_rate_hz, dict(quantized.hardware_channels), quantized.n_channels, gain=gain, clip=clip, full_scale=full_scale
             )
             slot = quantized.segment_slot[index]
             old = slots[slot]
