@@ -15,7 +15,7 @@ import numpy as np
 
 from .backends.sim import SimBackend
 from .builder import AWGProgramBuilder
-from .progress import Progress
+from ._progress import Progress
 
 DEMO_SAMPLE_RATE_HZ = 625e6
 DEMO_HARDWARE_MAP = {"H": 0, "V": 1}

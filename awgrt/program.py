@@ -19,7 +19,7 @@ import numpy as np
 from .card import CARDS, CardSpec, encode_step_entry
 from .errors import CardLimitError, SerializationError
 from .ir.digest import digest_of
-from .savefile import SaveFile, check_value, need
+from ._savefile import SaveFile, check_value, need
 
 if TYPE_CHECKING:  # a type only: the compiler sits above this module
     from .compiler.report import CompileReport
@@ -199,7 +199,7 @@ class CompiledSequenceProgram:
     @classmethod
     def load(cls, path: str | Path, card: CardSpec | None = None) -> CompiledSequenceProgram:
         """Read a program written by :meth:`save`, checking everything in it as untrusted input
-        (see :mod:`awgrt.savefile`): a :class:`~awgrt.errors.SerializationError` names the file
+        (see :mod:`awgrt._savefile`): a :class:`~awgrt.errors.SerializationError` names the file
         and the field of any problem. The result is not validated against a card: call
         :meth:`validate`."""
         with SaveFile(path) as f:

@@ -34,7 +34,7 @@ import numpy as np
 
 from awgrt import compile_sequence_program, quantize_resolved_ir
 from awgrt.errors import AWGRTError
-from awgrt.progress import Progress
+from awgrt._progress import Progress
 from awgrt.sim import trigger_latency_samples
 
 from .analysis import CheckResult, Observation, phase_jump, tone_checks, trajectory_checks, wrap_spurs, wrap_step

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: (file, raised name): why it may stay a builtin.
 ALLOWED = {
     ("awgrt/builder.py", "TypeError"): "caught on the next lines and turned into a ProgramError",
-    ("awgrt/savefile.py", "ValueError"): "caught in the same function and turned into a SerializationError",
+    ("awgrt/_savefile.py", "ValueError"): "caught in the same function and turned into a SerializationError",
     ("awgrt/ir/intent.py", "NotImplementedError"): "abstract method of the op base class",
     ("awgrt/sim/spcm_emulation.py", "TypeError"): "ctypes argument conversion of the emulated C library, as ctypes raises it",
     ("hil/runner.py", "TypeError"): "json.dumps' default= protocol",

@@ -2,7 +2,7 @@
 
 Layers, lowest first (a module may import its own layer and any below it):
 
-    errors, spectrum, progress  <  card, savefile  <  ir  <  program  <  compiler
+    errors, spectrum, _progress  <  card, _savefile  <  ir  <  program  <  compiler
     <  builder, sim  <  backends  <  runtime, upload, plot  <  demo  <  cli  <  the package root  <  hil
 
 The CLI may reach into ``hil`` only from inside the function of ``awgrt hil`` (the harness stays
@@ -19,8 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 LAYERS = [
-    ("awgrt.errors", "awgrt.spectrum", "awgrt.progress", "awgrt._version"),
-    ("awgrt.card", "awgrt.savefile"),
+    ("awgrt.errors", "awgrt.spectrum", "awgrt._progress", "awgrt._version"),
+    ("awgrt.card", "awgrt._savefile"),
     ("awgrt.ir",),
     ("awgrt.program",),
     ("awgrt.compiler",),

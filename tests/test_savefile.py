@@ -1,4 +1,4 @@
-"""Loading a saved program treats the file as untrusted input (``awgrt.savefile``)."""
+"""Loading a saved program treats the file as untrusted input (``awgrt._savefile``)."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from ..card import CARDS, DEFAULT_CARD, CardSpec
 from ..errors import CardError, ProgramError
 from ..program import CompiledSequenceProgram, StepEvent
 from ..sim.card import CardState, SimPolicy, SimulatedCard
-from ..sim.loading import configure_outputs, load_program, write_slots, write_steps
+from ..sim._loading import configure_outputs, load_program, write_slots, write_steps
 from ..spectrum import ERR_TIMEOUT
 from .base import BackendBase, OutputConfig
 

@@ -10,7 +10,7 @@ from ..errors import ClipError, ProgramError, SilenceWarning
 from ..ir.quantized import QuantizedIR
 from ..ir.resolved import Note, Segment
 from ..program import CompiledSegment, CompiledSequenceProgram
-from ..progress import Progress
+from .._progress import Progress
 from .report import CompileReport, SegmentReport
 from .steps import build_steps
 from .synth import SynthResult, synthesize

@@ -12,7 +12,7 @@ from ..errors import ProgramError
 from ..program import CompiledSequenceProgram
 from ..spectrum import stop_level_of
 from .card import SimPolicy, SimulatedCard, StepEvent
-from .loading import configure_outputs, load_program
+from ._loading import configure_outputs, load_program
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The nightly rig tests: every suite program on the rig given with ``--rig`` (skipped without).
 
-``pytest hil --rig rig.toml`` is the nightly job; each program's checks must all pass, and the
+``pytest hil --rig rig.toml`` (from the repository root) is the nightly job; each program's checks must all pass, and the
 scope must be reachable and answer as its family should.
 """
 
