@@ -13,5 +13,6 @@
 - :mod:`hil.suite`, :mod:`hil.runner`: the validation programs and the nightly runner behind
   ``awgrt hil --rig sim|rig.toml --out DIR`` (see ``hil/rig.example.toml``);
   ``python -m hil.resolution`` measures a rig's phase and spur resolution.
-- ``pytest hil --rig rig.toml``: the rig tests (marker ``hil``, skipped without ``--rig``).
+- ``pytest hil --rig rig.toml`` (from the repository root): the rig tests in ``hil/rigtests`` (marker
+  ``hil``, skipped without ``--rig``; not installed with the package).
 """
