@@ -79,7 +79,7 @@ class DemoRun:
 def play_demo(program, *, triggers=DEMO_TRIGGERS, n_samples: int = DEMO_SAMPLES, plot_path: Path | None = None) -> DemoRun:
     """Play a compiled program on a simulated card with the given triggers; optionally plot."""
     with SimBackend(program.card) as backend:
-        backend.configure(sample_rate_hz=program.sample_rate_hz, channels=program.n_channels, trigger="external")
+        backend.configure(sample_rate_hz=program.sample_rate_hz, n_channels=program.n_channels, trigger="external")
         backend.load(program)
         backend.start()
         for t in triggers:

@@ -98,7 +98,7 @@ def apply_upload(
 ) -> None:
     """Carry ``plan`` out on ``backend`` (the restart, if any, is left to the caller)."""
     if plan.configure:
-        backend.configure(sample_rate_hz=new.sample_rate_hz, channels=new.n_channels, amplitude_mv=amplitude_mv, stop_level=stop_level, trigger=trigger)
+        backend.configure(sample_rate_hz=new.sample_rate_hz, n_channels=new.n_channels, amplitude_mv=amplitude_mv, stop_level=stop_level, trigger=trigger)
     if plan.kind == "full":
         backend.load(new)
         return

@@ -41,7 +41,7 @@ def twenty_step_program(wait_first: bool):
 
 def card_seconds_per_wall_second(program, card_seconds: float, trigger_every_s: float | None) -> tuple[float, int]:
     with SimBackend(program.card) as be:
-        be.configure(sample_rate_hz=FS, channels=program.n_channels, trigger="external")
+        be.configure(sample_rate_hz=FS, n_channels=program.n_channels, trigger="external")
         be.load(program)
         be.start(force_trigger=True)
         total = round(card_seconds * FS)
@@ -61,7 +61,7 @@ def card_seconds_per_wall_second(program, card_seconds: float, trigger_every_s: 
 def render_rate(program, n_samples: int, trigger_every_s: float | None, repeats: int = 5) -> float:
     """Samples per second produced by SimBackend.capture (best of ``repeats`` windows)."""
     with SimBackend(program.card) as be:
-        be.configure(sample_rate_hz=FS, channels=program.n_channels, trigger="external")
+        be.configure(sample_rate_hz=FS, n_channels=program.n_channels, trigger="external")
         be.load(program)
         be.start(force_trigger=True)
         if trigger_every_s:

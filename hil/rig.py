@@ -201,7 +201,7 @@ class Rig(abc.ABC):
         self.scope.close()
 
     def _configure(self, backend: Backend, program: CompiledSequenceProgram, trigger: str) -> None:
-        backend.configure(sample_rate_hz=program.sample_rate_hz, channels=program.n_channels, amplitude_mv=self.config.card.amplitude_mv, trigger=trigger)
+        backend.configure(sample_rate_hz=program.sample_rate_hz, n_channels=program.n_channels, amplitude_mv=self.config.card.amplitude_mv, trigger=trigger)
         backend.load(program)
 
 

@@ -96,14 +96,14 @@ class BackendConformance:
     # ------------------------------------------------------------------ configuration
 
     def test_configure_returns_what_is_in_force(self, backend):
-        cfg = backend.configure(sample_rate_hz=FS, channels=1, amplitude_mv=500, stop_level="zero", trigger="external")
+        cfg = backend.configure(sample_rate_hz=FS, n_channels=1, amplitude_mv=500, stop_level="zero", trigger="external")
         assert isinstance(cfg, OutputConfig) and backend.config == cfg
         assert (cfg.sample_rate_hz, cfg.n_channels, cfg.amplitude_mv, cfg.trigger) == (FS, 1, (500,), "external")
 
     @pytest.mark.parametrize(
         "kwargs",
-        [{"sample_rate_hz": 1e15, "channels": 1}, {"sample_rate_hz": FS, "channels": 3}, {"sample_rate_hz": FS, "channels": 1, "amplitude_mv": 10**6},
-         {"sample_rate_hz": FS, "channels": 1, "stop_level": "purple"}, {"sample_rate_hz": FS, "channels": 1, "trigger": "telepathy"}],
+        [{"sample_rate_hz": 1e15, "n_channels": 1}, {"sample_rate_hz": FS, "n_channels": 3}, {"sample_rate_hz": FS, "n_channels": 1, "amplitude_mv": 10**6},
+         {"sample_rate_hz": FS, "n_channels": 1, "stop_level": "purple"}, {"sample_rate_hz": FS, "n_channels": 1, "trigger": "telepathy"}],
     )
     def test_configure_refuses_what_the_card_cannot_take(self, backend, kwargs):
         with pytest.raises(ProgramError):
@@ -113,7 +113,7 @@ class BackendConformance:
 
     def test_load_start_stop(self, backend):
         prog = program(backend.card)
-        backend.configure(sample_rate_hz=FS, channels=prog.n_channels, trigger="software")
+        backend.configure(sample_rate_hz=FS, n_channels=prog.n_channels, trigger="software")
         backend.load(prog)
         assert backend.program is prog and not backend.is_running()
         self._holds(backend, prog)

@@ -635,22 +635,22 @@ def test_sim_backend_is_a_backend():
 @pytest.mark.parametrize(
     "kwargs",
     [
-        dict(sample_rate_hz=2e9, channels=1),
-        dict(sample_rate_hz=10e6, channels=1),
-        dict(sample_rate_hz=752e6, channels=1),  # clock gap
-        dict(sample_rate_hz=FS + 3, channels=1),  # not a multiple of 8 Hz
-        dict(sample_rate_hz=FS, channels=3),
-        dict(sample_rate_hz=FS, channels=4),
-        dict(sample_rate_hz=FS, channels=0),
-        dict(sample_rate_hz=FS, channels=1, amplitude_mv=79),
-        dict(sample_rate_hz=FS, channels=1, amplitude_mv=2001),
-        dict(sample_rate_hz=FS, channels=1, amplitude_mv=2500),
-        dict(sample_rate_hz=FS, channels=1, amplitude_mv=500.5),
-        dict(sample_rate_hz=FS, channels=2, amplitude_mv=[1000]),
-        dict(sample_rate_hz=FS, channels=2, amplitude_mv=[1000, 3000]),
-        dict(sample_rate_hz=FS, channels=1, stop_level="purple"),
-        dict(sample_rate_hz=FS, channels=2, stop_level=["zero"]),
-        dict(sample_rate_hz=FS, channels=1, trigger="laser"),
+        dict(sample_rate_hz=2e9, n_channels=1),
+        dict(sample_rate_hz=10e6, n_channels=1),
+        dict(sample_rate_hz=752e6, n_channels=1),  # clock gap
+        dict(sample_rate_hz=FS + 3, n_channels=1),  # not a multiple of 8 Hz
+        dict(sample_rate_hz=FS, n_channels=3),
+        dict(sample_rate_hz=FS, n_channels=4),
+        dict(sample_rate_hz=FS, n_channels=0),
+        dict(sample_rate_hz=FS, n_channels=1, amplitude_mv=79),
+        dict(sample_rate_hz=FS, n_channels=1, amplitude_mv=2001),
+        dict(sample_rate_hz=FS, n_channels=1, amplitude_mv=2500),
+        dict(sample_rate_hz=FS, n_channels=1, amplitude_mv=500.5),
+        dict(sample_rate_hz=FS, n_channels=2, amplitude_mv=[1000]),
+        dict(sample_rate_hz=FS, n_channels=2, amplitude_mv=[1000, 3000]),
+        dict(sample_rate_hz=FS, n_channels=1, stop_level="purple"),
+        dict(sample_rate_hz=FS, n_channels=2, stop_level=["zero"]),
+        dict(sample_rate_hz=FS, n_channels=1, trigger="laser"),
     ],
 )
 def test_configure_rejects_bad_settings(kwargs):
@@ -664,7 +664,7 @@ def test_configure_rejects_bad_settings(kwargs):
 
 def test_configure_applies_good_settings():
     be = SimBackend("M4i.6631-x8")
-    config = be.configure(sample_rate_hz=1e9, channels=2, amplitude_mv=[80, 2000], stop_level=["high", StopLevel.LOW], trigger="software")
+    config = be.configure(sample_rate_hz=1e9, n_channels=2, amplitude_mv=[80, 2000], stop_level=["high", StopLevel.LOW], trigger="software")
     assert config == OutputConfig(1e9, 2, (80, 2000), (StopLevel.HIGH, StopLevel.LOW), "software", 1000)
     assert be.config == config
     assert be.sim.sample_rate_hz == 1e9 and be.sim.n_channels == 2
@@ -675,7 +675,7 @@ def test_configure_applies_good_settings():
 def loaded_and_playing(b: AWGProgramBuilder | None = None):
     be = SimBackend()
     good = fresh(b or program())
-    be.configure(sample_rate_hz=FS, channels=1, trigger="external")
+    be.configure(sample_rate_hz=FS, n_channels=1, trigger="external")
     be.load(good)
     be.start(force_trigger=True)
     be.advance(samples=LATENCY + 100)
@@ -796,7 +796,7 @@ def test_failed_runtime_upload_leaves_the_card_stopped_and_recovers(monkeypatch)
 def test_wait_ready_returns_when_an_ending_program_has_played():
     be = SimBackend()
     prog = fresh(program(end=True))
-    be.configure(sample_rate_hz=FS, channels=1, trigger="external")
+    be.configure(sample_rate_hz=FS, n_channels=1, trigger="external")
     be.load(prog)
     be.start(force_trigger=True)
     be.schedule_trigger(T_WAIT)
@@ -811,7 +811,7 @@ def test_wait_ready_returns_when_an_ending_program_has_played():
 def test_wait_ready_times_out_on_a_ringing_program():
     be = SimBackend()
     prog = fresh(program())
-    be.configure(sample_rate_hz=FS, channels=1, trigger="external")
+    be.configure(sample_rate_hz=FS, n_channels=1, trigger="external")
     be.load(prog)
     be.start(force_trigger=True)
     be.schedule_trigger(T_WAIT)
@@ -827,7 +827,7 @@ def test_wait_ready_times_out_on_a_ringing_program():
 def test_closing_the_backend_stops_the_output(level, value):
     with SimBackend() as be:
         prog = fresh(program())
-        be.configure(sample_rate_hz=FS, channels=1, stop_level=level, trigger="external")
+        be.configure(sample_rate_hz=FS, n_channels=1, stop_level=level, trigger="external")
         be.load(prog)
         be.start(force_trigger=True)
         playing = be.capture(LATENCY + 2000)[LATENCY:]

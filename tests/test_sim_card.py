@@ -815,7 +815,7 @@ def test_per_channel_stop_levels_via_backend(levels, card, n_ch):
     d = [seg_data(0, MIN_LEN[n_ch], n_ch), seg_data(1, MIN_LEN[n_ch] + 32, n_ch)]
     p = program_of(n_ch, d, [(0, 1, 1), (1, 0, 1, False, True)], card=card)
     with SimBackend(card) as be:
-        be.configure(sample_rate_hz=FS, channels=n_ch, stop_level=levels, trigger="external")
+        be.configure(sample_rate_hz=FS, n_channels=n_ch, stop_level=levels, trigger="external")
         be.load(p)
         be.start()
         be.schedule_trigger(10)
@@ -1190,7 +1190,7 @@ def test_random_programs_advance_and_capture_in_chunks(program, n, trig_frac, po
         assert bool(be.sim.status() & sp.M2STAT_CARD_READY) == (ready is not None and ready <= now), now
 
     with SimBackend(program.card, policy=policy) as be:
-        be.configure(sample_rate_hz=program.sample_rate_hz, channels=nch, stop_level="low", trigger="external")
+        be.configure(sample_rate_hz=program.sample_rate_hz, n_channels=nch, stop_level="low", trigger="external")
         be.load(program)
         be.start()
         for t in triggers:
@@ -1215,7 +1215,7 @@ def test_backend_events_and_listeners_over_skipped_time():
     p = program_of(1, [seg_data(k, n, 1) for k, n in enumerate([384, 416, 448])], [(0, 1, 3), (1, 2, 1), (2, 0, 2)])
     seen = []
     with SimBackend(C2) as be:
-        be.configure(sample_rate_hz=FS, channels=1)
+        be.configure(sample_rate_hz=FS, n_channels=1)
         be.load(p)
         be.add_step_listener(seen.append)
         be.start(force_trigger=True)
@@ -1398,7 +1398,7 @@ def test_stop_cancels_pending_triggers_and_restart():
 def test_backend_stop_and_current_step():
     p = program_of(1, [seg_data(0, 384, 1), seg_data(1, 416, 1)], [(0, 1, 1), (1, 0, 1)])
     with SimBackend(C2) as be:
-        be.configure(sample_rate_hz=FS, channels=1, stop_level="low")
+        be.configure(sample_rate_hz=FS, n_channels=1, stop_level="low")
         be.load(p)
         be.start(force_trigger=True)
         be.advance(samples=LAT_625 + 384 + 5)

@@ -68,7 +68,7 @@ def _play(card, triggers, n):
 
 def _sim_reference(program, triggers, n, steps_program=None, update=None):
     with SimBackend(program.card) as be:
-        be.configure(sample_rate_hz=FS, channels=program.n_channels, trigger="external")
+        be.configure(sample_rate_hz=FS, n_channels=program.n_channels, trigger="external")
         be.load(program)
         if update is not None:
             be.update_segments(*update)
@@ -103,7 +103,7 @@ def test_same_samples_and_events_as_the_simulator(emu, variant):
         expected = _sim_reference(base, triggers, n, steps_program=changed)
     card = emu.card(0)
     with SpcmBackend("/dev/spcm0") as be:
-        be.configure(sample_rate_hz=FS, channels=2, trigger="external")
+        be.configure(sample_rate_hz=FS, n_channels=2, trigger="external")
         be.load(base)
         if variant == "segments":
             be.update_segments(changed, slots)
@@ -119,7 +119,7 @@ def test_four_channel_card_with_a_channel_on_hardware_3(emu):
     program = _program(hw={"H": 0, "V": 3})
     expected = _sim_reference(program, [100, 7000], 30000)
     with SpcmBackend("/dev/spcm1", card="M4i.6622-x8") as be:
-        be.configure(sample_rate_hz=FS, channels=4, trigger="external")
+        be.configure(sample_rate_hz=FS, n_channels=4, trigger="external")
         be.load(program)
         be.start()
         got = _play(emu.card(1), [100, 7000], 30000)
@@ -146,7 +146,7 @@ def test_live_step_rewrite_switches_as_the_prefetch_policy_says(emu):
     card = emu.card(0)
     program = _program(loops=3)
     with SpcmBackend("/dev/spcm0") as be:
-        be.configure(sample_rate_hz=FS, channels=2, trigger="external")
+        be.configure(sample_rate_hz=FS, n_channels=2, trigger="external")
         be.load(program)
         be.start()
         t0 = card.now
@@ -173,7 +173,7 @@ def test_live_step_rewrite_switches_as_the_prefetch_policy_says(emu):
 def test_program_checked_against_the_card_before_anything_is_written(emu):
     program = _program(hw={"H": 0, "V": 3})  # 4 channels: not on the 2-channel card
     with SpcmBackend("/dev/spcm0") as be:
-        be.configure(sample_rate_hz=FS, channels=2)
+        be.configure(sample_rate_hz=FS, n_channels=2)
         before = len(emu.driver.calls)
         with pytest.raises(CardLimitError, match="4 enabled channels"):
             be.load(program)
@@ -185,7 +185,7 @@ def test_driver_error_during_upload_names_register_and_leaves_the_card_stopped(e
     card = emu.card(0)
     program = _program()
     with SpcmBackend("/dev/spcm0") as be:
-        be.configure(sample_rate_hz=FS, channels=2)
+        be.configure(sample_rate_hz=FS, n_channels=2)
         be.load(program)
         be.start(force_trigger=True)
         card.advance(5000)
@@ -210,7 +210,7 @@ def test_driver_error_during_upload_names_register_and_leaves_the_card_stopped(e
 def test_sample_rate_the_card_refuses_is_a_clear_error(emu):
     with SpcmBackend("/dev/spcm0") as be:
         with pytest.raises(ProgramError, match="753"):
-            be.configure(sample_rate_hz=753e6, channels=2)
+            be.configure(sample_rate_hz=753e6, n_channels=2)
 
 
 def test_second_backend_on_the_same_card_fails_fast(emu):
@@ -222,7 +222,7 @@ def test_second_backend_on_the_same_card_fails_fast(emu):
 def test_wait_ready_and_close_stops_the_output(emu):
     card = emu.card(0)
     with SpcmBackend("/dev/spcm0") as be:
-        be.configure(sample_rate_hz=FS, channels=2)
+        be.configure(sample_rate_hz=FS, n_channels=2)
         be.load(_program(end=True))
         be.start(force_trigger=True)
         card.advance(1000)
@@ -272,14 +272,14 @@ def test_open_by_serial_number_or_first_awg(emu):
 def test_configure_writes_channels_amplitude_stop_level_and_trigger(emu):
     card = emu.card(0)
     with SpcmBackend("/dev/spcm0") as be:
-        be.configure(sample_rate_hz=500e6, channels=2, amplitude_mv=[400, 1200], stop_level=["holdlast", "high"], trigger="external", trigger_level_mv=800)
+        be.configure(sample_rate_hz=500e6, n_channels=2, amplitude_mv=[400, 1200], stop_level=["holdlast", "high"], trigger="external", trigger_level_mv=800)
         assert card.sample_rate_hz == 500e6 and card.n_channels == 2
         assert card.amplitude_mv[:2] == [400, 1200]
         assert card.stop_levels[:2] == [sp.StopLevel.HOLDLAST, sp.StopLevel.HIGH]
         be.load(_program_at(500e6))
         be.start()
         assert card.trigger_enabled  # external trigger selected: edges count
-        be.configure(sample_rate_hz=500e6, channels=2, trigger="software")
+        be.configure(sample_rate_hz=500e6, n_channels=2, trigger="software")
         be.start()
         assert not card.trigger_enabled  # software only: external edges are ignored
 

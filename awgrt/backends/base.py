@@ -89,13 +89,13 @@ class Backend(Protocol):
         self,
         *,
         sample_rate_hz: float,
-        channels: int,
+        n_channels: int,
         amplitude_mv: int | Sequence[int] = 1000,
         stop_level: str | StopLevel | Sequence[str | StopLevel] = "zero",
         trigger: TriggerSource = "software",
         trigger_level_mv: int = 1000,
     ) -> OutputConfig:
-        """Set the clock, enabled channels (0 .. channels-1), amplitude (mV into 50 ohm) and
+        """Set the clock, enabled channels (0 .. n_channels-1), amplitude (mV into 50 ohm) and
         stop level per channel (one value for all, or one each) and the trigger source.
 
         Returns: the :class:`OutputConfig` now in force (also ``self.config``).
@@ -204,27 +204,27 @@ class BackendBase(abc.ABC):
         self,
         *,
         sample_rate_hz: float,
-        channels: int,
+        n_channels: int,
         amplitude_mv: int | Sequence[int] = 1000,
         stop_level: str | StopLevel | Sequence[str | StopLevel] = "zero",
         trigger: TriggerSource = "software",
         trigger_level_mv: int = 1000,
     ) -> OutputConfig:
-        """Set sample rate, the number of enabled channels (0 .. channels-1), amplitude (mV) and
+        """Set sample rate, the number of enabled channels (0 .. n_channels-1), amplitude (mV) and
         stop level per channel (one value for all, or one each), and the trigger source."""
         problem = self.card.sample_rate_problem(sample_rate_hz)
         if problem:
             raise ProgramError(problem, op="configure", value=sample_rate_hz)
-        if isinstance(channels, bool) or not isinstance(channels, numbers.Integral) or channels not in self.card.channel_counts:
-            raise ProgramError(f"{channels} channels: {self.card.name} runs with {list(self.card.channel_counts)}", op="configure", value=channels)
-        channels = int(channels)
+        if isinstance(n_channels, bool) or not isinstance(n_channels, numbers.Integral) or n_channels not in self.card.channel_counts:
+            raise ProgramError(f"{n_channels} channels: {self.card.name} runs with {list(self.card.channel_counts)}", op="configure", value=n_channels)
+        n_channels = int(n_channels)
         try:
-            amps = (amplitude_mv,) * channels if isinstance(amplitude_mv, numbers.Real) else tuple(amplitude_mv)
-            levels_in = [stop_level] * channels if isinstance(stop_level, (str, StopLevel)) else list(stop_level)
+            amps = (amplitude_mv,) * n_channels if isinstance(amplitude_mv, numbers.Real) else tuple(amplitude_mv)
+            levels_in = [stop_level] * n_channels if isinstance(stop_level, (str, StopLevel)) else list(stop_level)
         except TypeError:
             raise ProgramError(f"amplitude_mv={amplitude_mv!r} / stop_level={stop_level!r}: give one value or a list", op="configure") from None
-        if len(amps) != channels or len(levels_in) != channels:
-            raise ProgramError(f"give one amplitude and stop level, or one per channel ({channels})", op="configure", value=(amps, levels_in))
+        if len(amps) != n_channels or len(levels_in) != n_channels:
+            raise ProgramError(f"give one amplitude and stop level, or one per channel ({n_channels})", op="configure", value=(amps, levels_in))
         amps = tuple(int(mv) if isinstance(mv, numbers.Integral) and not isinstance(mv, bool) else mv for mv in amps)
         for mv in amps:
             if isinstance(mv, bool) or not isinstance(mv, int) or not self.card.min_amplitude_mv <= mv <= self.card.max_amplitude_mv:
@@ -235,7 +235,7 @@ class BackendBase(abc.ABC):
                 )
         if trigger not in TRIGGER_SOURCES:
             raise ProgramError(f"trigger {trigger!r} must be one of {TRIGGER_SOURCES}", op="configure", value=trigger)
-        config = OutputConfig(float(sample_rate_hz), channels, amps, tuple(stop_level_of(v) for v in levels_in), trigger, int(trigger_level_mv))
+        config = OutputConfig(float(sample_rate_hz), n_channels, amps, tuple(stop_level_of(v) for v in levels_in), trigger, int(trigger_level_mv))
         self._configure(config)
         self.config = config
         return config
@@ -243,7 +243,7 @@ class BackendBase(abc.ABC):
     def _require_config(self, program: CompiledSequenceProgram) -> None:
         """Configure from the program if not done yet; check the program matches the set-up."""
         if self.config is None:
-            self.configure(sample_rate_hz=program.sample_rate_hz, channels=program.n_channels)
+            self.configure(sample_rate_hz=program.sample_rate_hz, n_channels=program.n_channels)
         if program.sample_rate_hz != self.config.sample_rate_hz or program.n_channels != self.config.n_channels:
             raise ProgramError(
                 f"program runs at {program.sample_rate_hz:g} S/s on {program.n_channels} channels, the card is set up for "
