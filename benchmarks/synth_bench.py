@@ -1,0 +1,125 @@
+"""Synthesis speed, measured side by side in one run (minimum of several repetitions).
+
+1. A molecule-experiment-like program (2 channels: 12 tones held while waiting, 8 of them remapped
+   over 1 ms, amplitude ramps of 1 and 2 ms, a 2 MHz move on V, waits) compiled by awgrt, against a
+   straightforward numpy synthesis written here the way a typical lab script does it (per tone:
+   frequency per sample, phase by cumulative sum, float64 ``np.sin``, sum, scale, clip, int16).
+   Target: awgrt >= 20x.
+2. Tone-samples per second of awgrt's synthesis for 16 held, 16 moving and 64 moving (min_jerk)
+   tones, against plain float64 and float32 ``np.sin`` on the same number of values (the floor and
+   the vector limit of this CPU).
+
+The BLAS threading state is printed first. Run:  python benchmarks/synth_bench.py [--repeat N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from awgrt import AWGProgramBuilder, compile_sequence_program, quantize_resolved_ir
+from awgrt.compiler.synth import synthesize
+from awgrt.ir.shapes import FREQ_SHAPES, amplitude_profile
+
+FS = 625e6
+
+
+def mol_exp() -> AWGProgramBuilder:
+    h = [70e6 + 1.5e6 * i for i in range(12)]
+    target = [75e6 + 1.5e6 * i for i in range(8)]
+    b = AWGProgramBuilder().logical_channel("H").logical_channel("V")
+    b.define("h", logical_channel="H", freqs=h, amps=[0.06] * 12, phases="auto")
+    b.define("t", logical_channel="H", freqs=target, amps=[0.08] * 8, phases="auto")
+    b.define("v", logical_channel="V", freqs=[100e6], amps=[0.3], phases="auto")
+    b.segment("load", mode="wait_trig").tones("H").use_def("h").tones("V").use_def("v").hold(time=32e-6)
+    b.segment("drop").tones("H").ramp_amp_to(amps=0.0, idxs=list(range(8, 12)), time=1e-3, kind="min_jerk").remove_tones(idxs=list(range(8, 12)))
+    b.segment("remap").tones("H").remap_from_def(target_def="t", src=list(range(8)), dst=list(range(8)), time=1e-3, kind="min_jerk")
+    b.segment("hold", mode="loop_n", loops=20).hold(time=32e-6)
+    b.segment("vmove").tones("V").move(df=2e6, time=1e-3, kind="min_jerk").tones("H").ramp_amp_to(amps=0.04, time=2e-3, kind="exp")
+    b.segment("wait", mode="wait_trig").hold(time=32e-6)
+    return b
+
+
+def baseline(q) -> list[np.ndarray]:
+    """The straightforward synthesis (see module doc): phase by cumulative sum per tone."""
+    out = []
+    phase: dict[int, float] = {}
+    for seg in q.segments:
+        data = np.zeros((seg.n_samples, q.n_channels))
+        for track in seg.tracks:
+            col = q.hardware_channels[track.channel]
+            for p in track.pieces:
+                u = np.arange(p.n) / p.n
+                for s in p.tones:
+                    f = s.f0_hz + (s.f1_hz - s.f0_hz) * FREQ_SHAPES[s.freq_kind].progress(u)
+                    ph = phase.get(s.tone, s.phase0_cycles * 2 * np.pi) + np.concatenate(([0.0], np.cumsum(2 * np.pi * f[:-1] / FS)))
+                    data[p.start : p.stop, col] += amplitude_profile(s.a0, s.a1, s.amp_kind, u) * np.sin(ph)
+                    phase[s.tone] = ph[-1] + 2 * np.pi * f[-1] / FS
+        out.append(np.clip(np.rint(data * 32767), -0.9 * 32767, 0.9 * 32767).astype(np.int16))
+    return out
+
+
+def best(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def blas_state() -> str:
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "threadpoolctl not installed"
+    return ", ".join(f"{i['internal_api']} {i.get('version')} {i.get('architecture')} threads={i['num_threads']}" for i in threadpool_info()) or "no BLAS found"
+
+
+def segment_with(n_tones: int, moving: bool, n: int = 1 << 20):
+    t = n / FS
+    b = AWGProgramBuilder().logical_channel("H")
+    b.define("h", logical_channel="H", freqs=[60e6 + 1e6 * i for i in range(n_tones)], amps=[0.8 / n_tones] * n_tones)
+    b.segment("s").tones("H").use_def("h")
+    b.move(df=1e6, time=t, kind="min_jerk") if moving else b.hold(time=t)
+    q = quantize_resolved_ir(b.build_resolved_ir(sample_rate_hz=FS))
+    return q, q.segments[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    print(f"BLAS: {blas_state()}")
+
+    resolved = mol_exp().build_resolved_ir(sample_rate_hz=FS)
+    q = quantize_resolved_ir(resolved)
+    n = q.n_samples
+    tone_samples = sum(p.n * len(p.tones) for s in q.segments for t in s.tracks for p in t.pieces)
+    t_awgrt = best(lambda: compile_sequence_program(quantize_resolved_ir(resolved), progress=False), args.repeat)
+    t_base = best(lambda: baseline(q), args.repeat)
+    print(f"\n1. mol-exp-like program: {n / 1e6:.2f} M samples x 2 channels, {tone_samples / 1e6:.1f} M tone-samples")
+    print(f"   awgrt quantize + compile  {t_awgrt * 1e3:8.1f} ms   ({tone_samples / t_awgrt / 1e6:6.1f} M tone-samples/s)")
+    print(f"   straightforward numpy     {t_base * 1e3:8.1f} ms   ({tone_samples / t_base / 1e6:6.1f} M tone-samples/s)")
+    print(f"   ratio: awgrt is {t_base / t_awgrt:.1f}x faster (target >= 20x)")
+
+    print("\n2. synthesis of one segment of 2^20 samples")
+    for n_tones, moving in ((16, False), (16, True), (64, True)):
+        qq, seg = segment_with(n_tones, moving)
+        count = seg.n_samples * n_tones
+        t = best(lambda qq=qq, seg=seg: synthesize(seg, FS, dict(qq.hardware_channels), 1, gain=1.0, clip=0.9, full_scale=32767), args.repeat)
+        x64 = np.random.default_rng(0).random(count) * 2 * np.pi
+        x32 = x64.astype(np.float32)
+        t64 = best(lambda x64=x64: np.sin(x64), args.repeat)
+        t32 = best(lambda x32=x32: np.sin(x32), args.repeat)
+        kind = "moving (min_jerk)" if moving else "held"
+        print(
+            f"   {n_tones:>3} {kind:<18} awgrt {count / t / 1e6:7.1f} M tone-samples/s;  np.sin float64 {count / t64 / 1e6:7.1f} M/s "
+            f"({t64 / t:5.2f}x of it), float32 {count / t32 / 1e6:7.1f} M/s ({t32 / t:5.2f}x of it)"
+        )
+
+
+if __name__ == "__main__":
+    main()
