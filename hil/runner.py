@@ -179,18 +179,20 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def begin_run(out_dir: Path, rig: object) -> None:
-    """Mark ``out_dir`` as holding a run in progress (see module doc)."""
+    """Mark ``out_dir`` as holding a run in progress (see module doc). The verdict page goes
+    first, then the previous report, and the marker last: once the marker exists, nothing in the
+    folder can read as a pass."""
     out_dir.mkdir(parents=True, exist_ok=True)
     started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-    atomic_write_text(out_dir / RUNNING_MARKER, f"process {os.getpid()} started a HIL run on rig {rig!s} at {started}\n")
-    if (out_dir / "report.json").exists():
-        os.replace(out_dir / "report.json", out_dir / "report.previous.json")
-    shutil.rmtree(out_dir / "plots", ignore_errors=True)
     atomic_write_text(
         out_dir / "summary.md",
         f"# HIL run on rig `{rig!s}`: IN PROGRESS (started {started})\n\nNo result yet. If this page stays, the run was interrupted: "
         "nothing here is a pass.\n",
     )
+    if (out_dir / "report.json").exists():
+        os.replace(out_dir / "report.json", out_dir / "report.previous.json")
+    shutil.rmtree(out_dir / "plots", ignore_errors=True)
+    atomic_write_text(out_dir / RUNNING_MARKER, f"process {os.getpid()} started a HIL run on rig {rig!s} at {started}\n")
 
 
 def write_report(report: SuiteReport, out_dir: Path, *, plots: bool = True) -> None:

@@ -23,7 +23,8 @@ def _segment_samples(
     """The segment's samples from ``cache`` (keyed by digest and scaling) or freshly synthesised."""
     key = f"{seg.digest}:{gain!r}:{clip!r}:{full_scale}"
     if key not in cache:
-        cache[key] = synthesize(seg, q.sample_rate_hz, dict(q.hardware_channels), q.n_channels, gain=gain, clip=clip, full_scale=full_scale)
+        with _single_threaded_blas():
+            cache[key] = synthesize(seg, q.sample_rate_hz, dict(q.hardware_channels), q.n_channels, gain=gain, clip=clip, full_scale=full_scale)
         synthesised.append(seg.name)
     return cache[key]
 
@@ -38,14 +39,19 @@ def _real(x: object) -> bool:
     return not isinstance(x, bool) and isinstance(x, numbers.Real) and math.isfinite(float(x))
 
 
+_BLAS: list = []  # the threadpoolctl controller, made on first use (finding the libraries takes ms)
+
+
 def _single_threaded_blas():
     """Synthesis's small matrix products run on one BLAS thread: on a busy machine a
     multi-threaded BLAS turns a 0.2 ms product into tens of milliseconds."""
     try:
-        from threadpoolctl import threadpool_limits  # noqa: PLC0415
+        from threadpoolctl import ThreadpoolController  # noqa: PLC0415
     except ImportError:  # pragma: no cover - a declared dependency
         return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
+    if not _BLAS:
+        _BLAS.append(ThreadpoolController())
+    return _BLAS[0].limit(limits=1, user_api="blas")
 
 
 def _silent_channels(q: QuantizedIR, by_slot: dict[int, CompiledSegment]) -> tuple[Note, ...]:
@@ -96,7 +102,7 @@ def compile_sequence_program(
     by_slot: dict[int, CompiledSegment] = {}
     seg_reports = []
     synthesised = []
-    with _single_threaded_blas(), Progress(quantized.n_samples, "synthesising", enabled=progress) as bar:
+    with Progress(quantized.n_samples, "synthesising", enabled=progress) as bar:
         for seg, slot in zip(quantized.segments, quantized.segment_slot):
             result = _segment_samples(seg, quantized, cache, gain, clip, full_scale, synthesised)
             bar.advance(seg.n_samples)

@@ -17,6 +17,7 @@ All phases here are in cycles (turns) in [0, 1); radians only at the user-facing
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Collection
 from dataclasses import replace
@@ -65,6 +66,18 @@ def _window(freqs_cps: np.ndarray) -> int:
 
 
 def optimise_phases(freqs_cps: np.ndarray, amps: np.ndarray) -> np.ndarray:
+    """Deterministic crest-factor-optimised start phases (cycles) for tones at ``freqs_cps``
+    (cycles per sample) with amplitudes ``amps`` (see :func:`_optimise`); remembered, since a
+    scan point usually asks for the same tones again."""
+    return np.array(_optimise_cached(tuple(float(f) for f in np.asarray(freqs_cps, dtype=np.float64)), tuple(float(a) for a in np.asarray(amps, dtype=np.float64))))
+
+
+@functools.lru_cache(maxsize=1024)
+def _optimise_cached(freqs_cps: tuple[float, ...], amps: tuple[float, ...]) -> tuple[float, ...]:
+    return tuple(float(p) for p in _optimise(np.array(freqs_cps), np.array(amps)))
+
+
+def _optimise(freqs_cps: np.ndarray, amps: np.ndarray) -> np.ndarray:
     """Deterministic crest-factor-optimised start phases (cycles) for tones at ``freqs_cps``
     (cycles per sample) with amplitudes ``amps``.
 

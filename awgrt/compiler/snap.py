@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections import OrderedDict
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -333,6 +334,43 @@ def _choose_chain(
     return best
 
 
+#: Chain plans kept between calls (a scan changes few chains): key -> plan, oldest first.
+_CHAIN_CACHE: OrderedDict[tuple, _ChainPlan] = OrderedDict()
+_CHAIN_CACHE_SIZE = 512
+
+
+def _cached_chain(
+    segments: tuple[Segment, ...],
+    chain: list[int],
+    card: CardSpec,
+    n_channels: int,
+    fs: float,
+    stretch: Mapping[str, float],
+    joint: Joint,
+    limit_of: Callable[[str], float | None],
+) -> _ChainPlan:
+    """:func:`_choose_chain`, remembered by everything it depends on (a pure function of it)."""
+    key = (
+        tuple((si, segments[si].name, segments[si].mode, segments[si].n_samples, tuple(held_tones(segments[si])), limit_of(segments[si].name)) for si in chain),
+        card.name,
+        card.segment_granularity,
+        card.legal_length(1, n_channels),
+        card.max_segment_length(n_channels, card.slot_count(1)),
+        fs,
+        tuple(sorted(stretch.items())),
+        joint,
+    )
+    plan = _CHAIN_CACHE.get(key)
+    if plan is None:
+        plan = _choose_chain(segments, chain, card, n_channels, fs, stretch, joint, limit_of)
+        _CHAIN_CACHE[key] = plan
+        if len(_CHAIN_CACHE) > _CHAIN_CACHE_SIZE:
+            _CHAIN_CACHE.popitem(last=False)
+    else:
+        _CHAIN_CACHE.move_to_end(key)
+    return plan
+
+
 # ------------------------------------------------------------------------------ applying it
 
 
@@ -539,7 +577,7 @@ def snap_wraps(
     played: dict[ToneKey, float] = {}
     if snap:
         for chain in _chains(segments):
-            plan = _choose_chain(segments, chain, card, n_channels, fs, stretch, joint, limit_of)
+            plan = _cached_chain(segments, chain, card, n_channels, fs, stretch, joint, limit_of)
             lengths.update(plan.lengths)
             played.update(plan.played)
 
