@@ -202,6 +202,7 @@ def builder_calls(draw):
     return b, draw(st.sampled_from([625e6, 1.25e9, np.float32(625e6)])), draw(st.sampled_from(["auto", "step"]))
 
 
+@pytest.mark.filterwarnings("ignore::awgrt.errors.SilenceWarning")
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(st.data())
 def test_fuzz_builder_calls_give_an_awgrt_error_or_a_valid_program(data):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from awgrt import CARDS, AWGProgramBuilder, CompiledSequenceProgram, compile_sequence_program, decode_step_entry, quantize_resolved_ir
-from awgrt.errors import CardLimitError, ClipError
+from awgrt.errors import CardLimitError, ClipError, ProgramError
 from tests import reference as ref
 
 FS = 625e6
@@ -488,3 +488,17 @@ def test_moving_tones_match_a_float64_reference_to_the_stated_bound():
     x = np.empty(phi.size, dtype=np.float32)
     np.sin(phi, out=x, dtype=np.float32, casting="same_kind")
     assert np.abs(x.astype(np.float64) - np.sin(phi)).max() <= SINE_ERROR_RAD
+
+
+def test_parallel_synthesis_gives_the_same_samples():
+    b = AWGProgramBuilder().logical_channel("H").logical_channel("V")
+    b.define("h", logical_channel="H", freqs=[60e6 + 3e6 * i for i in range(6)], amps=[0.1] * 6)
+    b.define("v", logical_channel="V", freqs=[90e6], amps=[0.3])
+    b.segment("s").tones("H").use_def("h").move(df=1e6, time=400e-6, kind="min_jerk").tones("V").use_def("v").hold(time=400e-6)
+    q = quantize_resolved_ir(b.build_resolved_ir(sample_rate_hz=FS))
+    one = compile_sequence_program(q, progress=False, workers=1)
+    three = compile_sequence_program(q, progress=False, workers=3)
+    assert q.segments[0].n_samples > 3 * 65536
+    assert one.digest == three.digest and one.report.segments[0].peak == three.report.segments[0].peak
+    with pytest.raises(ProgramError, match="workers"):
+        compile_sequence_program(q, progress=False, workers=0)

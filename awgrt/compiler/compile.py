@@ -14,17 +14,19 @@ from ..program import CompiledSegment, CompiledSequenceProgram
 from .._progress import Progress
 from .report import CompileReport, SegmentReport
 from .steps import build_steps
-from .synth import SynthResult, synthesize
+from .synth import SynthResult, default_workers, synthesize
 
 
 def _segment_samples(
-    seg: Segment, q: QuantizedIR, cache: dict[str, SynthResult], gain: float, clip: float, full_scale: int, synthesised: list[str]
+    seg: Segment, q: QuantizedIR, cache: dict[str, SynthResult], gain: float, clip: float, full_scale: int, synthesised: list[str], workers: int
 ) -> SynthResult:
     """The segment's samples from ``cache`` (keyed by digest and scaling) or freshly synthesised."""
     key = f"{seg.digest}:{gain!r}:{clip!r}:{full_scale}"
     if key not in cache:
         with _single_threaded_blas():
-            cache[key] = synthesize(seg, q.sample_rate_hz, dict(q.hardware_channels), q.n_channels, gain=gain, clip=clip, full_scale=full_scale)
+            cache[key] = synthesize(
+                seg, q.sample_rate_hz, dict(q.hardware_channels), q.n_channels, gain=gain, clip=clip, full_scale=full_scale, workers=workers
+            )
         synthesised.append(seg.name)
     return cache[key]
 
@@ -78,6 +80,7 @@ def compile_sequence_program(
     clip_policy: str = "count",
     cache: dict[str, SynthResult] | None = None,
     progress: bool = True,
+    workers: int | None = None,
 ) -> CompiledSequenceProgram:
     """Synthesise every distinct segment and build the step table.
 
@@ -86,6 +89,8 @@ def compile_sequence_program(
     :class:`~awgrt.errors.ClipError` with ``clip_policy="error"``. ``cache`` maps segment digests
     to earlier results: segments found there are not synthesised again (the runtime uses this).
     With ``progress`` a bar is drawn on stderr once synthesis has taken more than a second.
+    ``workers``: threads per segment's synthesis (default: the cores available, at most 8; the
+    samples do not depend on it).
     """
     if not (_real(gain) and 0 < gain <= MAX_GAIN):
         raise ProgramError(f"gain={gain!r} must be a number in (0, {MAX_GAIN:g}]", op="compile", value=gain)
@@ -96,6 +101,10 @@ def compile_sequence_program(
     if clip_policy not in ("count", "error"):
         raise ProgramError(f"clip_policy={clip_policy!r} must be 'count' or 'error'", op="compile", value=clip_policy)
 
+    if workers is None:
+        workers = default_workers()
+    if isinstance(workers, bool) or not isinstance(workers, numbers.Integral) or not 1 <= workers <= 64:
+        raise ProgramError(f"workers={workers!r} must be an integer in 1..64", op="compile", value=workers)
     gain, clip, full_scale = float(gain), float(clip), int(full_scale)
     cache = {} if cache is None else cache
     hw = dict(quantized.hardware_channels)
@@ -104,7 +113,7 @@ def compile_sequence_program(
     synthesised = []
     with Progress(quantized.n_samples, "synthesising", enabled=progress) as bar:
         for seg, slot in zip(quantized.segments, quantized.segment_slot):
-            result = _segment_samples(seg, quantized, cache, gain, clip, full_scale, synthesised)
+            result = _segment_samples(seg, quantized, cache, gain, clip, full_scale, synthesised, int(workers))
             bar.advance(seg.n_samples)
             if clip_policy == "error" and any(result.clipped):
                 raise ClipError(

@@ -11,11 +11,14 @@ the nearest integer and stored as int16 with channels in hardware order.
 Memory: the segment is made in blocks of :data:`BLOCK` samples, each summed in float64 and
 converted to int16 straight into the output before the next is started. Peak memory is the int16
 output plus a working set bounded by :func:`working_set_bytes` (about 40 bytes per block sample
-per enabled channel, ~10 MiB for 4 channels, independent of the segment's length).
+per enabled channel, ~10 MiB for 4 channels, independent of the segment's length), times the
+number of ``workers`` threads when blocks are made in parallel.
 """
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -122,28 +125,62 @@ def _block(segment: Segment, b0: int, b1: int, fs: float, hardware: dict[str, in
                 _moving_tones(moving, piece.n, k0, k1, fs, view)
 
 
-def synthesize(segment: Segment, sample_rate_hz: float, hardware: dict[str, int], n_hw: int, *, gain: float, clip: float, full_scale: int) -> SynthResult:
-    """Int16 samples of one quantized segment (phases must be assigned), block by block."""
+def default_workers() -> int:
+    """Threads synthesis uses by default: every core this process may run on, at most 8 (numpy
+    releases the GIL in the heavy loops; BLAS is kept to one thread meanwhile)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, min(8, cores))
+
+
+def synthesize(
+    segment: Segment,
+    sample_rate_hz: float,
+    hardware: dict[str, int],
+    n_hw: int,
+    *,
+    gain: float,
+    clip: float,
+    full_scale: int,
+    workers: int = 1,
+) -> SynthResult:
+    """Int16 samples of one quantized segment (phases must be assigned), block by block.
+    ``workers`` threads take interleaved blocks (each with its own working set, so the memory
+    bound grows by that factor); the samples do not depend on it."""
     if any(s.phase0_cycles is None for t in segment.tracks for p in t.pieces for s in p.tones):
         raise AWGRTError("segment has unassigned phases: synthesise a quantized IR", segment=segment.name, op="synthesize")
     n = segment.n_samples
     data = np.empty((n, n_hw), dtype=np.int16)
     scale, limit = gain * full_scale, clip * full_scale
-    peak = np.zeros(n_hw)
-    clipped = np.zeros(n_hw, dtype=np.int64)
-    buf = np.empty((n_hw, min(n, BLOCK)))
-    for b0 in range(0, n, BLOCK):
-        b1 = min(n, b0 + BLOCK)
-        x = buf[:, : b1 - b0]
-        x.fill(0.0)
-        _block(segment, b0, b1, sample_rate_hz, hardware, x)
-        x *= scale
-        mag = np.abs(x)
-        np.maximum(peak, mag.max(axis=1), out=peak)
-        clipped += np.count_nonzero(mag > limit, axis=1)
-        np.clip(x, -limit, limit, out=x)
-        np.rint(x, out=x)
-        data[b0:b1] = x.T
+    starts = list(range(0, n, BLOCK))
+    workers = max(1, min(int(workers), len(starts)))
+
+    def run(share: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        peak = np.zeros(n_hw)
+        clipped = np.zeros(n_hw, dtype=np.int64)
+        buf = np.empty((n_hw, min(n, BLOCK)))
+        for b0 in share:
+            b1 = min(n, b0 + BLOCK)
+            x = buf[:, : b1 - b0]
+            x.fill(0.0)
+            _block(segment, b0, b1, sample_rate_hz, hardware, x)
+            x *= scale
+            np.maximum(peak, np.maximum(x.max(axis=1), -x.min(axis=1)), out=peak)
+            clipped += np.count_nonzero(x > limit, axis=1) + np.count_nonzero(x < -limit, axis=1)
+            np.clip(x, -limit, limit, out=x)
+            np.rint(x, out=x)
+            data[b0:b1] = x.T
+        return peak, clipped
+
+    if workers == 1:
+        parts = [run(starts)]
+    else:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="awgrt-synth") as pool:
+            parts = list(pool.map(run, [starts[i::workers] for i in range(workers)]))
+    peak = np.max([p for p, _ in parts], axis=0)
+    clipped = np.sum([c for _, c in parts], axis=0)
     if not np.all(np.isfinite(peak)):
         raise AWGRTError(f"synthesis produced non-finite samples (peak {peak.max()}); no int16 can represent them", segment=segment.name, op="synthesize", value=float(peak.max()))
     data.flags.writeable = False
