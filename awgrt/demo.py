@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ._progress import Progress
 from .backends.sim import SimBackend
 from .builder import AWGProgramBuilder
-from ._progress import Progress
 
 DEMO_SAMPLE_RATE_HZ = 625e6
 DEMO_HARDWARE_MAP = {"H": 0, "V": 1}

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ._savefile import SaveFile, check_value, need
 from .card import CARDS, CardSpec, encode_step_entry
 from .errors import CardLimitError, SerializationError
 from .ir.digest import digest_of
-from ._savefile import SaveFile, check_value, need
 
 if TYPE_CHECKING:  # a type only: the compiler sits above this module
     from .compiler.report import CompileReport

@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from awgrt import compile_sequence_program, quantize_resolved_ir
-from awgrt.errors import AWGRTError
 from awgrt._progress import Progress
+from awgrt.errors import AWGRTError
 from awgrt.sim import trigger_latency_samples
 
 from .analysis import CheckResult, Observation, phase_jump, tone_checks, trajectory_checks, wrap_spurs, wrap_step

@@ -15,8 +15,8 @@ import numpy as np
 from ..card import CARDS, DEFAULT_CARD, CardSpec
 from ..errors import CardError, ProgramError
 from ..program import CompiledSequenceProgram, StepEvent
-from ..sim.card import CardState, SimPolicy, SimulatedCard
 from ..sim._loading import configure_outputs, load_program, write_slots, write_steps
+from ..sim.card import CardState, SimPolicy, SimulatedCard
 from ..spectrum import ERR_TIMEOUT
 from .base import BackendBase, OutputConfig
 

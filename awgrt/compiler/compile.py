@@ -7,11 +7,11 @@ import math
 import numbers
 import warnings
 
+from .._progress import Progress
 from ..errors import ClipError, ProgramError, SilenceWarning
 from ..ir.quantized import QuantizedIR
 from ..ir.resolved import Note, Segment
 from ..program import CompiledSegment, CompiledSequenceProgram
-from .._progress import Progress
 from .report import CompileReport, SegmentReport
 from .steps import build_steps
 from .synth import SynthResult, default_workers, synthesize

@@ -50,8 +50,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections import OrderedDict
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal, get_args

@@ -11,8 +11,8 @@ from ..card import CARDS, CardSpec
 from ..errors import ProgramError
 from ..program import CompiledSequenceProgram
 from ..spectrum import stop_level_of
-from .card import SimPolicy, SimulatedCard, StepEvent
 from ._loading import configure_outputs, load_program
+from .card import SimPolicy, SimulatedCard, StepEvent
 
 
 @dataclass(frozen=True)
