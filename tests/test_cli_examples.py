@@ -59,6 +59,20 @@ def test_compile_command_reads_intent_json(tmp_path, capsys):
     assert "H->ch1, V->ch0" in out and "500 MS/s" in out
 
 
+def test_compile_detail_lists_every_tone_at_every_edge(tmp_path, capsys):
+    src = tmp_path / "prog.json"
+    src.write_text(demo_builder().build_intent_ir().to_json())
+    assert main(["compile", str(src)]) == 0
+    short = capsys.readouterr().out
+    assert main(["compile", str(src), "--detail"]) == 0
+    detailed = capsys.readouterr().out
+    ring = [line for line in short.splitlines() if line.strip().startswith("ring")]
+    assert len(ring) == 1 and "tones jump" in ring[0]
+    assert "tone #" not in short.split("Continuity of every step-graph edge:")[1]
+    edges = detailed.split("Continuity of every step-graph edge:")[1]
+    assert "H: tone #" in edges and "ends at zero amplitude (seamless)" in edges
+
+
 def test_cli_reports_errors_without_traceback(tmp_path, capsys):
     src = tmp_path / "prog.json"
     src.write_text(demo_builder().build_intent_ir().to_json())
