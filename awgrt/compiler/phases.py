@@ -77,6 +77,14 @@ def _optimise_cached(freqs_cps: tuple[float, ...], amps: tuple[float, ...]) -> t
     return tuple(float(p) for p in _optimise(np.array(freqs_cps), np.array(amps)))
 
 
+@functools.lru_cache(maxsize=1024)
+def _crest_factors(freqs_cps: tuple[float, ...], amps: tuple[float, ...]) -> tuple[float, float]:
+    """Crest factor with zero phases and with the optimised ones (for the report), remembered."""
+    f, a = np.array(freqs_cps), np.array(amps)
+    n_win = _window(f)
+    return crest_factor(f, a, np.zeros(f.size), n_win), crest_factor(f, a, np.array(_optimise_cached(freqs_cps, amps)), n_win)
+
+
 def _optimise(freqs_cps: np.ndarray, amps: np.ndarray) -> np.ndarray:
     """Deterministic crest-factor-optimised start phases (cycles) for tones at ``freqs_cps``
     (cycles per sample) with amplitudes ``amps``.
@@ -130,14 +138,12 @@ def assign_phases(segments: tuple[Segment, ...], origins: tuple[ToneOrigin, ...]
     notes: list[Note] = []
 
     def optimise(spans: tuple[ToneSpan, ...], why: str, segment: str, channel: str) -> dict[int, float]:
-        f = np.array([s.f0_hz / fs for s in spans])
-        a = np.array([s.a0 for s in spans])
-        phi = optimise_phases(f, a)
+        f = tuple(s.f0_hz / fs for s in spans)
+        a = tuple(float(s.a0) for s in spans)
+        phi = _optimise_cached(f, a)
         if len(spans) < 2:
             return {s.tone: float(p) for s, p in zip(spans, phi)}
-        n_win = _window(f)
-        before = crest_factor(f, a, np.zeros(len(spans)), n_win)
-        after = crest_factor(f, a, phi, n_win)
+        before, after = _crest_factors(f, a)
         notes.append(Note("phases_optimised", segment, f"{why}: crest factor {before:.2f} (zero phases) -> {after:.2f}", before, after, channel))
         return {s.tone: float(p) for s, p in zip(spans, phi)}
 
