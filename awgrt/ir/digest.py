@@ -15,8 +15,15 @@ from typing import Any
 import numpy as np
 
 
+_PLAIN = (int, float, str, bool)
+
+
 def to_plain(value: Any) -> Any:
     """Turn dataclasses, tuples, mappings and numpy scalars into JSON-ready plain values."""
+    if value is None or type(value) in _PLAIN:
+        return value
+    if type(value) in (list, tuple):
+        return [to_plain(v) for v in value]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         out = {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value) if f.repr}
         op = getattr(type(value), "OP", None)
