@@ -85,25 +85,29 @@ def _moving_tones(spans: list[ToneSpan], n: int, k0: int, k1: int, fs: float, ou
     u = k / n
     integral: dict[str, np.ndarray] = {}
     progress: dict[tuple[float, float, str], np.ndarray] = {}
+    phi, tmp = np.empty(k.size), np.empty(k.size)
     x = np.empty(k.size, dtype=np.float32)
     for s in spans:
         f0, f1 = s.f0_hz / fs, s.f1_hz / fs
-        phi = f0 * k
+        np.multiply(k, f0, out=phi)
         if f1 != f0:
             if s.freq_kind not in integral:
                 integral[s.freq_kind] = FREQ_SHAPES[s.freq_kind].integral(u)
-            phi += ((f1 - f0) * n) * integral[s.freq_kind]
+            np.multiply(integral[s.freq_kind], (f1 - f0) * n, out=tmp)
+            phi += tmp
         phi += s.phase0_cycles
-        phi -= np.rint(phi)
+        np.rint(phi, out=tmp)
+        phi -= tmp
         phi *= 2.0 * np.pi
         np.sin(phi, out=x, dtype=np.float32, casting="same_kind")
         if s.a0 == s.a1:
-            out += s.a0 * x
+            np.multiply(x, s.a0, out=tmp, dtype=np.float64)
         else:
             key = (s.a0, s.a1, s.amp_kind)
             if key not in progress:
                 progress[key] = amplitude_profile(s.a0, s.a1, s.amp_kind, u)
-            out += progress[key] * x
+            np.multiply(x, progress[key], out=tmp, dtype=np.float64)
+        out += tmp
 
 
 def _block(segment: Segment, b0: int, b1: int, fs: float, hardware: dict[str, int], out: np.ndarray) -> None:
