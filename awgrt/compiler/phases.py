@@ -174,7 +174,7 @@ def assign_phases(segments: tuple[Segment, ...], origins: tuple[ToneOrigin, ...]
                     if s.tone not in phase:
                         phase[s.tone] = birth_phase(s, piece.tones, seg.name, track.channel)
                     p0 = canonical_phase(phase[s.tone])
-                    spans.append(replace(s, phase0_cycles=p0))
+                    spans.append(s.with_phase(p0))
                     phase[s.tone] = (p0 + span_phase_advance(s.f0_hz / fs, s.f1_hz / fs, s.freq_kind, piece.n)) % 1.0
                 pieces.append(replace(piece, tones=tuple(spans)))
             tracks.append(ChannelTrack(track.channel, tuple(pieces)))

@@ -487,10 +487,10 @@ def _apply(
                     key = (si, ti, pi, k)
                     if key in member_freq:
                         f0, f1, kind = member_freq[key]
-                        spans.append(replace(s, f0_hz=f0, f1_hz=f1, freq_kind=kind or s.freq_kind))
+                        spans.append(s.with_freqs(f0, f1, kind or s.freq_kind))
                     else:
                         r0, r1 = span_runs[key]
-                        spans.append(replace(s, f0_hz=end_freq.get(r0, s.f0_hz), f1_hz=start_freq.get(r1, s.f1_hz)))
+                        spans.append(s.with_freqs(end_freq.get(r0, s.f0_hz), start_freq.get(r1, s.f1_hz), s.freq_kind))
                 pieces.append(replace(piece, tones=tuple(spans)))
             tracks.append(ChannelTrack(track.channel, tuple(pieces)))
         out.append(replace(seg, tracks=tuple(tracks)))

@@ -36,6 +36,16 @@ class ToneSpan:
     def constant(self) -> bool:
         return self.f0_hz == self.f1_hz and self.a0 == self.a1
 
+    def with_phase(self, phase0_cycles: float) -> ToneSpan:
+        """This span starting at ``phase0_cycles`` (a faster ``dataclasses.replace``)."""
+        return ToneSpan(self.tone, self.f0_hz, self.f1_hz, self.freq_kind, self.a0, self.a1, self.amp_kind, phase0_cycles)
+
+    def with_freqs(self, f0_hz: float, f1_hz: float, freq_kind: str) -> ToneSpan:
+        """This span moving from ``f0_hz`` to ``f1_hz`` (itself when nothing changes)."""
+        if (f0_hz, f1_hz, freq_kind) == (self.f0_hz, self.f1_hz, self.freq_kind):
+            return self
+        return ToneSpan(self.tone, f0_hz, f1_hz, freq_kind, self.a0, self.a1, self.amp_kind, self.phase0_cycles)
+
 
 @dataclass(frozen=True)
 class Piece:

@@ -96,5 +96,10 @@ def phase_cycles(f0_cps: float, f1_cps: float, kind: str, n: int, k: Array) -> A
 
 
 def span_phase_advance(f0_cps: float, f1_cps: float, kind: str, n: int) -> float:
-    """Phase advance in cycles over a whole span of n samples (the start of the next span)."""
-    return float(phase_cycles(f0_cps, f1_cps, kind, n, np.array([float(n)]))[0])
+    """Phase advance in cycles over a whole span of n samples (the start of the next span): the
+    same arithmetic as :func:`phase_cycles` at k = n, on scalars."""
+    k = float(n)
+    phase = f0_cps * k
+    if f1_cps != f0_cps:
+        phase = phase + (f1_cps - f0_cps) * n * float(FREQ_SHAPES[kind].integral(np.float64(k / n)))
+    return float(phase)
