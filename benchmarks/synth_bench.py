@@ -8,6 +8,9 @@
 2. Tone-samples per second of awgrt's synthesis for 16 held, 16 moving and 64 moving (min_jerk)
    tones, against plain float64 and float32 ``np.sin`` on the same number of values (the floor and
    the vector limit of this CPU).
+3. Scan turnaround on the 16-tone rearrangement (``examples/rearrange.py``) with ``SimBackend``:
+   ``Runtime.run`` after a loop-count-only change and after a change of one segment's amplitude,
+   against a full compile and upload of the same program on a fresh runtime.
 
 The BLAS threading state is printed first. Run:  python benchmarks/synth_bench.py [--repeat N]
 """
@@ -15,11 +18,14 @@ The BLAS threading state is printed first. Run:  python benchmarks/synth_bench.p
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-from awgrt import AWGProgramBuilder, compile_sequence_program, quantize_resolved_ir
+from awgrt import AWGProgramBuilder, Runtime, compile_sequence_program, quantize_resolved_ir
+from awgrt.backends import SimBackend
 from awgrt.compiler.synth import synthesize
 from awgrt.ir.shapes import FREQ_SHAPES, amplitude_profile
 
@@ -61,6 +67,15 @@ def baseline(q) -> list[np.ndarray]:
     return out
 
 
+def forget_compiler_caches() -> None:
+    """Start cold: drop the snapping plans and optimised phases the compiler remembers."""
+    from awgrt.compiler import phases, snap
+
+    snap._CHAIN_CACHE.clear()
+    phases._optimise_cached.cache_clear()
+    phases._crest_factors.cache_clear()
+
+
 def best(fn, repeat: int) -> float:
     times = []
     for _ in range(repeat):
@@ -98,10 +113,14 @@ def main() -> None:
     q = quantize_resolved_ir(resolved)
     n = q.n_samples
     tone_samples = sum(p.n * len(p.tones) for s in q.segments for t in s.tracks for p in t.pieces)
-    t_awgrt = best(lambda: compile_sequence_program(quantize_resolved_ir(resolved), progress=False), args.repeat)
+    def cold_compile() -> None:
+        forget_compiler_caches()
+        compile_sequence_program(quantize_resolved_ir(resolved), progress=False)
+
+    t_awgrt = best(cold_compile, args.repeat)
     t_base = best(lambda: baseline(q), args.repeat)
     print(f"\n1. mol-exp-like program: {n / 1e6:.2f} M samples x 2 channels, {tone_samples / 1e6:.1f} M tone-samples")
-    print(f"   awgrt quantize + compile  {t_awgrt * 1e3:8.1f} ms   ({tone_samples / t_awgrt / 1e6:6.1f} M tone-samples/s)")
+    print(f"   awgrt quantize + compile (cold) {t_awgrt * 1e3:8.1f} ms   ({tone_samples / t_awgrt / 1e6:6.1f} M tone-samples/s)")
     print(f"   straightforward numpy     {t_base * 1e3:8.1f} ms   ({tone_samples / t_base / 1e6:6.1f} M tone-samples/s)")
     print(f"   ratio: awgrt is {t_base / t_awgrt:.1f}x faster (target >= 20x)")
 
@@ -119,6 +138,52 @@ def main() -> None:
             f"   {n_tones:>3} {kind:<18} awgrt {count / t / 1e6:7.1f} M tone-samples/s;  np.sin float64 {count / t64 / 1e6:7.1f} M/s "
             f"({t64 / t:5.2f}x of it), float32 {count / t32 / 1e6:7.1f} M/s ({t32 / t:5.2f}x of it)"
         )
+    scan_turnaround(args.repeat)
+
+
+def scan_turnaround(repeat: int) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+    import rearrange
+
+    occupied = [1, 2, 5, 6, 8, 11, 13, 14]
+
+    def program(loops: int = 8, drop_to: float = 0.0):
+        b = rearrange.build(occupied)
+        for seg in b._segments:
+            if seg["name"] == "hold":
+                seg["loops"] = loops
+            if seg["name"] == "drop_empty":
+                seg["ops"] = [type(op)(**{**op.__dict__, "amps": (drop_to,)}) if type(op).__name__ == "RampAmp" else op for op in seg["ops"]]
+        return b
+
+    def full() -> None:  # cold: a fresh runtime and none of the compiler's remembered results
+        forget_compiler_caches()
+        Runtime(SimBackend(), trigger="software").run(program(), sample_rate_hz=FS)
+
+    rt = Runtime(SimBackend(), trigger="software")
+    rt.run(program(), sample_rate_hz=FS)
+    state = {"loops": 8, "drop": 0.0}
+
+    def loops_only() -> None:
+        state["loops"] = 17 - state["loops"]
+        rt.run(program(loops=state["loops"]), sample_rate_hz=FS)
+
+    def one_segment() -> None:
+        state["drop"] = 1e-3 - state["drop"]
+        rt.run(program(drop_to=state["drop"]), sample_rate_hz=FS)
+
+    t_full = best(full, repeat)
+    t_loops = best(loops_only, max(repeat, 7))
+    kinds = rt.last_report.upload_kind
+    t_one = best(one_segment, max(repeat, 7))
+    one = rt.last_report
+    print("\n3. scan turnaround, 16-tone rearrangement on SimBackend")
+    print(f"   full compile + upload (cold)            {t_full * 1e3:8.2f} ms")
+    print(f"   loop-count-only change ({kinds})        {t_loops * 1e3:8.2f} ms   ({t_full / t_loops:5.1f}x faster; target <= 2 ms)")
+    print(
+        f"   one segment's amplitude ({one.upload_kind}, compiled {list(one.compiled_segments)}) {t_one * 1e3:8.2f} ms   "
+        f"({t_full / t_one:5.1f}x faster; synthesis of it {one.timings_s['compile'] * 1e3:.2f} ms)"
+    )
 
 
 if __name__ == "__main__":
