@@ -424,3 +424,32 @@ def _split_error(line: str) -> tuple[str, int, int, str]:
     head, text = line.split(" | ", 1)
     kind, reg, val = head.split()
     return kind, int(reg), int(val), text
+
+
+# ============================================================================ safety
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"AWGRT_EMULATE_SPCM": "M4i.9999"},
+        {"AWGRT_EMULATE_SPCM": "M4i.6631-x8", "AWGRT_EMULATE_SPCM_RENDER": "lots"},
+    ],
+)
+def test_whole_script_mode_never_runs_a_script_it_cannot_emulate(cache, tmp_path, env):
+    # on a PC with Spectrum's driver installed, carrying on would drive the real card
+    script = tmp_path / "lab_script.py"
+    script.write_text("print('USER CODE RAN')\n")
+    from awgrt.sim.spcm_emulation import pythonpath_dir
+
+    proc = run([str(script)], cache=cache, env={**env, "PYTHONPATH": str(pythonpath_dir())}, check=False)
+    assert proc.returncode != 0
+    assert "USER CODE RAN" not in proc.stdout
+    assert "could not be set up" in proc.stderr and "not run" in proc.stderr
+
+
+def test_the_runner_refuses_an_unknown_model_before_the_script(cache, tmp_path):
+    script = tmp_path / "lab_script.py"
+    script.write_text("print('USER CODE RAN')\n")
+    proc = run(["-m", "awgrt.sim.spcm_emulation", "--card", "M4i.9999", str(script)], cache=cache, check=False)
+    assert proc.returncode != 0 and "USER CODE RAN" not in proc.stdout and "M4i.9999" in proc.stderr

@@ -21,8 +21,19 @@ def _run_shadowed_sitecustomize() -> None:
 
 
 if os.environ.get("AWGRT_EMULATE_SPCM", "").strip():
-    from awgrt.sim.spcm_emulation import activate_from_environment
+    # Emulation was asked for: if it cannot be set up, the script must not run at all (on a PC with
+    # Spectrum's driver it would otherwise drive the real card). Python's site machinery would only
+    # print an error from here and carry on, so stop the interpreter before any user code.
+    try:
+        from awgrt.sim.spcm_emulation import activate_from_environment
 
-    activate_from_environment()
+        activate_from_environment()
+    except BaseException as exc:  # noqa: BLE001 - every failure must stop the script
+        sys.stderr.write(
+            f"awgrt spcm emulation: AWGRT_EMULATE_SPCM={os.environ.get('AWGRT_EMULATE_SPCM')!r} could not be set up "
+            f"({type(exc).__name__}: {exc}); the script was not run, so it cannot reach a real card\n"
+        )
+        sys.stderr.flush()
+        os._exit(2)
 
 _run_shadowed_sitecustomize()
