@@ -206,6 +206,25 @@ class BackendConformance:
         with pytest.raises(CardError):
             backend.wait_ready(0.001)
 
+    def test_a_software_trigger_source_starts_replay_on_start(self, backend):
+        prog = program(backend.card, end=True, wait=False)
+        backend.configure(sample_rate_hz=FS, n_channels=prog.n_channels, trigger="software")
+        backend.load(prog)
+        backend.start()  # no force: the software trigger fires when triggers are enabled
+        backend.wait_ready(1.0)
+        assert not backend.is_running()
+
+    def test_an_external_trigger_source_waits_for_a_trigger(self, backend):
+        prog = program(backend.card, end=True, wait=False)
+        backend.configure(sample_rate_hz=FS, n_channels=prog.n_channels, trigger="external")
+        backend.load(prog)
+        backend.start()
+        with pytest.raises(CardError):
+            backend.wait_ready(0.001)
+        assert backend.is_running()
+        backend.force_trigger()
+        backend.wait_ready(1.0)
+
     def test_close_always_stops(self, make_backend):
         be = make_backend()
         be.open()

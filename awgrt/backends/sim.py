@@ -99,8 +99,8 @@ class SimBackend(BackendBase):
         self._notified = self.sim.now
         if self.config is not None and self.config.trigger == "external":
             self.sim.enable_trigger()
-        if force_trigger:
-            self.sim.force_trigger()
+        if force_trigger or (self.config is not None and self.config.trigger == "software"):
+            self.sim.force_trigger()  # a software trigger fires as soon as triggers are enabled
 
     def _stop(self) -> None:
         self.sim.stop()

@@ -374,8 +374,11 @@ class EmulatedDriver:
             self._dma(h)
         if cmd & sp.M2CMD_CARD_START:
             c.start()
-        if cmd & sp.M2CMD_CARD_ENABLETRIGGER and h.registers.get(SPC_TRIG_ORMASK, SPC_TMASK_SOFTWARE) & SPC_TMASK_EXT0:
+        mask = h.registers.get(SPC_TRIG_ORMASK, SPC_TMASK_SOFTWARE)
+        if cmd & sp.M2CMD_CARD_ENABLETRIGGER and mask & SPC_TMASK_EXT0:
             c.enable_trigger()  # external edges count only when the OR mask selects EXT0
+        if cmd & sp.M2CMD_CARD_ENABLETRIGGER and mask & SPC_TMASK_SOFTWARE and c.state == "armed":
+            c.force_trigger()  # the software trigger fires as soon as triggers are enabled
         if cmd & sp.M2CMD_CARD_FORCETRIGGER:
             c.force_trigger()
         if cmd & M2CMD_CARD_DISABLETRIGGER:
