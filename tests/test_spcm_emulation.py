@@ -453,3 +453,29 @@ def test_the_runner_refuses_an_unknown_model_before_the_script(cache, tmp_path):
     script.write_text("print('USER CODE RAN')\n")
     proc = run(["-m", "awgrt.sim.spcm_emulation", "--card", "M4i.9999", str(script)], cache=cache, check=False)
     assert proc.returncode != 0 and "USER CODE RAN" not in proc.stdout and "M4i.9999" in proc.stderr
+
+
+MODES = """
+from awgrt.sim import emulated_spcm
+with emulated_spcm() as emu:
+    import spcm
+    with spcm.Card("/dev/spcm0") as card:
+        for name in ("SPC_REP_STD_SINGLE", "SPC_REP_STD_MULTI", "SPC_REP_FIFO_SINGLE", "SPC_REP_STD_CONTINUOUS"):
+            try:
+                card.card_mode(getattr(spcm, name))
+                print("MODE", name, "accepted")
+            except spcm.SpcmException as e:
+                print("MODE", name, "refused", e.error.register, "|", e.error.text)
+        card.card_mode(spcm.SPC_REP_STD_SEQUENCE)
+        print("SEQUENCE ok")
+"""
+
+
+def test_a_replay_mode_that_is_not_emulated_is_refused_at_the_mode_write(cache):
+    out = run_code(MODES, cache=cache).stdout
+    modes = lines_with("MODE", out)
+    assert len(modes) == 4
+    for line in modes:
+        name, verdict, reg, text = line.split(" ", 3)
+        assert verdict == "refused" and reg == "9500" and name in text and "not emulated" in text
+    assert lines_with("SEQUENCE", out) == ["ok"]

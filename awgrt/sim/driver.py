@@ -315,7 +315,11 @@ class EmulatedDriver:
         if reg == sp.SPC_M2CMD:
             self._command(h, int(value))
         elif reg == sp.SPC_CARDMODE:
-            h.registers[reg] = int(value)  # only sequence replay is emulated; other modes are stored
+            mode = int(value)
+            if mode != sp.SPC_REP_STD_SEQUENCE:  # the one replay mode emulated: refuse the others here, by name
+                name = sp.REPLAY_MODES.get(mode, f"mode {mode:#x}")
+                raise CardError(f"card mode {name} is not emulated (only SPC_REP_STD_SEQUENCE is)", code=sp.ERR_FEATURE)
+            h.registers[reg] = mode
         elif reg == SPC_SAMPLERATE:
             c.set_sample_rate(float(value))
         elif reg == SPC_CHENABLE:
