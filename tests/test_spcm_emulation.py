@@ -479,3 +479,32 @@ def test_a_replay_mode_that_is_not_emulated_is_refused_at_the_mode_write(cache):
         name, verdict, reg, text = line.split(" ", 3)
         assert verdict == "refused" and reg == "9500" and name in text and "not emulated" in text
     assert lines_with("SEQUENCE", out) == ["ok"]
+
+
+REGISTERS = """
+from awgrt.sim import emulated_spcm
+with emulated_spcm() as emu:
+    import spcm
+    with spcm.Card("/dev/spcm0") as card:
+        for name in ("SPC_NUM_XIO_LINES", "SPC_DDS_NUM_CORES"):
+            try:
+                print("READ", name, "value", card.get_i(getattr(spcm, name)))
+            except spcm.SpcmException as e:
+                print("READ", name, "refused", e.error.register, "|", e.error.text)
+        try:
+            card.set_i(spcm.SPCM_X0_MODE, 1)
+            print("WRITE accepted")
+        except spcm.SpcmException as e:
+            print("WRITE refused", e.error.register, "|", e.error.text)
+        card.set_i(spcm.SPC_TRIG_ORMASK, spcm.SPC_TMASK_EXT0)
+        print("STORED", card.get_i(spcm.SPC_TRIG_ORMASK) == spcm.SPC_TMASK_EXT0)
+        print("KERNEL", card.get_i(spcm.SPC_GETKERNELVERSION) > 0)
+"""
+
+
+def test_registers_the_emulated_card_does_not_have_are_refused(cache):
+    out = run_code(REGISTERS, cache=cache).stdout
+    reads = lines_with("READ", out)
+    assert len(reads) == 2 and all(" refused " in r and "not valid for this type of board" in r for r in reads)
+    assert lines_with("WRITE", out)[0].startswith("refused 600200")
+    assert lines_with("STORED", out) == ["True"] and lines_with("KERNEL", out) == ["True"]

@@ -58,6 +58,40 @@ SPC_TRIG_ORMASK = 40410
 SPC_TRIG_EXT0_MODE = 40510
 SPC_TRIG_EXT0_LEVEL0 = 42320
 SPC_TIMEOUT = 295130
+SPC_CLOCKMODE = 20200
+SPC_CM_INTPLL = 1
+SPC_OFFS0 = 30000
+SPC_FILTER0 = 30080
+SPC_CH_STEP = 100  # per-channel registers: channel n at the channel-0 register + 100 n
+SPC_TRIG_TERM = 40110
+SPC_TRIG_EXT0_ACDC = 40120
+SPC_TRIG_ANDMASK = 40430
+SPC_TRIG_EXT1_MODE = 40511
+SPC_TRIG_DELAY = 40810
+SPC_TRIG_EXT1_LEVEL0 = 42321
+SPC_TRIG_EXT0_LEVEL1 = 42330
+SPC_SPECIALCLOCK = 295100
+
+#: Set-up registers the emulated card keeps as written (value read back), with their values
+#: after opening. Any other register outside the ones the card model answers is refused with
+#: Spectrum's invalid-register error, as a card without that feature refuses it.
+STORED_DEFAULTS = {
+    SPC_CLOCKMODE: SPC_CM_INTPLL,
+    SPC_SPECIALCLOCK: 0,
+    SPC_TRIG_ORMASK: 0x1,  # software
+    SPC_TRIG_ANDMASK: 0,
+    SPC_TRIG_EXT0_MODE: 0,
+    SPC_TRIG_EXT1_MODE: 0,
+    SPC_TRIG_EXT0_LEVEL0: 0,
+    SPC_TRIG_EXT0_LEVEL1: 0,
+    SPC_TRIG_EXT1_LEVEL0: 0,
+    SPC_TRIG_TERM: 0,
+    SPC_TRIG_EXT0_ACDC: 0,
+    SPC_TRIG_DELAY: 0,
+    **{SPC_ENABLEOUT0 + SPC_CH_STEP * ch: 0 for ch in range(8)},
+    **{SPC_OFFS0 + SPC_CH_STEP * ch: 0 for ch in range(8)},
+    **{SPC_FILTER0 + SPC_CH_STEP * ch: 0 for ch in range(8)},
+}
 SPC_SEQMODE_AVAILMAXSTEPS = sp.SPC_SEQMODE_AVAILMAXSTEPS
 
 M2CMD_CARD_RESET = 0x1
@@ -301,7 +335,13 @@ class EmulatedDriver:
             return c.custom_stop[reg - SPC_CH0_CUSTOM_STOP]
         if reg == SPC_TIMEOUT:
             return h.timeout_ms
-        return h.registers.get(reg, 0)
+        if reg == SPC_GETKERNELVERSION:
+            return DRIVER_VERSION
+        if reg == sp.SPC_CARDMODE:
+            return h.registers.get(reg, sp.SPC_REP_STD_SINGLE)  # a card opens in standard single replay
+        if reg in STORED_DEFAULTS:
+            return h.registers.get(reg, STORED_DEFAULTS[reg])
+        raise CardError(f"register {reg} is not available on the emulated {spec.name}", code=sp.ERR_REG)
 
     @staticmethod
     def _amp_channel(reg: int, spec: CardSpec) -> int | None:
@@ -350,8 +390,10 @@ class EmulatedDriver:
             h.timeout_ms = int(value)
         elif reg in (sp.SPC_M2STATUS, sp.SPC_SEQMODE_STATUS, SPC_PCITYP, SPC_PCISERIALNO, SPC_MIINST_MAXADCVALUE):
             raise CardError(f"register {reg} is read-only", code=sp.ERR_REG)
-        else:
+        elif reg in STORED_DEFAULTS:
             h.registers[reg] = value
+        else:
+            raise CardError(f"register {reg} is not available on the emulated {spec.name}", code=sp.ERR_REG)
 
     def _command(self, h: _Handle, cmd: int) -> None:
         c = h.card
