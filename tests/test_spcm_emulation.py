@@ -508,3 +508,16 @@ def test_registers_the_emulated_card_does_not_have_are_refused(cache):
     assert len(reads) == 2 and all(" refused " in r and "not valid for this type of board" in r for r in reads)
     assert lines_with("WRITE", out)[0].startswith("refused 600200")
     assert lines_with("STORED", out) == ["True"] and lines_with("KERNEL", out) == ["True"]
+
+
+def test_an_output_the_script_never_enables_stays_at_the_stop_level(cache, tmp_path):
+    # the same script without channels.enable(True): on a card its outputs stay off
+    script = tmp_path / "lab_script.py"
+    script.write_text(PLAIN_SCRIPT.replace("    channels.enable(True)\n", ""))
+    assert "enable(True)" not in script.read_text()
+    written, rendered, n = tmp_path / "written.npz", tmp_path / "rendered.npz", 4096
+    args = ["-m", "awgrt.sim.spcm_emulation", "--card", "M4i.6631-x8", "--render", str(n), "--out", str(rendered)]
+    run([*args, str(script), str(written)], cache=cache, cwd=tmp_path)
+    got = np.load(rendered)["card0"]
+    assert got.shape == (n, 2) and not got.any()  # the ZERO stop level, although replay ran
+    assert np.load(rendered)["card0_events"].shape[0] == 4

@@ -221,6 +221,9 @@ class SimulatedCard:
         self.sample_rate_hz = min(625e6, self.spec.max_sample_rate_hz)
         self.n_channels = 1
         self.amplitude_mv = [1000] * self.spec.physical_channels
+        #: Whether each output is switched on (SPC_ENABLEOUTn). The simulator's own default is on;
+        #: the emulated driver switches them off on open, as a card opens.
+        self.output_enabled = [True] * self.spec.physical_channels
         self.stop_levels = [StopLevel.ZERO] * self.spec.physical_channels
         self.custom_stop = [0] * self.spec.physical_channels
         self.max_segments = 0
@@ -530,6 +533,7 @@ class SimulatedCard:
         if self.n_channels < self.spec.physical_channels:
             out[:, self.n_channels :] = self._stop_values(self._hold)[self.n_channels :]
         pos = w0
+        off = [ch for ch in range(self.spec.physical_channels) if not self.output_enabled[ch]]
         while pos < w1:
             ep = self._epoch
             if ep is not None and pos - ep.period >= max(w0, ep.anchor):
@@ -546,6 +550,8 @@ class SimulatedCard:
             self._render_walk(out, w0, pos, end)
             pos = end
         self.now = w1
+        if off:  # an output that is not enabled passes nothing of what the DAC plays
+            out[:, off] = self._stop_values(self._hold)[off]
         return out
 
     def _render_walk(self, out: np.ndarray, w0: int, a: int, b: int) -> None:

@@ -88,7 +88,6 @@ STORED_DEFAULTS = {
     SPC_TRIG_TERM: 0,
     SPC_TRIG_EXT0_ACDC: 0,
     SPC_TRIG_DELAY: 0,
-    **{SPC_ENABLEOUT0 + SPC_CH_STEP * ch: 0 for ch in range(8)},
     **{SPC_OFFS0 + SPC_CH_STEP * ch: 0 for ch in range(8)},
     **{SPC_FILTER0 + SPC_CH_STEP * ch: 0 for ch in range(8)},
 }
@@ -166,6 +165,7 @@ class EmulatedDriver:
             return 0
         handle = self._next
         self._next += 1
+        self.cards[path].output_enabled = [False] * self.specs[path].physical_channels  # a card opens with its outputs off
         serial = 10000 + list(self.cards).index(path)
         self._handles[handle] = _Handle(self.cards[path], serial)
         self._path_of[handle] = path
@@ -337,11 +337,22 @@ class EmulatedDriver:
             return h.timeout_ms
         if reg == SPC_GETKERNELVERSION:
             return DRIVER_VERSION
+        ch = self._channel_register(reg, SPC_ENABLEOUT0, spec)
+        if ch is not None:
+            return int(c.output_enabled[ch])
         if reg == sp.SPC_CARDMODE:
             return h.registers.get(reg, sp.SPC_REP_STD_SINGLE)  # a card opens in standard single replay
         if reg in STORED_DEFAULTS:
             return h.registers.get(reg, STORED_DEFAULTS[reg])
         raise CardError(f"register {reg} is not available on the emulated {spec.name}", code=sp.ERR_REG)
+
+    @staticmethod
+    def _channel_register(reg: int, first: int, spec: CardSpec) -> int | None:
+        """The channel whose copy of per-channel register ``first`` ``reg`` is, or None."""
+        off = reg - first
+        if off >= 0 and off % SPC_CH_STEP == 0 and off // SPC_CH_STEP < spec.physical_channels:
+            return off // SPC_CH_STEP
+        return None
 
     @staticmethod
     def _amp_channel(reg: int, spec: CardSpec) -> int | None:
@@ -390,6 +401,8 @@ class EmulatedDriver:
             h.timeout_ms = int(value)
         elif reg in (sp.SPC_M2STATUS, sp.SPC_SEQMODE_STATUS, SPC_PCITYP, SPC_PCISERIALNO, SPC_MIINST_MAXADCVALUE):
             raise CardError(f"register {reg} is read-only", code=sp.ERR_REG)
+        elif self._channel_register(reg, SPC_ENABLEOUT0, spec) is not None:
+            c.output_enabled[self._channel_register(reg, SPC_ENABLEOUT0, spec)] = bool(int(value))
         elif reg in STORED_DEFAULTS:
             h.registers[reg] = value
         else:
