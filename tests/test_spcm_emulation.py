@@ -521,3 +521,24 @@ def test_an_output_the_script_never_enables_stays_at_the_stop_level(cache, tmp_p
     got = np.load(rendered)["card0"]
     assert got.shape == (n, 2) and not got.any()  # the ZERO stop level, although replay ran
     assert np.load(rendered)["card0_events"].shape[0] == 4
+
+
+def test_a_software_trigger_on_enable_renders_and_a_script_that_never_starts_gets_a_note(cache, tmp_path):
+    # the plain script started by its software trigger alone (no force trigger): the same output
+    script = tmp_path / "lab_script.py"
+    text = PLAIN_SCRIPT.replace("spcm.SPC_TMASK_NONE", "spcm.SPC_TMASK_SOFTWARE").replace(
+        "card.start(spcm.M2CMD_CARD_ENABLETRIGGER, spcm.M2CMD_CARD_FORCETRIGGER)", "card.start(spcm.M2CMD_CARD_ENABLETRIGGER)"
+    )
+    assert "FORCETRIGGER" not in text
+    script.write_text(text.replace('    print("STATUS", card.status(), sequence.status())\n', ""))
+    written, rendered, n = tmp_path / "written.npz", tmp_path / "rendered.npz", 4096
+    args = ["-m", "awgrt.sim.spcm_emulation", "--card", "M4i.6631-x8", "--render", str(n), "--out", str(rendered)]
+    run([*args, str(script), str(written)], cache=cache, cwd=tmp_path)
+    np.testing.assert_array_equal(np.load(rendered)["card0"], _expected_output(np.load(written), n))
+    # never started: a note, in the file and on stderr, instead of an empty file
+    idle = tmp_path / "idle.py"
+    idle.write_text("import spcm\nwith spcm.Card('/dev/spcm0') as card:\n    card.card_mode(spcm.SPC_REP_STD_SEQUENCE)\n")
+    proc = run([*args, str(idle)], cache=cache, cwd=tmp_path)
+    saved = np.load(rendered)
+    assert "card0" not in saved.files and "never triggered" in str(saved["card0_note"])
+    assert "never triggered" in proc.stderr

@@ -151,6 +151,12 @@ class EmulatedDriver:
         """Handles open now."""
         return list(self._handles)
 
+    def software_trigger_selected(self, handle: int) -> bool:
+        """Whether the trigger OR mask of ``handle``'s card includes the software trigger (which
+        then fires as soon as triggers are enabled)."""
+        h = self._handles.get(handle)
+        return h is not None and bool(h.registers.get(SPC_TRIG_ORMASK, SPC_TMASK_SOFTWARE) & SPC_TMASK_SOFTWARE)
+
     def path_of(self, handle: int) -> str | None:
         """The device path an open handle belongs to."""
         return self._path_of.get(handle)

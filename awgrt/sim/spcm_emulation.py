@@ -874,16 +874,17 @@ class EmulatedSpcm:
         if path is None:
             return
         index = self.paths.index(path)
-        if self.render_samples and command & sp.M2CMD_CARD_FORCETRIGGER and index not in self._snapshots:
-            self._snapshots[index] = _copy_card(self.card(index))
+        triggering = command & sp.M2CMD_CARD_FORCETRIGGER or (command & sp.M2CMD_CARD_ENABLETRIGGER and self.driver.software_trigger_selected(handle))
+        if self.render_samples and triggering and index not in self._snapshots:
+            self._snapshots[index] = _copy_card(self.card(index))  # its first trigger: forced, or software on enable
         for hook in self._hooks:
             hook(index, command)
 
     # ------------------------------------------------------------------ render at force trigger
 
     def record_renders(self, n_samples: int) -> None:
-        """From now on, keep a copy of each card as it is right after its first accepted force
-        trigger, so that :meth:`renders` can show its first ``n_samples`` output samples from
+        """From now on, keep a copy of each card as it is right after its first trigger (a force
+        trigger, or the software trigger firing on enable), so that :meth:`renders` can show its first ``n_samples`` output samples from
         that trigger, whatever the script does later (stop, close, more uploads)."""
         if n_samples < 0:
             raise ProgramError(f"n_samples={n_samples!r} must be >= 0", op="render", value=n_samples)
@@ -910,13 +911,20 @@ class EmulatedSpcm:
 
     def save_renders(self, path: str | os.PathLike) -> Path:
         """Write :meth:`renders` to an ``.npz``: ``card<i>`` (samples), ``card<i>_sample_rate_hz``,
-        ``card<i>_latency``, ``card<i>_events``; returns the path."""
+        ``card<i>_latency``, ``card<i>_events``; for a card that was never triggered
+        ``card<i>_note`` says so (also on stderr). Returns the path."""
         arrays = {}
-        for index, r in self.renders().items():
+        renders = self.renders()
+        for index, r in renders.items():
             arrays[f"card{index}"] = r["samples"]
             arrays[f"card{index}_sample_rate_hz"] = np.float64(r["sample_rate_hz"])
             arrays[f"card{index}_latency"] = np.int64(r["latency"])
             arrays[f"card{index}_events"] = r["events"]
+        for index, dev in enumerate(self.paths):
+            if index not in renders:  # say so, rather than leave a silent gap
+                note = f"{dev} was never triggered (no force trigger, no software trigger on enable): nothing to render"
+                arrays[f"card{index}_note"] = np.array(note)
+                sys.stderr.write(f"awgrt spcm emulation: {note}\n")
         path = Path(path)
         with open(path, "wb") as f:
             np.savez(f, **arrays)
