@@ -95,6 +95,19 @@ class CompiledSequenceProgram:
         """Memory slots the data memory is split into (``SPC_SEQMODE_MAXSEGMENTS``)."""
         return self.card.slot_count(len(self.segments))
 
+    def same_layout(self, other: CompiledSequenceProgram) -> bool:
+        """Whether ``other`` splits card memory the same way: slot count and every slot's length
+        (so it can replace this program slot by slot, without a full upload)."""
+        return (
+            len(other.segments) == len(self.segments)
+            and other.max_segments == self.max_segments
+            and all(a.n_samples == b.n_samples for a, b in zip(self.segments, other.segments))
+        )
+
+    def changed_slots(self, other: CompiledSequenceProgram) -> tuple[int, ...]:
+        """The slots whose samples differ in ``other`` (same layout assumed)."""
+        return tuple(i for i, (a, b) in enumerate(zip(self.segments, other.segments)) if a.data is not b.data and not np.array_equal(a.data, b.data))
+
     @property
     def digest(self) -> str:
         """Digest of what the card plays: sample rate, every slot's bytes and the step table."""

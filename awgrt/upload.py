@@ -11,8 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-import numpy as np
-
 from .backends.base import Backend, OutputConfig, TriggerSource
 from .program import CompiledSequenceProgram
 
@@ -45,14 +43,6 @@ def _step_table(p: CompiledSequenceProgram) -> list[tuple]:
     return [(s.segment, s.next, s.loops, s.on_trigger, s.end) for s in p.steps]
 
 
-def _same_layout(old: CompiledSequenceProgram, new: CompiledSequenceProgram) -> bool:
-    return (
-        len(old.segments) == len(new.segments)
-        and old.max_segments == new.max_segments
-        and all(a.n_samples == b.n_samples for a, b in zip(old.segments, new.segments))
-    )
-
-
 def plan_upload(
     old: CompiledSequenceProgram | None,
     new: CompiledSequenceProgram,
@@ -69,10 +59,10 @@ def plan_upload(
     (the slot playing now, if it runs). ``live``: what to do when that slot must change."""
     configure = config is None or config.sample_rate_hz != new.sample_rate_hz or config.n_channels != new.n_channels
     everything = tuple(range(len(new.segments)))
-    if configure or old is None or not _same_layout(old, new):
+    if configure or old is None or not old.same_layout(new):
         notes = ("the memory layout changed while the card ran: it was stopped, fully reloaded and restarted",) if running else ()
         return UploadPlan("full", configure, everything, True, running, running, notes)
-    changed = tuple(i for i, (a, b) in enumerate(zip(old.segments, new.segments)) if a.data is not b.data and not np.array_equal(a.data, b.data))
+    changed = old.changed_slots(new)
     steps = _step_table(old) != _step_table(new)
     if not changed and not steps:
         return UploadPlan("none", False, (), False, False, False)

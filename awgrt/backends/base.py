@@ -18,8 +18,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, Self, get_args, runtime_checkable
 
-import numpy as np
-
 from ..card import CardSpec
 from ..errors import AWGRTError, CardError, ProgramError, UnsupportedError
 from ..program import CompiledSequenceProgram, StepEvent
@@ -288,11 +286,7 @@ class BackendBase(abc.ABC):
     def _check_same_samples(self, program: CompiledSequenceProgram, written: set[int], op: str) -> None:
         """``program`` must hold the loaded samples in every slot not being written, so that
         ``self.program`` keeps describing the card."""
-        differ = [
-            i
-            for i, (a, b) in enumerate(zip(self.program.segments, program.segments))
-            if i not in written and a.data is not b.data and not np.array_equal(a.data, b.data)
-        ]
+        differ = [i for i in self.program.changed_slots(program) if i not in written]
         if differ:
             raise ProgramError(f"the program's samples differ from what the card holds in slots {differ}: write them with update_segments", op=op, value=differ)
 
@@ -300,11 +294,7 @@ class BackendBase(abc.ABC):
         program.validate(self.card)
         if self.program is None:
             raise ProgramError("nothing is loaded yet: use load()", op=op)
-        if (
-            len(program.segments) != len(self.program.segments)
-            or program.max_segments != self.program.max_segments
-            or any(a.n_samples != b.n_samples for a, b in zip(program.segments, self.program.segments))
-        ):
+        if not self.program.same_layout(program):
             raise ProgramError("the memory layout (slot count or lengths) changed: needs a full upload", op=op)
 
     def _guarded(self, what: str, action: Callable[[], None]) -> None:
