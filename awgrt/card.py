@@ -167,6 +167,11 @@ class CardSpec:
         g = self.segment_granularity
         return max(self.min_segment_length(n_channels), -(-int(n_samples) // g) * g)
 
+    def largest_segment_length(self, n_channels: int) -> int:
+        """The longest segment this card can ever hold for ``n_channels`` enabled channels (its
+        memory split into the fewest slots)."""
+        return self.max_segment_length(n_channels, self.slot_count(1))
+
     def slot_count(self, n_segments: int) -> int:
         """How many equal memory slots ``n_segments`` distinct segments need."""
         n = max(self.min_segments, int(n_segments))

@@ -275,7 +275,7 @@ def check_capacity(segments: tuple[Segment, ...], lengths: Mapping[int, int], ca
     """Raise :class:`~awgrt.errors.CardLimitError` for a segment longer than the largest memory
     slot the card can ever offer (its memory split into the fewest slots), before any work that
     scales with its length."""
-    largest = card.max_segment_length(n_channels, card.slot_count(1))
+    largest = card.largest_segment_length(n_channels)
     for i, seg in enumerate(segments):
         if lengths[i] > largest:
             raise CardLimitError(
@@ -294,8 +294,7 @@ def _length_candidates(seg: Segment, card: CardSpec, n_channels: int, fs: float,
     if stretch <= 0:
         return [n]
     g = card.segment_granularity
-    largest = card.max_segment_length(n_channels, card.slot_count(1))
-    longest = min(largest, max(n, int(seg.n_samples * (1 + stretch)) // g * g))
+    longest = min(card.largest_segment_length(n_channels), max(n, int(seg.n_samples * (1 + stretch)) // g * g))
     if (longest - n) // g > _MAX_LENGTH_CANDIDATES:  # a very long hold: its own grid is already fine
         return [n]
     lengths = np.arange(n, longest + 1, g)
@@ -305,6 +304,11 @@ def _length_candidates(seg: Segment, card: CardSpec, n_channels: int, fs: float,
     worst = np.max(np.abs(whole_cycle_hz(freqs[None, :], lengths[:, None], fs) - freqs[None, :]), axis=1)
     order = np.lexsort((lengths, np.round(worst, 6)))
     return [int(m) for m in lengths[order]]
+
+
+#: Chain plans kept between calls: key -> plan, least recently used first.
+_CHAIN_CACHE: OrderedDict[tuple, _ChainPlan] = OrderedDict()
+_CHAIN_CACHE_SIZE = 512
 
 
 def _choose_chain(
@@ -317,6 +321,21 @@ def _choose_chain(
     joint: Joint,
     limit_of: Callable[[str], float | None],
 ) -> _ChainPlan:
+    """The best plan for one chain (see module doc), remembered by everything it depends on:
+    a scan point usually changes few chains."""
+    key = (
+        tuple((si, segments[si].name, segments[si].mode, segments[si].n_samples, tuple(held_tones(segments[si])), limit_of(segments[si].name)) for si in chain),
+        card.name,
+        card.segment_granularity,
+        card.legal_length(1, n_channels),
+        card.largest_segment_length(n_channels),
+        fs,
+        tuple(sorted(stretch.items())),
+        joint,
+    )
+    if key in _CHAIN_CACHE:
+        _CHAIN_CACHE.move_to_end(key)
+        return _CHAIN_CACHE[key]
     tones = _chain_tones(segments, chain)
     options = [_length_candidates(segments[si], card, n_channels, fs, stretch.get(segments[si].mode, 0.0)) for si in chain]
     per = max(1, int(MAX_LENGTH_COMBINATIONS ** (1 / len(chain))))
@@ -331,44 +350,10 @@ def _choose_chain(
     if best.problems:
         p = min(best.problems, key=lambda p: p.rank)
         raise p.error(p.message, segment=p.segment, op="snap wrap", value=p.value)
+    _CHAIN_CACHE[key] = best
+    if len(_CHAIN_CACHE) > _CHAIN_CACHE_SIZE:
+        _CHAIN_CACHE.popitem(last=False)
     return best
-
-
-#: Chain plans kept between calls (a scan changes few chains): key -> plan, oldest first.
-_CHAIN_CACHE: OrderedDict[tuple, _ChainPlan] = OrderedDict()
-_CHAIN_CACHE_SIZE = 512
-
-
-def _cached_chain(
-    segments: tuple[Segment, ...],
-    chain: list[int],
-    card: CardSpec,
-    n_channels: int,
-    fs: float,
-    stretch: Mapping[str, float],
-    joint: Joint,
-    limit_of: Callable[[str], float | None],
-) -> _ChainPlan:
-    """:func:`_choose_chain`, remembered by everything it depends on (a pure function of it)."""
-    key = (
-        tuple((si, segments[si].name, segments[si].mode, segments[si].n_samples, tuple(held_tones(segments[si])), limit_of(segments[si].name)) for si in chain),
-        card.name,
-        card.segment_granularity,
-        card.legal_length(1, n_channels),
-        card.max_segment_length(n_channels, card.slot_count(1)),
-        fs,
-        tuple(sorted(stretch.items())),
-        joint,
-    )
-    plan = _CHAIN_CACHE.get(key)
-    if plan is None:
-        plan = _choose_chain(segments, chain, card, n_channels, fs, stretch, joint, limit_of)
-        _CHAIN_CACHE[key] = plan
-        if len(_CHAIN_CACHE) > _CHAIN_CACHE_SIZE:
-            _CHAIN_CACHE.popitem(last=False)
-    else:
-        _CHAIN_CACHE.move_to_end(key)
-    return plan
 
 
 # ------------------------------------------------------------------------------ applying it
@@ -572,24 +557,29 @@ def snap_wraps(
     if joint not in JOINTS:
         raise QuantizationError(f"joint={joint!r} must be one of {JOINTS}", op="snap wrap", value=joint)
     limit_of = snap_limits(max_snap_hz, tuple(s.name for s in segments))
-    lengths = {i: card.legal_length(s.n_samples, n_channels) for i, s in enumerate(segments)}
-    check_capacity(segments, lengths, card, n_channels)
+    shortest = {i: card.legal_length(s.n_samples, n_channels) for i, s in enumerate(segments)}
+    check_capacity(segments, shortest, card, n_channels)
+    lengths = dict(shortest)
     played: dict[ToneKey, float] = {}
     if snap:
         for chain in _chains(segments):
-            plan = _cached_chain(segments, chain, card, n_channels, fs, stretch, joint, limit_of)
+            plan = _choose_chain(segments, chain, card, n_channels, fs, stretch, joint, limit_of)
             lengths.update(plan.lengths)
             played.update(plan.played)
 
     notes: list[Note] = []
     for i, seg in enumerate(segments):
-        n_new, shortest = lengths[i], card.legal_length(seg.n_samples, n_channels)
+        n_new = lengths[i]
         if n_new != seg.n_samples:
             why = ""
-            if n_new != shortest:
-                worst = max((abs(float(whole_cycle_hz(f, m, fs)) - f) for *_, f in held_tones(seg) for m in (n_new, shortest)), default=0.0)
-                now = max((abs(played[i, tone] - f) for _, tone, _, f in held_tones(seg)), default=0.0)
-                why = f"; {n_new - shortest} samples past the shortest legal length so wrap snapping needs at most {now:.1f} Hz (up to {worst:.1f} Hz otherwise)"
+            if n_new != shortest[i]:
+                held = held_tones(seg)
+                unstretched = max((abs(float(whole_cycle_hz(f, shortest[i], fs)) - f) for *_, f in held), default=0.0)
+                now = max((abs(played[i, tone] - f) for _, tone, _, f in held), default=0.0)
+                why = (
+                    f"; {n_new - shortest[i]} samples past the shortest legal length so wrap snapping needs at most {now:.1f} Hz "
+                    f"({unstretched:.1f} Hz at the shortest)"
+                )
             notes.append(Note("length_padded", seg.name, f"{seg.n_samples} -> {n_new} samples (+{(n_new - seg.n_samples) / fs * 1e9:.1f} ns hold at the end{why})", seg.n_samples, n_new))
     padded = tuple(pad_segment(s, lengths[i]) for i, s in enumerate(segments))
     if not played:
