@@ -51,7 +51,7 @@ from .compiler.report import CompileReport
 from .compiler.resolve import resolve_intent_ir
 from .compiler.synth import SynthResult
 from .errors import AWGRTError, CallbackWarning, ProgramError, UnsupportedError
-from .ir.intent import IntentIR
+from .ir.intent import IntentIR, finite_real
 from .ir.quantized import QuantizedIR
 from .ir.resolved import Note, ResolvedIR
 from .program import CompiledSequenceProgram, StepEvent
@@ -123,7 +123,7 @@ class Runtime:
             raise ProgramError(f"live={live!r} must be one of {LIVE_MODES}", op="Runtime", value=live)
         if isinstance(callback_queue_size, bool) or not isinstance(callback_queue_size, int) or callback_queue_size < 1:
             raise ProgramError(f"callback_queue_size={callback_queue_size!r} must be an integer >= 1", op="Runtime", value=callback_queue_size)
-        if isinstance(close_timeout_s, bool) or not isinstance(close_timeout_s, (int, float)) or not 0 <= close_timeout_s < float("inf"):
+        if not finite_real(close_timeout_s) or close_timeout_s < 0:
             raise ProgramError(f"close_timeout_s={close_timeout_s!r} must be a finite number of seconds >= 0", op="Runtime", value=close_timeout_s)
         self.backend = backend
         self.mapping = dict(logical_channel_to_hardware_channel) if logical_channel_to_hardware_channel else None

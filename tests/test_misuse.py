@@ -56,6 +56,8 @@ def test_an_absurd_wait_trig_hold_fails_at_once_with_the_card_limit(time_s):
         (lambda: quantize_resolved_ir(resolved(), stretch_wait_trig="a"), "quantize", "'a'"),
         (lambda: quantize_resolved_ir(resolved(), max_snap_hz="x"), "snap", "'x'"),
         (lambda: compile_sequence_program(quantize_resolved_ir(resolved()), gain=1e306, progress=False), "compile", "1e+306"),
+        (lambda: compile_sequence_program(quantize_resolved_ir(resolved()), gain=10**400, progress=False), "compile", "gain="),
+        (lambda: quantize_resolved_ir(resolved(), stretch_wait_trig=10**400), "quantize", "stretch_wait_trig="),
     ],
 )
 def test_misuse_is_an_awgrt_error_naming_op_and_value(make, op, text):

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import math
 import numbers
 import warnings
 
 from .._progress import Progress
 from ..errors import ClipError, ProgramError, SilenceWarning
+from ..ir.intent import finite_real
 from ..ir.quantized import QuantizedIR
 from ..ir.resolved import Note, Segment
 from ..program import CompiledSegment, CompiledSequenceProgram
@@ -34,11 +34,6 @@ def _segment_samples(
 #: Largest gain accepted: far beyond any use (amplitudes are fractions of full scale), small
 #: enough that samples stay finite in float64.
 MAX_GAIN = 1e6
-
-
-def _real(x: object) -> bool:
-    """A finite real number (numpy scalars included, bool not)."""
-    return not isinstance(x, bool) and isinstance(x, numbers.Real) and math.isfinite(float(x))
 
 
 _BLAS: list = []  # the threadpoolctl controller, made on first use (finding the libraries takes ms)
@@ -92,9 +87,9 @@ def compile_sequence_program(
     ``workers``: threads per segment's synthesis (default: the cores available, at most 8; the
     samples do not depend on it).
     """
-    if not (_real(gain) and 0 < gain <= MAX_GAIN):
+    if not (finite_real(gain) and 0 < gain <= MAX_GAIN):
         raise ProgramError(f"gain={gain!r} must be a number in (0, {MAX_GAIN:g}]", op="compile", value=gain)
-    if not (_real(clip) and 0 < clip <= 1):
+    if not (finite_real(clip) and 0 < clip <= 1):
         raise ProgramError(f"clip={clip!r} must be in (0, 1] (fraction of full scale)", op="compile", value=clip)
     if not (isinstance(full_scale, numbers.Integral) and not isinstance(full_scale, bool) and 0 < full_scale <= 32767):
         raise ProgramError(f"full_scale={full_scale!r} must be an integer in 1..32767", op="compile", value=full_scale)

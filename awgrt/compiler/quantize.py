@@ -23,17 +23,15 @@ Every change is recorded as a :class:`~awgrt.ir.resolved.Note` in ``QuantizedIR.
 
 from __future__ import annotations
 
-import math
 import numbers
 from collections.abc import Mapping
 from dataclasses import replace
 from types import MappingProxyType
 from typing import TypedDict
 
-import numpy as np
-
 from ..card import CARDS, DEFAULT_CARD, CardSpec
 from ..errors import CardLimitError, ProgramError, QuantizationError
+from ..ir.intent import finite_real
 from ..ir.quantized import FrequencyStep, QuantizedIR
 from ..ir.resolved import Note, ResolvedIR, Segment
 from .phases import assign_phases, step_graph_boundaries
@@ -138,7 +136,7 @@ class QuantizeOptions(TypedDict, total=False):
 
 def _fraction(value: object, name: str) -> float:
     """A stretch fraction: a finite number >= 0."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not (0 <= float(value) < math.inf):
+    if not finite_real(value) or value < 0:
         raise QuantizationError(f"{name}={value!r} must be a finite number >= 0 (fraction of the segment length)", op="quantize", value=value)
     return float(value)
 

@@ -51,7 +51,7 @@ PHASE_MODES: tuple[str, ...] = get_args(PhaseMode)
 LAST_STEP_MODES: tuple[str, ...] = get_args(LastStep)
 
 
-def _finite(x: Any) -> bool:
+def finite_real(x: Any) -> bool:
     """A real number (numpy scalars included, bool not) that is finite as a float."""
     if isinstance(x, bool) or not isinstance(x, numbers.Real):
         return False
@@ -63,19 +63,19 @@ def _finite(x: Any) -> bool:
 
 def check_time(time_s: Any, *, segment: str | None, op: str | None) -> None:
     """Raise :class:`TimingError` unless ``time_s`` is a finite number > 0."""
-    if not _finite(time_s) or time_s <= 0:
+    if not finite_real(time_s) or time_s <= 0:
         raise TimingError(f"time={time_s!r} s must be a finite number of seconds > 0", segment=segment, op=op, value=time_s)
 
 
 def check_freq(freq_hz: Any, *, segment: str | None, op: str | None, what: str = "frequency") -> None:
     """Raise :class:`FrequencyError` unless ``freq_hz`` is finite and > 0."""
-    if not _finite(freq_hz) or freq_hz <= 0:
+    if not finite_real(freq_hz) or freq_hz <= 0:
         raise FrequencyError(f"{what} {freq_hz!r} Hz must be finite and > 0", segment=segment, op=op, value=freq_hz)
 
 
 def check_amp(amp: Any, *, segment: str | None, op: str | None) -> None:
     """Raise :class:`AmplitudeError` unless 0 <= ``amp`` <= 1 (fraction of full scale)."""
-    if not _finite(amp) or not 0.0 <= amp <= 1.0:
+    if not finite_real(amp) or not 0.0 <= amp <= 1.0:
         raise AmplitudeError(f"amplitude {amp!r} must be a finite fraction of full scale in [0, 1]", segment=segment, op=op, value=amp)
 
 
@@ -129,7 +129,7 @@ class Definition:
         else:
             if len(self.phases) != len(self.freqs_hz):
                 raise ProgramError(f"{len(self.freqs_hz)} frequencies but {len(self.phases)} phases", op=op, value=self.phases)
-            if not all(_finite(p) for p in self.phases):
+            if not all(finite_real(p) for p in self.phases):
                 raise ProgramError(f"phases {list(self.phases)} must be finite radians", op=op, value=self.phases)
 
 
@@ -190,7 +190,7 @@ class AddTone(Op):
         _check_channel(self.channel, ir, segment=segment, op=op)
         check_freq(self.freq_hz, segment=segment, op=op)
         check_amp(self.amp, segment=segment, op=op)
-        if not _finite(self.phase_rad):
+        if not finite_real(self.phase_rad):
             raise ProgramError(f"phase={self.phase_rad!r} rad must be finite", segment=segment, op=op, value=self.phase_rad)
 
 
@@ -243,7 +243,7 @@ class Move(Op):
         _check_kind(self.kind, tuple(FREQ_SHAPES), segment=segment, op=op)
         _per_index("df", self.df_hz, self.idxs, segment=segment, op=op)
         for df in self.df_hz:
-            if not _finite(df):
+            if not finite_real(df):
                 raise FrequencyError(f"df={df!r} Hz must be finite", segment=segment, op=op, value=df)
 
 
@@ -357,7 +357,7 @@ class IntentSegment:
                 raise ProgramError("phases= is only used with phase_mode='manual'", segment=seg, value=self.phases)
             for ch, ph in self.phases.items():
                 _check_channel(ch, ir, segment=seg, op="segment phases")
-                if not all(_finite(p) for p in ph):
+                if not all(finite_real(p) for p in ph):
                     raise ProgramError(f"phases for {ch!r} must be finite radians", segment=seg, value=ph)
 
 
