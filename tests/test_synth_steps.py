@@ -464,6 +464,21 @@ def test_synthesis_memory_is_the_output_plus_the_stated_working_set():
         tracemalloc.stop()
     assert result.data.nbytes == seg.n_samples * 2 * 2
     assert peak - result.data.nbytes <= working_set_bytes(2, 32), f"{(peak - result.data.nbytes) / 2**20:.1f} MiB of temporaries"
+    # every tone ramping to its own amplitude, with every ramp shape: still the same bound
+    kinds = ["linear", "min_jerk", "cosine", "exp"]
+    b = AWGProgramBuilder().logical_channel("H")
+    b.define("h", logical_channel="H", freqs=[60e6 + 2e6 * i for i in range(32)], amps=[0.02] * 32)
+    b.segment("s").tones("H").use_def("h")
+    for kind in kinds:
+        b.ramp_amp_to(amps=[0.001 * (i + 1 + len(kind)) for i in range(32)], time=n_t / 4, kind=kind)
+    q = quantize_resolved_ir(b.build_resolved_ir(sample_rate_hz=FS))
+    tracemalloc.start()
+    try:
+        result = synthesize(q.segments[0], FS, dict(q.hardware_channels), 1, gain=1.0, clip=0.9, full_scale=32767)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak - result.data.nbytes <= working_set_bytes(1, 32), f"{(peak - result.data.nbytes) / 2**20:.1f} MiB of temporaries"
 
 
 def test_moving_tones_match_a_float64_reference_to_the_stated_bound():

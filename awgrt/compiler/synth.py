@@ -10,8 +10,9 @@ the nearest integer and stored as int16 with channels in hardware order.
 
 Memory: the segment is made in blocks of :data:`BLOCK` samples, each summed in float64 and
 converted to int16 straight into the output before the next is started. Peak memory is the int16
-output plus a working set bounded by :func:`working_set_bytes` (about 40 bytes per block sample
-per enabled channel, ~10 MiB for 4 channels, independent of the segment's length), times the
+output plus a working set bounded by :func:`working_set_bytes` (8 bytes per block sample for each
+enabled channel and 12 more, ~11 MiB for 4 channels and 64 tones, independent of the segment's
+length and of how many tones ramp), times the
 number of ``workers`` threads when blocks are made in parallel.
 """
 
@@ -40,11 +41,13 @@ SINE_ERROR_RAD = 2.0**-23 + 2.0 * 2.0**-24
 
 
 def working_set_bytes(n_hw: int, n_tones: int) -> int:
-    """Upper bound of synthesis temporaries (bytes) beside the int16 output: the float64 block
-    of every channel, about five block-sized float64 temporaries for a moving tone or the
-    conversion, and the constant-tone matrices (tones x HOLD_BLOCK and block rows x tones, complex)."""
+    """Upper bound of synthesis temporaries (bytes) beside the int16 output, whatever the tones
+    do: the float64 block of every channel; for moving tones the sample index, normalised time,
+    phase, amplitude, a scratch array and the float32 sine (5.5 blocks), plus one shape integral
+    and one amplitude progress per shape (at most 3 + 3 blocks); and the constant-tone matrices
+    (tones x HOLD_BLOCK and block rows x tones, complex)."""
     rows = BLOCK // HOLD_BLOCK + 2
-    return 8 * BLOCK * (n_hw + 6) + 16 * n_tones * (HOLD_BLOCK + rows) + 16 * rows * HOLD_BLOCK * 2
+    return 8 * BLOCK * (n_hw + 12) + 16 * n_tones * (HOLD_BLOCK + rows) + 16 * rows * HOLD_BLOCK * 2
 
 
 @dataclass(frozen=True)
@@ -84,8 +87,8 @@ def _moving_tones(spans: list[ToneSpan], n: int, k0: int, k1: int, fs: float, ou
     k = np.arange(k0, k1, dtype=np.float64)
     u = k / n
     integral: dict[str, np.ndarray] = {}
-    progress: dict[tuple[float, float, str], np.ndarray] = {}
-    phi, tmp = np.empty(k.size), np.empty(k.size)
+    progress: dict[str, np.ndarray] = {}  # per shape, not per tone: the working set stays bounded
+    phi, tmp, amp = np.empty(k.size), np.empty(k.size), np.empty(k.size)
     x = np.empty(k.size, dtype=np.float32)
     for s in spans:
         f0, f1 = s.f0_hz / fs, s.f1_hz / fs
@@ -103,10 +106,10 @@ def _moving_tones(spans: list[ToneSpan], n: int, k0: int, k1: int, fs: float, ou
         if s.a0 == s.a1:
             np.multiply(x, s.a0, out=tmp, dtype=np.float64)
         else:
-            key = (s.a0, s.a1, s.amp_kind)
-            if key not in progress:
-                progress[key] = amplitude_profile(s.a0, s.a1, s.amp_kind, u)
-            np.multiply(x, progress[key], out=tmp, dtype=np.float64)
+            if s.amp_kind != "exp" and s.amp_kind not in progress:
+                progress[s.amp_kind] = FREQ_SHAPES[s.amp_kind].progress(u)
+            amplitude_profile(s.a0, s.a1, s.amp_kind, u, progress=progress.get(s.amp_kind), out=amp)
+            np.multiply(x, amp, out=tmp, dtype=np.float64)
         out += tmp
 
 
