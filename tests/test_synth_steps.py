@@ -479,6 +479,18 @@ def test_synthesis_memory_is_the_output_plus_the_stated_working_set():
     finally:
         tracemalloc.stop()
     assert peak - result.data.nbytes <= working_set_bytes(1, 32), f"{(peak - result.data.nbytes) / 2**20:.1f} MiB of temporaries"
+    # many moving tones: their sub-block is 2048 samples of every tone, still within the bound
+    b = AWGProgramBuilder().logical_channel("H")
+    b.define("h", logical_channel="H", freqs=[40e6 + 0.5e6 * i for i in range(160)], amps=[0.005] * 160)
+    b.segment("s").tones("H").use_def("h").move(df=0.2e6, time=n_t / 4, kind="cosine")
+    q = quantize_resolved_ir(b.build_resolved_ir(sample_rate_hz=FS))
+    tracemalloc.start()
+    try:
+        result = synthesize(q.segments[0], FS, dict(q.hardware_channels), 1, gain=1.0, clip=0.9, full_scale=32767)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak - result.data.nbytes <= working_set_bytes(1, 160), f"{(peak - result.data.nbytes) / 2**20:.1f} MiB of temporaries"
 
 
 def test_moving_tones_match_a_float64_reference_to_the_stated_bound():
@@ -517,3 +529,37 @@ def test_parallel_synthesis_gives_the_same_samples():
     assert one.digest == three.digest and one.report.segments[0].peak == three.report.segments[0].peak
     with pytest.raises(ProgramError, match="workers"):
         compile_sequence_program(q, progress=False, workers=0)
+
+
+@pytest.mark.parametrize("moving", [False, True], ids=["constant-frequency", "moving"])
+def test_every_ramp_shape_matches_a_float64_reference(moving):
+    # amplitude ramps of every shape, up and down, on held tones (summed as products of exact
+    # phasors times a shared envelope) and on moving ones (remaps: through the float32 sine), each
+    # piece spanning several synthesis blocks: same criterion as above
+    n_t = 2 * 65536 / FS + 7e-6
+    freqs = [50e6 + 4.1e6 * i for i in range(16)]
+    amps = [0.9 / 16 * (0.3 if i % 2 else 1.0) for i in range(16)]
+    b = AWGProgramBuilder().logical_channel("H")
+    b.define("h", logical_channel="H", freqs=freqs, amps=amps, phases="auto")
+    b.segment("s").tones("H").use_def("h")
+    if moving:
+        for j, kind in enumerate(["linear", "min_jerk", "cosine"]):
+            b.define(f"t{j}", logical_channel="H", freqs=[f + (j + 1) * 0.3e6 for f in freqs], amps=amps[::-1] if j % 2 == 0 else amps)
+            b.remap_from_def(target_def=f"t{j}", src=list(range(16)), dst=list(range(16)), time=n_t, kind=kind)
+    else:
+        for i, kind in enumerate(["linear", "min_jerk", "cosine", "exp"]):
+            idxs = list(range(4 * i, 4 * i + 4))
+            b.ramp_amp_to(amps=[amps[j] * (0.25 if j % 2 == 0 else 3.0) for j in idxs], idxs=idxs, time=n_t, kind=kind)
+    q = quantize_resolved_ir(b.build_resolved_ir(sample_rate_hz=FS))
+    seg = q.segments[0]
+    pieces = [p for p in seg.track("H").pieces if p.n > 65536]
+    assert len(pieces) == (3 if moving else 4)
+    for p in pieces:
+        ramping = [s for s in p.tones if s.a0 != s.a1]
+        assert any(s.a1 > s.a0 for s in ramping) and any(s.a1 < s.a0 for s in ramping)
+        assert all((s.f0_hz != s.f1_hz) == moving for s in ramping)
+    got = compile_sequence_program(q, progress=False, clip=1.0).segment_for_step(0).data[:, 0].astype(np.int64)
+    want, _ = ref.to_int16(ref.synthesize_pieces(seg.track("H").pieces, FS, seg.n_samples), clip=1.0)
+    diff = np.abs(got - want.astype(np.int64))
+    assert diff.max() <= 1
+    assert np.count_nonzero(diff) / diff.size <= 1e-3, f"{np.count_nonzero(diff)} of {diff.size} samples differ"

@@ -31,7 +31,11 @@ from ..ir.shapes import FREQ_SHAPES, amplitude_profile
 #: Samples per block, per channel: the float64 working set is a few of these.
 BLOCK = 1 << 16
 #: Columns of the per-block matrix product used for constant tones.
-HOLD_BLOCK = 1024
+HOLD_BLOCK = 256
+_SPLIT = 16
+#: Tone-samples per sub-block of moving tones: their few temporaries stay in the core's cache.
+SUB_BLOCK = 1 << 17
+_MAX_STEP = 1 << 14
 #: Largest error (rad, and so fraction of the tone's amplitude) of one moving tone's sine: the
 #: exact float64 phase reduced to [-pi, pi] is rounded to float32 (at most half a float32 step
 #: below 4, 2**-23 rad) and numpy's float32 sine is within 2 float32 ulps of the true value
@@ -42,12 +46,15 @@ SINE_ERROR_RAD = 2.0**-23 + 2.0 * 2.0**-24
 
 def working_set_bytes(n_hw: int, n_tones: int) -> int:
     """Upper bound of synthesis temporaries (bytes) beside the int16 output, whatever the tones
-    do: the float64 block of every channel; for moving tones the sample index, normalised time,
-    phase, amplitude, a scratch array and the float32 sine (5.5 blocks), plus one shape integral
-    and one amplitude progress per shape (at most 3 + 3 blocks); and the constant-tone matrices
-    (tones x HOLD_BLOCK and block rows x tones, complex)."""
+    do: the float64 block of every channel, plus the larger of what constant-frequency tones need
+    (complex phasors, tones x (HOLD_BLOCK + block rows), three times over, and eight block-sized
+    float64 arrays: the sum, its envelope and the envelope's terms) and what moving tones need
+    (phase, reduction and sine of a sub-block of max(SUB_BLOCK, 2048 tones) tone-samples, and
+    sixteen sub-block rows: trajectory terms, group sums and envelopes)."""
     rows = BLOCK // HOLD_BLOCK + 2
-    return 8 * BLOCK * (n_hw + 12) + 16 * n_tones * (HOLD_BLOCK + rows) + 16 * rows * HOLD_BLOCK * 2
+    held = 16 * n_tones * (HOLD_BLOCK + rows) * 3 + 8 * (BLOCK + HOLD_BLOCK) * 8
+    moving = 8 * max(SUB_BLOCK, 2048 * n_tones) * 3 + 8 * _MAX_STEP * 16
+    return 8 * BLOCK * n_hw + max(held, moving)
 
 
 @dataclass(frozen=True)
@@ -59,61 +66,159 @@ class SynthResult:
     peak: tuple[float, ...]  # per hardware channel: peak |value| before clipping, fraction of full scale
 
 
-def _constant_tones(spans: list[ToneSpan], k0: int, k1: int, fs: float, out: np.ndarray) -> None:
-    """Add constant tones over samples [k0, k1) of their piece to ``out`` (length k1 - k0).
+def _phasors(base: np.ndarray, step: np.ndarray, count: int) -> np.ndarray:
+    """e^{2 pi i (base_t + step_t m)} for m in [0, count), shape (tones, count), with few sines:
+    m = h * 16 + l, and the factor for h and the factor for l are each made from an exactly
+    reduced phase, so each value is within a few float64 ulps (the float64 sine is slow: one
+    per value would cost more than the sum it feeds)."""
+    lo = np.arange(_SPLIT, dtype=np.float64)
+    hi = np.arange(-(-count // _SPLIT), dtype=np.float64) * _SPLIT
+    a = np.exp(2j * np.pi * ((base[:, None] + step[:, None] * hi) % 1.0))
+    b = np.exp(2j * np.pi * ((step[:, None] * lo) % 1.0))
+    return (a[:, :, None] * b[:, None, :]).reshape(base.size, -1)[:, :count]
 
-    Sample r*W + j of tone i is Im(a_i e^{2 pi i (phi_i + f_i r W)} * e^{2 pi i f_i j}): the
-    first factor is exact per row, the second exact per column, so no phase is accumulated, and
-    the sum over tones is a BLAS product (rows x tones) @ (tones x W), W = HOLD_BLOCK.
-    """
-    f = np.array([s.f0_hz / fs for s in spans])
-    a = np.array([s.a0 for s in spans])
-    p0 = np.array([s.phase0_cycles for s in spans])
+
+def _tone_sum(f: np.ndarray, a: np.ndarray, p0: np.ndarray, k0: int, k1: int) -> np.ndarray:
+    """Sum over constant tones (frequencies ``f`` in cycles per sample, amplitudes ``a``, start
+    phases ``p0`` in cycles) of ``a sin(2 pi (p0 + f k))`` at samples k in [k0, k1) of their piece.
+
+    Sample r*W + j of tone i is Im(c_ir * e_ij) with c_ir = a_i e^{2 pi i (p0_i + f_i r W)} exact
+    per row and e_ij = e^{2 pi i f_i j} exact per column (W = HOLD_BLOCK), so no phase is
+    accumulated; Im(c e) = Re(c) Im(e) + Im(c) Re(e), so the sum over tones is one real product
+    (rows x 2 tones) @ (2 tones x W), with BLAS kept to one thread (see compile)."""
     width = HOLD_BLOCK
-    cols = np.exp(2j * np.pi * ((f[:, None] * np.arange(width)) % 1.0))
     r0, r1 = k0 // width, -(-k1 // width)
-    starts = np.arange(r0, r1, dtype=np.float64) * width
-    coeff = a * np.exp(2j * np.pi * ((p0 + f * starts[:, None]) % 1.0))
-    block = (coeff @ cols).imag.ravel()
-    out += block[k0 - r0 * width : k1 - r0 * width]
+    e = _phasors(np.zeros_like(f), f, width)
+    c = a[:, None] * _phasors((p0 + f * (r0 * width)) % 1.0, (f * width) % 1.0, r1 - r0)
+    return (np.concatenate((c.real, c.imag)).T @ np.concatenate((e.imag, e.real))).ravel()[k0 - r0 * width : k1 - r0 * width]
 
 
-def _moving_tones(spans: list[ToneSpan], n: int, k0: int, k1: int, fs: float, out: np.ndarray) -> None:
-    """Add samples [k0, k1) of tones whose frequency or amplitude changes over their piece of n
-    samples. Each trajectory term of the piece (the shape's integral, the amplitude's progress)
-    is computed once for all its tones; each tone's phase is exact in float64, reduced to
-    [-1/2, 1/2] cycle, and only then turned into radians and taken through float32 ``sin``
-    (see :data:`SINE_ERROR_RAD`)."""
-    k = np.arange(k0, k1, dtype=np.float64)
-    u = k / n
-    integral: dict[str, np.ndarray] = {}
-    progress: dict[str, np.ndarray] = {}  # per shape, not per tone: the working set stays bounded
-    phi, tmp, amp = np.empty(k.size), np.empty(k.size), np.empty(k.size)
-    x = np.empty(k.size, dtype=np.float32)
+_Tones = tuple[np.ndarray, np.ndarray, np.ndarray]  # f (cycles/sample), a, p0 (cycles) of constant-frequency tones
+
+
+@dataclass(frozen=True)
+class _Moving:
+    """Tones of a piece whose frequency changes, as matrices: the phase of tone t at sample k is
+    ``coef[t] @ (c_t, k - s0, S_1(u), ...)`` (c_t its exact phase at the sub-block start s0, S_i
+    the integral of each frequency shape in use, see :mod:`awgrt.ir.shapes`), and the channel's
+    sum is ``sum_g envelope_g(u) * (amps[g] @ sines)`` over amplitude groups g (0: constant)."""
+
+    f0: np.ndarray  # cycles per sample
+    p0: np.ndarray  # cycles
+    coef: np.ndarray  # tones x (2 + kinds): [unused, f0, (f1 - f0) n for its shape's column]
+    kinds: tuple[str, ...]  # frequency shapes, one basis row each
+    amps: np.ndarray  # groups x tones
+    envelopes: tuple[tuple[str, float], ...]  # per group after the first: (ramp kind, log ratio for exp)
+
+
+@dataclass(frozen=True)
+class _PieceTones:
+    """The tones of one piece sorted by how they are made: constant-frequency tones as sums of
+    exact complex products (an amplitude ramp is the held sum at the start amplitudes plus the
+    ramp's progress times the sum at the amplitude changes; exp ramps one shared geometric factor
+    per ratio), moving tones through the float32 sine (:func:`_moving_tones`)."""
+
+    held: _Tones | None
+    ramps: tuple[tuple[str, float, _Tones], ...]  # (kind, log ratio for exp, tones)
+    moving: _Moving | None
+
+
+def _amplitude_group(s: ToneSpan) -> list[tuple[tuple[str, float], float]]:
+    """(envelope, coefficient) terms of a tone's amplitude: a0 + (a1 - a0) p(u), or a0 e^{u L}."""
+    if s.a0 == s.a1:
+        return [(("", 0.0), s.a0)]
+    if s.amp_kind == "exp":  # scaled by the larger end, so the envelope is at most 1 (subnormal ends)
+        log_ratio = float(np.log(s.a1) - np.log(s.a0))
+        return [(("exp", log_ratio), max(s.a0, s.a1))]
+    return [(("", 0.0), s.a0), ((s.amp_kind, 0.0), s.a1 - s.a0)]
+
+
+def _sort_tones(spans: tuple[ToneSpan, ...], fs: float, n: int) -> _PieceTones:
+    groups: dict[tuple[str, float], list[tuple[float, float, float]]] = {("", 0.0): []}
+    moving = [s for s in spans if s.f0_hz != s.f1_hz]
     for s in spans:
-        f0, f1 = s.f0_hz / fs, s.f1_hz / fs
-        np.multiply(k, f0, out=phi)
-        if f1 != f0:
-            if s.freq_kind not in integral:
-                integral[s.freq_kind] = FREQ_SHAPES[s.freq_kind].integral(u)
-            np.multiply(integral[s.freq_kind], (f1 - f0) * n, out=tmp)
-            phi += tmp
-        phi += s.phase0_cycles
-        np.rint(phi, out=tmp)
+        if s.f0_hz == s.f1_hz:
+            for key, a in _amplitude_group(s):
+                groups.setdefault(key, []).append((s.f0_hz / fs, a, s.phase0_cycles))
+
+    def arrays(rows: list[tuple[float, float, float]]) -> _Tones:
+        m = np.array(rows, dtype=np.float64)
+        return m[:, 0].copy(), m[:, 1].copy(), m[:, 2].copy()
+
+    held = groups.pop(("", 0.0))
+    ramps = tuple((kind, ratio, arrays(rows)) for (kind, ratio), rows in groups.items())
+    mv = None
+    if moving:
+        kinds = tuple(dict.fromkeys(s.freq_kind for s in moving))
+        coef = np.zeros((len(moving), 2 + len(kinds)))
+        envelopes: dict[tuple[str, float], int] = {("", 0.0): 0}
+        terms = []
+        for t, s in enumerate(moving):
+            coef[t, 1] = s.f0_hz / fs
+            coef[t, 2 + kinds.index(s.freq_kind)] = (s.f1_hz - s.f0_hz) / fs * n
+            for key, a in _amplitude_group(s):
+                terms.append((envelopes.setdefault(key, len(envelopes)), t, a))
+        amps = np.zeros((len(envelopes), len(moving)))
+        for g, t, a in terms:
+            amps[g, t] += a
+        mv = _Moving(coef[:, 1].copy(), np.array([s.phase0_cycles for s in moving]), coef, kinds, amps, tuple(envelopes)[1:])
+    return _PieceTones(arrays(held) if held else None, ramps, mv)
+
+
+def _ramp_envelope(kind: str, log_ratio: float, u: np.ndarray, n: int, k0: int) -> np.ndarray:
+    """The factor multiplying a ramp group's sum at u = (k0 + j) / n: the shape's progress, or
+    for exp ramps e^{L (u - u_max)} (L = ln(a1/a0), u_max the end of the larger amplitude, so it
+    never exceeds 1) as the product e^{L ((k0 + 16 h) / n - u_max)} e^{L l / n} (j = 16 h + l),
+    each factor from an exact exponent (a float64 exp per sample would cost more than the sum)."""
+    if kind != "exp":
+        return FREQ_SHAPES[kind].progress(u)
+    m = u.size
+    top = n if log_ratio > 0 else 0
+    hi = np.exp(log_ratio * ((k0 - top + np.arange(0, m + _SPLIT, _SPLIT, dtype=np.float64)) / n))
+    lo = np.exp(log_ratio * (np.arange(_SPLIT, dtype=np.float64) / n))
+    return np.multiply.outer(hi, lo).ravel()[:m]
+
+
+def _moving_tones(mv: _Moving, n: int, k0: int, k1: int, out: np.ndarray) -> None:
+    """Add samples [k0, k1) of tones whose frequency changes over their piece of n samples.
+
+    In sub-blocks of about :data:`SUB_BLOCK` tone-samples (the temporaries stay in the core's
+    cache), every tone's phase is one matrix product of the piece's trajectory terms (computed
+    once for all tones: the offset in the sub-block and each shape's integral) with the tones'
+    coefficients, exact in float64 (the constant term is each tone's phase at the sub-block start,
+    reduced exactly); it is reduced to [-1/2, 1/2] cycle, and only then turned into radians and
+    float32 and taken through float32 ``sin`` (see :data:`SINE_ERROR_RAD`). The sines are summed
+    in float64 per amplitude group by a second matrix product, times each group's envelope."""
+    tones = mv.f0.size
+    step = min(_MAX_STEP, max(2048, SUB_BLOCK // tones))
+    coef = mv.coef.copy()
+    basis = np.empty((2 + len(mv.kinds), step))
+    basis[0] = 1.0
+    for s0 in range(k0, k1, step):
+        m = min(k1, s0 + step) - s0
+        b = basis[:, :m]
+        b[1] = np.arange(m, dtype=np.float64)
+        u = np.add(b[1], s0)
+        u /= n
+        for i, kind in enumerate(mv.kinds):
+            b[2 + i] = FREQ_SHAPES[kind].integral(u)
+        coef[:, 0] = (mv.p0 + mv.f0 * s0) % 1.0
+        phi = coef @ b
+        tmp = np.rint(phi)
         phi -= tmp
-        phi *= 2.0 * np.pi
-        np.sin(phi, out=x, dtype=np.float32, casting="same_kind")
-        if s.a0 == s.a1:
-            np.multiply(x, s.a0, out=tmp, dtype=np.float64)
-        else:
-            if s.amp_kind != "exp" and s.amp_kind not in progress:
-                progress[s.amp_kind] = FREQ_SHAPES[s.amp_kind].progress(u)
-            amplitude_profile(s.a0, s.a1, s.amp_kind, u, progress=progress.get(s.amp_kind), out=amp)
-            np.multiply(x, amp, out=tmp, dtype=np.float64)
-        out += tmp
+        x = np.multiply(phi, 2.0 * np.pi, dtype=np.float32)
+        np.sin(x, out=x)
+        np.copyto(tmp, x)
+        sums = mv.amps @ tmp
+        view = out[s0 - k0 : s0 - k0 + m]
+        view += sums[0]
+        for g, (kind, log_ratio) in enumerate(mv.envelopes, start=1):
+            part = sums[g]
+            part *= _ramp_envelope(kind, log_ratio, u, n, s0)
+            view += part
 
 
-def _block(segment: Segment, b0: int, b1: int, fs: float, hardware: dict[str, int], out: np.ndarray) -> None:
+def _block(segment: Segment, b0: int, b1: int, fs: float, hardware: dict[str, int], out: np.ndarray, sorted_tones: dict) -> None:
     """Float64 samples [b0, b1) of every channel (fractions of full scale) into ``out``
     (shape (n_hw, b1 - b0), zeroed by the caller)."""
     for track in segment.tracks:
@@ -124,12 +229,19 @@ def _block(segment: Segment, b0: int, b1: int, fs: float, hardware: dict[str, in
                 continue
             view = row[lo - b0 : hi - b0]
             k0, k1 = lo - piece.start, hi - piece.start
-            constant = [s for s in piece.tones if s.constant]
-            if constant:
-                _constant_tones(constant, k0, k1, fs, view)
-            moving = [s for s in piece.tones if not s.constant]
-            if moving:
-                _moving_tones(moving, piece.n, k0, k1, fs, view)
+            key = (track.channel, piece.start)
+            tones = sorted_tones[key]
+            if tones.held is not None:
+                view += _tone_sum(*tones.held, k0, k1)
+            if tones.ramps:
+                u = np.arange(k0, k1, dtype=np.float64)
+                u /= piece.n
+                for kind, log_ratio, group in tones.ramps:
+                    part = _tone_sum(*group, k0, k1)
+                    part *= _ramp_envelope(kind, log_ratio, u, piece.n, k0)
+                    view += part
+            if tones.moving is not None:
+                _moving_tones(tones.moving, piece.n, k0, k1, view)
 
 
 def default_workers() -> int:
@@ -164,6 +276,8 @@ def synthesize(
     starts = list(range(0, n, BLOCK))
     workers = max(1, min(int(workers), len(starts)))
 
+    sorted_tones = {(t.channel, p.start): _sort_tones(p.tones, sample_rate_hz, p.n) for t in segment.tracks for p in t.pieces}
+
     def run(share: list[int]) -> tuple[np.ndarray, np.ndarray]:
         peak = np.zeros(n_hw)
         clipped = np.zeros(n_hw, dtype=np.int64)
@@ -172,13 +286,16 @@ def synthesize(
             b1 = min(n, b0 + BLOCK)
             x = buf[:, : b1 - b0]
             x.fill(0.0)
-            _block(segment, b0, b1, sample_rate_hz, hardware, x)
+            _block(segment, b0, b1, sample_rate_hz, hardware, x, sorted_tones)
             x *= scale
-            np.maximum(peak, np.maximum(x.max(axis=1), -x.min(axis=1)), out=peak)
-            clipped += np.count_nonzero(x > limit, axis=1) + np.count_nonzero(x < -limit, axis=1)
-            np.clip(x, -limit, limit, out=x)
+            top = np.maximum(x.max(axis=1), -x.min(axis=1))
+            np.maximum(peak, top, out=peak)
+            if top.max() > limit:  # only then is anything counted and clipped
+                clipped += np.count_nonzero(x > limit, axis=1) + np.count_nonzero(x < -limit, axis=1)
+                np.clip(x, -limit, limit, out=x)
             np.rint(x, out=x)
-            data[b0:b1] = x.T
+            for ch in range(n_hw):  # row by row: a transposed cast of the whole block is 4x slower
+                data[b0:b1, ch] = x[ch]
         return peak, clipped
 
     if workers == 1:

@@ -36,7 +36,8 @@ def _min_jerk(u: Array) -> Array:
 
 
 def _min_jerk_integral(u: Array) -> Array:
-    return u**4 * (2.5 + u * (-3.0 + u))
+    u2 = u * u  # not u**4: numpy's general power is ~20x slower than two products
+    return u2 * u2 * (2.5 + u * (-3.0 + u))
 
 
 def _cosine(u: Array) -> Array:
