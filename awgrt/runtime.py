@@ -118,6 +118,7 @@ class Runtime:
         quantize_options: QuantizeOptions | None = None,
         callback_queue_size: int = CALLBACK_QUEUE_SIZE,
         close_timeout_s: float = CLOSE_TIMEOUT_S,
+        fast_math: bool = False,
     ) -> None:
         if live not in LIVE_MODES:
             raise ProgramError(f"live={live!r} must be one of {LIVE_MODES}", op="Runtime", value=live)
@@ -125,9 +126,12 @@ class Runtime:
             raise ProgramError(f"callback_queue_size={callback_queue_size!r} must be an integer >= 1", op="Runtime", value=callback_queue_size)
         if not finite_real(close_timeout_s) or close_timeout_s < 0:
             raise ProgramError(f"close_timeout_s={close_timeout_s!r} must be a finite number of seconds >= 0", op="Runtime", value=close_timeout_s)
+        if not isinstance(fast_math, bool):
+            raise ProgramError(f"fast_math={fast_math!r} must be True or False", op="Runtime", value=fast_math)
         self.backend = backend
         self.mapping = dict(logical_channel_to_hardware_channel) if logical_channel_to_hardware_channel else None
         self.gain, self.clip, self.full_scale = gain, clip, full_scale
+        self.fast_math = fast_math
         self.amplitude_mv, self.stop_level, self.trigger = amplitude_mv, stop_level, trigger
         self.live = live
         self.quantize_options = dict(quantize_options or {})
@@ -189,7 +193,7 @@ class Runtime:
         timings["quantize"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        compiled = compile_sequence_program(q, self.gain, self.clip, self.full_scale, cache=self._cache)
+        compiled = compile_sequence_program(q, self.gain, self.clip, self.full_scale, cache=self._cache, fast_math=self.fast_math)
         if prune:  # keep only what the current point uses (a dry run keeps everything)
             digests = {s.digest for s in q.segments}
             for k in [k for k in self._cache if k.split(":", 1)[0] not in digests]:

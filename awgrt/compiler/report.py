@@ -73,6 +73,16 @@ class CompileReport:
     clip: float
     snaps: tuple[ToneSnap, ...] = ()
     frequency_steps: tuple[FrequencyStep, ...] = ()
+    fast_math: bool = False
+
+    @property
+    def arithmetic(self) -> str:
+        """How moving tones were synthesised, with the stated worst-case error."""
+        from .synth import FAST_PHASE_ERROR_RAD, SINE_ERROR_RAD  # noqa: PLC0415
+
+        if self.fast_math:
+            return f"fast-math: moving tones within {FAST_PHASE_ERROR_RAD:.1e} rad of exact phase (<= {FAST_PHASE_ERROR_RAD * 32767:.1f} LSB at full scale); held tones exact"
+        return f"exact: every tone within {SINE_ERROR_RAD:.1e} rad (<= {SINE_ERROR_RAD * 32767:.3f} LSB at full scale)"
 
     @property
     def largest_snap(self) -> ToneSnap | None:
@@ -144,6 +154,7 @@ class CompileReport:
             f"awgrt compile report: {len(self.segments)} segments, {len(self.steps)} steps at {self.sample_rate_hz / 1e6:g} MS/s on {self.card}",
             f"  wrap snapping: {self.snap_summary()}",
             f"  channels {chans}; {self.n_channels} enabled; {self.slots} memory slots; gain {self.gain:g}, clip {self.clip:g} FS",
+            f"  synthesis {self.arithmetic}",
             "",
             f"  {'step':>4}  {'segment':<16} {'mode':<9} {'loops':>8} {'slot':>4} {'samples':>10} {'duration':>12}  {'tones':<10} {'peak':>6} {'clipped':>8}",
         ]

@@ -19,6 +19,7 @@ number of ``workers`` threads when blocks are made in parallel.
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -34,14 +35,25 @@ BLOCK = 1 << 16
 HOLD_BLOCK = 256
 _SPLIT = 16
 #: Tone-samples per sub-block of moving tones: their few temporaries stay in the core's cache.
-SUB_BLOCK = 1 << 17
-_MAX_STEP = 1 << 14
+SUB_BLOCK = 1 << 16
+_MAX_STEP = 1 << 13
+_MIN_STEP = 1 << 10
 #: Largest error (rad, and so fraction of the tone's amplitude) of one moving tone's sine: the
 #: exact float64 phase reduced to [-pi, pi] is rounded to float32 (at most half a float32 step
 #: below 4, 2**-23 rad) and numpy's float32 sine is within 2 float32 ulps of the true value
 #: (2 * 2**-24 for |sin| <= 1). Summed over a channel whose amplitudes add up to A (fractions of
 #: full scale, after gain), the error is below SINE_ERROR_RAD * A * full_scale: 0.008 LSB at A = 1.
 SINE_ERROR_RAD = 2.0**-23 + 2.0 * 2.0**-24
+#: Fast-math (opt-in): samples per window whose moving-tone phases are anchored exactly.
+FAST_WINDOW = 32
+#: Largest phase error (rad) of a moving tone in fast-math: within a window its phase is the
+#: exact float64 anchor (reduced, then float32: 2**-25 cycle) plus an offset of at most
+#: FAST_WINDOW / 2 cycles (the frequency stays below fs/2) made by a float32 matrix product
+#: (frequency and shape coefficients rounded to float32, products and sums rounded: 2.5 half-ulps
+#: of 16, 2**-19 cycle each); the reduced phase is turned into radians in float32 (2 pi rounded:
+#: pi 2**-24 rad); then the same float32 sine as exact mode. Below 3.1e-5 rad, i.e. 1.0 LSB at
+#: full scale, plus the float32 sum over n tones (n * 2**-24 of full scale).
+FAST_PHASE_ERROR_RAD = 2.0 * np.pi * (2.5 * 2.0**-19 + 2.0**-25) + np.pi * 2.0**-24 + SINE_ERROR_RAD
 
 
 def working_set_bytes(n_hw: int, n_tones: int) -> int:
@@ -49,11 +61,11 @@ def working_set_bytes(n_hw: int, n_tones: int) -> int:
     do: the float64 block of every channel, plus the larger of what constant-frequency tones need
     (complex phasors, tones x (HOLD_BLOCK + block rows), three times over, and eight block-sized
     float64 arrays: the sum, its envelope and the envelope's terms) and what moving tones need
-    (phase, reduction and sine of a sub-block of max(SUB_BLOCK, 2048 tones) tone-samples, and
+    (phase, reduction and sine of a sub-block of max(SUB_BLOCK, 1024 tones) tone-samples, and
     sixteen sub-block rows: trajectory terms, group sums and envelopes)."""
     rows = BLOCK // HOLD_BLOCK + 2
     held = 16 * n_tones * (HOLD_BLOCK + rows) * 3 + 8 * (BLOCK + HOLD_BLOCK) * 8
-    moving = 8 * max(SUB_BLOCK, 2048 * n_tones) * 3 + 8 * _MAX_STEP * 16
+    moving = 8 * max(SUB_BLOCK, _MIN_STEP * n_tones) * 3 + 8 * _MAX_STEP * 16
     return 8 * BLOCK * n_hw + max(held, moving)
 
 
@@ -190,7 +202,7 @@ def _moving_tones(mv: _Moving, n: int, k0: int, k1: int, out: np.ndarray) -> Non
     float32 and taken through float32 ``sin`` (see :data:`SINE_ERROR_RAD`). The sines are summed
     in float64 per amplitude group by a second matrix product, times each group's envelope."""
     tones = mv.f0.size
-    step = min(_MAX_STEP, max(2048, SUB_BLOCK // tones))
+    step = min(_MAX_STEP, max(_MIN_STEP, SUB_BLOCK // tones))
     coef = mv.coef.copy()
     basis = np.empty((2 + len(mv.kinds), step))
     basis[0] = 1.0
@@ -206,7 +218,8 @@ def _moving_tones(mv: _Moving, n: int, k0: int, k1: int, out: np.ndarray) -> Non
         phi = coef @ b
         tmp = np.rint(phi)
         phi -= tmp
-        x = np.multiply(phi, 2.0 * np.pi, dtype=np.float32)
+        x = np.empty(phi.shape, dtype=np.float32)
+        np.multiply(phi, 2.0 * np.pi, out=x, casting="same_kind")  # in float64, then rounded once
         np.sin(x, out=x)
         np.copyto(tmp, x)
         sums = mv.amps @ tmp
@@ -218,7 +231,53 @@ def _moving_tones(mv: _Moving, n: int, k0: int, k1: int, out: np.ndarray) -> Non
             view += part
 
 
-def _block(segment: Segment, b0: int, b1: int, fs: float, hardware: dict[str, int], out: np.ndarray, sorted_tones: dict) -> None:
+def _moving_tones_fast(mv: _Moving, n: int, k0: int, k1: int, out: np.ndarray) -> None:
+    """Fast-math variant of :func:`_moving_tones` (same arguments): the exact float64 phase is
+    computed only at the start of every :data:`FAST_WINDOW` samples; within a window each tone's
+    phase is that anchor plus a float32 offset (one float32 matrix product of the window offset
+    and each shape's integral change with the tones' coefficients), reduced, and taken through
+    the float32 sine; the sines are summed in float32. Error: :data:`FAST_PHASE_ERROR_RAD`."""
+    tones = mv.f0.size
+    w = FAST_WINDOW
+    step = min(_MAX_STEP, max(_MIN_STEP, SUB_BLOCK // tones)) // w * w
+    kinds = len(mv.kinds)
+    coef = mv.coef.copy()
+    coef32 = np.ascontiguousarray(mv.coef[:, 1:], dtype=np.float32)
+    amps32 = mv.amps.astype(np.float32)
+    local = np.tile(np.arange(w, dtype=np.float64), step // w)
+    for s0 in range(k0, k1, step):
+        m = min(k1, s0 + step) - s0
+        nw = -(-m // w)
+        mm = nw * w
+        u = np.arange(s0, s0 + mm, dtype=np.float64)
+        u /= n
+        anchors = np.empty((2 + kinds, nw))
+        anchors[0] = 1.0
+        anchors[1] = np.arange(0, mm, w, dtype=np.float64)
+        offsets = np.empty((1 + kinds, mm), dtype=np.float32)
+        offsets[0] = local[:mm]
+        for i, kind in enumerate(mv.kinds):
+            integral = FREQ_SHAPES[kind].integral(u).reshape(nw, w)
+            anchors[2 + i] = integral[:, 0]
+            integral -= integral[:, :1]
+            offsets[1 + i] = integral.ravel()
+        coef[:, 0] = (mv.p0 + mv.f0 * s0) % 1.0
+        start = coef @ anchors
+        start -= np.rint(start)
+        x = coef32 @ offsets
+        x3 = x.reshape(tones, nw, w)
+        x3 += start.astype(np.float32)[:, :, None]
+        x -= np.rint(x)
+        x *= np.float32(2.0 * np.pi)
+        np.sin(x, out=x)
+        sums = amps32 @ x[:, :m]
+        view = out[s0 - k0 : s0 - k0 + m]
+        view += sums[0]
+        for g, (kind, log_ratio) in enumerate(mv.envelopes, start=1):
+            view += sums[g] * _ramp_envelope(kind, log_ratio, u[:m], n, s0)
+
+
+def _block(segment: Segment, b0: int, b1: int, fs: float, hardware: dict[str, int], out: np.ndarray, sorted_tones: dict, fast_math: bool = False) -> None:
     """Float64 samples [b0, b1) of every channel (fractions of full scale) into ``out``
     (shape (n_hw, b1 - b0), zeroed by the caller)."""
     for track in segment.tracks:
@@ -241,7 +300,19 @@ def _block(segment: Segment, b0: int, b1: int, fs: float, hardware: dict[str, in
                     part *= _ramp_envelope(kind, log_ratio, u, piece.n, k0)
                     view += part
             if tones.moving is not None:
-                _moving_tones(tones.moving, piece.n, k0, k1, view)
+                (_moving_tones_fast if fast_math else _moving_tones)(tones.moving, piece.n, k0, k1, view)
+
+
+_POOL: list[ThreadPoolExecutor] = []
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    """The synthesis threads, started once (starting threads per segment cost milliseconds)."""
+    with _POOL_LOCK:
+        if not _POOL:
+            _POOL.append(ThreadPoolExecutor(max_workers=64, thread_name_prefix="awgrt-synth"))
+        return _POOL[0]
 
 
 def default_workers() -> int:
@@ -264,10 +335,12 @@ def synthesize(
     clip: float,
     full_scale: int,
     workers: int = 1,
+    fast_math: bool = False,
 ) -> SynthResult:
     """Int16 samples of one quantized segment (phases must be assigned), block by block.
     ``workers`` threads take interleaved blocks (each with its own working set, so the memory
-    bound grows by that factor); the samples do not depend on it."""
+    bound grows by that factor); the samples do not depend on it. ``fast_math``: moving tones
+    through :func:`_moving_tones_fast` (error :data:`FAST_PHASE_ERROR_RAD`), never the default."""
     if any(s.phase0_cycles is None for t in segment.tracks for p in t.pieces for s in p.tones):
         raise AWGRTError("segment has unassigned phases: synthesise a quantized IR", segment=segment.name, op="synthesize")
     n = segment.n_samples
@@ -286,7 +359,7 @@ def synthesize(
             b1 = min(n, b0 + BLOCK)
             x = buf[:, : b1 - b0]
             x.fill(0.0)
-            _block(segment, b0, b1, sample_rate_hz, hardware, x, sorted_tones)
+            _block(segment, b0, b1, sample_rate_hz, hardware, x, sorted_tones, fast_math)
             x *= scale
             top = np.maximum(x.max(axis=1), -x.min(axis=1))
             np.maximum(peak, top, out=peak)
@@ -300,9 +373,10 @@ def synthesize(
 
     if workers == 1:
         parts = [run(starts)]
-    else:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="awgrt-synth") as pool:
-            parts = list(pool.map(run, [starts[i::workers] for i in range(workers)]))
+    else:  # this thread takes the first share; the pool's threads (kept between calls) the rest
+        shares = [starts[i::workers] for i in range(workers)]
+        futures = [_pool().submit(run, share) for share in shares[1:]]
+        parts = [run(shares[0])] + [f.result() for f in futures]
     peak = np.max([p for p, _ in parts], axis=0)
     clipped = np.sum([c for _, c in parts], axis=0)
     if not np.all(np.isfinite(peak)):
