@@ -138,6 +138,7 @@ class Runtime:
         self.program: CompiledSequenceProgram | None = None
         self.last_report: RunReport | None = None
         self._quantized: QuantizedIR | None = None
+        self._memo: tuple[tuple, QuantizedIR] | None = None  # the last quantization, for loop-count-only changes
         self._cache: dict[str, SynthResult] = {}
         self._callbacks: dict[str, list[tuple[Callable[[StepInfo], object], bool]]] = {}
         self._listening = False
@@ -175,22 +176,34 @@ class Runtime:
         t = time.perf_counter()
         if isinstance(program, AWGProgramBuilder):
             program = program.build_intent_ir()
+        memo_key = None
         if isinstance(program, IntentIR):
             if sample_rate_hz is None:
                 raise ProgramError("run() needs sample_rate_hz= for an intent program", op="run")
-            resolved = resolve_intent_ir(program, sample_rate_hz)
+            memo_key = self._memo_key(program, sample_rate_hz)
+            if memo_key is not None and self._memo is not None and self._memo[0] == memo_key:
+                q = self._with_loops(self._memo[1], program)  # only loop counts changed
+                timings["resolve"] = time.perf_counter() - t
+                timings["quantize"] = 0.0
+                resolved = None
+            else:
+                resolved = resolve_intent_ir(program, sample_rate_hz)
         elif isinstance(program, ResolvedIR):
             resolved = program
         else:
             raise ProgramError(f"cannot run a {type(program).__name__}", op="run")
-        timings["resolve"] = time.perf_counter() - t
+        if resolved is not None:
+            timings["resolve"] = time.perf_counter() - t
+            t = time.perf_counter()
+            q = quantize_resolved_ir(resolved, self.mapping, self.backend.card, **self.quantize_options)
+            self._memo = (memo_key, q) if memo_key is not None else None
+            timings["quantize"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        q = quantize_resolved_ir(resolved, self.mapping, self.backend.card, **self.quantize_options)
         if invariant and self._quantized is not None:
             q, kept = self._keep_invariant(q, invariant)
             notes += kept
-        timings["quantize"] = time.perf_counter() - t
+        timings["quantize"] += time.perf_counter() - t
 
         t = time.perf_counter()
         compiled = compile_sequence_program(q, self.gain, self.clip, self.full_scale, cache=self._cache, fast_math=self.fast_math)
@@ -200,6 +213,24 @@ class Runtime:
                 del self._cache[k]
         timings["compile"] = time.perf_counter() - t
         return compiled, q, timings, notes
+
+    def _memo_key(self, intent: IntentIR, sample_rate_hz: float) -> tuple | None:
+        """What decides the quantized IR of ``intent`` apart from loop counts: the program without
+        them, the sample rate, the card, the channel mapping and the quantize options."""
+        try:
+            options = tuple(sorted((k, repr(v)) for k, v in self.quantize_options.items()))
+            mapping = tuple(sorted(self.mapping.items())) if self.mapping else None
+            return (intent.loop_blind_key(), repr(sample_rate_hz), self.backend.card, mapping, options)
+        except TypeError:  # an unorderable option: no memo, quantize as usual
+            return None
+
+    @staticmethod
+    def _with_loops(q: QuantizedIR, intent: IntentIR) -> QuantizedIR:
+        """``q`` with the loop counts (and program digest) of ``intent``, whose only difference
+        from the program ``q`` was made from is its loop counts (see :meth:`_memo_key`)."""
+        loops = {s.name: s.loops for s in intent.segments}
+        segments = tuple(s if s.loops == loops[s.name] else replace(s, loops=loops[s.name]) for s in q.segments)
+        return replace(q, segments=segments, intent_digest=intent.digest)
 
     def _keep_invariant(self, q, invariant: Sequence[str]):
         prev = {s.name: s for s in self._quantized.segments}

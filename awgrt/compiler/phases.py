@@ -222,6 +222,11 @@ def check_boundary(kind: str, a: Segment, b: Segment, fs: float, snapped: Collec
     return Boundary(kind, a.name, b.name, tuple(tones), worst)
 
 
+#: Continuity of step-graph edges already checked (oldest dropped first beyond the size).
+_EDGE_CACHE: dict[tuple, Boundary] = {}
+_EDGE_CACHE_SIZE = 4096
+
+
 def step_graph_boundaries(
     segments: tuple[Segment, ...], last_step: str, fs: float, snapped_steps: Collection[tuple[str, str, int]] = ()
 ) -> tuple[Boundary, ...]:
@@ -230,7 +235,22 @@ def step_graph_boundaries(
     steps = set(snapped_steps)
 
     def check(kind: str, a: Segment, b: Segment) -> Boundary:
-        return check_boundary(kind, a, b, fs, {t for f, g, t in steps if (f, g) == (a.name, b.name)})
+        snapped = frozenset(t for f, g, t in steps if (f, g) == (a.name, b.name))
+        if a.digest is None or b.digest is None:
+            return check_boundary(kind, a, b, fs, snapped)
+        # the digests fix every trajectory and start phase; tone ids and channel names complete
+        # what the comparison reads, so an edge seen before (a scan point) is not checked again
+        key = (
+            kind, a.name, b.name, a.digest, b.digest, fs, snapped,
+            tuple((t.channel, tuple(s.tone for s in t.pieces[-1].tones)) for t in a.tracks),
+            tuple((t.channel, tuple(s.tone for s in t.entry)) for t in b.tracks),
+        )  # fmt: skip
+        found = _EDGE_CACHE.get(key)
+        if found is None:
+            if len(_EDGE_CACHE) >= _EDGE_CACHE_SIZE:
+                _EDGE_CACHE.pop(next(iter(_EDGE_CACHE)))
+            found = _EDGE_CACHE[key] = check_boundary(kind, a, b, fs, snapped)
+        return found
 
     out = []
     for i, seg in enumerate(segments):

@@ -22,6 +22,8 @@ def to_plain(value: Any) -> Any:
     if value is None or type(value) in _PLAIN:
         return value
     if type(value) in (list, tuple):
+        if all(v is None or type(v) in _PLAIN for v in value):
+            return value  # json writes a tuple of plain values as the same array
         return [to_plain(v) for v in value]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         out = {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value) if f.repr}

@@ -17,6 +17,8 @@ as long as its longest channel; the others hold their last state to the end. Ins
 
 from __future__ import annotations
 
+import functools
+
 import json
 import math
 import numbers
@@ -452,10 +454,20 @@ class IntentIR:
         except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
             raise SerializationError(f"malformed intent program: {exc!r}") from exc
 
-    @property
+    @functools.cached_property
     def digest(self) -> str:
-        """Content digest of the whole program."""
+        """Content digest of the whole program (computed once: the program is immutable)."""
         return digest_of(SCHEMA, self)
+
+    def loop_blind_key(self) -> tuple:
+        """Everything that decides quantization, i.e. all but loop counts, which only reach the
+        step table (whether a segment is looped, which decides wrap snapping, stays in)."""
+        return (
+            self.logical_channels,
+            self.definitions,
+            self.last_step,
+            tuple((s.name, s.mode, s.mode == "loop_n" and s.loops > 1, s.phase_mode, s.ops, s.phases) for s in self.segments),
+        )
 
     def segment_fingerprints(self) -> dict[str, str]:
         """Per-segment fingerprint covering the segment and the state it inherits.

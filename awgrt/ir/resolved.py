@@ -11,6 +11,9 @@ The same segment types carry the quantized IR, where ``ToneSpan.phase0_cycles`` 
 
 from __future__ import annotations
 
+import hashlib
+import math
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
@@ -115,15 +118,20 @@ class Segment:
     def with_digest(self, sample_rate_hz: float, hardware: Mapping[str, int]) -> Segment:
         """This segment with ``digest`` set from exactly what determines its samples: length,
         sample rate, and per hardware channel every piece's tone trajectories and start phases
-        (not names, tone ids, modes or loop counts, so equal digests mean equal samples)."""
-        body = [
-            (
-                hardware[t.channel],
-                [(p.start, p.n, [(s.f0_hz, s.f1_hz, s.freq_kind, s.a0, s.a1, s.amp_kind, s.phase0_cycles) for s in p.tones]) for p in t.pieces],
-            )
-            for t in self.tracks
-        ]
-        return replace(self, digest=digest_of("segment", sample_rate_hz, self.n_samples, sorted(body)))
+        (not names, tone ids, modes or loop counts, so equal digests mean equal samples). Numbers
+        are hashed as their exact IEEE doubles (a scan point re-digests every segment, so this
+        is kept cheap)."""
+        h = hashlib.sha256(b"segment\x00")
+        h.update(struct.pack("<dq", sample_rate_hz, self.n_samples))
+        for hw, track in sorted(((hardware[t.channel], t) for t in self.tracks), key=lambda x: x[0]):
+            h.update(struct.pack("<qq", hw, len(track.pieces)))
+            for p in track.pieces:
+                h.update(struct.pack("<qqq", p.start, p.n, len(p.tones)))
+                for s in p.tones:
+                    phase = math.nan if s.phase0_cycles is None else s.phase0_cycles
+                    h.update(struct.pack("<5d?", s.f0_hz, s.f1_hz, s.a0, s.a1, phase, s.phase0_cycles is None))
+                    h.update(f"{s.freq_kind},{s.amp_kind};".encode())
+        return replace(self, digest=h.hexdigest())
 
 
 @dataclass(frozen=True)
