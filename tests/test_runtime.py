@@ -177,6 +177,34 @@ def test_second_scan_point_uploads_only_what_changed(case):
     assert_plays_like_simulate(be, want)
 
 
+def test_loop_count_changes_reuse_the_quantization_only_while_nothing_else_changes():
+    # the runtime keeps its last quantization for loop-count-only changes: every point of this
+    # scan must still equal a fresh compile with the same options, including points where the
+    # loop segment stops or starts being looped (wrap snapping applies only to looped segments)
+    # and where the quantize options or the channel mapping change between points
+    be = SimBackend()
+    rt = Runtime(be)
+    points = [(3, {}), (7, {}), (1, {}), (2, {}), (2, {"snap": False}), (9, {"snap": False}), (9, {"max_snap_hz": 4e5}), (4, {"max_snap_hz": 4e5})]
+    snapped_before = None
+    for loops, options in points:
+        rt.quantize_options = dict(options)
+        b = program(loops=loops, loop_time=1.21e-6)
+        compiled = rt.run(b, sample_rate_hz=FS)
+        want = compile_sequence_program(quantize_resolved_ir(b.build_resolved_ir(sample_rate_hz=FS), None, CARDS["M4i.6631-x8"], **options), progress=False)
+        assert compiled.digest == want.digest, (loops, options)
+        assert compiled.report.snaps == want.report.snaps and compiled.report.boundaries == want.report.boundaries, (loops, options)
+        assert [s.loops for s in compiled.steps] == [s.loops for s in want.steps]
+        assert_card_holds(be, want)
+        snapped = any(s.segment == "loop" for s in compiled.report.snaps)
+        assert snapped == (loops > 1 and options.get("snap", True)), (loops, options)
+        if snapped_before is not None and snapped_before != snapped:
+            assert rt.last_report.upload_kind != "steps"  # the loop segment's samples changed
+        snapped_before = snapped
+    rt.mapping = {"H": 1}
+    compiled = rt.run(program(loops=4, loop_time=1.21e-6), sample_rate_hz=FS)
+    assert compiled.hardware_channels == {"H": 1}
+
+
 def test_segment_length_change_recompiles_what_follows_it():
     # a longer pulse shifts the phase of every tone entering loop and move: they are new samples
     assert set(new_digest_names(program(), program(pulse_time=1.5e-6))) >= {"pulse", "loop", "move"}
