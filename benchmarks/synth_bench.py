@@ -69,12 +69,14 @@ def baseline(q) -> list[np.ndarray]:
 
 
 def forget_compiler_caches() -> None:
-    """Start cold: drop the snapping plans and optimised phases the compiler remembers."""
-    from awgrt.compiler import phases, snap
+    """Start cold: drop the resolved segments, snapping plans, optimised phases and edge checks the compiler remembers."""
+    from awgrt.compiler import phases, resolve, snap
 
     snap._CHAIN_CACHE.clear()
     phases._optimise_cached.cache_clear()
     phases._crest_factors.cache_clear()
+    phases._EDGE_CACHE.clear()
+    resolve._SEGMENT_CACHE.clear()
 
 
 def best(fn, repeat: int) -> float:

@@ -967,3 +967,32 @@ def test_joint_step_snaps_each_looped_hold_to_its_own_grid_and_steps_between():
 def test_unknown_joint_is_rejected():
     with pytest.raises(QuantizationError, match="joint"):
         _back_to_back("merge")
+
+
+def test_remembered_segments_resolve_exactly_like_a_cold_walk():
+    # the resolver remembers segments by their intent and the walk state they start from: a scan
+    # of edits (amplitudes, added tones, a changed definition, reordered segments) resolved warm
+    # must equal the same programs resolved with nothing remembered
+    from awgrt.compiler import resolve as resolve_module
+
+    def program(amp: float, extra: bool, freq: float, swap: bool) -> AWGProgramBuilder:
+        b = _builder("H", "V")
+        b.define("d", logical_channel="H", freqs=[freq, 91e6], amps=[0.2, 0.2], phases="auto")
+        b.define("v", logical_channel="V", freqs=[80e6], amps=[0.3])
+        b.segment("a", mode="wait_trig").tones("H").use_def("d").tones("V").use_def("v").hold(time=1.6e-6)
+        names = ["b", "c"] if not swap else ["c", "b"]
+        for name in names:
+            b.segment(name).tones("H").ramp_amp_to(amps=[amp if name == "b" else 0.1], idxs=[0], time=1.1e-6)
+        if extra:
+            b.segment("x").tones("H").add_tone(freq=97e6, amp=0.05).hold(time=0.7e-6)
+        b.segment("z").tones("V").move(df=1e6, time=1.3e-6).tones("H").hold(time=1.3e-6)
+        return b
+
+    points = [(0.3, False, 88e6, False), (0.35, False, 88e6, False), (0.3, True, 88e6, False), (0.3, True, 88.5e6, False), (0.3, True, 88e6, True), (0.3, False, 88e6, False)]
+    resolve_module._SEGMENT_CACHE.clear()
+    warm = [resolve_intent_ir(program(*p).build_intent_ir(), FS) for p in points]
+    assert len(resolve_module._SEGMENT_CACHE) < 5 * len(points)  # segments were reused
+    for p, got in zip(points, warm):
+        resolve_module._SEGMENT_CACHE.clear()
+        cold = resolve_intent_ir(program(*p).build_intent_ir(), FS)
+        assert got == cold, p

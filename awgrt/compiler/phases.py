@@ -176,9 +176,9 @@ def assign_phases(segments: tuple[Segment, ...], origins: tuple[ToneOrigin, ...]
                     p0 = canonical_phase(phase[s.tone])
                     spans.append(s.with_phase(p0))
                     phase[s.tone] = (p0 + span_phase_advance(s.f0_hz / fs, s.f1_hz / fs, s.freq_kind, piece.n)) % 1.0
-                pieces.append(replace(piece, tones=tuple(spans)))
+                pieces.append(piece.with_tones(tuple(spans)))
             tracks.append(ChannelTrack(track.channel, tuple(pieces)))
-        out.append(replace(seg, tracks=tuple(tracks)))
+        out.append(seg.with_tracks(tuple(tracks)))
     return tuple(out), tuple(notes)
 
 

@@ -49,9 +49,24 @@ ROUNDING_REPORT_SAMPLES = 1e-6
 MAX_SAMPLES = 2**62
 
 
-def time_to_samples(time_s: float, sample_rate_hz: float) -> int:
-    """The documented rounding rule: nearest whole sample of the exact product, ties to even."""
-    return round(Fraction(time_s) * Fraction(sample_rate_hz))
+def _ratio(x: float | Fraction) -> tuple[int, int]:
+    """The exact value of a float or Fraction as (numerator, denominator)."""
+    return (x.numerator, x.denominator) if type(x) is Fraction else float(x).as_integer_ratio()
+
+
+def time_to_samples(time_s: float | Fraction, sample_rate_hz: float) -> int:
+    """The documented rounding rule: nearest whole sample of the exact product, ties to even
+    (integer arithmetic on the exact values, as ``round(Fraction(time_s) * Fraction(fs))``)."""
+    tn, td = _ratio(time_s)
+    fn, fd = _ratio(sample_rate_hz)
+    q, r = divmod(tn * fn, td * fd)
+    twice, den = 2 * r, td * fd
+    return q + 1 if twice > den or (twice == den and q % 2) else q
+
+
+#: Segments already resolved, keyed by everything that decides them (oldest dropped first).
+_SEGMENT_CACHE: dict[tuple, tuple] = {}
+_SEGMENT_CACHE_SIZE = 1024
 
 
 @dataclass
@@ -139,6 +154,33 @@ class _Walker:
 
     # ------------------------------------------------------------------ segment walk
 
+    def _state(self) -> tuple:
+        return (tuple((ch, tuple((t.tone, t.freq_hz, t.amp) for t in ts)) for ch, ts in self.tones.items()), len(self.origins), self.next_group)
+
+    def remembered_segment(self, seg: IntentSegment) -> Segment:
+        """:meth:`segment`, or what it made before from the same segment, program definitions,
+        sample rate and walk state (tones, ids): a scan point resolves only what it changed."""
+        try:
+            key = (self.fs, self.intent.logical_channels, self.intent.definitions, seg, self._state())
+            hash(key)
+        except TypeError:  # pragma: no cover - every intent value is hashable
+            return self.segment(seg)
+        found = _SEGMENT_CACHE.get(key)
+        if found is None:
+            n_origins, n_notes = len(self.origins), len(self.notes)
+            made = self.segment(seg)
+            if len(_SEGMENT_CACHE) >= _SEGMENT_CACHE_SIZE:
+                _SEGMENT_CACHE.pop(next(iter(_SEGMENT_CACHE)))
+            _SEGMENT_CACHE[key] = (made, tuple(self.origins[n_origins:]), tuple(self.notes[n_notes:]), self._state())
+            return made
+        made, origins, notes, (tones, _, next_group) = found
+        self.origins += origins
+        self.notes += notes
+        self.tones = {ch: [_Tone(*t) for t in ts] for ch, ts in tones}
+        self.next_group = next_group
+        return made
+
+
     def segment(self, seg: IntentSegment) -> Segment:
         name = seg.name
         cursor = {ch: Fraction(0) for ch in self.intent.logical_channels}
@@ -146,7 +188,7 @@ class _Walker:
 
         def timed(ch: str, time_s: float, spans: tuple[ToneSpan, ...], op: str, requested: float | None) -> None:
             t0 = cursor[ch]
-            t1 = t0 + Fraction(time_s)
+            t1 = t0 + (time_s if type(time_s) is Fraction else Fraction.from_float(float(time_s)))
             raw[ch].append(_RawPiece(t0, t1, spans, op, requested))
             cursor[ch] = t1
 
@@ -267,7 +309,7 @@ def resolve_intent_ir(intent: IntentIR, sample_rate_hz: float) -> ResolvedIR:
         raise TimingError(f"sample_rate_hz={sample_rate_hz!r} must be finite and > 0", value=sample_rate_hz)
     sample_rate_hz = float(sample_rate_hz)
     walker = _Walker(intent, sample_rate_hz)
-    segments = tuple(walker.segment(s) for s in intent.segments)
+    segments = tuple(walker.remembered_segment(s) for s in intent.segments)
     return ResolvedIR(
         sample_rate_hz=sample_rate_hz,
         logical_channels=intent.logical_channels,

@@ -476,9 +476,9 @@ def _apply(
                     else:
                         r0, r1 = span_runs[key]
                         spans.append(s.with_freqs(end_freq.get(r0, s.f0_hz), start_freq.get(r1, s.f1_hz), s.freq_kind))
-                pieces.append(replace(piece, tones=tuple(spans)))
+                pieces.append(piece.with_tones(tuple(spans)))
             tracks.append(ChannelTrack(track.channel, tuple(pieces)))
-        out.append(replace(seg, tracks=tuple(tracks)))
+        out.append(seg.with_tracks(tuple(tracks)))
     return tuple(out), notes, steps
 
 
