@@ -88,6 +88,18 @@ def best(fn, repeat: int) -> float:
     return min(times)
 
 
+def interleaved(fns, repeat: int) -> list[float]:
+    """Minimum time of each function over ``repeat`` rounds, the functions taking turns in every
+    round (so a machine that slows down for a while slows all of them alike)."""
+    times = [[] for _ in fns]
+    for _ in range(repeat):
+        for fn, ts in zip(fns, times):
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+    return [min(ts) for ts in times]
+
+
 def blas_state() -> str:
     try:
         from threadpoolctl import threadpool_info
@@ -146,9 +158,7 @@ def main() -> None:
         forget_compiler_caches()
         compile_sequence_program(quantize_resolved_ir(resolved), progress=False, fast_math=True)
 
-    t_awgrt = best(cold_compile, args.repeat)
-    t_base = best(lambda: baseline(q), args.repeat)
-    t_fast = best(cold_fast, args.repeat)
+    t_awgrt, t_base, t_fast = interleaved([cold_compile, lambda: baseline(q), cold_fast], max(args.repeat, 7))
     print(f"\n1. mol-exp-like program: {n / 1e6:.2f} M samples x 2 channels, {tone_samples / 1e6:.1f} M tone-samples; workers={default_workers()}")
     print(f"   awgrt quantize + compile (cold) {t_awgrt * 1e3:8.1f} ms   ({tone_samples / t_awgrt / 1e6:6.1f} M tone-samples/s)")
     print(f"   the same with fast_math=True    {t_fast * 1e3:8.1f} ms   ({tone_samples / t_fast / 1e6:6.1f} M tone-samples/s)")

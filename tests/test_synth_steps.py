@@ -563,3 +563,19 @@ def test_every_ramp_shape_matches_a_float64_reference(moving):
     diff = np.abs(got - want.astype(np.int64))
     assert diff.max() <= 1
     assert np.count_nonzero(diff) / diff.size <= 1e-3, f"{np.count_nonzero(diff)} of {diff.size} samples differ"
+
+
+@pytest.mark.parametrize("lsb", [0.3, 0.499, 0.5, 0.501, 0.7, 3.0])
+def test_the_sounding_flag_agrees_with_the_samples(lsb):
+    # the compiler's silence check reads SynthResult.sounding instead of scanning the samples: it
+    # must say exactly whether any sample of the channel is non-zero, right at half an LSB too
+    from awgrt.compiler.synth import synthesize
+
+    b = AWGProgramBuilder().logical_channel("H").logical_channel("V")
+    b.define("h", logical_channel="H", freqs=[FS / 4], amps=[lsb / 32767], phases=[np.pi / 2])  # peaks exactly at the amplitude
+    b.define("v", logical_channel="V", freqs=[70e6], amps=[0.3])
+    b.segment("s").tones("H").use_def("h").tones("V").use_def("v").hold(time=2e-6)
+    q = quantize_resolved_ir(b.build_resolved_ir(sample_rate_hz=FS))
+    result = synthesize(q.segments[0], FS, dict(q.hardware_channels), 2, gain=1.0, clip=0.9, full_scale=32767)
+    assert result.sounding == tuple(bool(result.data[:, c].any()) for c in range(2))
+    assert result.sounding[1]

@@ -51,15 +51,16 @@ def _single_threaded_blas():
     return _BLAS[0].limit(limits=1, user_api="blas")
 
 
-def _silent_channels(q: QuantizedIR, by_slot: dict[int, CompiledSegment]) -> tuple[Note, ...]:
+def _silent_channels(q: QuantizedIR, results: list[SynthResult]) -> tuple[Note, ...]:
     """A note (and a :class:`~awgrt.errors.SilenceWarning`) for every segment and channel whose
     asked amplitudes are not all zero but whose samples are: the card would play silence."""
     notes = []
-    for seg, slot in zip(q.segments, q.segment_slot):
-        data = by_slot[slot].data
+    for seg, result in zip(q.segments, results):
         for track in seg.tracks:
             asked = max((max(s.a0, s.a1) for p in track.pieces for s in p.tones), default=0.0)
-            if asked > 0 and not data[:, q.hardware_channels[track.channel]].any():
+            col = q.hardware_channels[track.channel]
+            sounding = result.sounding[col] if result.sounding else bool(result.data[:, col].any())
+            if asked > 0 and not sounding:
                 detail = f"channel {track.channel!r} plays silence although its tones ask for amplitudes up to {asked:.3g} of full scale (below one LSB after gain)"
                 notes.append(Note("silent", seg.name, detail, asked, 0.0, track.channel))
                 warnings.warn(f"segment {seg.name!r}: {detail}", SilenceWarning, stacklevel=3)
@@ -113,10 +114,12 @@ def compile_sequence_program(
     by_slot: dict[int, CompiledSegment] = {}
     seg_reports = []
     synthesised = []
+    results = []
     with Progress(quantized.n_samples, "synthesising", enabled=progress) as bar:
         for seg, slot in zip(quantized.segments, quantized.segment_slot):
             result = _segment_samples(seg, quantized, cache, gain, clip, full_scale, synthesised, int(workers), fast_math)
             bar.advance(seg.n_samples)
+            results.append(result)
             if clip_policy == "error" and any(result.clipped):
                 raise ClipError(
                     f"{sum(result.clipped)} samples exceed clip={clip} of full scale (peak {max(result.peak):.3f}); lower the amplitudes or gain",
@@ -131,7 +134,7 @@ def compile_sequence_program(
                 by_slot[slot] = CompiledSegment(seg.name, result.data, seg.digest, (seg.name,), result.clipped)
             seg_reports.append(SegmentReport.of(seg, slot, result, quantized))
     steps = build_steps(quantized)
-    silent = _silent_channels(quantized, by_slot)
+    silent = _silent_channels(quantized, results)
     report = CompileReport(
         sample_rate_hz=quantized.sample_rate_hz,
         card=quantized.card.name,

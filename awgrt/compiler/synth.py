@@ -2,18 +2,27 @@
 
 Each tone span contributes ``a(u) * sin(2 pi phi(k))``, where ``phi`` is the span's start phase
 plus the closed-form phase advance (:func:`~awgrt.ir.shapes.phase_cycles`), exact in float64 and
-reduced modulo one cycle before the sine. Held tones are summed by an exact complex matrix
-product per block; moving tones take the reduced phase through numpy's vectorised float32 sine,
-whose error is bounded by :data:`SINE_ERROR_RAD` (below 0.01 LSB at full scale). The sum per hardware channel is scaled by
-``gain * full_scale``, clipped at ``clip * full_scale`` (every clipped sample counted), rounded to
-the nearest integer and stored as int16 with channels in hardware order.
+reduced modulo one cycle before any sine. How a piece's tones are made depends on what they do:
+
+- constant frequency (held, or ramping amplitude): summed as real matrix products of exact
+  phasors (:func:`_tone_sum`, no phase accumulated); a ramp group is the sum at its amplitude
+  change times the ramp's shared envelope (progress curve, or a geometric factor per exp ratio);
+- moving: every tone's phase is one float64 matrix product of the piece's trajectory terms (made
+  once for all its tones) with the tones' coefficients, reduced, rounded once to float32 and taken
+  through numpy's vectorised float32 sine, whose error is bounded by :data:`SINE_ERROR_RAD`
+  (below 0.01 LSB at full scale); the sines are summed per amplitude group by a second product.
+  ``fast_math=True`` anchors the exact phase every :data:`FAST_WINDOW` samples and makes the rest
+  in float32 (:data:`FAST_PHASE_ERROR_RAD`, 1 LSB at full scale); never the default.
+
+Amplitudes carry ``gain * full_scale``, so each channel's sum is in LSB; it is clipped at
+``clip * full_scale`` (every clipped sample counted), rounded to the nearest integer and stored as
+int16 with channels in hardware order.
 
 Memory: the segment is made in blocks of :data:`BLOCK` samples, each summed in float64 and
 converted to int16 straight into the output before the next is started. Peak memory is the int16
-output plus a working set bounded by :func:`working_set_bytes` (8 bytes per block sample for each
-enabled channel and 12 more, ~11 MiB for 4 channels and 64 tones, independent of the segment's
-length and of how many tones ramp), times the
-number of ``workers`` threads when blocks are made in parallel.
+output plus a working set bounded by :func:`working_set_bytes` (independent of the segment's
+length and of how many tones ramp), times the number of ``workers`` threads when blocks are made
+in parallel.
 """
 
 from __future__ import annotations
@@ -76,6 +85,7 @@ class SynthResult:
     data: np.ndarray  # int16 (n_samples, n_channels), read-only
     clipped: tuple[int, ...]  # per hardware channel: samples beyond the clip level
     peak: tuple[float, ...]  # per hardware channel: peak |value| before clipping, fraction of full scale
+    sounding: tuple[bool, ...] = ()  # per hardware channel: some sample is not 0 (peak above half an LSB)
 
 
 def _phasors(base: np.ndarray, step: np.ndarray, count: int) -> np.ndarray:
@@ -145,7 +155,8 @@ def _amplitude_group(s: ToneSpan) -> list[tuple[tuple[str, float], float]]:
     return [(("", 0.0), s.a0), ((s.amp_kind, 0.0), s.a1 - s.a0)]
 
 
-def _sort_tones(spans: tuple[ToneSpan, ...], fs: float, n: int) -> _PieceTones:
+def _sort_tones(spans: tuple[ToneSpan, ...], fs: float, n: int, scale: float = 1.0) -> _PieceTones:
+    """Sort a piece's tones (see :class:`_PieceTones`), amplitudes times ``scale``."""
     groups: dict[tuple[str, float], list[tuple[float, float, float]]] = {("", 0.0): []}
     moving = [s for s in spans if s.f0_hz != s.f1_hz]
     for s in spans:
@@ -155,7 +166,7 @@ def _sort_tones(spans: tuple[ToneSpan, ...], fs: float, n: int) -> _PieceTones:
 
     def arrays(rows: list[tuple[float, float, float]]) -> _Tones:
         m = np.array(rows, dtype=np.float64)
-        return m[:, 0].copy(), m[:, 1].copy(), m[:, 2].copy()
+        return m[:, 0].copy(), m[:, 1] * scale, m[:, 2].copy()
 
     held = groups.pop(("", 0.0))
     ramps = tuple((kind, ratio, arrays(rows)) for (kind, ratio), rows in groups.items())
@@ -172,7 +183,7 @@ def _sort_tones(spans: tuple[ToneSpan, ...], fs: float, n: int) -> _PieceTones:
                 terms.append((envelopes.setdefault(key, len(envelopes)), t, a))
         amps = np.zeros((len(envelopes), len(moving)))
         for g, t, a in terms:
-            amps[g, t] += a
+            amps[g, t] += a * scale
         mv = _Moving(coef[:, 1].copy(), np.array([s.phase0_cycles for s in moving]), coef, kinds, amps, tuple(envelopes)[1:])
     return _PieceTones(arrays(held) if held else None, ramps, mv)
 
@@ -278,7 +289,7 @@ def _moving_tones_fast(mv: _Moving, n: int, k0: int, k1: int, out: np.ndarray) -
 
 
 def _block(segment: Segment, b0: int, b1: int, fs: float, hardware: dict[str, int], out: np.ndarray, sorted_tones: dict, fast_math: bool = False) -> None:
-    """Float64 samples [b0, b1) of every channel (fractions of full scale) into ``out``
+    """Float64 samples [b0, b1) of every channel (in the units of the sorted amplitudes: LSB) into ``out``
     (shape (n_hw, b1 - b0), zeroed by the caller)."""
     for track in segment.tracks:
         row = out[hardware[track.channel]]
@@ -349,7 +360,7 @@ def synthesize(
     starts = list(range(0, n, BLOCK))
     workers = max(1, min(int(workers), len(starts)))
 
-    sorted_tones = {(t.channel, p.start): _sort_tones(p.tones, sample_rate_hz, p.n) for t in segment.tracks for p in t.pieces}
+    sorted_tones = {(t.channel, p.start): _sort_tones(p.tones, sample_rate_hz, p.n, scale) for t in segment.tracks for p in t.pieces}
 
     def run(share: list[int]) -> tuple[np.ndarray, np.ndarray]:
         peak = np.zeros(n_hw)
@@ -359,8 +370,7 @@ def synthesize(
             b1 = min(n, b0 + BLOCK)
             x = buf[:, : b1 - b0]
             x.fill(0.0)
-            _block(segment, b0, b1, sample_rate_hz, hardware, x, sorted_tones, fast_math)
-            x *= scale
+            _block(segment, b0, b1, sample_rate_hz, hardware, x, sorted_tones, fast_math)  # in LSB: amplitudes carry the scale
             top = np.maximum(x.max(axis=1), -x.min(axis=1))
             np.maximum(peak, top, out=peak)
             if top.max() > limit:  # only then is anything counted and clipped
@@ -382,4 +392,5 @@ def synthesize(
     if not np.all(np.isfinite(peak)):
         raise AWGRTError(f"synthesis produced non-finite samples (peak {peak.max()}); no int16 can represent them", segment=segment.name, op="synthesize", value=float(peak.max()))
     data.flags.writeable = False
-    return SynthResult(data, tuple(int(c) for c in clipped), tuple(float(p) / full_scale for p in peak))
+    # a sample rounds to non-zero exactly when its scaled value exceeds 0.5 (0.5 itself rounds to even)
+    return SynthResult(data, tuple(int(c) for c in clipped), tuple(float(p) / full_scale for p in peak), tuple(bool(p > 0.5) for p in peak))
