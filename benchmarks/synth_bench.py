@@ -180,7 +180,8 @@ def main() -> None:
             f"({t64 / t:5.2f}x of it), float32 {count / t32 / 1e6:7.1f} M/s ({t32 / t:5.2f}x of it)"
         )
         if moving:
-            t_f = best(lambda qq=qq, seg=seg: synthesize(seg, FS, dict(qq.hardware_channels), 1, gain=1.0, clip=0.9, full_scale=32767, fast_math=True), args.repeat)
+            hw = dict(qq.hardware_channels)
+            t_f = best(lambda seg=seg, hw=hw: synthesize(seg, FS, hw, 1, gain=1.0, clip=0.9, full_scale=32767, fast_math=True), args.repeat)
             err_exact, err_fast = moving_errors(seg)
             print(
                 f"       fast-math   awgrt {count / t_f / 1e6:7.1f} M tone-samples/s ({t / t_f:4.2f}x exact); worst error per unit amplitude "

@@ -988,7 +988,14 @@ def test_remembered_segments_resolve_exactly_like_a_cold_walk():
         b.segment("z").tones("V").move(df=1e6, time=1.3e-6).tones("H").hold(time=1.3e-6)
         return b
 
-    points = [(0.3, False, 88e6, False), (0.35, False, 88e6, False), (0.3, True, 88e6, False), (0.3, True, 88.5e6, False), (0.3, True, 88e6, True), (0.3, False, 88e6, False)]
+    points = [
+        (0.3, False, 88e6, False),
+        (0.35, False, 88e6, False),
+        (0.3, True, 88e6, False),
+        (0.3, True, 88.5e6, False),
+        (0.3, True, 88e6, True),
+        (0.3, False, 88e6, False),
+    ]
     resolve_module._SEGMENT_CACHE.clear()
     warm = [resolve_intent_ir(program(*p).build_intent_ir(), FS) for p in points]
     assert len(resolve_module._SEGMENT_CACHE) < 5 * len(points)  # segments were reused

@@ -18,14 +18,30 @@ from .synth import SynthResult, default_workers, synthesize
 
 
 def _segment_samples(
-    seg: Segment, q: QuantizedIR, cache: dict[str, SynthResult], gain: float, clip: float, full_scale: int, synthesised: list[str], workers: int, fast_math: bool
+    seg: Segment,
+    q: QuantizedIR,
+    cache: dict[str, SynthResult],
+    gain: float,
+    clip: float,
+    full_scale: int,
+    synthesised: list[str],
+    workers: int,
+    fast_math: bool,
 ) -> SynthResult:
     """The segment's samples from ``cache`` (keyed by digest, scaling and arithmetic) or freshly synthesised."""
     key = f"{seg.digest}:{gain!r}:{clip!r}:{full_scale}:{'fast' if fast_math else 'exact'}"
     if key not in cache:
         with _single_threaded_blas():
             cache[key] = synthesize(
-                seg, q.sample_rate_hz, dict(q.hardware_channels), q.n_channels, gain=gain, clip=clip, full_scale=full_scale, workers=workers, fast_math=fast_math
+                seg,
+                q.sample_rate_hz,
+                dict(q.hardware_channels),
+                q.n_channels,
+                gain=gain,
+                clip=clip,
+                full_scale=full_scale,
+                workers=workers,
+                fast_math=fast_math,
             )
         synthesised.append(seg.name)
     return cache[key]
@@ -61,7 +77,10 @@ def _silent_channels(q: QuantizedIR, results: list[SynthResult]) -> tuple[Note, 
             col = q.hardware_channels[track.channel]
             sounding = result.sounding[col] if result.sounding else bool(result.data[:, col].any())
             if asked > 0 and not sounding:
-                detail = f"channel {track.channel!r} plays silence although its tones ask for amplitudes up to {asked:.3g} of full scale (below one LSB after gain)"
+                detail = (
+                    f"channel {track.channel!r} plays silence although its tones ask for amplitudes up to {asked:.3g} of full scale "
+                    "(below one LSB after gain)"
+                )
                 notes.append(Note("silent", seg.name, detail, asked, 0.0, track.channel))
                 warnings.warn(f"segment {seg.name!r}: {detail}", SilenceWarning, stacklevel=3)
     return tuple(notes)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Collection
-from dataclasses import replace
 
 import numpy as np
 

@@ -81,7 +81,10 @@ class CompileReport:
         from .synth import FAST_PHASE_ERROR_RAD, SINE_ERROR_RAD  # noqa: PLC0415
 
         if self.fast_math:
-            return f"fast-math: moving tones within {FAST_PHASE_ERROR_RAD:.1e} rad of exact phase (<= {FAST_PHASE_ERROR_RAD * 32767:.1f} LSB at full scale); held tones exact"
+            return (
+                f"fast-math: moving tones within {FAST_PHASE_ERROR_RAD:.1e} rad of exact phase "
+                f"(<= {FAST_PHASE_ERROR_RAD * 32767:.1f} LSB at full scale); held tones exact"
+            )
         return f"exact: every tone within {SINE_ERROR_RAD:.1e} rad (<= {SINE_ERROR_RAD * 32767:.3f} LSB at full scale)"
 
     @property

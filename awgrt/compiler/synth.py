@@ -36,7 +36,7 @@ import numpy as np
 
 from ..errors import AWGRTError
 from ..ir.resolved import Segment, ToneSpan
-from ..ir.shapes import FREQ_SHAPES, amplitude_profile
+from ..ir.shapes import FREQ_SHAPES
 
 #: Samples per block, per channel: the float64 working set is a few of these.
 BLOCK = 1 << 16
@@ -390,7 +390,12 @@ def synthesize(
     peak = np.max([p for p, _ in parts], axis=0)
     clipped = np.sum([c for _, c in parts], axis=0)
     if not np.all(np.isfinite(peak)):
-        raise AWGRTError(f"synthesis produced non-finite samples (peak {peak.max()}); no int16 can represent them", segment=segment.name, op="synthesize", value=float(peak.max()))
+        raise AWGRTError(
+            f"synthesis produced non-finite samples (peak {peak.max()}); no int16 can represent them",
+            segment=segment.name,
+            op="synthesize",
+            value=float(peak.max()),
+        )
     data.flags.writeable = False
     # a sample rounds to non-zero exactly when its scaled value exceeds 0.5 (0.5 itself rounds to even)
     return SynthResult(data, tuple(int(c) for c in clipped), tuple(float(p) / full_scale for p in peak), tuple(bool(p > 0.5) for p in peak))

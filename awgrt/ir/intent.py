@@ -18,7 +18,6 @@ as long as its longest channel; the others hold their last state to the end. Ins
 from __future__ import annotations
 
 import functools
-
 import json
 import math
 import numbers
