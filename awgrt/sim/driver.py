@@ -19,6 +19,8 @@ driver does, and changes nothing.
 from __future__ import annotations
 
 import ctypes
+import math
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -97,6 +99,7 @@ M2CMD_CARD_RESET = 0x1
 M2CMD_CARD_WRITESETUP = 0x2
 M2CMD_CARD_DISABLETRIGGER = 0x20
 M2CMD_CARD_WAITREADY = 0x4000
+M2CMD_CARD_WAITTRIGGER = 0x2000
 SPCM_TYPE_AO = 0x02
 SPC_TMASK_SOFTWARE = 0x1
 SPC_TMASK_EXT0 = 0x2
@@ -119,7 +122,8 @@ class _Transfer:
 
 @dataclass
 class _Handle:
-    """One open card: its simulated card, register store, pending DMA and last error."""
+    """One open card: its simulated card, register store, pending DMA and last error; on a wall
+    clock, the host time the card's current sample corresponds to."""
 
     card: SimulatedCard
     serial: int
@@ -127,6 +131,16 @@ class _Handle:
     transfer: _Transfer | None = None
     error: tuple[int, int, int, str] = (0, 0, 0, "")
     timeout_ms: int = 0
+    synced_at: float | None = None  # wall clock: time.monotonic() of the card's sample ``now``
+
+
+#: How the emulated card's sample clock moves: ``"virtual"`` (only when the caller advances or
+#: renders it, and WAIT commands let card time pass at once: tests), or ``"wall"`` (it follows the
+#: host's monotonic clock times ``speed`` while the card is started, so polling loops, WAIT
+#: commands and timeouts take the time they take on a card: whole scripts).
+CLOCKS = ("virtual", "wall")
+#: Wall clock: longest host sleep between looks at the card while a WAIT command waits.
+WAIT_POLL_S = 0.002
 
 
 class EmulatedDriver:
@@ -136,7 +150,14 @@ class EmulatedDriver:
     open once at a time, as with the real driver.
     """
 
-    def __init__(self, cards: dict[str, str | CardSpec] | None = None, *, policy: SimPolicy | None = None) -> None:
+    def __init__(
+        self, cards: dict[str, str | CardSpec] | None = None, *, policy: SimPolicy | None = None, clock: str = "virtual", speed: float = 1.0
+    ) -> None:
+        if clock not in CLOCKS:
+            raise ValueError(f"clock={clock!r}: choose one of {', '.join(CLOCKS)}")
+        if not (isinstance(speed, int | float) and math.isfinite(speed) and speed > 0):
+            raise ValueError(f"speed={speed!r} must be a finite number > 0 (card seconds per host second)")
+        self.clock, self.speed = clock, float(speed)
         cards = cards or {"/dev/spcm0": "M4i.6631-x8"}
         self.specs = {path: CARDS[c] if isinstance(c, str) else c for path, c in cards.items()}
         self.policy = policy or SimPolicy()
@@ -202,11 +223,26 @@ class EmulatedDriver:
     def get_d64(self, handle: int, register: int) -> tuple[int, float]:
         return self._get("GetParam_d64", handle, register, float, 0.0)
 
+    def _sync(self, h: _Handle) -> None:
+        """Wall clock: move the card on to the host's present (a stopped card keeps its time)."""
+        if self.clock != "wall" or h.synced_at is None:
+            return
+        c = h.card
+        if c.state not in ("armed", "running"):
+            h.synced_at = None
+            return
+        now = time.monotonic()
+        n = int((now - h.synced_at) * self.speed * c.sample_rate_hz)
+        if n > 0:
+            c.advance(n)
+            h.synced_at += n / (self.speed * c.sample_rate_hz)
+
     def _get(self, call: str, handle: int, register: int, convert, default):
         self.calls.append((call, register))
         h = self._handles.get(handle)
         if h is None:
             return sp.ERR_REG, default
+        self._sync(h)
         try:
             return 0, convert(self._read(h, register))
         except CardError as exc:
@@ -233,6 +269,7 @@ class EmulatedDriver:
         h = self._handles.get(handle)
         if h is None:
             return sp.ERR_REG
+        self._sync(h)
         try:
             self._write(h, register, value)
             return 0
@@ -425,6 +462,7 @@ class EmulatedDriver:
             | sp.M2CMD_DATA_WAITDMA
             | sp.M2CMD_DATA_STOPDMA
             | M2CMD_CARD_WAITREADY
+            | M2CMD_CARD_WAITTRIGGER
             | M2CMD_CARD_RESET
             | M2CMD_CARD_WRITESETUP
             | M2CMD_CARD_DISABLETRIGGER
@@ -439,6 +477,7 @@ class EmulatedDriver:
             self._dma(h)
         if cmd & sp.M2CMD_CARD_START:
             c.start()
+            h.synced_at = time.monotonic()  # sample now = this host instant (used on a wall clock)
         mask = h.registers.get(SPC_TRIG_ORMASK, SPC_TMASK_SOFTWARE)
         if cmd & sp.M2CMD_CARD_ENABLETRIGGER and mask & SPC_TMASK_EXT0:
             c.enable_trigger()  # external edges count only when the OR mask selects EXT0
@@ -448,8 +487,10 @@ class EmulatedDriver:
             c.force_trigger()
         if cmd & M2CMD_CARD_DISABLETRIGGER:
             c.trigger_enabled = False
-        if cmd & M2CMD_CARD_WAITREADY:  # on a virtual clock: let card time pass up to the timeout
-            self._wait_ready(h)
+        if cmd & M2CMD_CARD_WAITTRIGGER:
+            self._wait(h, lambda: c.triggered or c.state == "ready", "triggered")
+        if cmd & M2CMD_CARD_WAITREADY:
+            self._wait(h, lambda: c.state in ("ready", "idle"), "READY")
 
     def _dma(self, h: _Handle) -> None:
         t = h.transfer
@@ -462,10 +503,45 @@ class EmulatedDriver:
         h.card.write_segment_data(np.frombuffer(raw, dtype="<i2").copy(), offset=t.offset // sample_bytes)
         h.transfer = None
 
-    def _wait_ready(self, h: _Handle) -> None:
+    def _wait(self, h: _Handle, done, what: str) -> None:
+        """A WAIT command: return once ``done()``, or fail with ERR_TIMEOUT after the handle's
+        timeout (SPC_TIMEOUT in ms; 0 = none, as on the card). On a wall clock the host really
+        waits (polling the card); on a virtual clock card time passes at once, and a wait that
+        could only end by the card running forever (no timeout, a sequence that never ends, no
+        trigger coming) is refused instead of hanging the caller."""
         c = h.card
-        limit = c.now + round((h.timeout_ms or 1000) * 1e-3 * c.sample_rate_hz)
-        while c.state != "ready" and c.now < limit:
-            c.advance(min(limit - c.now, max(1, round(1e-3 * c.sample_rate_hz))))
-        if c.state != "ready":
-            raise CardError("card not READY before the timeout", code=sp.ERR_TIMEOUT)
+        if done():
+            return
+        rate = c.sample_rate_hz
+        if self.clock == "wall":
+            deadline = None if not h.timeout_ms else time.monotonic() + h.timeout_ms * 1e-3
+            while not done():
+                if c.state not in ("armed", "running"):
+                    break
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise CardError(f"card not {what} before the timeout of {h.timeout_ms} ms", code=sp.ERR_TIMEOUT)
+                time.sleep(WAIT_POLL_S if deadline is None else max(0.0, min(WAIT_POLL_S, deadline - time.monotonic())))
+                self._sync(h)
+            if not done():
+                raise CardError(f"card not {what}: it is {c.state}", code=sp.ERR_TIMEOUT)
+            return
+        if h.timeout_ms:
+            limit = c.now + round(h.timeout_ms * 1e-3 * rate)
+            while not done() and c.now < limit and c.state in ("armed", "running"):
+                c.advance(min(limit - c.now, max(1, round(1e-3 * rate))))
+            if not done():
+                raise CardError(f"card not {what} before the timeout of {h.timeout_ms} ms", code=sp.ERR_TIMEOUT)
+            return
+        # no timeout on a virtual clock: jump ahead while the card can still get there
+        step = max(1, round(1e-3 * rate))
+        for _ in range(64):
+            if done() or c.state not in ("armed", "running"):
+                break
+            c.advance(step)
+            step *= 2
+        if not done():
+            raise CardError(
+                f"card never {what} (SPC_TIMEOUT 0 = wait forever, and its {c.state} output would go on forever): "
+                "a card would hang here; set a timeout or use the wall clock",
+                code=sp.ERR_TIMEOUT,
+            )

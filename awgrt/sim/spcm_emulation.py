@@ -96,6 +96,7 @@ from ._emu_common import (
     _P,
     DEFAULT_CARD,
     DRIVER_FUNCTIONS,
+    ENV_CLOCK,
     ENV_EMULATE,
     ENV_OUT,
     ENV_RENDER,
@@ -179,11 +180,15 @@ class EmulatedSpcm:
     ``route_reason`` (why that route), ``paths`` (device paths, in card order).
     """
 
-    def __init__(self, cards: dict[str, str | CardSpec], *, policy: SimPolicy | None = None, route: str | None = None) -> None:
+    def __init__(
+        self, cards: dict[str, str | CardSpec], *, policy: SimPolicy | None = None, route: str | None = None, clock: str = "virtual", speed: float = 1.0
+    ) -> None:
         try:
-            self.driver = EmulatedDriver(cards, policy=policy)
+            self.driver = EmulatedDriver(cards, policy=policy, clock=clock, speed=speed)
         except KeyError as exc:
             raise SpcmEmulationError(f"unknown card model {exc.args[0]!r}: emulate one of {', '.join(CARDS)}") from exc
+        except ValueError as exc:
+            raise SpcmEmulationError(str(exc)) from exc
         self.paths = list(cards)
         self._route_requested = _route_requested(route)
         self.route: str | None = None  # set by activate()
@@ -322,17 +327,22 @@ def emulated_spcm(
     cards: Sequence[str | CardSpec] | None = None,
     policy: SimPolicy | None = None,
     route: str | None = None,
+    clock: str = "virtual",
+    speed: float = 1.0,
 ) -> Iterator[EmulatedSpcm]:
     """Emulate Spectrum cards for the unmodified ``spcm`` package inside a ``with`` block.
 
     ``card`` (one model, default ``"M4i.6631-x8"``) or ``cards`` (several) become ``/dev/spcm0``,
     ``/dev/spcm1``, ...; ``policy`` is the :class:`SimPolicy` of the simulated cards; ``route``
-    is ``"auto"`` (default, or ``$AWGRT_SPCM_ROUTE``), ``"c"`` or ``"python"`` (see module doc).
+    is ``"auto"`` (default, or ``$AWGRT_SPCM_ROUTE``), ``"c"`` or ``"python"`` (see module doc);
+    ``clock`` is ``"virtual"`` (default: card time moves when you render or advance a card, and
+    WAIT commands pass card time at once) or ``"wall"`` (card time follows the host's clock times
+    ``speed`` while a card runs, as in whole-script mode).
     On leaving the block, cards still open are closed (their output stopped). Raises
     :class:`SpcmEmulationError` if spcm was imported before any emulation, the route clashes
     with the one this process uses, or another emulation is active.
     """
-    emu = EmulatedSpcm(_normalise_cards(card, cards), policy=policy, route=route)
+    emu = EmulatedSpcm(_normalise_cards(card, cards), policy=policy, route=route, clock=clock, speed=speed)
     with emu:
         yield emu
 
@@ -350,20 +360,34 @@ def _cards_from_env(value: str) -> list[str]:
     return [m.strip() for m in v.split(",") if m.strip()]
 
 
+def _clock_from_env() -> tuple[str, float]:
+    """``$AWGRT_EMULATE_SPCM_CLOCK``: ``wall`` (default in script mode), ``virtual``, or a number:
+    the wall clock at that speed (card seconds per host second)."""
+    value = os.environ.get(ENV_CLOCK, "").strip().lower() or "wall"
+    if value in ("wall", "virtual"):
+        return value, 1.0
+    try:
+        return "wall", float(value)
+    except ValueError:
+        raise SpcmEmulationError(f"${ENV_CLOCK}={value!r}: give wall, virtual or a speed factor (e.g. 0.5)") from None
+
+
 def activate_from_environment() -> EmulatedSpcm | None:
     """Activate emulation for the whole process if ``$AWGRT_EMULATE_SPCM`` is set (see module doc);
     return it (the same object on later calls), or None if the variable is unset or empty.
 
     The emulation stays active until the process ends (cards a script leaves open are closed by
     spcm's own clean-up). With ``$AWGRT_EMULATE_SPCM_RENDER`` and ``$AWGRT_EMULATE_SPCM_OUT`` set,
-    the renders are saved at exit."""
+    the renders are saved at exit. The card clock follows the host's wall clock unless
+    ``$AWGRT_EMULATE_SPCM_CLOCK`` says ``virtual`` (or gives a speed factor)."""
     global _ENV_EMULATION
     if _ENV_EMULATION is not None:
         return _ENV_EMULATION
     value = os.environ.get(ENV_EMULATE, "")
     if not value.strip() or value.strip().lower() in ("0", "false", "no", "off"):
         return None
-    emu = EmulatedSpcm(_normalise_cards(None, _cards_from_env(value)), route=None).activate()
+    clock, speed = _clock_from_env()
+    emu = EmulatedSpcm(_normalise_cards(None, _cards_from_env(value)), route=None, clock=clock, speed=speed).activate()
     render = os.environ.get(ENV_RENDER, "").strip()
     out = os.environ.get(ENV_OUT, "").strip()
     if render:
@@ -392,6 +416,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--build", action="store_true", help="build the C route's library into the cache, print its path and exit")
     parser.add_argument("--card", action="append", dest="cards", metavar="MODEL", help=f"card model; repeat for /dev/spcm1, ... (default {DEFAULT_CARD})")
     parser.add_argument("--route", choices=ROUTES, default=None, help=f"driver route (default ${ENV_ROUTE} or auto)")
+    parser.add_argument("--clock", choices=("wall", "virtual"), default="wall", help="card time follows the host's clock (default) or moves only when rendered")
+    parser.add_argument("--speed", type=float, default=1.0, metavar="F", help="wall clock: card seconds per host second (default 1)")
     parser.add_argument("--render", type=int, default=0, metavar="N", help="render N samples of each card from its first force trigger")
     parser.add_argument("--out", default=None, metavar="FILE.npz", help="where --render saves the samples")
     parser.add_argument("script", nargs="?", help="the script to run")
@@ -414,7 +440,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import runpy
 
     try:
-        emu = EmulatedSpcm(_normalise_cards(None, ns.cards or [DEFAULT_CARD]), route=ns.route).activate()
+        emu = EmulatedSpcm(_normalise_cards(None, ns.cards or [DEFAULT_CARD]), route=ns.route, clock=ns.clock, speed=ns.speed).activate()
     except SpcmEmulationError as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 2
