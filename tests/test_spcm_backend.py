@@ -18,6 +18,7 @@ from awgrt import CARDS, AWGProgramBuilder, Runtime, compile_sequence_program, q
 from awgrt import spectrum as sp
 from awgrt.backends import SimBackend, SpcmBackend
 from awgrt.errors import AWGRTError, CardError, CardLimitError, ProgramError
+from awgrt.sim.card import TMASK_EXT0, TMASK_SOFTWARE
 
 FS = 625e6
 
@@ -278,10 +279,16 @@ def test_configure_writes_channels_amplitude_stop_level_and_trigger(emu):
         assert card.stop_levels[:2] == [sp.StopLevel.HOLDLAST, sp.StopLevel.HIGH]
         be.load(_program_at(500e6))
         be.start()
-        assert card.trigger_enabled  # external trigger selected: edges count
+        assert card.trigger_enabled and card.trigger_or_mask == TMASK_EXT0  # external trigger selected: EXT0 edges count
+        assert not card.triggered
         be.configure(sample_rate_hz=500e6, n_channels=2, trigger="software")
         be.start()
-        assert not card.trigger_enabled  # software only: external edges are ignored
+        card.advance(1)
+        assert card.trigger_or_mask == TMASK_SOFTWARE and card.triggered  # software only: it fired on enable
+        before = list(card.trigger_log)
+        card.external_trigger(card.now + 10)
+        card.advance(100)
+        assert card.trigger_log == before  # external edges are ignored
 
 
 def _program_at(fs):

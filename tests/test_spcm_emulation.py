@@ -183,6 +183,7 @@ with emulated_spcm(route=ROUTE) as emu:
     from spcm_core import byref, int32, int64, uint32, uint64, double, c_void_p, create_string_buffer
     h = c.spcm_hOpen(create_string_buffer(b"/dev/spcm0"))
     print("OPEN", bool(h), bool(c.spcm_hOpen(create_string_buffer(b"/dev/spcm0"))), bool(c.spcm_hOpen(create_string_buffer(b"/dev/spcm7"))))
+    c.spcm_dwSetParam_i64(h, c.SPC_CARDMODE, c.SPC_REP_STD_SEQUENCE)
     c.spcm_dwSetParam_i64(h, c.SPC_CHENABLE, 3)
     c.spcm_dwSetParam_i64(h, c.SPC_SEQMODE_MAXSEGMENTS, 2)
     # an END entry (bit 63) written as spcm writes it: an unsigned Python int through the int64 wrapper
@@ -474,12 +475,12 @@ with emulated_spcm() as emu:
 """
 
 
-def test_a_replay_mode_that_is_not_emulated_is_refused_at_the_mode_write(cache):
+def test_replay_modes_the_emulator_does_not_play_are_refused_at_the_mode_write(cache):
     out = run_code(MODES, cache=cache).stdout
-    modes = lines_with("MODE", out)
-    assert len(modes) == 4
-    for line in modes:
-        name, verdict, reg, text = line.split(" ", 3)
+    modes = {line.split(" ", 1)[0]: line.split(" ", 1)[1] for line in lines_with("MODE", out)}
+    assert modes["SPC_REP_STD_SINGLE"] == "accepted" and modes["SPC_REP_STD_MULTI"] == "accepted"
+    for name in ("SPC_REP_FIFO_SINGLE", "SPC_REP_STD_CONTINUOUS"):
+        verdict, reg, text = modes[name].split(" ", 2)
         assert verdict == "refused" and reg == "9500" and name in text and "not emulated" in text
     assert lines_with("SEQUENCE", out) == ["ok"]
 
@@ -489,28 +490,47 @@ from awgrt.sim import emulated_spcm
 with emulated_spcm() as emu:
     import spcm
     with spcm.Card("/dev/spcm0") as card:
-        for name in ("SPC_NUM_XIO_LINES", "SPC_DDS_NUM_CORES"):
+        for name in ("SPC_DDS_NUM_CORES", "SPC_DIGMODE0", "SPC_TRIG_CH0_MODE"):
             try:
                 print("READ", name, "value", card.get_i(getattr(spcm, name)))
             except spcm.SpcmException as e:
                 print("READ", name, "refused", e.error.register, "|", e.error.text)
+        ios = spcm.MultiPurposeIOs(card)
+        print("XIO", len(ios), ios[0].avail_modes() & spcm.SPCM_XMODE_ASYNCOUT != 0)
+        ios[0].x_mode(spcm.SPCM_XMODE_ASYNCOUT)
+        print("XMODE", ios[0].x_mode() == spcm.SPCM_XMODE_ASYNCOUT)
         try:
-            card.set_i(spcm.SPCM_X0_MODE, 1)
-            print("WRITE accepted")
+            ios[1].x_mode(spcm.SPCM_XMODE_PULSEGEN)
+            print("BADXMODE accepted")
         except spcm.SpcmException as e:
-            print("WRITE refused", e.error.register, "|", e.error.text)
+            print("BADXMODE refused", e.error.register)
+        for cls in ("DDS", "PulseGenerators"):
+            try:
+                getattr(spcm, cls)(card)
+                print("OPTION", cls, "made")
+            except spcm.SpcmException as e:
+                print("OPTION", cls, "refused |", str(e)[:80])
         card.set_i(spcm.SPC_TRIG_ORMASK, spcm.SPC_TMASK_EXT0)
         print("STORED", card.get_i(spcm.SPC_TRIG_ORMASK) == spcm.SPC_TMASK_EXT0)
-        print("KERNEL", card.get_i(spcm.SPC_GETKERNELVERSION) > 0)
+        print("KERNEL", card.get_i(spcm.SPC_GETKERNELVERSION) > 0, card.drv_version()["major"] > 0)
+        print("FEATURES", card.features() & spcm.SPCM_FEAT_SEQUENCE != 0, card.features() & spcm.SPCM_FEAT_MULTI != 0, card.ext_features())
 """
 
 
-def test_registers_the_emulated_card_does_not_have_are_refused(cache):
+def test_registers_answer_like_a_card_without_options(cache):
     out = run_code(REGISTERS, cache=cache).stdout
     reads = lines_with("READ", out)
-    assert len(reads) == 2 and all(" refused " in r and "not valid for this type of board" in r for r in reads)
-    assert lines_with("WRITE", out)[0].startswith("refused 600200")
-    assert lines_with("STORED", out) == ["True"] and lines_with("KERNEL", out) == ["True"]
+    # registers of options this card lacks (DDS, digital outputs, channel triggers of digitisers)
+    assert len(reads) == 3 and all(" refused " in r and "not valid for this type of board" in r for r in reads)
+    # the three multi-purpose lines an M4i.66xx has, with their modes; a mode it lacks is refused
+    assert lines_with("XIO", out) == ["3 True"] and lines_with("XMODE", out) == ["True"]
+    assert lines_with("BADXMODE", out) == ["refused 600201"]
+    # spcm's own feature checks refuse the firmware options cleanly
+    options = lines_with("OPTION", out)
+    assert options[1].startswith("PulseGenerators refused")
+    assert options[0].startswith("DDS refused")  # its first register read is refused
+    assert lines_with("STORED", out) == ["True"] and lines_with("KERNEL", out) == ["True True"]
+    assert lines_with("FEATURES", out) == ["True True 0"]
 
 
 def test_an_output_the_script_never_enables_stays_at_the_stop_level(cache, tmp_path):

@@ -50,6 +50,15 @@ from ..program import StepEvent
 from ..spectrum import StopLevel
 
 INF = math.inf
+#: Replay modes the simulated card plays (SPC_CARDMODE): see :meth:`SimulatedCard.set_replay_mode`.
+REPLAY_MODES = ("sequence", "single", "multi")
+#: Standard-mode registers and the largest SPC_LOOPS accepted (a 32-bit register).
+SPC_MEMSIZE = 10000
+SPC_SEGMENTSIZE = 10010
+SPC_LOOPS = 10020
+MAX_STANDARD_LOOPS = 2**32 - 1
+#: Trigger sources in SPC_TRIG_ORMASK / SPC_TRIG_ANDMASK.
+TMASK_SOFTWARE, TMASK_EXT0, TMASK_EXT1 = 0x1, 0x2, 0x4
 #: Samples rendered per walk while no epoch is known (bounds the work between epoch checks).
 RENDER_CHUNK = 1 << 18
 
@@ -248,6 +257,20 @@ class SimulatedCard:
         self._last_step = 0
         self._prev_run: _Run | None = None
         self.trigger_log: list[int] = []
+        #: Replay mode: "sequence" (the default), or the standard modes "single" (the memory
+        #: played ``loops`` times, 0 = until stopped) and "multi" (one segment of
+        #: ``segment_size`` samples per trigger, ``loops`` rounds of all segments, 0 = endless).
+        self.replay_mode = "sequence"
+        self.memsize = 0
+        self.segment_size = 0
+        self.loops = 1
+        self._memory: np.ndarray | None = None
+        self._sequence_memory: tuple | None = None  # sequence slots/steps kept while a standard mode plays
+        self._plays_left: float = INF  # multi: segment plays still to come
+        #: Trigger sources (see :meth:`set_trigger_masks`); the simulator's default is EXT0.
+        self.trigger_or_mask = TMASK_EXT0
+        self.trigger_and_mask = 0
+        self._and_edges: dict[int, set[int]] = {}  # AND mask: edges seen per sample
 
     # ================================================================== errors
 
@@ -351,15 +374,7 @@ class SimulatedCard:
         slot = self.slots[self.write_segment] if self.max_segments else None
         if slot is None or not slot.size:
             self._fail(sp.ERR_SEQUENCE, f"segment {self.write_segment} has no size: set SEGMENTSIZE before writing data", "DMA")
-        arr = np.asarray(data)
-        if arr.dtype != np.int16:
-            self._fail(sp.ERR_VALUE, f"data must be int16, got {arr.dtype}", "DMA")
-        if arr.ndim == 1:
-            if arr.size % self.n_channels:
-                self._fail(sp.ERR_VALUE, f"{arr.size} interleaved values do not fill whole samples of {self.n_channels} channels", "DMA")
-            arr = arr.reshape(-1, self.n_channels)
-        if arr.ndim != 2 or arr.shape[1] != self.n_channels:
-            self._fail(sp.ERR_VALUE, f"data shape {np.asarray(data).shape} does not match {self.n_channels} enabled channels", "DMA")
+        arr = self._as_samples(data)
         if offset < 0 or offset + arr.shape[0] > slot.size:
             self._fail(
                 sp.ERR_VALUE,
@@ -370,6 +385,19 @@ class SimulatedCard:
             self.live_slot_writes += 1
         slot.data[offset : offset + arr.shape[0]] = arr
         self._invalidate()
+
+    def _as_samples(self, data: np.ndarray) -> np.ndarray:
+        """DMA data as (samples, enabled channels) int16, or the driver's error."""
+        arr = np.asarray(data)
+        if arr.dtype != np.int16:
+            self._fail(sp.ERR_VALUE, f"data must be int16, got {arr.dtype}", "DMA")
+        if arr.ndim == 1:
+            if arr.size % self.n_channels:
+                self._fail(sp.ERR_VALUE, f"{arr.size} interleaved values do not fill whole samples of {self.n_channels} channels", "DMA")
+            arr = arr.reshape(-1, self.n_channels)
+        if arr.ndim != 2 or arr.shape[1] != self.n_channels:
+            self._fail(sp.ERR_VALUE, f"data shape {np.asarray(data).shape} does not match {self.n_channels} enabled channels", "DMA")
+        return arr
 
     def segment_data(self, index: int) -> np.ndarray:
         """A read-only view of slot ``index`` (its valid samples)."""
@@ -412,6 +440,97 @@ class SimulatedCard:
         prefetched = self._prefetched is not None and self._prefetched[1].segment == slot
         return playing or prefetched or any(e.segment == slot for e in self.steps.values())
 
+    # ================================================================== standard replay modes
+
+    def set_replay_mode(self, mode: str) -> None:
+        """``"sequence"``, ``"single"`` or ``"multi"`` (SPC_CARDMODE); not while running."""
+        if mode not in REPLAY_MODES:
+            self._fail(sp.ERR_FEATURE, f"replay mode {mode!r} is not emulated (emulated: {', '.join(REPLAY_MODES)})", sp.SPC_CARDMODE)
+        self._require_not_running("changing the card mode", sp.SPC_CARDMODE)
+        if mode == "sequence" and self._sequence_memory is not None:
+            self.max_segments, self.slots, self.steps, self.start_step = self._sequence_memory
+            self._sequence_memory = None
+        self.replay_mode = mode
+
+    def _standard_only(self, what: str, register: int) -> None:
+        if self.replay_mode == "sequence":
+            self._fail(sp.ERR_SEQUENCE, f"{what} is for the standard replay modes; the card is in sequence mode", register)
+        self._require_not_running(f"changing {what}", register)
+
+    def set_memsize(self, n_samples: int) -> None:
+        """SPC_MEMSIZE: samples per channel the standard modes replay (at least the shortest
+        segment, in steps of the segment granularity, within the memory of the enabled channels)."""
+        self._standard_only("MEMSIZE", SPC_MEMSIZE)
+        g = self.spec.segment_granularity
+        least = self.spec.min_segment_length(self.n_channels)
+        most = self.spec.max_segment_length(self.n_channels, 1)
+        if not isinstance(n_samples, int) or n_samples < least or n_samples % g or n_samples > most:
+            self._fail(sp.ERR_VALUE, f"MEMSIZE={n_samples!r} must be a multiple of {g} in {least}..{most} for {self.n_channels} channels", SPC_MEMSIZE)
+        if n_samples != self.memsize or self._memory is None or self._memory.shape[1] != self.n_channels:
+            self._memory = np.zeros((n_samples, self.n_channels), dtype=np.int16)
+        self.memsize = n_samples
+
+    def set_standard_segment_size(self, n_samples: int) -> None:
+        """SPC_SEGMENTSIZE (multi): samples per channel replayed per trigger."""
+        self._standard_only("SEGMENTSIZE", SPC_SEGMENTSIZE)
+        g = self.spec.segment_granularity
+        least = self.spec.min_segment_length(self.n_channels)
+        if not isinstance(n_samples, int) or n_samples < least or n_samples % g:
+            self._fail(sp.ERR_VALUE, f"SEGMENTSIZE={n_samples!r} must be a multiple of {g}, at least {least} for {self.n_channels} channels", SPC_SEGMENTSIZE)
+        self.segment_size = n_samples
+
+    def set_loops(self, loops: int) -> None:
+        """SPC_LOOPS: how often the memory (single) or the round of segments (multi) is replayed;
+        0 replays until the card is stopped."""
+        self._standard_only("LOOPS", SPC_LOOPS)
+        if not isinstance(loops, int) or not 0 <= loops <= MAX_STANDARD_LOOPS:
+            self._fail(sp.ERR_VALUE, f"LOOPS={loops!r} must be in 0..{MAX_STANDARD_LOOPS} (0: until stopped)", SPC_LOOPS)
+        self.loops = loops
+
+    def write_memory(self, data: np.ndarray, offset: int = 0) -> None:
+        """A DMA in a standard mode: int16 samples into the replay memory from sample ``offset``."""
+        if self._memory is None:
+            self._fail(sp.ERR_SEQUENCE, "set MEMSIZE before writing data in a standard replay mode", "DMA")
+        arr = self._as_samples(data)
+        if offset < 0 or offset + arr.shape[0] > self.memsize:
+            self._fail(sp.ERR_VALUE, f"{arr.shape[0]} samples at offset {offset} do not fit MEMSIZE={self.memsize}", "DMA")
+        self._memory[offset : offset + arr.shape[0]] = arr
+        self._invalidate()
+
+    def standard_problems(self) -> list[str]:
+        """What :meth:`start` refuses in a standard mode."""
+        if not self.memsize or self._memory is None:
+            return ["MEMSIZE is not set"]
+        if self._memory.shape[1] != self.n_channels:
+            return [f"MEMSIZE was set for {self._memory.shape[1]} channels, {self.n_channels} are enabled now: set it again"]
+        if self.replay_mode == "multi":
+            if not self.segment_size:
+                return ["SEGMENTSIZE is not set"]
+            if self.memsize % self.segment_size:
+                return [f"MEMSIZE={self.memsize} is not a whole number of segments of SEGMENTSIZE={self.segment_size}"]
+        return []
+
+    def _load_standard(self) -> None:
+        """Express the standard mode as the sequencer's slots and steps (the sequence memory is
+        kept and comes back with sequence mode): single is one step of ``loops`` passes over the
+        memory (0: a step that repeats itself); multi has one step per segment, each ending like
+        END, after which the card re-arms for the next segment's trigger (see ``_advance_to``)."""
+        if self._sequence_memory is None:
+            self._sequence_memory = (self.max_segments, self.slots, self.steps, self.start_step)
+        mem = self._memory
+        if self.replay_mode == "single":
+            self.slots = [_Slot(self.memsize, mem)]
+            self.steps = {0: StepEntry(0, 0, max(1, self.loops), False, self.loops > 0)}
+            self._plays_left = INF
+        else:
+            k = self.memsize // self.segment_size
+            n = self.segment_size
+            self.slots = [_Slot(n, mem[i * n : (i + 1) * n]) for i in range(k)]
+            self.steps = {i: StepEntry(i, (i + 1) % k, 1, False, True) for i in range(k)}
+            self._plays_left = INF if self.loops == 0 else k * self.loops
+        self.max_segments = len(self.slots)
+        self.start_step = 0
+
     # ================================================================== commands
 
     def sequence_problems(self) -> list[str]:
@@ -438,6 +557,11 @@ class SimulatedCard:
     def start(self) -> None:
         """CARD_START: check the sequence, arm, and wait for the first trigger."""
         self._require_not_running("CARD_START", sp.SPC_M2CMD)
+        if self.replay_mode != "sequence":
+            problems = self.standard_problems()
+            if problems:
+                self._fail(sp.ERR_SEQUENCE, "cannot start: " + "; ".join(problems), sp.SPC_M2CMD)
+            self._load_standard()
         problems = self.sequence_problems()
         if problems:
             self._fail(sp.ERR_SEQUENCE, "cannot start: " + "; ".join(problems), sp.SPC_M2CMD)
@@ -451,9 +575,23 @@ class SimulatedCard:
         self._ready_at = INF
         self._invalidate()
 
+    def set_trigger_masks(self, or_mask: int, and_mask: int) -> None:
+        """SPC_TRIG_ORMASK / SPC_TRIG_ANDMASK: which sources trigger (bits: software 0x1, EXT0
+        0x2, EXT1 0x4). A source in the OR mask triggers on its own; the sources of the AND mask
+        trigger together, when each has an edge at the same sample [assume: the card combines
+        edge-mode inputs that way]; the software trigger can only be in the OR mask."""
+        known = TMASK_SOFTWARE | TMASK_EXT0 | TMASK_EXT1
+        if or_mask & ~known or and_mask & ~(TMASK_EXT0 | TMASK_EXT1):
+            bad = "OR" if or_mask & ~known else "AND"
+            self._fail(sp.ERR_VALUE, f"trigger {bad} mask {(or_mask if bad == 'OR' else and_mask):#x} names a source this card does not have", "TRIG_MASK")
+        self.trigger_or_mask, self.trigger_and_mask = or_mask, and_mask
+
     def enable_trigger(self) -> None:
-        """CARD_ENABLETRIGGER: let external triggers in."""
+        """CARD_ENABLETRIGGER: let the selected trigger sources in; a software trigger in the OR
+        mask fires at once on an armed card."""
         self.trigger_enabled = True
+        if self.trigger_or_mask & TMASK_SOFTWARE and self.state == ARMED:
+            self._add_trigger(self.now)
 
     def force_trigger(self) -> None:
         """CARD_FORCETRIGGER: a software trigger now (works whether or not triggers are enabled)."""
@@ -461,12 +599,23 @@ class SimulatedCard:
             self._fail(sp.ERR_SEQUENCE, "FORCETRIGGER needs a started card", sp.SPC_M2CMD)
         self._add_trigger(self.now)
 
-    def external_trigger(self, sample: int) -> None:
-        """An external trigger edge at ``sample`` (now or later); ignored unless enabled."""
+    def external_trigger(self, sample: int, line: int = 0) -> None:
+        """A trigger edge on input EXT<line> at ``sample`` (now or later); it counts only while
+        triggers are enabled and the masks select that input (see :meth:`set_trigger_masks`)."""
         if sample < self.now:
             raise ProgramError(f"trigger at sample {sample} is in the past (now {self.now})", op="external trigger", value=sample)
-        if self.trigger_enabled:
+        if line not in (0, 1):
+            raise ProgramError(f"trigger input EXT{line} does not exist (EXT0, EXT1)", op="external trigger", value=line)
+        if not self.trigger_enabled:
+            return
+        bit = TMASK_EXT0 if line == 0 else TMASK_EXT1
+        if self.trigger_or_mask & bit:
             self._add_trigger(int(sample))
+        elif self.trigger_and_mask & bit:
+            edges = self._and_edges.setdefault(int(sample), set())
+            edges.add(bit)
+            if sum(edges) == self.trigger_and_mask:
+                self._add_trigger(int(sample))
 
     def _add_trigger(self, sample: int) -> None:
         self._triggers.add(sample)
@@ -566,10 +715,11 @@ class SimulatedCard:
             ra, rb = max(ra, a), int(min(rb, b))
             if ra >= rb:
                 continue
-            if ra > cursor:  # armed, or between trigger and first output
+            if ra > cursor:  # armed, or between trigger and first output (multi: between segments)
                 active[cursor - w0 : ra - w0] = self._stop_values(held)[: self.n_channels]
             self._copy_run(active[ra - w0 : rb - w0], run, ra, rb)
             cursor, last = rb, run
+            held = self._sample_at(run, rb - 1)
         if last is not None:
             self._hold = self._sample_at(last, cursor - 1)
         if cursor < b:  # idle before replay, or READY after END / stop
@@ -719,16 +869,25 @@ class SimulatedCard:
         """Play the sequence up to sample ``target``: arm -> first trigger -> steps, with every
         step entry at or before ``target`` made. With ``runs``, collect (start, end, run) for
         every step overlapping the window; without, jump through an epoch arithmetically."""
-        if self.state == ARMED:
-            t0 = self._triggers.first()
-            if t0 is None or t0 >= target:
+        while True:
+            if self.state == ARMED:
+                t0 = self._triggers.first()
+                if t0 is None or t0 >= target:
+                    return
+                self._triggers.pop_first()
+                self._trigger_floor = t0 + 1
+                self.trigger_log.append(t0)
+                self.triggered = True
+                self.state = RUNNING
+                self._enter(self.start_step, t0 + trigger_latency_samples(self.sample_rate_hz))
+            if self.state != RUNNING:
                 return
-            self._triggers.pop_first()
-            self._trigger_floor = t0 + 1
-            self.trigger_log.append(t0)
-            self.triggered = True
-            self.state = RUNNING
-            self._enter(self.start_step, t0 + trigger_latency_samples(self.sample_rate_hz))
+            self._advance_steps(target, runs)
+            if self.state != ARMED:  # multi mode re-arms after each segment; all else is done
+                return
+
+    def _advance_steps(self, target: int, runs: list | None) -> None:
+        """The running part of :meth:`_advance_to`: walk the steps up to ``target``."""
         while self.state == RUNNING and self._run is not None:
             run = self._run
             ep = self._epoch
@@ -746,8 +905,16 @@ class SimulatedCard:
                 self._consume_trigger(int(end))
             if run.entry.end:
                 self._hold = self._sample_at(run, int(end) - 1)
+                self._run = None
+                if self.replay_mode == "multi":
+                    self._plays_left -= 1
+                    if self._plays_left > 0:  # multi: wait for the next segment's trigger
+                        self._prev_run = run
+                        self.state = ARMED
+                        self.start_step = run.entry.next
+                        self._triggers.drop_before(int(end))  # triggers during a segment are not seen
+                        return
                 self.state = READY
                 self._ready_at = int(end)
-                self._run = None
                 return
             self._enter(run.entry.next, int(end))

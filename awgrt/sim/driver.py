@@ -27,8 +27,8 @@ import numpy as np
 
 from .. import spectrum as sp
 from ..card import CARDS, CardSpec
-from ..errors import CardError
-from .card import SimPolicy, SimulatedCard
+from ..errors import CardError, ProgramError
+from .card import MAX_STANDARD_LOOPS, SPC_LOOPS, SPC_MEMSIZE, SPC_SEGMENTSIZE, SimPolicy, SimulatedCard
 
 # --------------------------------------------------------------------------- more registers
 SPC_PCITYP = 2000
@@ -73,12 +73,16 @@ SPC_TRIG_DELAY = 40810
 SPC_TRIG_EXT1_LEVEL0 = 42321
 SPC_TRIG_EXT0_LEVEL1 = 42330
 SPC_SPECIALCLOCK = 295100
+SPCM_XX_ASYNCIO = 47220
 
 #: Set-up registers the emulated card keeps as written (value read back), with their values
 #: after opening. Any other register outside the ones the card model answers is refused with
 #: Spectrum's invalid-register error, as a card without that feature refuses it.
 STORED_DEFAULTS = {
     SPC_CLOCKMODE: SPC_CM_INTPLL,
+    SPCM_XX_ASYNCIO: 0,
+    10100: 0,  # SPC_POSTTRIGGER (spcm's Multi sets it; replay does not use it)
+    10030: 0,  # SPC_PRETRIGGER
     SPC_SPECIALCLOCK: 0,
     SPC_TRIG_ORMASK: 0x1,  # software
     SPC_TRIG_ANDMASK: 0,
@@ -94,6 +98,29 @@ STORED_DEFAULTS = {
     **{SPC_FILTER0 + SPC_CH_STEP * ch: 0 for ch in range(8)},
 }
 SPC_SEQMODE_AVAILMAXSTEPS = sp.SPC_SEQMODE_AVAILMAXSTEPS
+SPC_AVAILCARDMODES = 9501
+SPC_AVAILMEMSIZE_MIN = 10201
+SPC_AVAILMEMSIZE_MAX = 10202
+SPC_AVAILMEMSIZE_STEP = 10203
+SPC_AVAILLOOPS_MIN = 10210
+SPC_AVAILLOOPS_MAX = 10211
+SPC_PCIMODULEVERSION = 2012
+SPC_BASEPCBVERSION = 2014
+SPC_PCIDATE = 2020
+SPC_CALIBDATE = 2025
+SPCM_FEAT_MULTI = 0x1
+SPC_NUM_XIO_LINES = 600400
+SPCM_X0_MODE = 600200
+SPCM_X0_AVAILMODES = 600300
+#: The replay modes emulated (SPC_CARDMODE value -> SimulatedCard.replay_mode).
+EMULATED_MODES = {sp.SPC_REP_STD_SINGLE: "single", sp.SPC_REP_STD_MULTI: "multi", sp.SPC_REP_STD_SEQUENCE: "sequence"}
+#: An M4i.66xx has three multi-purpose lines X0..X2 [doc]; the modes each offers are assumed to be
+#: these common ones (asynchronous in/out, trigger out, run and arm state).
+XIO_LINES = 3
+XIO_MODES = 0x1 | 0x2 | 0x20 | 0x100 | 0x200
+PCI_VERSION = 0x10001  # hardware and firmware version words the emulated card reports
+PCB_VERSION = 0x10
+CARD_DATE = (2024 << 16) | 1  # year << 16 | week
 
 M2CMD_CARD_RESET = 0x1
 M2CMD_CARD_WRITESETUP = 0x2
@@ -154,9 +181,9 @@ class EmulatedDriver:
         self, cards: dict[str, str | CardSpec] | None = None, *, policy: SimPolicy | None = None, clock: str = "virtual", speed: float = 1.0
     ) -> None:
         if clock not in CLOCKS:
-            raise ValueError(f"clock={clock!r}: choose one of {', '.join(CLOCKS)}")
+            raise ProgramError(f"clock={clock!r}: choose one of {', '.join(CLOCKS)}", op="emulated driver", value=clock)
         if not (isinstance(speed, int | float) and math.isfinite(speed) and speed > 0):
-            raise ValueError(f"speed={speed!r} must be a finite number > 0 (card seconds per host second)")
+            raise ProgramError(f"speed={speed!r} must be a finite number > 0 (card seconds per host second)", op="emulated driver", value=speed)
         self.clock, self.speed = clock, float(speed)
         cards = cards or {"/dev/spcm0": "M4i.6631-x8"}
         self.specs = {path: CARDS[c] if isinstance(c, str) else c for path, c in cards.items()}
@@ -176,7 +203,7 @@ class EmulatedDriver:
         """Whether the trigger OR mask of ``handle``'s card includes the software trigger (which
         then fires as soon as triggers are enabled)."""
         h = self._handles.get(handle)
-        return h is not None and bool(h.registers.get(SPC_TRIG_ORMASK, SPC_TMASK_SOFTWARE) & SPC_TMASK_SOFTWARE)
+        return h is not None and bool(h.card.trigger_or_mask & SPC_TMASK_SOFTWARE)
 
     def path_of(self, handle: int) -> str | None:
         """The device path an open handle belongs to."""
@@ -192,7 +219,11 @@ class EmulatedDriver:
             return 0
         handle = self._next
         self._next += 1
-        self.cards[path].output_enabled = [False] * self.specs[path].physical_channels  # a card opens with its outputs off
+        card = self.cards[path]
+        card.output_enabled = [False] * self.specs[path].physical_channels  # a card opens with its outputs off
+        if card.state not in ("armed", "running"):
+            card.set_replay_mode("single")  # ... in standard single replay
+            card.set_trigger_masks(STORED_DEFAULTS[SPC_TRIG_ORMASK], STORED_DEFAULTS[SPC_TRIG_ANDMASK])  # software trigger only
         serial = 10000 + list(self.cards).index(path)
         self._handles[handle] = _Handle(self.cards[path], serial)
         self._path_of[handle] = path
@@ -324,8 +355,20 @@ class EmulatedDriver:
         fixed = {
             SPC_PCITYP: TYP_CODES.get(spec.name, 0x70000),
             SPC_FNCTYPE: SPCM_TYPE_AO,
-            sp.SPC_PCIFEATURES: sp.SPCM_FEAT_SEQUENCE,
-            SPC_PCIEXTFEATURES: 0,
+            sp.SPC_PCIFEATURES: sp.SPCM_FEAT_SEQUENCE | SPCM_FEAT_MULTI,  # the replay modes emulated; no options
+            SPC_PCIEXTFEATURES: 0,  # no firmware options (DDS, pulse generators, ...): spcm refuses them
+            SPC_AVAILCARDMODES: sum(EMULATED_MODES),
+            SPC_AVAILMEMSIZE_MIN: spec.min_segment_length(c.n_channels),
+            SPC_AVAILMEMSIZE_MAX: spec.max_segment_length(c.n_channels, 1),
+            SPC_AVAILMEMSIZE_STEP: spec.segment_granularity,
+            SPC_AVAILLOOPS_MIN: 0,
+            SPC_AVAILLOOPS_MAX: MAX_STANDARD_LOOPS,
+            SPC_NUM_XIO_LINES: XIO_LINES,
+            SPC_PCIVERSION: PCI_VERSION,
+            SPC_BASEPCBVERSION: PCB_VERSION,
+            SPC_PCIMODULEVERSION: 0,
+            SPC_PCIDATE: CARD_DATE,
+            SPC_CALIBDATE: CARD_DATE,
             SPC_PCISERIALNO: h.serial,
             SPC_PCIMEMSIZE: spec.memory_samples * 2,
             SPC_MIINST_MODULES: 1,
@@ -385,6 +428,20 @@ class EmulatedDriver:
             return int(c.output_enabled[ch])
         if reg == sp.SPC_CARDMODE:
             return h.registers.get(reg, sp.SPC_REP_STD_SINGLE)  # a card opens in standard single replay
+        if reg == SPC_MEMSIZE:
+            return c.memsize
+        if reg == SPC_SEGMENTSIZE:
+            return c.segment_size
+        if reg == SPC_LOOPS:
+            return c.loops
+        if reg == SPC_TRIG_ORMASK:
+            return c.trigger_or_mask
+        if reg == SPC_TRIG_ANDMASK:
+            return c.trigger_and_mask
+        if self._xio_line(reg, SPCM_X0_MODE) is not None:
+            return h.registers.get(reg, 0)  # SPCM_XMODE_DISABLE
+        if self._xio_line(reg, SPCM_X0_AVAILMODES) is not None:
+            return XIO_MODES
         if reg in STORED_DEFAULTS:
             return h.registers.get(reg, STORED_DEFAULTS[reg])
         raise CardError(f"register {reg} is not available on the emulated {spec.name}", code=sp.ERR_REG)
@@ -396,6 +453,11 @@ class EmulatedDriver:
         if off >= 0 and off % SPC_CH_STEP == 0 and off // SPC_CH_STEP < spec.physical_channels:
             return off // SPC_CH_STEP
         return None
+
+    @staticmethod
+    def _xio_line(reg: int, first: int) -> int | None:
+        """The multi-purpose line X<n> whose copy of register ``first`` ``reg`` is, or None."""
+        return reg - first if 0 <= reg - first < XIO_LINES else None
 
     @staticmethod
     def _amp_channel(reg: int, spec: CardSpec) -> int | None:
@@ -410,9 +472,25 @@ class EmulatedDriver:
             self._command(h, int(value))
         elif reg == sp.SPC_CARDMODE:
             mode = int(value)
-            if mode != sp.SPC_REP_STD_SEQUENCE:  # the one replay mode emulated: refuse the others here, by name
+            if mode not in EMULATED_MODES:  # refuse the others here, by name, not at the first DMA
                 name = sp.REPLAY_MODES.get(mode, f"mode {mode:#x}")
-                raise CardError(f"card mode {name} is not emulated (only SPC_REP_STD_SEQUENCE is)", code=sp.ERR_FEATURE)
+                emulated = ", ".join(sp.REPLAY_MODES[m] for m in EMULATED_MODES)
+                raise CardError(f"card mode {name} is not emulated (emulated: {emulated})", code=sp.ERR_FEATURE)
+            c.set_replay_mode(EMULATED_MODES[mode])
+            h.registers[reg] = mode
+        elif reg == SPC_MEMSIZE:
+            c.set_memsize(int(value))
+        elif reg == SPC_SEGMENTSIZE:
+            c.set_standard_segment_size(int(value))
+        elif reg == SPC_LOOPS:
+            c.set_loops(int(value))
+        elif reg in (SPC_TRIG_ORMASK, SPC_TRIG_ANDMASK):
+            masks = {SPC_TRIG_ORMASK: c.trigger_or_mask, SPC_TRIG_ANDMASK: c.trigger_and_mask, reg: int(value)}
+            c.set_trigger_masks(masks[SPC_TRIG_ORMASK], masks[SPC_TRIG_ANDMASK])
+        elif self._xio_line(reg, SPCM_X0_MODE) is not None:
+            line, mode = self._xio_line(reg, SPCM_X0_MODE), int(value)
+            if mode & ~XIO_MODES:
+                raise CardError(f"X{line} mode {mode:#x} is not one this card offers ({XIO_MODES:#x})", code=sp.ERR_VALUE)
             h.registers[reg] = mode
         elif reg == SPC_SAMPLERATE:
             c.set_sample_rate(float(value))
@@ -478,11 +556,8 @@ class EmulatedDriver:
         if cmd & sp.M2CMD_CARD_START:
             c.start()
             h.synced_at = time.monotonic()  # sample now = this host instant (used on a wall clock)
-        mask = h.registers.get(SPC_TRIG_ORMASK, SPC_TMASK_SOFTWARE)
-        if cmd & sp.M2CMD_CARD_ENABLETRIGGER and mask & SPC_TMASK_EXT0:
-            c.enable_trigger()  # external edges count only when the OR mask selects EXT0
-        if cmd & sp.M2CMD_CARD_ENABLETRIGGER and mask & SPC_TMASK_SOFTWARE and c.state == "armed":
-            c.force_trigger()  # the software trigger fires as soon as triggers are enabled
+        if cmd & sp.M2CMD_CARD_ENABLETRIGGER:
+            c.enable_trigger()  # the masks decide what triggers; software fires at once
         if cmd & sp.M2CMD_CARD_FORCETRIGGER:
             c.force_trigger()
         if cmd & M2CMD_CARD_DISABLETRIGGER:
@@ -500,7 +575,11 @@ class EmulatedDriver:
         sample_bytes = 2 * h.card.n_channels
         if t.offset % sample_bytes:
             raise CardError(f"card memory offset {t.offset} is not a whole sample of {h.card.n_channels} channels", code=sp.ERR_VALUE)
-        h.card.write_segment_data(np.frombuffer(raw, dtype="<i2").copy(), offset=t.offset // sample_bytes)
+        samples = np.frombuffer(raw, dtype="<i2").copy()
+        if h.card.replay_mode == "sequence":
+            h.card.write_segment_data(samples, offset=t.offset // sample_bytes)
+        else:
+            h.card.write_memory(samples, offset=t.offset // sample_bytes)
         h.transfer = None
 
     def _wait(self, h: _Handle, done, what: str) -> None:

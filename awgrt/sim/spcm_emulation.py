@@ -187,8 +187,8 @@ class EmulatedSpcm:
             self.driver = EmulatedDriver(cards, policy=policy, clock=clock, speed=speed)
         except KeyError as exc:
             raise SpcmEmulationError(f"unknown card model {exc.args[0]!r}: emulate one of {', '.join(CARDS)}") from exc
-        except ValueError as exc:
-            raise SpcmEmulationError(str(exc)) from exc
+        except ProgramError as exc:
+            raise SpcmEmulationError(exc.detail) from exc
         self.paths = list(cards)
         self._route_requested = _route_requested(route)
         self.route: str | None = None  # set by activate()
