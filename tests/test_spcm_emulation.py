@@ -565,3 +565,132 @@ def test_a_software_trigger_on_enable_renders_and_a_script_that_never_starts_get
     saved = np.load(rendered)
     assert "card0" not in saved.files and "never triggered" in str(saved["card0_note"])
     assert "never triggered" in proc.stderr
+
+
+# ============================================================================ standard replay modes
+# Plain spcm scripts (no awgrt import) for the standard modes, run whole on the wall clock, and an
+# independent walk here of what each programmed, from the arrays it wrote and the trigger samples
+# the card took (the host decides when its force triggers land).
+
+SINGLE_SCRIPT = '''
+"""Standard single replay as a lab writes it: spcm only."""
+import sys, time
+import numpy as np
+import spcm
+from spcm import units
+
+LOOPS = int(sys.argv[2])
+with spcm.Card("/dev/spcm0") as card:
+    card.card_mode(spcm.SPC_REP_STD_SINGLE)
+    channels = spcm.Channels(card, card_enable=spcm.CHANNEL0 | spcm.CHANNEL1)
+    channels.enable(True)
+    channels.amp(1 * units.V)
+    channels.stop_level(spcm.SPCM_STOPLVL_ZERO)
+    spcm.Clock(card).sample_rate(50 * units.MHz)
+    spcm.Trigger(card).or_mask(spcm.SPC_TMASK_NONE)
+    transfer = spcm.DataTransfer(card)
+    transfer.memory_size(2048)
+    transfer.allocate_buffer(2048)
+    transfer.loops(LOOPS)
+    data = np.random.default_rng(3).integers(-30000, 30000, size=(2, 2048), dtype=np.int16)
+    transfer.buffer[:] = data
+    transfer.start_buffer_transfer(spcm.M2CMD_DATA_STARTDMA, spcm.M2CMD_DATA_WAITDMA)
+    card.start(spcm.M2CMD_CARD_ENABLETRIGGER, spcm.M2CMD_CARD_FORCETRIGGER)
+    if LOOPS:
+        while not card.status() & spcm.M2STAT_CARD_READY:  # polling ends by itself: card time moves
+            time.sleep(0.0001)
+        print("READY", card.status() & spcm.M2STAT_CARD_READY != 0)
+    else:
+        time.sleep(0.01)  # 500,000 samples of continuous replay, then stop
+        card.stop()
+    np.save(sys.argv[1], data)
+'''
+
+MULTI_SCRIPT = '''
+"""Standard multi replay: one segment per trigger, spcm only."""
+import sys, time
+import numpy as np
+import spcm
+from spcm import units
+
+with spcm.Card("/dev/spcm0") as card:
+    card.card_mode(spcm.SPC_REP_STD_MULTI)
+    channels = spcm.Channels(card, card_enable=spcm.CHANNEL0)
+    channels.enable(True)
+    channels.amp(1 * units.V)
+    channels.stop_level(spcm.SPCM_STOPLVL_HOLDLAST)
+    spcm.Clock(card).sample_rate(50 * units.MHz)
+    spcm.Trigger(card).or_mask(spcm.SPC_TMASK_NONE)
+    multi = spcm.Multi(card)
+    multi.memory_size(3 * 512)
+    multi.allocate_buffer(3 * 512)
+    multi.segment_samples(512)
+    multi.loops(1)
+    data = np.random.default_rng(5).integers(-30000, 30000, size=(1, 3 * 512), dtype=np.int16)
+    multi.buffer.reshape(-1)[:] = data.reshape(-1)
+    multi.start_buffer_transfer(spcm.M2CMD_DATA_STARTDMA, spcm.M2CMD_DATA_WAITDMA)
+    card.timeout(0)  # no timeout: WAITREADY returns when the last segment has played
+    card.start(spcm.M2CMD_CARD_ENABLETRIGGER)
+    for _ in range(3):
+        card.cmd(spcm.M2CMD_CARD_FORCETRIGGER)
+        time.sleep(0.002)  # 100,000 samples: the segment has long played
+    card.cmd(spcm.M2CMD_CARD_WAITREADY)
+    print("READY", card.status() & spcm.M2STAT_CARD_READY != 0)
+    np.save(sys.argv[1], data)
+'''
+
+
+def _run_plain(script_text: str, route: str, cache: Path, tmp_path: Path, n: int, *args: str) -> tuple[subprocess.CompletedProcess, np.ndarray, dict]:
+    script = tmp_path / "lab_script.py"
+    script.write_text(script_text)
+    assert "awgrt" not in script_text
+    written, rendered = tmp_path / "written.npy", tmp_path / "rendered.npz"
+    runner = ["-m", "awgrt.sim.spcm_emulation", "--card", "M4i.6631-x8", "--route", route, "--render", str(n), "--out", str(rendered)]
+    proc = run([*runner, str(script), str(written), *args], cache=cache, cwd=tmp_path)
+    got = np.load(rendered)
+    return proc, np.load(written), {k: got[k] for k in got.files}
+
+
+def _latency(fs: float) -> int:
+    return math.ceil(238.5 + 16e-9 * fs)  # 238.5 clocks + 16 ns, first sample at or after it
+
+
+@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize("loops", [3, 0], ids=["three-loops", "continuous"])
+def test_standard_single_replay_plays_its_memory_loops_times(route, loops, cache, tmp_path):
+    n = 20_000
+    proc, data, got = _run_plain(SINGLE_SCRIPT, route, cache, tmp_path, n, str(loops))
+    lat = _latency(50e6)
+    memory = data.T  # spcm's buffer is [channel, sample]
+    want = np.zeros((n, 2), np.int16)  # ZERO stop level before and after
+    plays = 3 if loops else -(-(n - lat) // 2048)
+    for k in range(plays):
+        a = lat + k * 2048
+        want[a : min(n, a + 2048)] = memory[: min(2048, n - a)]
+    np.testing.assert_array_equal(got["card0"], want)
+    assert got["card0_triggers"].tolist() == [0]
+    if loops:
+        assert lines_with("READY", proc.stdout) == ["True"]  # the polling loop ended by itself
+    assert proc.stderr.strip() == ""
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_standard_multi_replay_plays_one_segment_per_trigger(route, cache, tmp_path):
+    n = 400_000
+    proc, data, got = _run_plain(MULTI_SCRIPT, route, cache, tmp_path, n)
+    lat = _latency(50e6)
+    segments = data.reshape(3, 512)
+    triggers = got["card0_triggers"].tolist()
+    assert len(triggers) == 3 and triggers[0] == 0 and all(b - a > 512 + lat for a, b in zip(triggers, triggers[1:]))
+    want = np.zeros(n, np.int16)  # HOLDLAST: zero until the first segment, then each one's last sample
+    level, end = 0, 0
+    for segment, t in zip(segments, triggers):
+        a = t + lat
+        want[end:a] = level
+        want[a : a + 512] = segment
+        level, end = segment[-1], a + 512
+    want[end:] = level
+    np.testing.assert_array_equal(got["card0"][:, 0], want)
+    assert got["card0"][:, 1].tolist() == [0] * n  # the second output is not enabled
+    assert lines_with("READY", proc.stdout) == ["True"]  # WAITREADY with no timeout returned
+    assert proc.stderr.strip() == ""

@@ -148,6 +148,15 @@ class _Transfer:
 
 
 @dataclass
+class Recording:
+    """Samples a card played from sample ``start`` on, in the order the wall clock made them."""
+
+    start: int
+    chunks: list[np.ndarray]
+    remaining: int
+
+
+@dataclass
 class _Handle:
     """One open card: its simulated card, register store, pending DMA and last error; on a wall
     clock, the host time the card's current sample corresponds to."""
@@ -185,6 +194,7 @@ class EmulatedDriver:
         if not (isinstance(speed, int | float) and math.isfinite(speed) and speed > 0):
             raise ProgramError(f"speed={speed!r} must be a finite number > 0 (card seconds per host second)", op="emulated driver", value=speed)
         self.clock, self.speed = clock, float(speed)
+        self.recordings: dict[int, Recording] = {}  # by id of the SimulatedCard
         cards = cards or {"/dev/spcm0": "M4i.6631-x8"}
         self.specs = {path: CARDS[c] if isinstance(c, str) else c for path, c in cards.items()}
         self.policy = policy or SimPolicy()
@@ -232,10 +242,12 @@ class EmulatedDriver:
     def close(self, handle: int) -> None:
         """spcm_vClose: stops the card's output and releases the handle."""
         self.calls.append(("vClose", 0))
-        h = self._handles.pop(handle, None)
-        self._path_of.pop(handle, None)
+        h = self._handles.get(handle)
         if h is not None:
+            self._sync(h)  # the card plays up to this moment, then stops
             h.card.stop()
+        self._handles.pop(handle, None)
+        self._path_of.pop(handle, None)
 
     def get_error_info(self, handle: int) -> tuple[int, int, int, str]:
         """spcm_dwGetErrorInfo_*: (code, register, value, text) of the last error; clears it."""
@@ -262,11 +274,25 @@ class EmulatedDriver:
         if c.state not in ("armed", "running"):
             h.synced_at = None
             return
-        now = time.monotonic()
-        n = int((now - h.synced_at) * self.speed * c.sample_rate_hz)
-        if n > 0:
+        rate = self.speed * c.sample_rate_hz  # card samples per host second
+        n = int((time.monotonic() - h.synced_at) * rate)
+        if n <= 0:
+            return
+        h.synced_at += n / rate
+        rec = self.recordings.get(id(c))
+        if rec is not None and rec.remaining:  # what the card plays meanwhile is kept
+            m = min(n, rec.remaining)
+            rec.chunks.append(c.render(m))
+            rec.remaining -= m
+            n -= m
+        if n:
             c.advance(n)
-            h.synced_at += n / (self.speed * c.sample_rate_hz)
+
+    def record(self, card: SimulatedCard, n_samples: int) -> Recording:
+        """Wall clock: keep the next ``n_samples`` samples ``card`` plays from now, as host time
+        brings them about (later commands, triggers and stops included)."""
+        rec = self.recordings[id(card)] = Recording(card.now, [], int(n_samples))
+        return rec
 
     def _get(self, call: str, handle: int, register: int, convert, default):
         self.calls.append((call, register))

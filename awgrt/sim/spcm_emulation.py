@@ -75,7 +75,7 @@ from .. import spectrum as sp
 from ..card import CARDS, CardSpec
 from ..errors import ProgramError
 from .card import SimPolicy, SimulatedCard, trigger_latency_samples
-from .driver import EmulatedDriver
+from .driver import EmulatedDriver, Recording
 
 __all__ = [
     "DRIVER_FUNCTIONS",
@@ -197,6 +197,7 @@ class EmulatedSpcm:
         self._bridge: _Bridge | None = None
         self.render_samples = 0
         self._snapshots: dict[int, SimulatedCard] = {}
+        self._recordings: dict[int, Recording] = {}
 
     # ------------------------------------------------------------------ cards
 
@@ -229,7 +230,12 @@ class EmulatedSpcm:
         index = self.paths.index(path)
         triggering = command & sp.M2CMD_CARD_FORCETRIGGER or (command & sp.M2CMD_CARD_ENABLETRIGGER and self.driver.software_trigger_selected(handle))
         if self.render_samples and triggering and index not in self._snapshots:
-            self._snapshots[index] = _copy_card(self.card(index))  # its first trigger: forced, or software on enable
+            # its first trigger (forced, or software on enable): on the virtual clock a copy of the
+            # card from now on is rendered later; on the wall clock the card's own output is kept
+            # as host time passes, so later triggers, rewrites and stops are in it
+            self._snapshots[index] = _copy_card(self.card(index))
+            if self.driver.clock == "wall":
+                self._recordings[index] = self.driver.record(self.card(index), self.render_samples)
         for hook in self._hooks:
             hook(index, command)
 
@@ -246,19 +252,32 @@ class EmulatedSpcm:
     def renders(self) -> dict[int, dict[str, object]]:
         """For each card force-triggered since :meth:`record_renders`: ``samples`` (int16 of shape
         (n_samples, card channels), row 0 = the trigger sample), ``sample_rate_hz``,
-        ``latency`` (samples from trigger to the first sequence sample, the card's model) and
-        ``events`` (rows of (sample from trigger, step, segment))."""
+        ``latency`` (samples from trigger to the first sequence sample, the card's model),
+        ``events`` (rows of (sample from trigger, step, segment)) and ``triggers`` (samples, from
+        the first, of every trigger the card took). On the wall clock the samples are what the
+        card played as the script ran (later triggers, rewrites and stops included), continued
+        past the script's end as the card would have gone on."""
         out = {}
         for index, snap in sorted(self._snapshots.items()):
-            card = _copy_card(snap)
-            start = card.now
-            samples = card.render(self.render_samples)
-            events = np.array([(e.sample - start, e.step, e.segment) for e in card.events_between(start, card.now)], dtype=np.int64).reshape(-1, 3)
+            rec = self._recordings.get(index)
+            if rec is None:  # virtual clock: the copy taken at the trigger, rendered on
+                card = _copy_card(snap)
+                start = card.now
+                samples = card.render(self.render_samples)
+            else:  # wall clock: what the card played, and for what the script did not wait for, its future
+                card = _copy_card(self.card(index))
+                start = rec.start
+                rest = card.render(rec.remaining)
+                samples = np.concatenate([*rec.chunks, rest]) if rec.chunks else rest
+            window = card.events_between(start, start + self.render_samples)
+            events = np.array([(e.sample - start, e.step, e.segment) for e in window], dtype=np.int64).reshape(-1, 3)
+            triggers = np.array([t - start for t in card.trigger_log if start <= t < start + self.render_samples], dtype=np.int64)
             out[index] = {
                 "samples": samples,
                 "sample_rate_hz": card.sample_rate_hz,
                 "latency": trigger_latency_samples(card.sample_rate_hz),
                 "events": events,
+                "triggers": triggers,
             }
         return out
 
@@ -273,6 +292,7 @@ class EmulatedSpcm:
             arrays[f"card{index}_sample_rate_hz"] = np.float64(r["sample_rate_hz"])
             arrays[f"card{index}_latency"] = np.int64(r["latency"])
             arrays[f"card{index}_events"] = r["events"]
+            arrays[f"card{index}_triggers"] = r["triggers"]
         for index, dev in enumerate(self.paths):
             if index not in renders:  # say so, rather than leave a silent gap
                 note = f"{dev} was never triggered (no force trigger, no software trigger on enable): nothing to render"
