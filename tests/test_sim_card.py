@@ -1427,3 +1427,118 @@ def test_render_into_a_given_buffer_matches_a_fresh_render():
     assert np.array_equal(buf, card_b.render(5000))
     with pytest.raises(ValueError, match="out must be"):
         card_a.render(10, np.zeros((10, 1), dtype=np.int16))
+
+
+# =============================================================================== standard replay modes
+
+
+def _standard(mode: str, memsize: int, *, segsize: int = 0, loops: int = 1, n_channels: int = 1, seed: int = 0):
+    c = SimulatedCard(CARDS["M4i.6631-x8"])
+    c.set_channels(n_channels)
+    c.set_replay_mode(mode)
+    c.set_memsize(memsize)
+    if segsize:
+        c.set_standard_segment_size(segsize)
+    c.set_loops(loops)
+    data = np.random.default_rng(seed).integers(-20000, 20000, size=(memsize, n_channels), dtype=np.int16)
+    c.write_memory(data[:100], offset=0)  # in two transfers, as DMA may bring it
+    c.write_memory(data[100:].reshape(-1), offset=100)
+    return c, data
+
+
+def test_single_replay_plays_the_memory_loops_times_then_stops():
+    c, data = _standard("single", 768, loops=2)
+    c.start()
+    c.force_trigger()
+    lat = latency(c.sample_rate_hz)
+    out = c.render(lat + 2 * 768 + 100)[:, 0]
+    assert not out[:lat].any()
+    np.testing.assert_array_equal(out[lat : lat + 1536], np.concatenate([data[:, 0]] * 2))
+    assert not out[lat + 1536 :].any() and c.state == "ready" and c.ready_at == lat + 1536
+
+
+def test_single_replay_with_loops_zero_plays_until_stopped():
+    c, data = _standard("single", 384, loops=0)
+    c.start()
+    c.force_trigger()
+    c.advance(10**9)  # a long while later (the walk repeats: this costs nothing)
+    out = c.render(384)[:, 0]
+    k = (c.now - 384 - latency(c.sample_rate_hz)) % 384
+    np.testing.assert_array_equal(out, np.roll(data[:, 0], -k))
+    assert c.state == "running"
+    c.stop()
+    assert c.state == "ready"
+
+
+def test_multi_replay_plays_one_segment_per_trigger_and_ignores_triggers_while_playing():
+    c, data = _standard("multi", 3 * 384, segsize=384, loops=2)
+    c.set_trigger_masks(0x2, 0)  # EXT0
+    c.start()
+    c.enable_trigger()
+    lat = latency(c.sample_rate_hz)
+    triggers = [100, 150, 2000, 4000, 6000, 8000, 10000, 12000]  # 150 lands while segment 0 plays
+    for t in triggers:
+        c.external_trigger(t)
+    out = c.render(14000)[:, 0]
+    taken = [100, 2000, 4000, 6000, 8000, 10000]  # 3 segments x 2 loops, then READY
+    assert c.trigger_log == taken and c.state == "ready"
+    want = np.zeros(14000, np.int16)  # ZERO stop level between segments
+    for k, t in enumerate(taken):
+        want[t + lat : t + lat + 384] = data[(k % 3) * 384 : (k % 3 + 1) * 384, 0]
+    np.testing.assert_array_equal(out, want)
+
+
+def test_standard_modes_are_checked_like_the_driver():
+    c = SimulatedCard(CARDS["M4i.6631-x8"])
+    with pytest.raises(CardError, match="sequence mode"):
+        c.set_memsize(384)  # still in sequence mode
+    c.set_replay_mode("multi")
+    for bad in (100, 383, 10**12):
+        with pytest.raises(CardError, match="MEMSIZE"):
+            c.set_memsize(bad)
+    with pytest.raises(CardError, match="LOOPS"):
+        c.set_loops(-1)
+    with pytest.raises(CardError, match="MEMSIZE is not set"):
+        c.start()
+    c.set_memsize(3 * 416)
+    c.set_standard_segment_size(384)
+    with pytest.raises(CardError, match="not a whole number of segments"):
+        c.start()
+    with pytest.raises(CardError, match="do not fit"):
+        c.write_memory(np.zeros(3 * 416 + 1, np.int16))
+    with pytest.raises(CardError, match="not emulated"):
+        c.set_replay_mode("fifo")
+
+
+def test_sequence_memory_comes_back_after_a_standard_mode():
+    c = SimulatedCard(CARDS["M4i.6631-x8"])
+    c.set_max_segments(2)
+    c.set_segment_size(384)
+    c.write_segment_data(np.full(384, 7, np.int16))
+    c.write_step(0, word(0, 0, 1))
+    c.set_replay_mode("single")
+    c.set_memsize(384)
+    c.start()
+    c.stop()
+    c.set_replay_mode("sequence")
+    assert c.max_segments == 2 and c.steps[0].segment == 0 and (c.segment_data(0) == 7).all()
+
+
+def test_trigger_masks_select_ext0_ext1_software_and_their_and():
+    def first_trigger(or_mask: int, and_mask: int, edges: list[tuple[int, int]]) -> list[int]:
+        c, _ = _standard("single", 384)
+        c.set_trigger_masks(or_mask, and_mask)
+        c.start()
+        c.enable_trigger()
+        for t, line in edges:
+            c.external_trigger(t, line)
+        c.advance(5000)
+        return c.trigger_log
+
+    assert first_trigger(0x4, 0, [(50, 0), (70, 1)]) == [70]  # EXT1 only
+    assert first_trigger(0x2 | 0x4, 0, [(50, 1), (70, 0)]) == [50]  # either
+    assert first_trigger(0, 0x2 | 0x4, [(50, 0), (70, 1), (90, 0), (90, 1)]) == [90]  # both at once
+    assert first_trigger(0x1, 0, [(50, 0)]) == [0]  # software: fires when triggers are enabled
+    c = SimulatedCard(CARDS["M4i.6631-x8"])
+    with pytest.raises(CardError, match="AND mask"):
+        c.set_trigger_masks(0, 0x1)  # the software trigger is not an AND source
