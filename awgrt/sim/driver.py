@@ -7,13 +7,20 @@ Spectrum's error code (0 = OK) and, for reads, the value. The bridge in
 small C library forwarding to Python, or Python stand-ins), so that the unmodified ``spcm``
 package drives simulated cards.
 
-Registers with a meaning for sequence replay are mapped onto the simulated card: card
-identity and limits, channel enable / amplitude / stop level, sample rate, trigger set-up, the
-sequence registers, DMA of segment data (``DefTransfer`` then ``M2CMD_DATA_STARTDMA``),
-``M2CMD`` commands, ``M2STATUS`` and ``SPC_SEQMODE_STATUS``. Any other register is stored and
-read back as written (0 if never written), which is what spcm's set-up calls need. A refused
-call sets the handle's error (code, register, value, text) for ``GetErrorInfo``, as the real
-driver does, and changes nothing.
+Registers with a meaning for the emulated replay modes (sequence, standard single and multi)
+are mapped onto the simulated card: card identity, limits and feature bits, channel enable /
+amplitude / output / stop level, sample rate, the trigger masks, the sequence registers, the
+standard-mode memory size, segment size and loops, DMA of data (``DefTransfer`` then
+``M2CMD_DATA_STARTDMA``), ``M2CMD`` commands (WAITREADY and WAITTRIGGER included), ``M2STATUS``
+and ``SPC_SEQMODE_STATUS``. Set-up registers without an effect on the output are kept as written
+(:data:`STORED_DEFAULTS`), the multi-purpose lines answer as on an M4i.66xx, and any other
+register is refused with the invalid-register error, as a card without that feature refuses it.
+A refused call sets the handle's error (code, register, value, text) for ``GetErrorInfo``, as
+the real driver does, and changes nothing.
+
+Time: on the ``"virtual"`` clock the card's samples pass only when the caller advances or
+renders it; on the ``"wall"`` clock (whole scripts) every call first moves a started card on to
+the host's present (:data:`CLOCKS`).
 """
 
 from __future__ import annotations
