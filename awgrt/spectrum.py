@@ -100,6 +100,8 @@ ERR_TIMEOUT = 0x0107
 ERR_SETUP = 0x010B
 ERR_CHANNEL = 0x0110
 ERR_RUNNING = 0x0120
+ERR_FIFOHWOVERRUN = 0x0301
+ERR_FIFOSETUP = 0x0309
 
 ERROR_TEXTS = {
     ERR_OK: "no error",
@@ -111,4 +113,6 @@ ERROR_TEXTS = {
     ERR_SETUP: "the card setup is not valid",
     ERR_CHANNEL: "the channel selection is not valid",
     ERR_RUNNING: "the command is not allowed while the card is running",
+    ERR_FIFOHWOVERRUN: "the card's FIFO ran out of data (replay underrun) or overflowed",
+    ERR_FIFOSETUP: "the FIFO transfer set-up is not valid",
 }

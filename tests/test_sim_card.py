@@ -1507,7 +1507,7 @@ def test_standard_modes_are_checked_like_the_driver():
     with pytest.raises(CardError, match="do not fit"):
         c.write_memory(np.zeros(3 * 416 + 1, np.int16))
     with pytest.raises(CardError, match="not emulated"):
-        c.set_replay_mode("fifo")
+        c.set_replay_mode("gate")
 
 
 def test_sequence_memory_comes_back_after_a_standard_mode():
@@ -1542,3 +1542,43 @@ def test_trigger_masks_select_ext0_ext1_software_and_their_and():
     c = SimulatedCard(CARDS["M4i.6631-x8"])
     with pytest.raises(CardError, match="AND mask"):
         c.set_trigger_masks(0, 0x1)  # the software trigger is not an AND source
+
+
+def test_fifo_replay_plays_the_stream_as_supplied_and_stops_when_it_runs_dry():
+    c = SimulatedCard(CARDS["M4i.6631-x8"])
+    c.set_replay_mode("fifo")
+    c.set_loops(0)
+    first, second = np.arange(1, 1001, dtype=np.int16), np.arange(1001, 1601, dtype=np.int16)
+    c.supply(first)
+    c.start()
+    c.force_trigger()
+    lat = latency(c.sample_rate_hz)
+    out = [c.render(700)]
+    c.supply(second)  # in time: the card has played 700 - lat samples of 1000
+    out.append(c.render(2000))
+    got = np.concatenate(out)[:, 0]
+    want = np.zeros(2700, np.int16)
+    want[lat : lat + 1600] = np.concatenate([first, second])
+    np.testing.assert_array_equal(got, want)
+    assert c.state == "ready" and c.underrun and c.status() & 0x400  # ran dry: M2STAT_DATA_OVERRUN
+    c.supply(first)  # too late: the card takes no more
+    assert not c.render(100)[:, 0].any()
+
+
+def test_fifo_replay_with_loops_ends_after_that_many_segments_without_an_underrun():
+    c = SimulatedCard(CARDS["M4i.6631-x8"])
+    c.set_replay_mode("fifo")
+    c.set_standard_segment_size(384)
+    c.set_loops(2)
+    c.supply(np.ones(1000, np.int16))
+    c.start()
+    c.force_trigger()
+    got = c.render(2000)[:, 0]
+    lat = latency(c.sample_rate_hz)
+    assert got[lat : lat + 768].tolist() == [1] * 768 and not got[lat + 768 :].any()
+    assert c.state == "ready" and not c.underrun and c.fifo_fill() == 1000 - 768
+    c2 = SimulatedCard(CARDS["M4i.6631-x8"])
+    c2.set_replay_mode("fifo")
+    c2.set_loops(3)
+    with pytest.raises(CardError, match="SEGMENTSIZE"):
+        c2.start()

@@ -464,7 +464,7 @@ from awgrt.sim import emulated_spcm
 with emulated_spcm() as emu:
     import spcm
     with spcm.Card("/dev/spcm0") as card:
-        for name in ("SPC_REP_STD_SINGLE", "SPC_REP_STD_MULTI", "SPC_REP_FIFO_SINGLE", "SPC_REP_STD_CONTINUOUS"):
+        for name in ("SPC_REP_STD_SINGLE", "SPC_REP_STD_MULTI", "SPC_REP_FIFO_SINGLE", "SPC_REP_FIFO_MULTI", "SPC_REP_STD_GATE"):
             try:
                 card.card_mode(getattr(spcm, name))
                 print("MODE", name, "accepted")
@@ -478,8 +478,8 @@ with emulated_spcm() as emu:
 def test_replay_modes_the_emulator_does_not_play_are_refused_at_the_mode_write(cache):
     out = run_code(MODES, cache=cache).stdout
     modes = {line.split(" ", 1)[0]: line.split(" ", 1)[1] for line in lines_with("MODE", out)}
-    assert modes["SPC_REP_STD_SINGLE"] == "accepted" and modes["SPC_REP_STD_MULTI"] == "accepted"
-    for name in ("SPC_REP_FIFO_SINGLE", "SPC_REP_STD_CONTINUOUS"):
+    assert modes["SPC_REP_STD_SINGLE"] == modes["SPC_REP_STD_MULTI"] == modes["SPC_REP_FIFO_SINGLE"] == "accepted"
+    for name in ("SPC_REP_FIFO_MULTI", "SPC_REP_STD_GATE"):
         verdict, reg, text = modes[name].split(" ", 2)
         assert verdict == "refused" and reg == "9500" and name in text and "not emulated" in text
     assert lines_with("SEQUENCE", out) == ["ok"]
@@ -694,3 +694,71 @@ def test_standard_multi_replay_plays_one_segment_per_trigger(route, cache, tmp_p
     assert got["card0"][:, 1].tolist() == [0] * n  # the second output is not enabled
     assert lines_with("READY", proc.stdout) == ["True"]  # WAITREADY with no timeout returned
     assert proc.stderr.strip() == ""
+
+
+FIFO_SCRIPT = '''
+"""FIFO single replay, streaming a long waveform through a small ring buffer: spcm only."""
+import sys, time
+import numpy as np
+import spcm
+from spcm import units
+
+NOTIFY, BLOCKS = 4096, 12
+with spcm.Card("/dev/spcm0") as card:
+    card.card_mode(spcm.SPC_REP_FIFO_SINGLE)
+    channels = spcm.Channels(card, card_enable=spcm.CHANNEL0)
+    channels.enable(True)
+    channels.amp(1 * units.V)
+    channels.stop_level(spcm.SPCM_STOPLVL_ZERO)
+    spcm.Clock(card).sample_rate(50 * units.MHz)
+    spcm.Trigger(card).or_mask(spcm.SPC_TMASK_NONE)
+    transfer = spcm.DataTransfer(card)
+    transfer.notify_samples(NOTIFY)
+    transfer.allocate_buffer(4 * NOTIFY)
+    transfer.loops(0)
+    stream = np.random.default_rng(11).integers(-30000, 30000, size=BLOCKS * NOTIFY, dtype=np.int16)
+    transfer.buffer[0, :] = stream[: 4 * NOTIFY]
+    transfer.start_buffer_transfer(spcm.M2CMD_DATA_STARTDMA)
+    transfer.avail_card_len(4 * NOTIFY)
+    transfer.wait_dma()
+    card.start(spcm.M2CMD_CARD_ENABLETRIGGER, spcm.M2CMD_CARD_FORCETRIGGER)
+    sent = 4 * NOTIFY
+    transfer.polling(False)
+    for block in transfer:
+        block[0, :] = stream[sent : sent + NOTIFY]
+        sent += NOTIFY
+        if sent == len(stream):
+            transfer.flush()  # hand over the last block
+            break
+    print("FILL", transfer.fill_size_promille())
+    while not card.status() & spcm.M2STAT_CARD_READY:  # the stream runs dry
+        time.sleep(0.001)
+    print("UNDERRUN", card.status() & spcm.M2STAT_DATA_OVERRUN != 0)
+    try:
+        transfer.wait_dma()
+        print("WAITDMA ok")
+    except spcm.SpcmException as e:
+        print("WAITDMA", e.error.text)
+    np.save(sys.argv[1], stream)
+'''
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_fifo_replay_streams_through_the_ring_buffer_and_reports_the_underrun(route, cache, tmp_path):
+    lat = _latency(50e6)
+    n = lat + 12 * 4096 + 1000
+    script = tmp_path / "lab_script.py"
+    script.write_text(FIFO_SCRIPT)
+    written, rendered = tmp_path / "written.npy", tmp_path / "rendered.npz"
+    # at a hundredth of real time the host keeps ahead of the card, as a lab PC keeps ahead of 50 MS/s
+    runner = ["-m", "awgrt.sim.spcm_emulation", "--card", "M4i.6631-x8", "--route", route, "--speed", "0.01", "--render", str(n), "--out", str(rendered)]
+    proc = run([*runner, str(script), str(written)], cache=cache, cwd=tmp_path)
+    stream, got = np.load(written), np.load(rendered)
+    want = np.zeros(n, np.int16)
+    want[lat : lat + stream.size] = stream  # every block in order, no gap, then the stop level
+    np.testing.assert_array_equal(got["card0"][:, 0], want)
+    assert 0 <= int(lines_with("FILL", proc.stdout)[0]) <= 1000  # per mille of the on-board FIFO (tiny here)
+    assert lines_with("UNDERRUN", proc.stdout) == ["True"]  # the card reports running dry
+    from awgrt import spectrum as sp
+
+    assert lines_with("WAITDMA", proc.stdout)[0].startswith(sp.ERROR_TEXTS[sp.ERR_FIFOHWOVERRUN])  # raised by spcm

@@ -51,7 +51,7 @@ from ..spectrum import StopLevel
 
 INF = math.inf
 #: Replay modes the simulated card plays (SPC_CARDMODE): see :meth:`SimulatedCard.set_replay_mode`.
-REPLAY_MODES = ("sequence", "single", "multi")
+REPLAY_MODES = ("sequence", "single", "multi", "fifo")
 #: Standard-mode registers and the largest SPC_LOOPS accepted (a 32-bit register).
 SPC_MEMSIZE = 10000
 SPC_SEGMENTSIZE = 10010
@@ -59,6 +59,8 @@ SPC_LOOPS = 10020
 MAX_STANDARD_LOOPS = 2**32 - 1
 #: Trigger sources in SPC_TRIG_ORMASK / SPC_TRIG_ANDMASK.
 TMASK_SOFTWARE, TMASK_EXT0, TMASK_EXT1 = 0x1, 0x2, 0x4
+#: M2STATUS bit for a FIFO overrun (acquisition) or underrun (replay).
+M2STAT_DATA_OVERRUN = 0x400
 #: Samples rendered per walk while no epoch is known (bounds the work between epoch checks).
 RENDER_CHUNK = 1 << 18
 
@@ -267,6 +269,13 @@ class SimulatedCard:
         self._memory: np.ndarray | None = None
         self._sequence_memory: tuple | None = None  # sequence slots/steps kept while a standard mode plays
         self._plays_left: float = INF  # multi: segment plays still to come
+        # fifo: the stream the host supplied (chunks from stream sample _stream_base on), where
+        # replay began, and whether it ran dry before its end (an underrun)
+        self._stream: list[np.ndarray] = []
+        self._stream_base = 0
+        self._supplied = 0
+        self._fifo_origin: float = INF
+        self.underrun = False
         #: Trigger sources (see :meth:`set_trigger_masks`); the simulator's default is EXT0.
         self.trigger_or_mask = TMASK_EXT0
         self.trigger_and_mask = 0
@@ -443,7 +452,7 @@ class SimulatedCard:
     # ================================================================== standard replay modes
 
     def set_replay_mode(self, mode: str) -> None:
-        """``"sequence"``, ``"single"`` or ``"multi"`` (SPC_CARDMODE); not while running."""
+        """``"sequence"``, ``"single"``, ``"multi"`` or ``"fifo"`` (SPC_CARDMODE); not while running."""
         if mode not in REPLAY_MODES:
             self._fail(sp.ERR_FEATURE, f"replay mode {mode!r} is not emulated (emulated: {', '.join(REPLAY_MODES)})", sp.SPC_CARDMODE)
         self._require_not_running("changing the card mode", sp.SPC_CARDMODE)
@@ -497,8 +506,92 @@ class SimulatedCard:
         self._memory[offset : offset + arr.shape[0]] = arr
         self._invalidate()
 
+    # ------------------------------------------------------------------ fifo
+
+    @property
+    def fifo_capacity(self) -> int:
+        """Samples per channel the on-board FIFO holds (the data memory of the enabled channels)."""
+        return self.spec.memory_samples // self.n_channels
+
+    @property
+    def fifo_length(self) -> int | None:
+        """Samples a FIFO replay plays before it ends (SEGMENTSIZE x LOOPS), None while endless (LOOPS 0)."""
+        return self.segment_size * self.loops if self.loops else None
+
+    def fifo_fill(self) -> int:
+        """Samples supplied and not yet played (the on-board FIFO's fill) at the current sample."""
+        self._advance_to(self.now, None)
+        played = 0 if self._fifo_origin == INF else max(0, min(self.now, self._fifo_end()) - int(self._fifo_origin))
+        return self._supplied - played
+
+    def supply(self, data: np.ndarray) -> None:
+        """FIFO mode: samples moved from the host's buffer into the on-board FIFO, played after
+        everything supplied before them; refused beyond the FIFO's capacity."""
+        if self.replay_mode != "fifo":
+            self._fail(sp.ERR_SEQUENCE, "streaming data is for FIFO replay", "DMA")
+        arr = self._as_samples(data)
+        if self.fifo_fill() + arr.shape[0] > self.fifo_capacity:
+            self._fail(sp.ERR_FIFOHWOVERRUN, f"{arr.shape[0]} samples do not fit the on-board FIFO ({self.fifo_capacity - self.fifo_fill()} free)", "DMA")
+        if self.state == READY and self._fifo_origin != INF:
+            return  # replay has ended (underrun or its length played): the card takes no more
+        self._stream.append(arr.copy())
+        self._supplied += arr.shape[0]
+
+    def _fifo_end(self) -> float:
+        """The sample replay stops at: the stream's length or end, whichever comes first."""
+        if self._fifo_origin == INF:
+            return INF
+        length = self.fifo_length
+        return self._fifo_origin + (self._supplied if length is None else min(self._supplied, length))
+
+    def _stream_samples(self, k0: int, k1: int) -> np.ndarray:
+        """Stream samples [k0, k1) (indices since the stream's start)."""
+        parts, pos = [], self._stream_base
+        for chunk in self._stream:
+            lo, hi = max(k0, pos), min(k1, pos + chunk.shape[0])
+            if lo < hi:
+                parts.append(chunk[lo - pos : hi - pos])
+            pos += chunk.shape[0]
+        return np.concatenate(parts) if parts else np.zeros((0, self.n_channels), np.int16)
+
+    def _advance_fifo(self, target: int) -> None:
+        end = self._fifo_end()
+        if self.state == RUNNING and target >= end:
+            played = int(end - self._fifo_origin)
+            if played:
+                self._hold[: self.n_channels] = self._stream_samples(played - 1, played)[0]
+            length = self.fifo_length
+            self.underrun = length is None or played < length  # endless streams only end by running dry
+            self.state = READY
+            self._ready_at = int(end)
+
+    def _forget_played(self) -> None:
+        """Drop stream chunks that have played whole (the FIFO's memory is what is still to play)."""
+        if self._fifo_origin == INF:
+            return
+        played = max(0, int(min(self.now, self._fifo_end()) - self._fifo_origin))
+        while self._stream and self._stream_base + self._stream[0].shape[0] < played:
+            self._stream_base += self._stream.pop(0).shape[0]
+
+    def _render_fifo(self, out: np.ndarray, w0: int, a: int, b: int) -> None:
+        held = self._hold.copy()
+        self._advance_to(b, None)
+        active = out[:, : self.n_channels]
+        origin, end = self._fifo_origin, self._fifo_end()
+        lo, hi = int(max(a, min(origin, b))), int(max(a, min(end, b)))
+        active[a - w0 : lo - w0] = self._stop_values(held)[: self.n_channels]
+        if lo < hi:
+            active[lo - w0 : hi - w0] = self._stream_samples(lo - int(origin), hi - int(origin))
+        active[hi - w0 : b - w0] = self._stop_values(self._hold if hi > lo or end <= a else held)[: self.n_channels]
+        if lo < hi:
+            self._hold[: self.n_channels] = active[hi - 1 - w0]
+
     def standard_problems(self) -> list[str]:
         """What :meth:`start` refuses in a standard mode."""
+        if self.replay_mode == "fifo":
+            if self.loops and not self.segment_size:
+                return [f"LOOPS={self.loops} replays that many segments: set SEGMENTSIZE (or LOOPS 0 to stream until stopped)"]
+            return []
         if not self.memsize or self._memory is None:
             return ["MEMSIZE is not set"]
         if self._memory.shape[1] != self.n_channels:
@@ -517,6 +610,10 @@ class SimulatedCard:
         END, after which the card re-arms for the next segment's trigger (see ``_advance_to``)."""
         if self._sequence_memory is None:
             self._sequence_memory = (self.max_segments, self.slots, self.steps, self.start_step)
+        if self.replay_mode == "fifo":  # no steps: the stream is played as it comes
+            self._fifo_origin = INF
+            self.underrun = False
+            return
         mem = self._memory
         if self.replay_mode == "single":
             self.slots = [_Slot(self.memsize, mem)]
@@ -562,7 +659,7 @@ class SimulatedCard:
             if problems:
                 self._fail(sp.ERR_SEQUENCE, "cannot start: " + "; ".join(problems), sp.SPC_M2CMD)
             self._load_standard()
-        problems = self.sequence_problems()
+        problems = self.sequence_problems() if self.replay_mode != "fifo" else []
         if problems:
             self._fail(sp.ERR_SEQUENCE, "cannot start: " + "; ".join(problems), sp.SPC_M2CMD)
         self.state = ARMED
@@ -645,6 +742,8 @@ class SimulatedCard:
             bits |= sp.M2STAT_CARD_TRIGGER
         if self.state == READY:
             bits |= sp.M2STAT_CARD_READY
+        if self.replay_mode == "fifo" and self.underrun:
+            bits |= M2STAT_DATA_OVERRUN  # replay ran out of data (an underrun)
         return bits
 
     @property
@@ -666,6 +765,8 @@ class SimulatedCard:
             raise ProgramError(f"time only moves forward (asked to advance by {n_samples!r} samples)", op="advance", value=n_samples)
         self._advance_to(self.now + n_samples, None)
         self.now += n_samples
+        if self.replay_mode == "fifo":
+            self._forget_played()
 
     def render(self, n_samples: int, out: np.ndarray | None = None) -> np.ndarray:
         """Move the clock on by ``n_samples`` and return what the DACs received meanwhile:
@@ -696,9 +797,11 @@ class SimulatedCard:
                 self._hold[: self.n_channels] = out[-1, : self.n_channels]
                 break
             end = min(w1, pos + (ep.period if ep is not None else RENDER_CHUNK))
-            self._render_walk(out, w0, pos, end)
+            (self._render_fifo if self.replay_mode == "fifo" else self._render_walk)(out, w0, pos, end)
             pos = end
         self.now = w1
+        if self.replay_mode == "fifo":
+            self._forget_played()
         if off:  # an output that is not enabled passes nothing of what the DAC plays
             out[:, off] = self._stop_values(self._hold)[off]
         return out
@@ -879,7 +982,13 @@ class SimulatedCard:
                 self.trigger_log.append(t0)
                 self.triggered = True
                 self.state = RUNNING
-                self._enter(self.start_step, t0 + trigger_latency_samples(self.sample_rate_hz))
+                if self.replay_mode == "fifo":
+                    self._fifo_origin = t0 + trigger_latency_samples(self.sample_rate_hz)
+                else:
+                    self._enter(self.start_step, t0 + trigger_latency_samples(self.sample_rate_hz))
+            if self.replay_mode == "fifo":
+                self._advance_fifo(target)
+                return
             if self.state != RUNNING:
                 return
             self._advance_steps(target, runs)

@@ -82,6 +82,9 @@ SPC_TRIG_EXT0_LEVEL1 = 42330
 SPC_SPECIALCLOCK = 295100
 SPCM_XX_ASYNCIO = 47220
 
+#: Registers a write to is refused as to a card's read-only registers.
+READ_ONLY = (sp.SPC_M2STATUS, sp.SPC_SEQMODE_STATUS, SPC_PCITYP, SPC_PCISERIALNO, SPC_MIINST_MAXADCVALUE, 200, 201)  # 200, 201: AVAIL_USER_LEN / POS
+
 #: Set-up registers the emulated card keeps as written (value read back), with their values
 #: after opening. Any other register outside the ones the card model answers is refused with
 #: Spectrum's invalid-register error, as a card without that feature refuses it.
@@ -119,8 +122,18 @@ SPCM_FEAT_MULTI = 0x1
 SPC_NUM_XIO_LINES = 600400
 SPCM_X0_MODE = 600200
 SPCM_X0_AVAILMODES = 600300
+SPC_DATA_AVAIL_USER_LEN = 200
+SPC_DATA_AVAIL_USER_POS = 201
+SPC_DATA_AVAIL_CARD_LEN = 202
+SPC_FILLSIZEPROMILLE = 200910
+M2STAT_DATA_BLOCKREADY = 0x100
 #: The replay modes emulated (SPC_CARDMODE value -> SimulatedCard.replay_mode).
-EMULATED_MODES = {sp.SPC_REP_STD_SINGLE: "single", sp.SPC_REP_STD_MULTI: "multi", sp.SPC_REP_STD_SEQUENCE: "sequence"}
+EMULATED_MODES = {
+    sp.SPC_REP_STD_SINGLE: "single",
+    sp.SPC_REP_STD_MULTI: "multi",
+    sp.SPC_REP_FIFO_SINGLE: "fifo",
+    sp.SPC_REP_STD_SEQUENCE: "sequence",
+}
 #: An M4i.66xx has three multi-purpose lines X0..X2 [doc]; the modes each offers are assumed to be
 #: these common ones (asynchronous in/out, trigger out, run and arm state).
 XIO_LINES = 3
@@ -152,6 +165,23 @@ class _Transfer:
     address: int
     offset: int
     length: int
+    notify: int = 0
+
+
+@dataclass
+class _Fifo:
+    """FIFO replay: the host's ring buffer (``length`` bytes at ``address``) and the card's view
+    of it. ``user_len`` bytes from ``user_pos`` are the host's to fill; ``pending`` bytes from
+    ``card_pos`` were handed to the card (SPC_DATA_AVAIL_CARD_LEN) and wait for room on board."""
+
+    address: int
+    length: int
+    notify: int
+    user_len: int
+    user_pos: int = 0
+    card_pos: int = 0
+    pending: int = 0
+    running: bool = False  # DATA_STARTDMA given
 
 
 @dataclass
@@ -175,6 +205,7 @@ class _Handle:
     error: tuple[int, int, int, str] = (0, 0, 0, "")
     timeout_ms: int = 0
     synced_at: float | None = None  # wall clock: time.monotonic() of the card's sample ``now``
+    fifo: _Fifo | None = None
 
 
 #: How the emulated card's sample clock moves: ``"virtual"`` (only when the caller advances or
@@ -274,7 +305,13 @@ class EmulatedDriver:
         return self._get("GetParam_d64", handle, register, float, 0.0)
 
     def _sync(self, h: _Handle) -> None:
-        """Wall clock: move the card on to the host's present (a stopped card keeps its time)."""
+        """Wall clock: move the card on to the host's present (a stopped card keeps its time);
+        FIFO data waiting for room on the card moves on board."""
+        self._sync_clock(h)
+        if h.fifo is not None and h.fifo.running and h.fifo.pending:
+            self._fifo_move(h)
+
+    def _sync_clock(self, h: _Handle) -> None:
         if self.clock != "wall" or h.synced_at is None:
             return
         c = h.card
@@ -294,6 +331,37 @@ class EmulatedDriver:
             n -= m
         if n:
             c.advance(n)
+
+    def _fifo_move(self, h: _Handle) -> None:
+        """Move handed-over FIFO data from the host's ring onto the card, as much as fits (the
+        DMA is taken as instant: PCIe outruns the DACs); the host gets that space back."""
+        f, c = h.fifo, h.card
+        sample = 2 * c.n_channels
+        room = (c.fifo_capacity - c.fifo_fill()) * sample
+        m = min(f.pending, room)
+        while m > 0:
+            part = min(m, f.length - f.card_pos)
+            raw = ctypes.string_at(f.address + f.card_pos, part)
+            c.supply(np.frombuffer(raw, dtype="<i2"))
+            f.card_pos = (f.card_pos + part) % f.length
+            f.pending -= part
+            f.user_len += part
+            m -= part
+
+    def _fifo_hand_over(self, h: _Handle, n_bytes: int) -> None:
+        """SPC_DATA_AVAIL_CARD_LEN: the host filled ``n_bytes`` from its position."""
+        f = h.fifo
+        if f is None:
+            raise CardError("SPC_DATA_AVAIL_CARD_LEN needs a FIFO transfer (DefTransfer in FIFO mode)", code=sp.ERR_FIFOSETUP)
+        if h.card.underrun:
+            raise CardError("the FIFO ran out of data and replay stopped (underrun)", code=sp.ERR_FIFOHWOVERRUN)
+        if n_bytes < 0 or n_bytes > f.user_len or n_bytes % (2 * h.card.n_channels):
+            raise CardError(f"{n_bytes} bytes handed over, {f.user_len} are the host's (whole samples only)", code=sp.ERR_VALUE)
+        f.user_len -= n_bytes
+        f.user_pos = (f.user_pos + n_bytes) % f.length
+        f.pending += n_bytes
+        if f.running:
+            self._fifo_move(h)
 
     def record(self, card: SimulatedCard, n_samples: int) -> Recording:
         """Wall clock: keep the next ``n_samples`` samples ``card`` plays from now, as host time
@@ -358,7 +426,14 @@ class EmulatedDriver:
             return self._failed(h, CardError("only PC-to-card data transfers are emulated", code=sp.ERR_FEATURE), buffer_type, direction)
         if length <= 0 or length % 2:
             return self._failed(h, CardError(f"transfer of {length} bytes is not whole int16 samples", code=sp.ERR_VALUE), buffer_type, length)
-        h.transfer = _Transfer(int(address), int(offset), int(length))
+        if h.card.replay_mode == "fifo":
+            sample = 2 * h.card.n_channels
+            if length % sample or notify % sample or notify > length:
+                problem = f"FIFO buffer of {length} bytes, notify {notify}: whole samples, notify within the buffer"
+                return self._failed(h, CardError(problem, code=sp.ERR_FIFOSETUP), buffer_type, length)
+            h.fifo = _Fifo(int(address), int(length), int(notify), int(length))
+            return 0
+        h.transfer = _Transfer(int(address), int(offset), int(length), int(notify))
         return 0
 
     def invalidate_buf(self, handle: int, buffer_type: int) -> int:
@@ -421,7 +496,16 @@ class EmulatedDriver:
         if reg in fixed:
             return fixed[reg]
         if reg == sp.SPC_M2STATUS:
-            return c.status()
+            f = h.fifo
+            block = f is not None and f.user_len >= max(f.notify, 1) and c.replay_mode == "fifo"
+            return c.status() | (M2STAT_DATA_BLOCKREADY if block else 0)
+        if reg in (SPC_DATA_AVAIL_USER_LEN, SPC_DATA_AVAIL_USER_POS, SPC_DATA_AVAIL_CARD_LEN):
+            f = h.fifo
+            if f is None:
+                return 0
+            return {SPC_DATA_AVAIL_USER_LEN: f.user_len, SPC_DATA_AVAIL_USER_POS: f.user_pos, SPC_DATA_AVAIL_CARD_LEN: f.pending}[reg]
+        if reg == SPC_FILLSIZEPROMILLE:
+            return 1000 * c.fifo_fill() // c.fifo_capacity if c.replay_mode == "fifo" else 0
         if reg == sp.SPC_SEQMODE_STATUS:
             return c.current_step()
         if reg == SPC_SAMPLERATE:
@@ -511,6 +595,8 @@ class EmulatedDriver:
                 raise CardError(f"card mode {name} is not emulated (emulated: {emulated})", code=sp.ERR_FEATURE)
             c.set_replay_mode(EMULATED_MODES[mode])
             h.registers[reg] = mode
+        elif reg == SPC_DATA_AVAIL_CARD_LEN:
+            self._fifo_hand_over(h, int(value))
         elif reg == SPC_MEMSIZE:
             c.set_memsize(int(value))
         elif reg == SPC_SEGMENTSIZE:
@@ -553,7 +639,7 @@ class EmulatedDriver:
             c.set_stop_level(ch, c.stop_levels[ch], int(value))
         elif reg == SPC_TIMEOUT:
             h.timeout_ms = int(value)
-        elif reg in (sp.SPC_M2STATUS, sp.SPC_SEQMODE_STATUS, SPC_PCITYP, SPC_PCISERIALNO, SPC_MIINST_MAXADCVALUE):
+        elif reg in READ_ONLY:
             raise CardError(f"register {reg} is read-only", code=sp.ERR_REG)
         elif self._channel_register(reg, SPC_ENABLEOUT0, spec) is not None:
             c.output_enabled[self._channel_register(reg, SPC_ENABLEOUT0, spec)] = bool(int(value))
@@ -585,7 +671,13 @@ class EmulatedDriver:
         if cmd & sp.M2CMD_CARD_STOP:
             c.stop()
         if cmd & sp.M2CMD_DATA_STARTDMA:
-            self._dma(h)
+            if h.fifo is not None and c.replay_mode == "fifo":
+                h.fifo.running = True
+                self._fifo_move(h)
+            else:
+                self._dma(h)
+        if cmd & sp.M2CMD_DATA_STOPDMA and h.fifo is not None:
+            h.fifo.running = False
         if cmd & sp.M2CMD_CARD_START:
             c.start()
             h.synced_at = time.monotonic()  # sample now = this host instant (used on a wall clock)
@@ -595,6 +687,16 @@ class EmulatedDriver:
             c.force_trigger()
         if cmd & M2CMD_CARD_DISABLETRIGGER:
             c.trigger_enabled = False
+        if cmd & sp.M2CMD_DATA_WAITDMA and h.fifo is not None and c.replay_mode == "fifo":
+            f = h.fifo
+
+            def block_free() -> bool:
+                if c.underrun:
+                    raise CardError("the FIFO ran out of data and replay stopped (underrun)", code=sp.ERR_FIFOHWOVERRUN)
+                self._fifo_move(h)
+                return f.user_len >= max(f.notify, 2 * c.n_channels)
+
+            self._wait(h, block_free, "free for the next notify block")
         if cmd & M2CMD_CARD_WAITTRIGGER:
             self._wait(h, lambda: c.triggered or c.state == "ready", "triggered")
         if cmd & M2CMD_CARD_WAITREADY:
