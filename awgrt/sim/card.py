@@ -16,6 +16,13 @@ produced for the windows asked for.
 
 Behaviour the vendor does not document is a named :class:`SimPolicy` with a documented default.
 
+Besides sequence replay the card plays the standard modes (:meth:`SimulatedCard.set_replay_mode`):
+``"single"`` (MEMSIZE samples, LOOPS times; 0 = until stopped), ``"multi"`` (one SEGMENTSIZE
+segment per trigger, the card re-arming after each [assume: triggers while a segment plays are not
+seen, and between segments the outputs sit at their stop level]) and ``"fifo"`` (FIFO single: the
+samples the host supplies, played in order from the first trigger; when they run out before the
+replay's end, SEGMENTSIZE x LOOPS or never for LOOPS 0, replay stops there with an underrun).
+
 Timing rules:
 
 - After ``start()`` the card is armed and outputs each channel's stop level. The first trigger
