@@ -1582,3 +1582,25 @@ def test_fifo_replay_with_loops_ends_after_that_many_segments_without_an_underru
     c2.set_loops(3)
     with pytest.raises(CardError, match="SEGMENTSIZE"):
         c2.start()
+
+
+def test_fifo_multi_plays_the_next_segment_per_trigger_and_underruns_on_a_short_one():
+    c = SimulatedCard(CARDS["M4i.6631-x8"])
+    c.set_replay_mode("fifo_multi")
+    c.set_standard_segment_size(384)
+    c.set_loops(0)
+    c.set_trigger_masks(0x2, 0)
+    stream = np.arange(1, 1 + 2 * 384 + 100, dtype=np.int16)  # two whole segments and a bit
+    c.supply(stream)
+    c.start()
+    c.enable_trigger()
+    for t in (0, 2000, 4000):
+        c.external_trigger(t)
+    got = c.render(6000)[:, 0]
+    lat = latency(c.sample_rate_hz)
+    want = np.zeros(6000, np.int16)
+    want[lat : lat + 384] = stream[:384]
+    want[2000 + lat : 2000 + lat + 384] = stream[384:768]
+    want[4000 + lat : 4000 + lat + 100] = stream[768:]  # the third segment runs dry after 100 samples
+    np.testing.assert_array_equal(got, want)
+    assert c.trigger_log == [0, 2000, 4000] and c.underrun and c.state == "ready"

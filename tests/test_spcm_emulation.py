@@ -464,7 +464,7 @@ from awgrt.sim import emulated_spcm
 with emulated_spcm() as emu:
     import spcm
     with spcm.Card("/dev/spcm0") as card:
-        for name in ("SPC_REP_STD_SINGLE", "SPC_REP_STD_MULTI", "SPC_REP_FIFO_SINGLE", "SPC_REP_FIFO_MULTI", "SPC_REP_STD_GATE"):
+        for name in ("SPC_REP_STD_SINGLE", "SPC_REP_STD_MULTI", "SPC_REP_FIFO_SINGLE", "SPC_REP_FIFO_MULTI", "SPC_REP_STD_GATE", "SPC_REP_STD_SINGLERESTART"):
             try:
                 card.card_mode(getattr(spcm, name))
                 print("MODE", name, "accepted")
@@ -478,8 +478,9 @@ with emulated_spcm() as emu:
 def test_replay_modes_the_emulator_does_not_play_are_refused_at_the_mode_write(cache):
     out = run_code(MODES, cache=cache).stdout
     modes = {line.split(" ", 1)[0]: line.split(" ", 1)[1] for line in lines_with("MODE", out)}
-    assert modes["SPC_REP_STD_SINGLE"] == modes["SPC_REP_STD_MULTI"] == modes["SPC_REP_FIFO_SINGLE"] == "accepted"
-    for name in ("SPC_REP_FIFO_MULTI", "SPC_REP_STD_GATE"):
+    for name in ("SPC_REP_STD_SINGLE", "SPC_REP_STD_MULTI", "SPC_REP_FIFO_SINGLE", "SPC_REP_FIFO_MULTI"):
+        assert modes[name] == "accepted", name
+    for name in ("SPC_REP_STD_GATE", "SPC_REP_STD_SINGLERESTART"):
         verdict, reg, text = modes[name].split(" ", 2)
         assert verdict == "refused" and reg == "9500" and name in text and "not emulated" in text
     assert lines_with("SEQUENCE", out) == ["ok"]
@@ -623,8 +624,7 @@ with spcm.Card("/dev/spcm0") as card:
     spcm.Trigger(card).or_mask(spcm.SPC_TMASK_NONE)
     multi = spcm.Multi(card)
     multi.memory_size(3 * 512)
-    multi.allocate_buffer(3 * 512)
-    multi.segment_samples(512)
+    multi.allocate_buffer(512, num_segments=3)  # also sets the segment size
     multi.loops(1)
     data = np.random.default_rng(5).integers(-30000, 30000, size=(1, 3 * 512), dtype=np.int16)
     multi.buffer.reshape(-1)[:] = data.reshape(-1)
@@ -762,3 +762,57 @@ def test_fifo_replay_streams_through_the_ring_buffer_and_reports_the_underrun(ro
     from awgrt import spectrum as sp
 
     assert lines_with("WAITDMA", proc.stdout)[0].startswith(sp.ERROR_TEXTS[sp.ERR_FIFOHWOVERRUN])  # raised by spcm
+
+
+FIFO_MULTI_SCRIPT = '''
+"""FIFO multi replay: the stream's next segment on every trigger, spcm only."""
+import sys, time
+import numpy as np
+import spcm
+from spcm import units
+
+SEGMENT = 2048
+with spcm.Card("/dev/spcm0") as card:
+    card.card_mode(spcm.SPC_REP_FIFO_MULTI)
+    channels = spcm.Channels(card, card_enable=spcm.CHANNEL0)
+    channels.enable(True)
+    channels.amp(1 * units.V)
+    channels.stop_level(spcm.SPCM_STOPLVL_ZERO)
+    spcm.Clock(card).sample_rate(50 * units.MHz)
+    spcm.Trigger(card).or_mask(spcm.SPC_TMASK_NONE)
+    multi = spcm.Multi(card)
+    multi.allocate_buffer(SEGMENT, num_segments=3)  # also sets the segment size
+    multi.loops(3)  # three segments, then the card is done
+    multi.notify_samples(SEGMENT)
+    stream = np.random.default_rng(13).integers(-30000, 30000, size=3 * SEGMENT, dtype=np.int16)
+    multi.buffer.reshape(-1)[:] = stream
+    multi.start_buffer_transfer(spcm.M2CMD_DATA_STARTDMA)
+    multi.avail_card_len(3 * SEGMENT)
+    card.start(spcm.M2CMD_CARD_ENABLETRIGGER)
+    for _ in range(3):
+        card.cmd(spcm.M2CMD_CARD_FORCETRIGGER)
+        time.sleep(0.05)
+    card.timeout(0)
+    card.cmd(spcm.M2CMD_CARD_WAITREADY)
+    print("DONE", card.status() & spcm.M2STAT_CARD_READY != 0, card.status() & spcm.M2STAT_DATA_OVERRUN == 0)
+    np.save(sys.argv[1], stream)
+'''
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_fifo_multi_replay_plays_the_streams_next_segment_per_trigger(route, cache, tmp_path):
+    lat = _latency(50e6)
+    n = 120_000
+    script = tmp_path / "lab_script.py"
+    script.write_text(FIFO_MULTI_SCRIPT)
+    written, rendered = tmp_path / "written.npy", tmp_path / "rendered.npz"
+    runner = ["-m", "awgrt.sim.spcm_emulation", "--card", "M4i.6631-x8", "--route", route, "--speed", "0.01", "--render", str(n), "--out", str(rendered)]
+    proc = run([*runner, str(script), str(written)], cache=cache, cwd=tmp_path)
+    stream, got = np.load(written), np.load(rendered)
+    triggers = got["card0_triggers"].tolist()
+    assert len(triggers) == 3 and all(b - a > 2048 + lat for a, b in zip(triggers, triggers[1:]))
+    want = np.zeros(n, np.int16)
+    for k, t in enumerate(triggers):
+        want[t + lat : t + lat + 2048] = stream[k * 2048 : (k + 1) * 2048]
+    np.testing.assert_array_equal(got["card0"][:, 0], want)
+    assert lines_with("DONE", proc.stdout) == ["True True"]  # READY after the third, no underrun

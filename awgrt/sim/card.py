@@ -19,9 +19,11 @@ Behaviour the vendor does not document is a named :class:`SimPolicy` with a docu
 Besides sequence replay the card plays the standard modes (:meth:`SimulatedCard.set_replay_mode`):
 ``"single"`` (MEMSIZE samples, LOOPS times; 0 = until stopped), ``"multi"`` (one SEGMENTSIZE
 segment per trigger, the card re-arming after each [assume: triggers while a segment plays are not
-seen, and between segments the outputs sit at their stop level]) and ``"fifo"`` (FIFO single: the
+seen, and between segments the outputs sit at their stop level]), ``"fifo"`` (FIFO single: the
 samples the host supplies, played in order from the first trigger; when they run out before the
-replay's end, SEGMENTSIZE x LOOPS or never for LOOPS 0, replay stops there with an underrun).
+replay's end, SEGMENTSIZE x LOOPS or never for LOOPS 0, replay stops there with an underrun) and
+``"fifo_multi"`` (the stream's next SEGMENTSIZE samples per trigger, LOOPS segments, 0 = endless;
+a segment whose data has not all arrived when it plays ends replay with an underrun).
 
 Timing rules:
 
@@ -58,7 +60,8 @@ from ..spectrum import StopLevel
 
 INF = math.inf
 #: Replay modes the simulated card plays (SPC_CARDMODE): see :meth:`SimulatedCard.set_replay_mode`.
-REPLAY_MODES = ("sequence", "single", "multi", "fifo")
+REPLAY_MODES = ("sequence", "single", "multi", "fifo", "fifo_multi")
+FIFO_MODES = ("fifo", "fifo_multi")
 #: Standard-mode registers and the largest SPC_LOOPS accepted (a 32-bit register).
 SPC_MEMSIZE = 10000
 SPC_SEGMENTSIZE = 10010
@@ -276,12 +279,12 @@ class SimulatedCard:
         self._memory: np.ndarray | None = None
         self._sequence_memory: tuple | None = None  # sequence slots/steps kept while a standard mode plays
         self._plays_left: float = INF  # multi: segment plays still to come
-        # fifo: the stream the host supplied (chunks from stream sample _stream_base on), where
-        # replay began, and whether it ran dry before its end (an underrun)
+        # fifo: the stream the host supplied (chunks from stream sample _stream_base on), the
+        # runs played from it (origin, first stream sample, length), and whether it ran dry
         self._stream: list[np.ndarray] = []
         self._stream_base = 0
         self._supplied = 0
-        self._fifo_origin: float = INF
+        self._fifo_runs: list[tuple[int, int, float]] = []
         self.underrun = False
         #: Trigger sources (see :meth:`set_trigger_masks`); the simulator's default is EXT0.
         self.trigger_or_mask = TMASK_EXT0
@@ -459,7 +462,7 @@ class SimulatedCard:
     # ================================================================== standard replay modes
 
     def set_replay_mode(self, mode: str) -> None:
-        """``"sequence"``, ``"single"``, ``"multi"`` or ``"fifo"`` (SPC_CARDMODE); not while running."""
+        """One of :data:`REPLAY_MODES` (SPC_CARDMODE); not while running."""
         if mode not in REPLAY_MODES:
             self._fail(sp.ERR_FEATURE, f"replay mode {mode!r} is not emulated (emulated: {', '.join(REPLAY_MODES)})", sp.SPC_CARDMODE)
         self._require_not_running("changing the card mode", sp.SPC_CARDMODE)
@@ -520,36 +523,36 @@ class SimulatedCard:
         """Samples per channel the on-board FIFO holds (the data memory of the enabled channels)."""
         return self.spec.memory_samples // self.n_channels
 
-    @property
-    def fifo_length(self) -> int | None:
-        """Samples a FIFO replay plays before it ends (SEGMENTSIZE x LOOPS), None while endless (LOOPS 0)."""
-        return self.segment_size * self.loops if self.loops else None
-
     def fifo_fill(self) -> int:
         """Samples supplied and not yet played (the on-board FIFO's fill) at the current sample."""
         self._advance_to(self.now, None)
-        played = 0 if self._fifo_origin == INF else max(0, min(self.now, self._fifo_end()) - int(self._fifo_origin))
-        return self._supplied - played
+        return self._supplied - self._consumed(self.now)
 
     def supply(self, data: np.ndarray) -> None:
-        """FIFO mode: samples moved from the host's buffer into the on-board FIFO, played after
+        """FIFO modes: samples moved from the host's buffer into the on-board FIFO, played after
         everything supplied before them; refused beyond the FIFO's capacity."""
-        if self.replay_mode != "fifo":
+        if self.replay_mode not in FIFO_MODES:
             self._fail(sp.ERR_SEQUENCE, "streaming data is for FIFO replay", "DMA")
         arr = self._as_samples(data)
         if self.fifo_fill() + arr.shape[0] > self.fifo_capacity:
             self._fail(sp.ERR_FIFOHWOVERRUN, f"{arr.shape[0]} samples do not fit the on-board FIFO ({self.fifo_capacity - self.fifo_fill()} free)", "DMA")
-        if self.state == READY and self._fifo_origin != INF:
+        if self.state == READY and self._fifo_runs:
             return  # replay has ended (underrun or its length played): the card takes no more
         self._stream.append(arr.copy())
         self._supplied += arr.shape[0]
 
-    def _fifo_end(self) -> float:
-        """The sample replay stops at: the stream's length or end, whichever comes first."""
-        if self._fifo_origin == INF:
-            return INF
-        length = self.fifo_length
-        return self._fifo_origin + (self._supplied if length is None else min(self._supplied, length))
+    def _run_end(self, run: tuple[int, int, float]) -> float:
+        """The sample a FIFO run (origin, first stream sample, length) stops at: its length or
+        the end of what was supplied, whichever comes first."""
+        origin, k0, n = run
+        return origin + min(n, self._supplied - k0)
+
+    def _consumed(self, t: float) -> int:
+        """Stream samples played before sample ``t``."""
+        if not self._fifo_runs:
+            return 0
+        origin, k0, _ = self._fifo_runs[-1]
+        return k0 + int(max(0, min(t, self._run_end(self._fifo_runs[-1])) - origin))
 
     def _stream_samples(self, k0: int, k1: int) -> np.ndarray:
         """Stream samples [k0, k1) (indices since the stream's start)."""
@@ -561,42 +564,68 @@ class SimulatedCard:
             pos += chunk.shape[0]
         return np.concatenate(parts) if parts else np.zeros((0, self.n_channels), np.int16)
 
+    def _start_fifo_run(self, origin: int) -> None:
+        """A trigger was taken: FIFO single plays the whole stream (SEGMENTSIZE x LOOPS, or
+        endless), FIFO multi its next segment."""
+        if self.replay_mode == "fifo":
+            length = self.segment_size * self.loops if self.loops else INF
+            self._fifo_runs.append((origin, 0, length))
+        else:
+            k0 = self._fifo_runs[-1][1] + self.segment_size if self._fifo_runs else 0
+            self._fifo_runs.append((origin, k0, self.segment_size))
+
     def _advance_fifo(self, target: int) -> None:
-        end = self._fifo_end()
-        if self.state == RUNNING and target >= end:
-            played = int(end - self._fifo_origin)
-            if played:
-                self._hold[: self.n_channels] = self._stream_samples(played - 1, played)[0]
-            length = self.fifo_length
-            self.underrun = length is None or played < length  # endless streams only end by running dry
-            self.state = READY
-            self._ready_at = int(end)
+        """Play the current FIFO run up to ``target``: it ends whole (FIFO multi re-arms for the
+        next segment unless the last one has played), or early where the data ran out."""
+        if self.state != RUNNING:
+            return
+        run = self._fifo_runs[-1]
+        end = self._run_end(run)
+        if target < end:
+            return
+        origin, k0, n = run
+        played = int(end - origin)
+        if played:
+            self._hold[: self.n_channels] = self._stream_samples(k0 + played - 1, k0 + played)[0]
+        if played < n:  # ran dry: an underrun ends replay
+            self.underrun = True
+        elif self.replay_mode == "fifo_multi":
+            self._plays_left -= 1
+            if self._plays_left > 0:
+                self.state = ARMED
+                self._triggers.drop_before(int(end))  # triggers during a segment are not seen
+                return
+        self.state = READY
+        self._ready_at = int(end)
 
     def _forget_played(self) -> None:
         """Drop stream chunks that have played whole (the FIFO's memory is what is still to play)."""
-        if self._fifo_origin == INF:
-            return
-        played = max(0, int(min(self.now, self._fifo_end()) - self._fifo_origin))
-        while self._stream and self._stream_base + self._stream[0].shape[0] < played:
+        consumed = self._consumed(self.now)
+        while self._stream and self._stream_base + self._stream[0].shape[0] < consumed:
             self._stream_base += self._stream.pop(0).shape[0]
 
     def _render_fifo(self, out: np.ndarray, w0: int, a: int, b: int) -> None:
         held = self._hold.copy()
+        first = len(self._fifo_runs)
         self._advance_to(b, None)
         active = out[:, : self.n_channels]
-        origin, end = self._fifo_origin, self._fifo_end()
-        lo, hi = int(max(a, min(origin, b))), int(max(a, min(end, b)))
-        active[a - w0 : lo - w0] = self._stop_values(held)[: self.n_channels]
-        if lo < hi:
-            active[lo - w0 : hi - w0] = self._stream_samples(lo - int(origin), hi - int(origin))
-        active[hi - w0 : b - w0] = self._stop_values(self._hold if hi > lo or end <= a else held)[: self.n_channels]
-        if lo < hi:
-            self._hold[: self.n_channels] = active[hi - 1 - w0]
+        cursor = a
+        for run in self._fifo_runs[max(0, first - 1) :]:  # the run in play at a, and those begun since
+            origin, k0, _ = run
+            lo, hi = int(max(a, min(origin, b))), int(max(a, min(self._run_end(run), b)))
+            if lo >= hi:
+                continue
+            active[cursor - w0 : lo - w0] = self._stop_values(held)[: self.n_channels]
+            active[lo - w0 : hi - w0] = self._stream_samples(k0 + lo - origin, k0 + hi - origin)
+            held = np.concatenate([active[hi - 1 - w0], held[self.n_channels :]]).astype(np.int16)
+            cursor = hi
+        active[cursor - w0 : b - w0] = self._stop_values(held)[: self.n_channels]
+        self._hold = held
 
     def standard_problems(self) -> list[str]:
         """What :meth:`start` refuses in a standard mode."""
-        if self.replay_mode == "fifo":
-            if self.loops and not self.segment_size:
+        if self.replay_mode in FIFO_MODES:
+            if (self.loops or self.replay_mode == "fifo_multi") and not self.segment_size:
                 return [f"LOOPS={self.loops} replays that many segments: set SEGMENTSIZE (or LOOPS 0 to stream until stopped)"]
             return []
         if not self.memsize or self._memory is None:
@@ -617,9 +646,10 @@ class SimulatedCard:
         END, after which the card re-arms for the next segment's trigger (see ``_advance_to``)."""
         if self._sequence_memory is None:
             self._sequence_memory = (self.max_segments, self.slots, self.steps, self.start_step)
-        if self.replay_mode == "fifo":  # no steps: the stream is played as it comes
-            self._fifo_origin = INF
+        if self.replay_mode in FIFO_MODES:  # no steps: the stream is played as it comes
+            self._fifo_runs = []
             self.underrun = False
+            self._plays_left = INF if self.loops == 0 else self.loops
             return
         mem = self._memory
         if self.replay_mode == "single":
@@ -666,7 +696,7 @@ class SimulatedCard:
             if problems:
                 self._fail(sp.ERR_SEQUENCE, "cannot start: " + "; ".join(problems), sp.SPC_M2CMD)
             self._load_standard()
-        problems = self.sequence_problems() if self.replay_mode != "fifo" else []
+        problems = self.sequence_problems() if self.replay_mode not in FIFO_MODES else []
         if problems:
             self._fail(sp.ERR_SEQUENCE, "cannot start: " + "; ".join(problems), sp.SPC_M2CMD)
         self.state = ARMED
@@ -749,7 +779,7 @@ class SimulatedCard:
             bits |= sp.M2STAT_CARD_TRIGGER
         if self.state == READY:
             bits |= sp.M2STAT_CARD_READY
-        if self.replay_mode == "fifo" and self.underrun:
+        if self.replay_mode in FIFO_MODES and self.underrun:
             bits |= M2STAT_DATA_OVERRUN  # replay ran out of data (an underrun)
         return bits
 
@@ -772,7 +802,7 @@ class SimulatedCard:
             raise ProgramError(f"time only moves forward (asked to advance by {n_samples!r} samples)", op="advance", value=n_samples)
         self._advance_to(self.now + n_samples, None)
         self.now += n_samples
-        if self.replay_mode == "fifo":
+        if self.replay_mode in FIFO_MODES:
             self._forget_played()
 
     def render(self, n_samples: int, out: np.ndarray | None = None) -> np.ndarray:
@@ -804,10 +834,10 @@ class SimulatedCard:
                 self._hold[: self.n_channels] = out[-1, : self.n_channels]
                 break
             end = min(w1, pos + (ep.period if ep is not None else RENDER_CHUNK))
-            (self._render_fifo if self.replay_mode == "fifo" else self._render_walk)(out, w0, pos, end)
+            (self._render_fifo if self.replay_mode in FIFO_MODES else self._render_walk)(out, w0, pos, end)
             pos = end
         self.now = w1
-        if self.replay_mode == "fifo":
+        if self.replay_mode in FIFO_MODES:
             self._forget_played()
         if off:  # an output that is not enabled passes nothing of what the DAC plays
             out[:, off] = self._stop_values(self._hold)[off]
@@ -989,12 +1019,14 @@ class SimulatedCard:
                 self.trigger_log.append(t0)
                 self.triggered = True
                 self.state = RUNNING
-                if self.replay_mode == "fifo":
-                    self._fifo_origin = t0 + trigger_latency_samples(self.sample_rate_hz)
+                if self.replay_mode in FIFO_MODES:
+                    self._start_fifo_run(t0 + trigger_latency_samples(self.sample_rate_hz))
                 else:
                     self._enter(self.start_step, t0 + trigger_latency_samples(self.sample_rate_hz))
-            if self.replay_mode == "fifo":
+            if self.replay_mode in FIFO_MODES:
                 self._advance_fifo(target)
+                if self.state == ARMED:  # FIFO multi: on to the next segment's trigger
+                    continue
                 return
             if self.state != RUNNING:
                 return

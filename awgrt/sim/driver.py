@@ -35,7 +35,7 @@ import numpy as np
 from .. import spectrum as sp
 from ..card import CARDS, CardSpec
 from ..errors import CardError, ProgramError
-from .card import MAX_STANDARD_LOOPS, SPC_LOOPS, SPC_MEMSIZE, SPC_SEGMENTSIZE, SimPolicy, SimulatedCard
+from .card import FIFO_MODES, MAX_STANDARD_LOOPS, SPC_LOOPS, SPC_MEMSIZE, SPC_SEGMENTSIZE, SimPolicy, SimulatedCard
 
 # --------------------------------------------------------------------------- more registers
 SPC_PCITYP = 2000
@@ -132,6 +132,7 @@ EMULATED_MODES = {
     sp.SPC_REP_STD_SINGLE: "single",
     sp.SPC_REP_STD_MULTI: "multi",
     sp.SPC_REP_FIFO_SINGLE: "fifo",
+    sp.SPC_REP_FIFO_MULTI: "fifo_multi",
     sp.SPC_REP_STD_SEQUENCE: "sequence",
 }
 #: An M4i.66xx has three multi-purpose lines X0..X2 [doc]; the modes each offers are assumed to be
@@ -426,7 +427,7 @@ class EmulatedDriver:
             return self._failed(h, CardError("only PC-to-card data transfers are emulated", code=sp.ERR_FEATURE), buffer_type, direction)
         if length <= 0 or length % 2:
             return self._failed(h, CardError(f"transfer of {length} bytes is not whole int16 samples", code=sp.ERR_VALUE), buffer_type, length)
-        if h.card.replay_mode == "fifo":
+        if h.card.replay_mode in FIFO_MODES:
             sample = 2 * h.card.n_channels
             if length % sample or notify % sample or notify > length:
                 problem = f"FIFO buffer of {length} bytes, notify {notify}: whole samples, notify within the buffer"
@@ -497,7 +498,7 @@ class EmulatedDriver:
             return fixed[reg]
         if reg == sp.SPC_M2STATUS:
             f = h.fifo
-            block = f is not None and f.user_len >= max(f.notify, 1) and c.replay_mode == "fifo"
+            block = f is not None and f.user_len >= max(f.notify, 1) and c.replay_mode in FIFO_MODES
             return c.status() | (M2STAT_DATA_BLOCKREADY if block else 0)
         if reg in (SPC_DATA_AVAIL_USER_LEN, SPC_DATA_AVAIL_USER_POS, SPC_DATA_AVAIL_CARD_LEN):
             f = h.fifo
@@ -505,7 +506,7 @@ class EmulatedDriver:
                 return 0
             return {SPC_DATA_AVAIL_USER_LEN: f.user_len, SPC_DATA_AVAIL_USER_POS: f.user_pos, SPC_DATA_AVAIL_CARD_LEN: f.pending}[reg]
         if reg == SPC_FILLSIZEPROMILLE:
-            return 1000 * c.fifo_fill() // c.fifo_capacity if c.replay_mode == "fifo" else 0
+            return 1000 * c.fifo_fill() // c.fifo_capacity if c.replay_mode in FIFO_MODES else 0
         if reg == sp.SPC_SEQMODE_STATUS:
             return c.current_step()
         if reg == SPC_SAMPLERATE:
@@ -671,7 +672,7 @@ class EmulatedDriver:
         if cmd & sp.M2CMD_CARD_STOP:
             c.stop()
         if cmd & sp.M2CMD_DATA_STARTDMA:
-            if h.fifo is not None and c.replay_mode == "fifo":
+            if h.fifo is not None and c.replay_mode in FIFO_MODES:
                 h.fifo.running = True
                 self._fifo_move(h)
             else:
@@ -687,7 +688,7 @@ class EmulatedDriver:
             c.force_trigger()
         if cmd & M2CMD_CARD_DISABLETRIGGER:
             c.trigger_enabled = False
-        if cmd & sp.M2CMD_DATA_WAITDMA and h.fifo is not None and c.replay_mode == "fifo":
+        if cmd & sp.M2CMD_DATA_WAITDMA and h.fifo is not None and c.replay_mode in FIFO_MODES:
             f = h.fifo
 
             def block_free() -> bool:
