@@ -816,3 +816,75 @@ def test_fifo_multi_replay_plays_the_streams_next_segment_per_trigger(route, cac
         want[t + lat : t + lat + 2048] = stream[k * 2048 : (k + 1) * 2048]
     np.testing.assert_array_equal(got["card0"][:, 0], want)
     assert lines_with("DONE", proc.stdout) == ["True True"]  # READY after the third, no underrun
+
+
+WAITS_SCRIPT = '''
+"""Waiting on the card: WAITTRIGGER with a timeout, then with a trigger; spcm only."""
+import time
+import numpy as np
+import spcm
+from spcm import units
+
+with spcm.Card("/dev/spcm0") as card:
+    card.card_mode(spcm.SPC_REP_STD_SINGLE)
+    channels = spcm.Channels(card, card_enable=spcm.CHANNEL0)
+    channels.enable(True)
+    spcm.Clock(card).sample_rate(50 * units.MHz)
+    spcm.Trigger(card).or_mask(spcm.SPC_TMASK_EXT0)  # nothing drives EXT0 here
+    transfer = spcm.DataTransfer(card)
+    transfer.memory_size(1024)
+    transfer.allocate_buffer(1024)
+    transfer.loops(1)
+    transfer.buffer[:] = 1000
+    transfer.start_buffer_transfer(spcm.M2CMD_DATA_STARTDMA, spcm.M2CMD_DATA_WAITDMA)
+    card.timeout(50 * units.ms)
+    card.start(spcm.M2CMD_CARD_ENABLETRIGGER)
+    t0 = time.monotonic()
+    try:
+        card.cmd(spcm.M2CMD_CARD_WAITTRIGGER)
+        print("WAITTRIGGER returned")
+    except spcm.SpcmTimeout:
+        print("TIMEOUT after", round((time.monotonic() - t0) * 1000), "ms")
+    card.cmd(spcm.M2CMD_CARD_FORCETRIGGER)
+    card.cmd(spcm.M2CMD_CARD_WAITTRIGGER)
+    card.cmd(spcm.M2CMD_CARD_WAITREADY)
+    print("STATUS", card.status() & (spcm.M2STAT_CARD_TRIGGER | spcm.M2STAT_CARD_READY))
+'''
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_waits_take_the_time_a_card_takes_and_time_out(route, cache, tmp_path):
+    script = tmp_path / "lab_script.py"
+    script.write_text(WAITS_SCRIPT)
+    proc = run(["-m", "awgrt.sim.spcm_emulation", "--card", "M4i.6631-x8", "--route", route, str(script)], cache=cache, cwd=tmp_path)
+    (timeout,) = lines_with("TIMEOUT after", proc.stdout)
+    assert 45 <= int(timeout.split()[0]) <= 1000  # SPC_TIMEOUT 50 ms on the host's clock
+    assert lines_with("STATUS", proc.stdout) == [str(0x2 | 0x4)]
+
+
+def test_a_wait_that_could_never_end_is_refused_on_the_virtual_clock(cache):
+    out = run_code(
+        """
+        from awgrt.sim import emulated_spcm
+        with emulated_spcm(route="python") as emu:
+            import spcm
+            with spcm.Card("/dev/spcm0") as card:
+                card.card_mode(spcm.SPC_REP_STD_SINGLE)
+                spcm.Channels(card, card_enable=spcm.CHANNEL0).enable(True)
+                transfer = spcm.DataTransfer(card)
+                transfer.memory_size(1024)
+                transfer.allocate_buffer(1024)
+                transfer.loops(0)  # until stopped: never READY
+                transfer.start_buffer_transfer(spcm.M2CMD_DATA_STARTDMA, spcm.M2CMD_DATA_WAITDMA)
+                card.timeout(0)
+                card.start(spcm.M2CMD_CARD_ENABLETRIGGER, spcm.M2CMD_CARD_FORCETRIGGER)
+                try:
+                    card.cmd(spcm.M2CMD_CARD_WAITREADY)
+                    print("WAIT returned")
+                except spcm.SpcmException as e:
+                    print("WAIT refused |", e.error.text)
+        """,
+        cache=cache,
+    ).stdout
+    (line,) = lines_with("WAIT", out)
+    assert line.startswith("refused") and "would hang" in line

@@ -758,5 +758,5 @@ class EmulatedDriver:
             raise CardError(
                 f"card never {what} (SPC_TIMEOUT 0 = wait forever, and its {c.state} output would go on forever): "
                 "a card would hang here; set a timeout or use the wall clock",
-                code=sp.ERR_TIMEOUT,
+                code=sp.ERR_SEQUENCE,  # not ERR_TIMEOUT: spcm would turn that into a bare SpcmTimeout and drop this text
             )
