@@ -127,14 +127,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("cards", help="list known cards and their limits")
     p.set_defaults(func=cmd_cards)
     p = sub.add_parser("hil", help="run the HIL validation suite: play programs, capture them with a scope, check phase, wraps, tones, chirps")
-    p.add_argument("--rig", default="sim", help="'sim' (simulated card and scope) or a rig file, e.g. rig.toml (default %(default)s)")
+    p.add_argument(
+        "--rig",
+        default="sim",
+        help="'sim' (simulated card and scope), 'emulated' (the lab-rig code path on the emulated card) or a rig file, e.g. rig.toml (default %(default)s)",
+    )
     p.add_argument("--out", type=Path, default=Path("awgrt-out/hil"), help="report directory (default %(default)s)")
     p.add_argument(
         "--inject",
         action="append",
         default=[],
         metavar="FAULT",
-        help="simulated rig only: phase-jump=2deg, wrap-delta=0.001, amp-error=1dB, chirp-rate=0.5%%",
+        help="simulated or emulated rig only: phase-jump=2deg, wrap-delta=0.001, amp-error=1dB, chirp-rate=0.5%%",
     )
     p.add_argument("--program", action="append", metavar="NAME", help="run only this suite program (repeatable)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")

@@ -7,8 +7,10 @@ and which sees the card's trigger (the edge that starts replay is t = 0 of every
 - :class:`SimRig` for ``"sim"`` (or a rig file with ``[card] backend = "sim"``): the simulated
   card (:class:`~awgrt.backends.SimBackend`), its analog output model, a scope model behind a
   loopback SCPI server, and the real pyvisa driver talking to it;
-- :class:`HardwareRig` otherwise: the card through ``awgrt.backends.SpcmBackend`` and the scope
-  at its VISA resource.
+- :class:`HardwareRig` for ``"spcm"``: the card through ``awgrt.backends.SpcmBackend`` and the
+  scope at its VISA resource;
+- :class:`EmulatedRig` for ``"emulated"``: the hardware rig's code path with ``SpcmBackend`` on
+  the emulated driver and the simulated scope behind the loopback server.
 """
 
 from __future__ import annotations
@@ -36,6 +38,10 @@ from .simrig.instrument import SIMULATED
 from .simrig.scope_model import ScopeModel
 from .simrig.server import LoopbackScpiServer
 from .simrig.signals import DacOutput
+
+#: How the rig's card is driven: the simulator (SimBackend), the real card (SpcmBackend), or
+#: SpcmBackend on the emulated driver (the rig code path in CI).
+CARD_BACKENDS = ("sim", "spcm", "emulated")
 
 
 @dataclass(frozen=True)
@@ -93,8 +99,8 @@ class RigConfig:
     def __post_init__(self) -> None:
         if self.card.model not in CARDS:
             raise RigConfigError(f"[card] model {self.card.model!r} unknown (known: {', '.join(CARDS)})", value=self.card.model)
-        if self.card.backend not in ("sim", "spcm"):
-            raise RigConfigError(f"[card] backend must be 'sim' or 'spcm', got {self.card.backend!r}", value=self.card.backend)
+        if self.card.backend not in CARD_BACKENDS:
+            raise RigConfigError(f"[card] backend must be one of {', '.join(CARD_BACKENDS)}, got {self.card.backend!r}", value=self.card.backend)
         if self.scope.family not in DRIVERS:
             raise RigConfigError(f"[scope] family {self.scope.family!r} unknown (known: {', '.join(DRIVERS)})", value=self.scope.family)
         bad = {k: v for k, v in self.wiring.items() if v not in CHANNELS}
@@ -112,7 +118,8 @@ class RigConfig:
 
     @property
     def simulated(self) -> bool:
-        return self.card.backend == "sim"
+        """The card is simulated (SimBackend, or SpcmBackend on the emulated driver) and so is the scope."""
+        return self.card.backend in ("sim", "emulated")
 
     def path(self) -> SignalPath:
         """The analog path the checks expect amplitudes through."""
@@ -252,9 +259,7 @@ class HardwareRig(Rig):
 
     def __init__(self, config: RigConfig) -> None:
         super().__init__(config)
-        self.scope = open_scope(
-            config.scope.family, config.scope.resource, timeout_s=config.scope.timeout_s, backend=config.scope.visa_library, **dict(config.scope.options)
-        )
+        self._open_scope()
         try:
             from awgrt.backends import SpcmBackend
 
@@ -264,14 +269,30 @@ class HardwareRig(Rig):
             self.scope.close()
             raise
 
+    def _open_scope(self) -> None:
+        s = self.config.scope
+        self.scope = open_scope(s.family, s.resource, timeout_s=s.timeout_s, backend=s.visa_library, **dict(s.options))
+
     def play(self, program: CompiledSequenceProgram, triggers: Sequence[int], n_samples: int) -> None:
         self._configure(self.backend, program, "software")
         trig = sorted(triggers)
         self.backend.start(force_trigger=True)
-        for t in trig[1:]:
-            time.sleep((t - trig[0]) / program.sample_rate_hz)
+        self._began(program)
+        for before, t in zip(trig, trig[1:]):
+            self._pause(t - before, program)
             self.backend.force_trigger()
-        time.sleep(max(0.0, (n_samples - trig[0]) / program.sample_rate_hz))
+        self._pause(max(0, n_samples - trig[-1]), program)
+        self._ended(program, trig[0])
+
+    def _began(self, program: CompiledSequenceProgram) -> None:
+        """The card was just started and force-triggered (the first trigger)."""
+
+    def _pause(self, n_samples: int, program: CompiledSequenceProgram) -> None:
+        """Let the card play ``n_samples`` samples: the host waits that long."""
+        time.sleep(n_samples / program.sample_rate_hz)
+
+    def _ended(self, program: CompiledSequenceProgram, first_trigger: int) -> None:
+        """Everything the scope needs has played (the scope is wired to the card itself)."""
 
     def close(self) -> None:
         try:
@@ -280,13 +301,85 @@ class HardwareRig(Rig):
             super().close()
 
 
+class EmulatedRig(HardwareRig):
+    """The nightly rig path minus the hardware (``[card] backend = "emulated"``, or ``--rig
+    emulated``): the card is ``SpcmBackend`` driving the unmodified ``spcm`` package on the
+    emulated Spectrum driver (:func:`awgrt.sim.emulated_spcm`, virtual clock), and the scope is the
+    simulated one behind the loopback SCPI server, through the real driver, pyvisa and pyvisa-py.
+    :meth:`HardwareRig.play` runs as on the bench; where the bench waits, the emulated card renders
+    what it plays meanwhile, and that output (through the card-output model) is what the scope sees.
+    ``faults`` perturb the card's output as on the simulated rig."""
+
+    def __init__(self, config: RigConfig, *, faults: Faults | None = None) -> None:
+        from awgrt.sim import emulated_spcm
+
+        self.faults = faults or Faults()
+        self._emulation = emulated_spcm(card=config.card.model)
+        self.emu = self._emulation.__enter__()
+        self._chunks: list = []
+        try:
+            super().__init__(replace(config, card=replace(config.card, device="/dev/spcm0")))
+        except BaseException:
+            self._emulation.__exit__(None, None, None)
+            raise
+
+    def _open_scope(self) -> None:
+        self.bench = Bench()
+        instrument = SIMULATED[self.config.scope.family](self.config.sim_scope, self.bench)
+        self.server = LoopbackScpiServer(instrument).start()
+        try:
+            self.scope = open_scope(self.config.scope.family, self.server.resource, timeout_s=self.config.scope.timeout_s, **dict(self.config.scope.options))
+        except Exception:
+            self.server.close()
+            raise
+
+    def _began(self, program: CompiledSequenceProgram) -> None:
+        self._chunks = []
+
+    def _pause(self, n_samples: int, program: CompiledSequenceProgram) -> None:
+        self._chunks.append(self.emu.card(0).render(int(n_samples)))
+
+    def _ended(self, program: CompiledSequenceProgram, first_trigger: int) -> None:
+        import numpy as np
+
+        samples = np.concatenate(self._chunks) if self._chunks else np.zeros((0, program.n_channels), np.int16)
+        card = self.config.card
+        volts_per_code = card.amplitude_mv / 1000 / 32767 * 10 ** (self.faults.amp_error_db / 20)
+        # rendered from the first force trigger on: put it where the suite's timeline has it
+        lead = np.zeros((first_trigger, samples.shape[1]), np.int16)
+        samples = np.concatenate([lead, samples])
+        signals = {
+            scope_in: DacOutput(samples[:, hw], program.sample_rate_hz, volts_per_code, 0.0, card.reconstruction)
+            for hw, scope_in in self.config.wiring.items()
+            if hw < samples.shape[1]
+        }
+        self.bench.publish(signals, {self.config.trigger_input: first_trigger / program.sample_rate_hz})
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            try:
+                self.server.close()
+            finally:
+                self._emulation.__exit__(None, None, None)
+
+
 def open_rig(spec: str | Path | RigConfig, *, faults: Faults | None = None) -> Rig:
-    """``"sim"``, a rig file path or a :class:`RigConfig` -> a ready rig. Faults need a simulated rig."""
-    config = spec if isinstance(spec, RigConfig) else RigConfig() if str(spec) == "sim" else RigConfig.load(spec)
+    """``"sim"``, ``"emulated"``, a rig file path or a :class:`RigConfig` -> a ready rig. Faults
+    need a simulated or emulated rig."""
+    if isinstance(spec, RigConfig):
+        config = spec
+    elif str(spec) in ("sim", "emulated"):
+        config = RigConfig(name=str(spec), card=CardConfig(backend=str(spec)))
+    else:
+        config = RigConfig.load(spec)
+    if config.card.backend == "emulated":
+        return EmulatedRig(config, faults=faults)
     if config.simulated:
         return SimRig(config, faults=faults)
     if faults is not None and faults.any:
-        raise RigConfigError("fault injection needs the simulated rig (--rig sim, or [card] backend = 'sim')")
+        raise RigConfigError("fault injection needs the simulated or emulated rig (--rig sim or emulated, or [card] backend = 'sim' or 'emulated')")
     return HardwareRig(config)
 
 

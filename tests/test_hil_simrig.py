@@ -114,7 +114,7 @@ def test_bad_rig_files_are_refused_clearly(tmp_path, text: str, message: str) ->
 
 
 def test_faults_need_the_simulated_rig() -> None:
-    with pytest.raises(RigConfigError, match="simulated rig"):
+    with pytest.raises(RigConfigError, match="simulated or emulated rig"):
         open_rig(EXAMPLE, faults=Faults(phase_jump_deg=2.0))
 
 
