@@ -20,6 +20,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if config.getoption("--rig"):
+        # one rig: with pytest-xdist every rig test goes to one worker under --dist loadgroup,
+        # and the rig fixture takes a lock (hil/rigtests) so that other schedules wait their turn
+        for item in items:
+            if "hil" in item.keywords:
+                item.add_marker(pytest.mark.xdist_group("rig"))
         return
     skip = pytest.mark.skip(reason="needs a rig: pytest hil --rig rig.toml (or --rig sim)")
     for item in items:

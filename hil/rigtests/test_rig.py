@@ -17,14 +17,43 @@ from hil.suite import SUITE
 pytestmark = pytest.mark.hil
 
 
+#: How long a test process waits for another one to finish with the rig.
+RIG_LOCK_TIMEOUT_S = 3600.0
+
+
+def rig_lock_path(rig_spec: str) -> Path:
+    """The lock file of a rig: one per rig file (or simulated rig) and user, in the temp dir."""
+    import hashlib
+    import os
+    import tempfile
+
+    key = hashlib.sha256(str(Path(rig_spec).resolve() if Path(rig_spec).exists() else rig_spec).encode()).hexdigest()[:16]
+    uid = os.getuid() if hasattr(os, "getuid") else "user"
+    return Path(tempfile.gettempdir()) / f"awgrt-rig-{uid}-{key}.lock"
+
+
 @pytest.fixture(scope="module")
 def rig(rig_spec: str):
-    with open_rig(rig_spec) as r:
+    """The rig, held by one test process at a time (``pytest -n auto`` must never drive one
+    card and scope from two processes at once)."""
+    from filelock import FileLock
+
+    with FileLock(str(rig_lock_path(rig_spec)), timeout=RIG_LOCK_TIMEOUT_S), open_rig(rig_spec) as r:
         yield r
 
 
 #: What the ``*IDN?`` of each family starts with.
 VENDORS = {"keysight": ("KEYSIGHT", "AGILENT"), "tektronix": ("TEKTRONIX",), "rigol": ("RIGOL",)}
+
+
+def test_the_rig_is_held_by_one_process_at_a_time(rig, rig_spec: str) -> None:
+    # the lock this process holds cannot be taken by another one meanwhile
+    import subprocess
+    import sys
+
+    code = f"from filelock import FileLock, Timeout\ntry:\n    FileLock({str(rig_lock_path(rig_spec))!r}, timeout=0.2).acquire()\n    print('TAKEN')\nexcept Timeout:\n    print('BUSY')"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout.strip()
+    assert out == "BUSY"
 
 
 def test_scope_is_the_configured_family(rig) -> None:
