@@ -52,7 +52,8 @@ def test_the_rig_is_held_by_one_process_at_a_time(rig, rig_spec: str) -> None:
     import sys
 
     lock = str(rig_lock_path(rig_spec))
-    code = f"from filelock import FileLock, Timeout\ntry:\n    FileLock({lock!r}, timeout=0.2).acquire()\n    print('TAKEN')\nexcept Timeout:\n    print('BUSY')"
+    code = f"from filelock import FileLock, Timeout\ntry:\n    FileLock({lock!r}, timeout=0.2).acquire()\n    print('TAKEN')\n"
+    code += "except Timeout:\n    print('BUSY')"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout.strip()
     assert out == "BUSY"
 
