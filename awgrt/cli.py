@@ -103,6 +103,10 @@ def cmd_cards(args: argparse.Namespace) -> int:
 
 
 def cmd_hil(args: argparse.Namespace) -> int:
+    if args.trend is not None:
+        from hil.trends import main as run_trends
+
+        return run_trends(args.trend, nights=args.nights, plots=not args.no_plots)
     from hil.runner import main as run_hil
 
     return run_hil(args.rig, args.out, inject=args.inject, programs=args.program, plots=not args.no_plots)
@@ -142,6 +146,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--program", action="append", metavar="NAME", help="run only this suite program (repeatable)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument(
+        "--trend",
+        metavar="DIR",
+        default=None,
+        help="instead of a run: plot every figure of DIR/hil-history.jsonl over nights and flag drifts (exit 1 if any)",
+    )
+    p.add_argument("--nights", type=int, default=10, metavar="N", help="--trend: compare the latest night with the N before it (default %(default)s)")
     p.set_defaults(func=cmd_hil)
     return parser
 

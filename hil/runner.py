@@ -6,6 +6,8 @@
   ``sigma``, ``limit``, ``unit``, ``passed``, plus ``check``, ``where`` and ``detail``);
 - ``DIR/plots/<program>__<check>__<n>.png``: one figure per check;
 - ``DIR/summary.md``: the rig, injected faults, a table of every check, and the verdict;
+- a line per check appended to ``hil-history.jsonl`` in DIR's parent (runs without injected
+  faults), for ``awgrt hil --trend`` (:mod:`hil.trends`);
 
 and exits non-zero when any check fails. Progress is shown on stderr.
 
@@ -44,6 +46,7 @@ from .scopes import AcquisitionSettings, ChannelSettings, TriggerSettings
 from .simrig.faults import Faults
 from .suite import CHANNEL, CLIP, FULL_SCALE, GAIN, HARDWARE, SUITE, SuiteProgram, program_named
 from .timeline import Timeline
+from .trends import append_history
 
 #: Record before the trigger (s), and margin after the last needed instant.
 PRE_TRIGGER_S = 0.2e-6
@@ -155,6 +158,8 @@ def run_suite(
     report = SuiteReport(tuple(results), rig_name, tuple(faults.describe()), Path(out_dir) if out_dir else None)
     if out_dir is not None:
         write_report(report, Path(out_dir), plots=plots)
+        if not report.faults:  # a figure of the rig, not a test of the harness: keep it for trends
+            append_history(report.results, rig_name, out_dir)
     return report
 
 

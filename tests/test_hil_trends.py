@@ -1,0 +1,72 @@
+"""Figures over nights: every clean run appends its figures to the history beside its folder,
+and ``awgrt hil --trend`` flags a figure that drifts beyond its own scatter before it fails."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from awgrt.cli import main as awgrt_main
+from hil.analysis.result import CheckResult
+from hil.runner import run_suite
+from hil.trends import HISTORY_NAME, append_history, load_history, trend, trend_report
+
+pytest.importorskip("pyvisa_py")
+
+
+def _night(tmp_path, day: int, phase: float, amp: float, freq: float, *, sigma: float = 0.05) -> None:
+    results = [
+        CheckResult("phase_jump", "hold_move_hold", "a->b H", phase, sigma, 0.5, "deg"),
+        CheckResult("amplitude", "hold_move_hold", "a H", amp, 0.004, 0.5, "dB"),
+        CheckResult("wrap_spur", "loop_n_hold", "loop H", freq, 0.5, -60.0, "dBc", two_sided=False),
+    ]
+    append_history(results, "rig-1", tmp_path / "hil", started=f"2026-11-{day:02d}T02:00:00+00:00")
+
+
+def test_a_figure_drifting_inside_its_limit_is_flagged_and_steady_ones_are_not(tmp_path) -> None:
+    rng = np.random.default_rng(4)
+    for day in range(1, 13):
+        last = day == 12
+        # phase jump: 0.05 deg scatter, then 0.38 deg on the last night: far out of its scatter, inside 0.5 deg
+        _night(tmp_path, day, 0.38 if last else rng.normal(0.0, 0.05), rng.normal(0.05, 0.004), rng.normal(-75.0, 0.5))
+    figures = {f.name: f for f in load_history(tmp_path)}
+    assert len(figures) == 3 and all(len(f.runs) == 12 for f in figures.values())
+    verdicts = {name: trend(f) for name, f in figures.items()}
+    drift = verdicts["phase_jump a->b H"]
+    assert drift.drifting and drift.figure.passed[-1]  # flagged while still passing
+    assert drift.deviation > 4
+    assert verdicts["amplitude a H"].drifting is False and verdicts["wrap_spur loop H"].drifting is False
+    trends = trend_report(tmp_path)
+    assert sum(bool(t.drifting) for t in trends) == 1
+    pngs = sorted((tmp_path / "trends").glob("*.png"))
+    assert len(pngs) == 3 and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    assert "**DRIFT**" in (tmp_path / "trends" / "summary.md").read_text()
+
+
+def test_too_few_nights_give_no_verdict_and_a_torn_line_is_skipped(tmp_path) -> None:
+    for day in range(1, 4):
+        _night(tmp_path, day, 0.0, 0.05, -75.0)
+    with open(tmp_path / HISTORY_NAME, "a") as fh:
+        fh.write('{"run": "2026-11-04T02:00:00+00:00", "rig": "rig-1", "prog')  # a crash mid-write
+    figures = load_history(tmp_path / HISTORY_NAME)
+    assert len(figures) == 3 and all(trend(f).drifting is None for f in figures)
+
+
+def test_the_cli_exits_non_zero_on_a_drift(tmp_path, capsys) -> None:
+    for day in range(1, 9):
+        _night(tmp_path, day, 0.0 + 0.01 * (day % 2), 0.05, -75.0)
+    assert awgrt_main(["hil", "--trend", str(tmp_path), "--no-plots"]) == 0
+    _night(tmp_path, 9, 0.45, 0.05, -75.0)
+    assert awgrt_main(["hil", "--trend", str(tmp_path), "--no-plots"]) == 1
+    assert "DRIFT rig-1 hold_move_hold phase_jump a->b H" in capsys.readouterr().out
+
+
+def test_clean_runs_append_to_the_history_and_fault_runs_do_not(tmp_path) -> None:
+    out = tmp_path / "hil"
+    run_suite("sim", out, programs=["add_remove"], plots=False, progress=False)
+    run_suite("sim", out, programs=["add_remove"], plots=False, progress=False, inject=["amp-error=1dB"])
+    lines = [json.loads(line) for line in (tmp_path / HISTORY_NAME).read_text().splitlines()]
+    assert lines and len({line["run"] for line in lines}) == 1  # the faulty run left no figures
+    assert {"run", "rig", "program", "name", "measured", "sigma", "limit", "unit", "passed"} <= set(lines[0])
