@@ -58,12 +58,12 @@ def append_history(results: Iterable[CheckResult], rig: str, out_dir: str | Path
             "name": r.name,
             "check": r.check,
             "where": r.where,
-            "measured": r.measured if math.isfinite(r.measured) else None,
-            "sigma": r.sigma if math.isfinite(r.sigma) else None,
-            "limit": r.limit,
-            "unit": r.unit,
-            "two_sided": r.two_sided,
-            "passed": r.passed,
+            "measured": float(r.measured) if math.isfinite(r.measured) else None,
+            "sigma": float(r.sigma) if math.isfinite(r.sigma) else None,
+            "limit": float(r.limit),
+            "unit": str(r.unit),
+            "two_sided": bool(r.two_sided),
+            "passed": bool(r.passed),
         }
         lines.append(json.dumps(entry, sort_keys=True))
     path = history_path(out_dir)

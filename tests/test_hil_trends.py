@@ -17,6 +17,8 @@ pytest.importorskip("pyvisa_py")
 
 
 def _night(tmp_path, day: int, phase: float, amp: float, freq: float, *, sigma: float = 0.05) -> None:
+    # numpy scalars, as the checks make them
+    phase, amp, freq = np.float64(phase), np.float64(amp), np.float64(freq)
     results = [
         CheckResult("phase_jump", "hold_move_hold", "a->b H", phase, sigma, 0.5, "deg"),
         CheckResult("amplitude", "hold_move_hold", "a H", amp, 0.004, 0.5, "dB"),
