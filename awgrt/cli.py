@@ -103,12 +103,11 @@ def cmd_cards(args: argparse.Namespace) -> int:
 
 
 def cmd_hil(args: argparse.Namespace) -> int:
-    if args.trend is not None:
-        from hil.trends import main as run_trends
-
-        return run_trends(args.trend, nights=args.nights, plots=not args.no_plots)
     from hil.runner import main as run_hil
+    from hil.trends import main as run_trends
 
+    if args.trend is not None:
+        return run_trends(args.trend, nights=args.nights, plots=not args.no_plots)
     return run_hil(args.rig, args.out, inject=args.inject, programs=args.program, plots=not args.no_plots)
 
 
