@@ -55,6 +55,12 @@ CASES = [
     ("tektronix", {"bytes_per_point": 2}, "int16"),
     ("tektronix", {"bytes_per_point": 2, "byte_order": "big"}, "int16"),
     ("rigol", {}, "uint8"),
+    ("rohde", {}, "uint8"),
+    ("rohde", {"word": True}, "uint16"),
+    ("rohde", {"word": True, "byte_order": "big"}, "uint16"),
+    ("lecroy", {}, "int8"),
+    ("lecroy", {"word": True}, "int16"),
+    ("lecroy", {"word": True, "byte_order": "big"}, "int16"),
 ]
 
 
@@ -68,7 +74,8 @@ def test_driver_scales_codes_to_the_signal(family: str, options: dict, dtype: st
     assert cap.x_increment_s == pytest.approx(1 / 2.5e9)
     assert cap.time_s[0] == pytest.approx(-0.4e-6)
     err = np.abs(cap.volts - signal(cap.time_s))
-    assert err.max() <= 0.5 * lsb + 1e-9  # only the 8-bit quantiser's half LSB
+    float32_fields = 1e-7 if family == "lecroy" else 0.0  # LeCroy sends its gain and offset as float32
+    assert err.max() <= 0.5 * lsb + 1e-9 + float32_fields  # only the 8-bit quantiser's half LSB
     assert np.ptp(cap.codes.astype(int)) > 100  # the signal spans many codes, so scaling is really exercised
 
 
@@ -113,7 +120,7 @@ def test_rigol_refuses_a_chunk_beyond_its_limit() -> None:
         assert "out of range" in scope.query(":SYSTem:ERRor?")
 
 
-@pytest.mark.parametrize("family", ["keysight", "tektronix", "rigol"])
+@pytest.mark.parametrize("family", ["keysight", "tektronix", "rigol", "rohde", "lecroy"])
 def test_no_trigger_times_out_with_a_clear_error(family: str) -> None:
     with serve(family, faults=("no-trigger",), max_wait_s=0.3) as srv, open_scope(family, srv.resource, timeout_s=1.0) as scope:
         scope.configure(settings())
@@ -134,7 +141,7 @@ def test_no_trigger_times_out_with_a_clear_error(family: str) -> None:
         ("truncated-block", ScopeTimeoutError, "no complete answer"),
     ],
 )
-@pytest.mark.parametrize("family", ["keysight", "tektronix"])
+@pytest.mark.parametrize("family", ["keysight", "tektronix", "rohde", "lecroy"])
 def test_misbehaving_scope_gives_a_clear_error(family: str, fault: str, error: type, message: str) -> None:
     with serve(family, faults=(fault,)) as srv, open_scope(family, srv.resource, timeout_s=0.3) as scope:
         scope.configure(settings())
@@ -146,7 +153,7 @@ def test_misbehaving_scope_gives_a_clear_error(family: str, fault: str, error: t
 
 
 @pytest.mark.parametrize("fault", ["long-block", "bad-block", "truncated-block", "wrong-length", "short-preamble"])
-@pytest.mark.parametrize("family", ["keysight", "tektronix", "rigol"])
+@pytest.mark.parametrize("family", ["keysight", "tektronix", "rigol", "rohde", "lecroy"])
 def test_after_a_protocol_error_the_session_resynchronises(family: str, fault: str) -> None:
     # one malformed answer fails that capture only: the next ones on the same session are clean
     with serve(family, faults=(fault,)) as srv, open_scope(family, srv.resource, timeout_s=0.3) as scope:

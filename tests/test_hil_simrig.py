@@ -99,7 +99,7 @@ def test_rig_file_limits_and_bits_pick_the_right_column(tmp_path) -> None:
     ("text", "message"),
     [
         ("[card]\nbogus = 1\n", "unknown keys"),
-        ("[scope]\nfamily = 'lecroy'\n", "family"),
+        ("[scope]\nfamily = 'picoscope'\n", "family"),
         ("[wiring]\nawg0 = 'CH2'\ntrigger = 'CH2'\n", "wiring"),
         ("[limits]\nphase_jump = 1\n", "unknown limits"),
         ("[card]\nmodel = 'M9.9999'\n", "model"),

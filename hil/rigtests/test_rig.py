@@ -43,7 +43,13 @@ def rig(rig_spec: str):
 
 
 #: What the ``*IDN?`` of each family starts with.
-VENDORS = {"keysight": ("KEYSIGHT", "AGILENT"), "tektronix": ("TEKTRONIX",), "rigol": ("RIGOL",)}
+VENDORS = {
+    "keysight": ("KEYSIGHT", "AGILENT"),
+    "tektronix": ("TEKTRONIX",),
+    "rigol": ("RIGOL",),
+    "rohde": ("ROHDE&SCHWARZ", "ROHDE & SCHWARZ"),
+    "lecroy": ("LECROY", "TELEDYNE"),
+}
 
 
 def test_the_rig_is_held_by_one_process_at_a_time(rig, rig_spec: str) -> None:

@@ -10,7 +10,9 @@ from typing import Any
 from ..errors import RigConfigError
 from .base import CHANNELS, TRIGGER_SOURCES, AcquisitionSettings, Capture, ChannelSettings, Scope, TriggerSettings
 from .keysight import KeysightInfiniiVision
+from .lecroy import LeCroyMAUI
 from .rigol import RigolDS1000Z
+from .rohde import RohdeSchwarzRT
 from .tektronix import TektronixMSO
 from .visa import VisaScope, open_resource
 
@@ -19,6 +21,8 @@ DRIVERS: dict[str, type[VisaScope]] = {
     "keysight": KeysightInfiniiVision,
     "tektronix": TektronixMSO,
     "rigol": RigolDS1000Z,
+    "rohde": RohdeSchwarzRT,
+    "lecroy": LeCroyMAUI,
 }
 
 
@@ -40,7 +44,9 @@ __all__ = [
     "Capture",
     "ChannelSettings",
     "KeysightInfiniiVision",
+    "LeCroyMAUI",
     "RigolDS1000Z",
+    "RohdeSchwarzRT",
     "Scope",
     "TektronixMSO",
     "TriggerSettings",

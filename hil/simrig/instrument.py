@@ -1,4 +1,4 @@
-"""Simulated scopes that speak the Keysight, Tektronix and Rigol command sets (sans-IO).
+"""Simulated scopes that speak the Keysight, Tektronix, Rigol, Rohde & Schwarz and LeCroy command sets (sans-IO).
 
 :meth:`SimulatedScope.handle` takes one line the client sent and returns the bytes to send back
 (None: no answer). The socket server (:mod:`hil.simrig.server`) is a thin adapter around it.
@@ -17,6 +17,7 @@ scope that sent more than its header said).
 
 from __future__ import annotations
 
+import struct
 from collections import deque
 from collections.abc import Iterable
 
@@ -484,5 +485,197 @@ class RigolSim(SimulatedScope):
         c.add("WAVeform:DATA?", self._data)
 
 
+class RohdeSim(SimulatedScope):
+    """R&S RTB2000 / RTM3000 command set (the subset :mod:`hil.scopes.rohde` uses)."""
+
+    family = "rohde"
+    identity = "Rohde&Schwarz,RTB2004,1333.1005k04/100000,02.300"
+    divisions = 10
+
+    def __init__(self, *a, **kw) -> None:
+        self.timebase = {"range": 1e-6, "reference": 50.0, "points": 10_000}
+        self.format = {"bits": 8, "order": "LSBF"}
+        super().__init__(*a, **kw)
+
+    def _retime(self) -> None:
+        t = self.timebase
+        self.set_timebase(t["range"], -t["reference"] / 100.0 * t["range"], int(t["points"]))
+
+    def _set_tb(self, key: str, value: float) -> None:
+        self.timebase[key] = value
+        self._retime()
+
+    def _format(self, args: str) -> None:
+        kind, _, bits = args.strip().upper().partition(",")
+        if not kind.startswith("UINT") or int(bits) not in (8, 16):
+            raise ValueError("the simulated RTB transfers UINT,8 or UINT,16")
+        self.format["bits"] = int(bits)
+
+    def _scale(self, ch: str) -> tuple[float, float, int]:
+        """(volts per transferred code, volts of code 0, the code offset added to ADC codes)."""
+        bits = self.format["bits"]
+        yinc = self.lsb_v(ch) / 2 ** (bits - self.model.adc_bits)
+        zero = 2 ** (bits - 1)
+        return yinc, self.centre_v[ch] - zero * yinc, zero
+
+    def _header(self, n: int) -> str:
+        points = self.codes(f"CH{n}").size
+        return self.fields([_num(self.x_origin_s), _num(self.x_origin_s + points / self.sample_rate_hz), str(points), "1"])
+
+    def _scaling(self, n: int, key: str) -> str:
+        yinc, yor, _ = self._scale(f"CH{n}")
+        return _num({"XORigin": self.x_origin_s, "XINCrement": 1 / self.sample_rate_hz, "YORigin": yor, "YINCrement": yinc}[key])
+
+    def _data(self, n: int) -> bytes:
+        ch = f"CH{n}"
+        _, _, zero = self._scale(ch)
+        bits = self.format["bits"]
+        codes = (self.codes(ch).astype(np.int64) << (bits - self.model.adc_bits)) + zero
+        order = "<" if self.format["order"] == "LSBF" else ">"
+        return self.block(codes, f"{order}u{bits // 8}")
+
+    def _acq_state(self) -> str:
+        if self.state == "armed":
+            return "RUN" if not self.complete(0.0) else "COMP"
+        return "COMP" if self.state == "done" else "STOP"
+
+    def add_commands(self, c: CommandSet) -> None:
+        c.add("SYSTem:ERRor?", self.next_error)
+        c.add("CHANnel#:STATe", lambda n, a: (self.displayed.add if _on(a) else self.displayed.discard)(f"CH{n}"))
+        c.add("CHANnel#:RANGe", lambda n, a: self.range_v.__setitem__(f"CH{n}", float(a)))
+        c.add("CHANnel#:OFFSet", lambda n, a: self.centre_v.__setitem__(f"CH{n}", float(a)))
+        c.add("TIMebase:RANGe", lambda a: self._set_tb("range", float(a)))
+        c.add("TIMebase:REFerence", lambda a: self._set_tb("reference", float(a)))
+        c.add("ACQuire:POINts", lambda a: self._set_tb("points", int(float(a))))
+        c.add("ACQuire:POINts?", lambda: str(self.n_points))
+        c.add("ACQuire:SRATe?", lambda: _num(self.sample_rate_hz))
+        c.add("ACQuire:STATe?", self._acq_state)
+        c.add("TRIGger:A:MODE", _ignore)
+        c.add("TRIGger:A:TYPE", _ignore)
+        c.add("TRIGger:A:SOURce", lambda a: setattr(self, "trigger_source", "EXT" if a.strip().upper().startswith("EXT") else a.strip().upper()))
+        c.add("TRIGger:A:LEVel#:VALue", _number)
+        c.add("TRIGger:A:EDGE:SLOPe", _ignore)
+        c.add("SINGle", lambda a: self.arm())
+        c.add("STOP", lambda a: self.stop())
+        c.add("FORMat:DATA", self._format)
+        c.add("FORMat:BORDer", lambda a: self.format.__setitem__("order", a.strip().upper()[:4]))
+        c.add("CHANnel#:DATA:HEADer?", self._header)
+        for key in ("XORigin", "XINCrement", "YORigin", "YINCrement"):
+            c.add(f"CHANnel#:DATA:{key}?", lambda n, key=key: self._scaling(n, key))
+        c.add("CHANnel#:DATA?", self._data)
+
+
+class LeCroySim(SimulatedScope):
+    """Teledyne LeCroy MAUI command set (the subset :mod:`hil.scopes.lecroy` uses), answering
+    ``WAVEFORM? DESC`` with a LECROY_2_3 descriptor."""
+
+    family = "lecroy"
+    identity = "LECROY,WS4034HD,LCRY0000N00001,11.3.0"
+    divisions = 8
+
+    def __init__(self, *a, **kw) -> None:
+        self.horizontal = {"time_div": 1e-7, "delay": 0.0, "points": 10_000}
+        self.comm = {"word": False, "order": "LO"}
+        self.new_acquisition = False
+        super().__init__(*a, **kw)
+
+    def handle(self, line: str) -> bytes | None:
+        # a query with an argument (``C1:WAVEFORM? DESC``): the argument names what is asked
+        parts = [p.strip() for p in line.split(";")]
+        for i, p in enumerate(parts):
+            head, _, arg = p.partition(" ")
+            if head.upper().endswith(("WAVEFORM?", "WF?")):
+                what = {"DESC": "DESC", "DAT1": "DATA"}.get(arg.strip().upper(), arg.strip().upper())
+                parts[i] = head[: head.upper().rindex("W")] + "WF_" + what + "?"
+        return super().handle(";".join(parts))
+
+    def _retime(self) -> None:
+        h = self.horizontal
+        duration = 10 * h["time_div"]
+        self.set_timebase(duration, -(h["delay"] + duration / 2), int(h["points"]))
+
+    def _set_h(self, key: str, value: float) -> None:
+        self.horizontal[key] = value
+        self._retime()
+
+    def _trig_mode(self, args: str) -> None:
+        mode = args.strip().upper()
+        if mode.startswith("SINGLE"):
+            self.new_acquisition = False
+            self.arm()
+        elif mode.startswith("STOP"):
+            self.stop()
+
+    def _inr(self) -> str:
+        if self.state == "armed" and self.complete(0.0):
+            self.new_acquisition = True
+        answer, self.new_acquisition = ("1" if self.new_acquisition else "0"), False
+        return answer
+
+    def _codes(self, ch: str) -> tuple[np.ndarray, float]:
+        """Transferred codes and volts per code."""
+        bits = self.model.adc_bits
+        codes = self.codes(ch).astype(np.int32)
+        if self.comm["word"]:
+            return codes << (16 - bits), self.lsb_v(ch) / 2 ** (16 - bits)
+        return codes >> (bits - 8), self.lsb_v(ch) * 2 ** (bits - 8)
+
+    def _desc(self, n: int) -> bytes:
+        ch = f"CH{n}"
+        codes, gain = self._codes(ch)
+        size = 2 if self.comm["word"] else 1
+        o = "<" if self.comm["order"] == "LO" else ">"
+        raw = bytearray(346)
+        raw[0:16] = b"WAVEDESC".ljust(16, b"\0")
+        raw[16:32] = b"LECROY_2_3".ljust(16, b"\0")
+        struct.pack_into(o + "h", raw, 32, 1 if self.comm["word"] else 0)
+        struct.pack_into(o + "h", raw, 34, 1 if self.comm["order"] == "LO" else 0)
+        struct.pack_into(o + "l", raw, 36, 346)
+        struct.pack_into(o + "l", raw, 60, codes.size * size)
+        raw[76:92] = b"LECROYWS4034HD".ljust(16, b"\0")
+        struct.pack_into(o + "l", raw, 116, codes.size)
+        struct.pack_into(o + "f", raw, 156, gain)
+        struct.pack_into(o + "f", raw, 160, -self.centre_v[ch])
+        struct.pack_into(o + "f", raw, 176, 1 / self.sample_rate_hz)
+        struct.pack_into(o + "d", raw, 180, self.x_origin_s)
+        if "short-preamble" in self.faults:
+            raw = raw[:100]
+        return definite_block(bytes(raw))  # the block faults apply to the data array
+
+    def _dat1(self, n: int) -> bytes:
+        codes, _ = self._codes(f"CH{n}")
+        o = "<" if self.comm["order"] == "LO" else ">"
+        return self.block(codes, f"{o}i2" if self.comm["word"] else "i1")
+
+    def _comm_format(self, args: str) -> None:
+        block, kind, encoding = (a.strip().upper() for a in args.split(","))
+        if block != "DEF9" or encoding != "BIN" or kind not in ("BYTE", "WORD"):
+            raise ValueError(f"COMM_FORMAT {args!r} is not simulated")
+        self.comm["word"] = kind == "WORD"
+
+    def add_commands(self, c: CommandSet) -> None:
+        c.add("COMM_HEADER", _ignore)
+        c.add("CHL?", self.next_error)
+        c.add("C#:TRACE", lambda n, a: (self.displayed.add if _on(a) else self.displayed.discard)(f"CH{n}"))
+        c.add("C#:VOLT_DIV", lambda n, a: self.range_v.__setitem__(f"CH{n}", float(a) * self.divisions))
+        c.add("C#:OFFSET", lambda n, a: self.centre_v.__setitem__(f"CH{n}", -float(a)))
+        c.add("TIME_DIV", lambda a: self._set_h("time_div", float(a)))
+        c.add("TRIG_DELAY", lambda a: self._set_h("delay", float(a)))
+        c.add("MEMORY_SIZE", lambda a: self._set_h("points", int(float(a))))
+        c.add("VBS?", lambda: _num(self.sample_rate_hz))
+        c.add("TRIG_SELECT", lambda a: setattr(self, "trigger_source", {"EX": "EXT"}.get(a.split(",")[2].strip().upper(), "CH" + a.split(",")[2].strip()[-1])))
+        c.add("C#:TRIG_LEVEL", lambda n, a: _number(a))
+        c.add("EX:TRIG_LEVEL", _number)
+        c.add("C#:TRIG_SLOPE", lambda n, a: None)
+        c.add("EX:TRIG_SLOPE", _ignore)
+        c.add("TRIG_MODE", self._trig_mode)
+        c.add("TRIG_MODE?", lambda: "SINGLE" if self.state == "armed" else "STOP")
+        c.add("INR?", self._inr)
+        c.add("COMM_FORMAT", self._comm_format)
+        c.add("COMM_ORDER", lambda a: self.comm.__setitem__("order", {"LO": "LO", "HI": "HI"}[a.strip().upper()]))
+        c.add("C#:WF_DESC?", self._desc)
+        c.add("C#:WF_DATA?", self._dat1)
+
+
 #: Simulated instrument class per family name.
-SIMULATED = {"keysight": KeysightSim, "tektronix": TektronixSim, "rigol": RigolSim}
+SIMULATED = {"keysight": KeysightSim, "tektronix": TektronixSim, "rigol": RigolSim, "rohde": RohdeSim, "lecroy": LeCroySim}
