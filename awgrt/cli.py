@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="FAULT",
-        help="simulated or emulated rig only: phase-jump=2deg, wrap-delta=0.001, amp-error=1dB, chirp-rate=0.5%%",
+        help="simulated or emulated rig only: phase-jump=2deg, wrap-delta=0.001, amp-error=1dB, chirp-rate=0.5%%, skew=1.6ns",
     )
     p.add_argument("--program", action="append", metavar="NAME", help="run only this suite program (repeatable)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")

@@ -34,6 +34,11 @@ class Limits:
     glitch_deg: float = 1.0
     sigmas: float = 6.0
     spur_margin_db: float = 15.0
+    #: Skew between the AWG channels at a common boundary; 0: half a card sample or two scope
+    #: samples, whichever is larger (what the rig can resolve).
+    skew_ns: float = 0.0
+    #: Largest level of one channel's tones on the other's output.
+    crosstalk_dbc: float = -50.0
 
     @property
     def chirp_rate_ppm(self) -> float:

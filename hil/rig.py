@@ -237,7 +237,7 @@ class SimRig(Rig):
             samples = backend.capture(n_samples)
         volts_per_code = card.amplitude_mv / 1000 / 32767 * 10 ** (self.faults.amp_error_db / 20)
         signals = {
-            scope_in: DacOutput(samples[:, hw], program.sample_rate_hz, volts_per_code, 0.0, card.reconstruction)
+            scope_in: DacOutput(samples[:, hw], program.sample_rate_hz, volts_per_code, self.faults.output_delay_s(hw), card.reconstruction)
             for hw, scope_in in self.config.wiring.items()
             if hw < samples.shape[1]
         }
@@ -349,7 +349,7 @@ class EmulatedRig(HardwareRig):
         lead = np.zeros((first_trigger, samples.shape[1]), np.int16)
         samples = np.concatenate([lead, samples])
         signals = {
-            scope_in: DacOutput(samples[:, hw], program.sample_rate_hz, volts_per_code, 0.0, card.reconstruction)
+            scope_in: DacOutput(samples[:, hw], program.sample_rate_hz, volts_per_code, self.faults.output_delay_s(hw), card.reconstruction)
             for hw, scope_in in self.config.wiring.items()
             if hw < samples.shape[1]
         }

@@ -39,12 +39,12 @@ from awgrt._progress import Progress
 from awgrt.errors import AWGRTError
 from awgrt.sim import trigger_latency_samples
 
-from .analysis import CheckResult, Observation, phase_jump, tone_checks, trajectory_checks, wrap_spurs, wrap_step
-from .errors import AnalysisError
+from .analysis import CheckResult, Observation, crosstalk, phase_jump, skew, tone_checks, trajectory_checks, wrap_spurs, wrap_step
+from .errors import AnalysisError, RigConfigError
 from .rig import Rig, RigConfig, open_rig, scope_range_v
 from .scopes import AcquisitionSettings, ChannelSettings, TriggerSettings
 from .simrig.faults import Faults
-from .suite import CHANNEL, CLIP, FULL_SCALE, GAIN, HARDWARE, SUITE, SuiteProgram, program_named
+from .suite import CHANNELS, CLIP, FULL_SCALE, GAIN, SUITE, SuiteProgram, program_named
 from .timeline import Timeline
 from .trends import append_history
 
@@ -75,33 +75,55 @@ def _failed(check: str, program: str, where: str, unit: str, error: Exception) -
     return CheckResult(check, program, where, math.nan, math.nan, math.nan, unit, detail={"error": str(error)})
 
 
-def _run_checks(prog: SuiteProgram, obs: Observation, config: RigConfig) -> list[CheckResult]:
+def _run_checks(prog: SuiteProgram, observations: dict[str, Observation], config: RigConfig) -> list[CheckResult]:
+    """Every check of ``prog``: the per-channel ones on each observed channel, then the pair's."""
     limits = config.limits
     out: list[CheckResult] = []
+    channels = list(observations)
     for chk in prog.checks:
-        where = f"{chk.after}->{chk.segment} {CHANNEL}" if chk.after else f"{chk.segment} {CHANNEL}"
-        try:
-            if chk.kind == "phase_jump":
-                out.append(phase_jump(obs, chk.after, chk.segment, limits))
-            elif chk.kind == "wrap":
-                out += [wrap_spurs(obs, chk.segment, limits), wrap_step(obs, chk.segment, limits)]
-            elif chk.kind == "tone":
-                out += tone_checks(obs, chk.segment, limits)
-            elif chk.kind == "trajectory":
-                out += trajectory_checks(obs, chk.segment, limits)
-            else:
-                raise AnalysisError(f"unknown check kind {chk.kind!r}")
-        except AnalysisError as exc:
-            out.append(_failed(chk.kind, prog.name, where, "", exc))
+        if chk.kind in PAIR_CHECKS:
+            if len(channels) < 2:
+                continue  # a rig wired with one AWG channel has no pair to check
+            a, b = (observations[c] for c in channels[:2])
+            where = f"{chk.after}->{chk.segment} {a.channel}/{b.channel}" if chk.after else f"{chk.segment} {a.channel}/{b.channel}"
+            try:
+                if chk.kind == "skew":
+                    out.append(skew(a, b, chk.after, chk.segment, limits))
+                else:
+                    out += [crosstalk(a, b, chk.segment, limits), crosstalk(b, a, chk.segment, limits)]
+            except AnalysisError as exc:
+                out.append(_failed(chk.kind, prog.name, where, "", exc))
+            continue
+        for channel, obs in observations.items():
+            where = f"{chk.after}->{chk.segment} {channel}" if chk.after else f"{chk.segment} {channel}"
+            try:
+                if chk.kind == "phase_jump":
+                    out.append(phase_jump(obs, chk.after, chk.segment, limits))
+                elif chk.kind == "wrap":
+                    out += [wrap_spurs(obs, chk.segment, limits), wrap_step(obs, chk.segment, limits)]
+                elif chk.kind == "tone":
+                    out += tone_checks(obs, chk.segment, limits)
+                elif chk.kind == "trajectory":
+                    out += trajectory_checks(obs, chk.segment, limits)
+                else:
+                    raise AnalysisError(f"unknown check kind {chk.kind!r}")
+            except AnalysisError as exc:
+                out.append(_failed(chk.kind, prog.name, where, "", exc))
     return out
 
 
+#: Checks made on the pair of AWG channels rather than on each.
+PAIR_CHECKS = ("skew", "crosstalk")
+
+
 def run_program(rig: Rig, prog: SuiteProgram, faults: Faults | None = None) -> tuple[list[CheckResult], Observation]:
-    """Compile ``prog`` for the rig, play and record it, and run its checks."""
+    """Compile ``prog`` for the rig, play and record it on every wired AWG channel, and run its
+    checks; returns them and the first channel's observation."""
     config = rig.config
     fs = config.card.sample_rate_hz
     resolved = prog.build(fs).build_resolved_ir(sample_rate_hz=fs)
-    quantized = quantize_resolved_ir(resolved, {CHANNEL: HARDWARE}, config.card.model)
+    used = {name: hw for name, hw in CHANNELS.items() if name in resolved.logical_channels}
+    quantized = quantize_resolved_ir(resolved, used, config.card.model)
     program = compile_sequence_program(quantized, GAIN, CLIP, FULL_SCALE, progress=False)
     if faults is not None and faults.any:
         program = faults.apply(program, quantized, prog.fault_targets, gain=GAIN, clip=CLIP, full_scale=FULL_SCALE)
@@ -109,11 +131,16 @@ def run_program(rig: Rig, prog: SuiteProgram, faults: Faults | None = None) -> t
     n_play = first + math.ceil((prog.record_s + 2 * PRE_TRIGGER_S) * fs) + trigger_latency_samples(fs)
     timeline = Timeline.of(quantized, program, prog.triggers, n_play)
     full_scale_v = config.card.amplitude_mv / 1000.0
-    peak = max(float(np.max(np.abs(s.data[:, HARDWARE]))) for s in program.segments) / 32767 * full_scale_v
-    scope_in = config.wiring[HARDWARE]
+    wired = {name: hw for name, hw in used.items() if hw in config.wiring}
+    if not wired:
+        raise RigConfigError(f"[wiring] connects none of the suite's AWG channels {dict(CHANNELS)} to the scope")
+    ranges = {}
+    for hw in wired.values():
+        peak = max(float(np.max(np.abs(s.data[:, hw]))) for s in program.segments) / 32767 * full_scale_v
+        ranges[config.wiring[hw]] = ChannelSettings(scope_range_v(peak))
     rate = config.scope.sample_rate_hz
     settings = AcquisitionSettings(
-        {scope_in: ChannelSettings(scope_range_v(peak))},
+        ranges,
         rate,
         math.ceil((prog.record_s + PRE_TRIGGER_S) * rate),
         PRE_TRIGGER_S,
@@ -123,9 +150,11 @@ def run_program(rig: Rig, prog: SuiteProgram, faults: Faults | None = None) -> t
     rig.scope.arm()
     rig.play(program, prog.triggers, n_play)
     rig.scope.wait(ACQUIRE_TIMEOUT_S)
-    capture = rig.scope.read(scope_in)
-    obs = Observation(capture, timeline, CHANNEL, prog.name, first, full_scale_v, config.path(), config.card.output_delay_s)
-    return _run_checks(prog, obs, config), obs
+    observations = {
+        name: Observation(rig.scope.read(config.wiring[hw]), timeline, name, prog.name, first, full_scale_v, config.path(), config.card.output_delay_s)
+        for name, hw in wired.items()
+    }
+    return _run_checks(prog, observations, config), next(iter(observations.values()))
 
 
 def run_suite(

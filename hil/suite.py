@@ -1,6 +1,10 @@
 """The validation suite: programs built to exercise what can go wrong, and what to check in each.
 
-Every program plays on logical channel ``H`` (hardware channel 0). The first trigger, at
+Every program plays on both AWG channels as a tweezer lab drives them: logical ``H`` (hardware
+channel 0) and ``V`` (hardware channel 1), each with its own tones doing the same kind of thing at
+the same boundaries; every per-channel check runs on each, and the pair is checked for skew at a
+boundary where both add a tone (they must step together) and for crosstalk of each channel's
+tones into the other. The first trigger, at
 :data:`FIRST_TRIGGER` card samples after the start command, starts replay and is t = 0 of the
 scope record; boundary times come from the compiled step table and that trigger
 (:mod:`hil.timeline`). Programs are short (tens of microseconds) so a whole run takes seconds.
@@ -31,8 +35,9 @@ FIRST_TRIGGER = 1000
 GAIN, CLIP, FULL_SCALE = 1.0, 0.9, 32767
 #: Samples per pass of the looped segments.
 LOOP_SAMPLES = 1024
-#: The one AWG channel the suite plays on, and its hardware channel.
-CHANNEL, HARDWARE = "H", 0
+#: The AWG channels the suite plays on, and their hardware channels.
+CHANNELS = {"H": 0, "V": 1}
+CHANNEL, HARDWARE = "H", 0  # the first one
 
 
 @dataclass(frozen=True)
@@ -40,7 +45,9 @@ class Check:
     """One check: ``kind`` is ``phase_jump`` (at the boundary ``after`` -> ``segment``),
     ``wrap`` (spurs and phase step per wrap of looped ``segment``), ``tone`` (frequency and
     amplitude on ``segment``) or ``trajectory`` (chirp rate, phase residual and glitch scan
-    over ``segment``)."""
+    over ``segment``), each on every channel; or, on the pair of channels, ``skew`` (the time
+    between the channels' tone additions at ``after`` -> ``segment``) or ``crosstalk`` (each
+    channel's tones on the other's output in ``segment``)."""
 
     kind: str
     segment: str
@@ -65,22 +72,32 @@ class SuiteProgram:
         return (FIRST_TRIGGER, *(FIRST_TRIGGER + t for t in self.later_triggers))
 
 
-def _tone(freqs: list[float], amps: list[float]) -> AWGProgramBuilder:
-    return AWGProgramBuilder().logical_channel(CHANNEL).define("start", logical_channel=CHANNEL, freqs=freqs, amps=amps, phases=[0.0] * len(freqs))
+def _tone(freqs: list[float], amps: list[float], v_freqs: list[float] | None = None) -> AWGProgramBuilder:
+    """Both channels with their start tones: ``freqs`` on H; on V ``v_freqs`` (default: each H
+    tone 21 MHz lower, so their tones never share a frequency and crosstalk is measurable)."""
+    v_freqs = v_freqs or [f - 21e6 for f in freqs]
+    b = AWGProgramBuilder().logical_channel("H").logical_channel("V")
+    b.define("start", logical_channel="H", freqs=freqs, amps=amps, phases=[0.0] * len(freqs))
+    b.define("vstart", logical_channel="V", freqs=v_freqs, amps=amps, phases=[0.0] * len(v_freqs))
+    return b
 
 
 def hold_move_hold(fs: float) -> AWGProgramBuilder:
     return (
         _tone([100e6], [0.4])
         .segment("hold_a")
-        .tones(CHANNEL)
+        .tones("H")
         .use_def("start")
+        .tones("V")
+        .use_def("vstart")
         .hold(time=3.2e-6)
         .segment("hold_b")
         .hold(time=2.4e-6)
         .segment("move")
-        .tones(CHANNEL)
+        .tones("H")
         .move(df=2e6, time=6.4e-6, kind="linear")
+        .tones("V")
+        .move(df=-1.5e6, time=6.4e-6, kind="linear")
         .segment("hold_c")
         .hold(time=3.2e-6)
         .last_step("end")
@@ -89,10 +106,12 @@ def hold_move_hold(fs: float) -> AWGProgramBuilder:
 
 def loop_n_hold(fs: float) -> AWGProgramBuilder:
     return (
-        _tone([100e6], [0.4])
+        _tone([100e6], [0.4], [131 * fs / LOOP_SAMPLES])
         .segment("lead")
-        .tones(CHANNEL)
+        .tones("H")
         .use_def("start")
+        .tones("V")
+        .use_def("vstart")
         .hold(time=1.6e-6)
         .segment("loop", mode="loop_n", loops=16)
         .hold(time=LOOP_SAMPLES / fs)
@@ -106,13 +125,18 @@ def wait_many_tones(fs: float) -> AWGProgramBuilder:
     """Eight tones on the grid fs / LOOP_SAMPLES, 14 grid steps apart (73 .. 133 MHz at 625 MS/s),
     so the loop needs no snapping and intermodulation stays clear of the wrap-spur lines."""
     freqs = [(120 + 14 * i) * fs / LOOP_SAMPLES for i in range(8)]
+    v_freqs = [(127 + 14 * i) * fs / LOOP_SAMPLES for i in range(4)]  # V: four tones between H's
     return (
         AWGProgramBuilder()
-        .logical_channel(CHANNEL)
-        .define("grid", logical_channel=CHANNEL, freqs=freqs, amps=[0.08] * 8, phases="auto")
+        .logical_channel("H")
+        .logical_channel("V")
+        .define("grid", logical_channel="H", freqs=freqs, amps=[0.08] * 8, phases="auto")
+        .define("vgrid", logical_channel="V", freqs=v_freqs, amps=[0.12] * 4, phases="auto")
         .segment("wait", mode="wait_trig")
-        .tones(CHANNEL)
+        .tones("H")
         .use_def("grid")
+        .tones("V")
+        .use_def("vgrid")
         .hold(time=LOOP_SAMPLES / fs)
         .segment("after")
         .hold(time=4.8e-6)
@@ -124,12 +148,16 @@ def amp_ramp(fs: float) -> AWGProgramBuilder:
     return (
         _tone([100e6], [0.2])
         .segment("low")
-        .tones(CHANNEL)
+        .tones("H")
         .use_def("start")
+        .tones("V")
+        .use_def("vstart")
         .hold(time=1.6e-6)
         .segment("ramp")
-        .tones(CHANNEL)
+        .tones("H")
         .ramp_amp_to(amps=0.5, time=3.2e-6, kind="min_jerk")
+        .tones("V")
+        .ramp_amp_to(amps=0.45, time=3.2e-6, kind="min_jerk")
         .segment("high")
         .hold(time=4.8e-6)
         .last_step("end")
@@ -140,15 +168,21 @@ def add_remove(fs: float) -> AWGProgramBuilder:
     return (
         _tone([100e6], [0.35])
         .segment("one")
-        .tones(CHANNEL)
+        .tones("H")
         .use_def("start")
+        .tones("V")
+        .use_def("vstart")
         .hold(time=2.4e-6)
         .segment("two")
-        .tones(CHANNEL)
+        .tones("H")
         .add_tone(freq=93e6, amp=0.35, phase=0.0)
+        .tones("V")
+        .add_tone(freq=93e6, amp=0.35, phase=0.0)  # the same tone as H: the skew check compares them
         .hold(time=2.4e-6)
         .segment("back")
-        .tones(CHANNEL)
+        .tones("H")
+        .remove_tones(idxs=[1])
+        .tones("V")
         .remove_tones(idxs=[1])
         .hold(time=2.4e-6)
         .last_step("end")
@@ -159,7 +193,13 @@ SUITE: tuple[SuiteProgram, ...] = (
     SuiteProgram(
         "hold_move_hold",
         hold_move_hold,
-        (Check("phase_jump", "hold_b", after="hold_a"), Check("phase_jump", "hold_c", after="move"), Check("tone", "hold_a"), Check("trajectory", "move")),
+        (
+            Check("phase_jump", "hold_b", after="hold_a"),
+            Check("phase_jump", "hold_c", after="move"),
+            Check("tone", "hold_a"),
+            Check("trajectory", "move"),
+            Check("crosstalk", "hold_a"),
+        ),
         record_s=16.5e-6,
         fault_targets={"phase-jump": "hold_b", "chirp-rate": "move"},
     ),
@@ -187,7 +227,7 @@ SUITE: tuple[SuiteProgram, ...] = (
     SuiteProgram(
         "add_remove",
         add_remove,
-        (Check("phase_jump", "two", after="one"), Check("phase_jump", "back", after="two"), Check("tone", "two")),
+        (Check("phase_jump", "two", after="one"), Check("phase_jump", "back", after="two"), Check("tone", "two"), Check("skew", "two", after="one")),
         record_s=8e-6,
     ),
 )

@@ -23,7 +23,11 @@ def _close_to(measured: float, sigma: float, injected: float) -> bool:
 def test_clean_simulated_rig_passes_every_check() -> None:
     report = run_suite("sim", progress=False)
     kinds = {r.check for r in report.results}
-    assert {"phase_jump", "wrap_spur", "wrap_step", "frequency", "amplitude", "chirp_rate", "phase_residual", "glitch"} <= kinds
+    assert {"phase_jump", "wrap_spur", "wrap_step", "frequency", "amplitude", "chirp_rate", "phase_residual", "glitch", "skew", "crosstalk"} <= kinds
+    # every per-channel check runs on both AWG channels
+    per_channel = [r for r in report.results if r.check not in ("skew", "crosstalk")]
+    assert {r.where.split()[-1] for r in per_channel} == {"H", "V"}
+    assert sum(r.where.endswith(" H") for r in per_channel) == sum(r.where.endswith(" V") for r in per_channel)
     assert report.passed, [(r.name, r.measured, r.limit, dict(r.detail)) for r in report.failures()]
     assert len({r.program for r in report.results}) == 5
 
@@ -34,6 +38,7 @@ FAULTS = [
     ("wrap-delta=0.001", ["loop_n_hold", "wait_many_tones"], "wrap_step", -0.36),
     ("amp-error=1dB", ["add_remove"], "amplitude", 1.0),
     ("chirp-rate=0.5%", ["hold_move_hold"], "chirp_rate", 0.5),
+    ("skew=1.6ns", ["add_remove"], "skew", 1.6),
 ]
 
 

@@ -130,7 +130,7 @@ def test_hardware_rig_fails_fast_and_clearly_without_its_scope(tmp_path) -> None
 
 
 def test_phase_fault_rewrites_only_its_target_segment() -> None:
-    q = quantize_resolved_ir(hold_move_hold(625e6).build_resolved_ir(sample_rate_hz=625e6), {"H": 0})
+    q = quantize_resolved_ir(hold_move_hold(625e6).build_resolved_ir(sample_rate_hz=625e6), {"H": 0, "V": 1})
     prog = compile_sequence_program(q, GAIN, CLIP, FULL_SCALE, progress=False)
     faulty = Faults(phase_jump_deg=90.0).apply(prog, q, {"phase-jump": "hold_b"}, gain=GAIN, clip=CLIP, full_scale=FULL_SCALE)
     changed = [a.name for a, b in zip(prog.segments, faulty.segments) if not np.array_equal(a.data, b.data)]

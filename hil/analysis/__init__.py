@@ -2,6 +2,7 @@
 returns :class:`CheckResult` s (measured, sigma, limit, unit, verdict)."""
 
 from .observation import Observation
+from .pair import crosstalk, skew
 from .phase import boundary_step, phase_jump, wrap_step
 from .result import CheckResult
 from .sinefit import JointFit, Side, joint_fit
@@ -15,9 +16,11 @@ __all__ = [
     "Observation",
     "Side",
     "boundary_step",
+    "crosstalk",
     "ddc_phase",
     "joint_fit",
     "phase_jump",
+    "skew",
     "tone_checks",
     "trajectory_checks",
     "wrap_spurs",

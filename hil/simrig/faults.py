@@ -7,7 +7,8 @@
 - ``wrap-delta=0.001``: every constant tone of the target looped segment plays 0.001 cycles
   more per pass than a whole number (a step of -0.36 degrees at each wrap, spurs near -60 dBc);
 - ``amp-error=1dB``: the card's output is 1 dB louder than configured;
-- ``chirp-rate=0.5%``: every frequency move of the target segment sweeps 0.5 % more.
+- ``chirp-rate=0.5%``: every frequency move of the target segment sweeps 0.5 % more;
+- ``skew=1.6ns``: the second AWG channel (V) reaches the scope 1.6 ns after the first.
 
 Segment faults re-synthesise the target segment from its quantized form (awgrt's own synthesis)
 with the perturbed tones and swap its samples into the compiled program; the step table and
@@ -27,8 +28,8 @@ from awgrt.program import CompiledSegment, CompiledSequenceProgram
 
 from ..errors import RigConfigError
 
-_SPEC = re.compile(r"^\s*(phase-jump|wrap-delta|amp-error|chirp-rate)\s*=\s*([-+0-9.eE]+)\s*(deg|db|%|cycles?)?\s*$", re.IGNORECASE)
-_UNITS = {"phase-jump": ("deg",), "wrap-delta": ("", "cycle", "cycles"), "amp-error": ("db",), "chirp-rate": ("%",)}
+_SPEC = re.compile(r"^\s*(phase-jump|wrap-delta|amp-error|chirp-rate|skew)\s*=\s*([-+0-9.eE]+)\s*(deg|db|%|cycles?|ns)?\s*$", re.IGNORECASE)
+_UNITS = {"phase-jump": ("deg",), "wrap-delta": ("", "cycle", "cycles"), "amp-error": ("db",), "chirp-rate": ("%",), "skew": ("ns",)}
 
 
 @dataclass(frozen=True)
@@ -40,10 +41,15 @@ class Faults:
     wrap_delta_cycles: float = 0.0
     amp_error_db: float = 0.0
     chirp_rate_rel: float = 0.0
+    skew_s: float = 0.0
 
     @property
     def any(self) -> bool:
-        return any((self.phase_jump_deg, self.wrap_delta_cycles, self.amp_error_db, self.chirp_rate_rel))
+        return any((self.phase_jump_deg, self.wrap_delta_cycles, self.amp_error_db, self.chirp_rate_rel, self.skew_s))
+
+    def output_delay_s(self, hardware_channel: int) -> float:
+        """Extra delay of a card channel's output: the ``skew`` fault delays the second (V)."""
+        return self.skew_s if hardware_channel == 1 else 0.0
 
     @classmethod
     def parse(cls, specs: Iterable[str]) -> Faults:
@@ -58,8 +64,14 @@ class Faults:
                     value=spec,
                 )
             kind, value = m.group(1).lower(), float(m.group(2))
-            key = {"phase-jump": "phase_jump_deg", "wrap-delta": "wrap_delta_cycles", "amp-error": "amp_error_db", "chirp-rate": "chirp_rate_rel"}[kind]
-            values[key] = value / 100 if kind == "chirp-rate" else value
+            key = {
+                "phase-jump": "phase_jump_deg",
+                "wrap-delta": "wrap_delta_cycles",
+                "amp-error": "amp_error_db",
+                "chirp-rate": "chirp_rate_rel",
+                "skew": "skew_s",
+            }[kind]
+            values[key] = value / 100 if kind == "chirp-rate" else value * 1e-9 if kind == "skew" else value
         return cls(**values)
 
     def describe(self) -> list[str]:
@@ -73,6 +85,8 @@ class Faults:
             out.append(f"amp-error={self.amp_error_db:g}dB")
         if self.chirp_rate_rel:
             out.append(f"chirp-rate={self.chirp_rate_rel * 100:g}%")
+        if self.skew_s:
+            out.append(f"skew={self.skew_s * 1e9:g}ns")
         return out
 
     # ------------------------------------------------------------------ segment faults
