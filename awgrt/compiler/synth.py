@@ -44,8 +44,8 @@ BLOCK = 1 << 16
 HOLD_BLOCK = 256
 _SPLIT = 16
 #: Tone-samples per sub-block of moving tones: their few temporaries stay in the core's cache.
-SUB_BLOCK = 1 << 16
-_MAX_STEP = 1 << 13
+SUB_BLOCK = 1 << 17
+_MAX_STEP = 1 << 15
 _MIN_STEP = 1 << 10
 #: Largest error (rad, and so fraction of the tone's amplitude) of one moving tone's sine: the
 #: exact float64 phase reduced to [-pi, pi] is rounded to float32 (at most half a float32 step
