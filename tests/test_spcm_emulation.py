@@ -640,12 +640,14 @@ with spcm.Card("/dev/spcm0") as card:
 '''
 
 
-def _run_plain(script_text: str, route: str, cache: Path, tmp_path: Path, n: int, *args: str) -> tuple[subprocess.CompletedProcess, np.ndarray, dict]:
+def _run_plain(
+    script_text: str, route: str, cache: Path, tmp_path: Path, n: int, *args: str, speed: float = 1.0
+) -> tuple[subprocess.CompletedProcess, np.ndarray, dict]:
     script = tmp_path / "lab_script.py"
     script.write_text(script_text)
     assert "awgrt" not in script_text
     written, rendered = tmp_path / "written.npy", tmp_path / "rendered.npz"
-    runner = ["-m", "awgrt.sim.spcm_emulation", "--card", "M4i.6631-x8", "--route", route, "--render", str(n), "--out", str(rendered)]
+    runner = ["-m", "awgrt.sim.spcm_emulation", "--card", "M4i.6631-x8", "--route", route, "--speed", str(speed), "--render", str(n), "--out", str(rendered)]
     proc = run([*runner, str(script), str(written), *args], cache=cache, cwd=tmp_path)
     got = np.load(rendered)
     return proc, np.load(written), {k: got[k] for k in got.files}
@@ -677,7 +679,9 @@ def test_standard_single_replay_plays_its_memory_loops_times(route, loops, cache
 @pytest.mark.parametrize("route", ROUTES)
 def test_standard_multi_replay_plays_one_segment_per_trigger(route, cache, tmp_path):
     n = 400_000
-    proc, data, got = _run_plain(MULTI_SCRIPT, route, cache, tmp_path, n)
+    # at a twentieth of real time the script's three triggers (2 ms of host time apart, more on a
+    # busy machine) stay well inside the rendered window (160 ms of host time)
+    proc, data, got = _run_plain(MULTI_SCRIPT, route, cache, tmp_path, n, speed=0.05)
     lat = _latency(50e6)
     segments = data.reshape(3, 512)
     triggers = got["card0_triggers"].tolist()
@@ -791,7 +795,7 @@ with spcm.Card("/dev/spcm0") as card:
     card.start(spcm.M2CMD_CARD_ENABLETRIGGER)
     for _ in range(3):
         card.cmd(spcm.M2CMD_CARD_FORCETRIGGER)
-        time.sleep(0.05)
+        time.sleep(0.02)  # 10,000 card samples at a hundredth of real time: the segment has played
     card.timeout(0)
     card.cmd(spcm.M2CMD_CARD_WAITREADY)
     print("DONE", card.status() & spcm.M2STAT_CARD_READY != 0, card.status() & spcm.M2STAT_DATA_OVERRUN == 0)
