@@ -212,36 +212,48 @@ class Rig(abc.ABC):
         backend.load(program)
 
 
+def simulated_scope(config: RigConfig) -> tuple[Bench, LoopbackScpiServer, Scope]:
+    """A simulated scope of the rig's family behind a loopback SCPI server, opened through its
+    real driver: (the bench it looks at, the server, the driver)."""
+    bench = Bench()
+    server = LoopbackScpiServer(SIMULATED[config.scope.family](config.sim_scope, bench)).start()
+    try:
+        scope = open_scope(config.scope.family, server.resource, timeout_s=config.scope.timeout_s, **dict(config.scope.options))
+    except Exception:
+        server.close()
+        raise
+    return bench, server, scope
+
+
+def card_outputs(config: RigConfig, faults: Faults, samples, sample_rate_hz: float) -> dict[str, DacOutput]:
+    """The analog output of every wired card channel (scope input -> signal) for int16 ``samples``
+    (card samples x channels), with the faults that act on the output (gain, skew)."""
+    card = config.card
+    volts_per_code = card.amplitude_mv / 1000 / 32767 * 10 ** (faults.amp_error_db / 20)
+    return {
+        scope_in: DacOutput(samples[:, hw], sample_rate_hz, volts_per_code, faults.output_delay_s(hw), card.reconstruction)
+        for hw, scope_in in config.wiring.items()
+        if hw < samples.shape[1]
+    }
+
+
 class SimRig(Rig):
     """The simulated rig (see module doc). ``faults`` perturb what the card plays."""
 
     def __init__(self, config: RigConfig | None = None, *, faults: Faults | None = None) -> None:
         super().__init__(config or RigConfig())
         self.faults = faults or Faults()
-        self.bench = Bench()
-        instrument = SIMULATED[self.config.scope.family](self.config.sim_scope, self.bench)
-        self.server = LoopbackScpiServer(instrument).start()
-        try:
-            self.scope = open_scope(self.config.scope.family, self.server.resource, timeout_s=self.config.scope.timeout_s, **dict(self.config.scope.options))
-        except Exception:
-            self.server.close()
-            raise
+        self.bench, self.server, self.scope = simulated_scope(self.config)
 
     def play(self, program: CompiledSequenceProgram, triggers: Sequence[int], n_samples: int) -> None:
-        card = self.config.card
         with SimBackend(program.card) as backend:
             self._configure(backend, program, "external")
             backend.start()
             for t in sorted(triggers):
                 backend.schedule_trigger(t)
             samples = backend.capture(n_samples)
-        volts_per_code = card.amplitude_mv / 1000 / 32767 * 10 ** (self.faults.amp_error_db / 20)
-        signals = {
-            scope_in: DacOutput(samples[:, hw], program.sample_rate_hz, volts_per_code, self.faults.output_delay_s(hw), card.reconstruction)
-            for hw, scope_in in self.config.wiring.items()
-            if hw < samples.shape[1]
-        }
-        self.bench.publish(signals, {self.config.trigger_input: min(triggers) / program.sample_rate_hz})
+        fs = program.sample_rate_hz
+        self.bench.publish(card_outputs(self.config, self.faults, samples, fs), {self.config.trigger_input: min(triggers) / fs})
 
     def close(self) -> None:
         try:
@@ -324,14 +336,7 @@ class EmulatedRig(HardwareRig):
             raise
 
     def _open_scope(self) -> None:
-        self.bench = Bench()
-        instrument = SIMULATED[self.config.scope.family](self.config.sim_scope, self.bench)
-        self.server = LoopbackScpiServer(instrument).start()
-        try:
-            self.scope = open_scope(self.config.scope.family, self.server.resource, timeout_s=self.config.scope.timeout_s, **dict(self.config.scope.options))
-        except Exception:
-            self.server.close()
-            raise
+        self.bench, self.server, self.scope = simulated_scope(self.config)
 
     def _began(self, program: CompiledSequenceProgram) -> None:
         self._chunks = []
@@ -343,17 +348,10 @@ class EmulatedRig(HardwareRig):
         import numpy as np
 
         samples = np.concatenate(self._chunks) if self._chunks else np.zeros((0, program.n_channels), np.int16)
-        card = self.config.card
-        volts_per_code = card.amplitude_mv / 1000 / 32767 * 10 ** (self.faults.amp_error_db / 20)
         # rendered from the first force trigger on: put it where the suite's timeline has it
-        lead = np.zeros((first_trigger, samples.shape[1]), np.int16)
-        samples = np.concatenate([lead, samples])
-        signals = {
-            scope_in: DacOutput(samples[:, hw], program.sample_rate_hz, volts_per_code, self.faults.output_delay_s(hw), card.reconstruction)
-            for hw, scope_in in self.config.wiring.items()
-            if hw < samples.shape[1]
-        }
-        self.bench.publish(signals, {self.config.trigger_input: first_trigger / program.sample_rate_hz})
+        samples = np.concatenate([np.zeros((first_trigger, samples.shape[1]), np.int16), samples])
+        fs = program.sample_rate_hz
+        self.bench.publish(card_outputs(self.config, self.faults, samples, fs), {self.config.trigger_input: first_trigger / fs})
 
     def close(self) -> None:
         try:

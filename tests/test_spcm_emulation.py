@@ -751,13 +751,8 @@ with spcm.Card("/dev/spcm0") as card:
 def test_fifo_replay_streams_through_the_ring_buffer_and_reports_the_underrun(route, cache, tmp_path):
     lat = _latency(50e6)
     n = lat + 12 * 4096 + 1000
-    script = tmp_path / "lab_script.py"
-    script.write_text(FIFO_SCRIPT)
-    written, rendered = tmp_path / "written.npy", tmp_path / "rendered.npz"
     # at a hundredth of real time the host keeps ahead of the card, as a lab PC keeps ahead of 50 MS/s
-    runner = ["-m", "awgrt.sim.spcm_emulation", "--card", "M4i.6631-x8", "--route", route, "--speed", "0.01", "--render", str(n), "--out", str(rendered)]
-    proc = run([*runner, str(script), str(written)], cache=cache, cwd=tmp_path)
-    stream, got = np.load(written), np.load(rendered)
+    proc, stream, got = _run_plain(FIFO_SCRIPT, route, cache, tmp_path, n, speed=0.01)
     want = np.zeros(n, np.int16)
     want[lat : lat + stream.size] = stream  # every block in order, no gap, then the stop level
     np.testing.assert_array_equal(got["card0"][:, 0], want)
@@ -807,12 +802,7 @@ with spcm.Card("/dev/spcm0") as card:
 def test_fifo_multi_replay_plays_the_streams_next_segment_per_trigger(route, cache, tmp_path):
     lat = _latency(50e6)
     n = 120_000
-    script = tmp_path / "lab_script.py"
-    script.write_text(FIFO_MULTI_SCRIPT)
-    written, rendered = tmp_path / "written.npy", tmp_path / "rendered.npz"
-    runner = ["-m", "awgrt.sim.spcm_emulation", "--card", "M4i.6631-x8", "--route", route, "--speed", "0.01", "--render", str(n), "--out", str(rendered)]
-    proc = run([*runner, str(script), str(written)], cache=cache, cwd=tmp_path)
-    stream, got = np.load(written), np.load(rendered)
+    proc, stream, got = _run_plain(FIFO_MULTI_SCRIPT, route, cache, tmp_path, n, speed=0.01)
     triggers = got["card0_triggers"].tolist()
     assert len(triggers) == 3 and all(b - a > 2048 + lat for a, b in zip(triggers, triggers[1:]))
     want = np.zeros(n, np.int16)

@@ -442,12 +442,25 @@ def test_save_load_round_trip(tmp_path):
     assert _with_segment(compiled, 0, d).digest != compiled.digest
 
 
+def _temporaries(q, n_hw: int) -> tuple[int, object]:
+    """(peak traced bytes beside the int16 output, the result) of synthesising q's first segment."""
+    import tracemalloc
+
+    from awgrt.compiler.synth import synthesize
+
+    tracemalloc.start()
+    try:
+        result = synthesize(q.segments[0], FS, dict(q.hardware_channels), n_hw, gain=1.0, clip=0.9, full_scale=32767)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return peak - result.data.nbytes, result
+
+
 def test_synthesis_memory_is_the_output_plus_the_stated_working_set():
     # the documented invariant of awgrt.compiler.synth (exact with tracemalloc, not a timing):
     # whatever the segment's length, temporaries stay within working_set_bytes
-    import tracemalloc
-
-    from awgrt.compiler.synth import synthesize, working_set_bytes
+    from awgrt.compiler.synth import working_set_bytes
 
     n_t = 2**20 / FS
     b = AWGProgramBuilder().logical_channel("H").logical_channel("V")
@@ -455,42 +468,23 @@ def test_synthesis_memory_is_the_output_plus_the_stated_working_set():
     b.define("v", logical_channel="V", freqs=[80e6 + 2e6 * i for i in range(16)], amps=[0.05] * 16)
     b.segment("s").tones("H").use_def("h").move(df=1e6, time=n_t, idxs=list(range(8))).tones("V").use_def("v").ramp_amp_to(amps=0.02, time=n_t, idxs=[0, 1])
     q = quantize_resolved_ir(b.build_resolved_ir(sample_rate_hz=FS))
-    seg = q.segments[0]
-    tracemalloc.start()
-    try:
-        result = synthesize(seg, FS, dict(q.hardware_channels), 2, gain=1.0, clip=0.9, full_scale=32767)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert result.data.nbytes == seg.n_samples * 2 * 2
-    assert peak - result.data.nbytes <= working_set_bytes(2, 32), f"{(peak - result.data.nbytes) / 2**20:.1f} MiB of temporaries"
+    extra, result = _temporaries(q, 2)
+    assert result.data.nbytes == q.segments[0].n_samples * 2 * 2
+    assert extra <= working_set_bytes(2, 32), f"{extra / 2**20:.1f} MiB of temporaries"
     # every tone ramping to its own amplitude, with every ramp shape: still the same bound
-    kinds = ["linear", "min_jerk", "cosine", "exp"]
     b = AWGProgramBuilder().logical_channel("H")
     b.define("h", logical_channel="H", freqs=[60e6 + 2e6 * i for i in range(32)], amps=[0.02] * 32)
     b.segment("s").tones("H").use_def("h")
-    for kind in kinds:
+    for kind in ["linear", "min_jerk", "cosine", "exp"]:
         b.ramp_amp_to(amps=[0.001 * (i + 1 + len(kind)) for i in range(32)], time=n_t / 4, kind=kind)
-    q = quantize_resolved_ir(b.build_resolved_ir(sample_rate_hz=FS))
-    tracemalloc.start()
-    try:
-        result = synthesize(q.segments[0], FS, dict(q.hardware_channels), 1, gain=1.0, clip=0.9, full_scale=32767)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak - result.data.nbytes <= working_set_bytes(1, 32), f"{(peak - result.data.nbytes) / 2**20:.1f} MiB of temporaries"
-    # many moving tones: their sub-block is 2048 samples of every tone, still within the bound
+    extra, _ = _temporaries(quantize_resolved_ir(b.build_resolved_ir(sample_rate_hz=FS)), 1)
+    assert extra <= working_set_bytes(1, 32), f"{extra / 2**20:.1f} MiB of temporaries"
+    # many moving tones: their sub-block is 1024 samples of every tone, still within the bound
     b = AWGProgramBuilder().logical_channel("H")
     b.define("h", logical_channel="H", freqs=[40e6 + 0.5e6 * i for i in range(160)], amps=[0.005] * 160)
     b.segment("s").tones("H").use_def("h").move(df=0.2e6, time=n_t / 4, kind="cosine")
-    q = quantize_resolved_ir(b.build_resolved_ir(sample_rate_hz=FS))
-    tracemalloc.start()
-    try:
-        result = synthesize(q.segments[0], FS, dict(q.hardware_channels), 1, gain=1.0, clip=0.9, full_scale=32767)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak - result.data.nbytes <= working_set_bytes(1, 160), f"{(peak - result.data.nbytes) / 2**20:.1f} MiB of temporaries"
+    extra, _ = _temporaries(quantize_resolved_ir(b.build_resolved_ir(sample_rate_hz=FS)), 1)
+    assert extra <= working_set_bytes(1, 160), f"{extra / 2**20:.1f} MiB of temporaries"
 
 
 def test_moving_tones_match_a_float64_reference_to_the_stated_bound():

@@ -10,11 +10,8 @@ volts = (code - yref) * yinc + yorig and t = (i - xref) * xinc + xorig.
 
 from __future__ import annotations
 
-from typing import Any
-
-from ..errors import RigConfigError
 from .base import AcquisitionSettings, Capture
-from .visa import VisaScope
+from .visa import WordScope
 
 #: Run bit of the operation status condition register: set while an acquisition is running.
 RUN_BIT = 8
@@ -22,7 +19,7 @@ RUN_BIT = 8
 _SOURCE = {"CH1": "CHANnel1", "CH2": "CHANnel2", "CH3": "CHANnel3", "CH4": "CHANnel4", "EXT": "EXTernal"}
 
 
-class KeysightInfiniiVision(VisaScope):
+class KeysightInfiniiVision(WordScope):
     """Keysight InfiniiVision driver (see module doc).
 
     ``word``: transfer 16-bit words instead of bytes (for high-resolution acquisition modes);
@@ -31,12 +28,6 @@ class KeysightInfiniiVision(VisaScope):
 
     family = "keysight"
 
-    def __init__(self, resource: str, *, word: bool = False, byte_order: str = "little", **kw: Any) -> None:
-        if byte_order not in ("little", "big"):
-            raise RigConfigError(f"byte_order must be 'little' or 'big', got {byte_order!r}")
-        self.word = word
-        self.byte_order = byte_order
-        super().__init__(resource, **kw)
 
     def configure(self, settings: AcquisitionSettings) -> AcquisitionSettings:
         self.write("*CLS")

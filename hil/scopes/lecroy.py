@@ -24,13 +24,12 @@ completion from ``INR?`` bit 0 (a new acquisition), then ``*OPC?``.
 from __future__ import annotations
 
 import struct
-from typing import Any
 
 import numpy as np
 
-from ..errors import RigConfigError, ScopeProtocolError
+from ..errors import ScopeProtocolError
 from .base import AcquisitionSettings, Capture
-from .visa import VisaScope
+from .visa import WordScope
 
 #: Vertical and horizontal divisions of the screen.
 V_DIVISIONS = 8
@@ -60,18 +59,12 @@ def parse_wavedesc(raw: bytes) -> dict[str, float]:
     return {name: struct.unpack_from(order + fmt, raw, offset)[0] for name, (offset, fmt) in WAVEDESC.items()}
 
 
-class LeCroyMAUI(VisaScope):
+class LeCroyMAUI(WordScope):
     """Teledyne LeCroy MAUI driver (see module doc). ``word``: 16-bit codes; ``byte_order``:
     ``"little"`` (COMM_ORDER LO) or ``"big"`` (HI) for words."""
 
     family = "lecroy"
 
-    def __init__(self, resource: str, *, word: bool = False, byte_order: str = "little", **kw: Any) -> None:
-        if byte_order not in ("little", "big"):
-            raise RigConfigError(f"byte_order must be 'little' or 'big', got {byte_order!r}")
-        self.word = word
-        self.byte_order = byte_order
-        super().__init__(resource, **kw)
 
     def configure(self, settings: AcquisitionSettings) -> AcquisitionSettings:
         self.write("COMM_HEADER OFF")

@@ -18,27 +18,18 @@ point in % of the screen from the left), ``ACQuire:POINts``, ``ACQuire:SRATe?``,
 
 from __future__ import annotations
 
-from typing import Any
-
-from ..errors import RigConfigError
 from .base import AcquisitionSettings, Capture
-from .visa import VisaScope
+from .visa import WordScope
 
 _SOURCE = {"CH1": "CH1", "CH2": "CH2", "CH3": "CH3", "CH4": "CH4", "EXT": "EXTernanalog"}
 
 
-class RohdeSchwarzRT(VisaScope):
+class RohdeSchwarzRT(WordScope):
     """R&S RTB2000 / RTM3000 driver (see module doc). ``word``: 16-bit codes (UINT,16) instead of
     8-bit; ``byte_order``: ``"little"`` (LSBFirst) or ``"big"`` for words."""
 
     family = "rohde"
 
-    def __init__(self, resource: str, *, word: bool = False, byte_order: str = "little", **kw: Any) -> None:
-        if byte_order not in ("little", "big"):
-            raise RigConfigError(f"byte_order must be 'little' or 'big', got {byte_order!r}")
-        self.word = word
-        self.byte_order = byte_order
-        super().__init__(resource, **kw)
 
     def configure(self, settings: AcquisitionSettings) -> AcquisitionSettings:
         self.write("*CLS")

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from ..errors import ScopeConnectionError, ScopeError, ScopeProtocolError, ScopeTimeoutError
+from ..errors import RigConfigError, ScopeConnectionError, ScopeError, ScopeProtocolError, ScopeTimeoutError
 from .base import AcquisitionSettings, Capture, Scope
 
 log = logging.getLogger(__name__)
@@ -247,3 +247,15 @@ class VisaScope(Scope):
     ) -> Capture:
         meta = {"scope": self._idn, "family": self.family, "resource": self.resource_name, **meta}
         return Capture(channel, codes, x_increment_s, x_origin_s, y_increment_v, y_origin_v, y_reference, meta)
+
+
+class WordScope(VisaScope):
+    """A VISA scope whose samples travel as bytes or 16-bit words (``word``), the words in
+    ``byte_order`` ``"little"`` or ``"big"``."""
+
+    def __init__(self, resource: str, *, word: bool = False, byte_order: str = "little", **kw: Any) -> None:
+        if byte_order not in ("little", "big"):
+            raise RigConfigError(f"byte_order must be 'little' or 'big', got {byte_order!r}")
+        self.word = word
+        self.byte_order = byte_order
+        super().__init__(resource, **kw)
