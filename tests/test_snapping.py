@@ -383,3 +383,60 @@ def test_property_every_looped_tone_within_its_bound_distinct_and_audible(drawn)
                     continue
                 assert abs(float(ref.wrap_rad(pr - pl))) < 2e-3, f"{edge.from_segment} -> {edge.to_segment}, {ch} tone #{tid}"
 
+
+
+# ----------------------------------------------------------------------------- looped moves
+
+
+def _shake(df_back: float | None = None, **quantize) -> tuple:
+    from awgrt import AWGProgramBuilder, quantize_resolved_ir
+
+    b = AWGProgramBuilder().logical_channel("H")
+    b.define("d", logical_channel="H", freqs=[71e6, 83.3e6], amps=[0.25, 0.2], phases="auto")
+    b.segment("idle", mode="wait_trig").tones("H").use_def("d").hold(time=32e-6)
+    back = [-1.5e6, 0.7e6] if df_back is None else [df_back, 0.7e6]
+    b.segment("shake", mode="loop_n", loops=4).tones("H").move(df=[1.5e6, -0.7e6], time=40e-6, kind="min_jerk").move(df=back, time=40e-6, kind="cosine")
+    b.segment("after").hold(time=10e-6)
+    return quantize_resolved_ir(b.build_resolved_ir(sample_rate_hz=625e6), **quantize)
+
+
+def test_a_looped_move_that_comes_back_is_closed_for_a_seamless_wrap():
+    # asked: out 1.5 MHz and back over 2 x 25000 samples, which is not a whole number of cycles
+    # per pass; the loop is shifted as a whole by at most fs/2N and wraps continuously (measured)
+    import numpy as np
+
+    from awgrt import compile_sequence_program
+    from tests import reference as ref
+    from tests.test_resolve_quantize import _boundary_phases, _track_tones
+
+    q = _shake()
+    edges = {(b.kind, b.from_segment, b.to_segment): b for b in q.boundaries}
+    assert edges[("wrap", "shake", "shake")].continuous
+    assert edges[("next", "idle", "shake")].phase_continuous and edges[("next", "shake", "after")].phase_continuous
+    shake = [s for s in q.snaps if s.segment == "shake"]
+    assert len(shake) == 2 and all(0 < abs(s.shift_hz) <= s.bound_hz for s in shake)
+    # the asked trajectory, shifted as a whole: every span of a tone moved by the same amount
+    seg = next(s for s in q.segments if s.name == "shake")
+    for snap in shake:
+        spans = [s for p in seg.track("H").pieces for s in p.tones if s.tone == snap.tone]
+        assert spans[0].f0_hz == spans[-1].f1_hz == snap.played_hz
+    compiled = compile_sequence_program(q, progress=False)
+    segs = {s.name: s for s in q.segments}
+    data = {name: compiled.segments[compiled.report.segments[i].slot].data[:, 0] for i, name in enumerate(segs)}
+    for x, y in (("shake", "shake"), ("idle", "shake"), ("shake", "after")):
+        left, right = _boundary_phases(data[x], _track_tones(segs[x]), data[y], _track_tones(segs[y]))
+        assert np.abs(ref.wrap_rad(left.phases_rad - right.phases_rad)).max() < 1e-3, (x, y)
+
+
+def test_a_looped_move_that_does_not_come_back_is_left_as_asked_and_reported():
+    q = _shake(df_back=-1.0e6)  # tone 0 ends 0.5 MHz above where it starts: no pass can close
+    wrap = next(b for b in q.boundaries if b.kind == "wrap" and b.from_segment == "shake")
+    assert not wrap.continuous and any(j.tone == 0 and j.kind == "frequency" for j in wrap.tones)
+    assert [s.tone for s in q.snaps if s.segment == "shake"] == [1]  # tone 1 still closes
+
+
+def test_closing_a_looped_move_respects_max_snap_hz():
+    from awgrt.errors import QuantizationError
+
+    with pytest.raises(QuantizationError, match="shake.*closing its looped move"):
+        _shake(max_snap_hz={"shake": 100.0})

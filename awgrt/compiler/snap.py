@@ -37,6 +37,13 @@ run ends on it and the move out starts on it. Between two snapped holds separate
 segments, the tone eases (minimum-jerk) from one snapped frequency to the next over the longest
 of those segments, so it never leaves the range between the two, each within its own bound.
 
+**Looped moves.** A looped segment whose tones move or ramp (a shake, a sweep out and back)
+wraps seamlessly only if each tone comes back to its start frequency after a whole number of
+cycles. A tone asked to come back is shifted as a whole, its asked trajectory moved by at most
+fs / (2N) so that a pass makes whole cycles; where the segment meets its neighbours it steps by
+the difference, phase-continuously. A tone asked to end elsewhere than it starts cannot wrap
+continuously; it is left as asked and its wrap shows as a jump in the boundaries.
+
 **Reported.** Every shift is a :class:`~awgrt.ir.quantized.ToneSnap` and a ``frequency_snapped``
 note; every step a ``frequency_step`` note; every easing a ``frequency_eased`` note. A shift above
 the user's ``max_snap_hz`` (global, or per segment) is an error; a shift above the warning
@@ -61,7 +68,8 @@ import numpy as np
 from ..card import CardSpec
 from ..errors import CardLimitError, FrequencyError, QuantizationError, SnapWarning
 from ..ir.quantized import FrequencyStep, ToneSnap
-from ..ir.resolved import ChannelTrack, Note, Piece, Segment
+from ..ir.resolved import ChannelTrack, Note, Piece, Segment, ToneSpan
+from ..ir.shapes import span_phase_advance
 
 #: How back-to-back looped holds may be joined (see module doc).
 Joint = Literal["auto", "common", "step"]
@@ -539,7 +547,7 @@ class SnapResult:
     steps: tuple[FrequencyStep, ...]
 
 
-def snap_wraps(
+def _snap_holds(
     segments: tuple[Segment, ...],
     card: CardSpec,
     n_channels: int,
@@ -633,3 +641,128 @@ def snap_wraps(
                 stacklevel=3,
             )
     return SnapResult(out, tuple(notes), tuple(snaps), tuple(steps))
+
+
+def snap_wraps(
+    segments: tuple[Segment, ...],
+    card: CardSpec,
+    n_channels: int,
+    fs: float,
+    *,
+    stretch: Mapping[str, float],
+    max_snap_hz: float | Mapping[str, float] | None = None,
+    joint: Joint = "auto",
+    warn_snap_hz: float | None = WARN_SNAP_HZ,
+    snap: bool = True,
+) -> SnapResult:
+    """Pad every segment to a legal length and snap looped constant tones (see module doc), then
+    close the loops whose tones move: a looped segment's tone that moves (or ramps) and comes back
+    to its start frequency is shifted as a whole, by at most fs / (2N), so that one pass makes a
+    whole number of cycles and the wrap is phase-continuous (see :func:`_close_moving_loops`).
+    ``stretch`` maps a segment mode to the fraction it may grow beyond its shortest legal length.
+    With ``snap=False`` segments only get their shortest legal lengths and no tone moves."""
+    held = _snap_holds(
+        segments, card, n_channels, fs, stretch=stretch, max_snap_hz=max_snap_hz, joint=joint, warn_snap_hz=warn_snap_hz, snap=snap
+    )
+    if not snap:
+        return held
+    out, notes, snaps, steps = _close_moving_loops(held.segments, segments, fs, snap_limits(max_snap_hz, tuple(s.name for s in segments)))
+    if warn_snap_hz is not None:
+        big = [s for s in snaps if abs(s.shift_hz) > warn_snap_hz]
+        if big:
+            w = max(big, key=lambda s: abs(s.shift_hz))
+            warnings.warn(
+                f"closing looped moves shifts {len(big)} tone(s) by more than {warn_snap_hz:g} Hz; the largest: segment {w.segment!r}, "
+                f"{_label(w.channel, w.index, w.tone)}, {w.shift_hz:+.1f} Hz ({w.fraction_of_bound:.2f} of its {w.bound_hz:.1f} Hz bound)",
+                SnapWarning,
+                stacklevel=3,
+            )
+    return SnapResult(out, held.notes + notes, held.snaps + snaps, held.steps + steps)
+
+
+def _close_moving_loops(
+    segments: tuple[Segment, ...], asked: tuple[Segment, ...], fs: float, limit_of: Callable[[str], float | None]
+) -> tuple[tuple[Segment, ...], tuple[Note, ...], tuple[ToneSnap, ...], tuple[FrequencyStep, ...]]:
+    """Close the loops whose tones move (see :func:`snap_wraps`). ``segments``: after the holds
+    were snapped and lengths padded; ``asked``: as resolved, piece for piece.
+
+    In a looped segment, a tone of a channel that is not constant over the segment, present from
+    its first sample to its last and asked to end at the frequency it starts with, plays its
+    asked trajectory shifted as a whole by delta = (round(C) - C) fs / N (C: cycles per pass of N
+    samples as asked), |delta| <= fs/(2N), so that every pass makes whole cycles and ends where it
+    starts; the wrap is then phase- and frequency-continuous. Where the segment meets its neighbours the tone steps by what
+    differs, phase-continuously (:class:`FrequencyStep` s; the shifts are :class:`ToneSnap` s). A
+    tone asked to end elsewhere than it starts cannot wrap continuously and is left alone (its
+    wrap shows in the boundaries)."""
+    out = list(segments)
+    notes: list[Note] = []
+    snaps: list[ToneSnap] = []
+    steps: list[FrequencyStep] = []
+    for i, (seg, pre) in enumerate(zip(segments, asked)):
+        if not seg.looped:
+            continue
+        tracks = []
+        for track, pre_track in zip(seg.tracks, pre.tracks):
+            if pre_track.constant:
+                tracks.append(track)
+                continue
+            trajectories: dict[int, tuple[float, list[tuple[float, float]]]] = {}
+            for k, s0 in enumerate(pre_track.pieces[0].tones):
+                spans = [next((s for s in p.tones if s.tone == s0.tone), None) for p in pre_track.pieces]
+                if any(s is None for s in spans) or spans[-1].f1_hz != s0.f0_hz:
+                    continue
+                pieces_f = [(s.f0_hz, s.f1_hz) for s in spans]
+                pieces_f += [(s0.f0_hz, s0.f0_hz)] * (len(track.pieces) - len(pieces_f))  # length padding holds the end
+                kinds = [s.freq_kind for s in spans] + ["linear"] * (len(track.pieces) - len(spans))
+                cycles = sum(span_phase_advance(f0 / fs, f1 / fs, kind, p.n) for (f0, f1), kind, p in zip(pieces_f, kinds, track.pieces))
+                base, delta = 0.0, (round(cycles) - cycles) * fs / seg.n_samples  # the smallest shift from what was asked
+                limit = limit_of(seg.name)
+                if limit is not None and abs(base + delta) > limit:
+                    raise QuantizationError(
+                        f"channel {track.channel!r} {_label(track.channel, k, s0.tone)}: closing its looped move for whole cycles per pass of "
+                        f"{seg.n_samples} samples shifts it by {base + delta:+.1f} Hz, more than max_snap_hz={limit:g}",
+                        segment=seg.name,
+                        op="snap wrap",
+                        value=base + delta,
+                    )
+                trajectories[s0.tone] = (base + delta, [(f0 + delta, f1 + delta) for f0, f1 in pieces_f])
+                snaps.append(ToneSnap(seg.name, track.channel, s0.tone, k, s0.f0_hz, s0.f0_hz + base + delta, seg.n_samples, fs))
+                if base + delta:
+                    notes.append(
+                        Note(
+                            "frequency_snapped",
+                            seg.name,
+                            f"{_label(track.channel, k, s0.tone)}: its looped move shifted by {base + delta:+.3f} Hz for whole cycles per "
+                            f"pass of {seg.n_samples} samples",
+                            s0.f0_hz,
+                            s0.f0_hz + base + delta,
+                            track.channel,
+                        )
+                    )
+                played = s0.f0_hz + base + delta
+                prev_i, next_i = (i - 1) % len(segments), (i + 1) % len(segments)
+                for j, before in ((prev_i, True), (next_i, False)):
+                    if j == i:
+                        continue
+                    neighbour = out[j] if j < i else segments[j]
+                    ends = [s for t in neighbour.tracks if t.channel == track.channel for s in (t.exit if before else t.entry) if s.tone == s0.tone]
+                    if not ends:
+                        continue
+                    theirs = ends[0].f1_hz if before else ends[0].f0_hz
+                    if theirs != played:
+                        a, b = (neighbour.name, seg.name) if before else (seg.name, neighbour.name)
+                        steps.append(FrequencyStep(a, b, track.channel, s0.tone, theirs if before else played, played if before else theirs))
+            if trajectories:
+
+                def moved(s: ToneSpan, n: int, trajectories: dict = trajectories) -> ToneSpan:
+                    if s.tone not in trajectories:
+                        return s
+                    f0, f1 = trajectories[s.tone][1][n]
+                    return s.with_freqs(f0, f1, s.freq_kind if f0 != f1 else "linear")
+
+                tracks.append(ChannelTrack(track.channel, tuple(p.with_tones(tuple(moved(s, n) for s in p.tones)) for n, p in enumerate(track.pieces))))
+            else:
+                tracks.append(track)
+        if any(a is not b for a, b in zip(tracks, seg.tracks)):
+            out[i] = seg.with_tracks(tuple(tracks))
+    return tuple(out), tuple(notes), tuple(snaps), tuple(steps)
