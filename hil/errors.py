@@ -39,6 +39,10 @@ class ScopeProtocolError(ScopeError):
     """The scope answered with something that is not what the command set promises."""
 
 
+class GeneratorError(HILError):
+    """The function generator refused a command or cannot make the burst asked for."""
+
+
 class RigConfigError(HILError, ValueError):
     """A rig file (rig.toml) or rig option is malformed or names something unknown."""
 

@@ -95,6 +95,20 @@ def plot_check(r: CheckResult, path: str | Path) -> Path:
         _limits(axes, r.limit)
         axes.set_xlabel("time from trigger (us)")
         axes.set_ylabel("step in mean residual (deg)")
+    elif kind == "pulses":
+        axes.plot(r.plot["t"] * 1e6, r.plot["v"], lw=0.6)
+        for e in r.plot["edges"]:
+            axes.axvline(e * 1e6, color="tab:green", lw=0.8)
+        for e in r.plot["asked"]:
+            axes.axvline(e * 1e6, color="tab:red", ls="--", lw=0.8)
+        axes.set_xlabel("time from trigger (us): measured edges (green), asked (red, dashed)")
+        axes.set_ylabel("V")
+    elif kind == "levels":
+        axes.bar(r.plot["labels"], r.plot["values"], yerr=r.plot.get("sigmas"), color="tab:blue")
+        axes.axhline(r.limit, color="tab:red", ls="--", lw=0.8)
+        if r.two_sided:
+            axes.axhline(-r.limit, color="tab:red", ls="--", lw=0.8)
+        axes.set_ylabel(r.unit)
     verdict = "pass" if r.passed else "FAIL"
     fig.suptitle(f"{r.program}: {r.name} = {r.measured:.4g} +- {r.sigma:.2g} {r.unit} (limit {r.limit:.4g}) {verdict}", fontsize=9)
     path = Path(path)

@@ -29,15 +29,17 @@ from awgrt.card import CARDS, DEFAULT_CARD
 from awgrt.program import CompiledSequenceProgram
 
 from .errors import RigConfigError
+from .generators import FunctionGenerator, open_generator
 from .limits import Limits
 from .response import Filter, SignalPath
 from .scopes import CHANNELS, DRIVERS, TRIGGER_SOURCES, Scope, open_scope
 from .simrig.bench import Bench
 from .simrig.faults import Faults
+from .simrig.generator import SIMULATED_GENERATORS
 from .simrig.instrument import SIMULATED
 from .simrig.scope_model import ScopeModel
 from .simrig.server import LoopbackScpiServer
-from .simrig.signals import DacOutput
+from .simrig.signals import DacOutput, FunctionSignal
 
 #: How the rig's card is driven: the simulator (SimBackend), the real card (SpcmBackend), or
 #: SpcmBackend on the emulated driver (the rig code path in CI).
@@ -79,6 +81,30 @@ class ScopeConfig:
     visa_library: str = ""
 
 
+#: Where the card's triggers come from.
+TRIGGER_KINDS = ("software", "generator")
+
+
+@dataclass(frozen=True)
+class TriggerConfig:
+    """How the rig triggers the card (``[trigger]`` of a rig file). ``source``: ``"software"``
+    (the card's force trigger; triggers after the first come from the host's clock, good to about
+    ``software_jitter_s``, so checks after them are only as well placed) or ``"generator"``: a
+    function generator of ``generator`` family (``hil.generators``) at VISA ``resource`` whose
+    output ``channel`` drives the card's EXT0 input (threshold ``card_level_v``) and the scope
+    input ``[wiring] trigger``, pulses ``high_v`` high and ``pulse_s`` wide; the scope triggers on
+    the first pulse and records them all, so each trigger's time is measured."""
+
+    source: str = "software"
+    software_jitter_s: float = 2e-3
+    generator: str = "keysight33500"
+    resource: str = "sim"
+    channel: int = 1
+    high_v: float = 2.5
+    pulse_s: float = 1e-7
+    card_level_v: float = 1.0
+
+
 @dataclass(frozen=True)
 class RigConfig:
     """A whole rig (see module doc). ``wiring``: AWG hardware channel -> scope input;
@@ -95,8 +121,15 @@ class RigConfig:
     shared_reference: bool = False
     limits: Limits | None = None
     sim_scope: ScopeModel = ScopeModel()
+    trigger: TriggerConfig = TriggerConfig()
 
     def __post_init__(self) -> None:
+        if self.trigger.source not in TRIGGER_KINDS:
+            raise RigConfigError(f"[trigger] source must be one of {', '.join(TRIGGER_KINDS)}, got {self.trigger.source!r}", value=self.trigger.source)
+        if self.trigger.source == "generator" and self.trigger_input not in CHANNELS:
+            raise RigConfigError(
+                f"[wiring] trigger must be a scope channel ({', '.join(CHANNELS)}) that records the generator's pulses, got {self.trigger_input!r}"
+            )
         if self.card.model not in CARDS:
             raise RigConfigError(f"[card] model {self.card.model!r} unknown (known: {', '.join(CARDS)})", value=self.card.model)
         if self.card.backend not in CARD_BACKENDS:
@@ -138,7 +171,7 @@ class RigConfig:
     def from_dict(cls, data: Mapping[str, Any], *, name: str = "rig") -> RigConfig:
         """Build from the tables of a rig file."""
         data = dict(data)
-        unknown = sorted(set(data) - {"name", "card", "scope", "wiring", "clock", "limits", "sim_scope"})
+        unknown = sorted(set(data) - {"name", "card", "scope", "wiring", "clock", "limits", "sim_scope", "trigger"})
         if unknown:
             raise RigConfigError(f"rig file: unknown tables {unknown}")
         card = _section(CardConfig, data.get("card", {}), "card")
@@ -152,6 +185,7 @@ class RigConfig:
             raise RigConfigError(f"[wiring] keys are awg0, awg1, ... (AWG hardware channels): {exc}") from exc
         shared = bool(data.get("clock", {}).get("shared_reference", False))
         sim_scope = _section(ScopeModel, data.get("sim_scope", {}), "sim_scope")
+        trigger_config = _section(TriggerConfig, data.get("trigger", {}), "trigger")
         base = cls(
             name=data.get("name", name),
             card=card,
@@ -161,6 +195,7 @@ class RigConfig:
             trigger_level_v=level,
             shared_reference=shared,
             sim_scope=sim_scope,
+            trigger=trigger_config,
         )
         if data.get("limits"):
             base = replace(base, limits=base.limits.with_overrides(dict(data["limits"])))
@@ -225,6 +260,20 @@ def simulated_scope(config: RigConfig) -> tuple[Bench, LoopbackScpiServer, Scope
     return bench, server, scope
 
 
+#: The card's trigger output as the simulated rigs model it [assume: a 3.3 V, 100 ns pulse per
+#: trigger event]; a real rig records whatever its trigger output makes, through ``[wiring] trigger``.
+CARD_TRIGGER_OUT_V = 3.3
+CARD_TRIGGER_OUT_S = 1e-7
+
+
+def pulse_train(edges_s, high_v: float, width_s: float) -> FunctionSignal:
+    """Rectangular pulses of ``high_v`` starting at true times ``edges_s``, each ``width_s`` long."""
+    import numpy as np
+
+    edges = np.asarray(edges_s, dtype=float)
+    return FunctionSignal(lambda t: high_v * np.any((t[:, None] >= edges) & (t[:, None] < edges + width_s), axis=1))
+
+
 def card_outputs(config: RigConfig, faults: Faults, samples, sample_rate_hz: float) -> dict[str, DacOutput]:
     """The analog output of every wired card channel (scope input -> signal) for int16 ``samples``
     (card samples x channels), with the faults that act on the output (gain, skew)."""
@@ -253,7 +302,10 @@ class SimRig(Rig):
                 backend.schedule_trigger(t)
             samples = backend.capture(n_samples)
         fs = program.sample_rate_hz
-        self.bench.publish(card_outputs(self.config, self.faults, samples, fs), {self.config.trigger_input: min(triggers) / fs})
+        signals: dict = card_outputs(self.config, self.faults, samples, fs)
+        if self.config.trigger_input in CHANNELS:  # the card's trigger output, one pulse per trigger
+            signals[self.config.trigger_input] = pulse_train([t / fs for t in triggers], CARD_TRIGGER_OUT_V, CARD_TRIGGER_OUT_S)
+        self.bench.publish(signals, {self.config.trigger_input: min(triggers) / fs})
 
     def close(self) -> None:
         try:
@@ -271,28 +323,60 @@ class HardwareRig(Rig):
 
     def __init__(self, config: RigConfig) -> None:
         super().__init__(config)
+        self.generator: FunctionGenerator | None = None
         self._open_scope()
         try:
+            if config.trigger.source == "generator":
+                self._open_generator()
             from awgrt.backends import SpcmBackend
 
             self.backend: Backend = SpcmBackend(config.card.device, card=config.card.model)
             self.backend.open()
         except Exception:
             self.scope.close()
+            if self.generator is not None:
+                self.generator.close()
             raise
 
     def _open_scope(self) -> None:
         s = self.config.scope
         self.scope = open_scope(s.family, s.resource, timeout_s=s.timeout_s, backend=s.visa_library, **dict(s.options))
 
+    def _open_generator(self) -> None:
+        t = self.config.trigger
+        s = self.config.scope
+        self.generator = open_generator(t.generator, t.resource, channel=t.channel, timeout_s=s.timeout_s, backend=s.visa_library)
+
     def play(self, program: CompiledSequenceProgram, triggers: Sequence[int], n_samples: int) -> None:
-        self._configure(self.backend, program, "software")
         trig = sorted(triggers)
-        self.backend.start(force_trigger=True)
-        self._began(program)
-        for before, t in zip(trig, trig[1:]):
-            self._pause(t - before, program)
-            self.backend.force_trigger()
+        self._triggers = trig
+        fs = program.sample_rate_hz
+        if self.generator is None:  # software: forced triggers, later ones on the host's clock
+            self._configure(self.backend, program, "software")
+            self.backend.start(force_trigger=True)
+            self._began(program)
+            for before, t in zip(trig, trig[1:]):
+                self._pause(t - before, program)
+                self.backend.force_trigger()
+        else:  # one burst of pulses into EXT0, armed before the card starts
+            gaps = {b - a for a, b in zip(trig, trig[1:])}
+            if len(gaps) > 1:
+                raise RigConfigError(f"a generator burst makes equally spaced triggers; this program asks for gaps of {sorted(gaps)} samples")
+            t = self.config.trigger
+            period = (gaps.pop() if gaps else n_samples) / fs
+            self.generator.burst(count=len(trig), period_s=period, high_v=t.high_v, pulse_s=min(t.pulse_s, period / 2))
+            self.backend.configure(
+                sample_rate_hz=fs,
+                n_channels=program.n_channels,
+                amplitude_mv=self.config.card.amplitude_mv,
+                trigger="external",
+                trigger_level_mv=round(t.card_level_v * 1000),
+            )
+            self.backend.load(program)
+            self.backend.start()
+            self._began(program)
+            self.generator.fire()
+            self._pause(trig[-1] - trig[0], program)  # the burst plays out
         self._pause(max(0, n_samples - trig[-1]), program)
         self._ended(program, trig[0])
 
@@ -310,7 +394,11 @@ class HardwareRig(Rig):
         try:
             self.backend.close()
         finally:
-            super().close()
+            try:
+                if self.generator is not None:
+                    self.generator.close()
+            finally:
+                super().close()
 
 
 class EmulatedRig(HardwareRig):
@@ -338,8 +426,28 @@ class EmulatedRig(HardwareRig):
     def _open_scope(self) -> None:
         self.bench, self.server, self.scope = simulated_scope(self.config)
 
+    def _open_generator(self) -> None:
+        # the simulated generator behind its own loopback server, opened through the real driver;
+        # firing it drives the emulated card's EXT0 input and the scope's view of the pulses
+        t = self.config.trigger
+        self._generator_model = SIMULATED_GENERATORS[t.generator](self._pulses_fired)
+        self._generator_server = LoopbackScpiServer(self._generator_model).start()
+        try:
+            self.generator = open_generator(t.generator, self._generator_server.resource, channel=t.channel, timeout_s=self.config.scope.timeout_s)
+        except Exception:
+            self._generator_server.close()
+            raise
+
+    def _pulses_fired(self, times_s: list[float], high_v: float, pulse_s: float) -> None:
+        card = self.emu.card(0)
+        fs = card.sample_rate_hz
+        self._pulses = (times_s, high_v, pulse_s)
+        for t in times_s:
+            card.external_trigger(card.now + round(t * fs), 0)
+
     def _began(self, program: CompiledSequenceProgram) -> None:
         self._chunks = []
+        self._pulses = None
 
     def _pause(self, n_samples: int, program: CompiledSequenceProgram) -> None:
         self._chunks.append(self.emu.card(0).render(int(n_samples)))
@@ -351,7 +459,13 @@ class EmulatedRig(HardwareRig):
         # rendered from the first force trigger on: put it where the suite's timeline has it
         samples = np.concatenate([np.zeros((first_trigger, samples.shape[1]), np.int16), samples])
         fs = program.sample_rate_hz
-        self.bench.publish(card_outputs(self.config, self.faults, samples, fs), {self.config.trigger_input: first_trigger / fs})
+        signals: dict = card_outputs(self.config, self.faults, samples, fs)
+        if self._pulses is not None:  # the generator's output is wired to the scope's trigger input too
+            times, high_v, width = self._pulses
+            signals[self.config.trigger_input] = pulse_train([first_trigger / fs + t for t in times], high_v, width)
+        elif self.config.trigger_input in CHANNELS:  # the card's trigger output, one pulse per forced trigger
+            signals[self.config.trigger_input] = pulse_train([t / fs for t in self._triggers], CARD_TRIGGER_OUT_V, CARD_TRIGGER_OUT_S)
+        self.bench.publish(signals, {self.config.trigger_input: first_trigger / fs})
 
     def close(self) -> None:
         try:
@@ -359,6 +473,8 @@ class EmulatedRig(HardwareRig):
         finally:
             try:
                 self.server.close()
+                if getattr(self, "_generator_server", None) is not None:
+                    self._generator_server.close()
             finally:
                 self._emulation.__exit__(None, None, None)
 

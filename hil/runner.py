@@ -41,7 +41,8 @@ from awgrt.sim import trigger_latency_samples
 
 from .analysis import CheckResult, Observation, crosstalk, phase_jump, skew, tone_checks, trajectory_checks, wrap_spurs, wrap_step
 from .errors import AnalysisError, RigConfigError
-from .rig import Rig, RigConfig, open_rig, scope_range_v
+from .rig import CARD_TRIGGER_OUT_V, Rig, RigConfig, open_rig, scope_range_v
+from .scopes import CHANNELS as SCOPE_CHANNELS
 from .scopes import AcquisitionSettings, ChannelSettings, TriggerSettings
 from .simrig.faults import Faults
 from .suite import CHANNELS, CLIP, FULL_SCALE, GAIN, SUITE, SuiteProgram, program_named
@@ -138,6 +139,11 @@ def run_program(rig: Rig, prog: SuiteProgram, faults: Faults | None = None) -> t
     for hw in wired.values():
         peak = max(float(np.max(np.abs(s.data[:, hw]))) for s in program.segments) / 32767 * full_scale_v
         ranges[config.wiring[hw]] = ChannelSettings(scope_range_v(peak))
+    generator = config.trigger.source == "generator"
+    timed = config.trigger_input in SCOPE_CHANNELS  # the scope records the trigger pulses: each trigger's time is measured
+    pulse_v = config.trigger.high_v if generator else CARD_TRIGGER_OUT_V
+    if timed:
+        ranges[config.trigger_input] = ChannelSettings(scope_range_v(pulse_v), pulse_v / 2)
     rate = config.scope.sample_rate_hz
     settings = AcquisitionSettings(
         ranges,
@@ -150,11 +156,56 @@ def run_program(rig: Rig, prog: SuiteProgram, faults: Faults | None = None) -> t
     rig.scope.arm()
     rig.play(program, prog.triggers, n_play)
     rig.scope.wait(ACQUIRE_TIMEOUT_S)
+    extra: list[CheckResult] = []
+    if timed:
+        # generator pulses come where the burst puts them (to a card sample); forced triggers after
+        # the first come when the host gets to them (within the stated software jitter)
+        limit_s = 1.0 / fs if generator else config.trigger.software_jitter_s
+        threshold = pulse_v / 2 if generator else config.trigger_level_v
+        measured, result = measured_triggers(rig.scope.read(config.trigger_input), prog, threshold, fs, limit_s, "generator" if generator else "software")
+        extra.append(result)
+        if measured != tuple(prog.triggers):
+            timeline = Timeline.of(quantized, program, measured, n_play)
     observations = {
         name: Observation(rig.scope.read(config.wiring[hw]), timeline, name, prog.name, first, full_scale_v, config.path(), config.card.output_delay_s)
         for name, hw in wired.items()
     }
-    return _run_checks(prog, observations, config), next(iter(observations.values()))
+    return extra + _run_checks(prog, observations, config), next(iter(observations.values()))
+
+
+def measured_triggers(
+    capture, prog: SuiteProgram, threshold_v: float, fs: float, limit_s: float, source: str
+) -> tuple[tuple[int, ...], CheckResult]:
+    """The card samples of the trigger pulses seen on the scope (rising edges through
+    ``threshold_v``, t = 0 the first, which the scope triggered on), and a check that they came
+    where the program asked: the worst offset of a later pulse (ns) against ``limit_s``."""
+    t, v = capture.time_s, capture.volts
+    above = v >= threshold_v
+    rising = np.flatnonzero(~above[:-1] & above[1:])
+    edges = [float(t[i] + (threshold_v - v[i]) / (v[i + 1] - v[i]) * (t[i + 1] - t[i])) for i in rising]
+    if edges:  # from the pulse the scope triggered on (the edge nearest t = 0, within its trigger skew) on
+        edges = edges[int(np.argmin(np.abs(edges))) :]
+    first = prog.triggers[0]
+    if not edges:
+        return tuple(prog.triggers), _failed("trigger_timing", prog.name, source, "ns", AnalysisError("no trigger pulse in the record"))
+    measured = tuple(first + round((e - edges[0]) * fs) for e in edges[: len(prog.triggers)])
+    offsets = [(e - edges[0]) - (want - first) / fs for e, want in zip(edges[1:], prog.triggers[1:])]
+    worst = max(offsets, key=abs, default=0.0)
+    result = CheckResult(
+        "trigger_timing",
+        prog.name,
+        source,
+        worst * 1e9,
+        capture.x_increment_s / math.sqrt(12) * 1e9,
+        limit_s * 1e9,
+        "ns",
+        detail={"pulses": len(edges), "asked": len(prog.triggers), "measured_samples": list(measured)},
+        plot={"kind": "pulses", "t": t, "v": v, "edges": [e - edges[0] for e in edges], "asked": [(w - first) / fs for w in prog.triggers]},
+    )
+    if len(edges) < len(prog.triggers):
+        missing = AnalysisError(f"{len(edges)} trigger pulses in the record for {len(prog.triggers)} triggers")
+        result = _failed("trigger_timing", prog.name, source, "ns", missing)
+    return measured, result
 
 
 def run_suite(

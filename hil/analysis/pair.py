@@ -76,15 +76,17 @@ def skew(first: Observation, second: Observation, from_segment: str, to_segment:
         raise AnalysisError(f"{first.program}: the channels add different tones at {to_segment!r} ({f1:g} and {f2:g} Hz): skew needs one frequency")
     lag = -_wrap(theta2 - theta1) / (2 * math.pi * f1)  # a later channel reads an earlier programmed phase
     limit = limits.skew_ns if limits.skew_ns > 0 else max(0.5 / first.awg_rate_hz, 2 * first.capture.x_increment_s) * 1e9
+    sigma_ns = math.hypot(s1, s2) / (2 * math.pi * f1) * 1e9
     return CheckResult(
         "skew",
         first.program,
         f"{from_segment}->{to_segment} {first.channel}/{second.channel}",
         lag * 1e9,
-        math.hypot(s1, s2) / (2 * math.pi * f1) * 1e9,
+        sigma_ns,
         limit,
         "ns",
         detail={"tone_hz": f1, "phase_first_rad": theta1, "phase_second_rad": theta2, "unambiguous_ns": 0.5e9 / f1},
+        plot={"kind": "levels", "labels": [f"{second.channel} after {first.channel}"], "values": [lag * 1e9], "sigmas": [sigma_ns]},
     )
 
 
@@ -133,4 +135,5 @@ def crosstalk(obs: Observation, other: Observation, segment: str, limits: Limits
         "dBc",
         two_sided=False,
         detail={"frequency_hz": f_worst, "noise_floor_dbc": floor},
+        plot={"kind": "levels", "labels": [f"{f / 1e6:.2f} MHz" for f in levels], "values": list(levels.values())},
     )
