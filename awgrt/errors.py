@@ -99,6 +99,10 @@ class SnapWarning(AWGRTWarning):
     """Wrap snapping moved a tone by more than the warning threshold (still within its bound)."""
 
 
+class WrapWarning(AWGRTWarning):
+    """A looped segment's wrap is not continuous: the card repeats a jump every pass."""
+
+
 class SilenceWarning(AWGRTWarning):
     """A segment plays silence on a channel although its asked amplitudes are not zero."""
 

@@ -24,13 +24,14 @@ Every change is recorded as a :class:`~awgrt.ir.resolved.Note` in ``QuantizedIR.
 from __future__ import annotations
 
 import numbers
+import warnings
 from collections.abc import Mapping
 from dataclasses import replace
 from types import MappingProxyType
 from typing import TypedDict
 
 from ..card import CARDS, DEFAULT_CARD, CardSpec
-from ..errors import CardLimitError, ProgramError, QuantizationError
+from ..errors import CardLimitError, ProgramError, QuantizationError, WrapWarning
 from ..ir.intent import finite_real
 from ..ir.quantized import FrequencyStep, QuantizedIR
 from ..ir.resolved import Note, ResolvedIR, Segment
@@ -196,6 +197,17 @@ def quantize_resolved_ir(
     segments = tuple(s.with_digest(fs, mapping) for s in segments)
     slot_of, slots, slot_notes = assign_slots(segments, card, n_channels)
     notes += slot_notes
+    boundaries = step_graph_boundaries(segments, resolved.last_step, fs, _step_keys(snapped.steps))
+    if snap:  # what snapping could not make seamless is said, not only listed
+        for b in boundaries:  # phase and frequency: amplitude shapes and tones added in a loop are as asked
+            jumps = [j for j in b.tones if j.kind == "phase" or (j.kind == "frequency" and not j.snapped)]
+            if b.kind == "wrap" and jumps:
+                warnings.warn(
+                    f"segment {b.from_segment!r} is looped but {len({(j.channel, j.tone) for j in jumps})} tone(s) jump in phase or frequency at its wrap "
+                    f"({b.summary()}): the card repeats that every pass (a tone that ends elsewhere than it starts cannot wrap seamlessly)",
+                    WrapWarning,
+                    stacklevel=2,
+                )
     return QuantizedIR(
         sample_rate_hz=fs,
         card=card,
@@ -206,7 +218,7 @@ def quantize_resolved_ir(
         slots=slots,
         tone_origins=resolved.tone_origins,
         last_step=resolved.last_step,
-        boundaries=step_graph_boundaries(segments, resolved.last_step, fs, _step_keys(snapped.steps)),
+        boundaries=boundaries,
         notes=tuple(notes),
         intent_digest=resolved.intent_digest,
         snaps=snapped.snaps,

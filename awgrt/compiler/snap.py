@@ -42,7 +42,8 @@ wraps seamlessly only if each tone comes back to its start frequency after a who
 cycles. A tone asked to come back is shifted as a whole, its asked trajectory moved by at most
 fs / (2N) so that a pass makes whole cycles; where the segment meets its neighbours it steps by
 the difference, phase-continuously. A tone asked to end elsewhere than it starts cannot wrap
-continuously; it is left as asked and its wrap shows as a jump in the boundaries.
+continuously; it is left as asked, its wrap shows as a jump in the boundaries, and quantize raises a
+:class:`~awgrt.errors.WrapWarning` for it (as for any wrap left with a phase or frequency jump).
 
 **Reported.** Every shift is a :class:`~awgrt.ir.quantized.ToneSnap` and a ``frequency_snapped``
 note; every step a ``frequency_step`` note; every easing a ``frequency_eased`` note. A shift above
