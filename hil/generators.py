@@ -66,9 +66,26 @@ class FunctionGenerator(abc.ABC):
         self._burst(count, period_s, high_v, pulse_s)
         self.check_errors()
 
-    @abc.abstractmethod
+    #: What the family's commands start with ("" or ":").
+    root = ""
+
     def _burst(self, count: int, period_s: float, high_v: float, pulse_s: float) -> None:
-        """Send the family's burst set-up."""
+        n, r = self.channel, self.root
+        self.write("*CLS")
+        self.write(f"{r}SOURce{n}:FUNCtion PULSe")
+        self.write(f"{r}SOURce{n}:FREQuency {1.0 / period_s:.12g}")
+        self.write(f"{r}SOURce{n}:FUNCtion:PULSe:WIDTh {pulse_s:.9g}")
+        self.write(f"{r}SOURce{n}:VOLTage:LOW 0")
+        self.write(f"{r}SOURce{n}:VOLTage:HIGH {high_v:.6g}")
+        self.write(f"{r}SOURce{n}:BURSt:MODE TRIGgered")
+        self.write(f"{r}SOURce{n}:BURSt:NCYCles {count}")
+        for command in self._burst_on():
+            self.write(command)
+        self.write(f"{r}OUTPut{n} ON")
+
+    @abc.abstractmethod
+    def _burst_on(self) -> list[str]:
+        """The family's commands that switch the burst on and make it wait for :meth:`fire`."""
 
     def fire(self) -> None:
         """Start the armed burst now; returns once the generator has taken the command."""
@@ -97,19 +114,8 @@ class Keysight33500(FunctionGenerator):
 
     family = "keysight33500"
 
-    def _burst(self, count: int, period_s: float, high_v: float, pulse_s: float) -> None:
-        n = self.channel
-        self.write("*CLS")
-        self.write(f"SOURce{n}:FUNCtion PULSe")
-        self.write(f"SOURce{n}:FREQuency {1.0 / period_s:.12g}")
-        self.write(f"SOURce{n}:FUNCtion:PULSe:WIDTh {pulse_s:.9g}")
-        self.write(f"SOURce{n}:VOLTage:LOW 0")
-        self.write(f"SOURce{n}:VOLTage:HIGH {high_v:.6g}")
-        self.write(f"SOURce{n}:BURSt:MODE TRIGgered")
-        self.write(f"SOURce{n}:BURSt:NCYCles {count}")
-        self.write(f"SOURce{n}:BURSt:STATe ON")
-        self.write(f"TRIGger{n}:SOURce BUS")
-        self.write(f"OUTPut{n} ON")
+    def _burst_on(self) -> list[str]:
+        return [f"SOURce{self.channel}:BURSt:STATe ON", f"TRIGger{self.channel}:SOURce BUS"]
 
     def _fire(self) -> None:
         self.write("*TRG")
@@ -119,20 +125,10 @@ class RigolDG(FunctionGenerator):
     """Rigol DG series (see module doc)."""
 
     family = "rigoldg"
+    root = ":"
 
-    def _burst(self, count: int, period_s: float, high_v: float, pulse_s: float) -> None:
-        n = self.channel
-        self.write("*CLS")
-        self.write(f":SOURce{n}:FUNCtion PULSe")
-        self.write(f":SOURce{n}:FREQuency {1.0 / period_s:.12g}")
-        self.write(f":SOURce{n}:FUNCtion:PULSe:WIDTh {pulse_s:.9g}")
-        self.write(f":SOURce{n}:VOLTage:LOW 0")
-        self.write(f":SOURce{n}:VOLTage:HIGH {high_v:.6g}")
-        self.write(f":SOURce{n}:BURSt ON")
-        self.write(f":SOURce{n}:BURSt:MODE TRIGgered")
-        self.write(f":SOURce{n}:BURSt:NCYCles {count}")
-        self.write(f":SOURce{n}:BURSt:TRIGger:SOURce MANual")
-        self.write(f":OUTPut{n} ON")
+    def _burst_on(self) -> list[str]:
+        return [f":SOURce{self.channel}:BURSt ON", f":SOURce{self.channel}:BURSt:TRIGger:SOURce MANual"]
 
     def _fire(self) -> None:
         self.write(f":SOURce{self.channel}:BURSt:TRIGger:IMMediate")

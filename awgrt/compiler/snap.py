@@ -548,21 +548,11 @@ class SnapResult:
     steps: tuple[FrequencyStep, ...]
 
 
-def _snap_holds(
-    segments: tuple[Segment, ...],
-    card: CardSpec,
-    n_channels: int,
-    fs: float,
-    *,
-    stretch: Mapping[str, float],
-    max_snap_hz: float | Mapping[str, float] | None = None,
-    joint: Joint = "auto",
-    warn_snap_hz: float | None = WARN_SNAP_HZ,
-    snap: bool = True,
-) -> SnapResult:
-    """Pad every segment to a legal length and snap looped constant tones (see module doc).
-    ``stretch`` maps a segment mode to the fraction it may grow beyond its shortest legal length.
-    With ``snap=False`` segments only get their shortest legal lengths and no tone moves."""
+def _snap_holds(segments: tuple[Segment, ...], card: CardSpec, n_channels: int, fs: float, options: dict) -> SnapResult:
+    """The holds' part of :func:`snap_wraps` (same arguments, the keyword ones in ``options``):
+    legal lengths, and looped constant tones on whole cycles per pass."""
+    stretch, max_snap_hz, joint = options["stretch"], options["max_snap_hz"], options["joint"]
+    warn_snap_hz, snap = options["warn_snap_hz"], options["snap"]
     if joint not in JOINTS:
         raise QuantizationError(f"joint={joint!r} must be one of {JOINTS}", op="snap wrap", value=joint)
     limit_of = snap_limits(max_snap_hz, tuple(s.name for s in segments))
@@ -662,9 +652,8 @@ def snap_wraps(
     whole number of cycles and the wrap is phase-continuous (see :func:`_close_moving_loops`).
     ``stretch`` maps a segment mode to the fraction it may grow beyond its shortest legal length.
     With ``snap=False`` segments only get their shortest legal lengths and no tone moves."""
-    held = _snap_holds(
-        segments, card, n_channels, fs, stretch=stretch, max_snap_hz=max_snap_hz, joint=joint, warn_snap_hz=warn_snap_hz, snap=snap
-    )
+    options = {"stretch": stretch, "max_snap_hz": max_snap_hz, "joint": joint, "warn_snap_hz": warn_snap_hz, "snap": snap}
+    held = _snap_holds(segments, card, n_channels, fs, options)
     if not snap:
         return held
     out, notes, snaps, steps = _close_moving_loops(held.segments, segments, fs, snap_limits(max_snap_hz, tuple(s.name for s in segments)))

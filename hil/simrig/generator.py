@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 
-from .scpi import CommandSet
+from .scpi import CommandSet, run_line
 
 FireHandler = Callable[[list[float], float, float], None]
 
@@ -42,28 +42,19 @@ class SimulatedGenerator:
         self.add_commands(self.commands)
 
     def add_commands(self, c: CommandSet) -> None:
-        """Register the family's commands."""
+        """Register the commands both families share; subclasses add their burst and fire commands."""
+        c.add("SOURce#:FUNCtion", _ignore)
+        c.add("SOURce#:FREQuency", self._set("frequency_hz", float))
+        c.add("SOURce#:FUNCtion:PULSe:WIDTh", self._set("width_s", float))
+        c.add("SOURce#:VOLTage:HIGH", self._set("high_v", float))
+        c.add("SOURce#:VOLTage:LOW", self._set("low_v", float))
+        c.add("SOURce#:BURSt:MODE", _ignore)
+        c.add("SOURce#:BURSt:NCYCles", self._set("count", lambda a: int(float(a))))
+        c.add("OUTPut#", self._set("output", _on))
 
     def handle(self, line: str) -> bytes | None:
         """Execute one line; return the answer bytes or None."""
-        answers = []
-        for part in line.split(";"):
-            part = part.strip()
-            if not part:
-                continue
-            header, _, args = part.partition(" ")
-            found = self.commands.find(header)
-            if found is None:
-                self.errors.append(f'-113,"Undefined header; {header}"')
-                continue
-            handler, numbers, query = found
-            try:
-                result = handler(*numbers) if query else handler(*numbers, args.strip())
-            except (ValueError, KeyError) as exc:
-                self.errors.append(f'-224,"Illegal parameter value; {header} {args.strip()}: {exc}"')
-                continue
-            if result is not None:
-                answers.append(str(result).encode())
+        answers, _ = run_line(self.commands, line, self.errors)
         return b";".join(answers) + b"\n" if answers else None
 
     def fire(self, *args: object) -> None:
@@ -91,16 +82,9 @@ class Keysight33500Sim(SimulatedGenerator):
     identity = "Keysight Technologies,33622A,SIM0000001,A.02.03"
 
     def add_commands(self, c: CommandSet) -> None:
-        c.add("SOURce#:FUNCtion", _ignore)
-        c.add("SOURce#:FREQuency", self._set("frequency_hz", float))
-        c.add("SOURce#:FUNCtion:PULSe:WIDTh", self._set("width_s", float))
-        c.add("SOURce#:VOLTage:HIGH", self._set("high_v", float))
-        c.add("SOURce#:VOLTage:LOW", self._set("low_v", float))
-        c.add("SOURce#:BURSt:MODE", _ignore)
-        c.add("SOURce#:BURSt:NCYCles", self._set("count", lambda a: int(float(a))))
+        super().add_commands(c)
         c.add("SOURce#:BURSt:STATe", self._set("burst", _on))
         c.add("TRIGger#:SOURce", _ignore)
-        c.add("OUTPut#", self._set("output", _on))
         c.add("*TRG", self.fire)
 
 
@@ -111,17 +95,10 @@ class RigolDGSim(SimulatedGenerator):
     identity = "Rigol Technologies,DG4102,DG4E000000001,00.01.14"
 
     def add_commands(self, c: CommandSet) -> None:
-        c.add("SOURce#:FUNCtion", _ignore)
-        c.add("SOURce#:FREQuency", self._set("frequency_hz", float))
-        c.add("SOURce#:FUNCtion:PULSe:WIDTh", self._set("width_s", float))
-        c.add("SOURce#:VOLTage:HIGH", self._set("high_v", float))
-        c.add("SOURce#:VOLTage:LOW", self._set("low_v", float))
+        super().add_commands(c)
         c.add("SOURce#:BURSt", self._set("burst", _on))
-        c.add("SOURce#:BURSt:MODE", _ignore)
-        c.add("SOURce#:BURSt:NCYCles", self._set("count", lambda a: int(float(a))))
         c.add("SOURce#:BURSt:TRIGger:SOURce", _ignore)
         c.add("SOURce#:BURSt:TRIGger:IMMediate", self.fire)
-        c.add("OUTPut#", self._set("output", _on))
 
 
 #: Simulated generator class per family name.

@@ -26,7 +26,7 @@ import numpy as np
 from ..errors import RigConfigError
 from .bench import Bench
 from .scope_model import ScopeModel
-from .scpi import CommandSet, definite_block
+from .scpi import CommandSet, definite_block, run_line
 
 FAULTS = frozenset({"silent", "no-trigger", "truncated-block", "bad-block", "short-preamble", "wrong-length", "long-block"})
 NO_ERROR = '+0,"No error"'
@@ -101,27 +101,9 @@ class SimulatedScope:
         """Execute one line (commands separated by ``;``); return the answer bytes or None."""
         if "silent" in self.faults:
             return None
-        answers: list[bytes] = []
-        for part in line.split(";"):
-            part = part.strip()
-            if not part:
-                continue
-            header, _, args = part.partition(" ")
-            found = self.commands.find(header)
-            if found is None:
-                self.errors.append(f'-113,"Undefined header; {header}"')
-                continue
-            handler, numbers, query = found
-            try:
-                result = handler(*numbers) if query else handler(*numbers, args.strip())
-            except (ValueError, KeyError, IndexError) as exc:
-                self.errors.append(f'-224,"Illegal parameter value; {header} {args.strip()}: {exc}"')
-                continue
-            if result is None:
-                if query:
-                    return None  # an unanswerable query: the client will time out, as on a real scope
-                continue
-            answers.append(result if isinstance(result, bytes) else result.encode())
+        answers, unanswered = run_line(self.commands, line, self.errors)
+        if unanswered:
+            return None  # an unanswerable query: the client will time out, as on a real scope
         return b";".join(answers) + b"\n" if answers else None
 
     def next_error(self) -> str:

@@ -77,3 +77,30 @@ class CommandSet:
             else:
                 return handler, numbers, query
         return None
+
+
+def run_line(commands: CommandSet, line: str, errors) -> tuple[list[bytes], bool]:
+    """Execute one line of ``;``-separated commands: (the answers, whether a query had none).
+    An unknown header or a bad parameter value is queued in ``errors`` (SCPI -113 / -224)."""
+    answers: list[bytes] = []
+    for part in line.split(";"):
+        part = part.strip()
+        if not part:
+            continue
+        header, _, args = part.partition(" ")
+        found = commands.find(header)
+        if found is None:
+            errors.append(f'-113,"Undefined header; {header}"')
+            continue
+        handler, numbers, query = found
+        try:
+            result = handler(*numbers) if query else handler(*numbers, args.strip())
+        except (ValueError, KeyError, IndexError) as exc:
+            errors.append(f'-224,"Illegal parameter value; {header} {args.strip()}: {exc}"')
+            continue
+        if result is None:
+            if query:
+                return answers, True
+            continue
+        answers.append(result if isinstance(result, bytes) else str(result).encode())
+    return answers, False
