@@ -12,8 +12,9 @@ card's channels share one sample clock, so anything beyond is a cable or a fault
 
 **Crosstalk.** In a hold, each channel's record is projected (Blackman-Harris window) onto the
 other channel's tones; the worst ratio to the channel's own strongest tone is the crosstalk in
-dBc. Limit: ``limits.crosstalk_dbc``, or the record's noise floor plus ``limits.spur_margin_db``
-if that is higher.
+dBc; its sigma is the record's median noise line relative to it (in dB, at most 10: a level at the
+noise floor is only a bound). Limit: ``limits.crosstalk_dbc``, or the noise floor plus
+``limits.spur_margin_db`` if that is higher.
 """
 
 from __future__ import annotations
@@ -130,7 +131,7 @@ def crosstalk(obs: Observation, other: Observation, segment: str, limits: Limits
         obs.program,
         f"{segment} {other.channel}->{obs.channel}",
         levels[f_worst],
-        1.0,
+        min(10.0, 20 / math.log(10) * 10 ** ((floor - levels[f_worst]) / 20)),  # noise on the line, relative to it
         limit,
         "dBc",
         two_sided=False,
