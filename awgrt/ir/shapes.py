@@ -66,23 +66,14 @@ AMP_SHAPES: tuple[str, ...] = get_args(AmpShape)
 CONSTANT = "linear"
 
 
-def amplitude_profile(a0: float, a1: float, kind: str, u: Array, *, progress: Array | None = None, out: Array | None = None) -> Array:
-    """Amplitude at normalised times u of a ramp a0 -> a1 of the given kind. ``progress``: the
-    shape's progress at u if already known (not used by "exp"); ``out``: a float64 array to
-    write into (the result is the same numbers either way)."""
+def amplitude_profile(a0: float, a1: float, kind: str, u: Array) -> Array:
+    """Amplitude at normalised times u of a ramp a0 -> a1 of the given kind."""
     if a0 == a1:
-        if out is None:
-            return np.full_like(u, a0, dtype=np.float64)
-        out.fill(a0)
-        return out
+        return np.full_like(u, a0, dtype=np.float64)
     if kind == "exp":  # in the log domain, so subnormal ends cannot overflow a1 / a0
         la0, la1 = np.log(a0), np.log(a1)
-        res = np.multiply(u, la1 - la0, out=out)
-        res += la0
-        return np.exp(res, out=res)
-    res = np.multiply(FREQ_SHAPES[kind].progress(u) if progress is None else progress, a1 - a0, out=out)
-    res += a0
-    return res
+        return np.exp(la0 + u * (la1 - la0))
+    return a0 + (a1 - a0) * FREQ_SHAPES[kind].progress(u)
 
 
 def check_amp_shape(kind: str, a0: float, a1: float) -> None:
