@@ -29,7 +29,7 @@ from ..limits import Limits
 from .observation import Observation
 from .phase import GUARD_S
 from .result import CheckResult
-from .sinefit import joint_fit
+from .sinefit import joint_fit, wrap_angle
 
 #: Longest window fitted for the skew check.
 FIT_WINDOW_S = 2e-6
@@ -75,7 +75,7 @@ def skew(first: Observation, second: Observation, from_segment: str, to_segment:
     f2, theta2, s2 = _phase_offset(second, sample)
     if abs(f1 - f2) > 1e-6 * f1:
         raise AnalysisError(f"{first.program}: the channels add different tones at {to_segment!r} ({f1:g} and {f2:g} Hz): skew needs one frequency")
-    lag = -_wrap(theta2 - theta1) / (2 * math.pi * f1)  # a later channel reads an earlier programmed phase
+    lag = -wrap_angle(theta2 - theta1) / (2 * math.pi * f1)  # a later channel reads an earlier programmed phase
     limit = limits.skew_ns if limits.skew_ns > 0 else max(0.5 / first.awg_rate_hz, 2 * first.capture.x_increment_s) * 1e9
     sigma_ns = math.hypot(s1, s2) / (2 * math.pi * f1) * 1e9
     return CheckResult(
@@ -89,10 +89,6 @@ def skew(first: Observation, second: Observation, from_segment: str, to_segment:
         detail={"tone_hz": f1, "phase_first_rad": theta1, "phase_second_rad": theta2, "unambiguous_ns": 0.5e9 / f1},
         plot={"kind": "levels", "labels": [f"{second.channel} after {first.channel}"], "values": [lag * 1e9], "sigmas": [sigma_ns]},
     )
-
-
-def _wrap(x: float) -> float:
-    return (x + math.pi) % (2 * math.pi) - math.pi
 
 
 def _tones(obs: Observation, segment: str) -> tuple[list[float], float, float]:

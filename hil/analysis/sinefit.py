@@ -75,7 +75,7 @@ class JointFit:
         t_l, g_l = self._phase_grad(left, left_tone)
         t_r, g_r = self._phase_grad(right, left_tone if right_tone is None else right_tone)
         g = g_r - g_l
-        return _wrap(t_r - t_l), math.sqrt(max(float(g @ self._cov @ g), 0.0))
+        return wrap_angle(t_r - t_l), math.sqrt(max(float(g @ self._cov @ g), 0.0))
 
     def amplitude_sigma(self, side: int, tone: int) -> float:
         """Sigma of the amplitude of one tone on one side (V)."""
@@ -87,7 +87,8 @@ class JointFit:
         return math.sqrt(max(float(g @ self._cov @ g), 0.0))
 
 
-def _wrap(x: float) -> float:
+def wrap_angle(x: float) -> float:
+    """The angle x in radians brought into [-pi, pi)."""
     return (x + math.pi) % (2 * math.pi) - math.pi
 
 
