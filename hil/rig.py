@@ -242,8 +242,11 @@ class Rig(abc.ABC):
     def close(self) -> None:
         self.scope.close()
 
-    def _configure(self, backend: Backend, program: CompiledSequenceProgram, trigger: str) -> None:
-        backend.configure(sample_rate_hz=program.sample_rate_hz, n_channels=program.n_channels, amplitude_mv=self.config.card.amplitude_mv, trigger=trigger)
+    def _configure(self, backend: Backend, program: CompiledSequenceProgram, trigger: str, **trigger_options: int) -> None:
+        """Configure ``backend`` for ``program`` (``trigger_options``: further trigger settings, such as the level) and load it."""
+        backend.configure(
+            sample_rate_hz=program.sample_rate_hz, n_channels=program.n_channels, amplitude_mv=self.config.card.amplitude_mv, trigger=trigger, **trigger_options
+        )
         backend.load(program)
 
 
@@ -365,14 +368,7 @@ class HardwareRig(Rig):
             t = self.config.trigger
             period = (gaps.pop() if gaps else n_samples) / fs
             self.generator.burst(count=len(trig), period_s=period, high_v=t.high_v, pulse_s=min(t.pulse_s, period / 2))
-            self.backend.configure(
-                sample_rate_hz=fs,
-                n_channels=program.n_channels,
-                amplitude_mv=self.config.card.amplitude_mv,
-                trigger="external",
-                trigger_level_mv=round(t.card_level_v * 1000),
-            )
-            self.backend.load(program)
+            self._configure(self.backend, program, "external", trigger_level_mv=round(t.card_level_v * 1000))
             self.backend.start()
             self._began(program)
             self.generator.fire()
