@@ -180,7 +180,6 @@ class _Walker:
         self.next_group = next_group
         return made
 
-
     def segment(self, seg: IntentSegment) -> Segment:
         name = seg.name
         cursor = {ch: Fraction(0) for ch in self.intent.logical_channels}
