@@ -45,7 +45,7 @@ from .rig import CARD_TRIGGER_OUT_V, Rig, RigConfig, open_rig, scope_range_v
 from .scopes import CHANNELS as SCOPE_CHANNELS
 from .scopes import AcquisitionSettings, ChannelSettings, TriggerSettings
 from .simrig.faults import Faults
-from .suite import CHANNELS, CLIP, FULL_SCALE, GAIN, SUITE, SuiteProgram, program_named
+from .suite import CHANNELS, CLIP, FULL_SCALE, GAIN, SUITE, Check, SuiteProgram, program_named
 from .timeline import Timeline
 from .trends import append_history
 
@@ -86,7 +86,7 @@ def _run_checks(prog: SuiteProgram, observations: dict[str, Observation], config
             if len(channels) < 2:
                 continue  # a rig wired with one AWG channel has no pair to check
             a, b = (observations[c] for c in channels[:2])
-            where = f"{chk.after}->{chk.segment} {a.channel}/{b.channel}" if chk.after else f"{chk.segment} {a.channel}/{b.channel}"
+            where = _where(chk, f"{a.channel}/{b.channel}")
             try:
                 if chk.kind == "skew":
                     out.append(skew(a, b, chk.after, chk.segment, limits))
@@ -96,7 +96,7 @@ def _run_checks(prog: SuiteProgram, observations: dict[str, Observation], config
                 out.append(_failed(chk.kind, prog.name, where, "", exc))
             continue
         for channel, obs in observations.items():
-            where = f"{chk.after}->{chk.segment} {channel}" if chk.after else f"{chk.segment} {channel}"
+            where = _where(chk, channel)
             try:
                 if chk.kind == "phase_jump":
                     out.append(phase_jump(obs, chk.after, chk.segment, limits))
@@ -111,6 +111,11 @@ def _run_checks(prog: SuiteProgram, observations: dict[str, Observation], config
             except AnalysisError as exc:
                 out.append(_failed(chk.kind, prog.name, where, "", exc))
     return out
+
+
+def _where(chk: Check, channels: str) -> str:
+    """Where a check looks, for its result: the boundary or segment and the channel(s)."""
+    return f"{chk.after}->{chk.segment} {channels}" if chk.after else f"{chk.segment} {channels}"
 
 
 #: Checks made on the pair of AWG channels rather than on each.
