@@ -66,7 +66,7 @@ def test_compile_detail_lists_every_tone_at_every_edge(tmp_path, capsys):
     short = capsys.readouterr().out
     assert main(["compile", str(src), "--detail"]) == 0
     detailed = capsys.readouterr().out
-    ring = [line for line in short.splitlines() if line.strip().startswith("ring")]
+    ring = [line for line in short.splitlines() if line.strip().startswith("ring ")]
     assert len(ring) == 1 and "tones jump" in ring[0]
     assert "tone #" not in short.split("Continuity of every step-graph edge:")[1]
     edges = detailed.split("Continuity of every step-graph edge:")[1]

@@ -12,7 +12,9 @@ In order:
    to whole cycles per pass so every wrap is seamless, each by at most fs / (2N) for a segment
    of N samples, keeping the program phase-continuous. Shifts above ``max_snap_hz`` raise
    :class:`~awgrt.errors.QuantizationError`.
-4. **Phases** (:mod:`awgrt.compiler.phases`) and the step-graph continuity check.
+4. **Phases** (:mod:`awgrt.compiler.phases`) and the step-graph continuity check. With
+   ``last_step="ring"``, tones asked to end the program as they start it are also closed in
+   phase at the ring edge (:mod:`awgrt.compiler.ring`).
 5. **Slots.** Segments with equal content digests share a memory slot; the slot count is padded
    to what the card needs (a power of two, at least 2), and each segment is checked against the
    slot size. More steps or segments than the card holds, or a segment that does not fit,
@@ -36,7 +38,8 @@ from ..ir.intent import finite_real
 from ..ir.quantized import FrequencyStep, QuantizedIR
 from ..ir.resolved import Note, ResolvedIR, Segment
 from .phases import assign_phases, step_graph_boundaries
-from .snap import WARN_SNAP_HZ, Joint, snap_wraps
+from .ring import CLOSE_RING_HZ, close_ring, ring_gaps, ring_tones
+from .snap import WARN_SNAP_HZ, Joint, snap_limits, snap_wraps
 
 
 def _card(card: CardSpec | str | None) -> CardSpec:
@@ -133,12 +136,22 @@ class QuantizeOptions(TypedDict, total=False):
     stretch_loop_n: float
     joint: Joint
     warn_snap_hz: float | None
+    close_ring_hz: float | None
 
 
 def _fraction(value: object, name: str) -> float:
     """A stretch fraction: a finite number >= 0."""
     if not finite_real(value) or value < 0:
         raise QuantizationError(f"{name}={value!r} must be a finite number >= 0 (fraction of the segment length)", op="quantize", value=value)
+    return float(value)
+
+
+def _bound(value: object, name: str) -> float | None:
+    """An optional bound in Hz: None, or a number >= 0."""
+    if value is None:
+        return None
+    if not finite_real(value) and value != float("inf") or value < 0:
+        raise QuantizationError(f"{name}={value!r} must be None or a number >= 0 (Hz)", op="quantize", value=value)
     return float(value)
 
 
@@ -157,6 +170,7 @@ def quantize_resolved_ir(
     stretch_loop_n: float = 0.0,
     joint: Joint = "auto",
     warn_snap_hz: float | None = WARN_SNAP_HZ,
+    close_ring_hz: float | None = CLOSE_RING_HZ,
 ) -> QuantizedIR:
     """Make ``resolved`` card-legal for ``card`` (default ``M4i.6631-x8``); see module doc.
 
@@ -171,7 +185,11 @@ def quantize_resolved_ir(
     pass multiplies into the program's timing, so it does not stretch unless asked). ``joint``
     says how looped holds played back to back are snapped: ``"auto"`` (a shared grid where it
     keeps every tone within its bound and costs no extra shift, else a phase-continuous frequency
-    step), ``"step"`` or ``"common"`` (see :mod:`awgrt.compiler.snap`).
+    step), ``"step"`` or ``"common"`` (see :mod:`awgrt.compiler.snap`). With ``last_step="ring"``
+    a tone asked to end the program as it starts it is closed in phase at the ring edge by a
+    min-jerk frequency excursion of at most ``close_ring_hz`` (None: any) in the holds outside
+    looped segments (see :mod:`awgrt.compiler.ring`); one that would need more is left and warned
+    about (:class:`~awgrt.errors.WrapWarning`).
     """
     card = _card(card)
     fs = resolved.sample_rate_hz
@@ -190,9 +208,19 @@ def quantize_resolved_ir(
         joint=joint,
         warn_snap_hz=warn_snap_hz,
         snap=snap,
+        ring=resolved.last_step == "ring",
     )
     notes += snapped.notes
     segments, phase_notes = assign_phases(snapped.segments, resolved.tone_origins, fs)
+    carried = ring_tones(resolved.segments) if resolved.last_step == "ring" and snap else set()
+    gaps = ring_gaps(segments, carried, fs) if carried else {}
+    left: dict[tuple[str, int], float | None] = {}
+    if gaps:  # the ring edge carries tones on as asked: close their phase there too
+        limits = snap_limits(max_snap_hz, tuple(s.name for s in resolved.segments))
+        bent, ring_notes, peaks, left = close_ring(snapped.segments, gaps, fs, limits, _bound(close_ring_hz, "close_ring_hz"))
+        if peaks:
+            segments, phase_notes = assign_phases(bent, resolved.tone_origins, fs)
+            notes += ring_notes
     notes += phase_notes
     segments = tuple(s.with_digest(fs, mapping) for s in segments)
     slot_of, slots, slot_notes = assign_slots(segments, card, n_channels)
@@ -205,6 +233,21 @@ def quantize_resolved_ir(
                 warnings.warn(
                     f"segment {b.from_segment!r} is looped but {len({(j.channel, j.tone) for j in jumps})} tone(s) jump in phase or frequency at its wrap "
                     f"({b.summary()}): the card repeats that every pass (a tone that ends elsewhere than it starts cannot wrap seamlessly)",
+                    WrapWarning,
+                    stacklevel=2,
+                )
+            if b.kind == "ring" and left:
+                needs = [v for v in left.values() if v is not None]
+                warnings.warn(
+                    f"{len(left)} tone(s) asked to end the program as they start it jump in phase at the ring edge {b.from_segment!r} -> "
+                    f"{b.to_segment!r} ({b.summary()}): "
+                    + (
+                        f"closing them in the holds outside looped segments needs excursions up to {max(needs, key=abs):+.1f} Hz, "
+                        f"more than close_ring_hz={close_ring_hz} or max_snap_hz allow; hold longer there, "
+                        if needs
+                        else "they have no hold outside looped segments after their last phase reset to be closed in; add one, "
+                    )
+                    + "or end the program with last_step='end'",
                     WrapWarning,
                     stacklevel=2,
                 )

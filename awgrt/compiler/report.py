@@ -180,7 +180,7 @@ class CompileReport:
         lines += ["", "Wrap snapping:"]
         lines += self._snapping_lines(detail) or ["  (none)"]
         lines += ["", "Phases:"]
-        lines += [f"  {n.kind:<18} {n.segment or '-':<16} {n.detail}" for n in self.notes_of("phases_optimised")] or ["  (none)"]
+        lines += [f"  {n.kind:<18} {n.segment or '-':<16} {n.detail}" for n in self.notes if n.kind in ("phases_optimised", "ring_closed")] or ["  (none)"]
         lines += ["", "Clipping:"]
         clipped = [s for s in self.segments if s.clipped]
         lines += [f"  {s.name:<16} {s.clipped} samples beyond {self.clip:g} FS (peak {s.peak:.3f})" for s in clipped]

@@ -71,6 +71,7 @@ from ..errors import CardLimitError, FrequencyError, QuantizationError, SnapWarn
 from ..ir.quantized import FrequencyStep, ToneSnap
 from ..ir.resolved import ChannelTrack, Note, Piece, Segment, ToneSpan
 from ..ir.shapes import span_phase_advance
+from .ring import ring_tones
 
 #: How back-to-back looped holds may be joined (see module doc).
 Joint = Literal["auto", "common", "step"]
@@ -383,12 +384,17 @@ class _Run:
     tone: int
     channel: str
     members: list[_Member] = field(default_factory=list)
+    cyclic: bool = False  # the run goes on through the ring edge into its own start
 
 
-def _runs(segments: tuple[Segment, ...]) -> tuple[list[_Run], dict[SpanKey, tuple[int, int]]]:
-    """Split every tone's life into constant-frequency runs; map each span to (start, end) run."""
+def _runs(segments: tuple[Segment, ...], ring: bool = False) -> tuple[list[_Run], dict[SpanKey, tuple[int, int]]]:
+    """Split every tone's life into constant-frequency runs; map each span to (start, end) run.
+    With ``ring``, a tone the ring edge carries on (:func:`~awgrt.compiler.ring.ring_tones`) has its last run joined
+    in front of its first (they are one stretch at one frequency, through the ring edge), or,
+    when it never moves, its one run marked cyclic."""
     runs: list[_Run] = []
     current: dict[int, int] = {}
+    first: dict[int, int] = {}
     span_runs: dict[SpanKey, tuple[int, int]] = {}
     for si, seg in enumerate(segments):
         for ti, track in enumerate(seg.tracks):
@@ -397,7 +403,7 @@ def _runs(segments: tuple[Segment, ...]) -> tuple[list[_Run], dict[SpanKey, tupl
                 for k, s in enumerate(piece.tones):
                     if s.tone not in current:
                         runs.append(_Run(s.tone, track.channel))
-                        current[s.tone] = len(runs) - 1
+                        current[s.tone] = first[s.tone] = len(runs) - 1
                     start = current[s.tone]
                     if s.f1_hz != s.f0_hz:
                         runs.append(_Run(s.tone, track.channel))
@@ -405,14 +411,27 @@ def _runs(segments: tuple[Segment, ...]) -> tuple[list[_Run], dict[SpanKey, tupl
                     else:
                         runs[start].members.append(_Member((si, ti, pi, k), si, piece.n, constraint))
                     span_runs[si, ti, pi, k] = (start, current[s.tone])
+    if ring:
+        joined: dict[int, int] = {}
+        for tone in ring_tones(segments):
+            a, z = first[tone], current[tone]
+            if a == z:
+                runs[a].cyclic = True
+                continue
+            runs[a].members[:0] = runs[z].members
+            runs[z].members = []
+            joined[z] = a
+        if joined:
+            span_runs = {key: (joined.get(r0, r0), joined.get(r1, r1)) for key, (r0, r1) in span_runs.items()}
     return runs, span_runs
 
 
 def _apply(
-    segments: tuple[Segment, ...], played: dict[ToneKey, float]
+    segments: tuple[Segment, ...], played: dict[ToneKey, float], ring: bool = False
 ) -> tuple[tuple[Segment, ...], list[Note], list[FrequencyStep]]:
-    """Segments with every run's frequencies set from ``played`` (see module doc: continuity)."""
-    runs, span_runs = _runs(segments)
+    """Segments with every run's frequencies set from ``played`` (see module doc: continuity;
+    ``ring``: the last segment is followed by the first)."""
+    runs, span_runs = _runs(segments, ring)
     notes: list[Note] = []
     steps: list[FrequencyStep] = []
     start_freq: dict[int, float] = {}
@@ -422,16 +441,22 @@ def _apply(
         held = [i for i, m in enumerate(run.members) if m.constraint]
         if not held:
             continue
-        freq_of = [0.0] * len(run.members)
+        members = run.members
+        if run.cyclic:  # through the ring edge: from the first held member round to it again
+            members = members[held[0] :] + members[: held[0]]
+            held = [i - held[0] for i in held]
+            members.append(members[0])
+            held.append(len(members) - 1)
+        freq_of = [0.0] * len(members)
         for i in held:
-            freq_of[i] = played[run.members[i].segment, run.tone]
+            freq_of[i] = played[members[i].segment, run.tone]
         first, last = held[0], held[-1]
         for i in range(first):
             freq_of[i] = freq_of[first]
-        for i in range(last + 1, len(run.members)):
+        for i in range(last + 1, len(members)):
             freq_of[i] = freq_of[last]
         for a, b in zip(held, held[1:]):
-            ma, mb = run.members[a], run.members[b]
+            ma, mb = members[a], members[b]
             fa, fb = freq_of[a], freq_of[b]
             if b == a + 1:
                 if fa != fb and ma.segment != mb.segment:
@@ -449,17 +474,17 @@ def _apply(
                     )
                 continue
             gap = range(a + 1, b)
-            ease = max(gap, key=lambda i: run.members[i].n)
+            ease = max(gap, key=lambda i: members[i].n)
             for i in gap:
                 freq_of[i] = fa if i < ease else fb
-            member_freq[run.members[ease].key] = (fa, fb, "min_jerk")
+            member_freq[members[ease].key] = (fa, fb, "min_jerk")
             if fa != fb:
-                seg = segments[run.members[ease].segment]
+                seg = segments[members[ease].segment]
                 notes.append(
                     Note(
                         "frequency_eased",
                         seg.name,
-                        f"{run.channel} tone #{run.tone}: eases {fa:.3f} -> {fb:.3f} Hz (min_jerk) over {run.members[ease].n} samples to join snapped holds in "
+                        f"{run.channel} tone #{run.tone}: eases {fa:.3f} -> {fb:.3f} Hz (min_jerk) over {members[ease].n} samples to join snapped holds in "
                         f"{segments[ma.segment].name!r} and {segments[mb.segment].name!r}",
                         fa,
                         fb,
@@ -467,7 +492,7 @@ def _apply(
                     )
                 )
         start_freq[r], end_freq[r] = freq_of[0], freq_of[-1]
-        for m, f in zip(run.members, freq_of):
+        for m, f in zip(members, freq_of):
             member_freq.setdefault(m.key, (f, f, None))
 
     out = []
@@ -584,7 +609,7 @@ def _snap_holds(segments: tuple[Segment, ...], card: CardSpec, n_channels: int, 
     if not played:
         return SnapResult(padded, tuple(notes), (), ())
 
-    out, apply_notes, steps = _apply(padded, played)
+    out, apply_notes, steps = _apply(padded, played, options["ring"])
     snaps = []
     for i, seg in enumerate(segments):
         n = lengths[i]
@@ -645,18 +670,22 @@ def snap_wraps(
     joint: Joint = "auto",
     warn_snap_hz: float | None = WARN_SNAP_HZ,
     snap: bool = True,
+    ring: bool = False,
 ) -> SnapResult:
     """Pad every segment to a legal length and snap looped constant tones (see module doc), then
     close the loops whose tones move: a looped segment's tone that moves (or ramps) and comes back
     to its start frequency is shifted as a whole, by at most fs / (2N), so that one pass makes a
     whole number of cycles and the wrap is phase-continuous (see :func:`_close_moving_loops`).
     ``stretch`` maps a segment mode to the fraction it may grow beyond its shortest legal length.
-    With ``snap=False`` segments only get their shortest legal lengths and no tone moves."""
-    options = {"stretch": stretch, "max_snap_hz": max_snap_hz, "joint": joint, "warn_snap_hz": warn_snap_hz, "snap": snap}
+    With ``snap=False`` segments only get their shortest legal lengths and no tone moves.
+    ``ring``: the last segment is followed by the first (``last_step="ring"``), so a tone asked to
+    end the program at the frequency it starts it with keeps its snapped frequency through that
+    edge too (it is part of the same constant run; see module doc)."""
+    options = {"stretch": stretch, "max_snap_hz": max_snap_hz, "joint": joint, "warn_snap_hz": warn_snap_hz, "snap": snap, "ring": ring}
     held = _snap_holds(segments, card, n_channels, fs, options)
     if not snap:
         return held
-    out, notes, snaps, steps = _close_moving_loops(held.segments, segments, fs, snap_limits(max_snap_hz, tuple(s.name for s in segments)))
+    out, notes, snaps, steps = _close_moving_loops(held.segments, segments, fs, snap_limits(max_snap_hz, tuple(s.name for s in segments)), ring)
     if warn_snap_hz is not None:
         big = [s for s in snaps if abs(s.shift_hz) > warn_snap_hz]
         if big:
@@ -671,7 +700,7 @@ def snap_wraps(
 
 
 def _close_moving_loops(
-    segments: tuple[Segment, ...], asked: tuple[Segment, ...], fs: float, limit_of: Callable[[str], float | None]
+    segments: tuple[Segment, ...], asked: tuple[Segment, ...], fs: float, limit_of: Callable[[str], float | None], ring: bool = False
 ) -> tuple[tuple[Segment, ...], tuple[Note, ...], tuple[ToneSnap, ...], tuple[FrequencyStep, ...]]:
     """Close the loops whose tones move (see :func:`snap_wraps`). ``segments``: after the holds
     were snapped and lengths padded; ``asked``: as resolved, piece for piece.
@@ -732,7 +761,7 @@ def _close_moving_loops(
                 played = s0.f0_hz + base + delta
                 prev_i, next_i = (i - 1) % len(segments), (i + 1) % len(segments)
                 for j, before in ((prev_i, True), (next_i, False)):
-                    if j == i:
+                    if j == i or (not ring and (j > i) == before):  # no ring edge: the first has no before, the last no after
                         continue
                     neighbour = out[j] if j < i else segments[j]
                     ends = [s for t in neighbour.tracks if t.channel == track.channel for s in (t.exit if before else t.entry) if s.tone == s0.tone]
