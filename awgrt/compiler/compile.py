@@ -31,18 +31,17 @@ def _segment_samples(
     """The segment's samples from ``cache`` (keyed by digest, scaling and arithmetic) or freshly synthesised."""
     key = f"{seg.digest}:{gain!r}:{clip!r}:{full_scale}:{'fast' if fast_math else 'exact'}"
     if key not in cache:
-        with _single_threaded_blas():
-            cache[key] = synthesize(
-                seg,
-                q.sample_rate_hz,
-                dict(q.hardware_channels),
-                q.n_channels,
-                gain=gain,
-                clip=clip,
-                full_scale=full_scale,
-                workers=workers,
-                fast_math=fast_math,
-            )
+        cache[key] = synthesize(
+            seg,
+            q.sample_rate_hz,
+            dict(q.hardware_channels),
+            q.n_channels,
+            gain=gain,
+            clip=clip,
+            full_scale=full_scale,
+            workers=workers,
+            fast_math=fast_math,
+        )
         synthesised.append(seg.name)
     return cache[key]
 
@@ -134,7 +133,7 @@ def compile_sequence_program(
     seg_reports = []
     synthesised = []
     results = []
-    with Progress(quantized.n_samples, "synthesising", enabled=progress) as bar:
+    with Progress(quantized.n_samples, "synthesising", enabled=progress) as bar, _single_threaded_blas():  # entered once: it costs ~1 ms
         for seg, slot in zip(quantized.segments, quantized.segment_slot):
             result = _segment_samples(seg, quantized, cache, gain, clip, full_scale, synthesised, int(workers), fast_math)
             bar.advance(seg.n_samples)

@@ -356,6 +356,8 @@ def _choose_chain(
         plan = _plan_chain(segments, tones, dict(zip(chain, combo)), fs, joint, limit_of)
         if best is None or plan.cost < best.cost:
             best = plan
+        if len(chain) == 1 and not plan.problems:
+            break  # one segment's lengths come best first (see _length_candidates): the first without problems wins
     assert best is not None
     if best.problems:
         p = min(best.problems, key=lambda p: p.rank)

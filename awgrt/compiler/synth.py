@@ -5,8 +5,10 @@ plus the closed-form phase advance (:func:`~awgrt.ir.shapes.phase_cycles`), exac
 reduced modulo one cycle before any sine. How a piece's tones are made depends on what they do:
 
 - constant frequency (held, or ramping amplitude): summed as real matrix products of exact
-  phasors (:func:`_tone_sum`, no phase accumulated); a ramp group is the sum at its amplitude
-  change times the ramp's shared envelope (progress curve, or a geometric factor per exp ratio);
+  phasors (:func:`_tone_sum`, no phase accumulated); held tones, exp ramps (their growth split
+  exactly into a row and a column factor) and cosine ramps (exactly three held tones each) in one
+  product; a linear or min_jerk ramp group is the sum at its amplitude change times the ramp's
+  progress, itself one small product of exact Taylor terms (:func:`_poly_envelope`);
 - moving: every tone's phase is one float64 matrix product of the piece's trajectory terms (made
   once for all its tones) with the tones' coefficients, reduced, rounded once to float32 and taken
   through numpy's vectorised float32 sine, whose error is bounded by :data:`SINE_ERROR_RAD`
@@ -27,6 +29,7 @@ in parallel.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -68,12 +71,12 @@ FAST_PHASE_ERROR_RAD = 2.0 * np.pi * (2.5 * 2.0**-19 + 2.0**-25) + np.pi * 2.0**
 def working_set_bytes(n_hw: int, n_tones: int) -> int:
     """Upper bound of synthesis temporaries (bytes) beside the int16 output, whatever the tones
     do: the float64 block of every channel, plus the larger of what constant-frequency tones need
-    (complex phasors, tones x (HOLD_BLOCK + block rows), three times over, and eight block-sized
+    (complex phasors, 3 tones x (HOLD_BLOCK + block rows), three times over, and eight block-sized
     float64 arrays: the sum, its envelope and the envelope's terms) and what moving tones need
     (phase, reduction and sine of a sub-block of max(SUB_BLOCK, 1024 tones) tone-samples, and
     sixteen sub-block rows: trajectory terms, group sums and envelopes)."""
     rows = BLOCK // HOLD_BLOCK + 2
-    held = 16 * n_tones * (HOLD_BLOCK + rows) * 3 + 8 * (BLOCK + HOLD_BLOCK) * 8
+    held = 16 * 3 * n_tones * (HOLD_BLOCK + rows) * 3 + 8 * (BLOCK + HOLD_BLOCK) * 8  # a cosine ramp: three folded tones
     moving = 8 * max(SUB_BLOCK, _MIN_STEP * n_tones) * 3 + 8 * _MAX_STEP * 16
     return 8 * BLOCK * n_hw + max(held, moving)
 
@@ -100,19 +103,55 @@ def _phasors(base: np.ndarray, step: np.ndarray, count: int) -> np.ndarray:
     return (a[:, :, None] * b[:, None, :]).reshape(base.size, -1)[:, :count]
 
 
-def _tone_sum(f: np.ndarray, a: np.ndarray, p0: np.ndarray, k0: int, k1: int) -> np.ndarray:
-    """Sum over constant tones (frequencies ``f`` in cycles per sample, amplitudes ``a``, start
-    phases ``p0`` in cycles) of ``a sin(2 pi (p0 + f k))`` at samples k in [k0, k1) of their piece.
+def _tone_sum(f: np.ndarray, a: np.ndarray, p0: np.ndarray, k0: int, k1: int, growth: tuple[np.ndarray, np.ndarray] | None = None, n: int = 1) -> np.ndarray:
+    """Sum over constant-frequency tones (frequencies ``f`` in cycles per sample, amplitudes ``a``,
+    start phases ``p0`` in cycles) of ``a sin(2 pi (p0 + f k))`` at samples k in [k0, k1) of their
+    piece of ``n`` samples; with ``growth`` (per tone: G, T), tone i's amplitude is
+    ``a_i e^{G_i (k / n - T_i)}`` (an exp ramp; T its end of larger amplitude, so the factor stays
+    at most 1 within the piece).
 
     Sample r*W + j of tone i is Im(c_ir * e_ij) with c_ir = a_i e^{2 pi i (p0_i + f_i r W)} exact
     per row and e_ij = e^{2 pi i f_i j} exact per column (W = HOLD_BLOCK), so no phase is
-    accumulated; Im(c e) = Re(c) Im(e) + Im(c) Re(e), so the sum over tones is one real product
-    (rows x 2 tones) @ (2 tones x W), with BLAS kept to one thread (see compile)."""
+    accumulated (an exp ramp's factor splits the same way: e^{G (r W / n - T)} per row times
+    e^{G j / n} per column, each from an exact exponent); Im(c e) = Re(c) Im(e) + Im(c) Re(e), so
+    the sum over tones is one real product (rows x 2 tones) @ (2 tones x W), with BLAS kept to one
+    thread (see compile)."""
     width = HOLD_BLOCK
     r0, r1 = k0 // width, -(-k1 // width)
     e = _phasors(np.zeros_like(f), f, width)
     c = a[:, None] * _phasors((p0 + f * (r0 * width)) % 1.0, (f * width) % 1.0, r1 - r0)
+    if growth is not None:
+        g, top = growth
+        c *= np.exp(g[:, None] * (np.arange(r0, r1, dtype=np.float64) * width / n - top[:, None]))
+        e *= np.exp(g[:, None] * (np.arange(width, dtype=np.float64) / n))
     return (np.concatenate((c.real, c.imag)).T @ np.concatenate((e.imag, e.real))).ravel()[k0 - r0 * width : k1 - r0 * width]
+
+
+#: Largest |G| W / n for which an exp ramp is folded into the product (its column factor
+#: e^{G j / n} then stays within e^{+-60}); steeper ones are multiplied by their envelope.
+_FOLD_EXP = 60.0
+#: Progress polynomials (coefficients of u^0, u^1, ...) of the polynomial ramp shapes.
+_PROGRESS_POLY = {"linear": (0.0, 1.0), "min_jerk": (0.0, 0.0, 0.0, 10.0, -15.0, 6.0)}
+
+
+def _poly_envelope(kind: str, k0: int, k1: int, n: int) -> np.ndarray:
+    """A polynomial ramp's progress p(k / n) at k in [k0, k1), as one small product: with
+    k = r W + j, p(u_r + v_j) = sum_m q_m(r) v_j^m exactly (u_r = r W / n, v_j = j / n, q_m the
+    m-th Taylor coefficient of p at u_r), so the (rows x W) envelope is (rows x terms) @ (terms x W)."""
+    c = _PROGRESS_POLY[kind]
+    width = HOLD_BLOCK
+    r0, r1 = k0 // width, -(-k1 // width)
+    ur = np.arange(r0, r1, dtype=np.float64) * width / n
+    deg = len(c) - 1
+    q = np.empty((r1 - r0, deg + 1))
+    for m in range(deg + 1):  # q_m = sum_{i >= m} c_i binom(i, m) u^(i - m), by Horner in u
+        acc = np.zeros_like(ur)
+        for i in range(deg, m - 1, -1):
+            acc = acc * ur + c[i] * math.comb(i, m)
+        q[:, m] = acc
+    v = np.arange(width, dtype=np.float64) / n
+    powers = v[None, :] ** np.arange(deg + 1, dtype=np.float64)[:, None]
+    return (q @ powers).ravel()[k0 - r0 * width : k1 - r0 * width]
 
 
 _Tones = tuple[np.ndarray, np.ndarray, np.ndarray]  # f (cycles/sample), a, p0 (cycles) of constant-frequency tones
@@ -134,13 +173,27 @@ class _Moving:
 
 
 @dataclass(frozen=True)
-class _PieceTones:
-    """The tones of one piece sorted by how they are made: constant-frequency tones as sums of
-    exact complex products (an amplitude ramp is the held sum at the start amplitudes plus the
-    ramp's progress times the sum at the amplitude changes; exp ramps one shared geometric factor
-    per ratio), moving tones through the float32 sine (:func:`_moving_tones`)."""
+class _Folded:
+    """Constant-frequency tones made by one :func:`_tone_sum` product: held tones, exp ramps
+    (their growth folded into the product), and cosine ramps (a tone times 1/2 - cos(pi u)/2 is
+    that tone at half the amplitude change plus two tones 1/(2n) cycle per sample either side of
+    it at minus a quarter of it: exactly)."""
 
-    held: _Tones | None
+    f: np.ndarray
+    a: np.ndarray
+    p0: np.ndarray
+    growth: tuple[np.ndarray, np.ndarray] | None  # per tone (G, T) of e^{G (u - T)}, or None when no tone grows
+
+
+@dataclass(frozen=True)
+class _PieceTones:
+    """The tones of one piece sorted by how they are made: constant-frequency tones folded into
+    one product (:class:`_Folded`), polynomial ramps (linear, min_jerk) as the sum at their
+    amplitude changes times the ramp's progress (:func:`_poly_envelope`), exp ramps too steep to
+    fold as their sum times :func:`_ramp_envelope`, and moving tones through the float32 sine
+    (:func:`_moving_tones`)."""
+
+    folded: _Folded | None
     ramps: tuple[tuple[str, float, _Tones], ...]  # (kind, log ratio for exp, tones)
     moving: _Moving | None
 
@@ -157,18 +210,33 @@ def _amplitude_group(s: ToneSpan) -> list[tuple[tuple[str, float], float]]:
 
 def _sort_tones(spans: tuple[ToneSpan, ...], fs: float, n: int, scale: float = 1.0) -> _PieceTones:
     """Sort a piece's tones (see :class:`_PieceTones`), amplitudes times ``scale``."""
-    groups: dict[tuple[str, float], list[tuple[float, float, float]]] = {("", 0.0): []}
+    folded: list[tuple[float, float, float, float, float]] = []  # f, a, p0, G, T
+    groups: dict[tuple[str, float], list[tuple[float, float, float]]] = {}
     moving = [s for s in spans if s.f0_hz != s.f1_hz]
     for s in spans:
-        if s.f0_hz == s.f1_hz:
-            for key, a in _amplitude_group(s):
-                groups.setdefault(key, []).append((s.f0_hz / fs, a, s.phase0_cycles))
+        if s.f0_hz != s.f1_hz:
+            continue
+        f, p0 = s.f0_hz / fs, s.phase0_cycles
+        for (kind, ratio), a in _amplitude_group(s):
+            if kind == "":
+                folded.append((f, a * scale, p0, 0.0, 0.0))
+            elif kind == "exp" and abs(ratio) * HOLD_BLOCK / n <= _FOLD_EXP:
+                folded.append((f, a * scale, p0, ratio, 1.0 if ratio > 0 else 0.0))
+            elif kind == "cosine":
+                half = 1.0 / (2 * n)
+                folded += [(f, 0.5 * a * scale, p0, 0.0, 0.0), (f + half, -0.25 * a * scale, p0, 0.0, 0.0), (f - half, -0.25 * a * scale, p0, 0.0, 0.0)]
+            else:
+                groups.setdefault((kind, ratio), []).append((f, a * scale, p0))
 
     def arrays(rows: list[tuple[float, float, float]]) -> _Tones:
         m = np.array(rows, dtype=np.float64)
-        return m[:, 0].copy(), m[:, 1] * scale, m[:, 2].copy()
+        return m[:, 0].copy(), m[:, 1].copy(), m[:, 2].copy()
 
-    held = groups.pop(("", 0.0))
+    fold = None
+    if folded:
+        m = np.array(folded, dtype=np.float64)
+        grows = bool(np.any(m[:, 3]))
+        fold = _Folded(m[:, 0].copy(), m[:, 1].copy(), m[:, 2].copy(), (m[:, 3].copy(), m[:, 4].copy()) if grows else None)
     ramps = tuple((kind, ratio, arrays(rows)) for (kind, ratio), rows in groups.items())
     mv = None
     if moving:
@@ -185,7 +253,7 @@ def _sort_tones(spans: tuple[ToneSpan, ...], fs: float, n: int, scale: float = 1
         for g, t, a in terms:
             amps[g, t] += a * scale
         mv = _Moving(coef[:, 1].copy(), np.array([s.phase0_cycles for s in moving]), coef, kinds, amps, tuple(envelopes)[1:])
-    return _PieceTones(arrays(held) if held else None, ramps, mv)
+    return _PieceTones(fold, ramps, mv)
 
 
 def _ramp_envelope(kind: str, log_ratio: float, u: np.ndarray, n: int, k0: int) -> np.ndarray:
@@ -301,15 +369,18 @@ def _block(segment: Segment, b0: int, b1: int, fs: float, hardware: dict[str, in
             k0, k1 = lo - piece.start, hi - piece.start
             key = (track.channel, piece.start)
             tones = sorted_tones[key]
-            if tones.held is not None:
-                view += _tone_sum(*tones.held, k0, k1)
-            if tones.ramps:
-                u = np.arange(k0, k1, dtype=np.float64)
-                u /= piece.n
-                for kind, log_ratio, group in tones.ramps:
-                    part = _tone_sum(*group, k0, k1)
+            if tones.folded is not None:
+                fold = tones.folded
+                view += _tone_sum(fold.f, fold.a, fold.p0, k0, k1, fold.growth, piece.n)
+            for kind, log_ratio, group in tones.ramps:
+                part = _tone_sum(*group, k0, k1)
+                if kind == "exp":
+                    u = np.arange(k0, k1, dtype=np.float64)
+                    u /= piece.n
                     part *= _ramp_envelope(kind, log_ratio, u, piece.n, k0)
-                    view += part
+                else:
+                    part *= _poly_envelope(kind, k0, k1, piece.n)
+                view += part
             if tones.moving is not None:
                 (_moving_tones_fast if fast_math else _moving_tones)(tones.moving, piece.n, k0, k1, view)
 
