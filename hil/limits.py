@@ -18,11 +18,17 @@ from .errors import RigConfigError
 
 @dataclass(frozen=True)
 class Limits:
-    """Pass limits (units in the names). ``sigmas``: a phase limit is never tighter than this
-    many sigma of the measurement itself; ``spur_margin_db``: likewise a spur limit is never
-    below the record's noise floor plus this margin (the strongest of the ~100 noise peaks the
-    detector looks at sits ~10 dB above the median floor). ``frequency_ppm``: tolerance of a fitted frequency
-    (the scope's plus the AWG's clock error, or ~1 ppm with a shared reference)."""
+    """Pass limits (units in the names). Limits never move with the capture: a check is
+    *inconclusive* (and fails the run) when it cannot resolve its limit. ``sigmas``: a check is
+    conclusive only when its limit is at least this many of its *nominal* sigmas (its sigma at
+    the rig's nominal noise, see :mod:`hil.analysis.budget`); ``noise_budget``: the record's
+    fit residual may be at most this many times the rig's nominal noise (more: an unexplained
+    line, interference, a degraded scope); ``spur_margin_db``: a spur limit must sit this far
+    above the record's noise floor (the strongest of the ~100 noise peaks the detector looks at
+    sits ~10 dB above the median floor). ``frequency_ppm``: tolerance of a fitted frequency
+    (the scope's plus the AWG's clock error, or ~1 ppm with a shared reference);
+    ``frequency_step_ppm`` / ``amplitude_step_db``: tolerances of a tone's frequency and
+    amplitude change at a boundary against the programmed change (clock and signal path cancel)."""
 
     phase_jump_deg: float = 0.5
     wrap_step_deg: float = 0.2
@@ -32,7 +38,10 @@ class Limits:
     chirp_rate_extra_ppm: float = 100.0
     phase_residual_deg: float = 1.0
     glitch_deg: float = 1.0
-    sigmas: float = 6.0
+    amplitude_step_db: float = 0.3
+    frequency_step_ppm: float = 15.0
+    sigmas: float = 5.0
+    noise_budget: float = 1.5
     spur_margin_db: float = 15.0
     #: Skew between the AWG channels at a common boundary; 0: half a card sample or two scope
     #: samples, whichever is larger (what the rig can resolve).

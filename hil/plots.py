@@ -103,13 +103,20 @@ def plot_check(r: CheckResult, path: str | Path) -> Path:
             axes.axvline(e * 1e6, color="tab:red", ls="--", lw=0.8)
         axes.set_xlabel("time from trigger (us): measured edges (green), asked (red, dashed)")
         axes.set_ylabel("V")
+    elif kind == "tracks":
+        for name, t, values in r.plot["tracks"]:
+            axes.plot(np.asarray(t) * 1e6, values, ".-", ms=2, lw=0.6, label=name)
+        axes.set_xlabel("time from trigger (us)")
+        axes.set_ylabel(r.plot.get("ylabel", r.unit))
+        if len(r.plot["tracks"]) <= 8:
+            axes.legend(fontsize=7)
     elif kind == "levels":
         axes.bar(r.plot["labels"], r.plot["values"], yerr=r.plot.get("sigmas"), color="tab:blue")
         axes.axhline(r.limit, color="tab:red", ls="--", lw=0.8)
         if r.two_sided:
             axes.axhline(-r.limit, color="tab:red", ls="--", lw=0.8)
         axes.set_ylabel(r.unit)
-    verdict = "pass" if r.passed else "FAIL"
+    verdict = r.verdict.upper() if not r.passed else "pass"
     fig.suptitle(f"{r.program}: {r.name} = {r.measured:.4g} +- {r.sigma:.2g} {r.unit} (limit {r.limit:.4g}) {verdict}", fontsize=9)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

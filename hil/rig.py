@@ -68,12 +68,15 @@ class ScopeConfig:
     """The scope: driver ``family``, VISA ``resource`` (``"sim"``: a simulated scope on a
     loopback server), sample rate to ask for, ADC bits, front end (for expected amplitudes),
     rated timebase accuracy (ppm), I/O timeout (s), driver ``options`` (byte order, words) and
-    the VISA library (``""``: the system's, falling back to pyvisa-py; ``"@py"``: pyvisa-py)."""
+    the VISA library (``""``: the system's, falling back to pyvisa-py; ``"@py"``: pyvisa-py).
+    ``enob``: effective bits at the rate and bandwidth used (from the scope's data sheet; 0:
+    ``adc_bits`` less 1.85), which sets the rig's nominal noise the checks are judged against."""
 
     family: str = "keysight"
     resource: str = "sim"
     sample_rate_hz: float = 2.5e9
     adc_bits: int = 8
+    enob: float = 0.0
     front_end: Filter = Filter("bessel", 1e9, 4)
     timebase_ppm: float = 25.0
     timeout_s: float = 10.0
@@ -153,6 +156,15 @@ class RigConfig:
     def simulated(self) -> bool:
         """The card is simulated (SimBackend, or SpcmBackend on the emulated driver) and so is the scope."""
         return self.card.backend in ("sim", "emulated")
+
+    @property
+    def scope_enob(self) -> float:
+        """The scope's effective bits: as configured, the simulated scope's own, or the ADC bits less 1.85."""
+        if self.scope.enob > 0:
+            return self.scope.enob
+        if self.simulated:
+            return self.sim_scope.enob
+        return self.scope.adc_bits - 1.85
 
     def path(self) -> SignalPath:
         """The analog path the checks expect amplitudes through."""

@@ -35,11 +35,25 @@ from pathlib import Path
 import numpy as np
 
 from awgrt import compile_sequence_program, quantize_resolved_ir
+from awgrt._blas import single_threaded_blas
 from awgrt._progress import Progress
 from awgrt.errors import AWGRTError
 from awgrt.sim import trigger_latency_samples
 
-from .analysis import CheckResult, Observation, crosstalk, phase_jump, skew, tone_checks, trajectory_checks, wrap_spurs, wrap_step
+from .analysis import (
+    CheckResult,
+    Observation,
+    boundaries_in_record,
+    boundary_checks,
+    crosstalk,
+    glitch_scan,
+    phase_jump,
+    skew,
+    tone_checks,
+    trajectory_checks,
+    wrap_spurs,
+    wrap_step,
+)
 from .errors import AnalysisError, RigConfigError
 from .rig import CARD_TRIGGER_OUT_V, Rig, RigConfig, open_rig, scope_range_v
 from .scopes import CHANNELS as SCOPE_CHANNELS
@@ -110,6 +124,21 @@ def _run_checks(prog: SuiteProgram, observations: dict[str, Observation], config
                     raise AnalysisError(f"unknown check kind {chk.kind!r}")
             except AnalysisError as exc:
                 out.append(_failed(chk.kind, prog.name, where, "", exc))
+    for channel, obs in observations.items():  # every boundary, and everything between them
+        try:
+            found = boundaries_in_record(obs)
+        except AnalysisError as exc:
+            out.append(_failed("boundary", prog.name, f"record {channel}", "", exc))
+            found = []
+        for sample, right, label in found:
+            try:
+                out += boundary_checks(obs, sample, f"{label} {channel}", limits, right_sample=right)
+            except AnalysisError as exc:
+                out.append(_failed("phase_jump", prog.name, f"{label} {channel}", "deg", exc))
+        try:
+            out += glitch_scan(obs, limits)
+        except AnalysisError as exc:
+            out.append(_failed("glitch_scan", prog.name, f"record {channel}", "deg", exc))
     return out
 
 
@@ -165,17 +194,35 @@ def run_program(rig: Rig, prog: SuiteProgram, faults: Faults | None = None) -> t
     if timed:
         # generator pulses come where the burst puts them (to a card sample); forced triggers after
         # the first come when the host gets to them (within the stated software jitter)
-        limit_s = 1.0 / fs if generator else config.trigger.software_jitter_s
+        # (plus what the clocks may disagree over the longest stretch between pulses: the scope times them on its own timebase)
+        clocks_ppm = 1.0 if config.shared_reference else config.scope.timebase_ppm + config.card.clock_ppm
+        span_s = (prog.triggers[-1] - prog.triggers[0]) / fs
+        limit_s = (1.0 / fs if generator else config.trigger.software_jitter_s) + span_s * clocks_ppm * 1e-6
         threshold = pulse_v / 2 if generator else config.trigger_level_v
         measured, result = measured_triggers(rig.scope.read(config.trigger_input), prog, threshold, fs, limit_s, "generator" if generator else "software")
         extra.append(result)
         if measured != tuple(prog.triggers):
             timeline = Timeline.of(quantized, program, measured, n_play)
     observations = {
-        name: Observation(rig.scope.read(config.wiring[hw]), timeline, name, prog.name, first, full_scale_v, config.path(), config.card.output_delay_s)
+        name: Observation(
+            rig.scope.read(config.wiring[hw]),
+            timeline,
+            name,
+            prog.name,
+            first,
+            full_scale_v,
+            config.path(),
+            config.card.output_delay_s,
+            adc_range_v=ranges[config.wiring[hw]].range_v,
+            adc_offset_v=ranges[config.wiring[hw]].offset_v,
+            adc_bits=config.scope.adc_bits if not config.simulated else config.sim_scope.adc_bits,
+            enob=config.scope_enob,
+        )
         for name, hw in wired.items()
     }
-    return extra + _run_checks(prog, observations, config), next(iter(observations.values()))
+    with single_threaded_blas():  # small fits: BLAS threads cost more than they give
+        checked = _run_checks(prog, observations, config)
+    return extra + checked, next(iter(observations.values()))
 
 
 def measured_triggers(
@@ -317,8 +364,10 @@ def _fmt(x: float) -> str:
 def summary_markdown(report: SuiteReport, figures: dict[int, Path], out_dir: Path) -> str:
     """The run as a Markdown page: verdict, rig, faults and one table row per check."""
     n_fail = len(report.failures())
+    n_inc = sum(bool(r.inconclusive) for r in report.results)
+    inc = f", {n_inc} of them inconclusive" if n_inc else ""
     lines = [
-        f"# HIL run on rig `{report.rig}`: {'PASS' if report.passed else f'FAIL ({n_fail} of {len(report.results)} checks)'}",
+        f"# HIL run on rig `{report.rig}`: {'PASS' if report.passed else f'FAIL ({n_fail} of {len(report.results)} checks{inc})'}",
         "",
         f"Faults injected: {', '.join(report.faults) if report.faults else 'none'}",
         "",
@@ -328,7 +377,10 @@ def summary_markdown(report: SuiteReport, figures: dict[int, Path], out_dir: Pat
     for i, r in enumerate(report.results):
         limit = ("≤ " if not r.two_sided else "± ") + _fmt(r.limit)
         plot = f"[png]({figures[i].relative_to(out_dir)})" if i in figures else ""
-        verdict = "pass" if r.passed else "**FAIL**" + (f" ({r.detail['error']})" if "error" in r.detail else "")
+        if r.inconclusive:
+            verdict = f"**INCONCLUSIVE** ({r.inconclusive})"
+        else:
+            verdict = "pass" if r.passed else "**FAIL**" + (f" ({r.detail['error']})" if "error" in r.detail else "")
         lines.append(f"| {r.program} | {r.check} | {r.where} | {_fmt(r.measured)} | {_fmt(r.sigma)} | {limit} | {r.unit} | {verdict} | {plot} |")
     return "\n".join(lines) + "\n"
 
@@ -337,8 +389,9 @@ def main(rig: str, out_dir: str | Path, inject: Sequence[str] = (), programs: Se
     """Run the suite and print the verdict; return the exit status (0: every check passed)."""
     report = run_suite(rig, out_dir, inject=inject, programs=programs, plots=plots)
     for r in report.results:
-        mark = "ok  " if r.passed else "FAIL"
-        print(f"{mark} {r.program:16s} {r.name:40s} {_fmt(r.measured):>10s} +- {_fmt(r.sigma):<9s} limit {_fmt(r.limit):>8s} {r.unit}")
+        mark = "ok  " if r.passed else ("INC " if r.inconclusive else "FAIL")
+        why = f"  ({r.inconclusive})" if r.inconclusive else ""
+        print(f"{mark} {r.program:16s} {r.name:40s} {_fmt(r.measured):>10s} +- {_fmt(r.sigma):<9s} limit {_fmt(r.limit):>8s} {r.unit}{why}")
     print(f"\n{len(report.results) - len(report.failures())}/{len(report.results)} checks passed; report in {Path(out_dir).resolve()}")
     sys.stdout.flush()
     return 0 if report.passed else 1

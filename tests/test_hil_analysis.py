@@ -84,9 +84,10 @@ def test_phase_jump_reads_a_known_step(step_deg: float) -> None:
     r = phase_jump(obs, "a", "b", LIMITS)
     assert abs(r.measured - step_deg) <= 4 * r.sigma
     noise = math.sqrt(1 + 1 / 12) * LSB  # Gaussian noise plus quantisation
-    assert 0.7 < r.sigma / sigma_theory_deg(1e-6, A, noise) < 1.5
-    assert r.unit == "deg" and r.limit == max(0.5, 6 * r.sigma)
-    assert r.passed == (abs(step_deg) <= 0.5)
+    assert 2.5e-6 < r.detail["window_s"] <= 3.2e-6  # the whole piece on each side, less the guards
+    assert 0.7 < r.sigma / sigma_theory_deg(r.detail["window_s"], A, noise) < 1.5
+    assert r.unit == "deg" and r.limit == 0.5  # fixed: it does not grow with the measurement's sigma
+    assert r.passed == (abs(step_deg) <= 0.5) and not r.inconclusive
 
 
 def test_joint_fit_sigma_matches_the_scatter() -> None:

@@ -172,7 +172,9 @@ def test_the_rig_code_path_with_generator_triggers_runs_clean(tmp_path, family: 
     rc, entries = _emulated_run(tmp_path, "--rig", str(_generator_rig(tmp_path, family)))
     assert rc == 0 and all(e["passed"] for e in entries), [e for e in entries if not e["passed"]]
     timing = {e["program"]: e for e in entries if e["check"] == "trigger_timing"}
-    assert len(timing) == 5 and timing["wait_many_tones"]["detail"]["measured_samples"] == [1000, 13500]
+    first, later = timing["wait_many_tones"]["detail"]["measured_samples"]
+    # 100 us apart, read on the scope's own timebase (20 ppm off in the simulated scope): 2 ns, so within a card sample or two
+    assert len(timing) == 5 and first == 1000 and abs(later - 63_500) <= 2
 
 
 def test_a_rig_file_must_let_the_scope_see_the_generator() -> None:

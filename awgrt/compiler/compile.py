@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import numbers
 import warnings
 
+from .._blas import single_threaded_blas
 from .._progress import Progress
 from ..errors import ClipError, ProgramError, SilenceWarning
 from ..ir.intent import finite_real
@@ -49,21 +49,6 @@ def _segment_samples(
 #: Largest gain accepted: far beyond any use (amplitudes are fractions of full scale), small
 #: enough that samples stay finite in float64.
 MAX_GAIN = 1e6
-
-
-_BLAS: list = []  # the threadpoolctl controller, made on first use (finding the libraries takes ms)
-
-
-def _single_threaded_blas():
-    """Synthesis's small matrix products run on one BLAS thread: on a busy machine a
-    multi-threaded BLAS turns a 0.2 ms product into tens of milliseconds."""
-    try:
-        from threadpoolctl import ThreadpoolController  # noqa: PLC0415
-    except ImportError:  # pragma: no cover - a declared dependency
-        return contextlib.nullcontext()
-    if not _BLAS:
-        _BLAS.append(ThreadpoolController())
-    return _BLAS[0].limit(limits=1, user_api="blas")
 
 
 def _silent_channels(q: QuantizedIR, results: list[SynthResult]) -> tuple[Note, ...]:
@@ -133,7 +118,7 @@ def compile_sequence_program(
     seg_reports = []
     synthesised = []
     results = []
-    with Progress(quantized.n_samples, "synthesising", enabled=progress) as bar, _single_threaded_blas():  # entered once: it costs ~1 ms
+    with Progress(quantized.n_samples, "synthesising", enabled=progress) as bar, single_threaded_blas():  # entered once: it costs ~1 ms
         for seg, slot in zip(quantized.segments, quantized.segment_slot):
             result = _segment_samples(seg, quantized, cache, gain, clip, full_scale, synthesised, int(workers), fast_math)
             bar.advance(seg.n_samples)

@@ -3,7 +3,8 @@ returns :class:`CheckResult` s (measured, sigma, limit, unit, verdict)."""
 
 from .observation import Observation
 from .pair import crosstalk, skew
-from .phase import boundary_step, phase_jump, wrap_step
+from .phase import boundary_checks, boundary_step, phase_jump, wrap_step
+from .record import boundaries_in_record, glitch_scan
 from .result import CheckResult
 from .sinefit import JointFit, Side, joint_fit
 from .spectrum import wrap_spurs
@@ -15,9 +16,12 @@ __all__ = [
     "JointFit",
     "Observation",
     "Side",
+    "boundaries_in_record",
+    "boundary_checks",
     "boundary_step",
     "crosstalk",
     "ddc_phase",
+    "glitch_scan",
     "joint_fit",
     "phase_jump",
     "skew",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,7 +22,10 @@ class Observation:
     trigger edge the scope triggered on; ``delay_s``: output delay from a card sample to the
     scope input (calibrated or nominal; the checks tolerate a few ns); ``full_scale_v``: output
     volts at code 32767 (the card's amplitude); ``path``: the analog response, for expected
-    amplitudes.
+    amplitudes; ``adc_range_v`` / ``adc_offset_v``: the scope input's full-scale range (peak to
+    peak) and centre, ``adc_bits`` and ``enob`` its resolution (None: unknown; then the record
+    cannot be judged against the rig's nominal noise and only clipping at the extreme codes of
+    the record is looked for).
     """
 
     capture: Capture = field(repr=False)
@@ -32,6 +36,31 @@ class Observation:
     full_scale_v: float
     path: SignalPath
     delay_s: float = 0.0
+    adc_range_v: float | None = None
+    adc_offset_v: float = 0.0
+    adc_bits: int = 8
+    enob: float | None = None
+
+    @property
+    def nominal_noise_v(self) -> float | None:
+        """The rig's nominal noise (V rms) on this input: full scale over 2^ENOB sqrt(12) (the
+        noise of an ideal ENOB-bit converter; ENOB defaults to the ADC bits less 1.85)."""
+        if self.adc_range_v is None:
+            return None
+        enob = self.enob if self.enob is not None else self.adc_bits - 1.85
+        return self.adc_range_v / (2**enob * 12**0.5)
+
+    @functools.cached_property
+    def clipped_samples(self) -> int:
+        """Samples of the record at or beyond the ADC's rails (within 1.5 LSB of them)."""
+        v = self.capture.volts
+        if self.adc_range_v is not None:
+            lsb = self.adc_range_v / 2**self.adc_bits
+            half = self.adc_range_v / 2 - 1.5 * lsb
+            return int(np.count_nonzero(np.abs(v - self.adc_offset_v) >= half))
+        codes = self.capture.codes
+        info = np.iinfo(codes.dtype)
+        return int(np.count_nonzero((codes <= info.min) | (codes >= info.max)))
 
     @property
     def awg_rate_hz(self) -> float:

@@ -1,70 +1,108 @@
 """Phase jumps at known boundaries, and the phase step per wrap of looped segments.
 
 Both use the joint fit of :mod:`hil.analysis.sinefit`: windows [t_b - g - W, t_b - g) and
-(t_b + g, t_b + g + W] around the boundary t_b, each side modelled with its own programmed tones
-(harmonics and the per-side DAC image included), one shared time scale. The step is
-wrap(theta_right - theta_left) for every tone playing on both sides: the phase error *added* at
-the boundary relative to what was programmed, so a boundary promised continuous should read 0.
+(t_b + g, t_b + g + W] around the boundary t_b (by default the whole piece on each side, less the
+guards g, up to :data:`WINDOW_S`), each side modelled with its own programmed tones (harmonics and
+the per-side DAC image included), one shared time scale. The step is wrap(theta_right -
+theta_left) for every tone playing on both sides: the phase error *added* at the boundary
+relative to what was programmed, so a boundary promised continuous should read 0.
+:func:`boundary_checks` also reads each tone's amplitude and frequency change there. Limits are
+fixed; :mod:`hil.analysis.budget` says when a reading is inconclusive.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..errors import AnalysisError
 from ..limits import Limits
+from .budget import conclude
 from .observation import Observation
 from .result import CheckResult
 from .sinefit import joint_fit
 
-#: Default window per side and guard around a boundary (s).
-WINDOW_S = 1e-6
+#: Longest window per side (s): by default a boundary is fitted over the whole piece on each side
+#: (less the guards), up to this.
+WINDOW_S = 4e-6
 GUARD_S = 20e-9
 
 
 @dataclass(frozen=True)
 class BoundaryStep:
-    """Phase steps (deg) at one boundary, per tone id, with sigmas, and the fit's sides."""
+    """What the joint fit at one boundary found, per tone id: phase steps (deg) with sigmas,
+    amplitude steps against the programmed ones (dB) with sigmas; the fit's residual (V) and
+    sides; and the per-side fits' time scales (AWG time per scope time) with sigmas, whose
+    difference is the frequency step (the clock error cancels)."""
 
     sample: int
     steps_deg: dict[int, float]
     sigmas_deg: dict[int, float]
     sides: tuple[tuple[np.ndarray, np.ndarray], ...]
+    residual_v: float = math.nan
+    amp_steps_db: dict[int, float] = field(default_factory=dict)
+    amp_sigmas_db: dict[int, float] = field(default_factory=dict)
+    scales: tuple[tuple[float, float], ...] = ()
+    window_s: float = math.nan
 
 
-def boundary_step(obs: Observation, sample: int, *, window_s: float = WINDOW_S, guard_s: float = GUARD_S) -> BoundaryStep:
-    """Fit the phase step of every common tone at card ``sample`` (a step or wrap boundary)."""
+def boundary_step(
+    obs: Observation, sample: int, *, window_s: float | None = None, guard_s: float = GUARD_S, each_side: bool = False, right_sample: int | None = None
+) -> BoundaryStep:
+    """Fit every common tone at card ``sample`` (a step or wrap boundary): windows of
+    ``window_s`` per side (None: the whole piece on each side less the guards, up to
+    :data:`WINDOW_S`). ``each_side``: also fit each side alone for its time scale (where every
+    tone holds its frequency). ``right_sample``: the right side starts there instead (a piece
+    too short to fit lies between; both sides are compared with the programmed phase, which
+    runs on through it)."""
     fs = obs.awg_rate_hz
     t_b = obs.scope_time(sample)
+    r_at = sample if right_sample is None else right_sample
+    t_rb = obs.scope_time(r_at)
     left, lo, _ = obs.timeline.tones_at(obs.channel, sample - 1)
-    right, _, hi = obs.timeline.tones_at(obs.channel, sample)
-    w_left = min(window_s, (sample - lo) / fs - 2 * guard_s)
-    w_right = min(window_s, (hi - sample) / fs - 2 * guard_s)
+    right, _, hi = obs.timeline.tones_at(obs.channel, r_at)
+    want = WINDOW_S if window_s is None else window_s
+    w_left = min(want, (sample - lo) / fs - 2 * guard_s)
+    w_right = min(want, (hi - r_at) / fs - 2 * guard_s)
     if min(w_left, w_right) < 20 / fs:
-        raise AnalysisError(f"{obs.program}: the pieces around sample {sample} are too short for a {window_s * 1e9:.0f} ns window")
+        raise AnalysisError(f"{obs.program}: the pieces around sample {sample} are too short for a {want * 1e9:.0f} ns window")
+    c = obs.capture
+    w_left = min(w_left, t_b - guard_s - c.time_s[0])  # a boundary near the record's edge: what the record holds
+    w_right = min(w_right, c.time_s[-1] - t_rb - guard_s)
+    if min(w_left, w_right) < 20 / fs:
+        raise AnalysisError(f"{obs.program}: the boundary at sample {sample} lies at the edge of the record")
     t_l, y_l = obs.window(t_b - guard_s - w_left, t_b - guard_s)
-    t_r, y_r = obs.window(t_b + guard_s, t_b + guard_s + w_right)
+    t_r, y_r = obs.window(t_rb + guard_s, t_rb + guard_s + w_right)
     common = sorted({p.span.tone for p in left if p.span.a1 > 0} & {p.span.tone for p in right if p.span.a0 > 0})
     if not common:
         raise AnalysisError(f"{obs.program}: no tone plays on both sides of sample {sample}")
     lp = [p for p in left if p.span.a1 > 0]
     rp = [p for p in right if p.span.a0 > 0]
-    fit = joint_fit(
-        [obs.side(t_l, y_l, lp, sample, t_b), obs.side(t_r, y_r, rp, sample, t_b)],
-        harmonics=3 if max(len(lp), len(rp)) <= 2 else 1,
-        image_rate_hz=fs,
-        max_freq_hz=max(max(p.span.f1_hz for p in lp), max(p.span.f0_hz for p in rp)),
-    )
-    steps, sigmas = {}, {}
+    harmonics = 3 if max(len(lp), len(rp)) <= 2 else 1
+    top = max(max(p.span.f0_hz, p.span.f1_hz) for p in lp + rp)
+    sides = [obs.side(t_l, y_l, lp, sample, t_b), obs.side(t_r, y_r, rp, sample, t_b)]
+    fit = joint_fit(sides, harmonics=harmonics, image_rate_hz=fs, max_freq_hz=top)
+    steps, sigmas, amp_steps, amp_sigmas = {}, {}, {}, {}
     for tone in common:
         i = next(k for k, p in enumerate(lp) if p.span.tone == tone)
         j = next(k for k, p in enumerate(rp) if p.span.tone == tone)
         step, sigma = fit.phase_step(i, j)
         steps[tone], sigmas[tone] = math.degrees(step), math.degrees(sigma)
-    return BoundaryStep(sample, steps, sigmas, ((t_l - t_b, y_l), (t_r - t_b, y_r)))
+        ra, rb = float(fit.amplitude[0][i]), float(fit.amplitude[1][j])
+        pa, pb = lp[i].span, rp[j].span
+        want_a = max(pa.a0, pa.a1) * obs.path.magnitude(pa.f1_hz)
+        want_b = max(pb.a0, pb.a1) * obs.path.magnitude(pb.f0_hz)
+        amp_steps[tone] = 20 * math.log10((rb / ra) / (want_b / want_a))
+        amp_sigmas[tone] = 20 / math.log(10) * math.hypot(fit.amplitude_sigma(0, i) / ra, fit.amplitude_sigma(1, j) / rb)
+    scales: tuple[tuple[float, float], ...] = ()
+    if each_side and all(p.span.f0_hz == p.span.f1_hz for p in lp + rp):
+        alone = [joint_fit([side], harmonics=harmonics, image_rate_hz=fs, max_freq_hz=top) for side in sides]
+        scales = tuple((f.scale, f.scale_sigma) for f in alone)
+    return BoundaryStep(
+        sample, steps, sigmas, ((t_l - t_b, y_l), (t_r - t_b, y_r)), fit.residual_rms, amp_steps, amp_sigmas, scales, min(w_left, w_right)
+    )
 
 
 def _worst(steps: dict[int, float], sigmas: dict[int, float]) -> tuple[int, float, float]:
@@ -72,33 +110,80 @@ def _worst(steps: dict[int, float], sigmas: dict[int, float]) -> tuple[int, floa
     return tone, steps[tone], sigmas[tone]
 
 
-def phase_jump(obs: Observation, from_segment: str, to_segment: str, limits: Limits, *, occurrence: int = 0, window_s: float = WINDOW_S) -> CheckResult:
-    """Phase jump where ``to_segment`` is entered after ``from_segment`` (its ``occurrence``-th
-    entry in the timeline). Limit: max(``limits.phase_jump_deg``, ``limits.sigmas`` sigma)."""
+def _boundary_sample(obs: Observation, from_segment: str, to_segment: str, occurrence: int) -> int:
     entries = [e for i, e in enumerate(obs.timeline.entries) if e.name == to_segment and i > 0 and obs.timeline.entries[i - 1].name == from_segment]
     if len(entries) <= occurrence:
         raise AnalysisError(f"{obs.program}: no boundary {from_segment} -> {to_segment} in the timeline")
-    b = boundary_step(obs, entries[occurrence].sample, window_s=window_s)
+    return entries[occurrence].sample
+
+
+def _phase_result(obs: Observation, b: BoundaryStep, where: str, limits: Limits, check: str = "phase_jump") -> CheckResult:
     tone, step, sigma = _worst(b.steps_deg, b.sigmas_deg)
-    return CheckResult(
-        "phase_jump",
+    result = CheckResult(
+        check,
         obs.program,
-        f"{from_segment}->{to_segment} {obs.channel}",
+        where,
         step,
         sigma,
-        max(limits.phase_jump_deg, limits.sigmas * sigma),
+        limits.phase_jump_deg,
         "deg",
-        detail={"boundary_sample": b.sample, "boundary_time_s": obs.scope_time(b.sample), "worst_tone": tone, "steps_deg": b.steps_deg, "window_s": window_s},
+        detail={"boundary_sample": b.sample, "boundary_time_s": obs.scope_time(b.sample), "worst_tone": tone, "steps_deg": b.steps_deg, "window_s": b.window_s},
         plot={"kind": "boundary", "sides": b.sides, "steps_deg": b.steps_deg, "sigmas_deg": b.sigmas_deg},
     )
+    return conclude(result, obs, b.residual_v, limits.sigmas, limits.noise_budget)
 
 
-def wrap_step(obs: Observation, segment: str, limits: Limits, *, max_wraps: int = 6, window_s: float = WINDOW_S) -> CheckResult:
+def phase_jump(obs: Observation, from_segment: str, to_segment: str, limits: Limits, *, occurrence: int = 0, window_s: float | None = None) -> CheckResult:
+    """Phase jump where ``to_segment`` is entered after ``from_segment`` (its ``occurrence``-th
+    entry in the timeline), against ``limits.phase_jump_deg`` (see :mod:`hil.analysis.budget`
+    for when it is inconclusive)."""
+    b = boundary_step(obs, _boundary_sample(obs, from_segment, to_segment, occurrence), window_s=window_s)
+    return _phase_result(obs, b, f"{from_segment}->{to_segment} {obs.channel}", limits)
+
+
+def boundary_checks(
+    obs: Observation, sample: int, where: str, limits: Limits, *, window_s: float | None = None, right_sample: int | None = None
+) -> list[CheckResult]:
+    """Phase, amplitude and frequency continuity of every tone playing on both sides of card
+    ``sample``, each against the programmed change (zero, or what the program asks there): the
+    worst tone's phase step (deg), amplitude step (dB; the signal path's response at both
+    frequencies divided out) and frequency step (ppm: the difference of the two sides' own time
+    scales, so the clocks cancel)."""
+    b = boundary_step(obs, sample, window_s=window_s, each_side=True, right_sample=right_sample)
+    out = [_phase_result(obs, b, where, limits)]
+    tone, step, sigma = _worst(b.amp_steps_db, b.amp_sigmas_db)
+    tones = list(b.amp_steps_db)
+    amp = CheckResult(
+        "amplitude_step", obs.program, where, step, sigma, limits.amplitude_step_db, "dB",
+        detail={"boundary_sample": b.sample, "worst_tone": tone, "steps_db": b.amp_steps_db, "window_s": b.window_s},
+        plot={
+            "kind": "levels", "labels": [f"tone {t}" for t in tones],
+            "values": [b.amp_steps_db[t] for t in tones], "sigmas": [b.amp_sigmas_db[t] for t in tones],
+        },
+    )  # fmt: skip
+    out.append(conclude(amp, obs, b.residual_v, limits.sigmas, limits.noise_budget))
+    if b.scales:  # both sides hold their frequencies (a move's own time scale mixes in the trigger timing: the trajectory checks read it)
+        (sl, el), (sr, er) = b.scales
+        freq = CheckResult(
+            "frequency_step", obs.program, where, (sr - sl) * 1e6, math.hypot(el, er) * 1e6, limits.frequency_step_ppm, "ppm",
+            detail={"boundary_sample": b.sample, "scale_left": sl, "scale_right": sr, "window_s": b.window_s},
+            plot={
+                "kind": "levels", "labels": ["left - nominal", "right - nominal"],
+                "values": [(sl - 1) * 1e6, (sr - 1) * 1e6], "sigmas": [el * 1e6, er * 1e6],
+            },
+        )  # fmt: skip
+        out.append(conclude(freq, obs, b.residual_v, limits.sigmas, limits.noise_budget))
+    return out
+
+
+def wrap_step(obs: Observation, segment: str, limits: Limits, *, max_wraps: int = 16, window_s: float | None = None) -> CheckResult:
     """Mean phase step per wrap of looped ``segment`` over up to ``max_wraps`` wraps inside the
-    record (inverse-variance weighted per tone; the worst tone is reported). Limit:
-    max(``limits.wrap_step_deg``, ``limits.sigmas`` sigma)."""
+    record (inverse-variance weighted per tone; the worst tone is reported), against
+    ``limits.wrap_step_deg``. Each side of a wrap is fitted over half a pass (less the guards)."""
     c = obs.capture
-    t_lo, t_hi = c.time_s[0] + window_s + GUARD_S, c.time_s[-1] - window_s - GUARD_S
+    half = obs.timeline.entries_of(segment)[0].n_samples / obs.awg_rate_hz / 2 - 2 * GUARD_S
+    w = min(half, WINDOW_S if window_s is None else window_s)
+    t_lo, t_hi = c.time_s[0] + w + GUARD_S, c.time_s[-1] - w - GUARD_S
     wraps = []
     for e in obs.timeline.entries_of(segment):
         n_pass = e.passes if e.passes is not None else 10**9
@@ -111,22 +196,23 @@ def wrap_step(obs: Observation, segment: str, limits: Limits, *, max_wraps: int 
     if not wraps:
         raise AnalysisError(f"{obs.program}: no wrap of {segment!r} inside the record")
     pick = [wraps[i] for i in np.unique(np.linspace(0, len(wraps) - 1, min(max_wraps, len(wraps))).round().astype(int))]
-    fits = [boundary_step(obs, b, window_s=min(window_s, obs.timeline.entries_of(segment)[0].n_samples / obs.awg_rate_hz / 2 - 2 * GUARD_S)) for b in pick]
+    fits = [boundary_step(obs, b, window_s=w) for b in pick]
     means, sigmas = {}, {}
     for tone in fits[0].steps_deg:
-        w = np.array([1 / f.sigmas_deg[tone] ** 2 for f in fits])
+        wt = np.array([1 / f.sigmas_deg[tone] ** 2 for f in fits])
         x = np.array([f.steps_deg[tone] for f in fits])
-        means[tone] = float(np.sum(w * x) / np.sum(w))
-        sigmas[tone] = float(1 / math.sqrt(np.sum(w)))
+        means[tone] = float(np.sum(wt * x) / np.sum(wt))
+        sigmas[tone] = float(1 / math.sqrt(np.sum(wt)))
     tone, step, sigma = _worst(means, sigmas)
-    return CheckResult(
+    result = CheckResult(
         "wrap_step",
         obs.program,
         f"{segment} {obs.channel}",
         step,
         sigma,
-        max(limits.wrap_step_deg, limits.sigmas * sigma),
+        limits.wrap_step_deg,
         "deg",
         detail={"wraps_fitted": len(fits), "wraps_in_record": len(wraps), "worst_tone": tone, "per_wrap_deg": [f.steps_deg[tone] for f in fits]},
         plot={"kind": "wraps", "per_wrap_deg": [f.steps_deg[tone] for f in fits], "sigmas_deg": [f.sigmas_deg[tone] for f in fits], "sides": fits[0].sides},
     )
+    return conclude(result, obs, float(np.sqrt(np.mean([f.residual_v**2 for f in fits]))), limits.sigmas, limits.noise_budget)

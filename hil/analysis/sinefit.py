@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.linalg import lstsq
 from scipy.optimize import minimize_scalar
 
 from ..errors import AnalysisError
@@ -135,7 +136,7 @@ def joint_fit(
     harmonics: int = 3,
     image_rate_hz: float | None = None,
     scale_guess: float = 1.0,
-    scale_span: float = 1e-3,
+    scale_span: float = 2e-4,
     max_freq_hz: float | None = None,
 ) -> JointFit:
     """Fit ``sides`` jointly (see module doc). ``image_rate_hz``: the AWG sample rate, to model
@@ -149,7 +150,7 @@ def joint_fit(
 
     def rss(s: float) -> float:
         design, _ = _design(sides, s, harmonics, image_rate_hz)
-        coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+        coef, *_ = lstsq(design, y, lapack_driver="gelsy", check_finite=False)
         r = y - design @ coef
         return float(r @ r)
 
@@ -163,7 +164,7 @@ def joint_fit(
     s = float(res.x) if res.fun <= min(values) else float(best)
 
     design, funds = _design(sides, s, harmonics, image_rate_hz)
-    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    coef, *_ = lstsq(design, y, lapack_driver="gelsy", check_finite=False)
     resid = y - design @ coef
     n, p = design.shape[0], design.shape[1] + 1
     if n <= p:
