@@ -9,12 +9,13 @@ pass (``segment@offset``). Wraps of looped segments are checked by
 The record's time scale is fitted once (:func:`_record_scale`); with it fixed, windows of W (at least :data:`GLITCH_WINDOW_S`, and
 two periods of the closest spacing between the piece's tones, so they stay resolved) hop by W/2
 across it, and each is fitted linearly for every tone's phase offset and amplitude against the
-programmed trajectory. Windows k and k + 2 do not overlap and together cover any instant of the
-window between them, so a phase or amplitude step anywhere in the piece (beyond the guards at
-its edges, which the boundary checks cover) shows in full as their difference. Reported: the
-largest phase change (deg) and amplitude change (dB) of any tone between such windows, with
-the position, against ``limits.glitch_deg`` and ``limits.amplitude_step_db``; pieces too short
-for three windows are named in the detail as not scanned.
+programmed trajectory. Window k ends W/2 before window k + 3 starts, and as k steps these gaps
+tile the piece, so a phase or amplitude step anywhere in it (beyond the guards at its edges,
+which the boundary checks cover) falls between some such pair and shows in full as their
+difference. Reported: the largest phase change (deg) and amplitude change (dB) of any tone
+between such windows, with the position, against ``limits.glitch_deg`` and
+``limits.amplitude_step_db``; pieces too short for four windows are named in the detail as not
+scanned.
 """
 
 from __future__ import annotations
@@ -194,19 +195,21 @@ def glitch_scan(obs: Observation, limits: Limits) -> list[CheckResult]:
     for lo_c, hi_c, paths, name in pieces:
         freqs = sorted(f for p in paths for f in (p.span.f0_hz, p.span.f1_hz))
         spacing = min((b - a for a, b in zip(freqs, freqs[1:]) if b - a > 0), default=math.inf)
-        width = max(GLITCH_WINDOW_S, 2.0 / spacing, _width_for_limit(obs, paths, limits))
+        shortest = max(GLITCH_WINDOW_S, 2.0 / spacing)
         span_s = (hi_c - lo_c) / fs - 2 * GUARD_S
-        if span_s < 2 * width:
+        if span_s < 2.5 * shortest:
             skipped.append(f"{name} [{lo_c}, {hi_c})")
             continue
+        # as long as the limit needs, but short enough for windows k and k + 3 to fit
+        width = min(max(shortest, _width_for_limit(obs, paths, limits)), span_s / 2.5)
         rows, width_s = _window_fits(obs, paths, lo_c, hi_c, scale, width)
-        if len(rows) < 3:
+        if len(rows) < 4:
             skipped.append(f"{name} [{lo_c}, {hi_c})")
             continue
         scanned.append(f"{name} [{lo_c}, {hi_c})")
         residuals += [r[5] for r in rows]
-        for k in range(len(rows) - 2):
-            a, b = rows[k], rows[k + 2]
+        for k in range(len(rows) - 3):
+            a, b = rows[k], rows[k + 3]
             for i, p in enumerate(paths):
                 d = math.degrees((b[1][i] - a[1][i] + math.pi) % (2 * math.pi) - math.pi)
                 s = math.degrees(math.hypot(a[3][i], b[3][i]))

@@ -1,0 +1,204 @@
+"""The HIL checks cannot be fooled: a fault anywhere in a record is caught, and a capture too poor
+to see one is inconclusive, never a pass.
+
+Captures are written here from first principles (the card sample n(t) of each scope sample, the
+tone's phase and amplitude computed in this file, Gaussian noise and 8-bit rounding at a known
+range), independently of the harness's own scope model in ``hil/simrig``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from awgrt import AWGProgramBuilder, compile_sequence_program, quantize_resolved_ir
+from hil.analysis import Observation, boundaries_in_record, boundary_checks, glitch_scan, wrap_spurs
+from hil.limits import Limits
+from hil.response import SignalPath
+from hil.scopes import Capture
+from hil.timeline import Timeline
+
+FS = 625e6
+SCOPE_FS = 2.5e9
+LATENCY = 249  # card samples from the trigger to the first replayed sample at 625 MS/s
+TRIGGER = 1000
+FIRST = TRIGGER + LATENCY
+F = 100e6
+N = 2048  # samples per segment: a multiple of 32, so the card plays them as asked
+A_LOW, A_HIGH = 0.2, 0.4
+RANGE_V = 1.0  # the scope's full scale, peak to peak: 8 bits of 1/256 V
+LSB = RANGE_V / 256
+ENOB = 8 - math.log2(math.sqrt(1 + 1 / 12) * math.sqrt(12))  # 1 LSB of noise plus quantisation: 6.15
+LIMITS = Limits()
+
+
+def ramp_program() -> AWGProgramBuilder:
+    """low (hold) -> ramp (min_jerk amplitude) -> high (hold) -> tail (hold)."""
+    t = N / FS
+    return (
+        AWGProgramBuilder()
+        .logical_channel("H")
+        .define("t", logical_channel="H", freqs=[F], amps=[A_LOW], phases=[0.0])
+        .segment("low")
+        .tones("H")
+        .use_def("t")
+        .hold(time=t)
+        .segment("ramp")
+        .tones("H")
+        .ramp_amp_to(amps=A_HIGH, time=t, kind="min_jerk")
+        .segment("high")
+        .hold(time=t)
+        .segment("tail")
+        .hold(time=t)
+        .last_step("end")
+    )
+
+
+def signal(*, phase_faults=(), amp_faults=(), scale: float = 1.0):
+    """The program's output at card sample n (volts), with phase steps (card sample, deg) and
+    amplitude steps (card sample, dB) added from those samples on."""
+
+    def amplitude(n):
+        u = np.clip((n - FIRST - N) / N, 0.0, 1.0)
+        return A_LOW + (A_HIGH - A_LOW) * u**3 * (10 - 15 * u + 6 * u * u)
+
+    def out(n):
+        phase = 2 * np.pi * F * (n - FIRST) / FS
+        gain = np.ones_like(n)
+        for at, deg in phase_faults:
+            phase = phase + np.where(n >= at, math.radians(deg), 0.0)
+        for at, db in amp_faults:
+            gain = gain * np.where(n >= at, 10 ** (db / 20), 1.0)
+        return scale * gain * amplitude(n) * np.sin(phase)
+
+    return out
+
+
+def observe(builder, fn, *, duration_s: float, noise_lsb: float = 1.0, seed: int = 0, ppm: float = 20.0) -> Observation:
+    """An 8-bit scope of RANGE_V full scale whose timebase runs ``ppm`` off records ``fn``."""
+    q = quantize_resolved_ir(builder.build_resolved_ir(sample_rate_hz=FS), {"H": 0})
+    prog = compile_sequence_program(q, progress=False)
+    rng = np.random.default_rng(seed)
+    tau = -0.1e-6 + np.arange(int((duration_s + 0.1e-6) * SCOPE_FS)) / SCOPE_FS
+    n = TRIGGER + tau / (1 + ppm * 1e-6) * FS
+    y = fn(n) + rng.normal(0, noise_lsb * LSB, n.size)
+    codes = np.clip(np.rint(y / LSB), -128, 127).astype(np.int16)
+    cap = Capture("CH1", codes, 1 / SCOPE_FS, tau[0], LSB, 0.0)
+    timeline = Timeline.of(q, prog, (TRIGGER,), TRIGGER + int(duration_s * FS) + 2 * LATENCY)
+    return Observation(cap, timeline, "H", "synthetic", TRIGGER, 1.0, SignalPath(FS), 0.0, adc_range_v=RANGE_V, adc_bits=8, enob=ENOB)
+
+
+def every_check(obs: Observation, limits: Limits = LIMITS):
+    out = []
+    for sample, right, label in boundaries_in_record(obs):
+        out += boundary_checks(obs, sample, label, limits, right_sample=right)
+    return out + glitch_scan(obs, limits)
+
+
+RECORD_S = (LATENCY + 4 * N) / FS  # the whole program
+BOUNDARY = {"low->ramp": FIRST + N, "ramp->high": FIRST + 2 * N, "high->tail": FIRST + 3 * N}
+
+
+def test_every_boundary_of_the_record_is_checked():
+    obs = observe(ramp_program(), signal(), duration_s=RECORD_S)
+    found = {label: sample for sample, _, label in boundaries_in_record(obs)}
+    assert found == BOUNDARY
+    kinds = {(r.check, r.where) for r in every_check(obs)}
+    for label in BOUNDARY:
+        assert {("phase_jump", label), ("amplitude_step", label), ("frequency_step", label)} <= kinds or label == "low->ramp"
+    assert ("glitch_scan", "record H") in kinds and ("amplitude_glitch", "record H") in kinds
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_clean_record_passes_every_check(seed: int):
+    results = every_check(observe(ramp_program(), signal(), duration_s=RECORD_S, seed=seed))
+    bad = [(r.name, r.measured, r.sigma, r.limit, r.inconclusive) for r in results if not r.passed]
+    assert not bad
+
+
+FAULTS = [
+    # (what, phase faults, amplitude faults, the check that must fail, its reading)
+    ("30 deg at ramp->high", [(FIRST + 2 * N, 30.0)], [], "phase_jump", 30.0),
+    ("2 deg at hold_b->move scale: at a boundary", [(FIRST + 3 * N, 2.0)], [], "phase_jump", 2.0),
+    ("2 deg 1.1 us after a boundary", [(FIRST + 2 * N + round(1.1e-6 * FS), 2.0)], [], "glitch_scan", 2.0),
+    ("3 deg in the middle of a hold", [(FIRST + N // 2, 3.0)], [], "glitch_scan", 3.0),
+    ("+1 dB entering high", [], [(FIRST + 2 * N, 1.0)], "amplitude_step", 1.0),
+    ("+1 dB in the middle of tail", [], [(FIRST + 3 * N + N // 2, 1.0)], "amplitude_glitch", 1.0),
+]
+
+
+@pytest.mark.parametrize(("what", "phase", "amp", "check", "size"), FAULTS, ids=[f[0] for f in FAULTS])
+def test_a_fault_anywhere_in_the_record_is_caught(what, phase, amp, check, size):
+    results = every_check(observe(ramp_program(), signal(phase_faults=phase, amp_faults=amp), duration_s=RECORD_S, seed=3))
+    failing = [r for r in results if r.check == check and not r.passed]
+    assert failing, [(r.name, r.measured, r.limit) for r in results if r.check == check]
+    worst = max(failing, key=lambda r: abs(r.measured))
+    assert not worst.inconclusive and worst.measured == pytest.approx(size, abs=max(5 * worst.sigma, 0.15 * size))
+
+
+def test_a_clipped_record_is_inconclusive_not_a_reading():
+    # overdriven: the high hold's peak (0.52 V) passes the rail (0.5 V)
+    obs = observe(ramp_program(), signal(scale=1.3), duration_s=RECORD_S)
+    assert obs.clipped_samples > 0
+    results = every_check(obs)
+    assert results and all(not r.passed and "clipped" in r.inconclusive for r in results)
+
+
+def test_a_record_noisier_than_the_rig_is_inconclusive():
+    results = every_check(observe(ramp_program(), signal(), duration_s=RECORD_S, noise_lsb=3.0))
+    assert results and all(not r.passed for r in results)
+    assert all("nominal noise" in r.inconclusive for r in results)
+
+
+def test_an_unmodelled_line_passes_nothing():
+    # a -30 dBc line 1 MHz from the carrier (crosstalk the model does not know): the boundary
+    # fits' residual exceeds the rig's noise (inconclusive), and the glitch scan sees its beat
+    def with_line(n):
+        return signal()(n) + 0.03 * A_HIGH * np.sin(2 * np.pi * (F + 1e6) * (n - FIRST) / FS + 0.3)
+
+    results = every_check(observe(ramp_program(), with_line, duration_s=RECORD_S))
+    assert results and not any(r.passed for r in results)
+    assert all("does not" in r.inconclusive for r in results if r.check in ("phase_jump", "amplitude_step", "frequency_step"))
+
+
+def test_a_limit_the_rig_cannot_resolve_is_inconclusive():
+    results = every_check(observe(ramp_program(), signal(), duration_s=RECORD_S), Limits(phase_jump_deg=0.01, glitch_deg=0.01))
+    phase = [r for r in results if r.check in ("phase_jump", "glitch_scan")]
+    assert phase and all(not r.passed and "resolves this to" in r.inconclusive for r in phase)
+    assert all(r.passed for r in results if r.check not in ("phase_jump", "glitch_scan"))
+
+
+def test_limits_do_not_grow_with_the_measured_sigma():
+    clean = every_check(observe(ramp_program(), signal(), duration_s=RECORD_S))
+    worse = every_check(observe(ramp_program(), signal(), duration_s=RECORD_S, noise_lsb=2.0))
+    assert [r.limit for r in clean] == [r.limit for r in worse]
+    assert max(r.sigma for r in worse if r.check == "phase_jump") > 1.5 * max(r.sigma for r in clean if r.check == "phase_jump")
+
+
+def looped(passes: int) -> AWGProgramBuilder:
+    k = 164  # cycles per 1024-sample pass: on the grid, no snapping
+    return (
+        AWGProgramBuilder()
+        .logical_channel("H")
+        .define("t", logical_channel="H", freqs=[k * FS / 1024], amps=[A_HIGH], phases=[0.0])
+        .segment("lead")
+        .tones("H")
+        .use_def("t")
+        .hold(time=1024 / FS)
+        .segment("loop", mode="loop_n", loops=passes)
+        .hold(time=1024 / FS)
+        .segment("tail")
+        .hold(time=1024 / FS)
+        .last_step("end")
+    )
+
+
+def test_a_spur_limit_below_what_the_record_can_see_is_inconclusive():
+    f = 164 * FS / 1024
+    obs = observe(looped(16), lambda n: A_HIGH * np.sin(2 * np.pi * f * (n - FIRST) / FS), duration_s=(LATENCY + 18 * 1024) / FS)
+    fine = wrap_spurs(obs, "loop", LIMITS)
+    assert fine.passed and fine.limit == LIMITS.wrap_spur_dbc
+    strict = wrap_spurs(obs, "loop", Limits(wrap_spur_dbc=-95.0))
+    assert not strict.passed and "noise floor" in strict.inconclusive and strict.limit == -95.0
