@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from awgrt import AWGProgramBuilder, compile_sequence_program, quantize_resolved_ir
-from hil.analysis import Observation, boundaries_in_record, boundary_checks, glitch_scan, wrap_spurs
+from hil.analysis import Observation, boundaries_in_record, boundary_checks, glitch_scan, trajectory_checks, wrap_spurs
 from hil.limits import Limits
 from hil.response import SignalPath
 from hil.scopes import Capture
@@ -202,3 +202,12 @@ def test_a_spur_limit_below_what_the_record_can_see_is_inconclusive():
     assert fine.passed and fine.limit == LIMITS.wrap_spur_dbc
     strict = wrap_spurs(obs, "loop", Limits(wrap_spur_dbc=-95.0))
     assert not strict.passed and "noise floor" in strict.inconclusive and strict.limit == -95.0
+
+
+def test_a_chirp_fault_reads_true_because_the_filter_stays_inside_the_move():
+    from tests.test_hil_analysis import chirp_program, chirp_signal
+    from tests.test_hil_analysis import observe as observe_plain
+
+    for scale in (1.0, 1.02):
+        rate = trajectory_checks(observe_plain(chirp_program(), chirp_signal(scale), duration_s=10e-6), "move", LIMITS)[0]
+        assert rate.measured == pytest.approx(100 * (scale - 1), abs=0.1)  # percent: within 0.1 % of the truth

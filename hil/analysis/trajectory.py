@@ -1,8 +1,8 @@
 """Chirp rate, phase residual and glitch scan over a segment, from the DDC phase.
 
 Digital down-conversion at the segment's centre frequency f_c: z = lowpass(y e^(-j 2 pi f_c t))
-with a zero-phase (symmetric, centred) FIR, phi = unwrap(arg z), kept where the FIR does not
-reach outside the segment. The programmed phase psi(tau) (relative to the carrier) is fitted as
+with a zero-phase (symmetric, centred) FIR, phi = unwrap(arg z), kept only where the FIR's whole
+support lies inside the segment (less its guards): no sample of a neighbouring segment enters. The programmed phase psi(tau) (relative to the carrier) is fitted as
 
     phi(tau) = p0 + p1 tau + (1 + q) psi(tau) - d 2 pi (f_prog(tau) - f_c)
 
@@ -59,9 +59,8 @@ def trajectory_checks(obs: Observation, segment: str, limits: Limits) -> list[Ch
     f0, f1 = path.span.f0_hz, path.span.f1_hz
     f_c = 0.5 * (f0 + f1)
     bandwidth = max(MIN_BANDWIDTH_HZ, abs(f1 - f0) / 2 + 2e6)
-    fir_s = 4.0 / bandwidth / 2
     t0, t1 = obs.scope_time(lo), obs.scope_time(hi)
-    t, y = obs.window(t0 + GUARD_S - fir_s, t1 - GUARD_S + fir_s)
+    t, y = obs.window(t0 + GUARD_S, t1 - GUARD_S)  # every kept DDC sample's filter lies inside the segment
     tau, phi, _ = ddc_phase(t, y, f_c, bandwidth)
     if tau.size < 16:
         raise AnalysisError(f"{obs.program}: {segment!r} is too short for the DDC ({tau.size} samples)")
