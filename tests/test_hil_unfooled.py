@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from awgrt import AWGProgramBuilder, compile_sequence_program, quantize_resolved_ir
-from hil.analysis import Observation, boundaries_in_record, boundary_checks, glitch_scan, trajectory_checks, wrap_spurs
+from hil.analysis import Observation, boundaries_in_record, boundary_checks, glitch_scan, trajectory_checks, wrap_spurs, wrap_step
 from hil.limits import Limits
 from hil.response import SignalPath
 from hil.scopes import Capture
@@ -211,3 +211,30 @@ def test_a_chirp_fault_reads_true_because_the_filter_stays_inside_the_move():
     for scale in (1.0, 1.02):
         rate = trajectory_checks(observe_plain(chirp_program(), chirp_signal(scale), duration_s=10e-6), "move", LIMITS)[0]
         assert rate.measured == pytest.approx(100 * (scale - 1), abs=0.1)  # percent: within 0.1 % of the truth
+
+
+def test_a_many_tone_wrap_error_reads_within_5_percent():
+    # eight tones on the 1024-sample grid, each playing delta cycles per pass more than whole:
+    # every tone is off its programmed frequency by its own amount, which one time scale cannot absorb
+    ks = [120 + 14 * i for i in range(8)]
+    amp, delta, passes = 0.06, 0.01, 24
+    b = AWGProgramBuilder().logical_channel("H")
+    b.define("g", logical_channel="H", freqs=[k * FS / 1024 for k in ks], amps=[amp] * 8, phases=[0.1 * i for i in range(8)])
+    b.segment("lead").tones("H").use_def("g").hold(time=1024 / FS)
+    b.segment("loop", mode="loop_n", loops=passes).hold(time=1024 / FS)
+    b.segment("tail").hold(time=1024 / FS).last_step("end")
+    start = FIRST + 1024
+
+    def fn(n):
+        inside = (n >= start) & (n < start + passes * 1024)
+        out = np.zeros_like(n)
+        for i, k in enumerate(ks):
+            p0 = 2 * np.pi * 0.1 * i
+            loop = (k + delta) * ((n - start) % 1024) / 1024 + k * (start - FIRST) / 1024
+            out += amp * np.sin(p0 + 2 * np.pi * np.where(inside, loop, k * (n - FIRST) / 1024))
+        return out
+
+    obs = observe(b, fn, duration_s=(LATENCY + (passes + 3) * 1024) / FS, noise_lsb=0.5)
+    step = wrap_step(obs, "loop", LIMITS)
+    assert step.measured == pytest.approx(-360 * delta, rel=0.05)
+    assert not step.passed

@@ -49,14 +49,21 @@ class BoundaryStep:
 
 
 def boundary_step(
-    obs: Observation, sample: int, *, window_s: float | None = None, guard_s: float = GUARD_S, each_side: bool = False, right_sample: int | None = None
+    obs: Observation,
+    sample: int,
+    *,
+    window_s: float | None = None,
+    guard_s: float = GUARD_S,
+    each_side: bool = False,
+    right_sample: int | None = None,
+    slopes: bool = False,
 ) -> BoundaryStep:
     """Fit every common tone at card ``sample`` (a step or wrap boundary): windows of
     ``window_s`` per side (None: the whole piece on each side less the guards, up to
     :data:`WINDOW_S`). ``each_side``: also fit each side alone for its time scale (where every
     tone holds its frequency). ``right_sample``: the right side starts there instead (a piece
     too short to fit lies between; both sides are compared with the programmed phase, which
-    runs on through it)."""
+    runs on through it). ``slopes``: see :func:`~hil.analysis.sinefit.joint_fit`."""
     fs = obs.awg_rate_hz
     t_b = obs.scope_time(sample)
     r_at = sample if right_sample is None else right_sample
@@ -83,7 +90,7 @@ def boundary_step(
     harmonics = 3 if max(len(lp), len(rp)) <= 2 else 1
     top = max(max(p.span.f0_hz, p.span.f1_hz) for p in lp + rp)
     sides = [obs.side(t_l, y_l, lp, sample, t_b), obs.side(t_r, y_r, rp, sample, t_b)]
-    fit = joint_fit(sides, harmonics=harmonics, image_rate_hz=fs, max_freq_hz=top)
+    fit = joint_fit(sides, harmonics=harmonics, image_rate_hz=fs, max_freq_hz=top, slopes=slopes)
     steps, sigmas, amp_steps, amp_sigmas = {}, {}, {}, {}
     for tone in common:
         i = next(k for k, p in enumerate(lp) if p.span.tone == tone)
@@ -176,7 +183,7 @@ def boundary_checks(
     return out
 
 
-def wrap_step(obs: Observation, segment: str, limits: Limits, *, max_wraps: int = 16, window_s: float | None = None) -> CheckResult:
+def wrap_step(obs: Observation, segment: str, limits: Limits, *, max_wraps: int = 40, window_s: float | None = None) -> CheckResult:
     """Mean phase step per wrap of looped ``segment`` over up to ``max_wraps`` wraps inside the
     record (inverse-variance weighted per tone; the worst tone is reported), against
     ``limits.wrap_step_deg``. Each side of a wrap is fitted over half a pass (less the guards)."""
@@ -196,7 +203,11 @@ def wrap_step(obs: Observation, segment: str, limits: Limits, *, max_wraps: int 
     if not wraps:
         raise AnalysisError(f"{obs.program}: no wrap of {segment!r} inside the record")
     pick = [wraps[i] for i in np.unique(np.linspace(0, len(wraps) - 1, min(max_wraps, len(wraps))).round().astype(int))]
-    fits = [boundary_step(obs, b, window_s=w) for b in pick]
+    # several tones: a wrap error puts each off its programmed frequency by its own amount, which
+    # one shared time scale cannot absorb; each side then reads each tone's phase at the wrap itself
+    paths, _, _ = obs.timeline.tones_at(obs.channel, pick[0])
+    several = sum(p.span.a0 > 0 for p in paths) > 1
+    fits = [boundary_step(obs, b, window_s=w, slopes=several) for b in pick]
     means, sigmas = {}, {}
     for tone in fits[0].steps_deg:
         wt = np.array([1 / f.sigmas_deg[tone] ** 2 for f in fits])

@@ -93,16 +93,19 @@ def wrap_angle(x: float) -> float:
     return (x + math.pi) % (2 * math.pi) - math.pi
 
 
-def _columns(side: Side, s: float, harmonics: int, image_rate_hz: float | None) -> tuple[list[np.ndarray], list[tuple[int, int]]]:
+def _columns(side: Side, s: float, harmonics: int, image_rate_hz: float | None, slopes: bool = False) -> tuple[list[np.ndarray], list[tuple[int, int]]]:
     cols: list[np.ndarray] = []
     fund = []
     ts = side.t * s
     envelopes = side.envelopes or [None] * len(side.tones)
+    span = max(float(np.max(np.abs(ts))), 1e-15) if ts.size else 1.0
     for phi_fn, env_fn in zip(side.tones, envelopes):
         phi = phi_fn(ts)
         env = np.ones_like(ts) if env_fn is None else env_fn(ts)
         fund.append((len(cols), len(cols) + 1))
         cols += [env * np.cos(phi), env * np.sin(phi)]
+        if slopes:  # the tone's own frequency offset on this side, to first order; zero at the reference instant
+            cols += [env * (ts / span) * np.cos(phi), env * (ts / span) * np.sin(phi)]
         for k in range(2, harmonics + 1):
             cols += [env**k * np.cos(k * phi), env**k * np.sin(k * phi)]
         if image_rate_hz:
@@ -112,11 +115,11 @@ def _columns(side: Side, s: float, harmonics: int, image_rate_hz: float | None) 
     return cols, fund
 
 
-def _design(sides: Sequence[Side], s: float, harmonics: int, image_rate_hz: float | None) -> tuple[np.ndarray, list[list[tuple[int, int]]]]:
+def _design(sides: Sequence[Side], s: float, harmonics: int, image_rate_hz: float | None, slopes: bool = False) -> tuple[np.ndarray, list[list[tuple[int, int]]]]:
     """Block design matrix (rows: samples of all sides; columns: each side's own terms)."""
     blocks, funds, width = [], [], 0
     for side in sides:
-        cols, fund = _columns(side, s, harmonics, image_rate_hz)
+        cols, fund = _columns(side, s, harmonics, image_rate_hz, slopes)
         blocks.append(np.stack(cols, axis=1))
         funds.append([(width + a, width + b) for a, b in fund])
         width += len(cols)
@@ -138,18 +141,23 @@ def joint_fit(
     scale_guess: float = 1.0,
     scale_span: float = 2e-4,
     max_freq_hz: float | None = None,
+    slopes: bool = False,
 ) -> JointFit:
     """Fit ``sides`` jointly (see module doc). ``image_rate_hz``: the AWG sample rate, to model
     each tone's DAC image per side (None: no image terms). The shared scale is searched in
     ``scale_guess`` +- ``scale_span``; ``max_freq_hz`` (the highest tone frequency, used to space
-    the search grid finer than the likelihood's main lobe) defaults to a search without a grid."""
+    the search grid finer than the likelihood's main lobe) defaults to a search without a grid.
+    ``slopes``: each tone may also run off its programmed frequency on each side, by its own
+    amount (a first-order term per tone and side), so the phases are those *at the reference
+    instant*; for tones whose frequency errors one shared time scale cannot absorb (a wrap
+    error of several tones), at the cost of a wider sigma."""
     sides = [s for s in sides if s.t.size]
     if not sides:
         raise AnalysisError("joint fit: no samples in any window")
     y = np.concatenate([s.y for s in sides])
 
     def rss(s: float) -> float:
-        design, _ = _design(sides, s, harmonics, image_rate_hz)
+        design, _ = _design(sides, s, harmonics, image_rate_hz, slopes)
         coef, *_ = lstsq(design, y, lapack_driver="gelsy", check_finite=False)
         r = y - design @ coef
         return float(r @ r)
@@ -163,7 +171,7 @@ def joint_fit(
     res = minimize_scalar(rss, bounds=(best - step, best + step), method="bounded", options={"xatol": 1e-13 + 1e-6 * step})
     s = float(res.x) if res.fun <= min(values) else float(best)
 
-    design, funds = _design(sides, s, harmonics, image_rate_hz)
+    design, funds = _design(sides, s, harmonics, image_rate_hz, slopes)
     coef, *_ = lstsq(design, y, lapack_driver="gelsy", check_finite=False)
     resid = y - design @ coef
     n, p = design.shape[0], design.shape[1] + 1
@@ -171,8 +179,8 @@ def joint_fit(
         raise AnalysisError(f"joint fit: {n} samples for {p} parameters")
     sigma2 = float(resid @ resid) / (n - p)
     h = 1e-8
-    d_plus, _ = _design(sides, s + h, harmonics, image_rate_hz)
-    d_minus, _ = _design(sides, s - h, harmonics, image_rate_hz)
+    d_plus, _ = _design(sides, s + h, harmonics, image_rate_hz, slopes)
+    d_minus, _ = _design(sides, s - h, harmonics, image_rate_hz, slopes)
     jac = np.column_stack([(d_plus - d_minus) @ coef / (2 * h), design])
     cov_full = sigma2 * np.linalg.pinv(jac.T @ jac)
     theta, amp = [], []
