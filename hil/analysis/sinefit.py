@@ -115,7 +115,9 @@ def _columns(side: Side, s: float, harmonics: int, image_rate_hz: float | None, 
     return cols, fund
 
 
-def _design(sides: Sequence[Side], s: float, harmonics: int, image_rate_hz: float | None, slopes: bool = False) -> tuple[np.ndarray, list[list[tuple[int, int]]]]:
+def _design(
+    sides: Sequence[Side], s: float, harmonics: int, image_rate_hz: float | None, slopes: bool = False
+) -> tuple[np.ndarray, list[list[tuple[int, int]]]]:
     """Block design matrix (rows: samples of all sides; columns: each side's own terms)."""
     blocks, funds, width = [], [], 0
     for side in sides:

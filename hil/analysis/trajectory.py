@@ -1,8 +1,9 @@
 """Chirp rate, phase residual and glitch scan over a segment, from the DDC phase.
 
 Digital down-conversion at the segment's centre frequency f_c: z = lowpass(y e^(-j 2 pi f_c t))
-with a zero-phase (symmetric, centred) FIR, phi = unwrap(arg z), kept only where the FIR's whole
-support lies inside the segment (less its guards): no sample of a neighbouring segment enters. The programmed phase psi(tau) (relative to the carrier) is fitted as
+with a zero-phase (symmetric, centred) FIR, phi = unwrap(arg z), kept only where the FIR's
+whole support lies inside the segment (less its guards): no sample of a neighbouring segment
+enters. The programmed phase psi(tau) (relative to the carrier) is fitted as
 
     phi(tau) = p0 + p1 tau + (1 + q) psi(tau) - d 2 pi (f_prog(tau) - f_c)
 
