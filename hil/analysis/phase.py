@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import AnalysisError
 from ..limits import Limits
+from ..timeline import TonePath
 from .budget import conclude
 from .observation import Observation
 from .result import CheckResult
@@ -89,7 +90,9 @@ def boundary_step(
     rp = [p for p in right if p.span.a0 > 0]
     harmonics = 3 if max(len(lp), len(rp)) <= 2 else 1
     top = max(max(p.span.f0_hz, p.span.f1_hz) for p in lp + rp)
-    sides = [obs.side(t_l, y_l, lp, sample, t_b), obs.side(t_r, y_r, rp, sample, t_b)]
+    xl = crosstalk_paths(obs, sample - 1, lp, min(w_left, w_right))
+    xr = crosstalk_paths(obs, r_at, rp, min(w_left, w_right))
+    sides = [obs.side(t_l, y_l, lp + xl, sample, t_b), obs.side(t_r, y_r, rp + xr, sample, t_b)]
     fit = joint_fit(sides, harmonics=harmonics, image_rate_hz=fs, max_freq_hz=top, slopes=slopes)
     steps, sigmas, amp_steps, amp_sigmas = {}, {}, {}, {}
     for tone in common:
@@ -110,6 +113,27 @@ def boundary_step(
     return BoundaryStep(
         sample, steps, sigmas, ((t_l - t_b, y_l), (t_r - t_b, y_r)), fit.residual_rms, amp_steps, amp_sigmas, scales, min(w_left, w_right)
     )
+
+
+def crosstalk_paths(obs: Observation, sample: float, own: list[TonePath], window_s: float) -> list[TonePath]:
+    """The other channels' tones playing at card ``sample``, as possible crosstalk terms of a
+    fit of ``obs``'s channel: each is fitted with a free amplitude (zero if absent), so a line
+    leaking from the neighbour is explained instead of biasing the channel's own tones. Those
+    closer than two resolution widths (2 / window) to one of the channel's own tones are left
+    out: they could not be told apart."""
+    seg = obs.timeline.quantized.segments[obs.timeline.entry_at(sample)[0].step]
+    out = []
+    for track in seg.tracks:
+        if track.channel == obs.channel:
+            continue
+        paths, _, _ = obs.timeline.tones_at(track.channel, sample)
+        for p in paths:
+            if max(p.span.a0, p.span.a1) <= 0:
+                continue
+            f = (p.span.f0_hz, p.span.f1_hz)
+            if all(min(abs(a - b) for a in f for b in (q.span.f0_hz, q.span.f1_hz)) > 2 / window_s for q in own):
+                out.append(p)
+    return out
 
 
 def _worst(steps: dict[int, float], sigmas: dict[int, float]) -> tuple[int, float, float]:

@@ -12,7 +12,8 @@ across it, and each is fitted linearly for every tone's phase offset and amplitu
 programmed trajectory. Window k ends W/2 before window k + 3 starts, and as k steps these gaps
 tile the piece, so a phase or amplitude step anywhere in it (beyond the guards at its edges,
 which the boundary checks cover) falls between some such pair and shows in full as their
-difference. Reported: the largest phase change (deg) and amplitude change (dB) of any tone
+difference. Reported: the largest phase change (deg) and amplitude change (dB) of any tone (the other channels' tones, as
+possible crosstalk, are fitted over the whole piece and taken out first)
 between such windows, with the position, against ``limits.glitch_deg`` and
 ``limits.amplitude_step_db``; pieces too short for four windows are named in the detail as not
 scanned.
@@ -29,7 +30,7 @@ from ..limits import Limits
 from ..timeline import TonePath
 from .budget import conclude
 from .observation import Observation
-from .phase import GUARD_S
+from .phase import GUARD_S, crosstalk_paths
 from .result import CheckResult
 from .sinefit import Side, _columns, joint_fit
 
@@ -114,6 +115,14 @@ def _window_fits(obs: Observation, paths: list[TonePath], lo: int, hi: int, scal
     ref = (lo + hi) / 2
     t_ref = obs.scope_time(ref)
     t_all, y_all = obs.window(t0, t1)
+    others = crosstalk_paths(obs, ref, paths, (hi - lo) / fs)
+    if others:  # the neighbours' lines, fitted over the whole piece (where they are resolved) and taken out
+        whole = obs.side(t_all, y_all, paths + others, ref, t_ref)
+        cols, _ = _columns(Side(whole.t, whole.y, whole.tones, whole.envelopes), scale, 1, None)
+        d = np.stack(cols, axis=1)
+        coef, *_ = np.linalg.lstsq(d, y_all, rcond=None)
+        first_other = 2 * len(paths)
+        y_all = y_all - d[:, first_other:-1] @ coef[first_other:-1]
     dt = obs.capture.x_increment_s
     per = max(8, int(round(width_s / dt)))
     hop = per // 2
