@@ -16,6 +16,7 @@ and which sees the card's trigger (the edge that starts replay is t = 0 of every
 from __future__ import annotations
 
 import abc
+import dataclasses
 import math
 import time
 import tomllib
@@ -266,7 +267,8 @@ def simulated_scope(config: RigConfig) -> tuple[Bench, LoopbackScpiServer, Scope
     """A simulated scope of the rig's family behind a loopback SCPI server, opened through its
     real driver: (the bench it looks at, the server, the driver)."""
     bench = Bench()
-    server = LoopbackScpiServer(SIMULATED[config.scope.family](config.sim_scope, bench)).start()
+    model = dataclasses.replace(config.sim_scope, timebase_error_ppm=0.0) if config.shared_reference else config.sim_scope  # locked to the card
+    server = LoopbackScpiServer(SIMULATED[config.scope.family](model, bench)).start()
     try:
         scope = open_scope(config.scope.family, server.resource, timeout_s=config.scope.timeout_s, **dict(config.scope.options))
     except Exception:

@@ -217,6 +217,7 @@ def run_program(rig: Rig, prog: SuiteProgram, faults: Faults | None = None) -> t
             adc_offset_v=ranges[config.wiring[hw]].offset_v,
             adc_bits=config.scope.adc_bits if not config.simulated else config.sim_scope.adc_bits,
             enob=config.scope_enob,
+            shared_reference=config.shared_reference,
         )
         for name, hw in wired.items()
     }

@@ -25,7 +25,9 @@ class Observation:
     amplitudes; ``adc_range_v`` / ``adc_offset_v``: the scope input's full-scale range (peak to
     peak) and centre, ``adc_bits`` and ``enob`` its resolution (None: unknown; then the record
     cannot be judged against the rig's nominal noise and only clipping at the extreme codes of
-    the record is looked for).
+    the record is looked for); ``shared_reference``: card and scope share a 10 MHz reference, so
+    AWG time and scope time run at one rate and the fits take the time scale as 1 instead of
+    fitting it.
     """
 
     capture: Capture = field(repr=False)
@@ -40,6 +42,12 @@ class Observation:
     adc_offset_v: float = 0.0
     adc_bits: int = 8
     enob: float | None = None
+    shared_reference: bool = False
+
+    @property
+    def fixed_scale(self) -> float | None:
+        """The time scale the fits use when it is known (a shared reference), else None."""
+        return 1.0 if self.shared_reference else None
 
     @property
     def nominal_noise_v(self) -> float | None:

@@ -47,6 +47,7 @@ class BoundaryStep:
     amp_sigmas_db: dict[int, float] = field(default_factory=dict)
     scales: tuple[tuple[float, float], ...] = ()
     window_s: float = math.nan
+    scale: float = 1.0
 
 
 def boundary_step(
@@ -58,13 +59,15 @@ def boundary_step(
     each_side: bool = False,
     right_sample: int | None = None,
     slopes: bool = False,
+    scale: float | None = None,
 ) -> BoundaryStep:
     """Fit every common tone at card ``sample`` (a step or wrap boundary): windows of
     ``window_s`` per side (None: the whole piece on each side less the guards, up to
     :data:`WINDOW_S`). ``each_side``: also fit each side alone for its time scale (where every
     tone holds its frequency). ``right_sample``: the right side starts there instead (a piece
     too short to fit lies between; both sides are compared with the programmed phase, which
-    runs on through it). ``slopes``: see :func:`~hil.analysis.sinefit.joint_fit`."""
+    runs on through it). ``slopes``: see :func:`~hil.analysis.sinefit.joint_fit`; ``scale``: the
+    time scale to use instead of fitting it (a shared reference's 1 is used anyway)."""
     fs = obs.awg_rate_hz
     t_b = obs.scope_time(sample)
     r_at = sample if right_sample is None else right_sample
@@ -93,7 +96,7 @@ def boundary_step(
     xl = crosstalk_paths(obs, sample - 1, lp, min(w_left, w_right))
     xr = crosstalk_paths(obs, r_at, rp, min(w_left, w_right))
     sides = [obs.side(t_l, y_l, lp + xl, sample, t_b), obs.side(t_r, y_r, rp + xr, sample, t_b)]
-    fit = joint_fit(sides, harmonics=harmonics, image_rate_hz=fs, max_freq_hz=top, slopes=slopes)
+    fit = joint_fit(sides, harmonics=harmonics, image_rate_hz=fs, max_freq_hz=top, slopes=slopes, fixed_scale=obs.fixed_scale if scale is None else scale)
     steps, sigmas, amp_steps, amp_sigmas = {}, {}, {}, {}
     for tone in common:
         i = next(k for k, p in enumerate(lp) if p.span.tone == tone)
@@ -111,7 +114,7 @@ def boundary_step(
         alone = [joint_fit([side], harmonics=harmonics, image_rate_hz=fs, max_freq_hz=top) for side in sides]
         scales = tuple((f.scale, f.scale_sigma) for f in alone)
     return BoundaryStep(
-        sample, steps, sigmas, ((t_l - t_b, y_l), (t_r - t_b, y_r)), fit.residual_rms, amp_steps, amp_sigmas, scales, min(w_left, w_right)
+        sample, steps, sigmas, ((t_l - t_b, y_l), (t_r - t_b, y_r)), fit.residual_rms, amp_steps, amp_sigmas, scales, min(w_left, w_right), fit.scale
     )
 
 
@@ -231,7 +234,8 @@ def wrap_step(obs: Observation, segment: str, limits: Limits, *, max_wraps: int 
     # one shared time scale cannot absorb; each side then reads each tone's phase at the wrap itself
     paths, _, _ = obs.timeline.tones_at(obs.channel, pick[0])
     several = sum(p.span.a0 > 0 for p in paths) > 1
-    fits = [boundary_step(obs, b, window_s=w, slopes=several) for b in pick]
+    first = boundary_step(obs, pick[0], window_s=w, slopes=several)  # the clocks' ratio, fitted once: it is one for the record
+    fits = [first] + [boundary_step(obs, b, window_s=w, slopes=several, scale=first.scale) for b in pick[1:]]
     means, sigmas = {}, {}
     for tone in fits[0].steps_deg:
         wt = np.array([1 / f.sigmas_deg[tone] ** 2 for f in fits])

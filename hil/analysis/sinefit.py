@@ -144,6 +144,7 @@ def joint_fit(
     scale_span: float = 2e-4,
     max_freq_hz: float | None = None,
     slopes: bool = False,
+    fixed_scale: float | None = None,
 ) -> JointFit:
     """Fit ``sides`` jointly (see module doc). ``image_rate_hz``: the AWG sample rate, to model
     each tone's DAC image per side (None: no image terms). The shared scale is searched in
@@ -152,7 +153,9 @@ def joint_fit(
     ``slopes``: each tone may also run off its programmed frequency on each side, by its own
     amount (a first-order term per tone and side), so the phases are those *at the reference
     instant*; for tones whose frequency errors one shared time scale cannot absorb (a wrap
-    error of several tones), at the cost of a wider sigma."""
+    error of several tones), at the cost of a wider sigma. ``fixed_scale``: the time scale is
+    known (card and scope share a reference clock: 1.0) and not fitted, which halves the phase
+    step's variance bound."""
     sides = [s for s in sides if s.t.size]
     if not sides:
         raise AnalysisError("joint fit: no samples in any window")
@@ -164,27 +167,34 @@ def joint_fit(
         r = y - design @ coef
         return float(r @ r)
 
-    span_t = max(float(np.ptp(np.concatenate([s.t for s in sides]))), 1e-12)
-    lobe = 1.0 / ((max_freq_hz or 0.0) * span_t) if max_freq_hz else 2 * scale_span
-    step = min(lobe / 4, scale_span)
-    grid = scale_guess + np.arange(-scale_span, scale_span + step / 2, step)
-    values = [rss(g) for g in grid]
-    best = grid[int(np.argmin(values))]
-    res = minimize_scalar(rss, bounds=(best - step, best + step), method="bounded", options={"xatol": 1e-13 + 1e-6 * step})
-    s = float(res.x) if res.fun <= min(values) else float(best)
+    if fixed_scale is not None:
+        s = float(fixed_scale)
+    else:
+        span_t = max(float(np.ptp(np.concatenate([s.t for s in sides]))), 1e-12)
+        lobe = 1.0 / ((max_freq_hz or 0.0) * span_t) if max_freq_hz else 2 * scale_span
+        step = min(lobe / 4, scale_span)
+        grid = scale_guess + np.arange(-scale_span, scale_span + step / 2, step)
+        values = [rss(g) for g in grid]
+        best = grid[int(np.argmin(values))]
+        res = minimize_scalar(rss, bounds=(best - step, best + step), method="bounded", options={"xatol": 1e-13 + 1e-6 * step})
+        s = float(res.x) if res.fun <= min(values) else float(best)
 
     design, funds = _design(sides, s, harmonics, image_rate_hz, slopes)
     coef, *_ = lstsq(design, y, lapack_driver="gelsy", check_finite=False)
     resid = y - design @ coef
-    n, p = design.shape[0], design.shape[1] + 1
+    n, p = design.shape[0], design.shape[1] + (fixed_scale is None)
     if n <= p:
         raise AnalysisError(f"joint fit: {n} samples for {p} parameters")
     sigma2 = float(resid @ resid) / (n - p)
-    h = 1e-8
-    d_plus, _ = _design(sides, s + h, harmonics, image_rate_hz, slopes)
-    d_minus, _ = _design(sides, s - h, harmonics, image_rate_hz, slopes)
-    jac = np.column_stack([(d_plus - d_minus) @ coef / (2 * h), design])
-    cov_full = sigma2 * np.linalg.pinv(jac.T @ jac)
+    if fixed_scale is None:
+        h = 1e-8
+        d_plus, _ = _design(sides, s + h, harmonics, image_rate_hz, slopes)
+        d_minus, _ = _design(sides, s - h, harmonics, image_rate_hz, slopes)
+        jac = np.column_stack([(d_plus - d_minus) @ coef / (2 * h), design])
+        cov_full = sigma2 * np.linalg.pinv(jac.T @ jac)
+    else:  # the scale is known: no column for it (its sigma reads 0)
+        cov_full = np.zeros((design.shape[1] + 1, design.shape[1] + 1))
+        cov_full[1:, 1:] = sigma2 * np.linalg.pinv(design.T @ design)
     theta, amp = [], []
     for fund in funds:
         theta.append(np.array([math.atan2(-coef[b], coef[a]) for a, b in fund]))
