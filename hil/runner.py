@@ -375,6 +375,14 @@ def summary_markdown(report: SuiteReport, figures: dict[int, Path], out_dir: Pat
         "| program | check | where | measured | sigma | limit | unit | verdict | plot |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
+    freq = [r for r in report.results if r.check == "frequency" and math.isfinite(r.measured)]
+    if freq:
+        mean = sum(r.measured for r in freq) / len(freq)
+        lines[-2:-2] = [
+            f"Frequency checks read {mean:+.1f} ppm on average: {freq[0].detail.get('clocks', '')}"
+            + (" (the simulated scope's timebase runs 20 ppm off)." if "sim" in report.rig or "emulated" in report.rig else "."),
+            "",
+        ]
     for i, r in enumerate(report.results):
         limit = ("≤ " if not r.two_sided else "± ") + _fmt(r.limit)
         plot = f"[png]({figures[i].relative_to(out_dir)})" if i in figures else ""

@@ -234,8 +234,9 @@ def wrap_step(obs: Observation, segment: str, limits: Limits, *, max_wraps: int 
     # one shared time scale cannot absorb; each side then reads each tone's phase at the wrap itself
     paths, _, _ = obs.timeline.tones_at(obs.channel, pick[0])
     several = sum(p.span.a0 > 0 for p in paths) > 1
-    first = boundary_step(obs, pick[0], window_s=w, slopes=several)  # the clocks' ratio, fitted once: it is one for the record
-    fits = [first] + [boundary_step(obs, b, window_s=w, slopes=several, scale=first.scale) for b in pick[1:]]
+    # each wrap's own fit: its scale's error is its own and averages out over the wraps (one scale
+    # for all would bias every wrap alike); with a term per tone and side the scale is redundant: 1
+    fits = [boundary_step(obs, b, window_s=w, slopes=several, scale=1.0 if several else None) for b in pick]
     means, sigmas = {}, {}
     for tone in fits[0].steps_deg:
         wt = np.array([1 / f.sigmas_deg[tone] ** 2 for f in fits])

@@ -1,9 +1,9 @@
 """The whole record: every boundary in it, and a glitch scan of everything between them.
 
 :func:`boundaries_in_record` lists every card sample in the record where what a channel plays
-changes: each step entry after the first (``from->to``), and each piece edge inside a segment's
-pass (``segment@offset``). Wraps of looped segments are checked by
-:func:`~hil.analysis.phase.wrap_step`.
+changes: each step entry after the first (``from->to``), each piece edge inside a segment's
+pass (``segment@offset``) and the first wrap of each looped step (``segment wrap``; the phase
+step over many wraps is :func:`~hil.analysis.phase.wrap_step`).
 
 :func:`glitch_scan` follows every tone's phase and amplitude through every piece in the record.
 The record's time scale is fitted once (:func:`_record_scale`); with it fixed, windows of W (at least :data:`GLITCH_WINDOW_S`, and
@@ -89,6 +89,9 @@ def boundaries_in_record(obs: Observation, margin_s: float = 0.1e-6) -> list[tup
                 break
             for k in edges:
                 found.setdefault(base + k, f"{e.name}@{k}")
+    for e in entries:  # the first wrap of each looped step in the record (wrap_step follows many of them)
+        if (e.passes is None or e.passes > 1) and e.sample + e.n_samples < min(e.stop, last):
+            found.setdefault(e.sample + e.n_samples, f"{e.name} wrap")
     merged: list[list] = []
     for sample in sorted(found):
         if merged and sample - merged[-1][1] < (MIN_PIECE_S + 2 * GUARD_S) * fs:

@@ -49,7 +49,13 @@ def tone_checks(obs: Observation, segment: str, limits: Limits, *, window_s: flo
         fit.scale_sigma * 1e6,
         limits.frequency_ppm,
         "ppm",
-        detail={"tones_hz": [p.span.f0_hz for p in paths], "window_s": width},
+        detail={
+            "tones_hz": [p.span.f0_hz for p in paths],
+            "window_s": width,
+            "clocks": "card and scope share a reference: this is the card's own frequency error"
+            if obs.shared_reference
+            else "the scope's timebase error and the card's clock error together (no shared reference: they cannot be told apart)",
+        },
         plot={"kind": "fit", "t": t - t_c, "y": y},
     )
     errors = []
