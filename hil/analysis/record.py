@@ -13,7 +13,10 @@ programmed trajectory. Window k ends W/2 before window k + 3 starts, and as k st
 tile the piece, so a phase or amplitude step anywhere in it (beyond the guards at its edges,
 which the boundary checks cover) falls between some such pair and shows in full as their
 difference. Reported: the largest phase change (deg) and amplitude change (dB) of any tone (the other channels' tones, as
-possible crosstalk, are fitted over the whole piece and taken out first)
+possible crosstalk, are fitted over the whole piece and taken out first, and so are lines that
+nothing programmed explains, found in the whole piece's residual spectrum, steady from its first
+half to its second (what a step leaves is not), and named in the detail as
+``unexplained_lines``: (segment, Hz, dBc))
 between such windows, with the position, against ``limits.glitch_deg`` and
 ``limits.amplitude_step_db``; pieces too short for four windows are named in the detail as not
 scanned.
@@ -110,6 +113,76 @@ def boundaries_in_record(obs: Observation, margin_s: float = 0.1e-6) -> list[tup
     return out
 
 
+#: Most unexplained lines taken out of one piece, and how far (in |DFT| over its median) a
+#: residual peak must stand to count as one: a Rayleigh-distributed noise bin passes 5.2 times
+#: its median with probability exp(-0.693 * 5.2^2) = 7e-9, about 1e-4 per piece of 10^4 bins.
+MAX_LINES, LINE_FACTOR = 5, 5.2
+
+
+def _steady(d: np.ndarray, t: np.ndarray, y: np.ndarray, f: float) -> bool:
+    """Whether a sinusoid at ``f`` (Hz, scope time) is seen on each half of the piece (above 6
+    sigma) and keeps its amplitude and phase from the first half to the second (within 35 %),
+    each half fitted with the model ``d``: a line does, the residual of a step does not."""
+    tt = t - t.mean()
+    x = np.column_stack([np.cos(2 * np.pi * f * tt), np.sin(2 * np.pi * f * tt)])
+    half = t.size // 2
+    z, noise = [], []
+    for sl in (slice(0, half), slice(half, t.size)):
+        m = np.column_stack([d[sl], x[sl]])
+        coef, *_ = np.linalg.lstsq(m, y[sl], rcond=None)
+        r = y[sl] - m @ coef
+        z.append(complex(coef[-2], coef[-1]))
+        noise.append(float(np.sqrt(np.mean(r * r))) * math.sqrt(2.0 / max(1, r.size)))  # sigma of |z| in noise
+    top = max(abs(z[0]), abs(z[1]))
+    seen = all(abs(zi) > 6 * ni for zi, ni in zip(z, noise))  # there on each half, well above noise (a picked peak)
+    return seen and abs(z[0] - z[1]) <= 0.35 * top
+
+
+def _remove_unexplained_lines(obs, paths, t, y, ref, t_ref, scale):
+    """Find lines in the residual of the whole piece (after its programmed tones, harmonics and
+    images are fitted) that nothing programmed explains, fit them as extra sinusoids over the
+    whole piece and take them out. Returns the cleaned samples and [(Hz, dBc of the strongest
+    programmed tone)] of each line found (a stationary line beating with a tone would otherwise
+    read as phase and amplitude wobble in short windows)."""
+    side = obs.side(t, y, paths, ref, t_ref)
+    cols, fund = _columns(Side(side.t, side.y, side.tones, side.envelopes), scale, 3 if len(paths) <= 2 else 1, obs.awg_rate_hz)
+    d = np.stack(cols, axis=1)
+    coef, *_ = np.linalg.lstsq(d, y, rcond=None)
+    resid = y - d @ coef
+    n = resid.size
+    if n < 64:
+        return y, []
+    win = np.hanning(n)
+    spec = np.abs(np.fft.rfft(resid * win))
+    freqs = np.fft.rfftfreq(n, obs.capture.x_increment_s)
+    floor = float(np.median(spec[1:])) or 1e-300
+    carrier = max(math.hypot(coef[a], coef[b]) for a, b in fund) if fund else 1.0
+    lines, extra = [], []
+    order = np.argsort(spec)[::-1]
+    for i in order[: 4 * MAX_LINES]:
+        if spec[i] < LINE_FACTOR * floor or len(lines) >= MAX_LINES:
+            break
+        if i == 0 or i >= spec.size - 1 or any(abs(i - j) <= 2 for j, _ in extra):
+            continue
+        if any(abs(freqs[i] - f) <= 2.5 * (freqs[1] - freqs[0]) for p in paths for f in (p.span.f0_hz, p.span.f1_hz)):
+            continue  # next to a programmed tone: what a glitch of that tone leaves, which must stay in
+        a, b, c = np.log(spec[i - 1 : i + 2])
+        delta = 0.5 * (a - c) / (a - 2 * b + c) if a - 2 * b + c != 0 else 0.0  # parabolic peak of the log spectrum
+        f = (i + delta) * (freqs[1] - freqs[0])
+        if not _steady(d, t, y, f):
+            continue  # not a line: what a step (a glitch) leaves in the residual, which must stay in
+        extra.append((i, f))
+        level = spec[i] / (np.sum(win) / 2)
+        lines.append((float(f), 20 * math.log10(max(level, 1e-300) / carrier)))
+    if not extra:
+        return y, []
+    tt = t - t.mean()
+    x = np.column_stack([g(2 * np.pi * f * tt) for _, f in extra for g in (np.cos, np.sin)])
+    both = np.column_stack([d, x])
+    coef2, *_ = np.linalg.lstsq(both, y, rcond=None)
+    return y - x @ coef2[d.shape[1] :], lines
+
+
 def _window_fits(obs: Observation, paths: list[TonePath], lo: int, hi: int, scale: float, width_s: float):
     """Per window (hop width/2): centre time, phase offsets (rad) and amplitudes per tone, their
     sigmas, and the residual rms, for the piece [lo, hi) with the time scale fixed."""
@@ -126,6 +199,7 @@ def _window_fits(obs: Observation, paths: list[TonePath], lo: int, hi: int, scal
         coef, *_ = np.linalg.lstsq(d, y_all, rcond=None)
         first_other = 2 * len(paths)
         y_all = y_all - d[:, first_other:-1] @ coef[first_other:-1]
+    y_all, lines = _remove_unexplained_lines(obs, paths, t_all, y_all, ref, t_ref, scale)
     dt = obs.capture.x_increment_s
     per = max(8, int(round(width_s / dt)))
     hop = per // 2
@@ -152,7 +226,7 @@ def _window_fits(obs: Observation, paths: list[TonePath], lo: int, hi: int, scal
             sph.append(math.sqrt(max(float(g_ph @ cov @ g_ph), 0.0)))
             samp.append(math.sqrt(max(float(g_a @ cov @ g_a), 0.0)))
         rows.append((float(t_all[a + per // 2]), ph, amp, sph, samp, math.sqrt(s2)))
-    return rows, per * dt
+    return rows, per * dt, lines
 
 
 def _width_for_limit(obs: Observation, paths: list[TonePath], limits: Limits) -> float:
@@ -193,7 +267,7 @@ def glitch_scan(obs: Observation, limits: Limits) -> list[CheckResult]:
     fs = obs.awg_rate_hz
     worst_ph = (0.0, 1.0, None)  # value, sigma, where
     worst_amp = (0.0, 1.0, None)
-    residuals, scanned, skipped, tracks, amp_tracks = [], [], [], [], []
+    residuals, scanned, skipped, tracks, amp_tracks, lines = [], [], [], [], [], []
     first, last = _record_samples(obs)
     pieces = []
     for lo, hi, paths, name in pieces_in_record(obs):
@@ -214,7 +288,8 @@ def glitch_scan(obs: Observation, limits: Limits) -> list[CheckResult]:
             continue
         # as long as the limit needs, but short enough for windows k and k + 3 to fit
         width = min(max(shortest, _width_for_limit(obs, paths, limits)), span_s / 2.5)
-        rows, width_s = _window_fits(obs, paths, lo_c, hi_c, scale, width)
+        rows, width_s, found = _window_fits(obs, paths, lo_c, hi_c, scale, width)
+        lines += [(name, f, dbc) for f, dbc in found]
         if len(rows) < 4:
             skipped.append(f"{name} [{lo_c}, {hi_c})")
             continue
@@ -244,7 +319,8 @@ def glitch_scan(obs: Observation, limits: Limits) -> list[CheckResult]:
         ("glitch_scan", worst_ph, limits.glitch_deg, "deg"),
         ("amplitude_glitch", worst_amp, limits.amplitude_step_db, "dB"),
     ):
-        detail = {"scanned": scanned, "not_scanned": skipped, "window_s": GLITCH_WINDOW_S}
+        named = [(seg, round(f), round(dbc, 1)) for seg, f, dbc in lines]
+        detail = {"scanned": scanned, "not_scanned": skipped, "window_s": GLITCH_WINDOW_S, "unexplained_lines": named}
         if at is not None:
             detail.update({"segment": at[0], "tone": at[1], "at_s": at[2]})
         ylabel = "phase of the first tone (deg)" if unit == "deg" else "its amplitude (dB)"
