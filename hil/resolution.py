@@ -11,7 +11,9 @@
   (N samples per side, A the tone's amplitude, n the noise rms: var = 8 / (N SNR), SNR =
   A^2 / 2 n^2), and 2 n / (A sqrt(N)) with the time scale known, as with a shared reference
   clock (``[clock] shared_reference``: the fits then fix it). The same is measured with the rig
-  locked to a shared reference;
+  locked to a shared reference. For the whole pieces the amplitude step (bound 2 n / (A sqrt N)
+  in relative amplitude, shown in dB) and the frequency step between holds (each side's own
+  scale: bound sqrt(2) sqrt(12) n / (2 pi A N^1.5 dt f), in ppm) are given too;
 - a snapped single-tone loop of 4096 samples played 32 times, and reports the wrap-spur noise
   floor and the worst spur (dBc) as the spur detector sees them.
 """
@@ -72,13 +74,16 @@ def long_loop(fs: float) -> AWGProgramBuilder:
 
 @dataclass(frozen=True)
 class PhaseResolution:
-    """Phase-step figures (deg) for one choice of windows: scatter, mean reported sigma, bound."""
+    """One check's step figures for one choice of windows: scatter, mean reported sigma, bound
+    and mean reading (in ``unit``; the phase step's in deg, hence the names)."""
 
     windows: str
     scatter_deg: float
     sigma_deg: float
     bound_deg: float
     mean_deg: float
+    check: str = "phase"
+    unit: str = "deg"
 
     @property
     def ratio(self) -> float:
@@ -91,28 +96,40 @@ class Resolution:
     """The phase-step figures per window choice and clocking, the spur floor and worst spur (dBc)."""
 
     phase: tuple[PhaseResolution, ...]
+    steps: tuple[PhaseResolution, ...]
     trials: int
     spur_floor_dbc: float
     worst_spur_dbc: float
     enob: float | None
 
 
-def _phase_figures(rig_spec, trials: int, window_s: float | None, label: str) -> PhaseResolution:
+def _figures(rig_spec, trials: int, window_s: float | None, label: str, steps_too: bool = False) -> list[PhaseResolution]:
+    """The phase-step figure (and, with ``steps_too``, the amplitude- and frequency-step ones) of
+    ``trials`` continuous boundaries."""
     boundary = SuiteProgram("resolution_boundary", continuous_boundary, (), record_s=5.6e-6)
-    steps, sigmas, bounds = [], [], []
+    rows: dict[str, list[tuple[float, float, float]]] = {"phase": [], "amplitude": [], "frequency": []}
     with open_rig(rig_spec) as rig:
         fixed = rig.config.shared_reference
         for _ in range(trials):
             _, obs = run_program(rig, boundary)
-            b = boundary_step(obs, _boundary_sample(obs, "a", "b", 0), window_s=window_s)
-            steps.append(b.steps_deg[0])
-            sigmas.append(b.sigmas_deg[0])
-            t_l, y_l = b.sides[0]
+            b = boundary_step(obs, _boundary_sample(obs, "a", "b", 0), window_s=window_s, each_side=steps_too)
             paths, _, _ = obs.timeline.tones_at(obs.channel, b.sample)
             amp = paths[0].span.a0 * obs.full_scale_v * obs.path.magnitude(paths[0].span.f0_hz)
-            n_side = min(t_l.size, b.sides[1][0].size)
-            bounds.append(math.degrees((2 if fixed else 4) * b.residual_v / (amp * math.sqrt(n_side))))
-    return PhaseResolution(label, float(np.std(steps, ddof=1)), float(np.mean(sigmas)), float(np.mean(bounds)), float(np.mean(steps)))
+            n_side = min(b.sides[0][0].size, b.sides[1][0].size)
+            noise = b.residual_v
+            rows["phase"].append((b.steps_deg[0], b.sigmas_deg[0], math.degrees((2 if fixed else 4) * noise / (amp * math.sqrt(n_side)))))
+            if steps_too:
+                rows["amplitude"].append((b.amp_steps_db[0], b.amp_sigmas_db[0], 20 / math.log(10) * 2 * noise / (amp * math.sqrt(n_side))))
+                (sl, el), (sr, er) = b.scales
+                dt = obs.capture.x_increment_s
+                sigma_rel = math.sqrt(12) * noise / (2 * math.pi * amp * n_side**1.5 * dt * paths[0].span.f0_hz)
+                rows["frequency"].append(((sr - sl) * 1e6, math.hypot(el, er) * 1e6, math.sqrt(2) * sigma_rel * 1e6))
+    out = []
+    for check, unit in (("phase", "deg"), ("amplitude", "dB"), ("frequency", "ppm")):
+        if rows[check]:
+            v, sg, bd = (np.array(x) for x in zip(*rows[check]))
+            out.append(PhaseResolution(label, float(np.std(v, ddof=1)), float(np.mean(sg)), float(np.mean(bd)), float(np.mean(v)), check, unit))
+    return out
 
 
 def measure(rig_spec: str | RigConfig = "sim", trials: int = 20) -> Resolution:
@@ -122,17 +139,14 @@ def measure(rig_spec: str | RigConfig = "sim", trials: int = 20) -> Resolution:
         with open_rig(rig_spec) as rig:
             config = rig.config
     locked = dataclasses.replace(config, shared_reference=True, limits=None)
-    phase = (
-        _phase_figures(config, trials, None, "whole pieces, scale fitted"),
-        _phase_figures(config, trials, WINDOW_S, "1 us windows, scale fitted"),
-        _phase_figures(locked, trials, None, "whole pieces, shared reference"),
-    )
+    whole = _figures(config, trials, None, "whole pieces, scale fitted", steps_too=True)
+    phase = (whole[0], *_figures(config, trials, WINDOW_S, "1 us windows, scale fitted"), *_figures(locked, trials, None, "whole pieces, shared reference"))
     loop = SuiteProgram("resolution_loop", long_loop, (), record_s=215e-6)
     with open_rig(config) as rig:
         _, obs = run_program(rig, loop)
         spur = wrap_spurs(obs, "loop", rig.config.limits)
         enob = rig.config.scope_enob
-    return Resolution(phase, trials, spur.detail["floor_dbc"], spur.measured, enob)
+    return Resolution(phase, tuple(whole[1:]), trials, spur.detail["floor_dbc"], spur.measured, enob)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,10 +156,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     res = measure(args.rig, args.trials)
     enob = f", ENOB {res.enob:.2f}" if res.enob is not None else ""
-    print(f"rig {args.rig}{enob}; phase step at a continuous boundary (100 MHz, 0.4 FS), {res.trials} trials")
-    print(f"  {'windows':<32} {'scatter':>9} {'sigma':>9} {'bound':>9} {'scatter/bound':>14} {'mean':>9}")
-    for p in res.phase:
-        print(f"  {p.windows:<32} {p.scatter_deg:9.4f} {p.sigma_deg:9.4f} {p.bound_deg:9.4f} {p.ratio:14.2f} {p.mean_deg:+9.4f}  deg")
+    print(f"rig {args.rig}{enob}; steps read at a continuous boundary (100 MHz, 0.4 FS), {res.trials} trials")
+    print(f"  {'step':<10} {'windows':<32} {'scatter':>9} {'sigma':>9} {'bound':>9} {'scatter/bound':>14} {'mean':>9}")
+    for p in res.phase + res.steps:
+        print(f"  {p.check:<10} {p.windows:<32} {p.scatter_deg:9.4f} {p.sigma_deg:9.4f} {p.bound_deg:9.4f} {p.ratio:14.2f} {p.mean_deg:+9.4f}  {p.unit}")
     print(f"wrap spurs, 4096-sample loop x 32: floor {res.spur_floor_dbc:.1f} dBc, worst line {res.worst_spur_dbc:.1f} dBc")
     return 0 if all(math.isfinite(p.scatter_deg) for p in res.phase) else 1
 
