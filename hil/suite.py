@@ -106,8 +106,10 @@ def hold_move_hold(fs: float) -> AWGProgramBuilder:
 
 
 def loop_n_hold(fs: float) -> AWGProgramBuilder:
+    """Both tones on the loop's grid fs / LOOP_SAMPLES (100.1 and 80.0 MHz at 625 MS/s): the loop
+    wraps seamlessly as asked, with no snapping."""
     return (
-        _tone([100e6], [0.4], [131 * fs / LOOP_SAMPLES])
+        _tone([164 * fs / LOOP_SAMPLES], [0.4], [131 * fs / LOOP_SAMPLES])
         .segment("lead")
         .tones("H")
         .use_def("start")
