@@ -30,8 +30,7 @@ import math
 from collections.abc import Callable
 
 from ..ir.resolved import ChannelTrack, Note, Piece, Segment, ToneSpan
-from ..ir.shapes import span_phase_advance
-from .phases import AMP_TOLERANCE, PHASE_TOLERANCE_RAD
+from .phases import check_boundary
 
 #: Largest excursion (Hz) used to close a tone's phase at the ring edge by default.
 CLOSE_RING_HZ = 10e3
@@ -52,24 +51,10 @@ def ring_tones(segments: tuple[Segment, ...]) -> set[int]:
 
 def ring_gaps(phased: tuple[Segment, ...], tones: set[int], fs: float) -> dict[ToneKey, float]:
     """Phase (cycles, in [-1/2, 1/2)) each of ``tones`` must gain over the program for the ring
-    edge of ``phased`` (start phases assigned) to be continuous; only gaps above the tolerance,
-    of tones audible at the edge."""
-    last = phased[-1]
-    exits = {(t.channel, s.tone): (s, t.pieces[-1].n) for t in last.tracks for s in t.exit}
-    gaps: dict[ToneKey, float] = {}
-    for t in phased[0].tracks:
-        for s0 in t.entry:
-            key = (t.channel, s0.tone)
-            if s0.tone not in tones or key not in exits:
-                continue
-            s1, n = exits[key]
-            if max(s0.a0, s1.a1) <= AMP_TOLERANCE:
-                continue
-            end = s1.phase0_cycles + span_phase_advance(s1.f0_hz / fs, s1.f1_hz / fs, s1.freq_kind, n)
-            d = ((s0.phase0_cycles - end) + 0.5) % 1.0 - 0.5
-            if abs(2 * math.pi * d) > PHASE_TOLERANCE_RAD:
-                gaps[key] = d
-    return gaps
+    edge of ``phased`` (start phases assigned) to be continuous: the phase jumps the edge's own
+    continuity check finds there (above its tolerance, of tones audible at the edge)."""
+    edge = check_boundary("ring", phased[-1], phased[0], fs)
+    return {(j.channel, j.tone): (j.after - j.before) / (2 * math.pi) for j in edge.tones if j.kind == "phase" and j.tone in tones}
 
 
 def _free_holds(segments: tuple[Segment, ...], keys: set[ToneKey]) -> dict[ToneKey, list[Place]]:
