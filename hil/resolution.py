@@ -30,7 +30,7 @@ import numpy as np
 from awgrt import AWGProgramBuilder
 
 from .analysis import wrap_spurs
-from .analysis.phase import _boundary_sample, boundary_step
+from .analysis.phase import boundary_sample, boundary_step
 from .rig import RigConfig, open_rig
 from .runner import run_program
 from .suite import CHANNEL, SuiteProgram
@@ -112,7 +112,7 @@ def _figures(rig_spec, trials: int, window_s: float | None, label: str, steps_to
         fixed = rig.config.shared_reference
         for _ in range(trials):
             _, obs = run_program(rig, boundary)
-            b = boundary_step(obs, _boundary_sample(obs, "a", "b", 0), window_s=window_s, each_side=steps_too)
+            b = boundary_step(obs, boundary_sample(obs, "a", "b", 0), window_s=window_s, each_side=steps_too)
             paths, _, _ = obs.timeline.tones_at(obs.channel, b.sample)
             amp = paths[0].span.a0 * obs.full_scale_v * obs.path.magnitude(paths[0].span.f0_hz)
             n_side = min(b.sides[0][0].size, b.sides[1][0].size)

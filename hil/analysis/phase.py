@@ -144,7 +144,8 @@ def _worst(steps: dict[int, float], sigmas: dict[int, float]) -> tuple[int, floa
     return tone, steps[tone], sigmas[tone]
 
 
-def _boundary_sample(obs: Observation, from_segment: str, to_segment: str, occurrence: int) -> int:
+def boundary_sample(obs: Observation, from_segment: str, to_segment: str, occurrence: int = 0) -> int:
+    """Card sample where ``to_segment`` is entered after ``from_segment`` for the ``occurrence``-th time."""
     entries = [e for i, e in enumerate(obs.timeline.entries) if e.name == to_segment and i > 0 and obs.timeline.entries[i - 1].name == from_segment]
     if len(entries) <= occurrence:
         raise AnalysisError(f"{obs.program}: no boundary {from_segment} -> {to_segment} in the timeline")
@@ -171,7 +172,7 @@ def phase_jump(obs: Observation, from_segment: str, to_segment: str, limits: Lim
     """Phase jump where ``to_segment`` is entered after ``from_segment`` (its ``occurrence``-th
     entry in the timeline), against ``limits.phase_jump_deg`` (see :mod:`hil.analysis.budget`
     for when it is inconclusive)."""
-    b = boundary_step(obs, _boundary_sample(obs, from_segment, to_segment, occurrence), window_s=window_s)
+    b = boundary_step(obs, boundary_sample(obs, from_segment, to_segment, occurrence), window_s=window_s)
     return _phase_result(obs, b, f"{from_segment}->{to_segment} {obs.channel}", limits)
 
 

@@ -35,7 +35,7 @@ from .budget import conclude
 from .observation import Observation
 from .phase import GUARD_S, crosstalk_paths
 from .result import CheckResult
-from .sinefit import Side, _columns, joint_fit
+from .sinefit import _columns, amplitude_gradient, joint_fit, phase_gradient
 
 #: Shortest window of the glitch scan (s); longer where the tones are close or weak (see
 #: :func:`_width_for_limit`).
@@ -70,8 +70,9 @@ MIN_PIECE_S = 0.1e-6
 
 
 def boundaries_in_record(obs: Observation, margin_s: float = 0.1e-6) -> list[tuple[int, int, str]]:
-    """(card sample, right sample, label) of every step entry and in-pass piece edge inside the
-    record (with ``margin_s`` of record on each side) where some tone plays on both sides.
+    """(card sample, right sample, label) of every step entry, in-pass piece edge and first wrap
+    of a looped step inside the record (with ``margin_s`` of record on each side) where some tone
+    plays on both sides.
     Edges closer together than :data:`MIN_PIECE_S` (a short padding piece, say) are one
     boundary: fitted from before the first to after the last (``right sample``), the label
     naming both."""
@@ -90,11 +91,10 @@ def boundaries_in_record(obs: Observation, margin_s: float = 0.1e-6) -> list[tup
             base = e.sample + j * e.n_samples
             if base >= min(e.stop, last):
                 break
+            if j == 1:  # the first wrap of a looped step (wrap_step follows many of them)
+                found.setdefault(base, f"{e.name} wrap")
             for k in edges:
                 found.setdefault(base + k, f"{e.name}@{k}")
-    for e in entries:  # the first wrap of each looped step in the record (wrap_step follows many of them)
-        if (e.passes is None or e.passes > 1) and e.sample + e.n_samples < min(e.stop, last):
-            found.setdefault(e.sample + e.n_samples, f"{e.name} wrap")
     merged: list[list] = []
     for sample in sorted(found):
         if merged and sample - merged[-1][1] < (MIN_PIECE_S + 2 * GUARD_S) * fs:
@@ -144,8 +144,7 @@ def _remove_unexplained_lines(obs, paths, t, y, ref, t_ref, scale):
     whole piece and take them out. Returns the cleaned samples and [(Hz, dBc of the strongest
     programmed tone)] of each line found (a stationary line beating with a tone would otherwise
     read as phase and amplitude wobble in short windows)."""
-    side = obs.side(t, y, paths, ref, t_ref)
-    cols, fund = _columns(Side(side.t, side.y, side.tones, side.envelopes), scale, 3 if len(paths) <= 2 else 1, obs.awg_rate_hz)
+    cols, fund = _columns(obs.side(t, y, paths, ref, t_ref), scale, 3 if len(paths) <= 2 else 1, obs.awg_rate_hz)
     d = np.stack(cols, axis=1)
     coef, *_ = np.linalg.lstsq(d, y, rcond=None)
     resid = y - d @ coef
@@ -178,9 +177,13 @@ def _remove_unexplained_lines(obs, paths, t, y, ref, t_ref, scale):
         return y, []
     tt = t - t.mean()
     x = np.column_stack([g(2 * np.pi * f * tt) for _, f in extra for g in (np.cos, np.sin)])
-    both = np.column_stack([d, x])
-    coef2, *_ = np.linalg.lstsq(both, y, rcond=None)
-    return y - x @ coef2[d.shape[1] :], lines
+    return _take_out(d, x, y), lines
+
+
+def _take_out(model: np.ndarray, extra: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``y`` less what the ``extra`` columns explain, fitted together with the ``model`` columns."""
+    coef, *_ = np.linalg.lstsq(np.column_stack([model, extra]), y, rcond=None)
+    return y - extra @ coef[model.shape[1] :]
 
 
 def _window_fits(obs: Observation, paths: list[TonePath], lo: int, hi: int, scale: float, width_s: float):
@@ -193,18 +196,14 @@ def _window_fits(obs: Observation, paths: list[TonePath], lo: int, hi: int, scal
     t_all, y_all = obs.window(t0, t1)
     others = crosstalk_paths(obs, ref, paths, (hi - lo) / fs)
     if others:  # the neighbours' lines, fitted over the whole piece (where they are resolved) and taken out
-        whole = obs.side(t_all, y_all, paths + others, ref, t_ref)
-        cols, _ = _columns(Side(whole.t, whole.y, whole.tones, whole.envelopes), scale, 1, None)
-        d = np.stack(cols, axis=1)
-        coef, *_ = np.linalg.lstsq(d, y_all, rcond=None)
-        first_other = 2 * len(paths)
-        y_all = y_all - d[:, first_other:-1] @ coef[first_other:-1]
+        own, _ = _columns(obs.side(t_all, y_all, paths, ref, t_ref), scale, 1, None)
+        theirs, _ = _columns(obs.side(t_all, y_all, others, ref, t_ref), scale, 1, None)
+        y_all = _take_out(np.stack(own, axis=1), np.stack(theirs[:-1], axis=1), y_all)
     y_all, lines = _remove_unexplained_lines(obs, paths, t_all, y_all, ref, t_ref, scale)
     dt = obs.capture.x_increment_s
     per = max(8, int(round(width_s / dt)))
     hop = per // 2
-    side = obs.side(t_all, y_all, paths, ref, t_ref)
-    cols, fund = _columns(Side(side.t - 0.0, side.y, side.tones, side.envelopes), scale, 3 if len(paths) <= 2 else 1, fs)
+    cols, fund = _columns(obs.side(t_all, y_all, paths, ref, t_ref), scale, 3 if len(paths) <= 2 else 1, fs)
     design = np.stack(cols, axis=1)
     rows = []
     for a in range(0, t_all.size - per + 1, hop):
@@ -215,14 +214,10 @@ def _window_fits(obs: Observation, paths: list[TonePath], lo: int, hi: int, scal
         cov = s2 * np.linalg.pinv(d.T @ d)
         ph, amp, sph, samp = [], [], [], []
         for ia, ib in fund:
-            ca, cb = coef[ia], coef[ib]
-            r2 = ca * ca + cb * cb
-            g_ph = np.zeros(coef.size)
-            g_ph[ia], g_ph[ib] = cb / r2, -ca / r2
-            g_a = np.zeros(coef.size)
-            g_a[ia], g_a[ib] = ca / math.sqrt(r2), cb / math.sqrt(r2)
-            ph.append(math.atan2(-cb, ca))
-            amp.append(math.sqrt(r2))
+            theta, g_ph = phase_gradient(coef, ia, ib)
+            r_amp, g_a = amplitude_gradient(coef, ia, ib)
+            ph.append(theta)
+            amp.append(r_amp)
             sph.append(math.sqrt(max(float(g_ph @ cov @ g_ph), 0.0)))
             samp.append(math.sqrt(max(float(g_a @ cov @ g_a), 0.0)))
         rows.append((float(t_all[a + per // 2]), ph, amp, sph, samp, math.sqrt(s2)))

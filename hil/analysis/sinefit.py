@@ -63,12 +63,7 @@ class JointFit:
     _fund: list[list[tuple[int, int]]] = field(repr=False)
 
     def _phase_grad(self, side: int, tone: int) -> tuple[float, np.ndarray]:
-        ia, ib = self._fund[side][tone]
-        a, b = self._coef[ia], self._coef[ib]
-        r2 = a * a + b * b
-        g = np.zeros(self._coef.size)
-        g[ia], g[ib] = b / r2, -a / r2
-        return math.atan2(-b, a), g
+        return phase_gradient(self._coef, *self._fund[side][tone])
 
     def phase_step(self, left_tone: int = 0, right_tone: int | None = None, *, left: int = 0, right: int = 1) -> tuple[float, float]:
         """wrap(theta_right - theta_left) and its sigma, in rad, of tone ``left_tone`` of side
@@ -80,12 +75,27 @@ class JointFit:
 
     def amplitude_sigma(self, side: int, tone: int) -> float:
         """Sigma of the amplitude of one tone on one side (V)."""
-        ia, ib = self._fund[side][tone]
-        a, b = self._coef[ia], self._coef[ib]
-        r = math.hypot(a, b)
-        g = np.zeros(self._coef.size)
-        g[ia], g[ib] = a / r, b / r
+        _, g = amplitude_gradient(self._coef, *self._fund[side][tone])
         return math.sqrt(max(float(g @ self._cov @ g), 0.0))
+
+
+def phase_gradient(coef: np.ndarray, ia: int, ib: int) -> tuple[float, np.ndarray]:
+    """The phase theta (rad) of a tone fitted as a cos + b sin (columns ``ia``, ``ib`` of ``coef``),
+    R cos(Phi + theta), and its gradient with respect to ``coef``."""
+    a, b = coef[ia], coef[ib]
+    r2 = a * a + b * b
+    g = np.zeros(coef.size)
+    g[ia], g[ib] = b / r2, -a / r2
+    return math.atan2(-b, a), g
+
+
+def amplitude_gradient(coef: np.ndarray, ia: int, ib: int) -> tuple[float, np.ndarray]:
+    """The amplitude R of the same tone and its gradient with respect to ``coef``."""
+    a, b = coef[ia], coef[ib]
+    r = math.hypot(a, b)
+    g = np.zeros(coef.size)
+    g[ia], g[ib] = a / r, b / r
+    return r, g
 
 
 def wrap_angle(x: float) -> float:
