@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import socket
 from dataclasses import replace
 from pathlib import Path
@@ -87,6 +88,36 @@ def test_example_rig_file_loads_and_describes_a_real_rig() -> None:
     expected = abs(np.sinc(100e6 / 625e6)) / math.sqrt(1 + (100 / 280) ** 6) * abs(bessel[0])
     assert cfg.path().magnitude(100e6) == pytest.approx(expected, rel=1e-9)
 
+
+
+def _example_tables() -> dict[str, str]:
+    """The example rig file's text per table (``[name]`` or a commented-out ``# [name]``)."""
+    tables: dict[str, list[str]] = {"": []}
+    name = ""
+    for line in EXAMPLE.read_text().splitlines():
+        head = re.match(r"^#?\s*\[([\w.]+)\]", line)
+        if head:
+            name = head.group(1)
+            tables.setdefault(name, [])
+        tables[name].append(line)
+    return {k: "\n".join(v) for k, v in tables.items()}
+
+
+@pytest.mark.parametrize(
+    ("table", "cls"),
+    [("card", "CardConfig"), ("scope", "ScopeConfig"), ("trigger", "TriggerConfig"), ("limits", "Limits"), ("sim_scope", "ScopeModel")],
+)
+def test_example_rig_file_shows_every_key_of_every_table(table: str, cls: str) -> None:
+    import dataclasses
+
+    import hil.rig
+
+    config = {"Limits": Limits, "ScopeModel": ScopeModel}.get(cls) or getattr(hil.rig, cls)
+    tables = _example_tables()
+    text = "\n".join(v for k, v in tables.items() if k == table or k.startswith(table + "."))
+    missing = [f.name for f in dataclasses.fields(config) if not re.search(rf"^(#\s*)?{f.name}\s*=|^\[{table}\.{f.name}\]", text, re.M)]
+    assert not missing, f"[{table}] of {EXAMPLE.name} does not show {missing}"
+    assert {"wiring", "clock"} <= set(tables)
 
 def test_rig_file_limits_and_bits_pick_the_right_column(tmp_path) -> None:
     p = tmp_path / "rig.toml"
