@@ -35,6 +35,7 @@ class Limits:
     wrap_spur_dbc: float = -60.0
     amplitude_db: float = 0.5
     frequency_ppm: float = 45.0
+    scope_timebase_ppm: float = 25.0
     chirp_rate_extra_ppm: float = 100.0
     phase_residual_deg: float = 1.0
     glitch_deg: float = 1.0
@@ -55,12 +56,19 @@ class Limits:
         return 2 * self.frequency_ppm + self.chirp_rate_extra_ppm
 
     @classmethod
-    def for_scope(cls, adc_bits: int, *, scope_ppm: float, awg_ppm: float, shared_reference: bool) -> Limits:
-        """Defaults for a scope with ``adc_bits`` and the clock budget of the rig."""
-        ppm = 1.0 if shared_reference else scope_ppm + awg_ppm
+    def for_scope(cls, adc_bits: int, *, scope_ppm: float, awg_ppm: float, shared_reference: bool, reference_ppm: float | None = None) -> Limits:
+        """Defaults for a scope with ``adc_bits`` and the clock budget of the rig (``reference_ppm``:
+        the accuracy of a reference tone the scope records, None: none)."""
+        if shared_reference:
+            ppm = 1.0
+        elif reference_ppm is not None:
+            ppm = awg_ppm + reference_ppm
+        else:
+            ppm = scope_ppm + awg_ppm
+        clocks = {"frequency_ppm": ppm, "scope_timebase_ppm": scope_ppm + (reference_ppm or 0.0)}
         if adc_bits <= 8:
-            return cls(frequency_ppm=ppm)
-        return cls(phase_jump_deg=0.2, wrap_step_deg=0.1, wrap_spur_dbc=-70.0, frequency_ppm=ppm)
+            return cls(**clocks)
+        return cls(phase_jump_deg=0.2, wrap_step_deg=0.1, wrap_spur_dbc=-70.0, **clocks)
 
     def with_overrides(self, overrides: dict[str, Any]) -> Limits:
         """These limits with some replaced (names as the fields; unknown names are an error)."""

@@ -138,7 +138,7 @@ def measure(rig_spec: str | RigConfig = "sim", trials: int = 20) -> Resolution:
     if config is None:
         with open_rig(rig_spec) as rig:
             config = rig.config
-    locked = dataclasses.replace(config, shared_reference=True, limits=None)
+    locked = dataclasses.replace(config, shared_reference=True, reference=None, limits=None)
     whole = _figures(config, trials, None, "whole pieces, scale fitted", steps_too=True)
     phase = (whole[0], *_figures(config, trials, WINDOW_S, "1 us windows, scale fitted"), *_figures(locked, trials, None, "whole pieces, shared reference"))
     loop = SuiteProgram("resolution_loop", long_loop, (), record_s=215e-6)

@@ -110,10 +110,24 @@ class TriggerConfig:
 
 
 @dataclass(frozen=True)
+class ReferenceTone:
+    """A reference tone on a spare scope input (``[clock] reference_input``): a frequency
+    standard's output (a rubidium or GPS-disciplined oscillator's 10 MHz) of ``hz``, accurate to
+    ``ppm``, about ``amplitude_v`` peak at the scope input. Recorded with every frequency check,
+    it measures the scope's timebase error, so the card's clock error is told apart from it."""
+
+    input: str
+    hz: float = 10e6
+    ppm: float = 0.01
+    amplitude_v: float = 1.0
+
+
+@dataclass(frozen=True)
 class RigConfig:
     """A whole rig (see module doc). ``wiring``: AWG hardware channel -> scope input;
     ``trigger_input``: the scope input that sees the card's trigger; ``shared_reference``: card
-    and scope share a 10 MHz reference; ``limits``: pass limits (defaults from the scope's
+    and scope share a 10 MHz reference; ``reference``: a reference tone the scope records instead
+    (:class:`ReferenceTone`); ``limits``: pass limits (defaults from the scope's
     resolution); ``sim_scope``: the scope model of a simulated rig."""
 
     name: str = "sim"
@@ -126,6 +140,7 @@ class RigConfig:
     limits: Limits | None = None
     sim_scope: ScopeModel = ScopeModel()
     trigger: TriggerConfig = TriggerConfig()
+    reference: ReferenceTone | None = None
 
     def __post_init__(self) -> None:
         if self.trigger.source not in TRIGGER_KINDS:
@@ -146,11 +161,29 @@ class RigConfig:
                 f"[wiring] maps AWG channels to {CHANNELS} and the trigger to another input of {TRIGGER_SOURCES}; "
                 f"got {dict(self.wiring)}, trigger {self.trigger_input!r}"
             )
+        ref = self.reference
+        if ref is not None:
+            taken = {*self.wiring.values(), self.trigger_input}
+            if ref.input not in CHANNELS or ref.input in taken:
+                raise RigConfigError(
+                    f"[clock] reference_input must be a scope channel ({', '.join(CHANNELS)}) no AWG channel or trigger uses, got {ref.input!r}",
+                    value=ref.input,
+                )
+            if self.shared_reference:
+                raise RigConfigError("[clock]: a shared reference puts card and scope on one clock; a reference tone then has nothing to tell apart")
+            if not (ref.hz > 0 and ref.ppm >= 0 and ref.amplitude_v > 0):
+                raise RigConfigError(f"[clock]: reference_hz and reference_v must be positive and reference_ppm not negative, got {ref}")
         if self.limits is None:
             object.__setattr__(
                 self,
                 "limits",
-                Limits.for_scope(self.scope.adc_bits, scope_ppm=self.scope.timebase_ppm, awg_ppm=self.card.clock_ppm, shared_reference=self.shared_reference),
+                Limits.for_scope(
+                    self.scope.adc_bits,
+                    scope_ppm=self.scope.timebase_ppm,
+                    awg_ppm=self.card.clock_ppm,
+                    shared_reference=self.shared_reference,
+                    reference_ppm=ref.ppm if ref is not None else None,
+                ),
             )
 
     @property
@@ -196,7 +229,9 @@ class RigConfig:
             wiring = {int(k.removeprefix("awg")): str(v) for k, v in wiring_table.items()} or {0: "CH1", 1: "CH3"}
         except ValueError as exc:
             raise RigConfigError(f"[wiring] keys are awg0, awg1, ... (AWG hardware channels): {exc}") from exc
-        shared = bool(data.get("clock", {}).get("shared_reference", False))
+        clock = dict(data.get("clock", {}))
+        shared = bool(clock.pop("shared_reference", False))
+        reference = _reference(clock)
         sim_scope = _section(ScopeModel, data.get("sim_scope", {}), "sim_scope")
         trigger_config = _section(TriggerConfig, data.get("trigger", {}), "trigger")
         base = cls(
@@ -209,10 +244,27 @@ class RigConfig:
             shared_reference=shared,
             sim_scope=sim_scope,
             trigger=trigger_config,
+            reference=reference,
         )
         if data.get("limits"):
             base = replace(base, limits=base.limits.with_overrides(dict(data["limits"])))
         return base
+
+
+def _reference(clock: dict[str, Any]) -> ReferenceTone | None:
+    """The ``[clock]`` table's reference tone (its keys other than ``shared_reference``)."""
+    keys = {"reference_input": "input", "reference_hz": "hz", "reference_ppm": "ppm", "reference_v": "amplitude_v"}
+    unknown = sorted(set(clock) - set(keys))
+    if unknown:
+        raise RigConfigError(f"[clock]: unknown keys {unknown} (known: {sorted(['shared_reference', *keys])})", value=unknown)
+    if not clock:
+        return None
+    if "reference_input" not in clock:
+        raise RigConfigError("[clock]: a reference tone needs reference_input (the scope channel it is wired to)")
+    try:
+        return ReferenceTone(**{keys[k]: (str(v) if k == "reference_input" else float(v)) for k, v in clock.items()})
+    except (TypeError, ValueError) as exc:
+        raise RigConfigError(f"[clock]: {exc}") from exc
 
 
 def _section(cls: type, table: Mapping[str, Any], name: str) -> Any:
@@ -291,16 +343,29 @@ def pulse_train(edges_s, high_v: float, width_s: float) -> FunctionSignal:
     return FunctionSignal(lambda t: high_v * np.any((t[:, None] >= edges) & (t[:, None] < edges + width_s), axis=1))
 
 
-def card_outputs(config: RigConfig, faults: Faults, samples, sample_rate_hz: float) -> dict[str, DacOutput]:
-    """The analog output of every wired card channel (scope input -> signal) for int16 ``samples``
-    (card samples x channels), with the faults that act on the output (gain, skew)."""
+def card_outputs(config: RigConfig, faults: Faults, samples, sample_rate_hz: float) -> dict[str, Any]:
+    """What the simulated bench wires to the scope: the analog output of every wired card channel
+    (scope input -> signal) for int16 ``samples`` (card samples x channels), with the faults that
+    act on the output (gain, skew, the card's clock), and the reference tone, if the rig has one."""
     card = config.card
     volts_per_code = card.amplitude_mv / 1000 / 32767 * 10 ** (faults.amp_error_db / 20)
-    return {
-        scope_in: DacOutput(samples[:, hw], sample_rate_hz, volts_per_code, faults.output_delay_s(hw), card.reconstruction)
+    rate = faults.card_rate_hz(sample_rate_hz)
+    out: dict[str, Any] = {
+        scope_in: DacOutput(samples[:, hw], rate, volts_per_code, faults.output_delay_s(hw), card.reconstruction)
         for hw, scope_in in config.wiring.items()
         if hw < samples.shape[1]
     }
+    if config.reference is not None:
+        out[config.reference.input] = reference_signal(config.reference)
+    return out
+
+
+def reference_signal(ref: ReferenceTone) -> FunctionSignal:
+    """The simulated frequency standard: an exact sine of the reference tone's frequency."""
+    import numpy as np
+
+    w = 2 * np.pi * ref.hz
+    return FunctionSignal(lambda t: ref.amplitude_v * np.sin(w * t), lambda t: ref.amplitude_v * w * np.cos(w * t))
 
 
 class SimRig(Rig):
@@ -318,8 +383,8 @@ class SimRig(Rig):
             for t in sorted(triggers):
                 backend.schedule_trigger(t)
             samples = backend.capture(n_samples)
-        fs = program.sample_rate_hz
-        signals: dict = card_outputs(self.config, self.faults, samples, fs)
+        fs = self.faults.card_rate_hz(program.sample_rate_hz)  # card samples in true time
+        signals = card_outputs(self.config, self.faults, samples, program.sample_rate_hz)
         if self.config.trigger_input in CHANNELS:  # the card's trigger output, one pulse per trigger
             signals[self.config.trigger_input] = pulse_train([t / fs for t in triggers], CARD_TRIGGER_OUT_V, CARD_TRIGGER_OUT_S)
         self.bench.publish(signals, {self.config.trigger_input: min(triggers) / fs})
@@ -450,7 +515,7 @@ class EmulatedRig(HardwareRig):
 
     def _pulses_fired(self, times_s: list[float], high_v: float, pulse_s: float) -> None:
         card = self.emu.card(0)
-        fs = card.sample_rate_hz
+        fs = self.faults.card_rate_hz(card.sample_rate_hz)  # generator times in card samples
         self._pulses = (times_s, high_v, pulse_s)
         for t in times_s:
             card.external_trigger(card.now + round(t * fs), 0)
@@ -468,8 +533,8 @@ class EmulatedRig(HardwareRig):
         samples = np.concatenate(self._chunks) if self._chunks else np.zeros((0, program.n_channels), np.int16)
         # rendered from the first force trigger on: put it where the suite's timeline has it
         samples = np.concatenate([np.zeros((first_trigger, samples.shape[1]), np.int16), samples])
-        fs = program.sample_rate_hz
-        signals: dict = card_outputs(self.config, self.faults, samples, fs)
+        fs = self.faults.card_rate_hz(program.sample_rate_hz)  # card samples in true time
+        signals = card_outputs(self.config, self.faults, samples, program.sample_rate_hz)
         if self._pulses is not None:  # the generator's output is wired to the scope's trigger input too
             times, high_v, width = self._pulses
             signals[self.config.trigger_input] = pulse_train([first_trigger / fs + t for t in times], high_v, width)
@@ -489,13 +554,19 @@ class EmulatedRig(HardwareRig):
                 self._emulation.__exit__(None, None, None)
 
 
+#: The named simulated rigs (``"sim"``, ``"emulated"``): both AWG channels, the trigger, and a
+#: 10 MHz reference tone on the fourth input, so the card's clock is told from the scope's.
+SIM_WIRING = {0: "CH1", 1: "CH3"}
+SIM_REFERENCE_INPUT = "CH4"
+
+
 def open_rig(spec: str | Path | RigConfig, *, faults: Faults | None = None) -> Rig:
     """``"sim"``, ``"emulated"``, a rig file path or a :class:`RigConfig` -> a ready rig. Faults
     need a simulated or emulated rig."""
     if isinstance(spec, RigConfig):
         config = spec
     elif str(spec) in ("sim", "emulated"):
-        config = RigConfig(name=str(spec), card=CardConfig(backend=str(spec)))
+        config = RigConfig(name=str(spec), card=CardConfig(backend=str(spec)), wiring=SIM_WIRING, reference=ReferenceTone(SIM_REFERENCE_INPUT))
     else:
         config = RigConfig.load(spec)
     if config.card.backend == "emulated":

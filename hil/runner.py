@@ -48,6 +48,7 @@ from .analysis import (
     crosstalk,
     glitch_scan,
     phase_jump,
+    reference_check,
     skew,
     tone_checks,
     trajectory_checks,
@@ -147,6 +148,9 @@ def _where(chk: Check, channels: str) -> str:
     return f"{chk.after}->{chk.segment} {channels}" if chk.after else f"{chk.segment} {channels}"
 
 
+#: Checks that read the clocks: with a reference tone, the scope records it for them.
+CLOCK_CHECKS = ("tone", "trajectory")
+
 #: Checks made on the pair of AWG channels rather than on each.
 PAIR_CHECKS = ("skew", "crosstalk")
 
@@ -178,6 +182,9 @@ def run_program(rig: Rig, prog: SuiteProgram, faults: Faults | None = None) -> t
     pulse_v = config.trigger.high_v if generator else CARD_TRIGGER_OUT_V
     if timed:
         ranges[config.trigger_input] = ChannelSettings(scope_range_v(pulse_v), pulse_v / 2)
+    ref = config.reference if any(chk.kind in CLOCK_CHECKS for chk in prog.checks) else None
+    if ref is not None:  # recorded with the card's outputs: the scope's timebase in the same acquisition
+        ranges[ref.input] = ChannelSettings(scope_range_v(ref.amplitude_v))
     rate = config.scope.sample_rate_hz
     settings = AcquisitionSettings(
         ranges,
@@ -203,6 +210,15 @@ def run_program(rig: Rig, prog: SuiteProgram, faults: Faults | None = None) -> t
         extra.append(result)
         if measured != tuple(prog.triggers):
             timeline = Timeline.of(quantized, program, measured, n_play)
+    adc_bits = config.scope.adc_bits if not config.simulated else config.sim_scope.adc_bits
+    clock = None
+    if ref is not None:
+        try:
+            capture, range_v = rig.scope.read(ref.input), ranges[ref.input].range_v
+            clock, result = reference_check(capture, ref.hz, ref.ppm, config.limits, prog.name, adc_range_v=range_v, adc_bits=adc_bits, enob=config.scope_enob)
+        except AnalysisError as exc:
+            result = _failed("scope_timebase", prog.name, f"reference {ref.input}", "ppm", exc)
+        extra.append(result)
     observations = {
         name: Observation(
             rig.scope.read(config.wiring[hw]),
@@ -215,9 +231,10 @@ def run_program(rig: Rig, prog: SuiteProgram, faults: Faults | None = None) -> t
             config.card.output_delay_s,
             adc_range_v=ranges[config.wiring[hw]].range_v,
             adc_offset_v=ranges[config.wiring[hw]].offset_v,
-            adc_bits=config.scope.adc_bits if not config.simulated else config.sim_scope.adc_bits,
+            adc_bits=adc_bits,
             enob=config.scope_enob,
             shared_reference=config.shared_reference,
+            reference=clock,
         )
         for name, hw in wired.items()
     }
@@ -226,9 +243,7 @@ def run_program(rig: Rig, prog: SuiteProgram, faults: Faults | None = None) -> t
     return extra + checked, next(iter(observations.values()))
 
 
-def measured_triggers(
-    capture, prog: SuiteProgram, threshold_v: float, fs: float, limit_s: float, source: str
-) -> tuple[tuple[int, ...], CheckResult]:
+def measured_triggers(capture, prog: SuiteProgram, threshold_v: float, fs: float, limit_s: float, source: str) -> tuple[tuple[int, ...], CheckResult]:
     """The card samples of the trigger pulses seen on the scope (rising edges through
     ``threshold_v``, t = 0 the first, which the scope triggered on), and a check that they came
     where the program asked: the worst offset of a later pulse (ns) against ``limit_s``."""
@@ -324,8 +339,7 @@ def begin_run(out_dir: Path, rig: object) -> None:
     started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     atomic_write_text(
         out_dir / "summary.md",
-        f"# HIL run on rig `{rig!s}`: IN PROGRESS (started {started})\n\nNo result yet. If this page stays, the run was interrupted: "
-        "nothing here is a pass.\n",
+        f"# HIL run on rig `{rig!s}`: IN PROGRESS (started {started})\n\nNo result yet. If this page stays, the run was interrupted: nothing here is a pass.\n",
     )
     if (out_dir / "report.json").exists():
         os.replace(out_dir / "report.json", out_dir / "report.previous.json")
@@ -375,14 +389,7 @@ def summary_markdown(report: SuiteReport, figures: dict[int, Path], out_dir: Pat
         "| program | check | where | measured | sigma | limit | unit | verdict | plot |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    freq = [r for r in report.results if r.check == "frequency" and math.isfinite(r.measured)]
-    if freq:
-        mean = sum(r.measured for r in freq) / len(freq)
-        lines[-2:-2] = [
-            f"Frequency checks read {mean:+.1f} ppm on average: {freq[0].detail.get('clocks', '')}"
-            + (" (the simulated scope's timebase runs 20 ppm off)." if "sim" in report.rig or "emulated" in report.rig else "."),
-            "",
-        ]
+    lines[-2:-2] = _clock_lines(report)
     for i, r in enumerate(report.results):
         limit = ("≤ " if not r.two_sided else "± ") + _fmt(r.limit)
         plot = f"[png]({figures[i].relative_to(out_dir)})" if i in figures else ""
@@ -392,6 +399,32 @@ def summary_markdown(report: SuiteReport, figures: dict[int, Path], out_dir: Pat
             verdict = "pass" if r.passed else "**FAIL**" + (f" ({r.detail['error']})" if "error" in r.detail else "")
         lines.append(f"| {r.program} | {r.check} | {r.where} | {_fmt(r.measured)} | {_fmt(r.sigma)} | {limit} | {r.unit} | {verdict} | {plot} |")
     return "\n".join(lines) + "\n"
+
+
+def _mean(results: list[CheckResult], check: str) -> float | None:
+    values = [r.measured for r in results if r.check == check and math.isfinite(r.measured)]
+    return sum(values) / len(values) if values else None
+
+
+def _clock_lines(report: SuiteReport) -> list[str]:
+    """What the frequency checks say of the clocks, for the summary: the scope's timebase and the
+    card's clock apart where a reference tone was recorded, else their sum."""
+    simulated = "sim" in report.rig or "emulated" in report.rig
+    freq, scope = _mean(list(report.results), "frequency"), _mean(list(report.results), "scope_timebase")
+    if freq is None:
+        return []
+    if scope is not None:
+        text = (
+            f"Clocks: the card's clock reads {freq:+.2f} ppm on average (frequency checks, the scope's timebase taken out); "
+            f"the scope's timebase runs {scope:+.2f} ppm, measured on the reference tone"
+            + (" (the simulated scope's is set 20 ppm fast)." if simulated else ".")
+        )
+    else:
+        clocks = next(r.detail.get("clocks", "") for r in report.results if r.check == "frequency")
+        text = f"Frequency checks read {freq:+.1f} ppm on average: {clocks}" + (
+            " (the simulated scope's timebase runs 20 ppm fast: it reads frequencies 20 ppm low)." if simulated else "."
+        )
+    return [text, ""]
 
 
 def main(rig: str, out_dir: str | Path, inject: Sequence[str] = (), programs: Sequence[str] | None = None, plots: bool = True) -> int:

@@ -96,9 +96,9 @@ def hold_move_hold(fs: float) -> AWGProgramBuilder:
         .hold(time=2.4e-6)
         .segment("move")
         .tones("H")
-        .move(df=2e6, time=6.4e-6, kind="linear")
+        .move(df=3e6, time=12.8e-6, kind="linear")
         .tones("V")
-        .move(df=-1.5e6, time=6.4e-6, kind="linear")
+        .move(df=-2.5e6, time=12.8e-6, kind="linear")
         .segment("hold_c")
         .hold(time=3.2e-6)
         .last_step("end")
@@ -201,7 +201,7 @@ SUITE: tuple[SuiteProgram, ...] = (
             Check("trajectory", "move"),
             Check("crosstalk", "hold_a"),
         ),
-        record_s=16.5e-6,
+        record_s=22.9e-6,
         fault_targets={"phase-jump": "hold_b", "chirp-rate": "move"},
     ),
     SuiteProgram(

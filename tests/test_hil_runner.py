@@ -39,6 +39,7 @@ FAULTS = [
     ("amp-error=1dB", ["add_remove"], "amplitude", 1.0),
     ("chirp-rate=0.5%", ["hold_move_hold"], "chirp_rate", 0.5),
     ("skew=1.6ns", ["add_remove"], "skew", 1.6),
+    ("clock=30ppm", ["add_remove"], "frequency", 30.0),  # the named rigs record a reference tone
 ]
 
 
@@ -83,9 +84,35 @@ def test_bad_fault_specs_are_refused(spec: str) -> None:
 
 
 def test_fault_specs_parse_in_their_units() -> None:
-    f = Faults.parse(["phase-jump=2deg", "wrap-delta=0.001", "amp-error=1dB", "chirp-rate=0.5%"])
-    assert (f.phase_jump_deg, f.wrap_delta_cycles, f.amp_error_db, f.chirp_rate_rel) == (2.0, 0.001, 1.0, 0.005)
-    assert f.describe() == ["phase-jump=2deg", "wrap-delta=0.001", "amp-error=1dB", "chirp-rate=0.5%"]
+    f = Faults.parse(["phase-jump=2deg", "wrap-delta=0.001", "amp-error=1dB", "chirp-rate=0.5%", "clock=-3ppm"])
+    assert (f.phase_jump_deg, f.wrap_delta_cycles, f.amp_error_db, f.chirp_rate_rel, f.clock_ppm) == (2.0, 0.001, 1.0, 0.005, -3.0)
+    assert f.describe() == ["phase-jump=2deg", "wrap-delta=0.001", "amp-error=1dB", "chirp-rate=0.5%", "clock=-3ppm"]
+
+
+# ----------------------------------------------------------------------------- the two clocks
+# The simulated scope's timebase runs 20 ppm fast (it reads every frequency 20 ppm low).
+
+
+def test_a_reference_tone_tells_the_card_clock_from_the_scope_timebase(tmp_path) -> None:
+    report = run_suite("sim", tmp_path, inject=["clock=30ppm"], programs=["add_remove", "hold_move_hold"], plots=False, progress=False)
+    by = {c: [r for r in report.results if r.check == c] for c in ("frequency", "scope_timebase", "chirp_rate")}
+    assert by["frequency"] and all(not r.passed and abs(r.measured - 30.0) < max(4 * r.sigma, 1.5) for r in by["frequency"])
+    assert by["scope_timebase"] and all(r.passed and abs(r.measured - 20.0) < max(4 * r.sigma, 0.5) for r in by["scope_timebase"])
+    assert all(abs(r.measured - 2 * 30e-4) < 5 * r.sigma for r in by["chirp_rate"])  # a rate: twice the clock error, in %
+    summary = (tmp_path / "summary.md").read_text()
+    assert "the card's clock reads +30" in summary and "scope's timebase runs +20" in summary
+
+
+def test_without_a_reference_the_two_clock_errors_read_as_one() -> None:
+    from hil.rig import CardConfig, RigConfig
+
+    bare = RigConfig(card=CardConfig(backend="sim"))  # no reference tone, no shared reference
+    report = run_suite(bare, inject=["clock=30ppm"], programs=["add_remove"], progress=False)
+    freq = [r for r in report.results if r.check == "frequency"]
+    # 30 ppm fast card, 20 ppm fast scope: +10 ppm, inside the 45 ppm both may be off together
+    assert freq and all(r.passed and abs(r.measured - 10.0) < max(4 * r.sigma, 1.5) for r in freq)
+    assert "cannot be told apart" in freq[0].detail["clocks"]
+    assert not [r for r in report.results if r.check == "scope_timebase"]
 
 
 # ----------------------------------------------------------------------------- the rig code path

@@ -118,6 +118,35 @@ def test_example_rig_file_shows_every_key_of_every_table(table: str, cls: str) -
     missing = [f.name for f in dataclasses.fields(config) if not re.search(rf"^(#\s*)?{f.name}\s*=|^\[{table}\.{f.name}\]", text, re.M)]
     assert not missing, f"[{table}] of {EXAMPLE.name} does not show {missing}"
     assert {"wiring", "clock"} <= set(tables)
+    assert all(re.search(rf"^(#\s*)?{key}\s*=", tables["clock"], re.M) for key in ("shared_reference", "reference_input", "reference_hz", "reference_ppm", "reference_v"))
+
+
+def test_a_reference_tone_in_the_rig_file_sets_the_clock_limits(tmp_path) -> None:
+    p = tmp_path / "rig.toml"
+    p.write_text('[card]\nbackend = "sim"\nclock_ppm = 5.0\n[scope]\ntimebase_ppm = 30.0\n[clock]\nreference_input = "CH4"\nreference_ppm = 0.5\n')
+    cfg = RigConfig.load(p)
+    assert cfg.reference is not None and (cfg.reference.input, cfg.reference.hz, cfg.reference.ppm) == ("CH4", 10e6, 0.5)
+    assert cfg.limits.frequency_ppm == 5.5 and cfg.limits.scope_timebase_ppm == 30.5
+    assert RigConfig.load(EXAMPLE).reference is None
+
+
+@pytest.mark.parametrize(
+    ("clock", "match"),
+    [
+        ('reference_input = "CH1"', "no AWG channel or trigger uses"),
+        ('reference_input = "CH2"', "no AWG channel or trigger uses"),
+        ('reference_input = "EXT"', "must be a scope channel"),
+        ('reference_input = "CH4"\nshared_reference = true', "nothing to tell apart"),
+        ("reference_hz = 10e6", "needs reference_input"),
+        ('reference_input = "CH4"\nreference_hz = -1.0', "must be positive"),
+        ('reference_input = "CH4"\nreference_freq = 10e6', "unknown keys"),
+    ],
+)
+def test_a_bad_reference_tone_is_refused(tmp_path, clock: str, match: str) -> None:
+    p = tmp_path / "rig.toml"
+    p.write_text(f'[card]\nbackend = "sim"\n[clock]\n{clock}\n')
+    with pytest.raises(RigConfigError, match=match):
+        RigConfig.load(p)
 
 def test_rig_file_limits_and_bits_pick_the_right_column(tmp_path) -> None:
     p = tmp_path / "rig.toml"

@@ -8,13 +8,14 @@ range), independently of the harness's own scope model in ``hil/simrig``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 import pytest
 
 from awgrt import AWGProgramBuilder, compile_sequence_program, quantize_resolved_ir
-from hil.analysis import Observation, boundaries_in_record, boundary_checks, glitch_scan, trajectory_checks, wrap_spurs, wrap_step
+from hil.analysis import Observation, boundaries_in_record, boundary_checks, glitch_scan, reference_check, tone_checks, trajectory_checks, wrap_spurs, wrap_step
 from hil.limits import Limits
 from hil.response import SignalPath
 from hil.scopes import Capture
@@ -147,6 +148,31 @@ def test_a_clipped_record_is_inconclusive_not_a_reading():
     assert results and all(not r.passed and "clipped" in r.inconclusive for r in results)
 
 
+def segment_checks(obs: Observation, limits: Limits = LIMITS):
+    """The per-segment checks the suite asks for: tone (frequency, amplitude) on a hold and the
+    trajectory checks (phase residual, glitch) over the ramp."""
+    return tone_checks(obs, "high", limits) + trajectory_checks(obs, "ramp", limits)
+
+
+def test_tone_and_trajectory_checks_of_a_clipped_record_are_inconclusive():
+    # 1.3x overdrive: the amplitude reads +2.6 dB where the card is right, and must not be blamed on it
+    clean, clipped = (segment_checks(observe(ramp_program(), signal(scale=s), duration_s=RECORD_S)) for s in (1.0, 1.3))
+    assert {r.check for r in clean} == {"frequency", "amplitude", "phase_residual", "glitch"}
+    assert all(r.passed for r in clean), [(r.name, r.measured, r.inconclusive) for r in clean]
+    assert all(not r.passed and "clipped" in r.inconclusive for r in clipped)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_tone_and_trajectory_checks_of_a_noisy_record_are_inconclusive(seed: int):
+    results = segment_checks(observe(ramp_program(), signal(), duration_s=RECORD_S, noise_lsb=3.0, seed=seed))
+    # the phase residual is what it measures: more noise only raises it, so it may still read
+    judged = [r for r in results if r.check != "phase_residual"]
+    assert judged and all("nominal noise" in r.inconclusive for r in judged)
+    clean = observe(ramp_program(), signal(), duration_s=RECORD_S, seed=seed)
+    for r in segment_checks(clean):  # the same record at the rig's noise: conclusive, its noise read right
+        assert r.passed and 0.7 < r.detail.get("residual_v", clean.nominal_noise_v) / clean.nominal_noise_v < 1.3
+
+
 def test_a_record_noisier_than_the_rig_is_inconclusive():
     results = every_check(observe(ramp_program(), signal(), duration_s=RECORD_S, noise_lsb=3.0))
     assert results and all(not r.passed for r in results)
@@ -277,3 +303,51 @@ def test_a_line_from_the_other_channel_raises_no_false_alarm():
         results = every_check(observe(b, fn, duration_s=(LATENCY + 3 * N) / FS, seed=seed))
         bad += [(r.name, r.measured, r.limit, r.inconclusive) for r in results if not r.passed]
     assert not bad
+
+
+# ------------------------------------------------------------------------- the two clocks apart
+
+
+def reference_capture(scope_ppm: float, *, amplitude_v: float = 0.8, range_v: float = 2.0, seed: int = 0, duration_s: float = 20e-6) -> Capture:
+    """A 10 MHz frequency standard recorded by an 8-bit scope whose timebase runs ``scope_ppm``
+    fast: its sample k, at scope time k / 2.5 GS/s, comes at true time (k / 2.5 GS/s) / (1 + ppm)."""
+    rng = np.random.default_rng(seed)
+    lsb = range_v / 256
+    tau = np.arange(int(duration_s * SCOPE_FS)) / SCOPE_FS
+    true = tau / (1 + scope_ppm * 1e-6)
+    y = amplitude_v * np.sin(2 * np.pi * 10e6 * true + 1.0) + rng.normal(0, lsb, tau.size)
+    return Capture("CH4", np.clip(np.rint(y / lsb), -128, 127).astype(np.int16), 1 / SCOPE_FS, 0.0, lsb, 0.0)
+
+
+@pytest.mark.parametrize("scope_ppm", [-30.0, 7.0, 40.0])
+def test_a_reference_tone_reads_the_scope_timebase(scope_ppm: float):
+    readings = []
+    for seed in range(6):
+        ref, result = reference_check(reference_capture(scope_ppm, seed=seed), 10e6, 0.01, LIMITS, "synthetic", adc_range_v=2.0, enob=ENOB)
+        assert result.check == "scope_timebase" and not result.inconclusive
+        readings.append((result.measured, result.sigma))
+        assert result.passed == (abs(scope_ppm) <= LIMITS.scope_timebase_ppm)
+    values, sigmas = np.array(readings).T
+    assert abs(values.mean() - scope_ppm) < 3 * sigmas.mean() / math.sqrt(len(values)) + 0.01
+    assert 0.3 < values.std(ddof=1) / sigmas.mean() < 2.0  # the stated sigma is honest
+
+
+def test_the_card_clock_is_read_with_the_scope_timebase_taken_out():
+    # card 12 ppm fast, scope 20 ppm fast: the tone fit alone reads (1.000012 / 1.00002 - 1) = -8 ppm
+    ref, _ = reference_check(reference_capture(20.0), 10e6, 0.01, LIMITS, "synthetic", adc_range_v=2.0, enob=ENOB)
+    card = 12e-6
+
+    def fn(n):  # the card's output at (fractional) card sample n of *its* clock
+        return A_HIGH * np.sin(2 * np.pi * F * (n - FIRST) / FS)
+
+    obs = observe(ramp_program(), lambda n: fn(TRIGGER + (n - TRIGGER) * (1 + card)), duration_s=RECORD_S, ppm=20.0)
+    plain = tone_checks(obs, "high", LIMITS)[0]
+    split = tone_checks(dataclasses.replace(obs, reference=ref), "high", LIMITS)[0]
+    assert abs(plain.measured - (-8.0)) < 4 * plain.sigma
+    assert abs(split.measured - 12.0) < 4 * split.sigma and "taken out" in split.detail["clocks"]
+    assert split.limit == LIMITS.frequency_ppm
+
+
+def test_a_clipped_reference_is_inconclusive():
+    _, result = reference_check(reference_capture(20.0, amplitude_v=1.2), 10e6, 0.01, LIMITS, "synthetic", adc_range_v=2.0, enob=ENOB)
+    assert not result.passed and "clipped" in result.inconclusive

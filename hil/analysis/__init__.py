@@ -1,18 +1,19 @@
 """The checks: each takes an :class:`Observation` (a capture plus what was programmed) and
 returns :class:`CheckResult` s (measured, sigma, limit, unit, verdict)."""
 
-from .observation import Observation
+from .observation import ClockReference, Observation
 from .pair import crosstalk, skew
 from .phase import boundary_checks, boundary_step, phase_jump, wrap_step
 from .record import boundaries_in_record, glitch_scan
 from .result import CheckResult
 from .sinefit import JointFit, Side, joint_fit
 from .spectrum import wrap_spurs
-from .tone import tone_checks
+from .tone import reference_check, tone_checks
 from .trajectory import ddc_phase, trajectory_checks
 
 __all__ = [
     "CheckResult",
+    "ClockReference",
     "JointFit",
     "Observation",
     "Side",
@@ -24,6 +25,7 @@ __all__ = [
     "glitch_scan",
     "joint_fit",
     "phase_jump",
+    "reference_check",
     "skew",
     "tone_checks",
     "trajectory_checks",

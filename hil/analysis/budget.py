@@ -26,11 +26,15 @@ from .result import CheckResult
 
 def conclude(result: CheckResult, obs: Observation, residual_rms_v: float | None, sigmas: float, noise_budget: float) -> CheckResult:
     """``result`` with its nominal sigma in the detail, made inconclusive where the module doc says."""
+    return judge(result, obs.clipped_samples, obs.nominal_noise_v, residual_rms_v, sigmas, noise_budget)
+
+
+def judge(result: CheckResult, clipped: int, nominal: float | None, residual_rms_v: float | None, sigmas: float, noise_budget: float) -> CheckResult:
+    """:func:`conclude` for any record: ``clipped`` samples at its rails, its ``nominal`` noise (V rms)."""
     reasons = []
     detail = dict(result.detail)
-    if obs.clipped_samples:
-        reasons.append(f"the record clipped ({obs.clipped_samples} samples at the ADC rails): set the scope range wider")
-    nominal = obs.nominal_noise_v
+    if clipped:
+        reasons.append(f"the record clipped ({clipped} samples at the ADC rails): set the scope range wider")
     if nominal is not None and residual_rms_v is not None and residual_rms_v > 0:
         detail["residual_v"] = residual_rms_v
         detail["nominal_noise_v"] = nominal

@@ -13,6 +13,51 @@ from ..scopes.base import Capture
 from ..timeline import Timeline, TonePath
 
 
+def nominal_noise(adc_range_v: float | None, adc_bits: int, enob: float | None) -> float | None:
+    """A scope input's nominal noise (V rms): full scale over 2^ENOB sqrt(12) (the noise of an
+    ideal ENOB-bit converter; ENOB defaults to the ADC bits less 1.85); None: range unknown."""
+    if adc_range_v is None:
+        return None
+    bits = enob if enob is not None else adc_bits - 1.85
+    return adc_range_v / (2**bits * 12**0.5)
+
+
+def clipped(capture: Capture, adc_range_v: float | None, adc_offset_v: float, adc_bits: int) -> int:
+    """Samples of ``capture`` at or beyond the ADC's rails (within 1.5 LSB of them); with the
+    range unknown, those at the extreme codes of the record's type."""
+    if adc_range_v is not None:
+        lsb = adc_range_v / 2**adc_bits
+        half = adc_range_v / 2 - 1.5 * lsb
+        return int(np.count_nonzero(np.abs(capture.volts - adc_offset_v) >= half))
+    codes = capture.codes
+    info = np.iinfo(codes.dtype)
+    return int(np.count_nonzero((codes <= info.min) | (codes >= info.max)))
+
+
+@dataclass(frozen=True)
+class ClockReference:
+    """The scope's timebase measured on a reference tone (:func:`hil.analysis.tone.reference_check`):
+    ``scale`` = reference time per scope time (1 / (1 + the scope's timebase error), to the
+    reference's accuracy ``ppm``), its ``sigma``, the scope ``input`` and the tone's ``hz``."""
+
+    scale: float
+    sigma: float
+    input: str
+    hz: float
+    ppm: float
+
+    @property
+    def scope_error_ppm(self) -> float:
+        """How fast the scope's timebase runs (ppm): it reads frequencies this much low."""
+        return (1.0 / self.scale - 1.0) * 1e6
+
+    def card_error_ppm(self, scale: float, sigma: float) -> tuple[float, float]:
+        """A fitted AWG-time-per-scope-time ``scale`` (+- ``sigma``) as the card's own clock error
+        (ppm, +- sigma): the scope's timebase taken out."""
+        ratio = scale / self.scale
+        return (ratio - 1.0) * 1e6, ratio * float(np.hypot(sigma / scale, self.sigma / self.scale)) * 1e6
+
+
 @dataclass(frozen=True)
 class Observation:
     """One AWG channel seen by the scope.
@@ -27,7 +72,8 @@ class Observation:
     cannot be judged against the rig's nominal noise and only clipping at the extreme codes of
     the record is looked for); ``shared_reference``: card and scope share a 10 MHz reference, so
     AWG time and scope time run at one rate and the fits take the time scale as 1 instead of
-    fitting it.
+    fitting it; ``reference``: the scope's timebase as measured on a reference tone in the same
+    acquisition (no shared reference), which tells the card's clock error from the scope's.
     """
 
     capture: Capture = field(repr=False)
@@ -43,6 +89,7 @@ class Observation:
     adc_bits: int = 8
     enob: float | None = None
     shared_reference: bool = False
+    reference: ClockReference | None = None
 
     @property
     def fixed_scale(self) -> float | None:
@@ -51,24 +98,13 @@ class Observation:
 
     @property
     def nominal_noise_v(self) -> float | None:
-        """The rig's nominal noise (V rms) on this input: full scale over 2^ENOB sqrt(12) (the
-        noise of an ideal ENOB-bit converter; ENOB defaults to the ADC bits less 1.85)."""
-        if self.adc_range_v is None:
-            return None
-        enob = self.enob if self.enob is not None else self.adc_bits - 1.85
-        return self.adc_range_v / (2**enob * 12**0.5)
+        """The rig's nominal noise (V rms) on this input (:func:`nominal_noise`)."""
+        return nominal_noise(self.adc_range_v, self.adc_bits, self.enob)
 
     @functools.cached_property
     def clipped_samples(self) -> int:
-        """Samples of the record at or beyond the ADC's rails (within 1.5 LSB of them)."""
-        v = self.capture.volts
-        if self.adc_range_v is not None:
-            lsb = self.adc_range_v / 2**self.adc_bits
-            half = self.adc_range_v / 2 - 1.5 * lsb
-            return int(np.count_nonzero(np.abs(v - self.adc_offset_v) >= half))
-        codes = self.capture.codes
-        info = np.iinfo(codes.dtype)
-        return int(np.count_nonzero((codes <= info.min) | (codes >= info.max)))
+        """Samples of the record at or beyond the ADC's rails (:func:`clipped`)."""
+        return clipped(self.capture, self.adc_range_v, self.adc_offset_v, self.adc_bits)
 
     @property
     def awg_rate_hz(self) -> float:

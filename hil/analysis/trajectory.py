@@ -19,12 +19,14 @@ it.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.signal import fftconvolve, firwin
 
 from ..errors import AnalysisError
 from ..limits import Limits
+from .budget import conclude
 from .observation import Observation
 from .phase import GUARD_S
 from .result import CheckResult
@@ -33,9 +35,27 @@ from .result import CheckResult
 MIN_BANDWIDTH_HZ = 4e6
 
 
-def ddc_phase(t: np.ndarray, y: np.ndarray, f_c: float, bandwidth_hz: float) -> tuple[np.ndarray, np.ndarray, int]:
-    """Unwrapped phase (rad) of y down-converted at ``f_c`` and low-passed to ``bandwidth_hz``,
-    decimated to about 4 samples per 1/B; returns (times, phase, FIR half-length in input samples)."""
+@dataclass(frozen=True)
+class Downconverted:
+    """What :func:`ddc_phase` gives: decimated times ``t`` (s) and unwrapped ``phase`` (rad), with
+    ``volts_per_rad``, which turns a phase residual back into the input noise that makes it."""
+
+    t: np.ndarray
+    phase: np.ndarray
+    volts_per_rad: float
+
+    def noise_v(self, residual_rad: np.ndarray) -> float:
+        """The input noise (V rms) that would leave the phase residual ``residual_rad``."""
+        return float(np.sqrt(np.mean(residual_rad**2))) * self.volts_per_rad
+
+
+def ddc_phase(t: np.ndarray, y: np.ndarray, f_c: float, bandwidth_hz: float) -> Downconverted:
+    """``y`` down-converted at ``f_c``, low-passed to ``bandwidth_hz`` and decimated to about 4
+    samples per 1/B (see module doc).
+
+    With the FIR h (unit DC gain), a tone of amplitude A = 2 |z| and white input noise sigma_v,
+    the phase noise is sigma_v sqrt(2 sum h^2) / A (A: the rms of 1 / A over the window, for a
+    changing amplitude)."""
     dt = float(t[1] - t[0])
     taps = int(4.0 / (bandwidth_hz * dt)) | 1
     if taps >= t.size:
@@ -45,7 +65,9 @@ def ddc_phase(t: np.ndarray, y: np.ndarray, f_c: float, bandwidth_hz: float) -> 
     half = taps // 2
     step = max(1, int(1.0 / (4 * bandwidth_hz * dt)))
     sel = slice(half, t.size - half, step)
-    return t[sel], np.unwrap(np.angle(z[sel])), half
+    amplitude = 2 * np.abs(z[sel])
+    volts_per_rad = 1.0 / math.sqrt(float(np.mean(1.0 / np.maximum(amplitude, 1e-12) ** 2))) / math.sqrt(2 * float(h @ h))
+    return Downconverted(t[sel], np.unwrap(np.angle(z[sel])), volts_per_rad)
 
 
 def trajectory_checks(obs: Observation, segment: str, limits: Limits) -> list[CheckResult]:
@@ -62,7 +84,8 @@ def trajectory_checks(obs: Observation, segment: str, limits: Limits) -> list[Ch
     bandwidth = max(MIN_BANDWIDTH_HZ, abs(f1 - f0) / 2 + 2e6)
     t0, t1 = obs.scope_time(lo), obs.scope_time(hi)
     t, y = obs.window(t0 + GUARD_S, t1 - GUARD_S)  # every kept DDC sample's filter lies inside the segment
-    tau, phi, _ = ddc_phase(t, y, f_c, bandwidth)
+    ddc = ddc_phase(t, y, f_c, bandwidth)
+    tau, phi = ddc.t, ddc.phase
     if tau.size < 16:
         raise AnalysisError(f"{obs.program}: {segment!r} is too short for the DDC ({tau.size} samples)")
     samples = obs.trigger_sample + (tau - obs.delay_s) * fs
@@ -88,41 +111,50 @@ def trajectory_checks(obs: Observation, segment: str, limits: Limits) -> list[Ch
     sigma_r = math.sqrt(float(resid @ resid) / dof)
     cov = sigma_r**2 * max(corr, 1.0) * np.linalg.pinv(design.T @ design)
     resid_deg = np.degrees(resid)
+    residual_v = ddc.noise_v(resid)  # the fit residual in volts, for :func:`conclude`
     where = f"{segment} {obs.channel}"
     out: list[CheckResult] = []
     if moving:
         k = names.index("scale")
         q, sq = coef[k] - 1.0, math.sqrt(max(cov[k, k], 0.0))
-        out.append(
-            CheckResult(
-                "chirp_rate",
-                obs.program,
-                where,
-                100 * q,
-                100 * sq,
-                limits.chirp_rate_ppm * 1e-4,
-                "%",
-                detail={"f0_hz": f0, "f1_hz": f1, "rate_hz_per_s": (f1 - f0) / (path.n / fs), "ddc_bandwidth_hz": bandwidth},
-                plot={"kind": "trajectory", "t": tau, "residual_deg": resid_deg},
-            )
-        )
-    rms = float(np.sqrt(np.mean(resid_deg**2)))
-    n_eff = max(2.0, tau.size / corr)
-    out.append(
-        CheckResult(
-            "phase_residual",
+        clocks = "the sweep in scope time: twice the scope's and card's clock errors together"
+        if obs.reference is not None:  # in reference time: the scope's timebase (squared: a rate) taken out
+            r = obs.reference
+            q, sq = (1.0 + q) / r.scale**2 - 1.0, math.hypot(sq, 2 * r.sigma / r.scale) / r.scale**2
+            clocks = f"the scope's timebase taken out with the reference tone at {r.input}: twice the card's clock error"
+        chirp = CheckResult(
+            "chirp_rate",
             obs.program,
             where,
-            rms,
-            rms / math.sqrt(2 * n_eff),
-            limits.phase_residual_deg,
-            "deg",
-            two_sided=False,
-            detail={"samples": int(tau.size), "ddc_bandwidth_hz": bandwidth},
+            100 * q,
+            100 * sq,
+            limits.chirp_rate_ppm * 1e-4,
+            "%",
+            detail={"f0_hz": f0, "f1_hz": f1, "rate_hz_per_s": (f1 - f0) / (path.n / fs), "ddc_bandwidth_hz": bandwidth, "clocks": clocks},
             plot={"kind": "trajectory", "t": tau, "residual_deg": resid_deg},
         )
+        out.append(conclude(chirp, obs, residual_v, limits.sigmas, limits.noise_budget))
+    rms = float(np.sqrt(np.mean(resid_deg**2)))
+    n_eff = max(2.0, tau.size / corr)
+    residual = CheckResult(
+        "phase_residual",
+        obs.program,
+        where,
+        rms,
+        rms / math.sqrt(2 * n_eff),
+        limits.phase_residual_deg,
+        "deg",
+        two_sided=False,
+        detail={"samples": int(tau.size), "ddc_bandwidth_hz": bandwidth},
+        plot={"kind": "trajectory", "t": tau, "residual_deg": resid_deg},
     )
-    out.append(_glitch(obs, where, tau, resid_deg, corr, bandwidth, limits))
+    # the residual is what this check measures: more noise can only raise it, so only clipping makes it inconclusive
+    out.append(conclude(residual, obs, None, limits.sigmas, limits.noise_budget))
+    glitch = _glitch(obs, where, tau, resid_deg, corr, bandwidth, limits)
+    # the glitch's own noise: the residual with the step it found fitted out (a real glitch is not noise)
+    stepped = np.column_stack([design, (tau >= glitch.detail["at_s"]).astype(float)])
+    step_coef, *_ = np.linalg.lstsq(stepped, target, rcond=None)
+    out.append(conclude(glitch, obs, ddc.noise_v(target - stepped @ step_coef), limits.sigmas, limits.noise_budget))
     return out
 
 

@@ -8,7 +8,10 @@
   more per pass than a whole number (a step of -0.36 degrees at each wrap, spurs near -60 dBc);
 - ``amp-error=1dB``: the card's output is 1 dB louder than configured;
 - ``chirp-rate=0.5%``: every frequency move of the target segment sweeps 0.5 % more;
-- ``skew=1.6ns``: the second AWG channel (V) reaches the scope 1.6 ns after the first.
+- ``skew=1.6ns``: the second AWG channel (V) reaches the scope 1.6 ns after the first;
+- ``clock=30ppm``: the card's sample clock runs 30 ppm fast (every tone 30 ppm high, every
+  instant 30 ppm early): only a shared reference or a reference tone tells it from the scope's
+  timebase error.
 
 Segment faults re-synthesise the target segment from its quantized form (awgrt's own synthesis)
 with the perturbed tones and swap its samples into the compiled program; the step table and
@@ -28,24 +31,30 @@ from awgrt.program import CompiledSegment, CompiledSequenceProgram
 
 from ..errors import RigConfigError
 
-_SPEC = re.compile(r"^\s*(phase-jump|wrap-delta|amp-error|chirp-rate|skew)\s*=\s*([-+0-9.eE]+)\s*(deg|db|%|cycles?|ns)?\s*$", re.IGNORECASE)
-_UNITS = {"phase-jump": ("deg",), "wrap-delta": ("", "cycle", "cycles"), "amp-error": ("db",), "chirp-rate": ("%",), "skew": ("ns",)}
+_SPEC = re.compile(r"^\s*(phase-jump|wrap-delta|amp-error|chirp-rate|skew|clock)\s*=\s*([-+0-9.eE]+)\s*(deg|db|%|cycles?|ns|ppm)?\s*$", re.IGNORECASE)
+_UNITS = {"phase-jump": ("deg",), "wrap-delta": ("", "cycle", "cycles"), "amp-error": ("db",), "chirp-rate": ("%",), "skew": ("ns",), "clock": ("ppm",)}
 
 
 @dataclass(frozen=True)
 class Faults:
     """Faults to inject (zero: none). ``phase_jump_deg`` in degrees, ``wrap_delta_cycles`` in
-    cycles per pass, ``amp_error_db`` in dB, ``chirp_rate_rel`` as a fraction (0.005 = 0.5 %)."""
+    cycles per pass, ``amp_error_db`` in dB, ``chirp_rate_rel`` as a fraction (0.005 = 0.5 %),
+    ``skew_s`` in seconds, ``clock_ppm`` in ppm."""
 
     phase_jump_deg: float = 0.0
     wrap_delta_cycles: float = 0.0
     amp_error_db: float = 0.0
     chirp_rate_rel: float = 0.0
     skew_s: float = 0.0
+    clock_ppm: float = 0.0
 
     @property
     def any(self) -> bool:
-        return any((self.phase_jump_deg, self.wrap_delta_cycles, self.amp_error_db, self.chirp_rate_rel, self.skew_s))
+        return any((self.phase_jump_deg, self.wrap_delta_cycles, self.amp_error_db, self.chirp_rate_rel, self.skew_s, self.clock_ppm))
+
+    def card_rate_hz(self, sample_rate_hz: float) -> float:
+        """The rate the card's samples really come at (true time): the ``clock`` fault's."""
+        return sample_rate_hz * (1.0 + self.clock_ppm * 1e-6)
 
     def output_delay_s(self, hardware_channel: int) -> float:
         """Extra delay of a card channel's output: the ``skew`` fault delays the second (V)."""
@@ -60,7 +69,7 @@ class Faults:
             unit = (m.group(3) or "").lower() if m else ""
             if not m or unit not in _UNITS[m.group(1).lower()]:
                 raise RigConfigError(
-                    f"--inject {spec!r}: expected phase-jump=<x>deg, wrap-delta=<cycles>, amp-error=<x>dB or chirp-rate=<x>%",
+                    f"--inject {spec!r}: expected phase-jump=<x>deg, wrap-delta=<cycles>, amp-error=<x>dB, chirp-rate=<x>%, skew=<x>ns or clock=<x>ppm",
                     value=spec,
                 )
             kind, value = m.group(1).lower(), float(m.group(2))
@@ -70,6 +79,7 @@ class Faults:
                 "amp-error": "amp_error_db",
                 "chirp-rate": "chirp_rate_rel",
                 "skew": "skew_s",
+                "clock": "clock_ppm",
             }[kind]
             values[key] = value / 100 if kind == "chirp-rate" else value * 1e-9 if kind == "skew" else value
         return cls(**values)
@@ -87,6 +97,8 @@ class Faults:
             out.append(f"chirp-rate={self.chirp_rate_rel * 100:g}%")
         if self.skew_s:
             out.append(f"skew={self.skew_s * 1e9:g}ns")
+        if self.clock_ppm:
+            out.append(f"clock={self.clock_ppm:g}ppm")
         return out
 
     # ------------------------------------------------------------------ segment faults
