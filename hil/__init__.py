@@ -12,7 +12,7 @@
   sigma, limit, unit and verdict.
 - :mod:`hil.suite`, :mod:`hil.runner`: the validation programs and the nightly runner behind
   ``awgrt hil --rig sim|rig.toml --out DIR`` (see ``hil/rig.example.toml``);
-  ``python -m hil.resolution`` measures a rig's phase and spur resolution.
+  ``python -m hil.resolution`` measures a rig's resolution, per check, against the Cramer-Rao bound.
 - ``pytest hil --rig rig.toml`` (from the repository root): the rig tests in ``hil/rigtests`` (marker
   ``hil``, skipped without ``--rig``; not installed with the package).
 """

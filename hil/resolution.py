@@ -15,7 +15,19 @@
   in relative amplitude, shown in dB) and the frequency step between holds (each side's own
   scale: bound sqrt(2) sqrt(12) n / (2 pi A N^1.5 dt f), in ppm) are given too;
 - a snapped single-tone loop of 4096 samples played 32 times, and reports the wrap-spur noise
-  floor and the worst spur (dBc) as the spur detector sees them.
+  floor and the worst spur (dBc) as the spur detector sees them;
+- the suite's own checks, each program played ``--trials`` times (``hold_move_hold``: tone
+  frequency and amplitude on a hold, chirp rate of the move, the scope's timebase on the
+  reference tone where the rig has one; ``loop_n_hold``: the phase step per wrap), each reading's
+  scatter against the Cramer-Rao bound of the same samples at the record's noise n (white):
+  a time scale shared by tones (A_i, f_i) over N samples dt apart, 1 / sqrt(sum A_i^2 (2 pi f_i)^2
+  S / (2 n^2)) with S = N (N^2 - 1) dt^2 / 12 (the frequency check, and the reference tone's over
+  the whole record); an amplitude, sqrt(2 / N) n / A; a sweep scale q in phi = p0 + p1 t +
+  (1 + q) psi(t), n / (A sqrt(sum psi_perp^2 / 2)) with psi_perp the programmed phase less its
+  best line; the mean wrap step over K wraps fitted on N samples a side, 4 n / (A sqrt(N K)).
+  Where the scope's timebase is taken out (a reference tone), its bound is added in quadrature.
+  The glitch scan, phase residual and spur checks are not estimators of one parameter and have
+  no such bound; their resolution is their nominal sigma in the report.
 """
 
 from __future__ import annotations
@@ -29,11 +41,12 @@ import numpy as np
 
 from awgrt import AWGProgramBuilder
 
-from .analysis import wrap_spurs
-from .analysis.phase import boundary_sample, boundary_step
+from .analysis import CheckResult, Observation, wrap_spurs
+from .analysis.phase import GUARD_S, boundary_sample, boundary_step
+from .analysis.phase import WINDOW_S as WRAP_WINDOW_S
 from .rig import RigConfig, open_rig
 from .runner import run_program
-from .suite import CHANNEL, SuiteProgram
+from .suite import CHANNEL, SuiteProgram, program_named
 
 #: The short window per side of the second phase-step figure (s).
 WINDOW_S = 1e-6
@@ -101,6 +114,83 @@ class Resolution:
     spur_floor_dbc: float
     worst_spur_dbc: float
     enob: float | None
+    checks: tuple[PhaseResolution, ...] = ()
+
+
+#: The suite programs whose checks the per-check figures read.
+CHECK_PROGRAMS = ("hold_move_hold", "loop_n_hold")
+
+
+def scale_bound(noise_v: float, tones: list[tuple[float, float]], n: int, dt_s: float) -> float:
+    """Cramer-Rao bound of a time scale shared by ``tones`` (amplitude V, frequency Hz) over ``n``
+    samples ``dt_s`` apart in white noise of ``noise_v`` rms (relative: 1e-6 is 1 ppm)."""
+    s_tt = n * (n * n - 1) / 12 * dt_s * dt_s
+    info = sum(a * a * (2 * math.pi * f) ** 2 for a, f in tones) * s_tt / (2 * noise_v * noise_v)
+    return 1.0 / math.sqrt(info)
+
+
+def _check_bound(r: CheckResult, obs: Observation, config: RigConfig, scope_ppm: float) -> float | None:
+    """The Cramer-Rao bound of check ``r`` on ``obs`` (its unit; see module doc), None: none."""
+    noise, dt, fs = r.detail.get("residual_v"), obs.capture.x_increment_s, obs.awg_rate_hz
+    if noise is None or r.check not in ("frequency", "amplitude", "chirp_rate", "wrap_step"):
+        return None
+    e = obs.timeline.entries_of(r.where.split()[0])[0]
+    volts = obs.full_scale_v
+
+    def amplitude(span, f):
+        return max(span.a0, span.a1) * volts * obs.path.magnitude(f)
+
+    if r.check == "chirp_rate":
+        path = next(p for p in obs.timeline.tones_at(obs.channel, e.sample)[0] if max(p.span.a0, p.span.a1) > 0)
+        tau = np.asarray(r.plot["t"])
+        t = np.arange(tau[0], tau[-1], dt)
+        psi = 2 * np.pi * path.phase_cycles(obs.trigger_sample + (t - obs.delay_s) * fs)
+        line = np.column_stack([np.ones_like(t), t - t.mean()])
+        perp = psi - line @ np.linalg.lstsq(line, psi, rcond=None)[0]
+        q = noise / (amplitude(path.span, 0.5 * (path.span.f0_hz + path.span.f1_hz)) * math.sqrt(float(perp @ perp) / 2))
+        return 100 * math.hypot(q, 2 * scope_ppm * 1e-6)
+    if r.check == "wrap_step":
+        path = next(p for p in obs.timeline.tones_at(obs.channel, e.sample)[0] if p.span.a0 > 0)
+        w = min(e.n_samples / fs / 2 - 2 * GUARD_S, WRAP_WINDOW_S)
+        n = round(w / dt)
+        return math.degrees(4 * noise / (amplitude(path.span, path.span.f0_hz) * math.sqrt(n * r.detail["wraps_fitted"])))
+    paths = [p for p in obs.timeline.tones_at(obs.channel, e.sample + e.n_samples // 2)[0] if p.span.constant and p.span.a0 > 0]
+    n = round(r.detail["window_s"] / dt)
+    if r.check == "frequency":
+        return math.hypot(scale_bound(noise, [(amplitude(p.span, p.span.f0_hz), p.span.f0_hz) for p in paths], n, dt) * 1e6, scope_ppm)
+    return 20 / math.log(10) * math.sqrt(2 / n) * noise / r.detail["expected_v"]
+
+
+def _check_figures(rig_spec: str | RigConfig, trials: int) -> list[PhaseResolution]:
+    """Scatter, mean sigma, bound and mean of the suite's checks on the first channel (module doc)."""
+    rows: dict[str, list[tuple[float, float, float]]] = {}
+    units: dict[str, str] = {}
+    with open_rig(rig_spec) as rig:
+        config = rig.config
+        for name in CHECK_PROGRAMS:
+            prog = program_named(name)
+            for _ in range(trials):
+                results, obs = run_program(rig, prog)
+                scope_ppm = 0.0
+                for r in results:
+                    if r.check == "scope_timebase" and "residual_v" in r.detail and config.reference is not None:
+                        n = round(r.detail["record_s"] / obs.capture.x_increment_s) + 1
+                        tone = [(config.reference.amplitude_v, r.detail["reference_hz"])]
+                        scope_ppm = scale_bound(r.detail["residual_v"], tone, n, obs.capture.x_increment_s) * 1e6
+                        rows.setdefault(r.check, []).append((r.measured, r.sigma, scope_ppm))
+                        units[r.check] = r.unit
+                for r in results:
+                    if not r.where.endswith(f" {obs.channel}"):
+                        continue
+                    bound = _check_bound(r, obs, config, scope_ppm)
+                    if bound is not None:
+                        rows.setdefault(r.check, []).append((r.measured, r.sigma, bound))
+                        units[r.check] = r.unit
+    out = []
+    for check, values in rows.items():
+        v, sg, bd = (np.array(x) for x in zip(*values))
+        out.append(PhaseResolution(f"suite {check}", float(np.std(v, ddof=1)), float(np.mean(sg)), float(np.mean(bd)), float(np.mean(v)), check, units[check]))
+    return out
 
 
 def _figures(rig_spec, trials: int, window_s: float | None, label: str, steps_too: bool = False) -> list[PhaseResolution]:
@@ -146,7 +236,8 @@ def measure(rig_spec: str | RigConfig = "sim", trials: int = 20) -> Resolution:
         _, obs = run_program(rig, loop)
         spur = wrap_spurs(obs, "loop", rig.config.limits)
         enob = rig.config.scope_enob
-    return Resolution(phase, tuple(whole[1:]), trials, spur.detail["floor_dbc"], spur.measured, enob)
+    checks = tuple(_check_figures(config, trials))
+    return Resolution(phase, tuple(whole[1:]), trials, spur.detail["floor_dbc"], spur.measured, enob, checks)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,6 +252,10 @@ def main(argv: list[str] | None = None) -> int:
     for p in res.phase + res.steps:
         print(f"  {p.check:<10} {p.windows:<32} {p.scatter_deg:9.4f} {p.sigma_deg:9.4f} {p.bound_deg:9.4f} {p.ratio:14.2f} {p.mean_deg:+9.4f}  {p.unit}")
     print(f"wrap spurs, 4096-sample loop x 32: floor {res.spur_floor_dbc:.1f} dBc, worst line {res.worst_spur_dbc:.1f} dBc")
+    print(f"the suite's checks ({', '.join(CHECK_PROGRAMS)}), first channel, {res.trials} trials each")
+    print(f"  {'check':<16} {'scatter':>9} {'sigma':>9} {'bound':>9} {'scatter/bound':>14} {'mean':>9}")
+    for p in res.checks:
+        print(f"  {p.check:<16} {p.scatter_deg:9.4g} {p.sigma_deg:9.4g} {p.bound_deg:9.4g} {p.ratio:14.2f} {p.mean_deg:+9.4g}  {p.unit}")
     return 0 if all(math.isfinite(p.scatter_deg) for p in res.phase) else 1
 
 

@@ -25,11 +25,13 @@ def test_clean_simulated_rig_passes_every_check() -> None:
     kinds = {r.check for r in report.results}
     assert {"phase_jump", "wrap_spur", "wrap_step", "frequency", "amplitude", "chirp_rate", "phase_residual", "glitch", "skew", "crosstalk"} <= kinds
     # every per-channel check runs on both AWG channels
-    per_channel = [r for r in report.results if r.check not in ("skew", "crosstalk", "trigger_timing")]
+    per_channel = [r for r in report.results if r.check not in ("skew", "crosstalk", "trigger_timing", "scope_timebase")]
     assert {r.where.split()[-1] for r in per_channel} == {"H", "V"}
     assert sum(r.where.endswith(" H") for r in per_channel) == sum(r.where.endswith(" V") for r in per_channel)
     assert report.passed, [(r.name, r.measured, r.limit, dict(r.detail)) for r in report.failures()]
     assert len({r.program for r in report.results}) == 5
+    # the reference tone is recorded with every program that reads the clocks
+    assert {r.program for r in report.results if r.check == "scope_timebase"} == {r.program for r in report.results if r.check in ("frequency", "chirp_rate")}
 
 
 # (fault, programs to run, matching check, injected value in the check's unit)

@@ -217,6 +217,12 @@ def test_resolution_of_the_default_simulated_scope() -> None:
     assert 0.4 < locked.bound_deg / whole.bound_deg < 0.6  # a shared reference halves the bound
     assert res.spur_floor_dbc < -80 and res.worst_spur_dbc < -70
     assert res.enob == pytest.approx(6.15, abs=0.01)
+    # the suite's own checks: each reports the Cramer-Rao bound of its samples, within 20 %
+    assert {p.check for p in res.checks} == {"scope_timebase", "frequency", "amplitude", "chirp_rate", "wrap_step"}
+    for p in res.checks:
+        assert 0.8 < p.sigma_deg / p.bound_deg < 1.2, p
+    timebase = next(p for p in res.checks if p.check == "scope_timebase")
+    assert abs(timebase.mean_deg - 20.0) < 5 * timebase.bound_deg  # the simulated scope runs 20 ppm fast
 
 
 def test_signal_path_combines_hold_and_filters() -> None:

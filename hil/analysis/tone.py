@@ -82,7 +82,7 @@ def tone_checks(obs: Observation, segment: str, limits: Limits, *, window_s: flo
         worst[1],
         limits.amplitude_db,
         "dB",
-        detail={"tone_hz": worst[2], "expected_v": worst[3], "measured_v": worst[4], "per_tone_db": [x[0] for x in errors]},
+        detail={"tone_hz": worst[2], "expected_v": worst[3], "measured_v": worst[4], "per_tone_db": [x[0] for x in errors], "window_s": width},
         plot={"kind": "amplitude", "tones_hz": [x[2] for x in errors], "errors_db": [x[0] for x in errors]},
     )
     return [conclude(r, obs, fit.residual_rms, limits.sigmas, limits.noise_budget) for r in (freq, amp)]
