@@ -212,8 +212,10 @@ class AWGProgramBuilder:
         """Replace the selected channel's tones by those of definition ``name``."""
         return self._add(UseDef(self._selected("use_def"), str(name)))
 
-    def add_tone(self, *, freq: float, amp: float, phase: float = 0.0) -> AWGProgramBuilder:
-        """Append a tone (phase in radians) to the selected channel."""
+    def add_tone(self, *, freq: float, amp: float = 0.0, phase: float = 0.0, at: int | None = None) -> AWGProgramBuilder:
+        """Add a tone (``freq`` Hz, ``amp`` of full scale, default 0: ramp it up after; ``phase``
+        in radians) to the selected channel: at index ``at`` (the tones from there on move up
+        one), or appended (None). Frequencies are above 0 Hz (a DC offset is not a tone)."""
         seg = _segment_name(self)
         return self._add(
             AddTone(
@@ -221,6 +223,7 @@ class AWGProgramBuilder:
                 _float(freq, "freq", "add_tone", seg),
                 _float(amp, "amp", "add_tone", seg),
                 _float(phase, "phase", "add_tone", seg),
+                None if at is None else _index(at),
             )
         )
 
@@ -230,30 +233,60 @@ class AWGProgramBuilder:
 
     def move(self, *, df: float | Sequence[float], time: float, idxs: Sequence[int] | None = None, kind: FreqShape = "linear") -> AWGProgramBuilder:
         """Chirp tones ``idxs`` (all if None) by ``df`` Hz (one value or one per index) over
-        ``time`` s; ``kind``: ``"linear"``, ``"min_jerk"`` or ``"cosine"``."""
+        ``time`` s; ``kind``: ``"linear"``, ``"min_jerk"``, ``"cosine"`` or ``"smoothstep"``.
+        ``time=0``: the frequencies jump at this point (phase continuous), a deliberate
+        discontinuity the compile report lists."""
         seg = _segment_name(self)
         return self._add(Move(self._selected("move"), _floats(df, "df", "move", seg), _float(time, "time", "move", seg), _ints(idxs), kind))
 
-    def ramp_amp_to(self, *, amps: float | Sequence[float], time: float, idxs: Sequence[int] | None = None, kind: AmpShape = "linear") -> AWGProgramBuilder:
-        """Ramp amplitudes of tones ``idxs`` (all if None) to ``amps`` over ``time`` s; ``kind``:
-        ``"linear"``, ``"min_jerk"``, ``"cosine"`` or ``"exp"``."""
+    def ramp_amp_to(
+        self, *, amps: float | Sequence[float], time: float, idxs: Sequence[int] | None = None, kind: AmpShape = "linear", tau: float | None = None
+    ) -> AWGProgramBuilder:
+        """Ramp amplitudes of tones ``idxs`` (all if None) to ``amps`` over ``time`` s. ``kind``:
+        ``"linear"``, ``"min_jerk"``, ``"cosine"``, ``"smoothstep"``; ``"geo_ramp"`` (geometric,
+        both ends above zero); ``"exp"`` with time constant ``tau`` s (follows start -> end with
+        that time constant and ends exactly at the target; without ``tau``: geometric);
+        ``"adiabatic_ramp"`` (1/a along a smoothstep; an end at zero is floored at 1e-3 of the
+        other and still reached exactly). See :data:`awgrt.ir.shapes.AMP_SHAPES`. ``time=0``:
+        the amplitudes jump at this point, a deliberate discontinuity the compile report lists."""
         seg = _segment_name(self)
         return self._add(
-            RampAmp(self._selected("ramp_amp_to"), _floats(amps, "amps", "ramp_amp_to", seg), _float(time, "time", "ramp_amp_to", seg), _ints(idxs), kind)
-        )
-
-    def remap_from_def(self, *, target_def: str, src: Sequence[int], dst: Sequence[int], time: float, kind: FreqShape = "min_jerk") -> AWGProgramBuilder:
-        """Move tone ``src[k]`` to the frequency and amplitude of tone ``dst[k]`` of
-        ``target_def`` over ``time`` s (tweezer rearrangement). Indices do not change."""
-        return self._add(
-            RemapFromDef(
-                self._selected("remap_from_def"), str(target_def), _ints(src), _ints(dst), _float(time, "time", "remap_from_def", _segment_name(self)), kind
+            RampAmp(
+                self._selected("ramp_amp_to"),
+                _floats(amps, "amps", "ramp_amp_to", seg),
+                _float(time, "time", "ramp_amp_to", seg),
+                _ints(idxs),
+                kind,
+                None if tau is None else _float(tau, "tau", "ramp_amp_to", seg),
             )
         )
 
-    def hold(self, *, time: float) -> AWGProgramBuilder:
-        """Hold for ``time`` s: the selected channel, or every channel if none is selected."""
-        return self._add(Hold(self._channel, _float(time, "time", "hold", _segment_name(self))))
+    def remap_from_def(
+        self, *, target_def: str, src: Sequence[int], dst: Sequence[int] | str, time: float, kind: FreqShape = "min_jerk"
+    ) -> AWGProgramBuilder:
+        """Move tone ``src[k]`` to the frequency and amplitude of tone ``dst[k]`` of ``target_def``
+        over ``time`` s (tweezer rearrangement); indices do not change and tones not in ``src``
+        hold. ``dst="all"``: ``src`` lists one source tone per target tone (a loaded subset) and
+        ``src[k]`` goes to target tone k; every other tone fades out over the move and is dropped,
+        so the channel then holds the target's tones in its order."""
+        return self._add(
+            RemapFromDef(
+                self._selected("remap_from_def"),
+                str(target_def),
+                _ints(src),
+                dst if isinstance(dst, str) else _ints(dst),
+                _float(time, "time", "remap_from_def", _segment_name(self)),
+                kind,
+            )
+        )
+
+    def hold(self, *, time: float, every_channel: bool = False) -> AWGProgramBuilder:
+        """Hold for ``time`` s. With a channel selected (``.tones(ch)`` earlier in this segment)
+        it holds **only that channel**: its timeline advances and the others' do not (an op on
+        another channel after it starts at that channel's own time). With no channel selected
+        (right after ``.segment(...)``), or with ``every_channel=True``, it first lines every
+        channel up to the latest (``.sync()``) and then holds them all for ``time``."""
+        return self._add(Hold(None if every_channel else self._channel, _float(time, "time", "hold", _segment_name(self))))
 
     def sync(self) -> AWGProgramBuilder:
         """Line every channel's timeline up to the latest one (the others hold)."""

@@ -105,7 +105,7 @@ class TonePath:
     def amplitude(self, sample: np.ndarray) -> np.ndarray:
         """Programmed amplitude (fraction of full scale) at card samples ``sample``."""
         u = np.clip((np.asarray(sample, dtype=np.float64) - self.start) / self.n, 0.0, 1.0)
-        return amplitude_profile(self.span.a0, self.span.a1, self.span.amp_kind, u)
+        return amplitude_profile(self.span.a0, self.span.a1, self.span.amp_kind, u, self.span.amp_param)
 
 
 @dataclass(frozen=True)

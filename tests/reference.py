@@ -21,6 +21,12 @@ Progress curves and their integrals (derived by hand, see :func:`progress_integr
 * ``linear``:   s(u) = u                          S(u) = u^2 / 2
 * ``min_jerk``: s(u) = 10 u^3 - 15 u^4 + 6 u^5     S(u) = 5/2 u^4 - 3 u^5 + u^6
 * ``cosine``:   s(u) = (1 - cos(pi u)) / 2         S(u) = u / 2 - sin(pi u) / (2 pi)
+* ``smoothstep``: s(u) = 3 u^2 - 2 u^3             S(u) = u^3 - u^4 / 2
+
+Amplitude ramps besides those (``amplitude``): ``geo_ramp`` (and ``exp`` without a time constant)
+a0 (a1 / a0)^u; ``exp`` with R = T / tau, a0 + (a1 - a0) (1 - e^(-R u)) / (1 - e^(-R));
+``adiabatic_ramp``, 1/a moving along the smoothstep from 1/a0 to 1/a1, with an end at zero
+replaced by 1e-3 of the other end and that replacement taken back out along the smoothstep.
 
 :func:`progress_integral_numeric` evaluates S by adaptive quadrature (``scipy.integrate.quad``) so the
 closed forms can themselves be checked (to far better than 1e-9 cycles).
@@ -42,8 +48,8 @@ from fractions import Fraction
 import numpy as np
 from scipy.integrate import quad
 
-FREQ_SHAPES = ("linear", "min_jerk", "cosine")
-AMP_SHAPES = (*FREQ_SHAPES, "exp")
+FREQ_SHAPES = ("linear", "min_jerk", "cosine", "smoothstep")
+AMP_SHAPES = (*FREQ_SHAPES, "exp", "geo_ramp", "adiabatic_ramp")
 
 TWO_PI = 2.0 * math.pi
 
@@ -61,6 +67,8 @@ def progress(shape: str, u: np.ndarray | float) -> np.ndarray:
         return 10.0 * u**3 - 15.0 * u**4 + 6.0 * u**5
     if shape == "cosine":
         return 0.5 * (1.0 - np.cos(math.pi * u))
+    if shape == "smoothstep":
+        return u * u * (3.0 - 2.0 * u)
     raise ValueError(f"unknown shape {shape!r}")
 
 
@@ -75,6 +83,9 @@ def progress_integral(shape: str, u: np.ndarray | float) -> np.ndarray:
     if shape == "cosine":
         # integral of (1 - cos(pi v)) / 2 = u / 2 - sin(pi u) / (2 pi)
         return 0.5 * u - np.sin(math.pi * u) / (2.0 * math.pi)
+    if shape == "smoothstep":
+        # integral of 3 v^2 - 2 v^3 = u^3 - u^4 / 2
+        return u**3 - 0.5 * u**4
     raise ValueError(f"unknown shape {shape!r}")
 
 
@@ -84,15 +95,22 @@ def progress_integral_numeric(shape: str, u: float) -> float:
     return value
 
 
-def amplitude(a0: float, a1: float, shape: str, u: np.ndarray | float) -> np.ndarray:
-    """Amplitude a(u) of a ramp a0 -> a1; ``"exp"`` is geometric interpolation a0 (a1 / a0)**u."""
+def amplitude(a0: float, a1: float, shape: str, u: np.ndarray | float, rate: float | None = None) -> np.ndarray:
+    """Amplitude a(u) of a ramp a0 -> a1 (see the module docstring); ``rate`` = T / tau of an
+    ``"exp"`` ramp with a time constant (None: geometric)."""
     u = np.asarray(u, dtype=np.float64)
     if a0 == a1:
         return np.full(u.shape, float(a0))
-    if shape == "exp":
+    if shape in ("exp", "geo_ramp") and rate is None:
         if a0 <= 0 or a1 <= 0:
-            raise ValueError("an exp ramp needs both ends > 0")
+            raise ValueError("a geometric ramp needs both ends > 0")
         return a0 * (a1 / a0) ** u
+    if shape == "exp":
+        return a0 + (a1 - a0) * (1.0 - np.exp(-rate * u)) / (1.0 - math.exp(-rate))
+    if shape == "adiabatic_ramp":
+        e0, e1 = (a if a > 0 else 1e-3 * max(a0, a1) for a in (a0, a1))
+        s = progress("smoothstep", u)
+        return 1.0 / ((1.0 - s) / e0 + s / e1) - (e0 - a0) * (1.0 - s) - (e1 - a1) * s
     return a0 + (a1 - a0) * progress(shape, u)
 
 
@@ -112,6 +130,7 @@ class Span:
     a0: float = 1.0
     a1: float | None = None
     amp_shape: str = "linear"
+    rate: float | None = None  # T / tau of an "exp" amplitude ramp with a time constant
 
     @property
     def f_end(self) -> float:
@@ -142,7 +161,7 @@ class Span:
         return f0 * t_end + (f1 - f0) * value
 
     def amplitude(self, k: np.ndarray) -> np.ndarray:
-        return amplitude(self.a0, self.a_end, self.amp_shape, np.asarray(k, dtype=np.float64) / self.n)
+        return amplitude(self.a0, self.a_end, self.amp_shape, np.asarray(k, dtype=np.float64) / self.n, self.rate)
 
 
 @dataclass(frozen=True)
@@ -302,7 +321,14 @@ def tones_from_pieces(pieces: Sequence, *, phase0_cycles: dict[int, float] | Non
     last_piece: dict[int, int] = {}
     for i, piece in enumerate(pieces):
         for s in piece.tones:
-            span = Span(int(piece.n), s.f0_hz, s.f1_hz, s.freq_kind, s.a0, s.a1, s.amp_kind)
+            # awgrt's span records its amplitude shape as "exp" (geometric), "exp_tau" (with T / tau
+            # in amp_param) or "adiabatic"; the reference names them as the builder does
+            kind, rate = s.amp_kind, None
+            if kind == "exp_tau":
+                kind, rate = "exp", float(s.amp_param)
+            elif kind == "adiabatic":
+                kind = "adiabatic_ramp"
+            span = Span(int(piece.n), s.f0_hz, s.f1_hz, s.freq_kind, s.a0, s.a1, kind, rate)
             if s.tone in out:
                 if last_piece[s.tone] != i - 1:
                     raise ValueError(f"tone {s.tone} is absent from a piece in between")

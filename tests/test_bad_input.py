@@ -77,8 +77,14 @@ TIMED_OPS = {
 }
 
 
-@pytest.mark.parametrize("op", sorted(TIMED_OPS))
-@pytest.mark.parametrize(("time", "text"), [(NAN, "nan"), (INF, "inf"), (-INF, "-inf"), (0.0, "0.0"), (-1e-6, "-1e-06"), (-0.0, "-0.0")])
+BAD_TIMES = [(NAN, "nan"), (INF, "inf"), (-INF, "-inf"), (-1e-6, "-1e-06")]
+ZERO_TIMES = [(0.0, "0.0"), (-0.0, "-0.0")]
+
+
+@pytest.mark.parametrize(
+    ("op", "time", "text"),
+    [(op, t, text) for op in sorted(TIMED_OPS) for t, text in BAD_TIMES] + [("hold", t, text) for t, text in ZERO_TIMES],  # 0 s: an instant jump, but no hold
+)
 def test_bad_times_raise_timing_error(op, time, text):
     b = TIMED_OPS[op](loaded("timed_seg"), time)
     with pytest.raises(TimingError, match=re.escape(f"time={text}")) as info:

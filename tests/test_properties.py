@@ -67,11 +67,11 @@ def programs(draw):
             ch = draw(st.sampled_from(channels))
             tones = state[ch]
             time_s = draw(st.integers(700, 12000)) * 1e-9
-            kind = draw(st.sampled_from(["hold", "hold", "move_all", "move_one", "ramp", "add", "remove"]))
+            kind = draw(st.sampled_from(["hold", "hold", "move_all", "move_one", "ramp", "ramp", "add", "remove", "jump"]))
             b.tones(ch)
             if kind == "move_all":
                 df = draw(st.floats(-2e6, 2e6))
-                b.move(df=df, time=time_s, kind=draw(st.sampled_from(["linear", "min_jerk", "cosine"])))
+                b.move(df=df, time=time_s, kind=draw(st.sampled_from(["linear", "min_jerk", "cosine", "smoothstep"])))
                 for t in tones:
                     t[0] += df
             elif kind == "move_one":
@@ -80,9 +80,10 @@ def programs(draw):
                 b.move(df=df, time=time_s, idxs=[i], kind=draw(st.sampled_from(["linear", "min_jerk", "cosine"])))
                 tones[i][0] += df
             elif kind == "ramp":
-                amp_kind = draw(st.sampled_from(["linear", "min_jerk", "cosine", "exp"]))
+                amp_kind = draw(st.sampled_from(["linear", "min_jerk", "cosine", "smoothstep", "exp", "geo_ramp", "exp_tau", "adiabatic_ramp"]))
+                tau = draw(st.floats(0.05, 3.0)) * time_s if amp_kind == "exp_tau" else None
                 targets = [draw(st.floats(0.05, AMP_BUDGET / 5)) for _ in tones]
-                b.ramp_amp_to(amps=targets, time=time_s, kind=amp_kind)
+                b.ramp_amp_to(amps=targets, time=time_s, kind="exp" if amp_kind == "exp_tau" else amp_kind, tau=tau)
                 for t, a in zip(tones, targets):
                     t[1] = a
             elif kind == "add" and len(tones) < 5:
@@ -91,6 +92,18 @@ def programs(draw):
                 f = 40e6 + 4e6 * draw(st.sampled_from(free))
                 b.add_tone(freq=f, amp=0.05, phase=draw(st.floats(-math.pi, math.pi)))
                 tones.append([f, 0.05])
+                continue
+            elif kind == "jump":  # an instant frequency or amplitude step (time=0): deliberate, phase continuous
+                if draw(st.booleans()):
+                    df = draw(st.floats(-0.5e6, 0.5e6))
+                    b.move(df=df, time=0)
+                    for t in tones:
+                        t[0] += df
+                else:
+                    a = draw(st.floats(0.05, AMP_BUDGET / 5))
+                    b.ramp_amp_to(amps=a, time=0)
+                    for t in tones:
+                        t[1] = a
                 continue
             elif kind == "remove" and len(tones) > 1:
                 i = draw(st.integers(0, len(tones) - 1))

@@ -83,11 +83,17 @@ def _move(kind: str, time_s: float, n: int, n_total: int):
     return b, tones
 
 
-def _ramp(kind: str):
+def _ramp(kind: str, tau: float | None = None, targets=(0.05, 0.35)):
     freqs, amps, phases = [85e6, 99e6], [0.3, 0.05], [0.2, 2.2]
-    targets = [0.05, 0.35]
-    b = _one_channel({"d": (freqs, amps, phases)}).segment("s").tones("H").use_def("d").ramp_amp_to(amps=targets, idxs=[0, 1], time=12.8e-6, kind=kind)
-    return b, [ref.tone(8000, f, a0=a, a1=t, amp_shape=kind, phase0_cycles=_cycles(p)) for f, a, t, p in zip(freqs, amps, targets, phases)]
+    b = (
+        _one_channel({"d": (freqs, amps, phases)})
+        .segment("s")
+        .tones("H")
+        .use_def("d")
+        .ramp_amp_to(amps=list(targets), idxs=[0, 1], time=12.8e-6, kind=kind, tau=tau)
+    )
+    rate = None if tau is None else 12.8e-6 / tau
+    return b, [ref.Tone((ref.Span(8000, f, a0=a, a1=t, amp_shape=kind, rate=rate),), _cycles(p)) for f, a, t, p in zip(freqs, amps, targets, phases)]
 
 
 def _remap():
@@ -117,6 +123,14 @@ PROGRAMS = {
     "ramp_min_jerk": lambda: _ramp("min_jerk"),
     "ramp_cosine": lambda: _ramp("cosine"),
     "ramp_exp": lambda: _ramp("exp"),
+    "ramp_smoothstep": lambda: _ramp("smoothstep"),
+    "move_smoothstep": lambda: _move("smoothstep", 12.8e-6, 8000, 8000),
+    "ramp_geo_ramp": lambda: _ramp("geo_ramp"),
+    "ramp_exp_tau": lambda: _ramp("exp", tau=3e-6),
+    "ramp_exp_tau_slow": lambda: _ramp("exp", tau=40e-6),
+    "ramp_adiabatic": lambda: _ramp("adiabatic_ramp"),
+    "ramp_adiabatic_to_zero": lambda: _ramp("adiabatic_ramp", targets=(0.0, 0.35)),
+    "ramp_exp_tau_to_zero": lambda: _ramp("exp", tau=2e-6, targets=(0.0, 0.35)),
     "remap_from_def": _remap,
 }
 

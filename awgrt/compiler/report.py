@@ -171,6 +171,7 @@ class CompileReport:
             )
         sections = [
             ("Timing", ("rounding", "length_padded")),
+            ("Deliberate jumps (ops of time 0)", ("instant",)),
             ("Channels and memory", ("channels", "slots_padded", "slots_shared")),
         ]
         for title, kinds in sections:

@@ -39,7 +39,7 @@ from ..ir.intent import (
     UseDef,
 )
 from ..ir.resolved import ChannelTrack, Note, Piece, ResolvedIR, Segment, ToneOrigin, ToneSpan
-from ..ir.shapes import CONSTANT, check_amp_shape
+from ..ir.shapes import CONSTANT, check_amp_shape, span_amp_kind
 
 #: A realised op length further than this from the requested one (in samples) is reported.
 ROUNDING_REPORT_SAMPLES = 1e-6
@@ -133,11 +133,12 @@ class _Walker:
             )
         return list(values)
 
-    def _spans(self, ch: str, targets: dict[int, tuple[float, float]], freq_kind: str, amp_kind: str) -> tuple[ToneSpan, ...]:
+    def _spans(self, ch: str, targets: dict[int, tuple[float, float]], freq_kind: str, amp_kind: str, amp_param: float = 0.0) -> tuple[ToneSpan, ...]:
         """Spans for all tones of ``ch``; tones listed in ``targets`` go to (f1, a1)."""
         spans = []
         for i, t in enumerate(self.tones[ch]):
             f1, a1 = targets.get(i, (t.freq_hz, t.amp))
+            ramps = a1 != t.amp
             spans.append(
                 ToneSpan(
                     t.tone,
@@ -146,11 +147,27 @@ class _Walker:
                     freq_kind if f1 != t.freq_hz else CONSTANT,
                     t.amp,
                     a1,
-                    amp_kind if a1 != t.amp else CONSTANT,
+                    amp_kind if ramps else CONSTANT,
+                    None,
+                    amp_param if ramps else 0.0,
                 )
             )
             t.freq_hz, t.amp = f1, a1
         return tuple(spans)
+
+    def _jump(self, ch: str, targets: dict[int, tuple[float, float]], seg: str, op: str) -> None:
+        """An op of time 0: the tones in ``targets`` jump to (f, a) at this point (phase
+        continuous), noted as a deliberate discontinuity."""
+        for i, (f1, a1) in sorted(targets.items()):
+            t = self.tones[ch][i]
+            changes = []
+            if f1 != t.freq_hz:
+                changes.append(f"frequency {t.freq_hz:.9g} -> {f1:.9g} Hz")
+            if a1 != t.amp:
+                changes.append(f"amplitude {t.amp:.6g} -> {a1:.6g}")
+            if changes:
+                self.notes.append(Note("instant", seg, f"{op}: tone {i} (id {t.tone}) jumps, {' and '.join(changes)} (time=0: as asked)", channel=ch))
+            t.freq_hz, t.amp = f1, a1
 
     # ------------------------------------------------------------------ segment walk
 
@@ -266,25 +283,42 @@ class _Walker:
                 f1 = tones[i].freq_hz + df
                 self._check_nyquist(f1, name, label, what=f"end frequency of tone {i} (df={df:g} Hz)")
                 targets[i] = (f1, tones[i].amp)
-            timed(op.channel, op.time_s, self._spans(op.channel, targets, op.kind, CONSTANT), label, op.time_s)
+            if op.time_s == 0:
+                self._jump(op.channel, targets, name, label)
+            else:
+                timed(op.channel, op.time_s, self._spans(op.channel, targets, op.kind, CONSTANT), label, op.time_s)
         elif isinstance(op, RampAmp):
             idxs = self._indices(op.channel, op.idxs, name, label)
             tones = self.tones[op.channel]
             targets = {}
             for i, a1 in zip(idxs, self._per_index(op.amps, idxs, "amps", name, label)):
-                try:
-                    check_amp_shape(op.kind, tones[i].amp, a1)
-                except ProgramError as exc:
-                    raise type(exc)(f"tone {i}: {exc.detail}", segment=name, op=label, value=exc.value) from None
+                if op.time_s != 0:
+                    try:
+                        check_amp_shape(op.kind, tones[i].amp, a1, op.tau_s)
+                    except ProgramError as exc:
+                        raise type(exc)(f"tone {i}: {exc.detail}", segment=name, op=label, value=exc.value) from None
                 targets[i] = (tones[i].freq_hz, a1)
-            timed(op.channel, op.time_s, self._spans(op.channel, targets, CONSTANT, op.kind), label, op.time_s)
+            if op.time_s == 0:
+                self._jump(op.channel, targets, name, label)
+            else:
+                kind, param = span_amp_kind(op.kind, op.tau_s, op.time_s)
+                timed(op.channel, op.time_s, self._spans(op.channel, targets, CONSTANT, kind, param), label, op.time_s)
         elif isinstance(op, RemapFromDef):
-            idxs = self._indices(op.channel, op.src, name, label)
             target = self.intent.definition(op.target_def)
-            targets = {i: (target.freqs_hz[j], target.amps[j]) for i, j in zip(idxs, op.dst)}
+            dst = op.targets(self.intent)
+            idxs = self._indices(op.channel, op.src, name, label)
+            targets = {i: (target.freqs_hz[j], target.amps[j]) for i, j in zip(idxs, dst)}
             for i, (f1, _) in targets.items():
                 self._check_nyquist(f1, name, label, what=f"target frequency of tone {i}")
-            timed(op.channel, op.time_s, self._spans(op.channel, targets, op.kind, op.kind), label, op.time_s)
+            dropped = [i for i in range(len(self.tones[op.channel])) if i not in targets] if op.dst == "all" else []
+            for i in dropped:  # tones no source goes from: faded out with the move, then dropped
+                targets[i] = (self.tones[op.channel][i].freq_hz, 0.0)
+            if op.time_s == 0:
+                self._jump(op.channel, targets, name, label)
+            else:
+                timed(op.channel, op.time_s, self._spans(op.channel, targets, op.kind, op.kind), label, op.time_s)
+            if op.dst == "all":
+                self.tones[op.channel] = [self.tones[op.channel][i] for i in idxs]  # in the target's order
         elif isinstance(op, UseDef):
             d = self.intent.definition(op.definition)
             group = None
@@ -294,7 +328,13 @@ class _Walker:
             phases = [None] * len(d.freqs_hz) if d.phases == "auto" else list(d.phases)
             self.tones[op.channel] = [self._new_tone(op.channel, f, a, name, label, p, group) for f, a, p in zip(d.freqs_hz, d.amps, phases)]
         elif isinstance(op, AddTone):
-            self.tones[op.channel].append(self._new_tone(op.channel, op.freq_hz, op.amp, name, label, op.phase_rad, None))
+            tones = self.tones[op.channel]
+            at = len(tones) if op.index is None else op.index
+            if at > len(tones):
+                raise ProgramError(
+                    f"at={at} is past the end: channel {op.channel!r} has {len(tones)} tones (at <= {len(tones)})", segment=name, op=label, value=at
+                )
+            tones.insert(at, self._new_tone(op.channel, op.freq_hz, op.amp, name, label, op.phase_rad, None))
         elif isinstance(op, RemoveTones):
             drop = set(self._indices(op.channel, op.idxs, name, label))
             self.tones[op.channel] = [t for i, t in enumerate(self.tones[op.channel]) if i not in drop]

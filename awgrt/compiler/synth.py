@@ -39,7 +39,7 @@ import numpy as np
 
 from ..errors import AWGRTError
 from ..ir.resolved import Segment, ToneSpan
-from ..ir.shapes import FREQ_SHAPES
+from ..ir.shapes import FREQ_SHAPES, adiabatic_ends, exp_tau_progress
 
 #: Samples per block, per channel: the float64 working set is a few of these.
 BLOCK = 1 << 16
@@ -131,7 +131,7 @@ def _tone_sum(f: np.ndarray, a: np.ndarray, p0: np.ndarray, k0: int, k1: int, gr
 #: e^{G j / n} then stays within e^{+-60}); steeper ones are multiplied by their envelope.
 _FOLD_EXP = 60.0
 #: Progress polynomials (coefficients of u^0, u^1, ...) of the polynomial ramp shapes.
-_PROGRESS_POLY = {"linear": (0.0, 1.0), "min_jerk": (0.0, 0.0, 0.0, 10.0, -15.0, 6.0)}
+_PROGRESS_POLY = {"linear": (0.0, 1.0), "min_jerk": (0.0, 0.0, 0.0, 10.0, -15.0, 6.0), "smoothstep": (0.0, 0.0, 3.0, -2.0)}
 
 
 def _poly_envelope(kind: str, k0: int, k1: int, n: int) -> np.ndarray:
@@ -194,18 +194,25 @@ class _PieceTones:
     (:func:`_moving_tones`)."""
 
     folded: _Folded | None
-    ramps: tuple[tuple[str, float, _Tones], ...]  # (kind, log ratio for exp, tones)
+    ramps: tuple[tuple[str, float, _Tones], ...]  # (kind, its parameter, tones)
     moving: _Moving | None
 
 
 def _amplitude_group(s: ToneSpan) -> list[tuple[tuple[str, float], float]]:
-    """(envelope, coefficient) terms of a tone's amplitude: a0 + (a1 - a0) p(u), or a0 e^{u L}."""
+    """(envelope, coefficient) terms of a tone's amplitude: a0 + (a1 - a0) p(u) for a progress
+    shape or the time-constant ramp, a0 e^{u L} for a geometric one, and for an adiabatic one
+    b0 / (1 + (b0 / b1 - 1) s(u)) - (b0 - a0) (1 - s(u)) - (b1 - a1) s(u) (b: the floored ends,
+    s the smoothstep; see :func:`awgrt.ir.shapes.amplitude_profile`)."""
     if s.a0 == s.a1:
         return [(("", 0.0), s.a0)]
     if s.amp_kind == "exp":  # scaled by the larger end, so the envelope is at most 1 (subnormal ends)
         log_ratio = float(np.log(s.a1) - np.log(s.a0))
         return [(("exp", log_ratio), max(s.a0, s.a1))]
-    return [(("", 0.0), s.a0), ((s.amp_kind, 0.0), s.a1 - s.a0)]
+    if s.amp_kind == "adiabatic":
+        b0, b1 = adiabatic_ends(s.a0, s.a1)
+        terms = [(("adiabatic", b0 / b1), b0), (("", 0.0), s.a0 - b0), (("smoothstep", 0.0), (b0 - s.a0) - (b1 - s.a1))]
+        return [t for t in terms if t[1] != 0.0]
+    return [(("", 0.0), s.a0), ((s.amp_kind, s.amp_param), s.a1 - s.a0)]
 
 
 def _sort_tones(spans: tuple[ToneSpan, ...], fs: float, n: int, scale: float = 1.0) -> _PieceTones:
@@ -256,13 +263,23 @@ def _sort_tones(spans: tuple[ToneSpan, ...], fs: float, n: int, scale: float = 1
     return _PieceTones(fold, ramps, mv)
 
 
-def _ramp_envelope(kind: str, log_ratio: float, u: np.ndarray, n: int, k0: int) -> np.ndarray:
-    """The factor multiplying a ramp group's sum at u = (k0 + j) / n: the shape's progress, or
-    for exp ramps e^{L (u - u_max)} (L = ln(a1/a0), u_max the end of the larger amplitude, so it
-    never exceeds 1) as the product e^{L ((k0 + 16 h) / n - u_max)} e^{L l / n} (j = 16 h + l),
-    each factor from an exact exponent (a float64 exp per sample would cost more than the sum)."""
+def _ramp_envelope(kind: str, param: float, u: np.ndarray, n: int, k0: int) -> np.ndarray:
+    """The factor multiplying a ramp group's sum at u = (k0 + j) / n: a progress shape's s(u);
+    the time-constant ramp's (1 - e^{-R u}) / (1 - e^{-R}) (``param`` R = T / tau); an adiabatic
+    ramp's 1 / (1 + (r - 1) s(u)) (``param`` r = b0 / b1, s the smoothstep); for exp ramps
+    e^{L (u - u_max)} (``param`` L = ln(a1/a0), u_max the end of the larger amplitude, so it never
+    exceeds 1) as the product e^{L ((k0 + 16 h) / n - u_max)} e^{L l / n} (j = 16 h + l), each
+    factor from an exact exponent (a float64 exp per sample would cost more than the sum)."""
+    if kind == "exp_tau":
+        return exp_tau_progress(param, u)
+    if kind == "adiabatic":
+        out = FREQ_SHAPES["smoothstep"].progress(u)
+        out *= param - 1.0
+        out += 1.0
+        return np.reciprocal(out, out=out)
     if kind != "exp":
         return FREQ_SHAPES[kind].progress(u)
+    log_ratio = param
     m = u.size
     top = n if log_ratio > 0 else 0
     hi = np.exp(log_ratio * ((k0 - top + np.arange(0, m + _SPLIT, _SPLIT, dtype=np.float64)) / n))
@@ -372,14 +389,14 @@ def _block(segment: Segment, b0: int, b1: int, fs: float, hardware: dict[str, in
             if tones.folded is not None:
                 fold = tones.folded
                 view += _tone_sum(fold.f, fold.a, fold.p0, k0, k1, fold.growth, piece.n)
-            for kind, log_ratio, group in tones.ramps:
+            for kind, param, group in tones.ramps:
                 part = _tone_sum(*group, k0, k1)
-                if kind == "exp":
+                if kind in _PROGRESS_POLY:
+                    part *= _poly_envelope(kind, k0, k1, piece.n)
+                else:
                     u = np.arange(k0, k1, dtype=np.float64)
                     u /= piece.n
-                    part *= _ramp_envelope(kind, log_ratio, u, piece.n, k0)
-                else:
-                    part *= _poly_envelope(kind, k0, k1, piece.n)
+                    part *= _ramp_envelope(kind, param, u, piece.n, k0)
                 view += part
             if tones.moving is not None:
                 (_moving_tones_fast if fast_math else _moving_tones)(tones.moving, piece.n, k0, k1, view)

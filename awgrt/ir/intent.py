@@ -62,14 +62,24 @@ def finite_real(x: Any) -> bool:
         return False
 
 
-def check_time(time_s: Any, *, segment: str | None, op: str | None) -> None:
-    """Raise :class:`TimingError` unless ``time_s`` is a finite number > 0."""
-    if not finite_real(time_s) or time_s <= 0:
-        raise TimingError(f"time={time_s!r} s must be a finite number of seconds > 0", segment=segment, op=op, value=time_s)
+def check_time(time_s: Any, *, segment: str | None, op: str | None, instant: bool = False) -> None:
+    """Raise :class:`TimingError` unless ``time_s`` is a finite number > 0 (>= 0 for an op that
+    may be ``instant``: a jump at that point)."""
+    if not finite_real(time_s) or time_s < 0 or (time_s == 0 and not instant):
+        least = ">= 0 (0: an instant jump)" if instant else "> 0"
+        raise TimingError(f"time={time_s!r} s must be a finite number of seconds {least}", segment=segment, op=op, value=time_s)
 
 
 def check_freq(freq_hz: Any, *, segment: str | None, op: str | None, what: str = "frequency") -> None:
     """Raise :class:`FrequencyError` unless ``freq_hz`` is finite and > 0."""
+    if finite_real(freq_hz) and freq_hz == 0:
+        raise FrequencyError(
+            f"{what} {freq_hz!r} Hz is a DC offset, not a tone: an AOD's RF chain is AC-coupled, so a DC term would only take up the card's output "
+            "range (and a tone's phase means nothing at 0 Hz); awgrt's tones are above 0 Hz. For a DC level, set the card's output offset.",
+            segment=segment,
+            op=op,
+            value=freq_hz,
+        )
     if not finite_real(freq_hz) or freq_hz <= 0:
         raise FrequencyError(f"{what} {freq_hz!r} Hz must be finite and > 0", segment=segment, op=op, value=freq_hz)
 
@@ -143,6 +153,8 @@ class Op:
 
     OP: ClassVar[str] = ""
     TIMED: ClassVar[bool] = False
+    #: A timed op that may take no time: an instant jump of its targets at that point.
+    INSTANT: ClassVar[bool] = False
 
     def label(self, index: int) -> str:
         ch = getattr(self, "channel", None)
@@ -179,16 +191,20 @@ class UseDef(Op):
 
 @dataclass(frozen=True)
 class AddTone(Op):
-    """Append one tone to the channel (its index is the channel's tone count before the op)."""
+    """Add one tone to the channel: at ``index`` (the tones from there on move up one), or
+    appended (None: its index is the channel's tone count before the op)."""
 
     OP: ClassVar[str] = "add_tone"
     channel: str
     freq_hz: float
-    amp: float
+    amp: float = 0.0
     phase_rad: float = 0.0
+    index: int | None = None
 
     def check(self, segment: str, op: str, ir: IntentIR) -> None:
         _check_channel(self.channel, ir, segment=segment, op=op)
+        if self.index is not None:
+            _check_indices("at", (self.index,), segment=segment, op=op)
         check_freq(self.freq_hz, segment=segment, op=op)
         check_amp(self.amp, segment=segment, op=op)
         if not finite_real(self.phase_rad):
@@ -231,6 +247,7 @@ class Move(Op):
 
     OP: ClassVar[str] = "move"
     TIMED: ClassVar[bool] = True
+    INSTANT: ClassVar[bool] = True
     channel: str
     df_hz: tuple[float, ...]
     time_s: float
@@ -239,7 +256,7 @@ class Move(Op):
 
     def check(self, segment: str, op: str, ir: IntentIR) -> None:
         _check_channel(self.channel, ir, segment=segment, op=op)
-        check_time(self.time_s, segment=segment, op=op)
+        check_time(self.time_s, segment=segment, op=op, instant=True)
         _check_indices("idxs", self.idxs, segment=segment, op=op)
         _check_kind(self.kind, tuple(FREQ_SHAPES), segment=segment, op=op)
         _per_index("df", self.df_hz, self.idxs, segment=segment, op=op)
@@ -250,21 +267,32 @@ class Move(Op):
 
 @dataclass(frozen=True)
 class RampAmp(Op):
-    """Ramp the amplitudes of tones ``idxs`` (all if None) to ``amps`` over ``time_s``."""
+    """Ramp the amplitudes of tones ``idxs`` (all if None) to ``amps`` over ``time_s`` with the
+    shape ``kind`` (:data:`~awgrt.ir.shapes.AmpShape`); ``tau_s``: the time constant of an
+    ``"exp"`` ramp (None: geometric)."""
 
     OP: ClassVar[str] = "ramp_amp_to"
     TIMED: ClassVar[bool] = True
+    INSTANT: ClassVar[bool] = True
     channel: str
     amps: tuple[float, ...]
     time_s: float
     idxs: tuple[int, ...] | None = None
     kind: AmpShape = "linear"
+    tau_s: float | None = None
 
     def check(self, segment: str, op: str, ir: IntentIR) -> None:
         _check_channel(self.channel, ir, segment=segment, op=op)
-        check_time(self.time_s, segment=segment, op=op)
+        check_time(self.time_s, segment=segment, op=op, instant=True)
         _check_indices("idxs", self.idxs, segment=segment, op=op)
         _check_kind(self.kind, AMP_SHAPES, segment=segment, op=op)
+        if self.tau_s is not None:
+            if self.kind != "exp":
+                raise ProgramError(
+                    f"tau={self.tau_s!r} s is the time constant of an 'exp' ramp, not of {self.kind!r}", segment=segment, op=op, value=self.tau_s
+                )
+            if not finite_real(self.tau_s) or self.tau_s <= 0:
+                raise TimingError(f"tau={self.tau_s!r} s must be a finite time constant > 0", segment=segment, op=op, value=self.tau_s)
         _per_index("amps", self.amps, self.idxs, segment=segment, op=op)
         for a in self.amps:
             check_amp(a, segment=segment, op=op)
@@ -273,24 +301,45 @@ class RampAmp(Op):
 @dataclass(frozen=True)
 class RemapFromDef(Op):
     """Move tone ``src[k]`` of the current state to tone ``dst[k]`` of ``target_def`` (frequency
-    and amplitude) over ``time_s``, all at once. Tones keep their indices; tones not in ``src``
-    hold."""
+    and amplitude) over ``time_s``, all at once. With ``dst`` a list, tones keep their indices and
+    tones not in ``src`` hold. With ``dst="all"``, ``src`` lists one source tone per tone of the
+    target (rearrangement from a loaded subset): ``src[k]`` goes to target tone k, every other tone
+    fades to zero amplitude over the same time (same shape) and is dropped at the end, and the
+    channel's tones are then the target's, in its order."""
 
     OP: ClassVar[str] = "remap_from_def"
     TIMED: ClassVar[bool] = True
+    INSTANT: ClassVar[bool] = True
     channel: str
     target_def: str
     src: tuple[int, ...]
-    dst: tuple[int, ...]
+    dst: tuple[int, ...] | str
     time_s: float
     kind: FreqShape = "min_jerk"
+
+    def targets(self, ir: IntentIR) -> tuple[int, ...]:
+        """The target tone of each source: ``dst``, or 0..n-1 for ``"all"``."""
+        if self.dst == "all":
+            return tuple(range(len(ir.definition(self.target_def).freqs_hz)))
+        return tuple(self.dst)
 
     def check(self, segment: str, op: str, ir: IntentIR) -> None:
         _check_channel(self.channel, ir, segment=segment, op=op)
         d = _check_def_on_channel(self.target_def, self.channel, ir, segment=segment, op=op)
-        check_time(self.time_s, segment=segment, op=op)
+        check_time(self.time_s, segment=segment, op=op, instant=True)
         _check_kind(self.kind, tuple(FREQ_SHAPES), segment=segment, op=op)
         _check_indices("src", self.src, segment=segment, op=op)
+        if isinstance(self.dst, str):
+            if self.dst != "all":
+                raise ProgramError(f"dst={self.dst!r}: give a list of target tone indices or 'all'", segment=segment, op=op, value=self.dst)
+            if len(self.src) != len(d.freqs_hz):
+                raise ProgramError(
+                    f"dst='all' takes one source tone per tone of {self.target_def!r} ({len(d.freqs_hz)}), but src lists {len(self.src)}",
+                    segment=segment,
+                    op=op,
+                    value=self.src,
+                )
+            return
         _check_indices("dst", self.dst, segment=segment, op=op)
         if len(self.src) != len(self.dst):
             raise ProgramError(f"src has {len(self.src)} indices but dst has {len(self.dst)}", segment=segment, op=op, value=(self.src, self.dst))
@@ -349,8 +398,8 @@ class IntentSegment:
             raise ProgramError(f"loops={self.loops!r} must be an integer in {MIN_LOOPS}..{MAX_LOOPS}", segment=seg, value=self.loops)
         if self.mode != "loop_n" and self.loops != 1:
             raise ProgramError(f"loops={self.loops} is only meaningful with mode='loop_n'", segment=seg, value=self.loops)
-        if not any(op.TIMED for op in self.ops):
-            raise TimingError("segment has no timed op (hold, move, ramp_amp_to, remap_from_def): it would last 0 s", segment=seg)
+        if not any(op.TIMED and not (op.INSTANT and finite_real(op.time_s) and op.time_s == 0) for op in self.ops):
+            raise TimingError("segment has no timed op of non-zero time (hold, move, ramp_amp_to, remap_from_def): it would last 0 s", segment=seg)
         for i, op in enumerate(self.ops):
             op.check(seg, op.label(i), ir)
         if self.phases is not None:

@@ -24,7 +24,9 @@ from .digest import digest_of
 @dataclass(frozen=True)
 class ToneSpan:
     """One tone over one piece. Frequencies in Hz, amplitudes in fractions of full scale,
-    ``phase0_cycles`` the phase at the piece start in cycles (None until the phase stage)."""
+    ``phase0_cycles`` the phase at the piece start in cycles (None until the phase stage),
+    ``amp_param`` the amplitude shape's parameter (``"exp_tau"``: the ramp's length over its time
+    constant; see :func:`awgrt.ir.shapes.span_amp_kind`)."""
 
     tone: int
     f0_hz: float
@@ -34,6 +36,7 @@ class ToneSpan:
     a1: float
     amp_kind: str
     phase0_cycles: float | None = None
+    amp_param: float = 0.0
 
     @property
     def constant(self) -> bool:
@@ -41,13 +44,13 @@ class ToneSpan:
 
     def with_phase(self, phase0_cycles: float) -> ToneSpan:
         """This span starting at ``phase0_cycles`` (a faster ``dataclasses.replace``)."""
-        return ToneSpan(self.tone, self.f0_hz, self.f1_hz, self.freq_kind, self.a0, self.a1, self.amp_kind, phase0_cycles)
+        return ToneSpan(self.tone, self.f0_hz, self.f1_hz, self.freq_kind, self.a0, self.a1, self.amp_kind, phase0_cycles, self.amp_param)
 
     def with_freqs(self, f0_hz: float, f1_hz: float, freq_kind: str) -> ToneSpan:
         """This span moving from ``f0_hz`` to ``f1_hz`` (itself when nothing changes)."""
         if (f0_hz, f1_hz, freq_kind) == (self.f0_hz, self.f1_hz, self.freq_kind):
             return self
-        return ToneSpan(self.tone, f0_hz, f1_hz, freq_kind, self.a0, self.a1, self.amp_kind, self.phase0_cycles)
+        return ToneSpan(self.tone, f0_hz, f1_hz, freq_kind, self.a0, self.a1, self.amp_kind, self.phase0_cycles, self.amp_param)
 
 
 @dataclass(frozen=True)
@@ -139,7 +142,7 @@ class Segment:
                 h.update(struct.pack("<qqq", p.start, p.n, len(p.tones)))
                 for s in p.tones:
                     phase = math.nan if s.phase0_cycles is None else s.phase0_cycles
-                    h.update(struct.pack("<5d?", s.f0_hz, s.f1_hz, s.a0, s.a1, phase, s.phase0_cycles is None))
+                    h.update(struct.pack("<6d?", s.f0_hz, s.f1_hz, s.a0, s.a1, phase, s.amp_param, s.phase0_cycles is None))
                     h.update(f"{s.freq_kind},{s.amp_kind};".encode())
         return Segment(self.name, self.mode, self.loops, self.phase_mode, self.n_samples, self.tracks, self.manual_phases, h.hexdigest())
 
