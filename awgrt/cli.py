@@ -111,6 +111,25 @@ def cmd_hil(args: argparse.Namespace) -> int:
     return run_hil(args.rig, args.out, inject=args.inject, programs=args.program, plots=not args.no_plots)
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from .calibration import fit_calibration, load_data, plot_fit
+
+    data = load_data(args.data, full_scale_mv=args.full_scale_mv)
+    band = tuple(x * 1e6 for x in args.band_mhz) if args.band_mhz else None
+    fit = fit_calibration(data, band_hz=band, g_degree=args.g_degree, v0_degree=args.v0_degree, safety=args.safety)
+    cal = fit.calibration
+    cal.save(args.out)
+    png = args.png or args.out.with_suffix(".png")
+    plot_fit(fit, png)
+    lo, hi = cal.band_hz
+    print(f"AOD calibration over {lo / 1e6:g}..{hi / 1e6:g} MHz from {len(data.power)} points: {cal.trace}")
+    print(f"  rms residual {fit.rms_relative:.2%} of the largest power; power 1.0 = {cal.p_ref:.4g} {cal.power_unit} (flat over the band)")
+    if fit.outliers.any():
+        print(f"  {int(fit.outliers.sum())} outliers (red x in the plot): check those points")
+    print(f"  wrote {args.out} and {png}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .demo import DEMO_SAMPLE_RATE_HZ
 
@@ -141,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="FAULT",
-        help="simulated or emulated rig only: phase-jump=2deg, wrap-delta=0.001, amp-error=1dB, chirp-rate=0.5%%, skew=1.6ns",
+        help="simulated or emulated rig only: phase-jump=2deg, wrap-delta=0.001, amp-error=1dB, chirp-rate=0.5%%, skew=1.6ns, clock=30ppm",
     )
     p.add_argument("--program", action="append", metavar="NAME", help="run only this suite program (repeatable)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
@@ -153,6 +172,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--nights", type=int, default=10, metavar="N", help="--trend: compare the latest night with the N before it (default %(default)s)")
     p.set_defaults(func=cmd_hil)
+    p = sub.add_parser("calibrate", help="AOD optical-power calibration")
+    cal = p.add_subparsers(dest="calibrate_command", required=True)
+    p = cal.add_parser("fit", help="fit P(f, a) = g(f) sin^2(pi/2 a / v0(f)) to measured data; write the calibration (JSON) and a PNG report")
+    p.add_argument("data", type=Path, help="CSV (header row) or JSON: freq_hz|freq_mhz, rf_amp|rf_mv, power|power_mw|efficiency[, weight]")
+    p.add_argument("-o", "--out", type=Path, required=True, help="calibration file to write (JSON)")
+    p.add_argument("--png", type=Path, default=None, help="report figure (default: the calibration file's name with .png)")
+    p.add_argument("--full-scale-mv", type=float, default=None, help="the card's output amplitude (mV at full scale), for RF amplitudes given in mV")
+    p.add_argument("--band-mhz", type=float, nargs=2, metavar=("LOW", "HIGH"), default=None, help="calibrated band (default: the data's span)")
+    p.add_argument("--g-degree", type=int, default=4, help="degree of g(f) (default %(default)s)")
+    p.add_argument("--v0-degree", type=int, default=2, help="degree of v0(f) (default %(default)s)")
+    p.add_argument("--safety", type=float, default=0.95, help="largest RF amplitude as a fraction of v0 (default %(default)s)")
+    p.set_defaults(func=cmd_calibrate)
     return parser
 
 

@@ -56,6 +56,10 @@ class AmplitudeError(ProgramError):
     """An amplitude is non-finite, negative or above full scale."""
 
 
+class CalibrationError(AWGRTError, ValueError):
+    """An AOD calibration is malformed, cannot be fitted, or is asked outside its band."""
+
+
 class QuantizationError(AWGRTError, ValueError):
     """The program cannot be made card-legal within the tolerances the user set."""
 

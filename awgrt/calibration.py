@@ -1,0 +1,416 @@
+"""AOD calibration: asking for optical power instead of RF amplitude.
+
+An acousto-optic deflector's diffracted power depends on the RF frequency (the Bragg condition,
+the transducer's response) and saturates with RF amplitude. Per logical channel it is modelled as
+
+    P(f, a) = g(f) sin^2(pi/2 a / v0(f))
+
+with ``a`` the tone's RF amplitude (fraction of the card's full scale), ``g(f)`` the power at
+saturation and ``v0(f)`` the amplitude that saturates, both polynomials in the normalised frequency
+x = (2 f - f_lo - f_hi) / (f_hi - f_lo) over the calibrated band [f_lo, f_hi] (x in [-1, 1]).
+
+A calibrated channel takes amplitudes as **optical power**, in fractions of the calibrated maximum
+``p_ref``: the largest power every frequency of the band reaches with its RF amplitude at most
+``safety`` v0(f) (so power 1.0 is flat across the band and stays below saturation). The inverse,
+a = (2 v0 / pi) arcsin(sqrt(p p_ref / g(f))), is clipped at ``safety`` v0(f); asked powers beyond
+that are reported as clipped, never folded back over the saturation peak.
+
+:func:`fit_calibration` fits g and v0 to measured (frequency, RF amplitude, power) data, robustly
+(soft-L1 loss, weights, outliers flagged); :func:`equalise` closes the loop on measured tweezer
+intensities. ``awgrt calibrate fit DATA -o cal.json`` does the fit from a CSV or JSON file and
+draws a PNG report.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import hashlib
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import CalibrationError
+
+SCHEMA = "awgrt.aod_calibration"
+#: Points over the band where positivity is checked and p_ref is found.
+BAND_GRID = 1025
+
+
+def _poly(coef: Sequence[float], x: np.ndarray) -> np.ndarray:
+    return np.polynomial.polynomial.polyval(x, np.asarray(coef, dtype=np.float64))
+
+
+@dataclass(frozen=True)
+class AODCalibration:
+    """P(f, a) = g(f) sin^2(pi/2 a / v0(f)) over ``band_hz`` (see module doc). ``g`` and ``v0``:
+    power-series coefficients (lowest first) in the normalised frequency; ``safety``: the largest
+    RF amplitude used, as a fraction of v0; ``power_unit``: the unit of g (the data's); ``trace``:
+    where it came from (data file and digest, fit figures, date)."""
+
+    band_hz: tuple[float, float]
+    g: tuple[float, ...]
+    v0: tuple[float, ...]
+    safety: float = 0.95
+    power_unit: str = "a.u."
+    trace: str = ""
+
+    def __post_init__(self) -> None:
+        lo, hi = (float(x) for x in self.band_hz)
+        object.__setattr__(self, "band_hz", (lo, hi))
+        object.__setattr__(self, "g", tuple(float(c) for c in self.g))
+        object.__setattr__(self, "v0", tuple(float(c) for c in self.v0))
+        if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo < hi):
+            raise CalibrationError(f"band {self.band_hz} Hz must be finite with 0 < low < high", value=self.band_hz)
+        if not self.g or not self.v0 or not all(math.isfinite(c) for c in (*self.g, *self.v0)):
+            raise CalibrationError(f"g {self.g} and v0 {self.v0} must be non-empty lists of finite coefficients", value=(self.g, self.v0))
+        if not 0 < self.safety <= 1:
+            raise CalibrationError(f"safety={self.safety} must be in (0, 1]: the largest RF amplitude as a fraction of v0", value=self.safety)
+        f = self.band_grid()
+        if np.min(self.gain(f)) <= 0 or np.min(self.saturation(f)) <= 0:
+            raise CalibrationError("g(f) and v0(f) must stay above zero over the whole band", value=(self.g, self.v0))
+        if np.max(self.safety * self.saturation(f)) > 1.0:
+            raise CalibrationError(
+                f"v0 reaches {np.max(self.saturation(f)):.3g} of full scale: the card cannot drive this AOD to {self.safety:g} v0 "
+                "(raise the card's output amplitude, or lower safety)",
+                value=self.v0,
+            )
+
+    # ------------------------------------------------------------------ the model
+
+    def band_grid(self) -> np.ndarray:
+        return np.linspace(self.band_hz[0], self.band_hz[1], BAND_GRID)
+
+    def normalised(self, freq_hz: Any) -> np.ndarray:
+        """x = (2 f - f_lo - f_hi) / (f_hi - f_lo); outside the band is a :class:`CalibrationError`."""
+        f = np.asarray(freq_hz, dtype=np.float64)
+        lo, hi = self.band_hz
+        if f.size and (np.min(f) < lo * (1 - 1e-12) or np.max(f) > hi * (1 + 1e-12)):
+            bad = float(f.flat[int(np.argmax((f < lo) | (f > hi)))])
+            raise CalibrationError(
+                f"{bad / 1e6:.6g} MHz is outside the calibrated band {lo / 1e6:.6g}..{hi / 1e6:.6g} MHz (a fitted polynomial is not extrapolated)",
+                value=bad,
+            )
+        return (2.0 * f - lo - hi) / (hi - lo)
+
+    def gain(self, freq_hz: Any) -> np.ndarray:
+        """g(f): the power at saturation (``power_unit``)."""
+        return _poly(self.g, self.normalised(freq_hz))
+
+    def saturation(self, freq_hz: Any) -> np.ndarray:
+        """v0(f): the RF amplitude (fraction of full scale) that saturates."""
+        return _poly(self.v0, self.normalised(freq_hz))
+
+    def power(self, freq_hz: Any, rf_amp: Any) -> np.ndarray:
+        """P(f, a) in ``power_unit``."""
+        a = np.asarray(rf_amp, dtype=np.float64)
+        return self.gain(freq_hz) * np.sin(0.5 * np.pi * a / self.saturation(freq_hz)) ** 2
+
+    @functools.cached_property
+    def p_ref(self) -> float:
+        """The calibrated maximum (``power_unit``): the largest power every frequency of the band
+        reaches at RF amplitude ``safety`` v0(f)."""
+        return float(np.min(self.gain(self.band_grid()))) * math.sin(0.5 * math.pi * self.safety) ** 2
+
+    def optical_power(self, freq_hz: Any, rf_amp: Any) -> np.ndarray:
+        """Forward: optical power as a fraction of :attr:`p_ref` at RF amplitude ``rf_amp``."""
+        return self.power(freq_hz, rf_amp) / self.p_ref
+
+    def rf_amplitude(self, freq_hz: Any, power: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Inverse: the RF amplitude (fraction of full scale) giving ``power`` (fraction of
+        :attr:`p_ref`) at ``freq_hz``, and where it was clipped at ``safety`` v0(f) (a power the
+        AOD cannot give there below saturation)."""
+        p = np.asarray(power, dtype=np.float64)
+        if p.size and (not np.all(np.isfinite(p)) or np.min(p) < 0):
+            raise CalibrationError(f"optical power {p} must be finite and >= 0 (fractions of the calibrated maximum)", value=p)
+        v0 = self.saturation(freq_hz)
+        s = p * self.p_ref / self.gain(freq_hz)
+        top = math.sin(0.5 * math.pi * self.safety) ** 2
+        clipped = s > top * (1 + 1e-12)
+        return (2.0 / np.pi) * v0 * np.arcsin(np.sqrt(np.minimum(s, top))), clipped
+
+    # ------------------------------------------------------------------ files and identity
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "band_hz": list(self.band_hz),
+            "g": list(self.g),
+            "v0": list(self.v0),
+            "safety": self.safety,
+            "power_unit": self.power_unit,
+            "trace": self.trace,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AODCalibration:
+        if not isinstance(data, Mapping) or data.get("schema") != SCHEMA:
+            raise CalibrationError(f"not an awgrt AOD calibration (schema {data.get('schema') if isinstance(data, Mapping) else None!r})")
+        try:
+            return cls(tuple(data["band_hz"]), tuple(data["g"]), tuple(data["v0"]), data["safety"], data["power_unit"], data["trace"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CalibrationError(f"malformed AOD calibration: {exc!r}") from exc
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, allow_nan=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> AODCalibration:
+        try:
+            return cls.from_dict(json.loads(text))
+        except json.JSONDecodeError as exc:
+            raise CalibrationError(f"not valid JSON: {exc}") from exc
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_json() + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> AODCalibration:
+        try:
+            return cls.from_json(Path(path).read_text())
+        except OSError as exc:
+            raise CalibrationError(f"cannot read calibration {path}: {exc}") from exc
+
+    @functools.cached_property
+    def digest(self) -> str:
+        """Content digest of the model (the trace is not part of it: two fits that give the same
+        model give the same samples)."""
+        model = {k: v for k, v in self.to_dict().items() if k != "trace"}
+        return hashlib.sha256(json.dumps(model, sort_keys=True).encode()).hexdigest()
+
+    def __hash__(self) -> int:
+        return hash(self.digest)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, AODCalibration) and self.digest == other.digest
+
+
+# ---------------------------------------------------------------------------------- fitting
+
+
+@dataclass(frozen=True)
+class CalibrationData:
+    """Measured points: RF frequency (Hz), RF amplitude (fraction of full scale), optical power
+    (or diffraction efficiency, in ``power_unit``), and optional weights."""
+
+    freq_hz: np.ndarray
+    rf_amp: np.ndarray
+    power: np.ndarray
+    weights: np.ndarray | None = None
+    power_unit: str = "a.u."
+    source: str = ""
+
+
+_FREQ_KEYS = {"freq_hz": 1.0, "frequency_hz": 1.0, "freq_mhz": 1e6, "frequency_mhz": 1e6}
+_AMP_KEYS = ("rf_amp", "amp", "amplitude")
+_MV_KEYS = ("rf_mv", "amp_mv", "amplitude_mv")
+_POWER_KEYS = ("power", "optical_power", "power_mw", "efficiency", "diffraction_efficiency")
+
+
+def load_data(path: str | Path, *, full_scale_mv: float | None = None) -> CalibrationData:
+    """Read calibration data from a CSV (a header row) or JSON file (a list of records, or an
+    object of equal-length lists). Columns: the frequency (``freq_hz`` or ``freq_mhz``), the RF
+    amplitude (``rf_amp``, a fraction of full scale, or ``rf_mv`` / ``amp_mv`` with
+    ``full_scale_mv``: the card's amplitude setting), the power (``power``, ``power_mw``,
+    ``efficiency`` ...) and optionally ``weight``."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise CalibrationError(f"cannot read calibration data {path}: {exc}") from exc
+    if path.suffix.lower() == ".json":
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise CalibrationError(f"{path}: not valid JSON: {exc}") from exc
+        columns = {k: list(v) for k, v in raw.items()} if isinstance(raw, dict) else {k: [r[k] for r in raw] for k in (raw[0] if raw else {})}
+    else:
+        rows = list(csv.DictReader(line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")))
+        columns = {k.strip(): [r[k] for r in rows] for k in (rows[0] if rows else {})}
+    columns = {k.lower(): v for k, v in columns.items()}
+
+    def column(keys: Sequence[str]) -> tuple[str, np.ndarray] | None:
+        for k in keys:
+            if k in columns:
+                try:
+                    return k, np.asarray([float(v) for v in columns[k]], dtype=np.float64)
+                except (TypeError, ValueError) as exc:
+                    raise CalibrationError(f"{path}: column {k!r} holds a value that is not a number: {exc}") from exc
+        return None
+
+    freq = column(tuple(_FREQ_KEYS))
+    power = column(_POWER_KEYS)
+    amp = column(_AMP_KEYS)
+    mv = column(_MV_KEYS)
+    if freq is None or power is None or (amp is None and mv is None):
+        raise CalibrationError(
+            f"{path}: needs a frequency column ({', '.join(_FREQ_KEYS)}), an RF amplitude ({', '.join(_AMP_KEYS + _MV_KEYS)}) "
+            f"and a power ({', '.join(_POWER_KEYS)}); found {sorted(columns)}"
+        )
+    if amp is not None:
+        rf = amp[1]
+    else:
+        if not full_scale_mv or full_scale_mv <= 0:
+            raise CalibrationError(f"{path}: RF amplitudes in mV ({mv[0]!r}) need the card's full scale in mV (--full-scale-mv)")
+        rf = mv[1] / float(full_scale_mv)
+    weights = column(("weight", "weights"))
+    unit = "mW" if power[0] == "power_mw" else ("efficiency" if "efficiency" in power[0] else "a.u.")
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return CalibrationData(freq[1] * _FREQ_KEYS[freq[0]], rf, power[1], None if weights is None else weights[1], unit, f"{path.name} (sha256 {digest})")
+
+
+@dataclass(frozen=True)
+class CalibrationFit:
+    """What :func:`fit_calibration` found: the calibration, the residual of every point (power
+    units), the robust residual scale ``sigma``, which points were taken as outliers (residual
+    beyond ``OUTLIER_SIGMAS`` sigma) and the data fitted."""
+
+    calibration: AODCalibration
+    data: CalibrationData = field(repr=False)
+    residuals: np.ndarray = field(repr=False)
+    sigma: float
+    outliers: np.ndarray = field(repr=False)
+
+    @property
+    def rms_relative(self) -> float:
+        """Rms residual of the inliers relative to the largest measured power."""
+        r = self.residuals[~self.outliers]
+        return float(np.sqrt(np.mean(r * r)) / np.max(self.data.power))
+
+
+#: A point whose residual exceeds this many robust sigmas is an outlier (reported, down-weighted).
+OUTLIER_SIGMAS = 5.0
+
+
+def fit_calibration(
+    data: CalibrationData,
+    *,
+    band_hz: tuple[float, float] | None = None,
+    g_degree: int = 4,
+    v0_degree: int = 2,
+    safety: float = 0.95,
+) -> CalibrationFit:
+    """Fit P(f, a) = g(f) sin^2(pi/2 a / v0(f)) to ``data`` (see module doc): nonlinear least
+    squares with a soft-L1 loss (an outlier pulls like its square root, not its square), each
+    point weighted by ``data.weights``; the loss scale is set from a first pass's robust residual
+    scale, and points beyond :data:`OUTLIER_SIGMAS` of it are flagged. ``band_hz`` defaults to the
+    data's frequency span."""
+    from scipy.optimize import least_squares
+
+    f, a, p = (np.asarray(x, dtype=np.float64) for x in (data.freq_hz, data.rf_amp, data.power))
+    if not (f.size == a.size == p.size) or f.size < g_degree + v0_degree + 4:
+        raise CalibrationError(f"{f.size} points cannot fit g (degree {g_degree}) and v0 (degree {v0_degree}): take more data")
+    if not all(np.all(np.isfinite(x)) for x in (f, a, p)) or np.min(a) < 0:
+        raise CalibrationError("calibration data must be finite, with RF amplitudes >= 0")
+    band = band_hz or (float(np.min(f)), float(np.max(f)))
+    lo, hi = band
+    x = (2.0 * f - lo - hi) / (hi - lo)
+    w = np.ones_like(p) if data.weights is None else np.sqrt(np.clip(np.asarray(data.weights, dtype=np.float64), 0.0, None))
+    ng = g_degree + 1
+
+    def model(theta: np.ndarray) -> np.ndarray:
+        return _poly(theta[:ng], x) * np.sin(0.5 * np.pi * a / _poly(theta[ng:], x)) ** 2
+
+    # start: g flat at the largest power, v0 flat where the power of the loudest points peaks
+    v0_start = float(a[np.argmax(p)]) if np.max(a) > 0 else 0.5
+    theta0 = np.concatenate([[1.05 * np.max(p)], np.zeros(g_degree), [max(v0_start, 0.05)], np.zeros(v0_degree)])
+    scale = 0.01 * float(np.max(p))
+    for _ in range(2):
+        res = least_squares(lambda t: w * (model(t) - p), theta0, loss="soft_l1", f_scale=scale, x_scale="jac", max_nfev=2000)
+        theta0 = res.x
+        resid = model(res.x) - p
+        sigma = 1.4826 * float(np.median(np.abs(resid - np.median(resid)))) or float(np.std(resid)) or 1e-12
+        scale = 2.0 * sigma
+    if not res.success:
+        raise CalibrationError(f"the calibration fit did not converge: {res.message}")
+    outliers = np.abs(resid) > OUTLIER_SIGMAS * sigma
+    trace = (
+        f"fitted to {data.source or 'data'}: {f.size} points ({int(outliers.sum())} outliers beyond {OUTLIER_SIGMAS:g} sigma), "
+        f"g degree {g_degree}, v0 degree {v0_degree}, robust residual sigma {sigma:.3g} {data.power_unit}"
+    )
+    try:
+        cal = AODCalibration(band, tuple(res.x[:ng]), tuple(res.x[ng:]), safety, data.power_unit, trace)
+    except CalibrationError as exc:
+        raise CalibrationError(f"the fitted model is not usable: {exc.detail} (check the data, or lower the polynomial degrees)") from None
+    return CalibrationFit(cal, data, resid, sigma, outliers)
+
+
+def plot_fit(fit: CalibrationFit, path: str | Path | None = None):
+    """The fit as a matplotlib Figure (saved as PNG to ``path`` if given): measured power against
+    RF amplitude per frequency with the model, the residuals per frequency, and g(f), v0(f) over
+    the band. Does not touch pyplot or the user's backend."""
+    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    cal, d = fit.calibration, fit.data
+    fig = Figure(figsize=(15, 4.8), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax_fit, ax_res, ax_band = fig.subplots(1, 3)
+    freqs = np.unique(np.round(d.freq_hz, 3))
+    cmap = matplotlib.colormaps["viridis"]
+    for i, fq in enumerate(freqs):
+        c = cmap(i / max(1, len(freqs) - 1))
+        sel = np.isclose(d.freq_hz, fq)
+        ax_fit.plot(d.rf_amp[sel], d.power[sel], "o", ms=3, color=c, label=f"{fq / 1e6:.4g} MHz" if len(freqs) <= 12 else None)
+        out = sel & fit.outliers
+        ax_fit.plot(d.rf_amp[out], d.power[out], "x", ms=7, color="red")
+        aa = np.linspace(0, max(float(np.max(d.rf_amp[sel])), 1e-3), 200)
+        ax_fit.plot(aa, cal.power(np.full_like(aa, fq), aa), "-", lw=1, color=c)
+        ax_res.plot(np.full(int(sel.sum()), fq / 1e6), fit.residuals[sel], "o", ms=3, color=c)
+    ax_fit.set(xlabel="RF amplitude (fraction of full scale)", ylabel=f"power ({cal.power_unit})", title="data (o, outliers x) and fit")
+    if len(freqs) <= 12:
+        ax_fit.legend(fontsize=7)
+    ax_res.axhline(0, color="k", lw=0.5)
+    for k in (-OUTLIER_SIGMAS, OUTLIER_SIGMAS):
+        ax_res.axhline(k * fit.sigma, color="red", lw=0.5, ls="--")
+    title = f"residuals (robust sigma {fit.sigma:.3g}; {OUTLIER_SIGMAS:g} sigma dashed)"
+    ax_res.set(xlabel="frequency (MHz)", ylabel=f"residual ({cal.power_unit})", title=title)
+    fb = cal.band_grid()
+    ax_band.plot(fb / 1e6, cal.gain(fb), color="C0", label="g(f): power at saturation")
+    ax_band.axhline(cal.p_ref, color="C0", ls=":", label=f"p_ref (power 1.0) = {cal.p_ref:.3g}")
+    ax_band.set(xlabel="frequency (MHz)", ylabel=f"g ({cal.power_unit})", title="the model over the band")
+    twin = ax_band.twinx()
+    twin.plot(fb / 1e6, cal.saturation(fb), color="C3", label="v0(f): saturating amplitude")
+    twin.set_ylabel("v0 (fraction of full scale)")
+    ax_band.legend(loc="lower left", fontsize=7)
+    twin.legend(loc="lower right", fontsize=7)
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=100)
+    return fig
+
+
+# ---------------------------------------------------------------------------------- equalisation
+
+
+def equalise(powers: Sequence[float], measured: Sequence[float], *, damping: float = 0.7, target: float | None = None) -> np.ndarray:
+    """One step of intensity equalisation: the asked optical powers of a definition's tweezers
+    (``powers``, fractions of the calibrated maximum) corrected so that the ``measured``
+    intensities (a camera's, any unit) come out equal, at their mean (or ``target``, in the
+    measurement's unit). Each power is multiplied by (target / measured)^damping; ``damping`` in
+    (0, 1] trades speed for robustness to noise (1: the full correction at once). Repeat with new
+    measurements until flat; the total asked power is kept when no ``target`` is given."""
+    p = np.asarray(powers, dtype=np.float64)
+    m = np.asarray(measured, dtype=np.float64)
+    if p.shape != m.shape or p.ndim != 1 or not p.size:
+        raise CalibrationError(f"{p.size} powers but {m.size} measured intensities: give one measurement per tweezer")
+    if not (0 < damping <= 1):
+        raise CalibrationError(f"damping={damping} must be in (0, 1]")
+    if np.min(m) <= 0 or not np.all(np.isfinite(m)):
+        raise CalibrationError(f"measured intensities {m} must be finite and > 0 (a dark tweezer cannot be equalised)")
+    goal = float(np.mean(m)) if target is None else float(target)
+    out = p * (goal / m) ** damping
+    if target is None:
+        out *= p.sum() / out.sum()
+    return out
+
+
+def with_trace(cal: AODCalibration, note: str) -> AODCalibration:
+    """``cal`` with ``note`` appended to its trace."""
+    return replace(cal, trace=f"{cal.trace}; {note}" if cal.trace else note)
