@@ -21,6 +21,7 @@ from __future__ import annotations
 import numbers
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
+from .calibration import AODCalibration, PositionCalibration
 from .errors import ProgramError
 from .ir.intent import (
     AddTone,
@@ -127,12 +128,29 @@ class AWGProgramBuilder:
         self._segments: list[dict] = []
         self._channel: str | None = None
         self._last_step = "ring"
+        self._calibrations: list[tuple[str, AODCalibration]] = []
+        self._positions: list[tuple[str, PositionCalibration]] = []
 
     # ------------------------------------------------------------------ declarations
 
-    def logical_channel(self, name: str) -> AWGProgramBuilder:
-        """Declare a logical channel (mapped to a hardware channel at quantize time)."""
+    def logical_channel(self, name: str, *, calibration: AODCalibration | None = None, position: PositionCalibration | None = None) -> AWGProgramBuilder:
+        """Declare a logical channel (mapped to a hardware channel at quantize time). With an AOD
+        ``calibration`` (:class:`~awgrt.calibration.AODCalibration`) the channel's amplitudes
+        are optical powers, fractions of the calibrated maximum: synthesis plays, at every
+        sample, the RF amplitude that gives that power at the tone's frequency of that instant,
+        so a tweezer moved across the band keeps its power and an amplitude ramp is a ramp in
+        optical power. With a ``position`` calibration
+        (:class:`~awgrt.calibration.PositionCalibration`, um <-> MHz) definitions may give
+        ``positions_um`` and moves ``dx_um`` instead of hertz."""
         self._channels.append(str(name))
+        if position is not None:
+            if not isinstance(position, PositionCalibration):
+                raise ProgramError(f"position for {name!r} must be a PositionCalibration, got {type(position).__name__}", value=position)
+            self._positions.append((str(name), position))
+        if calibration is not None:
+            if not isinstance(calibration, AODCalibration):
+                raise ProgramError(f"calibration for {name!r} must be an AODCalibration, got {type(calibration).__name__}", value=calibration)
+            self._calibrations.append((str(name), calibration))
         return self
 
     def define(
@@ -140,12 +158,22 @@ class AWGProgramBuilder:
         name: str,
         *,
         logical_channel: str,
-        freqs: Sequence[float],
+        freqs: Sequence[float] | None = None,
         amps: Sequence[float],
         phases: str | Sequence[float] = "auto",
+        positions_um: Sequence[float] | None = None,
     ) -> AWGProgramBuilder:
-        """Define a named tone set on a channel. ``phases="auto"`` gives crest-factor-optimised
-        start phases; a list gives them in radians."""
+        """Define a named tone set on a channel: ``freqs`` in Hz, or ``positions_um`` on a channel
+        with a position calibration (turned into hertz here, once). ``phases="auto"`` gives
+        crest-factor-optimised start phases; a list gives them in radians."""
+        op = f"define {name!r}"
+        if (freqs is None) == (positions_um is None):
+            raise ProgramError("give freqs (Hz) or positions_um (um), one of them", op=op, value=(freqs, positions_um))
+        if positions_um is not None:
+            pos = dict(self._positions).get(str(logical_channel))
+            if pos is None:
+                raise ProgramError(f"positions_um needs a position calibration on channel {logical_channel!r} (logical_channel(..., position=...))", op=op)
+            freqs = tuple(float(f) for f in pos.frequency_hz(_floats(positions_um, "positions_um", op)))
         self._definitions.append(
             Definition(
                 name=str(name),
@@ -231,13 +259,27 @@ class AWGProgramBuilder:
         """Remove tones by index from the selected channel."""
         return self._add(RemoveTones(self._selected("remove_tones"), _ints(idxs)))
 
-    def move(self, *, df: float | Sequence[float], time: float, idxs: Sequence[int] | None = None, kind: FreqShape = "linear") -> AWGProgramBuilder:
+    def move(
+        self,
+        *,
+        df: float | Sequence[float] | None = None,
+        time: float,
+        idxs: Sequence[int] | None = None,
+        kind: FreqShape = "linear",
+        dx_um: float | Sequence[float] | None = None,
+    ) -> AWGProgramBuilder:
         """Chirp tones ``idxs`` (all if None) by ``df`` Hz (one value or one per index) over
         ``time`` s; ``kind``: ``"linear"``, ``"min_jerk"``, ``"cosine"`` or ``"smoothstep"``.
-        ``time=0``: the frequencies jump at this point (phase continuous), a deliberate
-        discontinuity the compile report lists."""
+        On a channel with a position calibration, ``dx_um`` moves each tweezer by that many um
+        instead (each tone to the frequency of its position plus dx). ``time=0``: the
+        frequencies jump at this point (phase continuous), a deliberate discontinuity the compile
+        report lists."""
         seg = _segment_name(self)
-        return self._add(Move(self._selected("move"), _floats(df, "df", "move", seg), _float(time, "time", "move", seg), _ints(idxs), kind))
+        if (df is None) == (dx_um is None):
+            raise ProgramError("give df (Hz) or dx_um (um), one of them", segment=seg, op="move", value=(df, dx_um))
+        dfs = () if df is None else _floats(df, "df", "move", seg)
+        dxs = None if dx_um is None else _floats(dx_um, "dx_um", "move", seg)
+        return self._add(Move(self._selected("move"), dfs, _float(time, "time", "move", seg), _ints(idxs), kind, dxs))
 
     def ramp_amp_to(
         self, *, amps: float | Sequence[float], time: float, idxs: Sequence[int] | None = None, kind: AmpShape = "linear", tau: float | None = None
@@ -326,7 +368,14 @@ class AWGProgramBuilder:
             IntentSegment(name=s["name"], mode=s["mode"], loops=s["loops"], phase_mode=s["phase_mode"], ops=tuple(s["ops"]), phases=s["phases"])
             for s in self._segments
         )
-        return IntentIR(tuple(self._channels), tuple(self._definitions), segments, last_step=self._last_step)
+        return IntentIR(
+            tuple(self._channels),
+            tuple(self._definitions),
+            segments,
+            last_step=self._last_step,
+            calibrations=tuple(self._calibrations),
+            positions=tuple(self._positions),
+        )
 
     def build_resolved_ir(self, *, sample_rate_hz: float) -> ResolvedIR:
         """Build the intent IR and resolve it to whole samples at ``sample_rate_hz``."""

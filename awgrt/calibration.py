@@ -117,6 +117,12 @@ class AODCalibration:
         reaches at RF amplitude ``safety`` v0(f)."""
         return float(np.min(self.gain(self.band_grid()))) * math.sin(0.5 * math.pi * self.safety) ** 2
 
+    @functools.cached_property
+    def max_power(self) -> float:
+        """The most optical power (fraction of :attr:`p_ref`) any frequency of the band gives at
+        ``safety`` v0: asked powers above 1 are clipped where the AOD is weaker."""
+        return float(np.max(self.gain(self.band_grid()))) * math.sin(0.5 * math.pi * self.safety) ** 2 / self.p_ref
+
     def optical_power(self, freq_hz: Any, rf_amp: Any) -> np.ndarray:
         """Forward: optical power as a fraction of :attr:`p_ref` at RF amplitude ``rf_amp``."""
         return self.power(freq_hz, rf_amp) / self.p_ref
@@ -414,3 +420,61 @@ def equalise(powers: Sequence[float], measured: Sequence[float], *, damping: flo
 def with_trace(cal: AODCalibration, note: str) -> AODCalibration:
     """``cal`` with ``note`` appended to its trace."""
     return replace(cal, trace=f"{cal.trace}; {note}" if cal.trace else note)
+
+
+# ---------------------------------------------------------------------------------- positions
+
+
+@dataclass(frozen=True)
+class PositionCalibration:
+    """Where a tone puts its tweezer: x(f) = sum_k c_k (f - f_ref)^k, x in um and f in MHz
+    (``coefficients`` c_0, c_1 [um/MHz], c_2 ...; at least c_1), monotone over ``band_hz``. The
+    linear case is :meth:`linear`. Frequencies come from positions by Newton's method on the
+    polynomial, to 1e-9 um."""
+
+    coefficients: tuple[float, ...]
+    f_ref_hz: float
+    band_hz: tuple[float, float]
+    trace: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "coefficients", tuple(float(c) for c in self.coefficients))
+        object.__setattr__(self, "band_hz", tuple(float(x) for x in self.band_hz))
+        if len(self.coefficients) < 2 or not all(math.isfinite(c) for c in self.coefficients) or not math.isfinite(self.f_ref_hz):
+            raise CalibrationError(f"position coefficients {self.coefficients} need at least an offset and a slope (um, um/MHz), all finite")
+        lo, hi = self.band_hz
+        if not 0 < lo < hi:
+            raise CalibrationError(f"position band {self.band_hz} Hz must have 0 < low < high")
+        slope = self._slope(np.linspace(lo, hi, BAND_GRID))
+        if not (np.all(slope > 0) or np.all(slope < 0)):
+            raise CalibrationError("the position calibration must be monotone over its band (one frequency per position)")
+
+    @classmethod
+    def linear(cls, um_per_mhz: float, f_ref_hz: float, band_hz: tuple[float, float], *, x_ref_um: float = 0.0, trace: str = "") -> PositionCalibration:
+        """x = x_ref + um_per_mhz (f - f_ref) / 1 MHz."""
+        return cls((x_ref_um, um_per_mhz), f_ref_hz, band_hz, trace)
+
+    def _slope(self, freq_hz: np.ndarray) -> np.ndarray:
+        d = np.polynomial.polynomial.polyder(np.asarray(self.coefficients))
+        return _poly(d, (np.asarray(freq_hz, dtype=np.float64) - self.f_ref_hz) / 1e6)
+
+    def position_um(self, freq_hz: Any) -> np.ndarray:
+        """x(f) in um."""
+        return _poly(self.coefficients, (np.asarray(freq_hz, dtype=np.float64) - self.f_ref_hz) / 1e6)
+
+    def frequency_hz(self, position_um: Any) -> np.ndarray:
+        """f(x) in Hz: the inverse over the band; a position outside it is an error."""
+        x = np.asarray(position_um, dtype=np.float64)
+        lo, hi = self.band_hz
+        ends = self.position_um(np.array([lo, hi]))
+        outside = (x < np.min(ends) - 1e-9) | (x > np.max(ends) + 1e-9)
+        if np.any(outside):
+            bad = float(x[outside].flat[0])
+            raise CalibrationError(f"position {bad:g} um is outside the calibrated range {np.min(ends):.6g}..{np.max(ends):.6g} um", value=bad)
+        f = lo + (x - ends[0]) / (ends[1] - ends[0]) * (hi - lo)  # start on the chord
+        for _ in range(60):
+            step = (self.position_um(f) - x) / self._slope(f) * 1e6
+            f = np.clip(f - step, lo, hi)
+            if np.max(np.abs(self.position_um(f) - x), initial=0.0) < 1e-9:
+                break
+        return f

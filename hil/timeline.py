@@ -20,7 +20,7 @@ import numpy as np
 
 from awgrt.ir.quantized import QuantizedIR
 from awgrt.ir.resolved import ToneSpan
-from awgrt.ir.shapes import amplitude_profile, phase_cycles
+from awgrt.ir.shapes import phase_cycles
 from awgrt.program import CompiledSequenceProgram
 from awgrt.sim import trigger_latency_samples
 
@@ -105,7 +105,7 @@ class TonePath:
     def amplitude(self, sample: np.ndarray) -> np.ndarray:
         """Programmed amplitude (fraction of full scale) at card samples ``sample``."""
         u = np.clip((np.asarray(sample, dtype=np.float64) - self.start) / self.n, 0.0, 1.0)
-        return amplitude_profile(self.span.a0, self.span.a1, self.span.amp_kind, u, self.span.amp_param)
+        return self.span.amplitude_at(u)
 
 
 @dataclass(frozen=True)

@@ -134,3 +134,15 @@ def test_readme_runtime_example_runs_as_written(capsys):
     # the pulse step is entered once: the first trigger starts the wait, the second ends it
     assert out.count("pulse at") == 1
     assert "upload: segments; compiled ['pulse']; uploaded ['pulse']" in out
+
+
+def test_calibrated_rearrange_example_runs_equalises_and_keeps_powers(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("calibrated_rearrange", ROOT / "examples" / "calibrated_rearrange.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--seed", "2", "--save", str(tmp_path / "c.npz")]) == 0
+    out = capsys.readouterr().out
+    spreads = [float(line.rsplit(" ", 1)[1].rstrip("%")) for line in out.splitlines() if line.startswith("equalisation")]
+    assert spreads[0] > 10 and spreads[-1] < 2  # the camera's spread closes in a few damped steps
+    assert "AOD-calibrated channels" in out and "played on the simulator" in out
+    CompiledSequenceProgram.load(tmp_path / "c.npz").validate()

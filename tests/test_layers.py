@@ -2,7 +2,7 @@
 
 Layers, lowest first (a module may import its own layer and any below it):
 
-    errors, spectrum, _progress, _blas  <  card, _savefile  <  ir  <  program  <  compiler
+    errors, spectrum, _progress, _blas  <  card, _savefile, calibration  <  ir  <  program  <  compiler
     <  builder, sim  <  backends  <  runtime, upload, plot  <  demo  <  cli  <  the package root  <  hil
 
 The CLI may reach into ``hil`` only from inside the function of ``awgrt hil`` (the harness stays
@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 LAYERS = [
     ("awgrt.errors", "awgrt.spectrum", "awgrt._progress", "awgrt._version", "awgrt._blas"),
-    ("awgrt.card", "awgrt._savefile"),
+    ("awgrt.card", "awgrt._savefile", "awgrt.calibration"),
     ("awgrt.ir",),
     ("awgrt.program",),
     ("awgrt.compiler",),

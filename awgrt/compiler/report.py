@@ -172,6 +172,7 @@ class CompileReport:
         sections = [
             ("Timing", ("rounding", "length_padded")),
             ("Deliberate jumps (ops of time 0)", ("instant",)),
+            ("AOD-calibrated channels (amplitudes asked as optical power)", ("calibrated", "saturation")),
             ("Channels and memory", ("channels", "slots_padded", "slots_shared")),
         ]
         for title, kinds in sections:

@@ -20,11 +20,14 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from types import MappingProxyType
 
-from ..errors import FrequencyError, ProgramError, TimingError
+import numpy as np
+
+from ..calibration import AODCalibration
+from ..errors import CalibrationError, FrequencyError, ProgramError, TimingError
 from ..ir.intent import (
     AddTone,
     Hold,
@@ -38,8 +41,8 @@ from ..ir.intent import (
     Sync,
     UseDef,
 )
-from ..ir.resolved import ChannelTrack, Note, Piece, ResolvedIR, Segment, ToneOrigin, ToneSpan
-from ..ir.shapes import CONSTANT, check_amp_shape, span_amp_kind
+from ..ir.resolved import ChannelTrack, Note, Optical, Piece, ResolvedIR, Segment, ToneOrigin, ToneSpan
+from ..ir.shapes import CONSTANT, amplitude_profile, check_amp_shape, span_amp_kind
 
 #: A realised op length further than this from the requested one (in samples) is reported.
 ROUNDING_REPORT_SAMPLES = 1e-6
@@ -98,6 +101,9 @@ class _Walker:
         self.origins: list[ToneOrigin] = []
         self.next_group = 0
         self.notes: list[Note] = []
+        self.calibrations = dict(intent.calibrations)  # channel -> AOD calibration
+        self._segment: str | None = None
+        self._op: str | None = None
 
     # ------------------------------------------------------------------ helpers
 
@@ -134,26 +140,76 @@ class _Walker:
         return list(values)
 
     def _spans(self, ch: str, targets: dict[int, tuple[float, float]], freq_kind: str, amp_kind: str, amp_param: float = 0.0) -> tuple[ToneSpan, ...]:
-        """Spans for all tones of ``ch``; tones listed in ``targets`` go to (f1, a1)."""
+        """Spans for all tones of ``ch``; tones listed in ``targets`` go to (f1, a1). On a
+        calibrated channel the amplitudes are optical powers: the span records them
+        (:class:`Optical`) with the RF amplitudes at its ends."""
         spans = []
+        cal = self.calibrations.get(ch)
         for i, t in enumerate(self.tones[ch]):
             f1, a1 = targets.get(i, (t.freq_hz, t.amp))
             ramps = a1 != t.amp
-            spans.append(
-                ToneSpan(
-                    t.tone,
-                    t.freq_hz,
-                    f1,
-                    freq_kind if f1 != t.freq_hz else CONSTANT,
-                    t.amp,
-                    a1,
-                    amp_kind if ramps else CONSTANT,
-                    None,
-                    amp_param if ramps else 0.0,
-                )
+            span = ToneSpan(
+                t.tone,
+                t.freq_hz,
+                f1,
+                freq_kind if f1 != t.freq_hz else CONSTANT,
+                t.amp,
+                a1,
+                amp_kind if ramps else CONSTANT,
+                None,
+                amp_param if ramps else 0.0,
             )
+            if cal is not None:
+                span = self._calibrated(span, cal, ch, i)
+            spans.append(span)
             t.freq_hz, t.amp = f1, a1
         return tuple(spans)
+
+    def _note_calibrated(self, seg: str, track: ChannelTrack) -> None:
+        """The report's line for a calibrated channel in a segment: asked powers and the RF
+        amplitudes that give them."""
+        spans = [s for p in track.pieces for s in p.tones]
+        if not spans:
+            return
+        u = np.linspace(0.0, 1.0, 33)
+        powers = [x for s in spans for x in (s.optical.p0, s.optical.p1)]
+        rf = np.concatenate([s.amplitude_at(u) if not s.constant else np.array([s.a0]) for s in spans])
+        cal = self.calibrations[track.channel]
+        self.notes.append(
+            Note(
+                "calibrated",
+                seg,
+                f"channel {track.channel!r}: optical power {min(powers):.4g}..{max(powers):.4g} of the calibrated maximum -> "
+                f"RF {np.min(rf):.4g}..{np.max(rf):.4g} of full scale (calibration {cal.digest[:12]}, {cal.band_hz[0] / 1e6:g}..{cal.band_hz[1] / 1e6:g} MHz)",
+                channel=track.channel,
+            )
+        )
+
+    def _calibrated(self, span: ToneSpan, cal: AODCalibration, ch: str, index: int) -> ToneSpan:
+        """``span`` (amplitudes: optical powers) with RF amplitudes at its ends and its powers
+        kept; a power the AOD cannot give below saturation somewhere along it is noted (clipped)."""
+        optical = Optical(span.a0, span.a1, cal)
+        try:
+            (rf0, rf1), clipped = cal.rf_amplitude([span.f0_hz, span.f1_hz], [span.a0, span.a1])
+        except CalibrationError as exc:
+            raise CalibrationError(f"channel {ch!r} tone {index}: {exc.detail}", segment=self._segment, op=self._op, value=exc.value) from None
+        out = replace(span, a0=float(rf0), a1=float(rf1), optical=optical)
+        if not out.constant:  # along a move or ramp: the RF amplitude of every instant
+            u = np.linspace(0.0, 1.0, 257)
+            power = amplitude_profile(span.a0, span.a1, span.amp_kind, u, span.amp_param)
+            _, along = cal.rf_amplitude(out.frequency_at(u), power)
+            clipped = clipped | along.any()
+        if np.any(clipped):
+            self.notes.append(
+                Note(
+                    "saturation",
+                    self._segment,
+                    f"{self._op}: channel {ch!r} tone {index} asks power {span.a0:.4g} -> {span.a1:.4g} at {span.f0_hz / 1e6:.6g} -> "
+                    f"{span.f1_hz / 1e6:.6g} MHz, beyond what the AOD gives below saturation there: clipped at {cal.safety:g} v0(f)",
+                    channel=ch,
+                )
+            )
+        return out
 
     def _jump(self, ch: str, targets: dict[int, tuple[float, float]], seg: str, op: str) -> None:
         """An op of time 0: the tones in ``targets`` jump to (f, a) at this point (phase
@@ -178,7 +234,7 @@ class _Walker:
         """:meth:`segment`, or what it made before from the same segment, program definitions,
         sample rate and walk state (tones, ids): a scan point resolves only what it changed."""
         try:
-            key = (self.fs, self.intent.logical_channels, self.intent.definitions, seg, self._state())
+            key = (self.fs, self.intent.logical_channels, self.intent.definitions, self.intent.calibrations, self.intent.positions, seg, self._state())
             hash(key)
         except TypeError:  # pragma: no cover - every intent value is hashable
             return self.segment(seg)
@@ -214,13 +270,19 @@ class _Walker:
                 if cursor[ch] < end:
                     timed(ch, end - cursor[ch], self._spans(ch, {}, CONSTANT, CONSTANT), op, None)
 
+        self._segment = name
         for i, op in enumerate(seg.ops):
+            self._op = op.label(i)
             self._apply(seg, op, op.label(i), timed, sync)
+        self._op = "(hold to segment end)"
         sync("(hold to segment end)")
 
         total = max(cursor.values())
         n_total = time_to_samples(total, self.fs)
         tracks = tuple(ChannelTrack(ch, self._to_samples(name, raw[ch])) for ch in self.intent.logical_channels)
+        for track in tracks:
+            if track.channel in self.calibrations:
+                self._note_calibrated(name, track)
         manual = None
         if seg.phase_mode == "manual":
             manual = MappingProxyType(dict(seg.phases or {}))
@@ -279,7 +341,18 @@ class _Walker:
             idxs = self._indices(op.channel, op.idxs, name, label)
             tones = self.tones[op.channel]
             targets = {}
-            for i, df in zip(idxs, self._per_index(op.df_hz, idxs, "df", name, label)):
+            if op.dx_um is not None:  # displacements: each tone to the frequency of its position plus dx
+                pos = self.intent.position(op.channel)
+                shifts = []
+                for i, dx in zip(idxs, self._per_index(op.dx_um, idxs, "dx_um", name, label)):
+                    try:
+                        f_to = float(pos.frequency_hz(pos.position_um(tones[i].freq_hz) + dx))
+                    except CalibrationError as exc:
+                        raise CalibrationError(f"tone {i}: {exc.detail}", segment=name, op=label, value=dx) from None
+                    shifts.append(f_to - tones[i].freq_hz)
+            else:
+                shifts = self._per_index(op.df_hz, idxs, "df", name, label)
+            for i, df in zip(idxs, shifts):
                 f1 = tones[i].freq_hz + df
                 self._check_nyquist(f1, name, label, what=f"end frequency of tone {i} (df={df:g} Hz)")
                 targets[i] = (f1, tones[i].amp)

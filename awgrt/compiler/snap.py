@@ -103,7 +103,19 @@ def _pad_track(track: ChannelTrack, n_old: int, n_new: int) -> ChannelTrack:
     if last.constant:
         pieces = (*track.pieces[:-1], replace(last, n=last.n + n_new - n_old))
     else:
-        held = tuple(replace(s, f0_hz=s.f1_hz, a0=s.a1, freq_kind="linear", amp_kind="linear", phase0_cycles=None) for s in last.tones)
+        held = tuple(
+            replace(
+                s,
+                f0_hz=s.f1_hz,
+                a0=s.a1,
+                freq_kind="linear",
+                amp_kind="linear",
+                amp_param=0.0,
+                phase0_cycles=None,
+                optical=None if s.optical is None else replace(s.optical, p0=s.optical.p1),
+            )
+            for s in last.tones
+        )
         pieces = (*track.pieces, Piece(n_old, n_new - n_old, held, "(padding)"))
     return ChannelTrack(track.channel, pieces)
 

@@ -33,13 +33,13 @@ import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ..errors import AWGRTError
 from ..ir.resolved import Segment, ToneSpan
-from ..ir.shapes import FREQ_SHAPES, adiabatic_ends, exp_tau_progress
+from ..ir.shapes import FREQ_SHAPES, adiabatic_ends, exp_tau_progress, phase_cycles
 
 #: Samples per block, per channel: the float64 working set is a few of these.
 BLOCK = 1 << 16
@@ -196,6 +196,7 @@ class _PieceTones:
     folded: _Folded | None
     ramps: tuple[tuple[str, float, _Tones], ...]  # (kind, its parameter, tones)
     moving: _Moving | None
+    calibrated: tuple[tuple[ToneSpan, float], ...] = ()  # optical ramps and moves (:func:`_calibrated_tones`), with the scale
 
 
 def _amplitude_group(s: ToneSpan) -> list[tuple[tuple[str, float], float]]:
@@ -216,7 +217,19 @@ def _amplitude_group(s: ToneSpan) -> list[tuple[tuple[str, float], float]]:
 
 
 def _sort_tones(spans: tuple[ToneSpan, ...], fs: float, n: int, scale: float = 1.0) -> _PieceTones:
-    """Sort a piece's tones (see :class:`_PieceTones`), amplitudes times ``scale``."""
+    """Sort a piece's tones (see :class:`_PieceTones`), amplitudes times ``scale``. A tone of an
+    AOD-calibrated channel that holds plays the RF amplitude of its power at its frequency (as
+    snapping left it); one whose power or frequency changes goes sample by sample."""
+    calibrated = tuple((s, scale) for s in spans if s.optical is not None and not s.constant)
+    if calibrated or any(s.optical is not None for s in spans):
+        held = []
+        for s in spans:
+            if s.optical is None:
+                held.append(s)
+            elif s.constant:
+                a = float(s.optical.calibration.rf_amplitude(s.f0_hz, s.optical.p0)[0])
+                held.append(ToneSpan(s.tone, s.f0_hz, s.f1_hz, s.freq_kind, a, a, s.amp_kind, s.phase0_cycles))
+        return replace(_sort_tones(tuple(held), fs, n, scale), calibrated=calibrated)
     folded: list[tuple[float, float, float, float, float]] = []  # f, a, p0, G, T
     groups: dict[tuple[str, float], list[tuple[float, float, float]]] = {}
     moving = [s for s in spans if s.f0_hz != s.f1_hz]
@@ -373,6 +386,19 @@ def _moving_tones_fast(mv: _Moving, n: int, k0: int, k1: int, out: np.ndarray) -
             view += sums[g] * _ramp_envelope(kind, log_ratio, u[:m], n, s0)
 
 
+def _calibrated_tones(tones: tuple[tuple[ToneSpan, float], ...], fs: float, n: int, k0: int, k1: int, out: np.ndarray) -> None:
+    """Add samples [k0, k1) of calibrated tones whose power or frequency changes: each tone's
+    exact float64 phase and sine, times its RF amplitude at every sample (the asked power's, at
+    the frequency of that sample: :meth:`~awgrt.ir.resolved.ToneSpan.amplitude_at`)."""
+    k = np.arange(k0, k1, dtype=np.float64)
+    u = k / n
+    for s, scale in tones:
+        phase = phase_cycles(s.f0_hz / fs, s.f1_hz / fs, s.freq_kind, n, k)
+        phase += s.phase0_cycles
+        phase -= np.rint(phase)
+        out += scale * s.amplitude_at(u) * np.sin(2.0 * np.pi * phase)
+
+
 def _block(segment: Segment, b0: int, b1: int, fs: float, hardware: dict[str, int], out: np.ndarray, sorted_tones: dict, fast_math: bool = False) -> None:
     """Float64 samples [b0, b1) of every channel (in the units of the sorted amplitudes: LSB) into ``out``
     (shape (n_hw, b1 - b0), zeroed by the caller)."""
@@ -400,6 +426,8 @@ def _block(segment: Segment, b0: int, b1: int, fs: float, hardware: dict[str, in
                 view += part
             if tones.moving is not None:
                 (_moving_tones_fast if fast_math else _moving_tones)(tones.moving, piece.n, k0, k1, view)
+            if tones.calibrated:
+                _calibrated_tones(tones.calibrated, fs, piece.n, k0, k1, view)
 
 
 _POOL: list[ThreadPoolExecutor] = []

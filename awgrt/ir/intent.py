@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, ClassVar, Literal, get_args
 
+from ..calibration import SCHEMA as CALIBRATION_SCHEMA
+from ..calibration import AODCalibration, PositionCalibration
 from ..card import MAX_LOOPS, MIN_LOOPS
 from ..errors import (
     AmplitudeError,
@@ -84,10 +86,20 @@ def check_freq(freq_hz: Any, *, segment: str | None, op: str | None, what: str =
         raise FrequencyError(f"{what} {freq_hz!r} Hz must be finite and > 0", segment=segment, op=op, value=freq_hz)
 
 
-def check_amp(amp: Any, *, segment: str | None, op: str | None) -> None:
-    """Raise :class:`AmplitudeError` unless 0 <= ``amp`` <= 1 (fraction of full scale)."""
-    if not finite_real(amp) or not 0.0 <= amp <= 1.0:
+def check_amp(amp: Any, *, segment: str | None, op: str | None, limit: float = 1.0) -> None:
+    """Raise :class:`AmplitudeError` unless 0 <= ``amp`` <= 1 (fraction of full scale), or on an
+    AOD-calibrated channel 0 <= ``amp`` <= ``limit`` (optical power, fraction of the calibrated
+    maximum; ``limit``: the most the AOD gives anywhere in its band)."""
+    if limit == 1.0 and (not finite_real(amp) or not 0.0 <= amp <= 1.0):
         raise AmplitudeError(f"amplitude {amp!r} must be a finite fraction of full scale in [0, 1]", segment=segment, op=op, value=amp)
+    if not finite_real(amp) or not 0.0 <= amp <= limit:
+        raise AmplitudeError(
+            f"optical power {amp!r} must be finite, in [0, {limit:.4g}] of the calibrated maximum (1: what every frequency of the band gives; "
+            f"{limit:.4g}: the most any gives)",
+            segment=segment,
+            op=op,
+            value=amp,
+        )
 
 
 def _check_indices(name: str, idxs: Any, *, segment: str, op: str) -> None:
@@ -122,7 +134,7 @@ class Definition:
     amps: tuple[float, ...]
     phases: str | tuple[float, ...] = "auto"
 
-    def check(self, channels: tuple[str, ...]) -> None:
+    def check(self, channels: tuple[str, ...], amp_limit: float = 1.0) -> None:
         op = f"define {self.name!r}"
         if self.logical_channel not in channels:
             raise ProgramError(f"unknown logical channel {self.logical_channel!r} (declared: {list(channels)})", op=op, value=self.logical_channel)
@@ -133,7 +145,7 @@ class Definition:
         for f in self.freqs_hz:
             check_freq(f, segment=None, op=op)
         for a in self.amps:
-            check_amp(a, segment=None, op=op)
+            check_amp(a, segment=None, op=op, limit=amp_limit)
         if isinstance(self.phases, str):
             if self.phases != "auto":
                 raise ProgramError(f"phases={self.phases!r}: give 'auto' or a list of radians", op=op, value=self.phases)
@@ -206,7 +218,7 @@ class AddTone(Op):
         if self.index is not None:
             _check_indices("at", (self.index,), segment=segment, op=op)
         check_freq(self.freq_hz, segment=segment, op=op)
-        check_amp(self.amp, segment=segment, op=op)
+        check_amp(self.amp, segment=segment, op=op, limit=ir.amp_limit(self.channel))
         if not finite_real(self.phase_rad):
             raise ProgramError(f"phase={self.phase_rad!r} rad must be finite", segment=segment, op=op, value=self.phase_rad)
 
@@ -243,7 +255,9 @@ class Hold(Op):
 class Move(Op):
     """Shift the frequencies of tones ``idxs`` (all if None) by ``df_hz`` over ``time_s``.
 
-    ``df_hz`` holds one shift for all indices or one per index."""
+    ``df_hz`` holds one shift for all indices or one per index. On a channel with a position
+    calibration ``dx_um`` may give the shifts as displacements in um instead (``df_hz`` empty):
+    each tone goes to the frequency of its position plus dx."""
 
     OP: ClassVar[str] = "move"
     TIMED: ClassVar[bool] = True
@@ -253,12 +267,24 @@ class Move(Op):
     time_s: float
     idxs: tuple[int, ...] | None = None
     kind: FreqShape = "linear"
+    dx_um: tuple[float, ...] | None = None
 
     def check(self, segment: str, op: str, ir: IntentIR) -> None:
         _check_channel(self.channel, ir, segment=segment, op=op)
         check_time(self.time_s, segment=segment, op=op, instant=True)
         _check_indices("idxs", self.idxs, segment=segment, op=op)
         _check_kind(self.kind, tuple(FREQ_SHAPES), segment=segment, op=op)
+        if self.dx_um is not None:
+            if self.df_hz:
+                raise ProgramError("give df (Hz) or dx_um (um), not both", segment=segment, op=op, value=(self.df_hz, self.dx_um))
+            if ir.position(self.channel) is None:
+                raise ProgramError(
+                    f"dx_um needs a position calibration on channel {self.channel!r} (logical_channel(..., position=...))", segment=segment, op=op
+                )
+            _per_index("dx_um", self.dx_um, self.idxs, segment=segment, op=op)
+            if not all(finite_real(x) for x in self.dx_um):
+                raise ProgramError(f"dx_um={list(self.dx_um)} must be finite micrometres", segment=segment, op=op, value=self.dx_um)
+            return
         _per_index("df", self.df_hz, self.idxs, segment=segment, op=op)
         for df in self.df_hz:
             if not finite_real(df):
@@ -295,7 +321,7 @@ class RampAmp(Op):
                 raise TimingError(f"tau={self.tau_s!r} s must be a finite time constant > 0", segment=segment, op=op, value=self.tau_s)
         _per_index("amps", self.amps, self.idxs, segment=segment, op=op)
         for a in self.amps:
-            check_amp(a, segment=segment, op=op)
+            check_amp(a, segment=segment, op=op, limit=ir.amp_limit(self.channel))
 
 
 @dataclass(frozen=True)
@@ -416,7 +442,9 @@ class IntentIR:
     """What you want: channels, definitions and segments in seconds and hertz (see module doc).
 
     ``last_step`` is ``"ring"`` (the last segment is followed by the first, the default) or
-    ``"end"`` (the sequence stops after the last segment).
+    ``"end"`` (the sequence stops after the last segment). ``calibrations``: (channel, AOD
+    calibration) pairs; a calibrated channel's amplitudes are optical powers (fractions of the
+    calibration's maximum, see :mod:`awgrt.calibration`); the digest covers the calibrations.
     """
 
     logical_channels: tuple[str, ...]
@@ -424,6 +452,8 @@ class IntentIR:
     segments: tuple[IntentSegment, ...]
     last_step: str = "ring"
     schema_version: int = SCHEMA_VERSION
+    calibrations: tuple[tuple[str, AODCalibration], ...] = ()
+    positions: tuple[tuple[str, PositionCalibration], ...] = ()
 
     def __post_init__(self) -> None:
         if self.schema_version != SCHEMA_VERSION:
@@ -435,11 +465,21 @@ class IntentIR:
             raise ProgramError("the program declares no logical channel")
         if len(set(self.logical_channels)) != len(self.logical_channels):
             raise ProgramError(f"logical channels repeat: {list(self.logical_channels)}", value=self.logical_channels)
+        for entry in self.calibrations:
+            if not (isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[1], AODCalibration)):
+                raise ProgramError(f"calibrations must be (channel, AODCalibration) pairs, got {entry!r}", value=entry)
+            if entry[0] not in self.logical_channels:
+                raise ProgramError(f"a calibration for unknown logical channel {entry[0]!r} (declared: {list(self.logical_channels)})", value=entry[0])
+        for entry in self.positions:
+            if not (isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[1], PositionCalibration) and entry[0] in self.logical_channels):
+                raise ProgramError(f"positions must be (declared channel, PositionCalibration) pairs, got {entry!r}", value=entry)
+        if len({ch for ch, _ in self.calibrations}) != len(self.calibrations):
+            raise ProgramError("a logical channel has two calibrations", value=[ch for ch, _ in self.calibrations])
         names = [d.name for d in self.definitions]
         if len(set(names)) != len(names):
             raise ProgramError(f"definition names repeat: {names}", value=names)
         for d in self.definitions:
-            d.check(self.logical_channels)
+            d.check(self.logical_channels, self.amp_limit(d.logical_channel))
         if not self.segments:
             raise ProgramError("the program is empty: it has no segment")
         seg_names = [s.name for s in self.segments]
@@ -450,6 +490,20 @@ class IntentIR:
             raise ProgramError(f"last_step={self.last_step!r} is not one of {LAST_STEP_MODES}", value=self.last_step)
         for s in self.segments:
             s.check(self)
+
+    def amp_limit(self, channel: str) -> float:
+        """The largest amplitude ``channel`` takes: 1 (full scale), or on a calibrated channel
+        the most optical power the AOD gives anywhere in its band (fractions of the maximum)."""
+        cal = self.calibration(channel)
+        return 1.0 if cal is None else cal.max_power
+
+    def position(self, channel: str) -> PositionCalibration | None:
+        """The frequency <-> position calibration of ``channel`` (None: frequencies only)."""
+        return next((c for ch, c in self.positions if ch == channel), None)
+
+    def calibration(self, channel: str) -> AODCalibration | None:
+        """The AOD calibration of ``channel`` (None: its amplitudes are RF as given)."""
+        return next((c for ch, c in self.calibrations if ch == channel), None)
 
     def definition(self, name: str, *, segment: str | None = None, op: str | None = None) -> Definition:
         for d in self.definitions:
@@ -496,6 +550,11 @@ class IntentIR:
                 segments=tuple(_segment_from_dict(s) for s in data["segments"]),
                 last_step=data["last_step"],
                 schema_version=data["schema_version"],
+                calibrations=tuple((str(ch), AODCalibration.from_dict({"schema": CALIBRATION_SCHEMA, **c})) for ch, c in data.get("calibrations", ())),
+                positions=tuple(
+                    (str(ch), PositionCalibration(tuple(c["coefficients"]), c["f_ref_hz"], tuple(c["band_hz"]), c["trace"]))
+                    for ch, c in data.get("positions", ())
+                ),
             )
         except AWGRTError:
             raise
@@ -513,6 +572,8 @@ class IntentIR:
         return (
             self.logical_channels,
             self.definitions,
+            self.calibrations,
+            self.positions,
             self.last_step,
             tuple((s.name, s.mode, s.mode == "loop_n" and s.loops > 1, s.phase_mode, s.ops, s.phases) for s in self.segments),
         )
@@ -527,7 +588,7 @@ class IntentIR:
         state, which the runtime uses to skip unchanged segments.)
         """
         out: dict[str, str] = {}
-        prev = digest_of(SCHEMA, self.schema_version, self.logical_channels, self.definitions)
+        prev = digest_of(SCHEMA, self.schema_version, self.logical_channels, self.definitions, self.calibrations, self.positions)
         for s in self.segments:
             prev = digest_of(prev, s)
             out[s.name] = prev

@@ -17,8 +17,25 @@ import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numpy as np
+
+from ..calibration import AODCalibration
 from ..errors import ProgramError
 from .digest import digest_of
+from .shapes import FREQ_SHAPES, amplitude_profile
+
+
+@dataclass(frozen=True)
+class Optical:
+    """A tone on an AOD-calibrated channel: the optical powers asked at the span's ends
+    (fractions of the calibration's maximum) and the calibration. The span's ``a0``/``a1`` are the
+    RF amplitudes at its ends; in between (and wherever the frequency moves) the RF amplitude is
+    ``calibration.rf_amplitude(f(u), p(u))``, p following the span's amplitude shape from ``p0``
+    to ``p1``: the optical power is what was asked at every sample."""
+
+    p0: float
+    p1: float
+    calibration: AODCalibration
 
 
 @dataclass(frozen=True)
@@ -26,7 +43,8 @@ class ToneSpan:
     """One tone over one piece. Frequencies in Hz, amplitudes in fractions of full scale,
     ``phase0_cycles`` the phase at the piece start in cycles (None until the phase stage),
     ``amp_param`` the amplitude shape's parameter (``"exp_tau"``: the ramp's length over its time
-    constant; see :func:`awgrt.ir.shapes.span_amp_kind`)."""
+    constant; see :func:`awgrt.ir.shapes.span_amp_kind`), ``optical`` the asked optical powers
+    on an AOD-calibrated channel (:class:`Optical`; None: the amplitudes are RF as asked)."""
 
     tone: int
     f0_hz: float
@@ -37,20 +55,38 @@ class ToneSpan:
     amp_kind: str
     phase0_cycles: float | None = None
     amp_param: float = 0.0
+    optical: Optical | None = None
 
     @property
     def constant(self) -> bool:
-        return self.f0_hz == self.f1_hz and self.a0 == self.a1
+        return self.f0_hz == self.f1_hz and self.a0 == self.a1 and (self.optical is None or self.optical.p0 == self.optical.p1)
+
+    def frequency_at(self, u: np.ndarray) -> np.ndarray:
+        """Frequency (Hz) at normalised times ``u`` of the span."""
+        if self.f0_hz == self.f1_hz:
+            return np.full_like(u, self.f0_hz, dtype=np.float64)
+        return self.f0_hz + (self.f1_hz - self.f0_hz) * FREQ_SHAPES[self.freq_kind].progress(u)
+
+    def amplitude_at(self, u: np.ndarray) -> np.ndarray:
+        """RF amplitude (fraction of full scale) at normalised times ``u``: the shape between the
+        ends, or on a calibrated channel the RF amplitude of the asked power at the frequency of
+        that instant (see :class:`Optical`)."""
+        u = np.asarray(u, dtype=np.float64)
+        if self.optical is None:
+            return amplitude_profile(self.a0, self.a1, self.amp_kind, u, self.amp_param)
+        o = self.optical
+        power = amplitude_profile(o.p0, o.p1, self.amp_kind, u, self.amp_param)
+        return o.calibration.rf_amplitude(self.frequency_at(u), power)[0]
 
     def with_phase(self, phase0_cycles: float) -> ToneSpan:
         """This span starting at ``phase0_cycles`` (a faster ``dataclasses.replace``)."""
-        return ToneSpan(self.tone, self.f0_hz, self.f1_hz, self.freq_kind, self.a0, self.a1, self.amp_kind, phase0_cycles, self.amp_param)
+        return ToneSpan(self.tone, self.f0_hz, self.f1_hz, self.freq_kind, self.a0, self.a1, self.amp_kind, phase0_cycles, self.amp_param, self.optical)
 
     def with_freqs(self, f0_hz: float, f1_hz: float, freq_kind: str) -> ToneSpan:
         """This span moving from ``f0_hz`` to ``f1_hz`` (itself when nothing changes)."""
         if (f0_hz, f1_hz, freq_kind) == (self.f0_hz, self.f1_hz, self.freq_kind):
             return self
-        return ToneSpan(self.tone, f0_hz, f1_hz, freq_kind, self.a0, self.a1, self.amp_kind, self.phase0_cycles, self.amp_param)
+        return ToneSpan(self.tone, f0_hz, f1_hz, freq_kind, self.a0, self.a1, self.amp_kind, self.phase0_cycles, self.amp_param, self.optical)
 
 
 @dataclass(frozen=True)
@@ -144,6 +180,8 @@ class Segment:
                     phase = math.nan if s.phase0_cycles is None else s.phase0_cycles
                     h.update(struct.pack("<6d?", s.f0_hz, s.f1_hz, s.a0, s.a1, phase, s.amp_param, s.phase0_cycles is None))
                     h.update(f"{s.freq_kind},{s.amp_kind};".encode())
+                    if s.optical is not None:
+                        h.update(struct.pack("<2d", s.optical.p0, s.optical.p1) + s.optical.calibration.digest.encode())
         return Segment(self.name, self.mode, self.loops, self.phase_mode, self.n_samples, self.tracks, self.manual_phases, h.hexdigest())
 
 
