@@ -120,13 +120,17 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     cal = fit.calibration
     cal.save(args.out)
     png = args.png or args.out.with_suffix(".png")
-    plot_fit(fit, png)
+    try:
+        plot_fit(fit, png)
+    except ImportError:  # the calibration is written; only the figure needs the plotting extra
+        print(f"awgrt: no PNG report: matplotlib is not installed (pip install 'awgrt[plot]'); {args.out} is written", file=sys.stderr)
+        png = None
     lo, hi = cal.band_hz
     print(f"AOD calibration over {lo / 1e6:g}..{hi / 1e6:g} MHz from {len(data.power)} points: {cal.trace}")
     print(f"  rms residual {fit.rms_relative:.2%} of the largest power; power 1.0 = {cal.p_ref:.4g} {cal.power_unit} (flat over the band)")
     if fit.outliers.any():
         print(f"  {int(fit.outliers.sum())} outliers (red x in the plot): check those points")
-    print(f"  wrote {args.out} and {png}")
+    print(f"  wrote {args.out}" + (f" and {png}" if png else ""))
     return 0
 
 
