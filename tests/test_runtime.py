@@ -925,3 +925,38 @@ def test_run_report_timings():
         rt.run(program(pulse_amp=0.5), sample_rate_hz=FS)
     assert "upload" in str(rt.last_report)
     assert isinstance(rt.last_report, awgrt.RunReport)
+
+
+def test_each_scan_point_can_trigger_relative_to_now():
+    def prog(amp: float) -> AWGProgramBuilder:
+        return (
+            AWGProgramBuilder()
+            .logical_channel("H")
+            .define("h", logical_channel="H", freqs=[295 * FS / 2048], amps=[0.3])  # whole cycles per pass of the wait
+            .segment("wait", mode="wait_trig")
+            .tones("H")
+            .use_def("h")
+            .hold(time=2048 / FS)
+            .segment("pulse")
+            .tones("H")
+            .ramp_amp_to(amps=amp, time=2048 / FS)
+            .ramp_amp_to(amps=0.3, time=2048 / FS)  # whole cycles here too: the ring back to the wait is continuous
+        )
+
+    with SimBackend("M4i.6631-x8") as card, Runtime(card) as rt:
+        entries = []
+        rt.on_step("pulse", lambda info: entries.append(info.sample))
+        rt.run(prog(0.5), sample_rate_hz=FS)
+        card.schedule_trigger(1000)  # starts replay: into the wait
+        card.schedule_trigger(5000)  # leaves the wait: the pulse
+        card.capture(20_000)
+        with pytest.raises(ProgramError, match="in the past.*after="):
+            card.schedule_trigger(1000)  # the next scan point: 1000 samples after the start is long gone
+        rt.run(prog(0.6), sample_rate_hz=FS)  # the next scan point: the card keeps running, back in the wait
+        assert "uploaded ['pulse']" in str(rt.last_report)
+        assert card.schedule_trigger(after=1000) == 20_000 + 1000  # one trigger leaves the wait
+        card.capture(20_000)
+        assert card.schedule_trigger(after_s=6.4e-6) == 40_000 + 4000
+        with pytest.raises(ProgramError, match="exactly one"):
+            card.schedule_trigger(5, after=5)
+    assert len(entries) == 2 and entries[1] - entries[0] > 15_000, entries  # the second point pulsed after its own triggers

@@ -54,10 +54,35 @@ class SimBackend(BackendBase):
         self._emit()
         return out
 
-    def schedule_trigger(self, sample: int) -> None:
-        """An external trigger at ``sample`` counted from the start command (not before now)."""
+    def schedule_trigger(self, sample: int | None = None, *, after: int | None = None, after_s: float | None = None) -> int:
+        """An external trigger, given one way: ``sample`` counted from the start command,
+        ``after`` samples from now, or ``after_s`` seconds from now (each scan point of a loop
+        can trigger "50 us from now" without knowing how long the card has run). Returns the
+        trigger's sample counted from the start command. A trigger before now is an error."""
+        given = [x is not None for x in (sample, after, after_s)]
+        if sum(given) != 1:
+            raise ProgramError(
+                f"give exactly one of sample= (from the start command), after= (samples from now) or after_s= (seconds from now); "
+                f"got sample={sample!r}, after={after!r}, after_s={after_s!r}",
+                op="schedule_trigger",
+            )
         base = self.start_sample if self.start_sample is not None else 0
-        self.sim.external_trigger(base + int(sample))
+        if sample is not None:
+            at = base + int(sample)
+            if at < self.sim.now:
+                raise ProgramError(
+                    f"trigger at sample {int(sample)} after the start command is in the past (the card has run {self.sim.now - base} samples since): "
+                    "use after= or after_s= for a trigger counted from now",
+                    op="schedule_trigger",
+                    value=sample,
+                )
+        else:
+            offset = int(after) if after is not None else round(float(after_s) * self.sim.sample_rate_hz)
+            if offset < 0:
+                raise ProgramError(f"a trigger {offset} samples from now is in the past", op="schedule_trigger", value=after if after is not None else after_s)
+            at = self.sim.now + offset
+        self.sim.external_trigger(at)
+        return at - base
 
     def _samples(self, samples: int | None, seconds: float | None) -> int:
         if (samples is None) == (seconds is None):
