@@ -39,7 +39,7 @@ def _compile(intent: IntentIR, args: argparse.Namespace) -> CompiledSequenceProg
     resolved = resolve_intent_ir(intent, args.fs)
     quantized = quantize_resolved_ir(resolved, _hardware_map(args.map), args.card, max_snap_hz=args.max_snap_hz)
     program = compile_sequence_program(quantized, gain=args.gain, clip=args.clip, clip_policy="error" if args.clip_error else "count", fast_math=args.fast_math)
-    return program.validate()
+    return program.validate().with_intent(intent)
 
 
 def _add_compile_options(p: argparse.ArgumentParser, fs: float) -> None:

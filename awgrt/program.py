@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING
@@ -18,8 +18,9 @@ import numpy as np
 
 from ._savefile import SaveFile, check_value, need
 from .card import CARDS, CardSpec, encode_step_entry
-from .errors import CardLimitError, SerializationError
+from .errors import AWGRTError, CardLimitError, SerializationError
 from .ir.digest import digest_of
+from .ir.intent import IntentIR
 
 if TYPE_CHECKING:  # a type only: the compiler sits above this module
     from .compiler.report import CompileReport
@@ -86,6 +87,10 @@ class CompiledSequenceProgram:
     hardware_channels: Mapping[str, int] = field(default_factory=dict)
     card: CardSpec = field(default_factory=lambda: CARDS["M4i.6631-x8"], repr=False)
     report: CompileReport | None = field(default=None, repr=False, compare=False)
+    #: The intent program it was compiled from, where known (kept by :meth:`save`).
+    intent: IntentIR | None = field(default=None, repr=False, compare=False)
+    #: The compile report's text as a loaded file kept it (a loaded program has no live report).
+    saved_report: str | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hardware_channels", MappingProxyType(dict(self.hardware_channels)))
@@ -190,8 +195,19 @@ class CompiledSequenceProgram:
 
     # ------------------------------------------------------------------ save / load
 
+    def with_intent(self, intent: IntentIR) -> CompiledSequenceProgram:
+        """This program, knowing the intent program it was compiled from (for :meth:`save`)."""
+        return replace(self, intent=intent)
+
+    @property
+    def report_text(self) -> str | None:
+        """The compile report as text (detailed): the live report's, or the one a loaded file kept."""
+        return self.report.format(detail=True) if self.report is not None else self.saved_report
+
     def save(self, path: str | Path) -> Path:
-        """Write data and step table to one ``.npz`` file (the report is not saved)."""
+        """Write data and step table to one ``.npz`` file, with the intent program it was
+        compiled from (where known: :meth:`with_intent`; the runtime and ``awgrt compile`` set it)
+        and the compile report's text, so the file says what it is and how it was made."""
         meta = {
             "schema": SAVE_SCHEMA,
             "schema_version": SAVE_VERSION,
@@ -203,6 +219,10 @@ class CompiledSequenceProgram:
             "segments": [{"name": s.name, "names": list(s.names), "digest": s.digest, "clipped": list(s.clipped)} for s in self.segments],
             "steps": [[st.segment, st.next, st.loops, st.on_trigger, st.end, st.name] for st in self.steps],
         }
+        if self.intent is not None:
+            meta["intent"] = self.intent.to_dict()
+        if self.report_text is not None:
+            meta["report"] = self.report_text
         arrays = {f"seg{i}": s.data for i, s in enumerate(self.segments)}
         path = Path(path)
         with path.open("wb") as f:
@@ -245,6 +265,15 @@ class CompiledSequenceProgram:
                     raise f.fail(where, f"must be [segment, next, loops, on_trigger, end, name], got {st!r}"[:200])
                 kinds = ("int", "int", "int", "bool", "bool", "str")
                 steps.append(SequenceStep(*(check_value(f, where, v, k) for v, k in zip(st, kinds))))
+            intent = None
+            if meta.get("intent") is not None:
+                try:
+                    intent = IntentIR.from_dict(meta["intent"])
+                except AWGRTError as exc:
+                    raise f.fail("meta.intent", f"the intent program it keeps is not valid: {exc}"[:300]) from None
+            saved_report = meta.get("report")
+            if saved_report is not None:
+                check_value(f, "meta.report", saved_report, "str")
         if card is None:
             card = CARDS.get(card_name)
             if card is None:
@@ -257,4 +286,6 @@ class CompiledSequenceProgram:
             start_step=start_step,
             hardware_channels=hw,
             card=card,
+            intent=intent,
+            saved_report=saved_report,
         )

@@ -76,7 +76,7 @@ class RunReport:
     restarted: bool
     timings_s: Mapping[str, float]
     notes: tuple[str, ...]
-    compile_report: CompileReport
+    compile_report: CompileReport | None
 
     def __str__(self) -> str:
         t = ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in self.timings_s.items())
@@ -190,6 +190,8 @@ class Runtime:
                 resolved = resolve_intent_ir(program, sample_rate_hz)
         elif isinstance(program, ResolvedIR):
             resolved = program
+        elif isinstance(program, CompiledSequenceProgram):  # compiled before (loaded from a file): upload as it is
+            return self._compiled(program, sample_rate_hz)
         else:
             raise ProgramError(f"cannot run a {type(program).__name__}", op="run")
         if resolved is not None:
@@ -212,7 +214,25 @@ class Runtime:
             for k in [k for k in self._cache if k.split(":", 1)[0] not in digests]:
                 del self._cache[k]
         timings["compile"] = time.perf_counter() - t
+        if isinstance(program, IntentIR):
+            compiled = compiled.with_intent(program)  # so that rt.program.save() keeps it
         return compiled, q, timings, notes
+
+    def _compiled(self, program: CompiledSequenceProgram, sample_rate_hz: float | None) -> tuple[CompiledSequenceProgram, None, dict[str, float], list[str]]:
+        """A program compiled before (say, loaded from a file), checked for this card and rate."""
+        if sample_rate_hz is not None and sample_rate_hz != program.sample_rate_hz:
+            raise ProgramError(
+                f"the compiled program is for {program.sample_rate_hz:g} S/s, not sample_rate_hz={sample_rate_hz:g}: compile its intent program again",
+                op="run",
+                value=sample_rate_hz,
+            )
+        if self.mapping and dict(program.hardware_channels) != dict(self.mapping):
+            raise ProgramError(
+                f"the compiled program maps channels {dict(program.hardware_channels)}, this runtime {dict(self.mapping)}", op="run", value=dict(self.mapping)
+            )
+        program.validate(self.backend.card)
+        self._memo = None
+        return program, None, {"resolve": 0.0, "quantize": 0.0, "compile": 0.0}, ["a program compiled before: uploaded as it is"]
 
     def _memo_key(self, intent: IntentIR, sample_rate_hz: float) -> tuple | None:
         """What decides the quantized IR of ``intent`` apart from loop counts: the program without
@@ -252,7 +272,7 @@ class Runtime:
 
     def run(
         self,
-        program: AWGProgramBuilder | IntentIR | ResolvedIR,
+        program: AWGProgramBuilder | IntentIR | ResolvedIR | CompiledSequenceProgram,
         *,
         sample_rate_hz: float | None = None,
         invariant: Sequence[str] = (),
@@ -260,7 +280,9 @@ class Runtime:
         force_trigger: bool = False,
     ) -> CompiledSequenceProgram:
         """Compile ``program`` and bring the card up to date (see module doc); start it if it
-        is not running and ``start`` is true. Returns the compiled program."""
+        is not running and ``start`` is true. Returns the compiled program. A
+        :class:`CompiledSequenceProgram` (e.g. ``CompiledSequenceProgram.load("p.npz")``) is
+        checked against the card (and ``sample_rate_hz`` if given) and uploaded as it is."""
         compiled, quantized, timings, notes = self._compile(program, sample_rate_hz, invariant)
         t = time.perf_counter()
         try:
@@ -282,7 +304,7 @@ class Runtime:
         report = compiled.report
         self.last_report = RunReport(
             upload_kind=plan.kind,
-            compiled_segments=tuple(report.synthesised),
+            compiled_segments=tuple(report.synthesised) if report is not None else (),
             uploaded_segments=tuple(n for i in plan.slots for n in compiled.segments[i].names),
             steps_rewritten=plan.steps,
             restarted=plan.restart,

@@ -910,8 +910,10 @@ def test_run_without_sample_rate_raises(make):
 
 
 def test_run_rejects_other_types():
-    with pytest.raises(ProgramError):
-        Runtime(SimBackend()).run(fresh(program()), sample_rate_hz=FS)
+    quantized = quantize_resolved_ir(resolve_intent_ir(program().build_intent_ir(), FS))
+    for other in (quantized, "program.json", {"schema": "awgrt.intent"}):
+        with pytest.raises(ProgramError, match="cannot run"):
+            Runtime(SimBackend()).run(other, sample_rate_hz=FS)
 
 
 def test_run_report_timings():
