@@ -1,11 +1,13 @@
-"""Pass limits of the checks, defaulting from the scope's resolution as in measurement.md.
+"""Pass limits of the checks, defaulting from the scope's resolution.
 
-An 8-bit scope (``adc_bits`` <= 8) gets the left column of measurement.md's table, a 10/12-bit
-scope the right one. The phase-step-per-wrap limit applies to the *mean* step over all wraps in
-the record (each wrap measured by a joint fit), whose resolution is about sqrt(wraps) better
-than one wrap's: 0.2 deg (8-bit) / 0.1 deg is tighter than measurement.md's single-wrap 0.5 /
-0.2 deg and still well above the noise (6 sigma is used when that is larger). Every limit can
-be set per rig (``[limits]`` in rig.toml).
+An 8-bit scope (``adc_bits`` <= 8) resolves a phase step at a boundary to a few hundredths of a
+degree over microsecond windows (``python -m hil.resolution`` measures it): its defaults are a
+0.5 deg phase-jump limit, 0.2 deg for the mean step per wrap and -60 dBc for wrap spurs. A
+10/12-bit scope sees about 4x better and gets 0.2 deg, 0.1 deg and -70 dBc. The phase-step-per-wrap
+limit applies to the *mean* step over all wraps in the record (each wrap measured by a joint fit),
+whose resolution is about sqrt(wraps) better than one wrap's. Limits never follow the measurement:
+a check that cannot resolve its limit is inconclusive (see :class:`Limits`). Every limit can be set
+per rig (``[limits]`` in rig.toml).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The 64-bit sequence step entry and the card limits (:class:`awgrt.CardSpec`).
 
-Expected words and limits are computed here from the hardware contract
-(/work/shared/spec/spectrum-sequence-mode.md), never by calling the code under test:
+Expected words and limits are computed here from the card's documented sequence-mode step entry
+(Spectrum's M4i manual, sequence replay mode), never by calling the code under test:
 
     bits  0-15  segment index          bits 32-51  loop count (1 .. 1,048,575)
     bits 16-31  next step index        bits 52-61  reserved

@@ -67,7 +67,8 @@ def hold_hold(freq: float = F):
 
 
 def sigma_theory_deg(window_s: float, amplitude: float, noise_v: float) -> float:
-    """measurement.md: var(step) = 8 / (N SNR) for two windows of N samples, fitted frequency."""
+    """The Cramer-Rao bound of a phase step between two windows of N samples with the frequency
+    fitted: var(step) = 8 / (N SNR), SNR = A^2 / (2 n^2)."""
     n = window_s * SCOPE_FS
     snr = amplitude**2 / (2 * noise_v**2)
     return math.degrees(math.sqrt(8 / (n * snr)))

@@ -213,7 +213,7 @@ def test_resolution_of_the_default_simulated_scope() -> None:
     for p in res.phase:  # the sigma the fits report is the Cramer-Rao bound for their windows, within 20 %
         assert 0.8 < p.sigma_deg / p.bound_deg < 1.2, p
         assert abs(p.mean_deg) < 5 * p.bound_deg
-    assert 0.04 < short.bound_deg < 0.07  # measurement.md: 0.055 deg for 1 us per side
+    assert 0.04 < short.bound_deg < 0.07  # 4 n / (A sqrt N) with N = 2500 a side: about 0.055 deg
     assert whole.bound_deg < 0.8 * short.bound_deg  # the whole pieces see more
     assert 0.4 < locked.bound_deg / whole.bound_deg < 0.6  # a shared reference halves the bound
     assert res.spur_floor_dbc < -80 and res.worst_spur_dbc < -70

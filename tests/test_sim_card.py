@@ -1,6 +1,7 @@
 """Tests of the simulated Spectrum card (awgrt.sim) against the hardware contract.
 
-The contract is /work/shared/spec/spectrum-sequence-mode.md. Every expectation here is computed
+The contract is the card's sequence replay mode as Spectrum's M4i manual documents it (step entries,
+loops, end-on-trigger, trigger latency). Every expectation here is computed
 independently of the code under test: step words are built with bit arithmetic, trigger latency
 with exact fractions, and the output of a program by a small reference sequencer written below
 (:func:`ref_walk`) that walks the step table pass by pass.

@@ -2,7 +2,7 @@
 
 A segment of L samples (T = L / fs) looped puts each tone's energy on lines (k + m) / T; if a
 tone does not fit a whole number of cycles per pass (f T = k + delta) the lines at f + m / T
-carry about 20 log10(|delta| / |m|) dBc. Detector (measurement.md): 4-term Blackman-Harris
+carry about 20 log10(|delta| / |m|) dBc. Detector: 4-term Blackman-Harris
 window over a whole number of passes (at least 8), zero-padded x4; the carrier is the strongest
 line within +-1.5 bins of the programmed frequency and each spur the strongest within +-1.5 bins
 of carrier + m / T, m = +-1..+-6; lines within 3 bins of another programmed tone are skipped.
