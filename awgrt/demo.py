@@ -76,10 +76,11 @@ class DemoRun:
     plot: Path | None
 
 
-def play_demo(program, *, triggers=DEMO_TRIGGERS, n_samples: int = DEMO_SAMPLES, plot_path: Path | None = None) -> DemoRun:
-    """Play a compiled program on a simulated card with the given triggers; optionally plot."""
+def play_demo(program, *, triggers=DEMO_TRIGGERS, n_samples: int = DEMO_SAMPLES, plot_path: Path | None = None, amplitude_mv: int = 1000) -> DemoRun:
+    """Play a compiled program on a simulated card (output ``amplitude_mv`` at full scale) with
+    the given triggers; optionally plot (axes in volts)."""
     with SimBackend(program.card) as backend:
-        backend.configure(sample_rate_hz=program.sample_rate_hz, n_channels=program.n_channels, trigger="external")
+        backend.configure(sample_rate_hz=program.sample_rate_hz, n_channels=program.n_channels, trigger="external", amplitude_mv=amplitude_mv)
         backend.load(program)
         backend.start()
         for t in triggers:
@@ -97,7 +98,7 @@ def play_demo(program, *, triggers=DEMO_TRIGGERS, n_samples: int = DEMO_SAMPLES,
         from .plot import plot_playback
 
         names = sorted(program.hardware_channels, key=program.hardware_channels.get)
-        path = plot_playback(
+        plot_playback(
             samples,
             program.sample_rate_hz,
             [(s, name) for s, _, name in trace],
@@ -105,5 +106,7 @@ def play_demo(program, *, triggers=DEMO_TRIGGERS, n_samples: int = DEMO_SAMPLES,
             channel_names=names,
             title="awgrt demo on the simulated card",
             triggers=triggers,
+            amplitude_mv=amplitude_mv,
         )
+        path = Path(plot_path)
     return DemoRun(program, samples, trace, path)

@@ -1,88 +1,212 @@
-"""Plots of what a card played: samples per channel with step boundaries, and a spectrogram.
+"""Figures of programs and of what a card played, as matplotlib Figures.
 
-Needs matplotlib (``pip install awgrt[plot]``); drawn with the Agg backend, no screen needed.
+- :func:`plot_program` draws a program **before it plays**: per channel, each tone's frequency and
+  amplitude along the step walk (every step once), segment boundaries named, looped segments and
+  trigger waits marked, snapped tones and eased segments highlighted;
+  ``CompiledSequenceProgram.plot()``, ``QuantizedIR.plot()`` and ``ResolvedIR.plot()`` call it;
+- :func:`plot_playback` draws what a card played: samples per channel (volts when the card's
+  amplitude is given) with every step entry and trigger marked, and a spectrogram per channel.
+
+Every function takes an optional ``fig`` to draw into, returns the Figure, and saves a PNG when
+given a ``path``. None of them touches pyplot's state or the user's backend (figures are made with
+:func:`new_figure`, so they work in notebooks, scripts and headless runs alike). Needs matplotlib
+(``pip install 'awgrt[plot]'``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from scipy.signal import spectrogram
 
 from .errors import AWGRTError
 
 
-def pyplot():
-    """matplotlib.pyplot on the Agg backend, or an AWGRTError saying how to install it."""
+def new_figure(**kwargs: Any):
+    """A matplotlib Figure with an Agg canvas of its own: drawn and saved without pyplot, so the
+    user's backend and pyplot's current figure are left alone (show it in a notebook by making it
+    the cell's value, or save it)."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
     except ImportError as exc:  # pragma: no cover - depends on the installation
         raise AWGRTError("plotting needs matplotlib: pip install 'awgrt[plot]'") from exc
-    return plt
+    fig = Figure(**kwargs)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig, path: str | Path | None, dpi: int = 110) -> None:
+    if path is not None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=dpi)
+
+
+# ---------------------------------------------------------------------------------- programs
+
+
+def plot_program(program: Any, *, fig=None, path: str | Path | None = None, points_per_piece: int = 48):
+    """Each tone's frequency and amplitude along the step walk, per channel (see module doc).
+
+    ``program``: a ``CompiledSequenceProgram`` (its quantized IR), a ``QuantizedIR`` or a
+    ``ResolvedIR``. Time runs along the steps in program order, each segment once; a looped
+    segment is shaded and labelled with its loop count, a trigger wait with "waits for trigger".
+    Tones keep one colour across segments (by tone id). Amplitudes are fractions of full scale
+    (RF; on an AOD-calibrated channel, the RF amplitude of the asked optical power)."""
+    ir = getattr(program, "quantized", None) or program
+    if not hasattr(ir, "segments") or not ir.segments or not hasattr(ir.segments[0], "tracks"):
+        raise AWGRTError(
+            "plot_program draws a compiled program, a quantized IR or a resolved IR; a program loaded from a file keeps its intent program "
+            "(program.intent): compile that to plot it",
+            op="plot",
+        )
+    fs = ir.sample_rate_hz
+    channels = list(getattr(ir, "hardware_channels", None) or getattr(ir, "logical_channels", ()))
+    snaps = {(s.segment, s.channel, s.tone): s.shift_hz for s in getattr(ir, "snaps", ()) if s.shift_hz}
+    report = getattr(program, "report", None)
+    notes = tuple(getattr(ir, "notes", ())) + (tuple(report.notes) if report is not None else ())
+    eased = {n.segment for n in notes if n.kind == "frequency_eased"}
+    fig = fig or new_figure(figsize=(13, 2.4 * 2 * max(1, len(channels))), layout="constrained")
+    axes = fig.subplots(2 * len(channels), 1, sharex=True, squeeze=False)[:, 0]
+    cmap = _tone_colours()
+    t0 = 0
+    starts = []
+    for seg in ir.segments:
+        starts.append((t0, seg))
+        for ci, ch in enumerate(channels):
+            ax_f, ax_a = axes[2 * ci], axes[2 * ci + 1]
+            track = seg.track(ch) if hasattr(seg, "track") else next(t for t in seg.tracks if t.channel == ch)
+            for piece in track.pieces:
+                u = np.linspace(0.0, 1.0, points_per_piece if not piece.constant else 2)
+                t_us = (t0 + piece.start + u * piece.n) / fs * 1e6
+                for span in piece.tones:
+                    colour = cmap(span.tone)
+                    snapped = (seg.name, ch, span.tone) in snaps
+                    ax_f.plot(t_us, span.frequency_at(u) / 1e6, color=colour, lw=2.4 if snapped else 1.1)
+                    ax_a.plot(t_us, span.amplitude_at(u), color=colour, lw=1.1)
+        t0 += seg.n_samples
+    total_us = t0 / fs * 1e6
+    for ci, ch in enumerate(channels):
+        ax_f, ax_a = axes[2 * ci], axes[2 * ci + 1]
+        ax_f.set_ylabel(f"{ch}: frequency (MHz)")
+        ax_f.ticklabel_format(axis="y", useOffset=False)
+        ax_a.set_ylabel(f"{ch}: amplitude (FS)")
+        ax_a.set_ylim(bottom=0)
+        for start, seg in starts:
+            x0, x1 = start / fs * 1e6, (start + seg.n_samples) / fs * 1e6
+            for ax in (ax_f, ax_a):
+                ax.axvline(x0, color="0.3", lw=0.7)
+                if seg.mode == "wait_trig":
+                    ax.axvspan(x0, x1, color="tab:orange", alpha=0.10, lw=0)
+                elif seg.mode == "loop_n" and seg.loops > 1:
+                    ax.axvspan(x0, x1, color="tab:blue", alpha=0.08, lw=0)
+            if ci == 0:
+                mode = {"wait_trig": "waits for trigger", "loop_n": f"loop x{seg.loops}" if seg.loops > 1 else "once"}.get(seg.mode, "once")
+                extra = " (eased)" if seg.name in eased else ""
+                ax_f.text(x0, 1.01, f" {seg.name}: {mode}{extra}", transform=ax_f.get_xaxis_transform(), rotation=30, fontsize=7, va="bottom")
+        for (seg_name, ch_name, tone), shift in snaps.items():
+            if ch_name != ch:
+                continue
+            start, seg = next((s, g) for s, g in starts if g.name == seg_name)
+            x = (start + seg.n_samples / 2) / fs * 1e6
+            f = next(sp.f0_hz for p in seg.track(ch).pieces for sp in p.tones if sp.tone == tone)
+            ax_f.annotate(f"snapped {shift / 1e3:+.1f} kHz", (x, f / 1e6), fontsize=6, color=cmap(tone), xytext=(0, 4), textcoords="offset points")
+    axes[-1].set_xlabel("time along the step walk, each step once (us)")
+    axes[-1].set_xlim(0, total_us)
+    last = getattr(ir, "last_step", "ring")
+    fig.suptitle(
+        f"{len(ir.segments)} segments at {fs / 1e6:g} MS/s; shaded: looped (blue), waits for a trigger (orange); thick: snapped tones; "
+        f"after the last step: {'back to the first' if last == 'ring' else 'end'}",
+        fontsize=9,
+    )
+    _save(fig, path)
+    return fig
+
+
+def _tone_colours():
+    import matplotlib
+
+    base = matplotlib.colormaps["tab20"]
+    return lambda tone: base(tone % 20)
+
+
+# ---------------------------------------------------------------------------------- playback
 
 
 def plot_playback(
     samples: np.ndarray,
     sample_rate_hz: float,
     boundaries: Sequence[tuple[int, str]],
-    path: str | Path,
+    path: str | Path | None = None,
     *,
     channel_names: Sequence[str] | None = None,
     title: str = "",
     triggers: Sequence[int] = (),
-) -> Path:
-    """Write a PNG: one panel of int16 samples per channel (as a fraction of full scale) against
-    time with every step entry marked and named, and a spectrogram of the first channel.
+    amplitude_mv: float | Sequence[float] | None = None,
+    fig=None,
+    resolution_hz: float = 100e3,
+):
+    """What a card played: one panel of samples per channel against time (volts when the card's
+    ``amplitude_mv`` at full scale is given, else fractions of full scale), every step entry
+    marked and named, triggers marked (legend), and a spectrogram per channel (resolution
+    bandwidth about ``resolution_hz``, zoomed on the band the tones occupy, with a colour bar).
+    ``boundaries``: (sample, label) of each step entry. Returns the Figure; saves a PNG to
+    ``path`` if given."""
+    from scipy.signal import spectrogram
 
-    ``boundaries``: (sample, label) of each step entry; ``triggers``: trigger samples, marked too.
-    """
-    plt = pyplot()
     n, n_ch = samples.shape
     names = list(channel_names or [f"ch{i}" for i in range(n_ch)])
+    if amplitude_mv is None:
+        scale, unit = [1 / 32767] * n_ch, "FS"
+    else:
+        mv = [float(amplitude_mv)] * n_ch if np.isscalar(amplitude_mv) else [float(m) for m in amplitude_mv]
+        scale, unit = [m / 1000 / 32767 for m in mv], "V"
     t_us = np.arange(n) / sample_rate_hz * 1e6
-    fig, axes = plt.subplots(n_ch + 1, 1, figsize=(12, 2.6 * (n_ch + 1)), sharex=True, constrained_layout=True)
-    for ch, ax in enumerate(axes[:n_ch]):
-        # min/max envelope per pixel column keeps long captures readable
-        step = max(1, n // 4000)
+    fig = fig or new_figure(figsize=(13, 2.5 * 2 * n_ch), layout="constrained")
+    axes = fig.subplots(2 * n_ch, 1, sharex=True, squeeze=False)[:, 0]
+    for ch in range(n_ch):
+        ax = axes[ch]
+        step = max(1, n // 4000)  # min/max envelope per pixel column keeps long captures readable
         m = (n // step) * step
+        y = samples[:m, ch] * scale[ch]
         if step > 1:
-            blocks = samples[:m, ch].reshape(-1, step) / 32767
-            tb = t_us[:m:step]
-            ax.fill_between(tb, blocks.min(axis=1), blocks.max(axis=1), color="tab:blue", lw=0)
+            blocks = y.reshape(-1, step)
+            ax.fill_between(t_us[:m:step], blocks.min(axis=1), blocks.max(axis=1), color="tab:blue", lw=0)
         else:
-            ax.plot(t_us, samples[:, ch] / 32767, lw=0.5)
-        ax.set_ylabel(f"{names[ch]} (FS)")
-        ax.set_ylim(-1, 1)
-        for s, label in boundaries:
-            ax.axvline(s / sample_rate_hz * 1e6, color="tab:red", lw=0.8, alpha=0.7)
+            ax.plot(t_us[:m], y, lw=0.5)
+        top = 32767 * scale[ch]
+        ax.set_ylim(-top, top)
+        ax.set_ylabel(f"{names[ch]} ({unit})")
+        for i, (s, label) in enumerate(boundaries):
+            ax.axvline(s / sample_rate_hz * 1e6, color="tab:red", lw=0.8, alpha=0.7, label="step entry" if i == 0 else None)
             if ch == 0:
-                ax.text(s / sample_rate_hz * 1e6, 0.92, f" {label}", rotation=90, va="top", fontsize=7, color="tab:red")
-        for s in triggers:
-            ax.axvline(s / sample_rate_hz * 1e6, color="tab:green", lw=1.0, ls="--")
-    ax = axes[-1]
-    nper = 2048 if n >= 8192 else max(64, n // 4)
-    f, tt, sxx = spectrogram(samples[:, 0].astype(np.float64), fs=sample_rate_hz, nperseg=nper, noverlap=nper // 2)
-    db = 10 * np.log10(sxx + 1e-12)
-    top = float(db.max())
-    ax.pcolormesh(tt * 1e6, f / 1e6, db, shading="auto", cmap="magma", vmin=top - 60, vmax=top)
-    strong = np.flatnonzero(db.max(axis=1) > top - 30)  # zoom on the band the tones occupy
-    if strong.size:
-        lo, hi = f[strong[0]] / 1e6, f[strong[-1]] / 1e6
-        pad = max(2.0, 0.15 * (hi - lo))
-        ax.set_ylim(max(0.0, lo - pad), min(f[-1] / 1e6, hi + pad))
-    ax.set_ylabel(f"{names[0]} frequency (MHz)")
-    ax.set_xlabel("time since start command (us)")
-    for s, _ in boundaries:
-        ax.axvline(s / sample_rate_hz * 1e6, color="white", lw=0.6, alpha=0.6)
+                ax.text(s / sample_rate_hz * 1e6, 0.92 * top, f" {label}", rotation=90, va="top", fontsize=7, color="tab:red")
+        for i, s in enumerate(triggers):
+            ax.axvline(s / sample_rate_hz * 1e6, color="tab:green", lw=1.0, ls="--", label="trigger" if i == 0 else None)
+        if ch == 0 and (boundaries or triggers):
+            ax.legend(loc="lower right", fontsize=7)
+    nper = int(min(max(64, 2 ** round(np.log2(sample_rate_hz / resolution_hz))), max(64, n // 4)))
+    for ch in range(n_ch):
+        ax = axes[n_ch + ch]
+        f, tt, sxx = spectrogram(samples[:, ch].astype(np.float64) * scale[ch], fs=sample_rate_hz, nperseg=nper, noverlap=nper // 2)
+        db = 10 * np.log10(sxx + 1e-30)
+        peak = float(db.max())
+        mesh = ax.pcolormesh(tt * 1e6, f / 1e6, db, shading="auto", cmap="magma", vmin=peak - 60, vmax=peak)
+        strong = np.flatnonzero(db.max(axis=1) > peak - 30)
+        if strong.size:
+            lo, hi = f[strong[0]] / 1e6, f[strong[-1]] / 1e6
+            pad = max(2.0, 0.15 * (hi - lo))
+            ax.set_ylim(max(0.0, lo - pad), min(f[-1] / 1e6, hi + pad))
+        ax.set_ylabel(f"{names[ch]}: f (MHz)")
+        ax.set_title(f"{names[ch]} spectrogram, resolution {sample_rate_hz / nper / 1e3:.0f} kHz", fontsize=8)
+        fig.colorbar(mesh, ax=ax, label=f"dB ({unit}$^2$/Hz)", pad=0.01)
+        for s, _ in boundaries:
+            ax.axvline(s / sample_rate_hz * 1e6, color="white", lw=0.6, alpha=0.6)
+    axes[-1].set_xlabel("time since start command (us)")
     if title:
         fig.suptitle(title)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    _save(fig, path)
+    return fig

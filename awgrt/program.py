@@ -24,6 +24,7 @@ from .ir.intent import IntentIR
 
 if TYPE_CHECKING:  # a type only: the compiler sits above this module
     from .compiler.report import CompileReport
+    from .ir.quantized import QuantizedIR
 
 SAVE_SCHEMA = "awgrt.compiled"
 SAVE_VERSION = 1
@@ -91,6 +92,8 @@ class CompiledSequenceProgram:
     intent: IntentIR | None = field(default=None, repr=False, compare=False)
     #: The compile report's text as a loaded file kept it (a loaded program has no live report).
     saved_report: str | None = field(default=None, repr=False, compare=False)
+    #: The quantized IR it was compiled from (every tone's trajectory: what :meth:`plot` draws).
+    quantized: QuantizedIR | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hardware_channels", MappingProxyType(dict(self.hardware_channels)))
@@ -194,6 +197,13 @@ class CompiledSequenceProgram:
         return self
 
     # ------------------------------------------------------------------ save / load
+
+    def plot(self, *, fig=None, path: str | Path | None = None):
+        """Each tone's frequency and amplitude along the step walk, per channel, before playing
+        (:func:`awgrt.plot.plot_program`): a matplotlib Figure, saved as PNG to ``path`` if given."""
+        from .plot import plot_program
+
+        return plot_program(self, fig=fig, path=path)
 
     def with_intent(self, intent: IntentIR) -> CompiledSequenceProgram:
         """This program, knowing the intent program it was compiled from (for :meth:`save`)."""

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from awgrt.plot import pyplot
+from awgrt.plot import new_figure
 
 from .analysis.result import CheckResult
 
@@ -66,10 +66,10 @@ def _spectrum(ax, plot, r: CheckResult) -> None:
 
 def plot_check(r: CheckResult, path: str | Path) -> Path:
     """Write the figure of ``r`` to ``path`` (PNG) and return the path."""
-    plt = pyplot()
     kind = r.plot["kind"]
     pair = kind in ("boundary", "wraps")
-    fig, axes = plt.subplots(1, 2 if pair else 1, figsize=(11 if pair else 8, 3.6), constrained_layout=True)
+    fig = new_figure(figsize=(11 if pair else 8, 3.6), layout="constrained")
+    axes = fig.subplots(1, 2 if pair else 1)
     if kind == "boundary":
         _boundary(axes, r.plot, r)
     elif kind == "wraps":
@@ -121,5 +121,4 @@ def plot_check(r: CheckResult, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
-    plt.close(fig)
     return path

@@ -165,12 +165,12 @@ def _filename(key: str) -> str:
 
 def plot_trend(t: Trend, path: Path, *, nights: int, k: float) -> Path:
     """The figure over nights: values with sigma, limit(s), baseline band; the latest marked red when it drifts."""
-    from awgrt.plot import pyplot
+    from awgrt.plot import new_figure
 
-    plt = pyplot()
     f = t.figure
     x = np.arange(len(f.runs))
-    fig, ax = plt.subplots(figsize=(8, 3.6))
+    fig = new_figure(figsize=(8, 3.6))
+    ax = fig.subplots()
     try:
         ax.errorbar(x, f.measured, yerr=[s if math.isfinite(s) else 0.0 for s in f.sigma], fmt="o-", ms=4, lw=1, capsize=2, label="measured ± sigma")
         ax.plot(x, f.limit, "k--", lw=1, label="limit")
@@ -190,7 +190,7 @@ def plot_trend(t: Trend, path: Path, *, nights: int, k: float) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=100)
     finally:
-        plt.close(fig)
+        fig.clear()
     return path
 
 

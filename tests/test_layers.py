@@ -2,8 +2,8 @@
 
 Layers, lowest first (a module may import its own layer and any below it):
 
-    errors, spectrum, _progress, _blas  <  card, _savefile, calibration  <  ir  <  program  <  compiler
-    <  builder, sim  <  backends  <  runtime, upload, plot  <  demo  <  cli  <  the package root  <  hil
+    errors, spectrum, _progress, _blas  <  card, _savefile, calibration, plot  <  ir  <  program  <  compiler
+    <  builder, sim  <  backends  <  runtime, upload  <  demo  <  cli  <  the package root  <  hil
 
 The CLI may reach into ``hil`` only from inside the function of ``awgrt hil`` (the harness stays
 optional for the core).
@@ -20,13 +20,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 LAYERS = [
     ("awgrt.errors", "awgrt.spectrum", "awgrt._progress", "awgrt._version", "awgrt._blas"),
-    ("awgrt.card", "awgrt._savefile", "awgrt.calibration"),
+    ("awgrt.card", "awgrt._savefile", "awgrt.calibration", "awgrt.plot"),
     ("awgrt.ir",),
     ("awgrt.program",),
     ("awgrt.compiler",),
     ("awgrt.builder", "awgrt.sim"),
     ("awgrt.backends",),
-    ("awgrt.runtime", "awgrt.upload", "awgrt.plot"),
+    ("awgrt.runtime", "awgrt.upload"),
     ("awgrt.demo",),
     ("awgrt.cli",),
     ("awgrt",),

@@ -164,4 +164,5 @@ def compile_sequence_program(
         hardware_channels=quantized.hardware_channels,
         card=quantized.card,
         report=report,
+        quantized=quantized,
     )

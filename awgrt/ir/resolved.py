@@ -225,6 +225,13 @@ class ResolvedIR:
     intent_digest: str
     notes: tuple[Note, ...] = ()
 
+    def plot(self, *, fig=None, path=None):
+        """Each tone's frequency and amplitude along the step walk, per channel
+        (:func:`awgrt.plot.plot_program`): a matplotlib Figure, saved as PNG to ``path`` if given."""
+        from ..plot import plot_program
+
+        return plot_program(self, fig=fig, path=path)
+
     @property
     def n_samples(self) -> int:
         """Samples of one pass through every segment in program order."""
