@@ -69,6 +69,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _finish(program, args)
     if args.no_play:
         return 0
+    from .plot import NO_MATPLOTLIB, have_matplotlib
+
+    if not args.no_plot and not have_matplotlib():
+        print(f"\nno figure: {NO_MATPLOTLIB}; playing without it", flush=True)
+        args.no_plot = True
     if not args.no_plot:
         print(f"\nplaying on the simulated card and drawing {args.plot} ...", flush=True)
     run = play_demo(program, triggers=DEMO_TRIGGERS, n_samples=DEMO_SAMPLES, plot_path=None if args.no_plot else args.plot)

@@ -24,6 +24,17 @@ import numpy as np
 from .errors import AWGRTError
 
 
+def have_matplotlib() -> bool:
+    """Whether figures can be drawn here (matplotlib installed: ``pip install 'awgrt[plot]'``)."""
+    import importlib.util
+
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+#: What to tell a user whose installation cannot draw.
+NO_MATPLOTLIB = "matplotlib is not installed (pip install 'awgrt[plot]')"
+
+
 def new_figure(**kwargs: Any):
     """A matplotlib Figure with an Agg canvas of its own: drawn and saved without pyplot, so the
     user's backend and pyplot's current figure are left alone (show it in a notebook by making it

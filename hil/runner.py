@@ -352,14 +352,22 @@ def write_report(report: SuiteReport, out_dir: Path, *, plots: bool = True) -> N
     out_dir.mkdir(parents=True, exist_ok=True)
     entries = [r.to_json() for r in report.results]
     figures: dict[int, Path] = {}
-    if plots:
+    from awgrt.plot import NO_MATPLOTLIB, have_matplotlib
+
+    missing = plots and not have_matplotlib()  # the results are written all the same
+    if missing:
+        print(f"hil: no figures: {NO_MATPLOTLIB}; report.json and summary.md are written", file=sys.stderr)
+    if plots and not missing:
         from .plots import plot_check
 
         for i, r in enumerate(report.results):
             if r.plot:
                 figures[i] = plot_check(r, out_dir / "plots" / f"{r.program}__{r.check}__{i:02d}.png")
     atomic_write_text(out_dir / "report.json", json.dumps(entries, indent=2, default=_json_default) + "\n")
-    atomic_write_text(out_dir / "summary.md", summary_markdown(report, figures, out_dir))
+    summary = summary_markdown(report, figures, out_dir)
+    if missing:
+        summary += f"\nNo figures: {NO_MATPLOTLIB}.\n"
+    atomic_write_text(out_dir / "summary.md", summary)
     with contextlib.suppress(FileNotFoundError):
         (out_dir / RUNNING_MARKER).unlink()
 

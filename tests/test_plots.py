@@ -98,3 +98,27 @@ def test_a_program_on_a_calibrated_channel_plots_its_rf_amplitudes():
     fig = plot_program(b.build_resolved_ir(sample_rate_hz=FS))
     rf = fig.axes[1].lines[0].get_ydata()
     assert np.ptp(rf) > 0.01  # the RF amplitude changes along the move at constant optical power
+
+
+def test_without_matplotlib_the_demo_and_the_hil_run_keep_their_results(tmp_path, monkeypatch, capsys):
+    import awgrt.plot
+    from awgrt.cli import main
+
+    monkeypatch.setattr(awgrt.plot, "have_matplotlib", lambda: False)
+    assert main(["demo", "--plot", str(tmp_path / "d.png")]) == 0
+    out = capsys.readouterr().out
+    assert "no figure: matplotlib is not installed" in out and "Played on the simulated" in out
+    assert not (tmp_path / "d.png").exists()
+    assert main(["hil", "--out", str(tmp_path / "hil"), "--program", "add_remove"]) == 0
+    assert (tmp_path / "hil" / "report.json").exists() and "No figures: matplotlib is not installed" in (tmp_path / "hil" / "summary.md").read_text()
+    assert not (tmp_path / "hil" / "plots").exists()
+
+
+def test_each_extra_installs_what_its_commands_need():
+    import tomllib
+    from pathlib import Path
+
+    extras = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert any(r.startswith("matplotlib") for r in extras["hil"])  # awgrt hil draws its figures
+    assert any(r.startswith("pyvisa") for r in extras["hil"]) and any(r.startswith("spcm") for r in extras["card"])
+    assert any(r.startswith("matplotlib") for r in extras["plot"])
