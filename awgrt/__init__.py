@@ -5,6 +5,8 @@ Data flow: :class:`AWGProgramBuilder` -> :class:`~awgrt.ir.IntentIR` -> :func:`r
 :class:`CompiledSequenceProgram` (int16 segments and a step table).
 """
 
+import logging as _logging
+
 from . import errors
 from ._version import __version__ as __version__
 from .builder import AWGProgramBuilder
@@ -36,3 +38,7 @@ __all__ = [
     "quantize_resolved_ir",
     "resolve_intent_ir",
 ]
+
+# the library logs through the "awgrt" logger and leaves handlers to the application (the CLI
+# sets one up); without one, nothing is printed
+_logging.getLogger("awgrt").addHandler(_logging.NullHandler())

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -139,11 +140,24 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _log_to_stderr(level: int) -> None:
+    """The command's log: the library's "awgrt" and "hil" loggers on stderr, at ``level``."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(name)s: %(levelname)s: %(message)s"))
+    for name in ("awgrt", "hil"):
+        logger = logging.getLogger(name)
+        logger.handlers = [h for h in logger.handlers if not getattr(h, "_awgrt_cli", False)]
+        handler._awgrt_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+        logger.setLevel(level)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .demo import DEMO_SAMPLE_RATE_HZ
 
     parser = argparse.ArgumentParser(prog="awgrt", description="Spectrum AWG sequence-mode runtime")
     parser.add_argument("--version", action="version", version=f"awgrt {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="log what the library does (-v: info, -vv: debug) on stderr")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help="compile the demo tweezer program, print its report and play it on the simulator")
     _add_compile_options(p, DEMO_SAMPLE_RATE_HZ)
@@ -198,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _log_to_stderr(logging.DEBUG if getattr(args, "verbose", 0) > 1 else logging.INFO if getattr(args, "verbose", 0) else logging.WARNING)
     try:
         return args.func(args)
     except AWGRTError as exc:

@@ -36,6 +36,7 @@ error an asynchronous callback raised); when an exception is already on its way 
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -56,6 +57,8 @@ from .ir.quantized import QuantizedIR
 from .ir.resolved import Note, ResolvedIR
 from .program import CompiledSequenceProgram, StepEvent
 from .upload import LIVE_MODES, LiveMode, UploadKind, UploadPlan, apply_upload, plan_upload
+
+log = logging.getLogger(__name__)
 
 #: Default capacity of the asynchronous step-callback queue (entries).
 CALLBACK_QUEUE_SIZE = 10_000
@@ -312,6 +315,7 @@ class Runtime:
             notes=tuple(notes),
             compile_report=report,
         )
+        log.info("run: %s", str(self.last_report).replace("\n", "; "))
         return compiled
 
     def _plan(self, new: CompiledSequenceProgram) -> UploadPlan:

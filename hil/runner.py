@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
+import logging
 import math
 import os
 import shutil
@@ -63,6 +64,8 @@ from .simrig.faults import Faults
 from .suite import CHANNELS, CLIP, FULL_SCALE, GAIN, SUITE, Check, SuiteProgram, program_named
 from .timeline import Timeline
 from .trends import append_history
+
+log = logging.getLogger(__name__)
 
 #: Record before the trigger (s), and margin after the last needed instant.
 PRE_TRIGGER_S = 0.2e-6
@@ -301,6 +304,7 @@ def run_suite(
             except AWGRTError as exc:
                 found = [_failed("run", prog.name, "program", "", exc)]
             results += found
+            log.info("%s: %d checks, %d not passed", prog.name, len(found), sum(not r.passed for r in found))
             bar.advance()
         rig_name = r.config.name
     report = SuiteReport(tuple(results), rig_name, tuple(faults.describe()), Path(out_dir) if out_dir else None)
@@ -356,7 +360,7 @@ def write_report(report: SuiteReport, out_dir: Path, *, plots: bool = True) -> N
 
     missing = plots and not have_matplotlib()  # the results are written all the same
     if missing:
-        print(f"hil: no figures: {NO_MATPLOTLIB}; report.json and summary.md are written", file=sys.stderr)
+        log.warning("no figures: %s; report.json and summary.md are written", NO_MATPLOTLIB)
     if plots and not missing:
         from .plots import plot_check
 

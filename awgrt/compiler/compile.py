@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import numbers
+import time
 import warnings
 
 from .._blas import single_threaded_blas
@@ -16,6 +18,8 @@ from .report import CompileReport, SegmentReport
 from .steps import build_steps
 from .synth import SynthResult, default_workers, synthesize
 
+log = logging.getLogger(__name__)
+
 
 def _segment_samples(
     seg: Segment,
@@ -27,8 +31,10 @@ def _segment_samples(
     synthesised: list[str],
     workers: int,
     fast_math: bool,
+    progress: Progress,
 ) -> SynthResult:
-    """The segment's samples from ``cache`` (keyed by digest, scaling and arithmetic) or freshly synthesised."""
+    """The segment's samples from ``cache`` (keyed by digest, scaling and arithmetic) or freshly
+    synthesised; ``progress`` advances block by block (at once for a cached segment)."""
     key = f"{seg.digest}:{gain!r}:{clip!r}:{full_scale}:{'fast' if fast_math else 'exact'}"
     if key not in cache:
         cache[key] = synthesize(
@@ -41,8 +47,11 @@ def _segment_samples(
             full_scale=full_scale,
             workers=workers,
             fast_math=fast_math,
+            on_block=progress.advance,
         )
         synthesised.append(seg.name)
+    else:
+        progress.advance(seg.n_samples)
     return cache[key]
 
 
@@ -118,10 +127,10 @@ def compile_sequence_program(
     seg_reports = []
     synthesised = []
     results = []
+    began = time.perf_counter()
     with Progress(quantized.n_samples, "synthesising", enabled=progress) as bar, single_threaded_blas():  # entered once: it costs ~1 ms
         for seg, slot in zip(quantized.segments, quantized.segment_slot):
-            result = _segment_samples(seg, quantized, cache, gain, clip, full_scale, synthesised, int(workers), fast_math)
-            bar.advance(seg.n_samples)
+            result = _segment_samples(seg, quantized, cache, gain, clip, full_scale, synthesised, int(workers), fast_math, bar)
             results.append(result)
             if clip_policy == "error" and any(result.clipped):
                 raise ClipError(
@@ -136,6 +145,7 @@ def compile_sequence_program(
             else:
                 by_slot[slot] = CompiledSegment(seg.name, result.data, seg.digest, (seg.name,), result.clipped)
             seg_reports.append(SegmentReport.of(seg, slot, result, quantized))
+    log.debug("synthesised %s (%d segments from the cache) in %.1f ms", synthesised, len(results) - len(synthesised), 1e3 * (time.perf_counter() - began))
     steps = build_steps(quantized)
     silent = _silent_channels(quantized, results)
     report = CompileReport(

@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
@@ -463,11 +464,13 @@ def synthesize(
     full_scale: int,
     workers: int = 1,
     fast_math: bool = False,
+    on_block: Callable[[int], object] | None = None,
 ) -> SynthResult:
     """Int16 samples of one quantized segment (phases must be assigned), block by block.
     ``workers`` threads take interleaved blocks (each with its own working set, so the memory
     bound grows by that factor); the samples do not depend on it. ``fast_math``: moving tones
-    through :func:`_moving_tones_fast` (error :data:`FAST_PHASE_ERROR_RAD`), never the default."""
+    through :func:`_moving_tones_fast` (error :data:`FAST_PHASE_ERROR_RAD`), never the default.
+    ``on_block(samples)`` is called after every block (from the worker threads too)."""
     if any(s.phase0_cycles is None for t in segment.tracks for p in t.pieces for s in p.tones):
         raise AWGRTError("segment has unassigned phases: synthesise a quantized IR", segment=segment.name, op="synthesize")
     n = segment.n_samples
@@ -495,6 +498,8 @@ def synthesize(
             np.rint(x, out=x)
             for ch in range(n_hw):  # row by row: a transposed cast of the whole block is 4x slower
                 data[b0:b1, ch] = x[ch]
+            if on_block is not None:  # progress within the segment (thread-safe callers only)
+                on_block(b1 - b0)
         return peak, clipped
 
     if workers == 1:
