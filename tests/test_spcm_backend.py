@@ -239,10 +239,15 @@ def test_wait_ready_and_close_stops_the_output(emu):
     assert not np.any(card.render(1000))
 
 
-def test_step_callbacks_are_refused_on_the_real_card_backend(emu):
-    with SpcmBackend("/dev/spcm0") as be:
-        with pytest.raises(AWGRTError, match="SimBackend"):
-            Runtime(be).on_step("pulse", print)
+def test_step_callbacks_on_the_real_card_backend_come_from_its_step_watcher(emu):
+    with SpcmBackend("/dev/spcm0", step_poll_hz=2000) as be, Runtime(be) as rt:
+        assert be.supports_step_events
+        seen = []
+        rt.on_step("pulse", lambda info: seen.append(info.segment))
+        assert be._watcher is not None and be._watcher.is_alive()
+    assert not be._watching.is_set()  # closing stops the watcher
+    with pytest.raises(ProgramError, match="step_poll_hz"):
+        SpcmBackend("/dev/spcm0", step_poll_hz=0)
 
 
 def test_without_the_driver_the_backend_says_what_to_install():
@@ -408,3 +413,50 @@ def test_no_module_needs_fcntl():
     root = Path(__file__).resolve().parents[1] / "awgrt"
     for path in root.rglob("*.py"):
         assert not re.search(r"^\s*(import fcntl|from fcntl import)", path.read_text(), re.M), path
+
+
+def test_step_entries_on_the_wall_clock_arrive_in_order_within_one_poll_cycle(tmp_path):
+    """On the emulated driver with its wall clock (a fresh process: spcm binds its driver once),
+    four steps of 20/20/2x10/20 ms are reported in order, each within the watcher's longest poll
+    cycle of when the card entered it."""
+    import json
+    import subprocess
+    import sys
+
+    script = tmp_path / "wall.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import json, time
+            from awgrt.sim import emulated_spcm
+
+            with emulated_spcm("M4i.6631-x8", clock="wall"):
+                from awgrt import AWGProgramBuilder, Runtime
+                from awgrt.backends import SpcmBackend
+
+                b = (AWGProgramBuilder().logical_channel("H").define("d", logical_channel="H", freqs=[10e6], amps=[0.2])
+                     .segment("a").tones("H").use_def("d").hold(time=20e-3).segment("b").hold(time=20e-3)
+                     .segment("c", mode="loop_n", loops=2).hold(time=10e-3).segment("d").hold(time=20e-3).last_step("end"))
+                got = []
+                with SpcmBackend("/dev/spcm0", step_poll_hz=1000) as be, Runtime(be) as rt:
+                    for name in "abcd":
+                        rt.on_step(name, lambda info, n=name: got.append((n, info.sample, time.monotonic())))
+                    rt.run(b, sample_rate_hz=50e6, force_trigger=True)
+                    t0 = be._started_at
+                    time.sleep(0.15)
+                    bound = be.step_latency_s
+            print(json.dumps({"entries": [(n, s, t - t0) for n, s, t in got], "bound": bound}))
+            """
+        )
+    )
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    entries, bound = out["entries"], out["bound"]
+    assert [n for n, _, _ in entries] == ["a", "b", "c", "d"]
+    fs = 50e6
+    for (name, sample, delivered), entered in zip(entries, (0.0, 20e-3, 40e-3, 60e-3)):
+        late = delivered - entered
+        assert -1e-3 < late <= bound + 2e-3, (name, late, bound)  # the card's own trigger latency is 5 us
+        assert abs(sample / fs - entered) <= bound + 2e-3, (name, sample / fs, entered)
+    assert 1e-3 <= bound < 0.05

@@ -20,19 +20,24 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import logging
 import os
 import re
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 
 from .. import spectrum as sp
 from ..card import CARDS, CardSpec, as_int64
-from ..errors import CardError
-from ..program import CompiledSequenceProgram
+from ..errors import CardError, ProgramError
+from ..program import CompiledSequenceProgram, StepEvent
 from .base import BackendBase, OutputConfig
+
+log = logging.getLogger(__name__)
 
 INSTALL_HINT = (
     "SpcmBackend needs Spectrum's 'spcm' package and driver: pip install 'awgrt[card]' and install the Spectrum "
@@ -126,15 +131,27 @@ def _drop_handle(card) -> None:
 
 
 class SpcmBackend(BackendBase):
-    """A Spectrum card through spcm (see module doc). It cannot report step entries (the card
-    only exposes the current step): ``supports_step_events`` is False.
+    """A Spectrum card through spcm (see module doc).
 
     Give ``device`` (``"/dev/spcm0"``), or ``serial_number``, or neither for the first AWG found.
     ``card`` optionally names the expected model; the card's reported limits always win where
     they are stricter.
+
+    **Step entries.** The card exposes only its current step (``SPC_SEQMODE_STATUS``). Once a step
+    listener is added (``Runtime.on_step``), a watcher thread reads it ``step_poll_hz`` times a
+    second while the card runs and reports each change as entries: the new step, and the steps
+    the step table's next pointers lead through from the last one seen (a step shorter than a
+    poll period is still reported, in order). **Latency:** an entry is reported at most one poll
+    cycle, 1 / ``step_poll_hz`` plus two driver calls (microseconds on a card), after the card
+    entered it; :attr:`step_latency_s` is the longest cycle seen so far, the bound achieved on
+    this host. Its ``sample`` is estimated from the host's clock since the start command (a step that
+    was passed through between two polls gets the sample of the poll that found it), so it is
+    as good as that latency. Listeners run on the watcher thread (``Runtime.on_step(...,
+    asynchronous=True)`` hands them to a queue and a worker instead). Driver calls are serialised
+    with the watcher's.
     """
 
-    supports_step_events = False
+    supports_step_events = True
 
     def __init__(
         self,
@@ -143,9 +160,21 @@ class SpcmBackend(BackendBase):
         serial_number: int | None = None,
         card: CardSpec | str | None = None,
         timeout_s: float = 10.0,
+        step_poll_hz: float = 1000.0,
     ) -> None:
         expected = CARDS[card] if isinstance(card, str) else card
         super().__init__(expected or CARDS["M4i.6631-x8"])
+        if not (isinstance(step_poll_hz, (int, float)) and 1.0 <= step_poll_hz <= 100_000.0):
+            raise ProgramError(f"step_poll_hz={step_poll_hz!r} must be in 1..100000 polls per second", op="SpcmBackend", value=step_poll_hz)
+        self.step_poll_hz = float(step_poll_hz)
+        self._io = threading.RLock()  # one driver call at a time: the watcher's and everyone else's
+        self._watcher: threading.Thread | None = None
+        self._watching = threading.Event()
+        self._started_at: float | None = None
+        self._last_step: int | None = None
+        #: The longest time between two reads of the current step so far: the achieved bound on
+        #: how late a step entry is reported (1 / step_poll_hz plus the driver calls).
+        self.step_latency_s = 0.0
         self.expected = expected
         self.device = device
         self.serial_number = serial_number
@@ -159,8 +188,15 @@ class SpcmBackend(BackendBase):
 
     @contextlib.contextmanager
     def _step(self, doing: str):
-        """Translate spcm's exceptions, naming what the backend was doing."""
-        self._doing = doing
+        """Translate spcm's exceptions, naming what the backend was doing (one driver call at a
+        time: the step watcher's are serialised with everyone else's)."""
+        with self._io:
+            self._doing = doing
+            with self._translated(doing):
+                yield
+
+    @contextlib.contextmanager
+    def _translated(self, doing: str):
         try:
             yield
         except CardError:
@@ -245,8 +281,59 @@ class SpcmBackend(BackendBase):
             raise CardError(f"expected a {self.expected.name} but the card {name!r} reports {reported.physical_channels} channels", code=None, op="open")
         return reported
 
+    def add_step_listener(self, fn) -> None:
+        super().add_step_listener(fn)
+        if self._watcher is None or not self._watcher.is_alive():
+            self._watching.set()
+            self._watcher = threading.Thread(target=self._watch, name="awgrt-spcm-steps", daemon=True)
+            self._watcher.start()
+
+    def _watch(self) -> None:
+        """The step watcher (see class doc): poll the current step while the card runs, and keep
+        the longest poll cycle seen (:attr:`step_latency_s`)."""
+        period = 1.0 / self.step_poll_hz
+        last_read = None
+        while self._watching.is_set():
+            try:
+                if self._card is not None and self._started_at is not None and self.program is not None and self._listeners:
+                    with self._io:
+                        step = self.current_step() if self.is_running() else None
+                        started = self._started_at
+                    now = time.monotonic()
+                    if last_read is not None:
+                        self.step_latency_s = max(self.step_latency_s, now - last_read)
+                    last_read = now
+                    if step is not None and step != self._last_step:
+                        sample = round((time.monotonic() - started) * self.program.sample_rate_hz)
+                        path = self._walk(self._last_step, step)
+                        self._last_step = step
+                        self._notify([StepEvent(sample, s, self.program.steps[s].segment) for s in path])
+            except Exception as exc:  # noqa: BLE001 - a listener's or the driver's error must not kill the watcher silently
+                log.warning("step watcher: %s: %s", type(exc).__name__, exc)
+            time.sleep(period)
+
+    def _walk(self, last: int | None, now: int) -> list[int]:
+        """The steps entered from ``last`` to ``now`` by the step table's next pointers (just
+        ``now`` when it is not reached that way, e.g. after a restart)."""
+        steps = self.program.steps if self.program is not None else ()
+        if last is None or not 0 <= last < len(steps) or not 0 <= now < len(steps):
+            return [now]
+        path, s = [], last
+        for _ in range(len(steps)):
+            if steps[s].end:
+                break
+            s = steps[s].next
+            path.append(s)
+            if s == now:
+                return path
+        return [now]
+
     def close(self) -> None:
         """Stop the output (always) and close the card."""
+        self._watching.clear()
+        if self._watcher is not None and self._watcher is not threading.current_thread():
+            self._watcher.join(timeout=1.0)
+        self._watcher = None
         try:
             if self._card is not None:
                 with contextlib.suppress(CardError), self._step("stopping on close"):
@@ -339,6 +426,8 @@ class SpcmBackend(BackendBase):
             if force_trigger:
                 flags.append(spcm.M2CMD_CARD_FORCETRIGGER)
             self._card.cmd(*flags)
+            self._started_at = time.monotonic()
+            self._last_step = None
 
     def _stop(self) -> None:
         if self._card is None:
