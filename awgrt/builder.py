@@ -21,6 +21,7 @@ from __future__ import annotations
 import numbers
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
+from ._units import in_unit
 from .calibration import AODCalibration, PositionCalibration
 from .errors import ProgramError
 from .ir.intent import (
@@ -48,9 +49,16 @@ def _segment_name(builder: AWGProgramBuilder) -> str | None:
     return builder._segments[-1]["name"] if builder._segments else None
 
 
+#: The unit each number the builder takes is in (a pint quantity is converted to it, once).
+UNITS = {"freqs": "Hz", "freq": "Hz", "df": "Hz", "amps": "dimensionless", "amp": "dimensionless", "phases": "rad", "phase": "rad",
+         "time": "s", "tau": "s", "dx_um": "um", "positions_um": "um"}  # fmt: skip
+
+
 def _floats(values: float | Iterable[float], what: str, op: str, segment: str | None = None) -> tuple[float, ...]:
-    """Numbers (numpy scalars included) as a tuple of floats; anything else, or a number too
-    large for a float, is a :class:`ProgramError` naming the op."""
+    """Numbers (numpy scalars included, or pint quantities in :data:`UNITS`) as a tuple of
+    floats; anything else, or a number too large for a float, is a :class:`ProgramError` naming
+    the op."""
+    values = in_unit(values, UNITS[what], what, op=op, segment=segment)
     seq = [values] if isinstance(values, numbers.Real) or isinstance(values, str) or values is None else values
     try:
         seq = list(seq)
@@ -71,7 +79,8 @@ def _short(value: object) -> str:
 
 
 def _float(value: float, what: str, op: str, segment: str | None = None) -> float:
-    """One number as a float, or a :class:`ProgramError` naming the op."""
+    """One number (or a pint quantity in :data:`UNITS`) as a float, or a :class:`ProgramError` naming the op."""
+    value = in_unit(value, UNITS[what], what, op=op, segment=segment)
     if isinstance(value, (bool, str)) or not isinstance(value, numbers.Real):
         raise ProgramError(f"{what}={value!r} must be a number", segment=segment, op=op, value=value)
     try:
@@ -381,4 +390,4 @@ class AWGProgramBuilder:
         """Build the intent IR and resolve it to whole samples at ``sample_rate_hz``."""
         from .compiler.resolve import resolve_intent_ir
 
-        return resolve_intent_ir(self.build_intent_ir(), sample_rate_hz)
+        return resolve_intent_ir(self.build_intent_ir(), in_unit(sample_rate_hz, "Hz", "sample_rate_hz", op="build_resolved_ir"))

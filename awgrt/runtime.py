@@ -44,6 +44,7 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
+from ._units import in_unit, whole_mv
 from .backends.base import Backend
 from .builder import AWGProgramBuilder
 from .compiler.compile import compile_sequence_program
@@ -135,7 +136,7 @@ class Runtime:
         self.mapping = dict(logical_channel_to_hardware_channel) if logical_channel_to_hardware_channel else None
         self.gain, self.clip, self.full_scale = gain, clip, full_scale
         self.fast_math = fast_math
-        self.amplitude_mv, self.stop_level, self.trigger = amplitude_mv, stop_level, trigger
+        self.amplitude_mv, self.stop_level, self.trigger = whole_mv(amplitude_mv, "amplitude_mv", "Runtime"), stop_level, trigger
         self.live = live
         self.quantize_options = dict(quantize_options or {})
         self.program: CompiledSequenceProgram | None = None
@@ -286,6 +287,7 @@ class Runtime:
         is not running and ``start`` is true. Returns the compiled program. A
         :class:`CompiledSequenceProgram` (e.g. ``CompiledSequenceProgram.load("p.npz")``) is
         checked against the card (and ``sample_rate_hz`` if given) and uploaded as it is."""
+        sample_rate_hz = in_unit(sample_rate_hz, "Hz", "sample_rate_hz", op="run")
         compiled, quantized, timings, notes = self._compile(program, sample_rate_hz, invariant)
         t = time.perf_counter()
         try:

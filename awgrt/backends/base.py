@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, Self, get_args, runtime_checkable
 
+from .._units import in_unit, whole_mv
 from ..card import CardSpec
 from ..errors import AWGRTError, CardError, ProgramError, UnsupportedError
 from ..program import CompiledSequenceProgram, StepEvent
@@ -209,7 +210,11 @@ class BackendBase(abc.ABC):
         trigger_level_mv: int = 1000,
     ) -> OutputConfig:
         """Set sample rate, the number of enabled channels (0 .. n_channels-1), amplitude (mV) and
-        stop level per channel (one value for all, or one each), and the trigger source."""
+        stop level per channel (one value for all, or one each), and the trigger source. Numbers
+        may be pint quantities (``625 * units.MHz``, ``0.5 * units.V``)."""
+        sample_rate_hz = in_unit(sample_rate_hz, "Hz", "sample_rate_hz", op="configure")
+        amplitude_mv = whole_mv(amplitude_mv, "amplitude_mv", "configure")
+        trigger_level_mv = whole_mv(trigger_level_mv, "trigger_level_mv", "configure")
         problem = self.card.sample_rate_problem(sample_rate_hz)
         if problem:
             raise ProgramError(problem, op="configure", value=sample_rate_hz)

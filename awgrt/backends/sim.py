@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .._units import in_unit
 from ..card import CARDS, DEFAULT_CARD, CardSpec
 from ..errors import CardError, ProgramError
 from ..program import CompiledSequenceProgram, StepEvent
@@ -59,6 +60,7 @@ class SimBackend(BackendBase):
         ``after`` samples from now, or ``after_s`` seconds from now (each scan point of a loop
         can trigger "50 us from now" without knowing how long the card has run). Returns the
         trigger's sample counted from the start command. A trigger before now is an error."""
+        after_s = in_unit(after_s, "s", "after_s", op="schedule_trigger")
         given = [x is not None for x in (sample, after, after_s)]
         if sum(given) != 1:
             raise ProgramError(
