@@ -16,16 +16,24 @@ def _limits(ax, limit: float) -> None:
         ax.axhline(s * limit, color="tab:red", ls="--", lw=0.8)
 
 
-def _boundary(ax_pair, plot, r: CheckResult) -> None:
-    (left_t, left_y), (right_t, right_y) = plot["sides"]
-    ax, bx = ax_pair
-    span = 60e-9
-    for t, y, color in ((left_t, left_y, "tab:blue"), (right_t, right_y, "tab:orange")):
-        near = np.abs(t) <= np.abs(t).min() + span
-        ax.plot(t[near] * 1e9, y[near], ".-", color=color, ms=2, lw=0.6)
+def _sides(ax, plot, span_s: float = 60e-9) -> None:
+    """The samples (dots) within ``span_s`` of the boundary on each side, and each side's fitted
+    model (line), so a step shows as the two fits disagreeing where they meet."""
+    models = plot.get("models") or ()
+    for i, ((t, y), color) in enumerate(zip(plot["sides"], ("tab:blue", "tab:orange"))):
+        near = np.abs(t) <= np.abs(t).min() + span_s
+        ax.plot(t[near] * 1e9, y[near], ".", color=color, ms=3, label="samples, left" if i == 0 else "samples, right")
+        if i < len(models) and len(models[i]) == t.size:
+            ax.plot(t[near] * 1e9, models[i][near], "-", color=color, lw=1.0, label="fit, left" if i == 0 else "fit, right")
     ax.axvline(0, color="k", lw=0.8)
     ax.set_xlabel("time from boundary (ns)")
     ax.set_ylabel("V")
+    ax.legend(fontsize=6, loc="lower left")
+
+
+def _boundary(ax_pair, plot, r: CheckResult) -> None:
+    ax, bx = ax_pair
+    _sides(ax, plot)
     tones = list(plot["steps_deg"])
     x = np.arange(len(tones))
     bx.errorbar(x, [plot["steps_deg"][t] for t in tones], yerr=[plot["sigmas_deg"][t] for t in tones], fmt="o", color="tab:purple")
@@ -43,10 +51,8 @@ def _wraps(ax_pair, plot, r: CheckResult) -> None:
     _limits(ax, r.limit)
     ax.set_xlabel("wrap fitted")
     ax.set_ylabel("phase step (deg)")
-    (lt, ly), (rt, ry) = plot["sides"]
-    bx.plot(np.concatenate([lt, rt]) * 1e9, np.concatenate([ly, ry]), lw=0.4)
-    bx.set_xlabel("time from first fitted wrap (ns)")
-    bx.set_ylabel("V")
+    _sides(bx, plot)
+    bx.set_xlabel("time from the first fitted wrap (ns)")
 
 
 def _spectrum(ax, plot, r: CheckResult) -> None:
@@ -60,14 +66,14 @@ def _spectrum(ax, plot, r: CheckResult) -> None:
         ax.plot(f / 1e6, dbc, "x", color="tab:red", ms=4)
     ax.axhline(r.limit, color="tab:red", ls="--", lw=0.8)
     ax.set_ylim(-120, 5)
-    ax.set_xlabel("frequency (MHz)")
+    ax.set_xlabel(f"frequency (MHz); resolution bandwidth {plot['rbw_hz'] / 1e3:.2f} kHz" if "rbw_hz" in plot else "frequency (MHz)")
     ax.set_ylabel("dBc")
 
 
 def plot_check(r: CheckResult, path: str | Path) -> Path:
     """Write the figure of ``r`` to ``path`` (PNG) and return the path."""
     kind = r.plot["kind"]
-    pair = kind in ("boundary", "wraps")
+    pair = kind in ("boundary", "wraps", "chirp")
     fig = new_figure(figsize=(11 if pair else 8, 3.6), layout="constrained")
     axes = fig.subplots(1, 2 if pair else 1)
     if kind == "boundary":
@@ -77,10 +83,38 @@ def plot_check(r: CheckResult, path: str | Path) -> Path:
     elif kind == "spectrum":
         _spectrum(axes, r.plot, r)
     elif kind == "fit":
-        n = min(r.plot["t"].size, 500)
-        axes.plot(r.plot["t"][:n] * 1e9, r.plot["y"][:n], ".-", ms=2, lw=0.5)
+        t, y, model = r.plot["t"], r.plot["y"], r.plot.get("model")
+        mid = int(np.argmin(np.abs(t)))
+        sel = slice(max(0, mid - 100), mid + 100)  # 80 ns at the window centre: the sine is readable
+        axes.plot(t[sel] * 1e9, y[sel], ".", ms=3, label="samples")
+        if model is not None and len(model) == t.size:
+            axes.plot(t[sel] * 1e9, model[sel], "-", lw=1.0, label="joint sine fit")
+        tones = ", ".join(f"{f / 1e6:.4g}" for f in r.plot.get("tones_hz", []))
+        axes.text(
+            0.01,
+            0.97,
+            f"tones {tones} MHz; fitted over {t.size} samples ({np.ptp(t) * 1e6:.2f} us)\n"
+            f"{r.name}: {r.measured:+.3f} +- {r.sigma:.3f} {r.unit} (limit +-{r.limit:.3g})\n{r.detail.get('clocks', '')}",
+            transform=axes.transAxes,
+            va="top",
+            fontsize=7,
+        )
         axes.set_xlabel("time from window centre (ns)")
         axes.set_ylabel("V")
+        axes.legend(fontsize=7, loc="lower right")
+    elif kind == "chirp":
+        ax, bx = axes
+        t, fm, fp = r.plot["t"], r.plot["f_measured_hz"], r.plot["f_programmed_hz"]
+        ax.plot(t * 1e6, fm / 1e6, ".", ms=2, label="measured (DDC phase slope)")
+        ax.plot(t * 1e6, fp / 1e6, "-", lw=1.0, label=f"programmed, {r.plot['rate_hz_per_s'] / 1e12:.4g} MHz/us")
+        ax.set_xlabel("time from trigger (us)")
+        ax.set_ylabel("frequency (MHz)")
+        ax.legend(fontsize=7)
+        bx.plot(t * 1e6, (fm - fp) / 1e3, ".", ms=2)
+        bx.axhline(0, color="k", lw=0.5)
+        bx.set_xlabel("time from trigger (us)")
+        bx.set_ylabel("measured - programmed (kHz)")
+        bx.set_title(f"rate error {r.measured:+.4f} +- {r.sigma:.4f} % (limit +-{r.limit:.3g} %)", fontsize=8)
     elif kind == "amplitude":
         axes.bar([f"{f / 1e6:.1f}" for f in r.plot["tones_hz"]], r.plot["errors_db"])
         _limits(axes, r.limit)

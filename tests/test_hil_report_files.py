@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from hil import runner
@@ -101,3 +102,24 @@ def test_one_malformed_block_fails_only_its_own_program(monkeypatch):
     assert [r.check for r in by_program["loop_n_hold"]] == ["run"] and not by_program["loop_n_hold"][0].passed
     for name in ("hold_move_hold", "amp_ramp"):
         assert by_program[name] and all(r.passed for r in by_program[name]), [(r.name, r.detail) for r in by_program[name]]
+
+
+def test_each_check_figure_shows_what_its_check_measured(tmp_path):
+    pytest.importorskip("pyvisa_py")
+    report = run_suite("sim", tmp_path, programs=["hold_move_hold", "loop_n_hold"], progress=False)
+    by = {}
+    for r in report.results:
+        by.setdefault(r.check, r)
+    chirp, residual = by["chirp_rate"], by["phase_residual"]
+    assert chirp.plot["kind"] == "chirp" and residual.plot["kind"] == "trajectory"  # no longer the same figure
+    f_meas, f_prog = chirp.plot["f_measured_hz"], chirp.plot["f_programmed_hz"]
+    assert abs(float((f_meas - f_prog).mean())) < 20e3 and np.ptp(f_prog) > 2e6  # the measured ramp follows the programmed one
+    freq = by["frequency"]
+    assert freq.plot["model"].size == freq.plot["y"].size and np.std(freq.plot["y"] - freq.plot["model"]) < 0.02
+    jump = by["phase_jump"]
+    assert [m.size for m in jump.plot["models"]] == [s[1].size for s in jump.plot["sides"]]
+    assert by["wrap_step"].plot["models"] and by["wrap_spur"].plot["rbw_hz"] > 0
+    pngs = {p.name.split("__")[1] for p in (tmp_path / "plots").glob("*.png")}
+    assert {"chirp_rate", "frequency", "phase_jump", "wrap_step", "wrap_spur", "scope_timebase"} <= pngs
+    summary = (tmp_path / "summary.md").read_text()
+    assert "scope's timebase runs +20" in summary and "simulated scope's is set 20 ppm fast" in summary

@@ -48,6 +48,8 @@ class BoundaryStep:
     scales: tuple[tuple[float, float], ...] = ()
     window_s: float = math.nan
     scale: float = 1.0
+    #: The fitted model on each side (V), aligned with ``sides`` (for figures).
+    models: tuple[np.ndarray, ...] = ()
 
 
 def boundary_step(
@@ -113,8 +115,9 @@ def boundary_step(
     if each_side and all(p.span.f0_hz == p.span.f1_hz for p in lp + rp):
         alone = [joint_fit([side], harmonics=harmonics, image_rate_hz=fs, max_freq_hz=top) for side in sides]
         scales = tuple((f.scale, f.scale_sigma) for f in alone)
+    models = (fit.model[: y_l.size], fit.model[y_l.size :]) if fit.model.size == y_l.size + y_r.size else ()
     return BoundaryStep(
-        sample, steps, sigmas, ((t_l - t_b, y_l), (t_r - t_b, y_r)), fit.residual_rms, amp_steps, amp_sigmas, scales, min(w_left, w_right), fit.scale
+        sample, steps, sigmas, ((t_l - t_b, y_l), (t_r - t_b, y_r)), fit.residual_rms, amp_steps, amp_sigmas, scales, min(w_left, w_right), fit.scale, models
     )
 
 
@@ -163,7 +166,7 @@ def _phase_result(obs: Observation, b: BoundaryStep, where: str, limits: Limits,
         limits.phase_jump_deg,
         "deg",
         detail={"boundary_sample": b.sample, "boundary_time_s": obs.scope_time(b.sample), "worst_tone": tone, "steps_deg": b.steps_deg, "window_s": b.window_s},
-        plot={"kind": "boundary", "sides": b.sides, "steps_deg": b.steps_deg, "sigmas_deg": b.sigmas_deg},
+        plot={"kind": "boundary", "sides": b.sides, "models": b.models, "steps_deg": b.steps_deg, "sigmas_deg": b.sigmas_deg},
     )
     return conclude(result, obs, b.residual_v, limits.sigmas, limits.noise_budget)
 
@@ -254,6 +257,12 @@ def wrap_step(obs: Observation, segment: str, limits: Limits, *, max_wraps: int 
         limits.wrap_step_deg,
         "deg",
         detail={"wraps_fitted": len(fits), "wraps_in_record": len(wraps), "worst_tone": tone, "per_wrap_deg": [f.steps_deg[tone] for f in fits]},
-        plot={"kind": "wraps", "per_wrap_deg": [f.steps_deg[tone] for f in fits], "sigmas_deg": [f.sigmas_deg[tone] for f in fits], "sides": fits[0].sides},
+        plot={
+            "kind": "wraps",
+            "per_wrap_deg": [f.steps_deg[tone] for f in fits],
+            "sigmas_deg": [f.sigmas_deg[tone] for f in fits],
+            "sides": fits[0].sides,
+            "models": fits[0].models,
+        },
     )
     return conclude(result, obs, float(np.sqrt(np.mean([f.residual_v**2 for f in fits]))), limits.sigmas, limits.noise_budget)

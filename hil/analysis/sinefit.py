@@ -61,6 +61,8 @@ class JointFit:
     _coef: np.ndarray = field(repr=False)
     _cov: np.ndarray = field(repr=False)
     _fund: list[list[tuple[int, int]]] = field(repr=False)
+    #: The fitted model at every sample of every side, in the sides' order (for figures).
+    model: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
 
     def _phase_grad(self, side: int, tone: int) -> tuple[float, np.ndarray]:
         return phase_gradient(self._coef, *self._fund[side][tone])
@@ -216,6 +218,7 @@ def joint_fit(
         amplitude=amp,
         residual_rms=math.sqrt(sigma2),
         n_samples=n,
+        model=y - resid,
         _coef=coef,
         _cov=cov_full[1:, 1:],  # marginal covariance of the linear terms: the scale's spread is in it
         _fund=funds,

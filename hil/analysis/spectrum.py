@@ -42,6 +42,11 @@ def _peak(freqs: np.ndarray, mag: np.ndarray, f: float, half_width: float) -> tu
     return float(mag[i]), float(freqs[i])
 
 
+#: Noise bandwidth of the 4-term Blackman-Harris window, in bins: the detector's resolution
+#: bandwidth is this over the record's length.
+RBW_BINS = 2.0044
+
+
 def wrap_spurs(obs: Observation, segment: str, limits: Limits) -> CheckResult:
     """Worst wrap spur (dBc) of any tone of looped ``segment`` (see module doc) against
     ``limits.wrap_spur_dbc``; inconclusive where the noise floor is not ``limits.spur_margin_db``
@@ -101,7 +106,7 @@ def wrap_spurs(obs: Observation, segment: str, limits: Limits) -> CheckResult:
         "dBc",
         two_sided=False,
         detail={"loops": loops, "tone_hz": worst_at[0], "order": worst_at[1], "floor_dbc": floor_dbc, "bin_hz": bin_hz, "rbw_hz": 1.9 * bin_hz},
-        plot={"kind": "spectrum", "freqs": freqs, "spec": spec, "carriers": carriers, "lines": lines, "period": period},
+        plot={"kind": "spectrum", "freqs": freqs, "spec": spec, "carriers": carriers, "lines": lines, "period": period, "rbw_hz": RBW_BINS * bin_hz},
     )
     result = conclude(result, obs, None, limits.sigmas, limits.noise_budget)
     if floor_dbc + limits.spur_margin_db > limits.wrap_spur_dbc:

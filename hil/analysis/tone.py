@@ -66,7 +66,7 @@ def tone_checks(obs: Observation, segment: str, limits: Limits, *, window_s: flo
         limits.frequency_ppm,
         "ppm",
         detail={"tones_hz": [p.span.f0_hz for p in paths], "window_s": width, "clocks": clocks, "scale": fit.scale},
-        plot={"kind": "fit", "t": t - t_c, "y": y},
+        plot={"kind": "fit", "t": t - t_c, "y": y, "model": fit.model, "tones_hz": [p.span.f0_hz for p in paths]},
     )
     errors = []
     for i, p in enumerate(paths):

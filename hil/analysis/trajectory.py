@@ -131,7 +131,13 @@ def trajectory_checks(obs: Observation, segment: str, limits: Limits) -> list[Ch
             limits.chirp_rate_ppm * 1e-4,
             "%",
             detail={"f0_hz": f0, "f1_hz": f1, "rate_hz_per_s": (f1 - f0) / (path.n / fs), "ddc_bandwidth_hz": bandwidth, "clocks": clocks},
-            plot={"kind": "trajectory", "t": tau, "residual_deg": resid_deg},
+            plot={
+                "kind": "chirp",
+                "t": tau,
+                "f_measured_hz": f_c + np.gradient(phi, tau) / (2 * np.pi),
+                "f_programmed_hz": path.frequency_hz(samples),
+                "rate_hz_per_s": (f1 - f0) / (path.n / fs),
+            },
         )
         out.append(conclude(chirp, obs, residual_v, limits.sigmas, limits.noise_budget))
     rms = float(np.sqrt(np.mean(resid_deg**2)))
