@@ -17,7 +17,7 @@ import pytest
 from awgrt import CARDS, AWGProgramBuilder, Runtime, compile_sequence_program, quantize_resolved_ir
 from awgrt import spectrum as sp
 from awgrt.backends import SimBackend, SpcmBackend
-from awgrt.errors import AWGRTError, CardError, CardLimitError, ProgramError
+from awgrt.errors import CardError, CardLimitError, ProgramError
 from awgrt.sim.card import TMASK_EXT0, TMASK_SOFTWARE
 
 FS = 625e6
