@@ -19,7 +19,8 @@ segment lasts as long as its longest channel; shorter ones hold their last state
 from __future__ import annotations
 
 import numbers
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from ._units import in_unit
 from .calibration import AODCalibration, PositionCalibration
@@ -54,12 +55,12 @@ UNITS = {"freqs": "Hz", "freq": "Hz", "df": "Hz", "amps": "dimensionless", "amp"
          "time": "s", "tau": "s", "dx_um": "um", "positions_um": "um"}  # fmt: skip
 
 
-def _floats(values: float | Iterable[float], what: str, op: str, segment: str | None = None) -> tuple[float, ...]:
+def _floats(values: Any, what: str, op: str, segment: str | None = None) -> tuple[float, ...]:
     """Numbers (numpy scalars included, or pint quantities in :data:`UNITS`) as a tuple of
     floats; anything else, or a number too large for a float, is a :class:`ProgramError` naming
     the op."""
     values = in_unit(values, UNITS[what], what, op=op, segment=segment)
-    seq = [values] if isinstance(values, numbers.Real) or isinstance(values, str) or values is None else values
+    seq: Any = [values] if isinstance(values, numbers.Real) or isinstance(values, str) or values is None else values
     try:
         seq = list(seq)
         if any(isinstance(v, (bool, str)) or not isinstance(v, numbers.Real) for v in seq):
@@ -78,7 +79,7 @@ def _short(value: object) -> str:
     return repr(value)
 
 
-def _float(value: float, what: str, op: str, segment: str | None = None) -> float:
+def _float(value: Any, what: str, op: str, segment: str | None = None) -> float:
     """One number (or a pint quantity in :data:`UNITS`) as a float, or a :class:`ProgramError` naming the op."""
     value = in_unit(value, UNITS[what], what, op=op, segment=segment)
     if isinstance(value, (bool, str)) or not isinstance(value, numbers.Real):
@@ -103,7 +104,7 @@ def _segment_phases(phases: object, segment: str) -> dict[str, tuple[float, ...]
     return {k: _floats(v, "phases", "segment phases", segment) for k, v in phases.items()}
 
 
-def _index(v: object) -> object:
+def _index(v: Any) -> Any:
     """An index as an int when it is an integral number (numpy scalars and 2.0 included);
     anything else passes through to be rejected, with the op named, by the intent checks."""
     if isinstance(v, bool) or not isinstance(v, numbers.Real):
@@ -111,12 +112,12 @@ def _index(v: object) -> object:
     if isinstance(v, numbers.Integral):
         return int(v)
     try:
-        return int(v) if float(v).is_integer() else v
+        return int(float(v)) if float(v).is_integer() else v
     except (OverflowError, ValueError):
         return v
 
 
-def _ints(values: int | Sequence[int] | None) -> tuple[int, ...] | None:
+def _ints(values: Any) -> Any:
     """Indices as a tuple (see :func:`_index`); a single number stands for a list of one."""
     if values is None:
         return None

@@ -42,7 +42,7 @@ SCHEMA = "awgrt.aod_calibration"
 BAND_GRID = 1025
 
 
-def _poly(coef: Sequence[float], x: np.ndarray) -> np.ndarray:
+def _poly(coef: Any, x: Any) -> np.ndarray:
     return np.polynomial.polynomial.polyval(x, np.asarray(coef, dtype=np.float64))
 
 
@@ -261,6 +261,7 @@ def load_data(path: str | Path, *, full_scale_mv: float | None = None) -> Calibr
     if amp is not None:
         rf = amp[1]
     else:
+        assert mv is not None  # one of the two was found above
         if not full_scale_mv or full_scale_mv <= 0:
             raise CalibrationError(f"{path}: RF amplitudes in mV ({mv[0]!r}) need the card's full scale in mV (--full-scale-mv)")
         rf = mv[1] / float(full_scale_mv)

@@ -61,10 +61,10 @@ def _check_field(name: str, value: object, lo: int, hi: int) -> int:
         raise CardLimitError(f"{name}={value!r} is not an integer", op="step entry", value=value)
     if not isinstance(value, numbers.Integral) and not (math.isfinite(value) and float(value).is_integer()):
         raise CardLimitError(f"{name}={value!r} is not an integer", op="step entry", value=value)
-    value = int(value)
-    if not lo <= value <= hi:
-        raise CardLimitError(f"{name}={value} is outside the field's range {lo}..{hi}", op="step entry", value=value)
-    return value
+    whole = int(value)  # type: ignore[call-overload]  # an integral Real: checked above
+    if not lo <= whole <= hi:
+        raise CardLimitError(f"{name}={whole} is outside the field's range {lo}..{hi}", op="step entry", value=whole)
+    return whole
 
 
 def encode_step_entry(

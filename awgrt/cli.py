@@ -57,7 +57,8 @@ def _add_compile_options(p: argparse.ArgumentParser, fs: float) -> None:
 
 
 def _finish(program: CompiledSequenceProgram, args: argparse.Namespace) -> int:
-    print(program.report.format(detail=args.detail))
+    if program.report is not None:
+        print(program.report.format(detail=args.detail))
     if args.save:
         print(f"\nsaved {program.save(args.save)}")
     return 0

@@ -75,7 +75,7 @@ def plot_program(program: Any, *, fig=None, path: str | Path | None = None, poin
             op="plot",
         )
     fs = ir.sample_rate_hz
-    channels = list(getattr(ir, "hardware_channels", None) or getattr(ir, "logical_channels", ()))
+    channels = list(getattr(ir, "hardware_channels", None) or getattr(ir, "logical_channels", None) or ())
     snaps = {(s.segment, s.channel, s.tone): s.shift_hz for s in getattr(ir, "snaps", ()) if s.shift_hz}
     report = getattr(program, "report", None)
     notes = tuple(getattr(ir, "notes", ())) + (tuple(report.notes) if report is not None else ())
@@ -173,7 +173,7 @@ def plot_playback(
     if amplitude_mv is None:
         scale, unit = [1 / 32767] * n_ch, "FS"
     else:
-        mv = [float(amplitude_mv)] * n_ch if np.isscalar(amplitude_mv) else [float(m) for m in amplitude_mv]
+        mv = [float(m) for m in amplitude_mv] if isinstance(amplitude_mv, Sequence) else [float(amplitude_mv)] * n_ch
         scale, unit = [m / 1000 / 32767 for m in mv], "V"
     t_us = np.arange(n) / sample_rate_hz * 1e6
     fig = fig or new_figure(figsize=(13, 2.5 * 2 * n_ch), layout="constrained")

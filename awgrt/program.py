@@ -236,7 +236,7 @@ class CompiledSequenceProgram:
         arrays = {f"seg{i}": s.data for i, s in enumerate(self.segments)}
         path = Path(path)
         with path.open("wb") as f:
-            np.savez(f, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
+            np.savez(f, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)  # type: ignore[arg-type]
         return path
 
     @classmethod

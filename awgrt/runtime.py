@@ -43,6 +43,7 @@ import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from ._units import in_unit, whole_mv
 from .backends.base import Backend
@@ -136,9 +137,10 @@ class Runtime:
         self.mapping = dict(logical_channel_to_hardware_channel) if logical_channel_to_hardware_channel else None
         self.gain, self.clip, self.full_scale = gain, clip, full_scale
         self.fast_math = fast_math
-        self.amplitude_mv, self.stop_level, self.trigger = whole_mv(amplitude_mv, "amplitude_mv", "Runtime"), stop_level, trigger
+        self.amplitude_mv, self.stop_level = whole_mv(amplitude_mv, "amplitude_mv", "Runtime"), stop_level
+        self.trigger: Any = trigger
         self.live = live
-        self.quantize_options = dict(quantize_options or {})
+        self.quantize_options: dict[str, Any] = dict(quantize_options or {})
         self.program: CompiledSequenceProgram | None = None
         self.last_report: RunReport | None = None
         self._quantized: QuantizedIR | None = None
@@ -146,7 +148,7 @@ class Runtime:
         self._cache: dict[str, SynthResult] = {}
         self._callbacks: dict[str, list[tuple[Callable[[StepInfo], object], bool]]] = {}
         self._listening = False
-        self._queue: queue.Queue | None = None
+        self._queue: Any = None  # queue.Queue of asynchronous callbacks, once one is registered
         self._worker: threading.Thread | None = None
         self._async_errors: list[BaseException] = []
         self.callback_queue_size = callback_queue_size
@@ -172,9 +174,15 @@ class Runtime:
     # ------------------------------------------------------------------ run
 
     def _compile(
-        self, program: AWGProgramBuilder | IntentIR | ResolvedIR, sample_rate_hz: float | None, invariant: Sequence[str], *, prune: bool = True
-    ) -> tuple[CompiledSequenceProgram, QuantizedIR, dict[str, float], list[str]]:
-        """Resolve, quantize and compile against the backend's card, reusing cached segments."""
+        self,
+        program: AWGProgramBuilder | IntentIR | ResolvedIR | CompiledSequenceProgram,
+        sample_rate_hz: float | None,
+        invariant: Sequence[str],
+        *,
+        prune: bool = True,
+    ) -> tuple[CompiledSequenceProgram, QuantizedIR | None, dict[str, float], list[str]]:
+        """Resolve, quantize and compile against the backend's card, reusing cached segments
+        (a program compiled before: no quantized IR)."""
         timings: dict[str, float] = {}
         notes: list[str] = []
         t = time.perf_counter()
@@ -257,6 +265,7 @@ class Runtime:
         return replace(q, segments=segments, intent_digest=intent.digest)
 
     def _keep_invariant(self, q, invariant: Sequence[str]):
+        assert self._quantized is not None  # the caller checked
         prev = {s.name: s for s in self._quantized.segments}
         notes = []
         segments = list(q.segments)

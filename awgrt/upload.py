@@ -60,13 +60,13 @@ def plan_upload(
     configure = config is None or config.sample_rate_hz != new.sample_rate_hz or config.n_channels != new.n_channels
     everything = tuple(range(len(new.segments)))
     if configure or old is None or not old.same_layout(new):
-        notes = ("the memory layout changed while the card ran: it was stopped, fully reloaded and restarted",) if running else ()
-        return UploadPlan("full", configure, everything, True, running, running, notes)
+        full_notes = ("the memory layout changed while the card ran: it was stopped, fully reloaded and restarted",) if running else ()
+        return UploadPlan("full", configure, everything, True, running, running, full_notes)
     changed = old.changed_slots(new)
     steps = _step_table(old) != _step_table(new)
     if not changed and not steps:
         return UploadPlan("none", False, (), False, False, False)
-    stop_first, notes = False, []
+    stop_first, notes = False, list[str]()
     if running and playing_slot is not None and playing_slot in changed:
         name = old.segments[playing_slot].name
         if live == "restart":

@@ -234,6 +234,7 @@ def measure(rig_spec: str | RigConfig = "sim", trials: int = 20) -> Resolution:
     loop = SuiteProgram("resolution_loop", long_loop, (), record_s=215e-6)
     with open_rig(config) as rig:
         _, obs = run_program(rig, loop)
+        assert rig.config.limits is not None
         spur = wrap_spurs(obs, "loop", rig.config.limits)
         enob = rig.config.scope_enob
     checks = tuple(_check_figures(config, trials))

@@ -246,7 +246,7 @@ class RigConfig:
             trigger=trigger_config,
             reference=reference,
         )
-        if data.get("limits"):
+        if data.get("limits") and base.limits is not None:
             base = replace(base, limits=base.limits.with_overrides(dict(data["limits"])))
         return base
 
@@ -262,7 +262,8 @@ def _reference(clock: dict[str, Any]) -> ReferenceTone | None:
     if "reference_input" not in clock:
         raise RigConfigError("[clock]: a reference tone needs reference_input (the scope channel it is wired to)")
     try:
-        return ReferenceTone(**{keys[k]: (str(v) if k == "reference_input" else float(v)) for k, v in clock.items()})
+        values: dict[str, Any] = {keys[k]: (str(v) if k == "reference_input" else float(v)) for k, v in clock.items()}
+        return ReferenceTone(**values)
     except (TypeError, ValueError) as exc:
         raise RigConfigError(f"[clock]: {exc}") from exc
 
@@ -307,7 +308,7 @@ class Rig(abc.ABC):
     def close(self) -> None:
         self.scope.close()
 
-    def _configure(self, backend: Backend, program: CompiledSequenceProgram, trigger: str, **trigger_options: int) -> None:
+    def _configure(self, backend: Backend, program: CompiledSequenceProgram, trigger: Any, **trigger_options: Any) -> None:
         """Configure ``backend`` for ``program`` (``trigger_options``: further trigger settings, such as the level) and load it."""
         backend.configure(
             sample_rate_hz=program.sample_rate_hz, n_channels=program.n_channels, amplitude_mv=self.config.card.amplitude_mv, trigger=trigger, **trigger_options
@@ -444,10 +445,11 @@ class HardwareRig(Rig):
             gaps = {b - a for a, b in zip(trig, trig[1:])}
             if len(gaps) > 1:
                 raise RigConfigError(f"a generator burst makes equally spaced triggers; this program asks for gaps of {sorted(gaps)} samples")
-            t = self.config.trigger
+            tc = self.config.trigger
             period = (gaps.pop() if gaps else n_samples) / fs
-            self.generator.burst(count=len(trig), period_s=period, high_v=t.high_v, pulse_s=min(t.pulse_s, period / 2))
-            self._configure(self.backend, program, "external", trigger_level_mv=round(t.card_level_v * 1000))
+            assert self.generator is not None
+            self.generator.burst(count=len(trig), period_s=period, high_v=tc.high_v, pulse_s=min(tc.pulse_s, period / 2))
+            self._configure(self.backend, program, "external", trigger_level_mv=round(tc.card_level_v * 1000))
             self.backend.start()
             self._began(program)
             self.generator.fire()
@@ -516,7 +518,7 @@ class EmulatedRig(HardwareRig):
     def _pulses_fired(self, times_s: list[float], high_v: float, pulse_s: float) -> None:
         card = self.emu.card(0)
         fs = self.faults.card_rate_hz(card.sample_rate_hz)  # generator times in card samples
-        self._pulses = (times_s, high_v, pulse_s)
+        self._pulses: Any = (times_s, high_v, pulse_s)
         for t in times_s:
             card.external_trigger(card.now + round(t * fs), 0)
 

@@ -97,6 +97,7 @@ def _failed(check: str, program: str, where: str, unit: str, error: Exception) -
 def _run_checks(prog: SuiteProgram, observations: dict[str, Observation], config: RigConfig) -> list[CheckResult]:
     """Every check of ``prog``: the per-channel ones on each observed channel, then the pair's."""
     limits = config.limits
+    assert limits is not None  # RigConfig fills it in
     out: list[CheckResult] = []
     channels = list(observations)
     for chk in prog.checks:
@@ -107,6 +108,7 @@ def _run_checks(prog: SuiteProgram, observations: dict[str, Observation], config
             where = _where(chk, f"{a.channel}/{b.channel}")
             try:
                 if chk.kind == "skew":
+                    assert chk.after is not None  # a skew check names the boundary
                     out.append(skew(a, b, chk.after, chk.segment, limits))
                 else:
                     out += [crosstalk(a, b, chk.segment, limits), crosstalk(b, a, chk.segment, limits)]
@@ -117,6 +119,7 @@ def _run_checks(prog: SuiteProgram, observations: dict[str, Observation], config
             where = _where(chk, channel)
             try:
                 if chk.kind == "phase_jump":
+                    assert chk.after is not None  # a phase_jump check names the boundary
                     out.append(phase_jump(obs, chk.after, chk.segment, limits))
                 elif chk.kind == "wrap":
                     out += [wrap_spurs(obs, chk.segment, limits), wrap_step(obs, chk.segment, limits)]
@@ -218,6 +221,7 @@ def run_program(rig: Rig, prog: SuiteProgram, faults: Faults | None = None) -> t
     if ref is not None:
         try:
             capture, range_v = rig.scope.read(ref.input), ranges[ref.input].range_v
+            assert config.limits is not None
             clock, result = reference_check(capture, ref.hz, ref.ppm, config.limits, prog.name, adc_range_v=range_v, adc_bits=adc_bits, enob=config.scope_enob)
         except AnalysisError as exc:
             result = _failed("scope_timebase", prog.name, f"reference {ref.input}", "ppm", exc)

@@ -57,7 +57,7 @@ def step_entries(program: CompiledSequenceProgram, triggers: Sequence[int], unti
     while t < until:
         st = program.steps[step]
         n = program.segments[st.segment].n_samples
-        passes: int | None = st.loops
+        passes: int = st.loops
         if st.on_trigger:
             pending = [x for x in pending if x >= t]
             if not pending:

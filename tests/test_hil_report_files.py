@@ -70,7 +70,8 @@ def test_a_full_disk_while_writing_the_report_never_leaves_a_truncated_file(tmp_
 def test_a_killed_run_leaves_no_pass(tmp_path):
     out = tmp_path / "hil"
     _finished(out)
-    proc = subprocess.Popen([sys.executable, "-m", "awgrt.cli", "hil", "--rig", "sim", "--out", str(out), "--no-plots"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = [sys.executable, "-m", "awgrt.cli", "hil", "--rig", "sim", "--out", str(out), "--no-plots"]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
         while not (out / RUNNING_MARKER).exists() and time.monotonic() < deadline:

@@ -175,7 +175,8 @@ def builder_calls(draw):
         return draw(st.sampled_from([good] * 14 + [bad]))
 
     b = AWGProgramBuilder().logical_channel("H").logical_channel("V")
-    b.define("d", logical_channel="H", freqs=[_arg(draw, "freq"), 95e6], amps=[0.1, _arg(draw, "amp")], phases=rarely(draw(st.sampled_from(["auto", [0.0, 0.0]])), "bad"))
+    phases = rarely(draw(st.sampled_from(["auto", [0.0, 0.0]])), "bad")
+    b.define("d", logical_channel="H", freqs=[_arg(draw, "freq"), 95e6], amps=[0.1, _arg(draw, "amp")], phases=phases)
     b.define("v", logical_channel=rarely("V", "Q"), freqs=[100e6], amps=[0.2])
     for s in range(draw(st.integers(1, 3))):
         mode = _arg(draw, "mode")
@@ -189,7 +190,8 @@ def builder_calls(draw):
             if call == "hold":
                 b.hold(time=_arg(draw, "time"))
             elif call == "move":
-                b.move(df=_arg(draw, "df"), time=_arg(draw, "time"), idxs=_arg(draw, "idxs"), kind=rarely(draw(st.sampled_from(["linear", "min_jerk", "cosine"])), "exp"))
+                kind = rarely(draw(st.sampled_from(["linear", "min_jerk", "cosine"])), "exp")
+                b.move(df=_arg(draw, "df"), time=_arg(draw, "time"), idxs=_arg(draw, "idxs"), kind=kind)
             elif call == "ramp":
                 b.ramp_amp_to(amps=_arg(draw, "amps"), time=_arg(draw, "time"), idxs=_arg(draw, "idxs"), kind=_arg(draw, "kind"))
             elif call == "add":

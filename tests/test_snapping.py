@@ -348,7 +348,8 @@ def test_property_every_looped_tone_within_its_bound_distinct_and_audible(drawn)
         seg = next(s for s in resolved.segments if s.name == err.segment)
         assert abs(fa - fb) < FS / card.legal_length(seg.n_samples, card.active_channel_count(max(mapping.values())))
         return
-    event(f"compiled: {len(mapping)} channel(s), up to {max(len(t.entry) for s in resolved.segments for t in s.tracks) // 8 * 8}+ tones, {len(q.frequency_steps) > 0 and 'with' or 'no'} steps")
+    most = max(len(t.entry) for s in resolved.segments for t in s.tracks) // 8 * 8
+    event(f"compiled: {len(mapping)} channel(s), up to {most}+ tones, {len(q.frequency_steps) > 0 and 'with' or 'no'} steps")
     program = compile_sequence_program(q, progress=False).validate(card)
     assert check_looped_segments(resolved, q, program) <= 1.0
     assert max(abs(s.shift_hz) / s.bound_hz for s in q.snaps) <= 1.0 + 1e-9

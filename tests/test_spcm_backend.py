@@ -391,7 +391,11 @@ def test_a_lock_left_by_a_killed_process_does_not_block():
     import signal
 
     holder = subprocess.Popen(
-        [sys.executable, "-c", "from awgrt.backends.spcm import _CardLock; import sys; _CardLock('kill-test-card').acquire(); print('held', flush=True); sys.stdin.read()"],
+        [
+            sys.executable,
+            "-c",
+            "from awgrt.backends.spcm import _CardLock; import sys; _CardLock('kill-test-card').acquire(); print('held', flush=True); sys.stdin.read()",
+        ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,

@@ -247,6 +247,7 @@ class BackendBase(abc.ABC):
         """Configure from the program if not done yet; check the program matches the set-up."""
         if self.config is None:
             self.configure(sample_rate_hz=program.sample_rate_hz, n_channels=program.n_channels)
+        assert self.config is not None  # configure() sets it
         if program.sample_rate_hz != self.config.sample_rate_hz or program.n_channels != self.config.n_channels:
             raise ProgramError(
                 f"program runs at {program.sample_rate_hz:g} S/s on {program.n_channels} channels, the card is set up for "
@@ -268,6 +269,7 @@ class BackendBase(abc.ABC):
     def update_segments(self, program: CompiledSequenceProgram, indices: Sequence[int]) -> None:
         """Rewrite the data of memory slots ``indices`` (same lengths as loaded)."""
         self._check_same_layout(program, "update_segments")
+        assert self.program is not None  # the layout check needs a loaded program
         for i in indices:
             if not 0 <= i < len(program.segments):
                 raise ProgramError(f"slot {i} out of range 0..{len(program.segments) - 1}", op="update_segments", value=i)
@@ -291,6 +293,7 @@ class BackendBase(abc.ABC):
     def _check_same_samples(self, program: CompiledSequenceProgram, written: set[int], op: str) -> None:
         """``program`` must hold the loaded samples in every slot not being written, so that
         ``self.program`` keeps describing the card."""
+        assert self.program is not None
         differ = [i for i in self.program.changed_slots(program) if i not in written]
         if differ:
             raise ProgramError(f"the program's samples differ from what the card holds in slots {differ}: write them with update_segments", op=op, value=differ)

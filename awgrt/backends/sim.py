@@ -90,6 +90,7 @@ class SimBackend(BackendBase):
         if (samples is None) == (seconds is None):
             raise ProgramError(f"give exactly one of samples= or seconds= (got samples={samples!r}, seconds={seconds!r})", op="advance")
         if samples is None:
+            assert seconds is not None
             samples = round(seconds * self.sim.sample_rate_hz)
         return int(samples)
 
@@ -109,7 +110,9 @@ class SimBackend(BackendBase):
     # ------------------------------------------------------------------ card operations
 
     def _configure(self, config: OutputConfig) -> None:
-        configure_outputs(self.sim, sample_rate_hz=config.sample_rate_hz, n_channels=config.n_channels, amplitude_mv=config.amplitude_mv, stop_level=config.stop_level)
+        configure_outputs(
+            self.sim, sample_rate_hz=config.sample_rate_hz, n_channels=config.n_channels, amplitude_mv=config.amplitude_mv, stop_level=config.stop_level
+        )
 
     def _load(self, program: CompiledSequenceProgram) -> None:
         load_program(self.sim, program)

@@ -28,6 +28,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -72,7 +73,7 @@ class _CardLock:
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", key)
         self.path = Path(tempfile.gettempdir()) / f"awgrt-spcm-{safe}.lock"
         self.owner_path = self.path.with_suffix(".owner")
-        self._lock = None
+        self._lock: Any = None
 
     def _fail(self, problem: str) -> CardError:
         return CardError(f"card {self.key!r}: {problem} (lock file {self.path})", code=None, op="open")
@@ -179,8 +180,8 @@ class SpcmBackend(BackendBase):
         self.device = device
         self.serial_number = serial_number
         self.timeout_s = timeout_s
-        self._spcm = None
-        self._card = None
+        self._spcm: Any = None  # the spcm module, once opened
+        self._card: Any = None  # spcm's card object, once opened
         self._lock: _CardLock | None = None
         self._doing = "idle"
 
@@ -259,7 +260,9 @@ class SpcmBackend(BackendBase):
             self._release()
             if isinstance(exc, CardError) and stage == "open" and _OPEN_IN_PROCESS:
                 held = ", ".join(sorted(_OPEN_IN_PROCESS))
-                raise CardError(f"{where} could not be opened: it is missing, or already open in this process ({held}): {exc.detail}", code=exc.code, op="open") from exc
+                raise CardError(
+                    f"{where} could not be opened: it is missing, or already open in this process ({held}): {exc.detail}", code=exc.code, op="open"
+                ) from exc
             raise
         self._opened = True
 

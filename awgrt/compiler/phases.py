@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Collection
+from typing import cast
 
 import numpy as np
 
@@ -68,7 +69,8 @@ def optimise_phases(freqs_cps: np.ndarray, amps: np.ndarray) -> np.ndarray:
     """Deterministic crest-factor-optimised start phases (cycles) for tones at ``freqs_cps``
     (cycles per sample) with amplitudes ``amps`` (see :func:`_optimise`); remembered, since a
     scan point usually asks for the same tones again."""
-    return np.array(_optimise_cached(tuple(float(f) for f in np.asarray(freqs_cps, dtype=np.float64)), tuple(float(a) for a in np.asarray(amps, dtype=np.float64))))
+    freqs = tuple(float(f) for f in np.asarray(freqs_cps, dtype=np.float64))
+    return np.array(_optimise_cached(freqs, tuple(float(a) for a in np.asarray(amps, dtype=np.float64))))
 
 
 @functools.lru_cache(maxsize=1024)
@@ -186,11 +188,14 @@ def assign_phases(segments: tuple[Segment, ...], origins: tuple[ToneOrigin, ...]
 
 def _exit_state(track: ChannelTrack, fs: float) -> dict[int, tuple[float, float, float]]:
     last = track.pieces[-1]
-    return {s.tone: (s.f1_hz, s.a1, (s.phase0_cycles + span_phase_advance(s.f0_hz / fs, s.f1_hz / fs, s.freq_kind, last.n)) % 1.0) for s in last.tones}
+    return {
+        s.tone: (s.f1_hz, s.a1, (cast(float, s.phase0_cycles) + span_phase_advance(s.f0_hz / fs, s.f1_hz / fs, s.freq_kind, last.n)) % 1.0)
+        for s in last.tones
+    }
 
 
 def _entry_state(track: ChannelTrack) -> dict[int, tuple[float, float, float]]:
-    return {s.tone: (s.f0_hz, s.a0, s.phase0_cycles) for s in track.entry}
+    return {s.tone: (s.f0_hz, s.a0, cast(float, s.phase0_cycles)) for s in track.entry}
 
 
 def check_boundary(kind: str, a: Segment, b: Segment, fs: float, snapped: Collection[int] = ()) -> Boundary:

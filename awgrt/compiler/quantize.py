@@ -30,7 +30,7 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import replace
 from types import MappingProxyType
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from ..card import CARDS, DEFAULT_CARD, CardSpec
 from ..errors import CardLimitError, ProgramError, QuantizationError, WrapWarning
@@ -96,7 +96,7 @@ def assign_slots(segments: tuple[Segment, ...], card: CardSpec, n_channels: int)
     if len(segments) > card.max_steps:
         raise CardLimitError(f"{len(segments)} steps, but {card.name} holds at most {card.max_steps}", op="steps", value=len(segments))
     by_digest: dict[str, int] = {}
-    slot_of = tuple(by_digest.setdefault(s.digest, len(by_digest)) for s in segments)
+    slot_of = tuple(by_digest.setdefault(s.digest or s.name, len(by_digest)) for s in segments)  # digests are set by now
     distinct = len(by_digest)
     slots = card.slot_count(distinct)
     if slots > card.max_segments:
@@ -139,14 +139,14 @@ class QuantizeOptions(TypedDict, total=False):
     close_ring_hz: float | None
 
 
-def _fraction(value: object, name: str) -> float:
+def _fraction(value: Any, name: str) -> float:
     """A stretch fraction: a finite number >= 0."""
     if not finite_real(value) or value < 0:
         raise QuantizationError(f"{name}={value!r} must be a finite number >= 0 (fraction of the segment length)", op="quantize", value=value)
     return float(value)
 
 
-def _bound(value: object, name: str) -> float | None:
+def _bound(value: Any, name: str) -> float | None:
     """An optional bound in Hz: None, or a number >= 0."""
     if value is None:
         return None

@@ -104,7 +104,10 @@ class CompileReport:
         steps = ""
         if self.frequency_steps:
             big = max(self.frequency_steps, key=lambda s: abs(s.size_hz))
-            steps = f"; {len(self.frequency_steps)} phase-continuous frequency steps (largest {big.size_hz:+.1f} Hz, {big.from_segment!r} -> {big.to_segment!r})"
+            steps = (
+                f"; {len(self.frequency_steps)} phase-continuous frequency steps "
+                f"(largest {big.size_hz:+.1f} Hz, {big.from_segment!r} -> {big.to_segment!r})"
+            )
         return (
             f"largest shift {w.shift_hz:+.1f} Hz ({w.channel} tone {w.index} (#{w.tone}) in {w.segment!r}, {w.fraction_of_bound:.2f} of its "
             f"{w.bound_hz:.1f} Hz bound fs/2N); {len(moved)} of {len(self.snaps)} looped tone holds moved{steps}"
@@ -139,10 +142,13 @@ class CompileReport:
                 f"  {'snapped':<18} {seg:<16} {moved} of {len(snaps)} tones moved to whole cycles per {w.n_samples} samples: "
                 f"{lo:+.1f} .. {hi:+.1f} Hz, worst {w.fraction_of_bound:.2f} of the {w.bound_hz:.1f} Hz bound"
             )
-        for seg in dict.fromkeys(n.segment for n in self.notes_of("frequency_eased")):
-            eased = [n for n in self.notes_of("frequency_eased") if n.segment == seg]
-            big = max(abs(n.realised - n.requested) for n in eased)
-            lines.append(f"  {'eased':<18} {seg:<16} {len(eased)} tones ease between the snapped frequencies of the holds around it (largest change {big:.1f} Hz)")
+        for eased_seg in dict.fromkeys(n.segment for n in self.notes_of("frequency_eased")):
+            eased = [n for n in self.notes_of("frequency_eased") if n.segment == eased_seg]
+            big = max(abs(float(n.realised or 0.0) - float(n.requested or 0.0)) for n in eased)  # eased notes carry both
+            lines.append(
+                f"  {'eased':<18} {eased_seg or '-':<16} {len(eased)} tones ease between the snapped frequencies of the holds around it "
+                f"(largest change {big:.1f} Hz)"
+            )
         for edge in dict.fromkeys((s.from_segment, s.to_segment) for s in self.frequency_steps):
             steps = [s for s in self.frequency_steps if (s.from_segment, s.to_segment) == edge]
             big = max(abs(s.size_hz) for s in steps)

@@ -172,7 +172,7 @@ class _Walker:
         if not spans:
             return
         u = np.linspace(0.0, 1.0, 33)
-        powers = [x for s in spans for x in (s.optical.p0, s.optical.p1)]
+        powers = [x for s in spans if s.optical is not None for x in (s.optical.p0, s.optical.p1)]
         rf = np.concatenate([s.amplitude_at(u) if not s.constant else np.array([s.a0]) for s in spans])
         cal = self.calibrations[track.channel]
         self.notes.append(
@@ -258,7 +258,7 @@ class _Walker:
         cursor = {ch: Fraction(0) for ch in self.intent.logical_channels}
         raw: dict[str, list[_RawPiece]] = {ch: [] for ch in self.intent.logical_channels}
 
-        def timed(ch: str, time_s: float, spans: tuple[ToneSpan, ...], op: str, requested: float | None) -> None:
+        def timed(ch: str, time_s: float | Fraction, spans: tuple[ToneSpan, ...], op: str, requested: float | None) -> None:
             t0 = cursor[ch]
             t1 = t0 + (time_s if type(time_s) is Fraction else Fraction.from_float(float(time_s)))
             raw[ch].append(_RawPiece(t0, t1, spans, op, requested))
@@ -303,7 +303,8 @@ class _Walker:
             n1 = time_to_samples(p.t1, self.fs)
             if n1 > MAX_SAMPLES:
                 raise TimingError(
-                    f"ends {float(p.t1):.6g} s after the segment start, a {len(str(n1))}-digit number of samples at {self.fs:g} S/s: beyond the {MAX_SAMPLES:.3g} "
+                    f"ends {float(p.t1):.6g} s after the segment start, a {len(str(n1))}-digit number of samples at {self.fs:g} S/s: "
+                    f"beyond the {MAX_SAMPLES:.3g} "
                     f"samples any segment can count (no card holds a fraction of that)",
                     segment=seg,
                     op=p.op,
@@ -343,6 +344,7 @@ class _Walker:
             targets = {}
             if op.dx_um is not None:  # displacements: each tone to the frequency of its position plus dx
                 pos = self.intent.position(op.channel)
+                assert pos is not None  # the op's own check asks for it
                 shifts = []
                 for i, dx in zip(idxs, self._per_index(op.dx_um, idxs, "dx_um", name, label)):
                     try:
@@ -398,7 +400,7 @@ class _Walker:
             if d.phases == "auto":
                 group = self.next_group
                 self.next_group += 1
-            phases = [None] * len(d.freqs_hz) if d.phases == "auto" else list(d.phases)
+            phases: list[float | None] = [None] * len(d.freqs_hz) if isinstance(d.phases, str) else list(d.phases)
             self.tones[op.channel] = [self._new_tone(op.channel, f, a, name, label, p, group) for f, a, p in zip(d.freqs_hz, d.amps, phases)]
         elif isinstance(op, AddTone):
             tones = self.tones[op.channel]

@@ -480,7 +480,8 @@ def _apply(
                         Note(
                             "frequency_step",
                             sb,
-                            f"{run.channel} tone #{run.tone}: steps {fa:.3f} -> {fb:.3f} Hz ({fb - fa:+.3f} Hz), phase-continuous, from looped {sa!r} to looped {sb!r}",
+                            f"{run.channel} tone #{run.tone}: steps {fa:.3f} -> {fb:.3f} Hz ({fb - fa:+.3f} Hz), phase-continuous, "
+                            f"from looped {sa!r} to looped {sb!r}",
                             fa,
                             fb,
                             run.channel,
@@ -618,7 +619,8 @@ def _snap_holds(segments: tuple[Segment, ...], card: CardSpec, n_channels: int, 
                     f"; {n_new - shortest[i]} samples past the shortest legal length so wrap snapping needs at most {now:.1f} Hz "
                     f"({unstretched:.1f} Hz at the shortest)"
                 )
-            notes.append(Note("length_padded", seg.name, f"{seg.n_samples} -> {n_new} samples (+{(n_new - seg.n_samples) / fs * 1e9:.1f} ns hold at the end{why})", seg.n_samples, n_new))
+            grown = f"{seg.n_samples} -> {n_new} samples (+{(n_new - seg.n_samples) / fs * 1e9:.1f} ns hold at the end{why})"
+            notes.append(Note("length_padded", seg.name, grown, seg.n_samples, n_new))
     padded = tuple(pad_segment(s, lengths[i]) for i, s in enumerate(segments))
     if not played:
         return SnapResult(padded, tuple(notes), (), ())
@@ -741,8 +743,9 @@ def _close_moving_loops(
                 continue
             trajectories: dict[int, tuple[float, list[tuple[float, float]]]] = {}
             for k, s0 in enumerate(pre_track.pieces[0].tones):
-                spans = [next((s for s in p.tones if s.tone == s0.tone), None) for p in pre_track.pieces]
-                if any(s is None for s in spans) or spans[-1].f1_hz != s0.f0_hz:
+                found = [next((s for s in p.tones if s.tone == s0.tone), None) for p in pre_track.pieces]
+                spans = [s for s in found if s is not None]
+                if len(spans) != len(found) or spans[-1].f1_hz != s0.f0_hz:
                     continue
                 pieces_f = [(s.f0_hz, s.f1_hz) for s in spans]
                 pieces_f += [(s0.f0_hz, s0.f0_hz)] * (len(track.pieces) - len(pieces_f))  # length padding holds the end

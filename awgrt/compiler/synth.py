@@ -35,6 +35,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from typing import cast
 
 import numpy as np
 
@@ -237,7 +238,7 @@ def _sort_tones(spans: tuple[ToneSpan, ...], fs: float, n: int, scale: float = 1
     for s in spans:
         if s.f0_hz != s.f1_hz:
             continue
-        f, p0 = s.f0_hz / fs, s.phase0_cycles
+        f, p0 = s.f0_hz / fs, cast(float, s.phase0_cycles)  # assigned: synthesize checks
         for (kind, ratio), a in _amplitude_group(s):
             if kind == "":
                 folded.append((f, a * scale, p0, 0.0, 0.0))
@@ -416,8 +417,8 @@ def _block(segment: Segment, b0: int, b1: int, fs: float, hardware: dict[str, in
             if tones.folded is not None:
                 fold = tones.folded
                 view += _tone_sum(fold.f, fold.a, fold.p0, k0, k1, fold.growth, piece.n)
-            for kind, param, group in tones.ramps:
-                part = _tone_sum(*group, k0, k1)
+            for kind, param, (g_f, g_a, g_p0) in tones.ramps:
+                part = _tone_sum(g_f, g_a, g_p0, k0, k1)
                 if kind in _PROGRESS_POLY:
                     part *= _poly_envelope(kind, k0, k1, piece.n)
                 else:

@@ -111,7 +111,10 @@ class Boundary:
             return "continuous" + quiet
         if self.phase_continuous:
             steps = self.jumps
-            return f"phase-continuous; {len(steps)} tone{'s' * (len(steps) != 1)} step frequency by up to {format_hz(self.worst('frequency'))} (wrap snapping){quiet}"
+            return (
+                f"phase-continuous; {len(steps)} tone{'s' * (len(steps) != 1)} step frequency by up to {format_hz(self.worst('frequency'))} "
+                f"(wrap snapping){quiet}"
+            )
         tones = {(j.channel, j.tone) for j in self.jumps}
         parts = []
         if self.worst("phase"):

@@ -105,7 +105,8 @@ def check_amp(amp: Any, *, segment: str | None, op: str | None, limit: float = 1
 def _check_indices(name: str, idxs: Any, *, segment: str, op: str) -> None:
     if idxs is None:
         return
-    if isinstance(idxs, (str, bytes)) or not isinstance(idxs, (tuple, list)) or not idxs or any(isinstance(i, bool) or not isinstance(i, numbers.Integral) or i < 0 for i in idxs):
+    not_an_index = (lambda i: isinstance(i, bool) or not isinstance(i, numbers.Integral) or i < 0)  # noqa: E731
+    if isinstance(idxs, (str, bytes)) or not isinstance(idxs, (tuple, list)) or not idxs or any(not_an_index(i) for i in idxs):
         raise ProgramError(f"{name}={idxs!r} must be a non-empty list of tone indices >= 0", segment=segment, op=op, value=idxs)
     if len(set(idxs)) != len(idxs):
         raise ProgramError(f"{name}={idxs!r} repeats an index", segment=segment, op=op, value=idxs)
@@ -345,7 +346,7 @@ class RemapFromDef(Op):
 
     def targets(self, ir: IntentIR) -> tuple[int, ...]:
         """The target tone of each source: ``dst``, or 0..n-1 for ``"all"``."""
-        if self.dst == "all":
+        if isinstance(self.dst, str):  # "all"
             return tuple(range(len(ir.definition(self.target_def).freqs_hz)))
         return tuple(self.dst)
 
@@ -387,6 +388,12 @@ class Sync(Op):
 OPS: dict[str, type[Op]] = {c.OP: c for c in (UseDef, AddTone, RemoveTones, Hold, Move, RampAmp, RemapFromDef, Sync)}
 
 
+def _instant(op: Op) -> bool:
+    """A timed op given no time: a jump at that point."""
+    time_s = getattr(op, "time_s", None)
+    return op.INSTANT and finite_real(time_s) and time_s == 0
+
+
 @dataclass(frozen=True)
 class IntentSegment:
     """One segment as written: mode, loop count, phase mode and its ops in order.
@@ -424,7 +431,7 @@ class IntentSegment:
             raise ProgramError(f"loops={self.loops!r} must be an integer in {MIN_LOOPS}..{MAX_LOOPS}", segment=seg, value=self.loops)
         if self.mode != "loop_n" and self.loops != 1:
             raise ProgramError(f"loops={self.loops} is only meaningful with mode='loop_n'", segment=seg, value=self.loops)
-        if not any(op.TIMED and not (op.INSTANT and finite_real(op.time_s) and op.time_s == 0) for op in self.ops):
+        if not any(op.TIMED and not _instant(op) for op in self.ops):
             raise TimingError("segment has no timed op of non-zero time (hold, move, ramp_amp_to, remap_from_def): it would last 0 s", segment=seg)
         for i, op in enumerate(self.ops):
             op.check(seg, op.label(i), ir)
@@ -470,9 +477,9 @@ class IntentIR:
                 raise ProgramError(f"calibrations must be (channel, AODCalibration) pairs, got {entry!r}", value=entry)
             if entry[0] not in self.logical_channels:
                 raise ProgramError(f"a calibration for unknown logical channel {entry[0]!r} (declared: {list(self.logical_channels)})", value=entry[0])
-        for entry in self.positions:
-            if not (isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[1], PositionCalibration) and entry[0] in self.logical_channels):
-                raise ProgramError(f"positions must be (declared channel, PositionCalibration) pairs, got {entry!r}", value=entry)
+        for place in self.positions:
+            if not (isinstance(place, tuple) and len(place) == 2 and isinstance(place[1], PositionCalibration) and place[0] in self.logical_channels):
+                raise ProgramError(f"positions must be (declared channel, PositionCalibration) pairs, got {place!r}", value=place)
         if len({ch for ch, _ in self.calibrations}) != len(self.calibrations):
             raise ProgramError("a logical channel has two calibrations", value=[ch for ch, _ in self.calibrations])
         names = [d.name for d in self.definitions]

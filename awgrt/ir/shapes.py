@@ -97,7 +97,7 @@ def span_amp_kind(kind: str, tau_s: float | None, time_s: float) -> tuple[str, f
     ``"adiabatic"``, or the progress shape itself."""
     if kind == "geo_ramp" or (kind == "exp" and tau_s is None):
         return "exp", 0.0
-    if kind == "exp":
+    if kind == "exp" and tau_s is not None:
         return "exp_tau", float(time_s) / float(tau_s)
     if kind == "adiabatic_ramp":
         return "adiabatic", 0.0
@@ -163,5 +163,5 @@ def span_phase_advance(f0_cps: float, f1_cps: float, kind: str, n: int) -> float
     k = float(n)
     phase = f0_cps * k
     if f1_cps != f0_cps:
-        phase = phase + (f1_cps - f0_cps) * n * float(FREQ_SHAPES[kind].integral(np.float64(k / n)))
+        phase = phase + (f1_cps - f0_cps) * n * float(FREQ_SHAPES[kind].integral(np.asarray(k / n)))
     return float(phase)

@@ -7,6 +7,7 @@ import ctypes
 import os
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from ._emu_common import DRIVER_FUNCTIONS, ERR_INIT, LIBRARY_NAME, SpcmEmulationError, _active
 
@@ -16,7 +17,7 @@ def _value(arg) -> int | float:
     return arg.value if isinstance(arg, ctypes._SimpleCData) else arg
 
 
-def _as(ctype, arg) -> int | float:
+def _as(ctype, arg) -> Any:
     """``arg`` converted as a C call converts it to parameter type ``ctype`` (integers wrap)."""
     v = _value(arg)
     return ctype(v).value if v is not None else 0
@@ -85,7 +86,7 @@ def _py_open(fn: _StandIn, name) -> object:
     raw = raw.split(b"\0", 1)[0]
     b = _active()
     handle = b.open(raw) if b is not None else 0
-    restype = fn.restype
+    restype: Any = fn.restype
     if restype is None or restype in (ctypes.c_uint32, ctypes.c_int):
         return handle
     if handle:

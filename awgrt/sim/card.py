@@ -48,7 +48,7 @@ import bisect
 import math
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Literal, get_args
+from typing import Any, Literal, NoReturn, get_args
 
 import numpy as np
 
@@ -204,7 +204,7 @@ class _Run:
 @dataclass
 class _Slot:
     size: int = 0
-    data: np.ndarray | None = None
+    data: Any = None  # int16 (size, channels) once the slot has memory
 
 
 def trigger_latency_samples(sample_rate_hz: float) -> int:
@@ -276,7 +276,7 @@ class SimulatedCard:
         self.memsize = 0
         self.segment_size = 0
         self.loops = 1
-        self._memory: np.ndarray | None = None
+        self._memory: Any = None  # int16 (memsize, channels) once the standard modes have memory
         self._sequence_memory: tuple | None = None  # sequence slots/steps kept while a standard mode plays
         self._plays_left: float = INF  # multi: segment plays still to come
         # fifo: the stream the host supplied (chunks from stream sample _stream_base on), the
@@ -293,7 +293,7 @@ class SimulatedCard:
 
     # ================================================================== errors
 
-    def _fail(self, code: int, message: str, register: int | str | None = None) -> None:
+    def _fail(self, code: int, message: str, register: int | str | None = None) -> NoReturn:
         raise CardError(f"{self.spec.name} (simulated): {message}", code=code, register=register)
 
     def _require_not_running(self, what: str, register: int | str | None = None) -> None:
@@ -869,7 +869,10 @@ class SimulatedCard:
         """Step entries with a <= sample < b, in order."""
         out: list[StepEvent] = []
         i = len(self._log)  # the log is in time order: skip back only over what can matter
-        while i > 0 and (self._log[i - 1].sample + 1 if isinstance(self._log[i - 1], StepEvent) else self._log[i - 1].until) > a:
+        while i > 0:
+            last = self._log[i - 1]
+            if (last.sample + 1 if isinstance(last, StepEvent) else last.until) <= a:
+                break
             i -= 1
         for item in self._log[i:]:
             if isinstance(item, StepEvent):
@@ -978,7 +981,7 @@ class SimulatedCard:
             self._marks[index] = (t, len(self._log))
             return False
         t_prev, i_prev = mark
-        pattern = tuple((ev.sample - t_prev, ev.step, self.steps[ev.step]) for ev in self._log[i_prev:])
+        pattern = tuple((ev.sample - t_prev, ev.step, self.steps[ev.step]) for ev in self._log[i_prev:] if isinstance(ev, StepEvent))
         del self._log[i_prev:]
         self._epoch = _Epoch(t_prev, t - t_prev, pattern)
         self._log.append(self._epoch)

@@ -337,6 +337,8 @@ class EmulatedDriver:
         """Move handed-over FIFO data from the host's ring onto the card, as much as fits (the
         DMA is taken as instant: PCIe outruns the DACs); the host gets that space back."""
         f, c = h.fifo, h.card
+        if f is None:
+            return
         sample = 2 * c.n_channels
         room = (c.fifo_capacity - c.fifo_fill()) * sample
         m = min(f.pending, room)
@@ -456,8 +458,9 @@ class EmulatedDriver:
 
     def _failed(self, h: _Handle, exc: CardError, register: int, value: int) -> int:
         text = exc.detail if hasattr(exc, "detail") else str(exc)
-        h.error = (exc.code, register, value, f"{sp.ERROR_TEXTS.get(exc.code, 'error')}: {text}")
-        return exc.code
+        code = exc.code if exc.code is not None else sp.ERR_VALUE
+        h.error = (code, register, value, f"{sp.ERROR_TEXTS.get(code, 'error')}: {text}")
+        return code
 
     def _read(self, h: _Handle, reg: int) -> int | float:
         c, spec = h.card, h.card.spec
@@ -630,8 +633,8 @@ class EmulatedDriver:
             c.set_start_step(int(value))
         elif sp.SPC_SEQMODE_STEPMEM0 <= reg < sp.SPC_SEQMODE_STEPMEM0 + 8192:
             c.write_step(reg - sp.SPC_SEQMODE_STEPMEM0, int(value))
-        elif self._amp_channel(reg, spec) is not None:
-            c.set_amplitude(self._amp_channel(reg, spec), int(value))
+        elif (amp_ch := self._amp_channel(reg, spec)) is not None:
+            c.set_amplitude(amp_ch, int(value))
         elif sp.SPC_CH0_STOPLEVEL <= reg < sp.SPC_CH0_STOPLEVEL + spec.physical_channels:
             ch = reg - sp.SPC_CH0_STOPLEVEL
             c.set_stop_level(ch, int(value), c.custom_stop[ch])
@@ -642,8 +645,8 @@ class EmulatedDriver:
             h.timeout_ms = int(value)
         elif reg in READ_ONLY:
             raise CardError(f"register {reg} is read-only", code=sp.ERR_REG)
-        elif self._channel_register(reg, SPC_ENABLEOUT0, spec) is not None:
-            c.output_enabled[self._channel_register(reg, SPC_ENABLEOUT0, spec)] = bool(int(value))
+        elif (out_ch := self._channel_register(reg, SPC_ENABLEOUT0, spec)) is not None:
+            c.output_enabled[out_ch] = bool(int(value))
         elif reg in STORED_DEFAULTS:
             h.registers[reg] = value
         else:

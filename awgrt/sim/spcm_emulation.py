@@ -68,6 +68,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -249,7 +250,7 @@ class EmulatedSpcm:
             raise ProgramError(f"n_samples={n_samples!r} must be >= 0", op="render", value=n_samples)
         self.render_samples = int(n_samples)
 
-    def renders(self) -> dict[int, dict[str, object]]:
+    def renders(self) -> dict[int, dict[str, Any]]:
         """For each card force-triggered since :meth:`record_renders`: ``samples`` (int16 of shape
         (n_samples, card channels), row 0 = the trigger sample), ``sample_rate_hz``,
         ``latency`` (samples from trigger to the first sequence sample, the card's model),
@@ -285,7 +286,7 @@ class EmulatedSpcm:
         """Write :meth:`renders` to an ``.npz``: ``card<i>`` (samples), ``card<i>_sample_rate_hz``,
         ``card<i>_latency``, ``card<i>_events``; for a card that was never triggered
         ``card<i>_note`` says so (also on stderr). Returns the path."""
-        arrays = {}
+        arrays: dict[str, Any] = {}
         renders = self.renders()
         for index, r in renders.items():
             arrays[f"card{index}"] = r["samples"]

@@ -120,7 +120,7 @@ def crosstalk(obs: Observation, other: Observation, segment: str, limits: Limits
     probe = np.linspace(0.05 * fs, 0.45 * fs, 64)
     clear = [f for f in probe if all(abs(f - g) > 10 / (t1 - t0) for g in own + foreign)]
     floor = float(np.median([20 * math.log10(max(_line(y, t, f, w), 1e-300) / carrier) for f in clear]))
-    f_worst = max(levels, key=levels.get)
+    f_worst = max(levels, key=lambda f: levels[f])
     limit = max(limits.crosstalk_dbc, floor + limits.spur_margin_db)
     return CheckResult(
         "crosstalk",

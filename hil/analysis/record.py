@@ -25,6 +25,7 @@ scanned.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -260,8 +261,8 @@ def _record_scale(obs: Observation, piece: tuple[int, int, list[TonePath], str])
 def glitch_scan(obs: Observation, limits: Limits) -> list[CheckResult]:
     """Phase and amplitude glitches anywhere in the record (see module doc)."""
     fs = obs.awg_rate_hz
-    worst_ph = (0.0, 1.0, None)  # value, sigma, where
-    worst_amp = (0.0, 1.0, None)
+    worst_ph: tuple[float, float, Any] = (0.0, 1.0, None)  # value, sigma, where
+    worst_amp: tuple[float, float, Any] = (0.0, 1.0, None)
     residuals, scanned, skipped, tracks, amp_tracks, lines = [], [], [], [], [], []
     first, last = _record_samples(obs)
     pieces = []

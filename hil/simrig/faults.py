@@ -106,7 +106,7 @@ class Faults:
     def _perturb(self, kind: str, seg: Segment, fs: float) -> Segment:
         def span(s: ToneSpan) -> ToneSpan:
             if kind == "phase-jump":
-                return replace(s, phase0_cycles=(s.phase0_cycles + self.phase_jump_deg / 360.0) % 1.0)
+                return replace(s, phase0_cycles=((s.phase0_cycles or 0.0) + self.phase_jump_deg / 360.0) % 1.0)
             if kind == "wrap-delta" and s.constant:
                 df = self.wrap_delta_cycles * fs / seg.n_samples
                 return replace(s, f0_hz=s.f0_hz + df, f1_hz=s.f1_hz + df)

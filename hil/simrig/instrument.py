@@ -20,6 +20,7 @@ from __future__ import annotations
 import struct
 from collections import deque
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -93,7 +94,7 @@ class SimulatedScope:
         """Register the family's commands."""
 
     def reset(self) -> None:
-        self.__init__(self.model, self.bench, faults=self.faults, max_wait_s=self.max_wait_s)
+        type(self).__init__(self, self.model, self.bench, faults=self.faults, max_wait_s=self.max_wait_s)
 
     # ------------------------------------------------------------------ protocol
 
@@ -186,8 +187,8 @@ class KeysightSim(SimulatedScope):
     divisions = 8
 
     def __init__(self, *a, **kw) -> None:
-        self.wave = {"source": "CH1", "format": "BYTE", "order": "LSBF", "unsigned": False}
-        self.timebase = {"range": 1e-6, "position": 0.0, "reference": "CENT"}
+        self.wave: dict[str, Any] = {"source": "CH1", "format": "BYTE", "order": "LSBF", "unsigned": False}
+        self.timebase: dict[str, Any] = {"range": 1e-6, "position": 0.0, "reference": "CENT"}
         super().__init__(*a, **kw)
 
     def _source(self, args: str) -> str:
@@ -286,8 +287,8 @@ class TektronixSim(SimulatedScope):
     def __init__(self, *a, **kw) -> None:
         self.position_div = {f"CH{i}": 0.0 for i in range(1, 5)}
         self.offset_v = {f"CH{i}": 0.0 for i in range(1, 5)}
-        self.data = {"source": "CH1", "encoding": "SRIBINARY", "bytes": 1, "start": 1, "stop": 10**9}
-        self.horizontal = {"rate": 2.5e9, "points": 1000, "position": 50.0}
+        self.data: dict[str, Any] = {"source": "CH1", "encoding": "SRIBINARY", "bytes": 1, "start": 1, "stop": 10**9}
+        self.horizontal: dict[str, Any] = {"rate": 2.5e9, "points": 1000, "position": 50.0}
         self.stop_after_sequence = False
         super().__init__(*a, **kw)
 
@@ -392,8 +393,8 @@ class RigolSim(SimulatedScope):
     max_chunk = 250_000
 
     def __init__(self, *a, **kw) -> None:
-        self.wave = {"source": "CH1", "start": 1, "stop": 1200}
-        self.horizontal = {"scale": 1e-6, "offset": 0.0, "depth": 12_000}
+        self.wave: dict[str, Any] = {"source": "CH1", "start": 1, "stop": 1200}
+        self.horizontal: dict[str, Any] = {"scale": 1e-6, "offset": 0.0, "depth": 12_000}
         super().__init__(*a, **kw)
 
     def _retime(self) -> None:
@@ -475,8 +476,8 @@ class RohdeSim(SimulatedScope):
     divisions = 10
 
     def __init__(self, *a, **kw) -> None:
-        self.timebase = {"range": 1e-6, "reference": 50.0, "points": 10_000}
-        self.format = {"bits": 8, "order": "LSBF"}
+        self.timebase: dict[str, Any] = {"range": 1e-6, "reference": 50.0, "points": 10_000}
+        self.format: dict[str, Any] = {"bits": 8, "order": "LSBF"}
         super().__init__(*a, **kw)
 
     def _retime(self) -> None:
@@ -556,8 +557,8 @@ class LeCroySim(SimulatedScope):
     divisions = 8
 
     def __init__(self, *a, **kw) -> None:
-        self.horizontal = {"time_div": 1e-7, "delay": 0.0, "points": 10_000}
-        self.comm = {"word": False, "order": "LO"}
+        self.horizontal: dict[str, Any] = {"time_div": 1e-7, "delay": 0.0, "points": 10_000}
+        self.comm: dict[str, Any] = {"word": False, "order": "LO"}
         self.new_acquisition = False
         super().__init__(*a, **kw)
 

@@ -15,6 +15,7 @@ import threading
 import time
 
 from ..errors import HILError
+from .generator import SimulatedGenerator
 from .instrument import SimulatedScope
 
 
@@ -27,7 +28,7 @@ class LoopbackScpiServer:
 
     def __init__(
         self,
-        instrument: SimulatedScope,
+        instrument: SimulatedScope | SimulatedGenerator,
         *,
         idle_timeout_s: float = 60.0,
         lifetime_s: float = 1800.0,
