@@ -141,16 +141,16 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _log_to_stderr(level: int) -> None:
-    """The command's log: the library's "awgrt" and "hil" loggers on stderr, at ``level``."""
+def _log_to_stderr(level: int) -> logging.Handler:
+    """The command's log: the library's "awgrt" and "hil" loggers on stderr, at ``level``; returns
+    the handler, which :func:`main` removes when the command ends."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(name)s: %(levelname)s: %(message)s"))
     for name in ("awgrt", "hil"):
         logger = logging.getLogger(name)
-        logger.handlers = [h for h in logger.handlers if not getattr(h, "_awgrt_cli", False)]
-        handler._awgrt_cli = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
         logger.setLevel(level)
+    return handler
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -213,12 +213,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _log_to_stderr(logging.DEBUG if getattr(args, "verbose", 0) > 1 else logging.INFO if getattr(args, "verbose", 0) else logging.WARNING)
+    handler = _log_to_stderr(logging.DEBUG if getattr(args, "verbose", 0) > 1 else logging.INFO if getattr(args, "verbose", 0) else logging.WARNING)
     try:
         return args.func(args)
     except AWGRTError as exc:
         print(f"awgrt: error: {exc}", file=sys.stderr)
         return 2
+    finally:  # the command's log ends with the command (main may run inside a larger program)
+        for name in ("awgrt", "hil"):
+            logging.getLogger(name).removeHandler(handler)
 
 
 if __name__ == "__main__":  # pragma: no cover
