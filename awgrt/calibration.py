@@ -352,12 +352,11 @@ def plot_fit(fit: CalibrationFit, path: str | Path | None = None):
     RF amplitude per frequency with the model, the residuals per frequency, and g(f), v0(f) over
     the band. Does not touch pyplot or the user's backend."""
     import matplotlib
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+
+    from .plot import new_figure, save_figure
 
     cal, d = fit.calibration, fit.data
-    fig = Figure(figsize=(15, 4.8), layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = new_figure(figsize=(15, 4.8), layout="constrained")
     ax_fit, ax_res, ax_band = fig.subplots(1, 3)
     freqs = np.unique(np.round(d.freq_hz, 3))
     cmap = matplotlib.colormaps["viridis"]
@@ -387,9 +386,7 @@ def plot_fit(fit: CalibrationFit, path: str | Path | None = None):
     twin.set_ylabel("v0 (fraction of full scale)")
     ax_band.legend(loc="lower left", fontsize=7)
     twin.legend(loc="lower right", fontsize=7)
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     return fig
 
 

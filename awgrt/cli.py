@@ -120,6 +120,7 @@ def cmd_hil(args: argparse.Namespace) -> int:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from .calibration import fit_calibration, load_data, plot_fit
+    from .plot import NO_MATPLOTLIB, have_matplotlib
 
     data = load_data(args.data, full_scale_mv=args.full_scale_mv)
     band = tuple(x * 1e6 for x in args.band_mhz) if args.band_mhz else None
@@ -127,10 +128,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     cal = fit.calibration
     cal.save(args.out)
     png = args.png or args.out.with_suffix(".png")
-    try:
+    if have_matplotlib():
         plot_fit(fit, png)
-    except ImportError:  # the calibration is written; only the figure needs the plotting extra
-        print(f"awgrt: no PNG report: matplotlib is not installed (pip install 'awgrt[plot]'); {args.out} is written", file=sys.stderr)
+    else:  # the calibration is written; only the figure needs the plotting extra
+        print(f"awgrt: no PNG report: {NO_MATPLOTLIB}; {args.out} is written", file=sys.stderr)
         png = None
     lo, hi = cal.band_hz
     print(f"AOD calibration over {lo / 1e6:g}..{hi / 1e6:g} MHz from {len(data.power)} points: {cal.trace}")

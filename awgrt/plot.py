@@ -43,13 +43,14 @@ def new_figure(**kwargs: Any):
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as exc:  # pragma: no cover - depends on the installation
-        raise AWGRTError("plotting needs matplotlib: pip install 'awgrt[plot]'") from exc
+        raise AWGRTError(f"plotting needs matplotlib: {NO_MATPLOTLIB}") from exc
     fig = Figure(**kwargs)
     FigureCanvasAgg(fig)
     return fig
 
 
-def _save(fig, path: str | Path | None, dpi: int = 110) -> None:
+def save_figure(fig, path: str | Path | None, dpi: int = 110) -> None:
+    """Write ``fig`` as PNG to ``path`` (its folder made if needed); nothing when ``path`` is None."""
     if path is not None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -133,7 +134,7 @@ def plot_program(program: Any, *, fig=None, path: str | Path | None = None, poin
         f"after the last step: {'back to the first' if last == 'ring' else 'end'}",
         fontsize=9,
     )
-    _save(fig, path)
+    save_figure(fig, path)
     return fig
 
 
@@ -219,5 +220,5 @@ def plot_playback(
     axes[-1].set_xlabel("time since start command (us)")
     if title:
         fig.suptitle(title)
-    _save(fig, path)
+    save_figure(fig, path)
     return fig

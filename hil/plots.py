@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from awgrt.plot import new_figure
+from awgrt.plot import new_figure, save_figure
 
 from .analysis.result import CheckResult
 
@@ -152,7 +152,5 @@ def plot_check(r: CheckResult, path: str | Path) -> Path:
         axes.set_ylabel(r.unit)
     verdict = r.verdict.upper() if not r.passed else "pass"
     fig.suptitle(f"{r.program}: {r.name} = {r.measured:.4g} +- {r.sigma:.2g} {r.unit} (limit {r.limit:.4g}) {verdict}", fontsize=9)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    return path
+    save_figure(fig, path, dpi=90)
+    return Path(path)

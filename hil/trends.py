@@ -165,32 +165,28 @@ def _filename(key: str) -> str:
 
 def plot_trend(t: Trend, path: Path, *, nights: int, k: float) -> Path:
     """The figure over nights: values with sigma, limit(s), baseline band; the latest marked red when it drifts."""
-    from awgrt.plot import new_figure
+    from awgrt.plot import new_figure, save_figure
 
     f = t.figure
     x = np.arange(len(f.runs))
     fig = new_figure(figsize=(8, 3.6))
     ax = fig.subplots()
-    try:
-        ax.errorbar(x, f.measured, yerr=[s if math.isfinite(s) else 0.0 for s in f.sigma], fmt="o-", ms=4, lw=1, capsize=2, label="measured ± sigma")
-        ax.plot(x, f.limit, "k--", lw=1, label="limit")
-        if f.two_sided:
-            ax.plot(x, [-v for v in f.limit], "k--", lw=1)
-        if t.drifting is not None:
-            lo = max(0, len(x) - 1 - nights)
-            ax.fill_between(x[lo:-1], t.mean - k * t.scatter, t.mean + k * t.scatter, color="tab:green", alpha=0.15, label=f"baseline ± {k:g} scatter")
-            if t.drifting:
-                ax.plot(x[-1], f.measured[-1], "o", color="tab:red", ms=9, label=f"drift ({t.deviation:+.1f} scatters)")
-        ax.set_xticks(x)
-        ax.set_xticklabels([r[:10] for r in f.runs], rotation=45, ha="right", fontsize=7)
-        ax.set_ylabel(f.unit)
-        ax.set_title(f.key, fontsize=9)
-        ax.legend(fontsize=7, loc="best")
-        fig.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=100)
-    finally:
-        fig.clear()
+    ax.errorbar(x, f.measured, yerr=[s if math.isfinite(s) else 0.0 for s in f.sigma], fmt="o-", ms=4, lw=1, capsize=2, label="measured ± sigma")
+    ax.plot(x, f.limit, "k--", lw=1, label="limit")
+    if f.two_sided:
+        ax.plot(x, [-v for v in f.limit], "k--", lw=1)
+    if t.drifting is not None:
+        lo = max(0, len(x) - 1 - nights)
+        ax.fill_between(x[lo:-1], t.mean - k * t.scatter, t.mean + k * t.scatter, color="tab:green", alpha=0.15, label=f"baseline ± {k:g} scatter")
+        if t.drifting:
+            ax.plot(x[-1], f.measured[-1], "o", color="tab:red", ms=9, label=f"drift ({t.deviation:+.1f} scatters)")
+    ax.set_xticks(x)
+    ax.set_xticklabels([r[:10] for r in f.runs], rotation=45, ha="right", fontsize=7)
+    ax.set_ylabel(f.unit)
+    ax.set_title(f.key, fontsize=9)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    save_figure(fig, path, dpi=100)
     return path
 
 

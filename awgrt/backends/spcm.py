@@ -307,7 +307,7 @@ class SpcmBackend(BackendBase):
                         self.step_latency_s = max(self.step_latency_s, now - last_read)
                     last_read = now
                     if step is not None and step != self._last_step:
-                        sample = round((time.monotonic() - started) * self.program.sample_rate_hz)
+                        sample = round((now - started) * self.program.sample_rate_hz)
                         path = self._walk(self._last_step, step)
                         self._last_step = step
                         self._notify([StepEvent(sample, s, self.program.steps[s].segment) for s in path])
