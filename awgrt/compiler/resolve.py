@@ -42,7 +42,7 @@ from ..ir.intent import (
     UseDef,
 )
 from ..ir.resolved import ChannelTrack, Note, Optical, Piece, ResolvedIR, Segment, ToneOrigin, ToneSpan
-from ..ir.shapes import CONSTANT, amplitude_profile, check_amp_shape, span_amp_kind
+from ..ir.shapes import CONSTANT, check_amp_shape, span_amp_kind
 
 #: A realised op length further than this from the requested one (in samples) is reported.
 ROUNDING_REPORT_SAMPLES = 1e-6
@@ -195,10 +195,7 @@ class _Walker:
             raise CalibrationError(f"channel {ch!r} tone {index}: {exc.detail}", segment=self._segment, op=self._op, value=exc.value) from None
         out = replace(span, a0=float(rf0), a1=float(rf1), optical=optical)
         if not out.constant:  # along a move or ramp: the RF amplitude of every instant
-            u = np.linspace(0.0, 1.0, 257)
-            power = amplitude_profile(span.a0, span.a1, span.amp_kind, u, span.amp_param)
-            _, along = cal.rf_amplitude(out.frequency_at(u), power)
-            clipped = clipped | along.any()
+            clipped = clipped | out.optical_rf_at(np.linspace(0.0, 1.0, 257))[1].any()
         if np.any(clipped):
             self.notes.append(
                 Note(

@@ -74,9 +74,15 @@ class ToneSpan:
         u = np.asarray(u, dtype=np.float64)
         if self.optical is None:
             return amplitude_profile(self.a0, self.a1, self.amp_kind, u, self.amp_param)
+        return self.optical_rf_at(u)[0]
+
+    def optical_rf_at(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """On a calibrated channel: the RF amplitude at normalised times ``u`` that gives the asked
+        optical power at that instant's frequency, and where it was clipped below saturation."""
         o = self.optical
-        power = amplitude_profile(o.p0, o.p1, self.amp_kind, u, self.amp_param)
-        return o.calibration.rf_amplitude(self.frequency_at(u), power)[0]
+        assert o is not None, "optical_rf_at is for spans of a calibrated channel"
+        power = amplitude_profile(o.p0, o.p1, self.amp_kind, np.asarray(u, dtype=np.float64), self.amp_param)
+        return o.calibration.rf_amplitude(self.frequency_at(u), power)
 
     def with_phase(self, phase0_cycles: float) -> ToneSpan:
         """This span starting at ``phase0_cycles`` (a faster ``dataclasses.replace``)."""
