@@ -192,8 +192,9 @@ class _PieceTones:
     """The tones of one piece sorted by how they are made: constant-frequency tones folded into
     one product (:class:`_Folded`), polynomial ramps (linear, min_jerk) as the sum at their
     amplitude changes times the ramp's progress (:func:`_poly_envelope`), exp ramps too steep to
-    fold as their sum times :func:`_ramp_envelope`, and moving tones through the float32 sine
-    (:func:`_moving_tones`)."""
+    fold as their sum times :func:`_ramp_envelope`, moving tones through the float32 sine
+    (:func:`_moving_tones`), and AOD-calibrated tones whose power or frequency changes sample by
+    sample (:func:`_calibrated_tones`)."""
 
     folded: _Folded | None
     ramps: tuple[tuple[str, float, _Tones], ...]  # (kind, its parameter, tones)
@@ -222,8 +223,8 @@ def _sort_tones(spans: tuple[ToneSpan, ...], fs: float, n: int, scale: float = 1
     """Sort a piece's tones (see :class:`_PieceTones`), amplitudes times ``scale``. A tone of an
     AOD-calibrated channel that holds plays the RF amplitude of its power at its frequency (as
     snapping left it); one whose power or frequency changes goes sample by sample."""
-    calibrated = tuple((s, scale) for s in spans if s.optical is not None and not s.constant)
-    if calibrated or any(s.optical is not None for s in spans):
+    if any(s.optical is not None for s in spans):
+        calibrated = tuple((s, scale) for s in spans if s.optical is not None and not s.constant)
         held = []
         for s in spans:
             if s.optical is None:
@@ -417,13 +418,14 @@ def _block(segment: Segment, b0: int, b1: int, fs: float, hardware: dict[str, in
             if tones.folded is not None:
                 fold = tones.folded
                 view += _tone_sum(fold.f, fold.a, fold.p0, k0, k1, fold.growth, piece.n)
+            u = None  # the piece's normalised time, made once if a ramp needs it
             for kind, param, (g_f, g_a, g_p0) in tones.ramps:
                 part = _tone_sum(g_f, g_a, g_p0, k0, k1)
                 if kind in _PROGRESS_POLY:
                     part *= _poly_envelope(kind, k0, k1, piece.n)
                 else:
-                    u = np.arange(k0, k1, dtype=np.float64)
-                    u /= piece.n
+                    if u is None:
+                        u = np.arange(k0, k1, dtype=np.float64) / piece.n
                     part *= _ramp_envelope(kind, param, u, piece.n, k0)
                 view += part
             if tones.moving is not None:
