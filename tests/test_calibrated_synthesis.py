@@ -234,3 +234,18 @@ def test_definitions_and_moves_in_micrometres():
         AWGProgramBuilder().logical_channel("V").define("d", logical_channel="V", positions_um=[1.0], amps=[0.1])
     with pytest.raises(ProgramError, match="one of them"):
         AWGProgramBuilder().logical_channel("H", position=POS).segment("s").tones("H").move(df=1e6, dx_um=1.0, time=1e-6)
+
+
+@pytest.mark.parametrize("what", ["calibrations", "positions"])
+def test_per_channel_calibrations_are_checked_alike(what):
+    one = {"calibrations": CAL, "positions": POS}[what]
+    base = AWGProgramBuilder().logical_channel("H").define("t", logical_channel="H", freqs=[90e6], amps=[0.5]).segment("s").tones("H").use_def("t")
+    intent = base.hold(time=2e-6).build_intent_ir()
+    from dataclasses import replace
+
+    with pytest.raises(ProgramError, match=f"{what} must be"):
+        replace(intent, **{what: (("H", "not a calibration"),)})
+    with pytest.raises(ProgramError, match="unknown logical channel 'V'"):
+        replace(intent, **{what: (("V", one),)})
+    with pytest.raises(ProgramError, match="two of them"):
+        replace(intent, **{what: (("H", one), ("H", one))})

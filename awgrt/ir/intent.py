@@ -472,16 +472,8 @@ class IntentIR:
             raise ProgramError("the program declares no logical channel")
         if len(set(self.logical_channels)) != len(self.logical_channels):
             raise ProgramError(f"logical channels repeat: {list(self.logical_channels)}", value=self.logical_channels)
-        for entry in self.calibrations:
-            if not (isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[1], AODCalibration)):
-                raise ProgramError(f"calibrations must be (channel, AODCalibration) pairs, got {entry!r}", value=entry)
-            if entry[0] not in self.logical_channels:
-                raise ProgramError(f"a calibration for unknown logical channel {entry[0]!r} (declared: {list(self.logical_channels)})", value=entry[0])
-        for place in self.positions:
-            if not (isinstance(place, tuple) and len(place) == 2 and isinstance(place[1], PositionCalibration) and place[0] in self.logical_channels):
-                raise ProgramError(f"positions must be (declared channel, PositionCalibration) pairs, got {place!r}", value=place)
-        if len({ch for ch, _ in self.calibrations}) != len(self.calibrations):
-            raise ProgramError("a logical channel has two calibrations", value=[ch for ch, _ in self.calibrations])
+        self._check_per_channel("calibrations", self.calibrations, AODCalibration)
+        self._check_per_channel("positions", self.positions, PositionCalibration)
         names = [d.name for d in self.definitions]
         if len(set(names)) != len(names):
             raise ProgramError(f"definition names repeat: {names}", value=names)
@@ -497,6 +489,18 @@ class IntentIR:
             raise ProgramError(f"last_step={self.last_step!r} is not one of {LAST_STEP_MODES}", value=self.last_step)
         for s in self.segments:
             s.check(self)
+
+    def _check_per_channel(self, what: str, pairs: tuple, kind: type) -> None:
+        """``pairs`` (``calibrations`` or ``positions``) are (declared channel, ``kind``) pairs, at
+        most one per channel."""
+        for entry in pairs:
+            if not (isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[1], kind)):
+                raise ProgramError(f"{what} must be (channel, {kind.__name__}) pairs, got {entry!r}", value=entry)
+            if entry[0] not in self.logical_channels:
+                raise ProgramError(f"{what}: unknown logical channel {entry[0]!r} (declared: {list(self.logical_channels)})", value=entry[0])
+        channels = [ch for ch, _ in pairs]
+        if len(set(channels)) != len(channels):
+            raise ProgramError(f"{what}: a logical channel has two of them ({channels})", value=channels)
 
     def amp_limit(self, channel: str) -> float:
         """The largest amplitude ``channel`` takes: 1 (full scale), or on a calibrated channel
