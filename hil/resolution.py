@@ -186,11 +186,13 @@ def _check_figures(rig_spec: str | RigConfig, trials: int) -> list[PhaseResoluti
                     if bound is not None:
                         rows.setdefault(r.check, []).append((r.measured, r.sigma, bound))
                         units[r.check] = r.unit
-    out = []
-    for check, values in rows.items():
-        v, sg, bd = (np.array(x) for x in zip(*values))
-        out.append(PhaseResolution(f"suite {check}", float(np.std(v, ddof=1)), float(np.mean(sg)), float(np.mean(bd)), float(np.mean(v)), check, units[check]))
-    return out
+    return [_summary(f"suite {check}", check, units[check], values) for check, values in rows.items()]
+
+
+def _summary(windows: str, check: str, unit: str, readings: list[tuple[float, float, float]]) -> PhaseResolution:
+    """One row of the table from (reading, reported sigma, bound) per trial."""
+    v, sg, bd = (np.array(x) for x in zip(*readings))
+    return PhaseResolution(windows, float(np.std(v, ddof=1)), float(np.mean(sg)), float(np.mean(bd)), float(np.mean(v)), check, unit)
 
 
 def _figures(rig_spec, trials: int, window_s: float | None, label: str, steps_too: bool = False) -> list[PhaseResolution]:
@@ -214,12 +216,7 @@ def _figures(rig_spec, trials: int, window_s: float | None, label: str, steps_to
                 dt = obs.capture.x_increment_s
                 sigma_rel = math.sqrt(12) * noise / (2 * math.pi * amp * n_side**1.5 * dt * paths[0].span.f0_hz)
                 rows["frequency"].append(((sr - sl) * 1e6, math.hypot(el, er) * 1e6, math.sqrt(2) * sigma_rel * 1e6))
-    out = []
-    for check, unit in (("phase", "deg"), ("amplitude", "dB"), ("frequency", "ppm")):
-        if rows[check]:
-            v, sg, bd = (np.array(x) for x in zip(*rows[check]))
-            out.append(PhaseResolution(label, float(np.std(v, ddof=1)), float(np.mean(sg)), float(np.mean(bd)), float(np.mean(v)), check, unit))
-    return out
+    return [_summary(label, check, unit, rows[check]) for check, unit in (("phase", "deg"), ("amplitude", "dB"), ("frequency", "ppm")) if rows[check]]
 
 
 def measure(rig_spec: str | RigConfig = "sim", trials: int = 20) -> Resolution:
