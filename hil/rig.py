@@ -556,9 +556,8 @@ class EmulatedRig(HardwareRig):
                 self._emulation.__exit__(None, None, None)
 
 
-#: The named simulated rigs (``"sim"``, ``"emulated"``): both AWG channels, the trigger, and a
-#: 10 MHz reference tone on the fourth input, so the card's clock is told from the scope's.
-SIM_WIRING = {0: "CH1", 1: "CH3"}
+#: The named simulated rigs (``"sim"``, ``"emulated"``) wire a 10 MHz reference tone to the
+#: input the default wiring leaves free, so the card's clock is told from the scope's.
 SIM_REFERENCE_INPUT = "CH4"
 
 
@@ -568,7 +567,7 @@ def open_rig(spec: str | Path | RigConfig, *, faults: Faults | None = None) -> R
     if isinstance(spec, RigConfig):
         config = spec
     elif str(spec) in ("sim", "emulated"):
-        config = RigConfig(name=str(spec), card=CardConfig(backend=str(spec)), wiring=SIM_WIRING, reference=ReferenceTone(SIM_REFERENCE_INPUT))
+        config = RigConfig(name=str(spec), card=CardConfig(backend=str(spec)), reference=ReferenceTone(SIM_REFERENCE_INPUT))
     else:
         config = RigConfig.load(spec)
     if config.card.backend == "emulated":

@@ -417,7 +417,7 @@ def summary_markdown(report: SuiteReport, figures: dict[int, Path], out_dir: Pat
     return "\n".join(lines) + "\n"
 
 
-def _mean(results: list[CheckResult], check: str) -> float | None:
+def _mean(results: Sequence[CheckResult], check: str) -> float | None:
     values = [r.measured for r in results if r.check == check and math.isfinite(r.measured)]
     return sum(values) / len(values) if values else None
 
@@ -426,7 +426,7 @@ def _clock_lines(report: SuiteReport) -> list[str]:
     """What the frequency checks say of the clocks, for the summary: the scope's timebase and the
     card's clock apart where a reference tone was recorded, else their sum."""
     simulated = "sim" in report.rig or "emulated" in report.rig
-    freq, scope = _mean(list(report.results), "frequency"), _mean(list(report.results), "scope_timebase")
+    freq, scope = _mean(report.results, "frequency"), _mean(report.results, "scope_timebase")
     if freq is None:
         return []
     if scope is not None:
