@@ -29,6 +29,7 @@ in parallel.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import threading
@@ -49,7 +50,7 @@ BLOCK = 1 << 16
 HOLD_BLOCK = 256
 _SPLIT = 16
 #: Tone-samples per sub-block of moving tones: their few temporaries stay in the core's cache.
-SUB_BLOCK = 1 << 17
+SUB_BLOCK = 1 << 15
 _MAX_STEP = 1 << 15
 _MIN_STEP = 1 << 10
 #: Largest error (rad, and so fraction of the tone's amplitude) of one moving tone's sine: the
@@ -75,11 +76,13 @@ def working_set_bytes(n_hw: int, n_tones: int) -> int:
     do: the float64 block of every channel, plus the larger of what constant-frequency tones need
     (complex phasors, 3 tones x (HOLD_BLOCK + block rows), three times over, and eight block-sized
     float64 arrays: the sum, its envelope and the envelope's terms) and what moving tones need
-    (phase, reduction and sine of a sub-block of max(SUB_BLOCK, 1024 tones) tone-samples, and
-    sixteen sub-block rows: trajectory terms, group sums and envelopes)."""
+    (twelve block-sized float64 rows: the trajectory terms of up to four shapes with their
+    temporaries and up to three polynomial envelopes; the phase, its reduction, its float32 sine
+    and the group sums of a sub-block of max(SUB_BLOCK, 1024 tones) tone-samples; and eight
+    sub-block rows for the other envelopes)."""
     rows = BLOCK // HOLD_BLOCK + 2
     held = 16 * 3 * n_tones * (HOLD_BLOCK + rows) * 3 + 8 * (BLOCK + HOLD_BLOCK) * 8  # a cosine ramp: three folded tones
-    moving = 8 * max(SUB_BLOCK, _MIN_STEP * n_tones) * 3 + 8 * _MAX_STEP * 16
+    moving = 8 * BLOCK * 12 + 28 * max(SUB_BLOCK, _MIN_STEP * n_tones) + 8 * _MAX_STEP * 8
     return 8 * BLOCK * n_hw + max(held, moving)
 
 
@@ -134,26 +137,36 @@ def _tone_sum(f: np.ndarray, a: np.ndarray, p0: np.ndarray, k0: int, k1: int, gr
 _FOLD_EXP = 60.0
 #: Progress polynomials (coefficients of u^0, u^1, ...) of the polynomial ramp shapes.
 _PROGRESS_POLY = {"linear": (0.0, 1.0), "min_jerk": (0.0, 0.0, 0.0, 10.0, -15.0, 6.0), "smoothstep": (0.0, 0.0, 3.0, -2.0)}
+#: Their integrals from 0 (the phase advance of a move of that shape, see :mod:`awgrt.ir.shapes`).
+_INTEGRAL_POLY = {"linear": (0.0, 0.0, 0.5), "min_jerk": (0.0, 0.0, 0.0, 0.0, 2.5, -3.0, 1.0), "smoothstep": (0.0, 0.0, 0.0, 1.0, -0.5)}
 
 
-def _poly_envelope(kind: str, k0: int, k1: int, n: int) -> np.ndarray:
-    """A polynomial ramp's progress p(k / n) at k in [k0, k1), as one small product: with
-    k = r W + j, p(u_r + v_j) = sum_m q_m(r) v_j^m exactly (u_r = r W / n, v_j = j / n, q_m the
-    m-th Taylor coefficient of p at u_r), so the (rows x W) envelope is (rows x terms) @ (terms x W)."""
-    c = _PROGRESS_POLY[kind]
+@functools.cache
+def _taylor_matrix(c: tuple[float, ...]) -> np.ndarray:
+    """T with q_m(u) = sum_d u^d T[d, m] the m-th Taylor coefficient at u of the polynomial with
+    coefficients c: T[d, m] = c_{m+d} binom(m+d, m)."""
+    deg = len(c) - 1
+    return np.array([[c[m + d] * math.comb(m + d, m) if m + d <= deg else 0.0 for m in range(deg + 1)] for d in range(deg + 1)])
+
+
+def _poly_envelope(c: tuple[float, ...], k0: int, k1: int, n: int, out: np.ndarray | None = None) -> np.ndarray:
+    """The polynomial with coefficients ``c`` (of u^0, u^1, ...) at u = k / n for k in [k0, k1),
+    as one small product: with k = r W + j, p(u_r + v_j) = sum_m q_m(r) v_j^m exactly (u_r = r W / n,
+    v_j = j / n, q_m the m-th Taylor coefficient of p at u_r), so the (rows x W) values are
+    (rows x terms) @ (terms x W). Written into ``out`` (k1 - k0 values) when given."""
     width = HOLD_BLOCK
     r0, r1 = k0 // width, -(-k1 // width)
     ur = np.arange(r0, r1, dtype=np.float64) * width / n
     deg = len(c) - 1
-    q = np.empty((r1 - r0, deg + 1))
-    for m in range(deg + 1):  # q_m = sum_{i >= m} c_i binom(i, m) u^(i - m), by Horner in u
-        acc = np.zeros_like(ur)
-        for i in range(deg, m - 1, -1):
-            acc = acc * ur + c[i] * math.comb(i, m)
-        q[:, m] = acc
-    v = np.arange(width, dtype=np.float64) / n
-    powers = v[None, :] ** np.arange(deg + 1, dtype=np.float64)[:, None]
-    return (q @ powers).ravel()[k0 - r0 * width : k1 - r0 * width]
+    q = np.vander(ur, deg + 1, increasing=True) @ _taylor_matrix(c)
+    powers = np.vander(np.arange(width, dtype=np.float64) / n, deg + 1, increasing=True).T
+    if out is not None and k0 == r0 * width and k1 == r1 * width and out.flags.c_contiguous:
+        return np.matmul(q, powers, out=out.reshape(r1 - r0, width)).reshape(-1)
+    values = (q @ powers).ravel()[k0 - r0 * width : k1 - r0 * width]
+    if out is None:
+        return values
+    out[...] = values
+    return out
 
 
 _Tones = tuple[np.ndarray, np.ndarray, np.ndarray]  # f (cycles/sample), a, p0 (cycles) of constant-frequency tones
@@ -303,44 +316,86 @@ def _ramp_envelope(kind: str, param: float, u: np.ndarray, n: int, k0: int) -> n
     return np.multiply.outer(hi, lo).ravel()[:m]
 
 
+def _trajectory_basis(mv: _Moving, n: int, k0: int, k1: int, step: int) -> np.ndarray:
+    """The piece's trajectory terms at samples [k0, k1) for sub-blocks of ``step`` samples from
+    k0: rows 1, the offset in the sub-block, and the integral of each frequency shape in use at
+    u = k / n (a polynomial shape as one small product of exact Taylor terms,
+    :func:`_poly_envelope`; the cosine in closed form)."""
+    m = k1 - k0
+    basis = np.empty((2 + len(mv.kinds), m))
+    basis[0] = 1.0
+    offsets = np.arange(min(step, m), dtype=np.float64)
+    for s in range(0, m, step):
+        basis[1, s : s + step] = offsets[: m - s]
+    for i, kind in enumerate(mv.kinds):
+        if kind in _INTEGRAL_POLY:
+            _poly_envelope(_INTEGRAL_POLY[kind], k0, k1, n, out=basis[2 + i])
+        else:
+            basis[2 + i] = FREQ_SHAPES[kind].integral(np.arange(k0, k1, dtype=np.float64) / n)
+    return basis
+
+
+def _moving_step(tones: int) -> int:
+    """Samples per sub-block of moving tones: about :data:`SUB_BLOCK` tone-samples, a whole number
+    of :data:`HOLD_BLOCK` rows (so of :data:`FAST_WINDOW` windows), within [_MIN_STEP, _MAX_STEP]."""
+    return min(_MAX_STEP, max(_MIN_STEP, SUB_BLOCK // tones // HOLD_BLOCK * HOLD_BLOCK))
+
+
+def _polynomial_envelopes(mv: _Moving, n: int, k0: int, k1: int) -> dict[str, np.ndarray]:
+    """The polynomial amplitude envelopes the moving tones' groups use, at samples [k0, k1)."""
+    return {kind: _poly_envelope(_PROGRESS_POLY[kind], k0, k1, n) for kind, _ in mv.envelopes if kind in _PROGRESS_POLY}
+
+
+def _add_groups(view: np.ndarray, sums: np.ndarray, mv: _Moving, progress: dict[str, np.ndarray], n: int, s0: int, at: int) -> None:
+    """Add a sub-block's group sums (starting at piece sample s0, at offset ``at`` of the call's
+    envelopes) to ``view``, each group after the first times its envelope."""
+    m = view.size
+    view += sums[0]
+    u = None
+    for g, (kind, param) in enumerate(mv.envelopes, start=1):
+        part = sums[g]
+        if kind in progress:
+            part *= progress[kind][at : at + m]
+        else:
+            if u is None:
+                u = np.arange(s0, s0 + m, dtype=np.float64) / n
+            part *= _ramp_envelope(kind, param, u, n, s0)
+        view += part
+
+
 def _moving_tones(mv: _Moving, n: int, k0: int, k1: int, out: np.ndarray) -> None:
     """Add samples [k0, k1) of tones whose frequency changes over their piece of n samples.
 
-    In sub-blocks of about :data:`SUB_BLOCK` tone-samples (the temporaries stay in the core's
-    cache), every tone's phase is one matrix product of the piece's trajectory terms (computed
-    once for all tones: the offset in the sub-block and each shape's integral) with the tones'
-    coefficients, exact in float64 (the constant term is each tone's phase at the sub-block start,
-    reduced exactly); it is reduced to [-1/2, 1/2] cycle, and only then turned into radians and
-    float32 and taken through float32 ``sin`` (see :data:`SINE_ERROR_RAD`). The sines are summed
-    in float64 per amplitude group by a second matrix product, times each group's envelope."""
+    In sub-blocks of about :data:`SUB_BLOCK` tone-samples (the temporaries, allocated once, stay
+    in the core's cache), every tone's phase is one matrix product of the piece's trajectory terms
+    (:func:`_trajectory_basis`, made once for all tones) with the tones' coefficients, exact in
+    float64 (the constant term is each tone's phase at the sub-block start, reduced exactly); it is
+    reduced to [-1/2, 1/2] cycle, and only then turned into radians and float32 and taken through
+    float32 ``sin`` (see :data:`SINE_ERROR_RAD`). The sines are summed in float64 per amplitude
+    group by a second matrix product, times each group's envelope (a polynomial one made once for
+    the whole call, the others per sub-block)."""
     tones = mv.f0.size
-    step = min(_MAX_STEP, max(_MIN_STEP, SUB_BLOCK // tones))
+    step = _moving_step(tones)
+    basis = _trajectory_basis(mv, n, k0, k1, step)
+    progress = _polynomial_envelopes(mv, n, k0, k1)
     coef = mv.coef.copy()
-    basis = np.empty((2 + len(mv.kinds), step))
-    basis[0] = 1.0
+    width = min(step, k1 - k0)
+    phi = np.empty((tones, width))
+    whole = np.empty((tones, width))
+    x = np.empty((tones, width), dtype=np.float32)
+    sums = np.empty((mv.amps.shape[0], width))
     for s0 in range(k0, k1, step):
         m = min(k1, s0 + step) - s0
-        b = basis[:, :m]
-        b[1] = np.arange(m, dtype=np.float64)
-        u = np.add(b[1], s0)
-        u /= n
-        for i, kind in enumerate(mv.kinds):
-            b[2 + i] = FREQ_SHAPES[kind].integral(u)
+        p, w, xs, ss = phi[:, :m], whole[:, :m], x[:, :m], sums[:, :m]
         coef[:, 0] = (mv.p0 + mv.f0 * s0) % 1.0
-        phi = coef @ b
-        tmp = np.rint(phi)
-        phi -= tmp
-        x = np.empty(phi.shape, dtype=np.float32)
-        np.multiply(phi, 2.0 * np.pi, out=x, casting="same_kind")  # in float64, then rounded once
-        np.sin(x, out=x)
-        np.copyto(tmp, x)
-        sums = mv.amps @ tmp
-        view = out[s0 - k0 : s0 - k0 + m]
-        view += sums[0]
-        for g, (kind, log_ratio) in enumerate(mv.envelopes, start=1):
-            part = sums[g]
-            part *= _ramp_envelope(kind, log_ratio, u, n, s0)
-            view += part
+        np.matmul(coef, basis[:, s0 - k0 : s0 - k0 + m], out=p)
+        np.rint(p, out=w)
+        p -= w
+        np.multiply(p, 2.0 * np.pi, out=xs, casting="same_kind")  # in float64, then rounded once
+        np.sin(xs, out=xs)
+        np.copyto(w, xs)
+        np.matmul(mv.amps, w, out=ss)
+        _add_groups(out[s0 - k0 : s0 - k0 + m], ss, mv, progress, n, s0, s0 - k0)
 
 
 def _moving_tones_fast(mv: _Moving, n: int, k0: int, k1: int, out: np.ndarray) -> None:
@@ -349,44 +404,45 @@ def _moving_tones_fast(mv: _Moving, n: int, k0: int, k1: int, out: np.ndarray) -
     phase is that anchor plus a float32 offset (one float32 matrix product of the window offset
     and each shape's integral change with the tones' coefficients), reduced, and taken through
     the float32 sine; the sines are summed in float32. Error: :data:`FAST_PHASE_ERROR_RAD`."""
-    tones = mv.f0.size
-    w = FAST_WINDOW
-    step = min(_MAX_STEP, max(_MIN_STEP, SUB_BLOCK // tones)) // w * w
-    kinds = len(mv.kinds)
+    tones, kinds, w = mv.f0.size, len(mv.kinds), FAST_WINDOW
+    step = _moving_step(tones)
+    basis = _trajectory_basis(mv, n, k0, k1, step)
+    progress = _polynomial_envelopes(mv, n, k0, k1)
     coef = mv.coef.copy()
     coef32 = np.ascontiguousarray(mv.coef[:, 1:], dtype=np.float32)
     amps32 = mv.amps.astype(np.float32)
-    local = np.tile(np.arange(w, dtype=np.float64), step // w)
+    width = -(-min(step, k1 - k0) // w) * w
+    anchor = np.empty((tones, width // w))
+    change = np.empty(width)
+    offsets = np.empty((1 + kinds, width), dtype=np.float32)
+    offsets[0] = np.tile(np.arange(w, dtype=np.float32), width // w)
+    x = np.empty((tones, width), dtype=np.float32)
+    whole = np.empty((tones, width), dtype=np.float32)
+    sums = np.empty((mv.amps.shape[0], width), dtype=np.float32)
     for s0 in range(k0, k1, step):
         m = min(k1, s0 + step) - s0
         nw = -(-m // w)
         mm = nw * w
-        u = np.arange(s0, s0 + mm, dtype=np.float64)
-        u /= n
-        anchors = np.empty((2 + kinds, nw))
-        anchors[0] = 1.0
-        anchors[1] = np.arange(0, mm, w, dtype=np.float64)
-        offsets = np.empty((1 + kinds, mm), dtype=np.float32)
-        offsets[0] = local[:mm]
-        for i, kind in enumerate(mv.kinds):
-            integral = FREQ_SHAPES[kind].integral(u).reshape(nw, w)
-            anchors[2 + i] = integral[:, 0]
-            integral -= integral[:, :1]
-            offsets[1 + i] = integral.ravel()
+        b = basis[:, s0 - k0 : s0 - k0 + m]
+        a = anchor[:, :nw]
         coef[:, 0] = (mv.p0 + mv.f0 * s0) % 1.0
-        start = coef @ anchors
-        start -= np.rint(start)
-        x = coef32 @ offsets
-        x3 = x.reshape(tones, nw, w)
-        x3 += start.astype(np.float32)[:, :, None]
-        x -= np.rint(x)
-        x *= np.float32(2.0 * np.pi)
-        np.sin(x, out=x)
-        sums = amps32 @ x[:, :m]
-        view = out[s0 - k0 : s0 - k0 + m]
-        view += sums[0]
-        for g, (kind, log_ratio) in enumerate(mv.envelopes, start=1):
-            view += sums[g] * _ramp_envelope(kind, log_ratio, u[:m], n, s0)
+        np.matmul(coef, b[:, ::w], out=a)
+        a -= np.rint(a)
+        for i in range(kinds):  # each shape's integral from its window's start, exact in float64
+            change[:m] = b[2 + i]
+            change[m:mm] = b[2 + i, -1]
+            windows = change[:mm].reshape(nw, w)
+            windows -= windows[:, :1].copy()
+            offsets[1 + i, :mm] = change[:mm]
+        xs, ws, ss = x[:, :mm], whole[:, :mm], sums[:, :mm]
+        np.matmul(coef32, offsets[:, :mm], out=xs)
+        xs.reshape(tones, nw, w)[...] += a.astype(np.float32)[:, :, None]
+        np.rint(xs, out=ws)
+        xs -= ws
+        xs *= np.float32(2.0 * np.pi)
+        np.sin(xs, out=xs)
+        np.matmul(amps32, xs, out=ss)
+        _add_groups(out[s0 - k0 : s0 - k0 + m], ss[:, :m], mv, progress, n, s0, s0 - k0)
 
 
 def _calibrated_tones(tones: tuple[tuple[ToneSpan, float], ...], fs: float, n: int, k0: int, k1: int, out: np.ndarray) -> None:
@@ -422,7 +478,7 @@ def _block(segment: Segment, b0: int, b1: int, fs: float, hardware: dict[str, in
             for kind, param, (g_f, g_a, g_p0) in tones.ramps:
                 part = _tone_sum(g_f, g_a, g_p0, k0, k1)
                 if kind in _PROGRESS_POLY:
-                    part *= _poly_envelope(kind, k0, k1, piece.n)
+                    part *= _poly_envelope(_PROGRESS_POLY[kind], k0, k1, piece.n)
                 else:
                     if u is None:
                         u = np.arange(k0, k1, dtype=np.float64) / piece.n
