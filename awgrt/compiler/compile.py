@@ -102,7 +102,7 @@ def compile_sequence_program(
     samples do not depend on it). ``fast_math=True`` (never the default) makes moving tones
     about twice as fast at a phase error of at most
     :data:`~awgrt.compiler.synth.FAST_PHASE_ERROR_RAD` (3.1e-5 rad, 1 LSB at full scale) instead of
-    :data:`~awgrt.compiler.synth.SINE_ERROR_RAD` (2.4e-7 rad); held tones and phase continuity at
+    :data:`~awgrt.compiler.synth.SINE_ERROR_RAD` (2.9e-7 rad); held tones and phase continuity at
     every boundary are unchanged (phases are anchored exactly); the report says which was used.
     """
     if not (finite_real(gain) and 0 < gain <= MAX_GAIN):

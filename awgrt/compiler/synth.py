@@ -56,9 +56,12 @@ _MIN_STEP = 1 << 10
 #: Largest error (rad, and so fraction of the tone's amplitude) of one moving tone's sine: the
 #: exact float64 phase reduced to [-pi, pi] is rounded to float32 (at most half a float32 step
 #: below 4, 2**-23 rad) and numpy's float32 sine is within 2 float32 ulps of the true value
-#: (2 * 2**-24 for |sin| <= 1). Summed over a channel whose amplitudes add up to A (fractions of
-#: full scale, after gain), the error is below SINE_ERROR_RAD * A * full_scale: 0.008 LSB at A = 1.
-SINE_ERROR_RAD = 2.0**-23 + 2.0 * 2.0**-24
+#: (2 * 2**-24 for |sin| <= 1): 2 * 2**-23. Tones sharing a shape and a frequency change are
+#: turned by one rotation e^{i psi} made the same way, its sine and cosine each within 2 ulps:
+#: at most (1 + sqrt 2) 2**-23 from exact, which bounds both. Summed over a channel whose
+#: amplitudes add up to A (fractions of full scale, after gain), the error is below
+#: SINE_ERROR_RAD * A * full_scale: 0.0094 LSB at A = 1.
+SINE_ERROR_RAD = (1.0 + math.sqrt(2.0)) * 2.0**-23
 #: Fast-math (opt-in): samples per window whose moving-tone phases are anchored exactly.
 FAST_WINDOW = 32
 #: Largest phase error (rad) of a moving tone in fast-math: within a window its phase is the
@@ -76,13 +79,14 @@ def working_set_bytes(n_hw: int, n_tones: int) -> int:
     do: the float64 block of every channel, plus the larger of what constant-frequency tones need
     (complex phasors, 3 tones x (HOLD_BLOCK + block rows), three times over, and eight block-sized
     float64 arrays: the sum, its envelope and the envelope's terms) and what moving tones need
-    (twelve block-sized float64 rows: the trajectory terms of up to four shapes with their
-    temporaries and up to three polynomial envelopes; the phase, its reduction, its float32 sine
+    (fourteen block-sized float64 rows: the trajectory terms of up to four shapes with their
+    temporaries and up to three polynomial envelopes, or for tones sharing a frequency change
+    their common phase, its sine and cosine, two sums and their envelopes; the phase, its reduction, its float32 sine
     and the group sums of a sub-block of max(SUB_BLOCK, 1024 tones) tone-samples; and eight
     sub-block rows for the other envelopes)."""
     rows = BLOCK // HOLD_BLOCK + 2
     held = 16 * 3 * n_tones * (HOLD_BLOCK + rows) * 3 + 8 * (BLOCK + HOLD_BLOCK) * 8  # a cosine ramp: three folded tones
-    moving = 8 * BLOCK * 12 + 28 * max(SUB_BLOCK, _MIN_STEP * n_tones) + 8 * _MAX_STEP * 8
+    moving = 8 * BLOCK * 14 + 28 * max(SUB_BLOCK, _MIN_STEP * n_tones) + 8 * _MAX_STEP * 8
     return 8 * BLOCK * n_hw + max(held, moving)
 
 
@@ -108,28 +112,49 @@ def _phasors(base: np.ndarray, step: np.ndarray, count: int) -> np.ndarray:
     return (a[:, :, None] * b[:, None, :]).reshape(base.size, -1)[:, :count]
 
 
-def _tone_sum(f: np.ndarray, a: np.ndarray, p0: np.ndarray, k0: int, k1: int, growth: tuple[np.ndarray, np.ndarray] | None = None, n: int = 1) -> np.ndarray:
-    """Sum over constant-frequency tones (frequencies ``f`` in cycles per sample, amplitudes ``a``,
-    start phases ``p0`` in cycles) of ``a sin(2 pi (p0 + f k))`` at samples k in [k0, k1) of their
-    piece of ``n`` samples; with ``growth`` (per tone: G, T), tone i's amplitude is
-    ``a_i e^{G_i (k / n - T_i)}`` (an exp ramp; T its end of larger amplitude, so the factor stays
-    at most 1 within the piece).
-
-    Sample r*W + j of tone i is Im(c_ir * e_ij) with c_ir = a_i e^{2 pi i (p0_i + f_i r W)} exact
-    per row and e_ij = e^{2 pi i f_i j} exact per column (W = HOLD_BLOCK), so no phase is
-    accumulated (an exp ramp's factor splits the same way: e^{G (r W / n - T)} per row times
-    e^{G j / n} per column, each from an exact exponent); Im(c e) = Re(c) Im(e) + Im(c) Re(e), so
-    the sum over tones is one real product (rows x 2 tones) @ (2 tones x W), with BLAS kept to one
-    thread (see compile)."""
-    width = HOLD_BLOCK
-    r0, r1 = k0 // width, -(-k1 // width)
-    e = _phasors(np.zeros_like(f), f, width)
-    c = a[:, None] * _phasors((p0 + f * (r0 * width)) % 1.0, (f * width) % 1.0, r1 - r0)
+def _columns(f: np.ndarray, growth: tuple[np.ndarray, np.ndarray] | None, n: int) -> np.ndarray:
+    """The column factors of :func:`_tone_sum` for tones of frequencies ``f``: (2 tones x W) rows
+    Im(e_ij) then Re(e_ij), e_ij = e^{2 pi i f_i j} (times e^{G_i j / n} for an exp ramp), made once
+    per piece."""
+    e = _phasors(np.zeros_like(f), f, HOLD_BLOCK)
     if growth is not None:
-        g, top = growth
-        c *= np.exp(g[:, None] * (np.arange(r0, r1, dtype=np.float64) * width / n - top[:, None]))
-        e *= np.exp(g[:, None] * (np.arange(width, dtype=np.float64) / n))
-    return (np.concatenate((c.real, c.imag)).T @ np.concatenate((e.imag, e.real))).ravel()[k0 - r0 * width : k1 - r0 * width]
+        e *= np.exp(growth[0][:, None] * (np.arange(HOLD_BLOCK, dtype=np.float64) / n))
+    return np.concatenate((e.imag, e.real))
+
+
+def _product_into(lhs: np.ndarray, rhs: np.ndarray, out: np.ndarray, add: bool) -> None:
+    """The first ``out.size`` values of the (rows x W) product ``lhs @ rhs`` read row by row,
+    written into ``out`` (straight from BLAS when they fill it exactly), or added to it."""
+    m = out.size
+    if not add and lhs.shape[0] * rhs.shape[1] == m and out.flags.c_contiguous:
+        np.matmul(lhs, rhs, out=out.reshape(lhs.shape[0], rhs.shape[1]))
+    elif add:
+        out += (lhs @ rhs).ravel()[:m]
+    else:
+        out[...] = (lhs @ rhs).ravel()[:m]
+
+
+def _tone_sum(tones: _Product, k0: int, n: int, out: np.ndarray, add: bool = False) -> None:
+    """Write (or add) into ``out`` the sum over constant-frequency tones (frequencies ``f`` in
+    cycles per sample, amplitudes ``a``, start phases ``p0`` in cycles) of ``a sin(2 pi (p0 + f k))``
+    at samples k in [k0, k0 + out.size) of their piece of ``n`` samples; with ``growth`` (per tone:
+    G, T), tone i's amplitude is ``a_i e^{G_i (k / n - T_i)}`` (an exp ramp; T its end of larger
+    amplitude, so the factor stays at most 1 within the piece).
+
+    Sample k0 + r*W + j of tone i is Im(c_ir * e_ij) with c_ir = a_i e^{2 pi i (p0_i + f_i (k0 + r W))}
+    exact per row and e_ij = e^{2 pi i f_i j} exact per column (W = HOLD_BLOCK,
+    :func:`_columns`), so no phase is accumulated (an exp ramp's factor splits the same way:
+    e^{G ((k0 + r W) / n - T)} per row times e^{G j / n} per column, each from an exact exponent);
+    Im(c e) = Re(c) Im(e) + Im(c) Re(e), so the sum over tones is one real product
+    (rows x 2 tones) @ (2 tones x W), with BLAS kept to one thread (see compile)."""
+    width = HOLD_BLOCK
+    rows = -(-out.size // width)
+    f = tones.f
+    c = tones.a[:, None] * _phasors((tones.p0 + f * k0) % 1.0, (f * width) % 1.0, rows)
+    if tones.growth is not None:
+        g, top = tones.growth
+        c *= np.exp(g[:, None] * ((k0 + np.arange(rows, dtype=np.float64) * width) / n - top[:, None]))
+    _product_into(np.concatenate((c.real, c.imag)).T, tones.columns, out, add)
 
 
 #: Largest |G| W / n for which an exp ramp is folded into the product (its column factor
@@ -151,25 +176,20 @@ def _taylor_matrix(c: tuple[float, ...]) -> np.ndarray:
 
 def _poly_envelope(c: tuple[float, ...], k0: int, k1: int, n: int, out: np.ndarray | None = None) -> np.ndarray:
     """The polynomial with coefficients ``c`` (of u^0, u^1, ...) at u = k / n for k in [k0, k1),
-    as one small product: with k = r W + j, p(u_r + v_j) = sum_m q_m(r) v_j^m exactly (u_r = r W / n,
-    v_j = j / n, q_m the m-th Taylor coefficient of p at u_r), so the (rows x W) values are
-    (rows x terms) @ (terms x W). Written into ``out`` (k1 - k0 values) when given."""
+    as one small product: with k = k0 + r W + j, p(u_r + v_j) = sum_m q_m(r) v_j^m exactly
+    (u_r = (k0 + r W) / n, v_j = j / n, q_m the m-th Taylor coefficient of p at u_r), so the
+    (rows x W) values are (rows x terms) @ (terms x W). Written into ``out`` (k1 - k0 values)
+    when given."""
     width = HOLD_BLOCK
-    r0, r1 = k0 // width, -(-k1 // width)
-    ur = np.arange(r0, r1, dtype=np.float64) * width / n
+    rows = -(-(k1 - k0) // width)
+    ur = (k0 + np.arange(rows, dtype=np.float64) * width) / n
     deg = len(c) - 1
     q = np.vander(ur, deg + 1, increasing=True) @ _taylor_matrix(c)
     powers = np.vander(np.arange(width, dtype=np.float64) / n, deg + 1, increasing=True).T
-    if out is not None and k0 == r0 * width and k1 == r1 * width and out.flags.c_contiguous:
-        return np.matmul(q, powers, out=out.reshape(r1 - r0, width)).reshape(-1)
-    values = (q @ powers).ravel()[k0 - r0 * width : k1 - r0 * width]
     if out is None:
-        return values
-    out[...] = values
+        return (q @ powers).ravel()[: k1 - k0]
+    _product_into(q, powers, out, add=False)
     return out
-
-
-_Tones = tuple[np.ndarray, np.ndarray, np.ndarray]  # f (cycles/sample), a, p0 (cycles) of constant-frequency tones
 
 
 @dataclass(frozen=True)
@@ -188,31 +208,53 @@ class _Moving:
 
 
 @dataclass(frozen=True)
-class _Folded:
-    """Constant-frequency tones made by one :func:`_tone_sum` product: held tones, exp ramps
-    (their growth folded into the product), and cosine ramps (a tone times 1/2 - cos(pi u)/2 is
-    that tone at half the amplitude change plus two tones 1/(2n) cycle per sample either side of
-    it at minus a quarter of it: exactly)."""
+class _Product:
+    """Constant-frequency tones made by one :func:`_tone_sum` product. A piece's folded tones are
+    its held tones, exp ramps (their growth folded into the product), and cosine ramps (a tone
+    times 1/2 - cos(pi u)/2 is that tone at half the amplitude change plus two tones 1/(2n) cycle
+    per sample either side of it at minus a quarter of it: exactly); a ramp group's tones are
+    those at their amplitude changes."""
 
-    f: np.ndarray
+    f: np.ndarray  # cycles per sample
     a: np.ndarray
-    p0: np.ndarray
+    p0: np.ndarray  # cycles
     growth: tuple[np.ndarray, np.ndarray] | None  # per tone (G, T) of e^{G (u - T)}, or None when no tone grows
+    columns: np.ndarray  # :func:`_columns`, made once per piece
+
+
+@dataclass(frozen=True)
+class _Shifted:
+    """Moving tones of a piece that share one shape and one frequency change D (cycles over the
+    piece): tone t's phase is p0_t + f0_t k + D S(k / n), so the channel's sum is
+    ``sum_g envelope_g(u) Im(H_g(k) e^{2 pi i D S(u)})`` with H_g(k) = sum_t a_gt e^{2 pi i (p0_t + f0_t k)}
+    made like held tones (:func:`_shifted_tones`): one rotation per sample for all of them."""
+
+    kind: str  # the frequency shape
+    change: float  # D = (f1 - f0) n / fs, cycles
+    tones: _Moving  # f0, p0, amplitude groups and envelopes (its coef is not used)
+
+    @functools.cached_property
+    def columns(self) -> tuple[np.ndarray, np.ndarray]:
+        """Column factors giving Im(H) and Re(H) from the row phasors (see :func:`_columns`)."""
+        e = _phasors(np.zeros_like(self.tones.f0), self.tones.f0, HOLD_BLOCK)
+        return np.concatenate((e.imag, e.real)), np.concatenate((e.real, -e.imag))
 
 
 @dataclass(frozen=True)
 class _PieceTones:
     """The tones of one piece sorted by how they are made: constant-frequency tones folded into
-    one product (:class:`_Folded`), polynomial ramps (linear, min_jerk) as the sum at their
+    one product (:class:`_Product`), polynomial ramps (linear, min_jerk) as the sum at their
     amplitude changes times the ramp's progress (:func:`_poly_envelope`), exp ramps too steep to
-    fold as their sum times :func:`_ramp_envelope`, moving tones through the float32 sine
-    (:func:`_moving_tones`), and AOD-calibrated tones whose power or frequency changes sample by
+    fold as their sum times :func:`_ramp_envelope`, moving tones that share a shape and a
+    frequency change as held tones times one common rotation (:func:`_shifted_tones`), the other
+    moving tones through the float32 sine (:func:`_moving_tones`), and AOD-calibrated tones whose power or frequency changes sample by
     sample (:func:`_calibrated_tones`)."""
 
-    folded: _Folded | None
-    ramps: tuple[tuple[str, float, _Tones], ...]  # (kind, its parameter, tones)
+    folded: _Product | None
+    ramps: tuple[tuple[str, float, _Product], ...]  # (kind, its parameter, tones at their amplitude changes)
     moving: _Moving | None
     calibrated: tuple[tuple[ToneSpan, float], ...] = ()  # optical ramps and moves (:func:`_calibrated_tones`), with the scale
+    shifted: tuple[_Shifted, ...] = ()  # moving tones sharing a shape and a frequency change (:func:`_shifted_tones`)
 
 
 def _amplitude_group(s: ToneSpan) -> list[tuple[tuple[str, float], float]]:
@@ -232,6 +274,23 @@ def _amplitude_group(s: ToneSpan) -> list[tuple[tuple[str, float], float]]:
     return [(("", 0.0), s.a0), ((s.amp_kind, s.amp_param), s.a1 - s.a0)]
 
 
+def _moving_matrices(moving: list[ToneSpan], fs: float, n: int, scale: float) -> _Moving:
+    """The matrices of :class:`_Moving` for these tones of a piece of n samples."""
+    kinds = tuple(dict.fromkeys(s.freq_kind for s in moving))
+    coef = np.zeros((len(moving), 2 + len(kinds)))
+    envelopes: dict[tuple[str, float], int] = {("", 0.0): 0}
+    terms = []
+    for t, s in enumerate(moving):
+        coef[t, 1] = s.f0_hz / fs
+        coef[t, 2 + kinds.index(s.freq_kind)] = (s.f1_hz - s.f0_hz) / fs * n
+        for key, a in _amplitude_group(s):
+            terms.append((envelopes.setdefault(key, len(envelopes)), t, a))
+    amps = np.zeros((len(envelopes), len(moving)))
+    for g, t, a in terms:
+        amps[g, t] += a * scale
+    return _Moving(coef[:, 1].copy(), np.array([s.phase0_cycles for s in moving], dtype=np.float64), coef, kinds, amps, tuple(envelopes)[1:])
+
+
 def _sort_tones(spans: tuple[ToneSpan, ...], fs: float, n: int, scale: float = 1.0) -> _PieceTones:
     """Sort a piece's tones (see :class:`_PieceTones`), amplitudes times ``scale``. A tone of an
     AOD-calibrated channel that holds plays the RF amplitude of its power at its frequency (as
@@ -246,8 +305,8 @@ def _sort_tones(spans: tuple[ToneSpan, ...], fs: float, n: int, scale: float = 1
                 a = float(s.optical.calibration.rf_amplitude(s.f0_hz, s.optical.p0)[0])
                 held.append(ToneSpan(s.tone, s.f0_hz, s.f1_hz, s.freq_kind, a, a, s.amp_kind, s.phase0_cycles))
         return replace(_sort_tones(tuple(held), fs, n, scale), calibrated=calibrated)
-    folded: list[tuple[float, float, float, float, float]] = []  # f, a, p0, G, T
-    groups: dict[tuple[str, float], list[tuple[float, float, float]]] = {}
+    folded: list[tuple[float, ...]] = []  # f, a, p0, G, T
+    groups: dict[tuple[str, float], list[tuple[float, ...]]] = {}
     moving = [s for s in spans if s.f0_hz != s.f1_hz]
     for s in spans:
         if s.f0_hz != s.f1_hz:
@@ -264,32 +323,21 @@ def _sort_tones(spans: tuple[ToneSpan, ...], fs: float, n: int, scale: float = 1
             else:
                 groups.setdefault((kind, ratio), []).append((f, a * scale, p0))
 
-    def arrays(rows: list[tuple[float, float, float]]) -> _Tones:
+    def product(rows: list[tuple[float, ...]]) -> _Product:
         m = np.array(rows, dtype=np.float64)
-        return m[:, 0].copy(), m[:, 1].copy(), m[:, 2].copy()
+        f = m[:, 0].copy()
+        growth = (m[:, 3].copy(), m[:, 4].copy()) if m.shape[1] > 3 and np.any(m[:, 3]) else None
+        return _Product(f, m[:, 1].copy(), m[:, 2].copy(), growth, _columns(f, growth, n))
 
-    fold = None
-    if folded:
-        m = np.array(folded, dtype=np.float64)
-        grows = bool(np.any(m[:, 3]))
-        fold = _Folded(m[:, 0].copy(), m[:, 1].copy(), m[:, 2].copy(), (m[:, 3].copy(), m[:, 4].copy()) if grows else None)
-    ramps = tuple((kind, ratio, arrays(rows)) for (kind, ratio), rows in groups.items())
-    mv = None
-    if moving:
-        kinds = tuple(dict.fromkeys(s.freq_kind for s in moving))
-        coef = np.zeros((len(moving), 2 + len(kinds)))
-        envelopes: dict[tuple[str, float], int] = {("", 0.0): 0}
-        terms = []
-        for t, s in enumerate(moving):
-            coef[t, 1] = s.f0_hz / fs
-            coef[t, 2 + kinds.index(s.freq_kind)] = (s.f1_hz - s.f0_hz) / fs * n
-            for key, a in _amplitude_group(s):
-                terms.append((envelopes.setdefault(key, len(envelopes)), t, a))
-        amps = np.zeros((len(envelopes), len(moving)))
-        for g, t, a in terms:
-            amps[g, t] += a * scale
-        mv = _Moving(coef[:, 1].copy(), np.array([s.phase0_cycles for s in moving]), coef, kinds, amps, tuple(envelopes)[1:])
-    return _PieceTones(fold, ramps, mv)
+    fold = product(folded) if folded else None
+    ramps = tuple((kind, ratio, product(rows)) for (kind, ratio), rows in groups.items())
+    by_change: dict[tuple[str, float], list[ToneSpan]] = {}
+    for sp in moving:
+        by_change.setdefault((sp.freq_kind, (sp.f1_hz - sp.f0_hz) / fs * n), []).append(sp)
+    single = [sp for group in by_change.values() if len(group) == 1 for sp in group]
+    shifted = tuple(_Shifted(kind, change, _moving_matrices(group, fs, n, scale)) for (kind, change), group in by_change.items() if len(group) > 1)
+    mv = _moving_matrices(single, fs, n, scale) if single else None
+    return _PieceTones(fold, ramps, mv, shifted=shifted)
 
 
 def _ramp_envelope(kind: str, param: float, u: np.ndarray, n: int, k0: int) -> np.ndarray:
@@ -328,11 +376,20 @@ def _trajectory_basis(mv: _Moving, n: int, k0: int, k1: int, step: int) -> np.nd
     for s in range(0, m, step):
         basis[1, s : s + step] = offsets[: m - s]
     for i, kind in enumerate(mv.kinds):
-        if kind in _INTEGRAL_POLY:
-            _poly_envelope(_INTEGRAL_POLY[kind], k0, k1, n, out=basis[2 + i])
-        else:
-            basis[2 + i] = FREQ_SHAPES[kind].integral(np.arange(k0, k1, dtype=np.float64) / n)
+        _shape_integral(kind, k0, k1, n, out=basis[2 + i])
     return basis
+
+
+def _shape_integral(kind: str, k0: int, k1: int, n: int, out: np.ndarray | None = None) -> np.ndarray:
+    """A frequency shape's integral S(u) at u = k / n, k in [k0, k1): a polynomial one as one
+    small product of exact Taylor terms (:func:`_poly_envelope`), the cosine in closed form."""
+    if kind in _INTEGRAL_POLY:
+        return _poly_envelope(_INTEGRAL_POLY[kind], k0, k1, n, out=out)
+    values = FREQ_SHAPES[kind].integral(np.arange(k0, k1, dtype=np.float64) / n)
+    if out is None:
+        return values
+    out[...] = values
+    return out
 
 
 def _moving_step(tones: int) -> int:
@@ -346,21 +403,58 @@ def _polynomial_envelopes(mv: _Moving, n: int, k0: int, k1: int) -> dict[str, np
     return {kind: _poly_envelope(_PROGRESS_POLY[kind], k0, k1, n) for kind, _ in mv.envelopes if kind in _PROGRESS_POLY}
 
 
+def _times_envelope(part: np.ndarray, kind: str, param: float, progress: dict[str, np.ndarray], n: int, s0: int, at: int) -> None:
+    """Multiply ``part`` (piece samples from s0; offset ``at`` of the call's polynomial envelopes
+    ``progress``) by the envelope of kind and parameter."""
+    m = part.size
+    if kind in progress:
+        part *= progress[kind][at : at + m]
+    else:
+        part *= _ramp_envelope(kind, param, np.arange(s0, s0 + m, dtype=np.float64) / n, n, s0)
+
+
 def _add_groups(view: np.ndarray, sums: np.ndarray, mv: _Moving, progress: dict[str, np.ndarray], n: int, s0: int, at: int) -> None:
     """Add a sub-block's group sums (starting at piece sample s0, at offset ``at`` of the call's
     envelopes) to ``view``, each group after the first times its envelope."""
-    m = view.size
     view += sums[0]
-    u = None
     for g, (kind, param) in enumerate(mv.envelopes, start=1):
         part = sums[g]
-        if kind in progress:
-            part *= progress[kind][at : at + m]
-        else:
-            if u is None:
-                u = np.arange(s0, s0 + m, dtype=np.float64) / n
-            part *= _ramp_envelope(kind, param, u, n, s0)
+        _times_envelope(part, kind, param, progress, n, s0, at)
         view += part
+
+
+def _shifted_tones(sh: _Shifted, n: int, k0: int, k1: int, out: np.ndarray) -> None:
+    """Add samples [k0, k1) of moving tones that share a shape and a frequency change (see
+    :class:`_Shifted`). H_g is one real product per amplitude group, as for held tones
+    (:func:`_tone_sum`: exact row and column phasors, nothing accumulated); the common phase
+    D S(u) is exact in float64, reduced to [-1/2, 1/2] cycle, turned into radians and rounded once
+    to float32, and taken through float32 sine and cosine: each within 2 float32 ulps, so the
+    rotation is within (1 + sqrt 2) 2**-23 of exact (:data:`SINE_ERROR_RAD`)."""
+    mv = sh.tones
+    m, width = k1 - k0, HOLD_BLOCK
+    common = _shape_integral(sh.kind, k0, k1, n)
+    common *= sh.change
+    common -= np.rint(common)
+    x = np.empty(m, dtype=np.float32)
+    np.multiply(common, 2.0 * np.pi, out=x, casting="same_kind")  # in float64, then rounded once
+    sin = np.sin(x).astype(np.float64)  # in float64 once, so that the sums below are not mixed-type
+    cos = np.cos(x, out=x).astype(np.float64)
+    rows = _phasors((mv.p0 + mv.f0 * k0) % 1.0, (mv.f0 * width) % 1.0, -(-m // width))
+    progress = _polynomial_envelopes(mv, n, k0, k1)
+    im_cols, re_cols = sh.columns
+    h_im, h_re = common, np.empty(m)
+    for g in range(mv.amps.shape[0]):
+        c = mv.amps[g][:, None] * rows
+        lhs = np.concatenate((c.real, c.imag)).T
+        _product_into(lhs, im_cols, h_im, add=False)
+        _product_into(lhs, re_cols, h_re, add=False)
+        h_im *= cos
+        h_re *= sin
+        h_im += h_re  # Im(H e^{i psi}) = Re(H) sin(psi) + Im(H) cos(psi)
+        if g:
+            kind, param = mv.envelopes[g - 1]
+            _times_envelope(h_im, kind, param, progress, n, k0, 0)
+        out += h_im
 
 
 def _moving_tones(mv: _Moving, n: int, k0: int, k1: int, out: np.ndarray) -> None:
@@ -458,36 +552,59 @@ def _calibrated_tones(tones: tuple[tuple[ToneSpan, float], ...], fs: float, n: i
         out += scale * s.amplitude_at(u) * np.sin(2.0 * np.pi * phase)
 
 
-def _block(segment: Segment, b0: int, b1: int, fs: float, hardware: dict[str, int], out: np.ndarray, sorted_tones: dict, fast_math: bool = False) -> None:
+def _piece_samples(tones: _PieceTones, n: int, k0: int, fs: float, view: np.ndarray, scratch: np.ndarray, fast_math: bool, add: bool) -> None:
+    """Samples [k0, k0 + view.size) of one piece's tones (of n samples) written into ``view``, or
+    added to it with ``add``. ``scratch``: two float64 rows of at least view.size values."""
+    k1 = k0 + view.size
+    if tones.folded is not None:
+        _tone_sum(tones.folded, k0, n, view, add)
+        add = True
+    u = None  # the piece's normalised time, made once if a ramp needs it
+    part, envelope = scratch[0, : view.size], scratch[1, : view.size]
+    for kind, param, group in tones.ramps:
+        _tone_sum(group, k0, n, part)
+        if kind in _PROGRESS_POLY:
+            _poly_envelope(_PROGRESS_POLY[kind], k0, k1, n, out=envelope)
+        else:
+            if u is None:
+                u = np.arange(k0, k1, dtype=np.float64) / n
+            envelope[...] = _ramp_envelope(kind, param, u, n, k0)
+        if add:
+            part *= envelope
+            view += part
+        else:
+            np.multiply(part, envelope, out=view)
+            add = True
+    if not add:
+        view.fill(0.0)
+    if tones.moving is not None:
+        (_moving_tones_fast if fast_math else _moving_tones)(tones.moving, n, k0, k1, view)
+    for shifted in tones.shifted:
+        _shifted_tones(shifted, n, k0, k1, view)
+    if tones.calibrated:
+        _calibrated_tones(tones.calibrated, fs, n, k0, k1, view)
+
+
+def _block(
+    segment: Segment, b0: int, b1: int, fs: float, hardware: dict[str, int], out: np.ndarray, sorted_tones: dict, scratch: np.ndarray, fast_math: bool = False
+) -> None:
     """Float64 samples [b0, b1) of every channel (in the units of the sorted amplitudes: LSB) into ``out``
-    (shape (n_hw, b1 - b0), zeroed by the caller)."""
-    for track in segment.tracks:
-        row = out[hardware[track.channel]]
+    (shape (n_hw, b1 - b0)): a channel whose track's pieces cover the block is written piece by
+    piece, any other is zeroed first and its pieces added."""
+    rows = [hardware[t.channel] for t in segment.tracks]
+    covering = {}
+    for track, row in zip(segment.tracks, rows):
+        covered = sum(max(0, min(b1, p.stop) - max(b0, p.start)) for p in track.pieces)
+        covering[row] = covered == b1 - b0 and rows.count(row) == 1
+    for row in range(out.shape[0]):
+        if not covering.get(row, False):
+            out[row].fill(0.0)
+    for track, row in zip(segment.tracks, rows):
         for piece in track.pieces:
             lo, hi = max(b0, piece.start), min(b1, piece.stop)
-            if lo >= hi:
-                continue
-            view = row[lo - b0 : hi - b0]
-            k0, k1 = lo - piece.start, hi - piece.start
-            key = (track.channel, piece.start)
-            tones = sorted_tones[key]
-            if tones.folded is not None:
-                fold = tones.folded
-                view += _tone_sum(fold.f, fold.a, fold.p0, k0, k1, fold.growth, piece.n)
-            u = None  # the piece's normalised time, made once if a ramp needs it
-            for kind, param, (g_f, g_a, g_p0) in tones.ramps:
-                part = _tone_sum(g_f, g_a, g_p0, k0, k1)
-                if kind in _PROGRESS_POLY:
-                    part *= _poly_envelope(_PROGRESS_POLY[kind], k0, k1, piece.n)
-                else:
-                    if u is None:
-                        u = np.arange(k0, k1, dtype=np.float64) / piece.n
-                    part *= _ramp_envelope(kind, param, u, piece.n, k0)
-                view += part
-            if tones.moving is not None:
-                (_moving_tones_fast if fast_math else _moving_tones)(tones.moving, piece.n, k0, k1, view)
-            if tones.calibrated:
-                _calibrated_tones(tones.calibrated, fs, piece.n, k0, k1, view)
+            if lo < hi:
+                tones = sorted_tones[(track.channel, piece.start)]
+                _piece_samples(tones, piece.n, lo - piece.start, fs, out[row, lo - b0 : hi - b0], scratch, fast_math, not covering[row])
 
 
 _POOL: list[ThreadPoolExecutor] = []
@@ -544,11 +661,11 @@ def synthesize(
         peak = np.zeros(n_hw)
         clipped = np.zeros(n_hw, dtype=np.int64)
         buf = np.empty((n_hw, min(n, BLOCK)))
+        scratch = np.empty((2, min(n, BLOCK)))
         for b0 in share:
             b1 = min(n, b0 + BLOCK)
             x = buf[:, : b1 - b0]
-            x.fill(0.0)
-            _block(segment, b0, b1, sample_rate_hz, hardware, x, sorted_tones, fast_math)  # in LSB: amplitudes carry the scale
+            _block(segment, b0, b1, sample_rate_hz, hardware, x, sorted_tones, scratch, fast_math)  # in LSB: amplitudes carry the scale
             top = np.maximum(x.max(axis=1), -x.min(axis=1))
             np.maximum(peak, top, out=peak)
             if top.max() > limit:  # only then is anything counted and clipped
