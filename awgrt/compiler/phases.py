@@ -108,15 +108,14 @@ def _optimise(freqs_cps: np.ndarray, amps: np.ndarray) -> np.ndarray:
 
     n_win = _window(freqs_cps)
     k = np.arange(n_win, dtype=np.float64)
-    base = 2 * np.pi * freqs_cps[:, None] * k
-    scale = float(np.sum(amps))
+    base = np.exp(2j * np.pi * ((freqs_cps[:, None] * k) % 1.0)) * (amps / float(np.sum(amps)))[:, None]  # one sine per value, once
 
     def cost(phi: np.ndarray) -> tuple[float, np.ndarray]:
-        arg = base + 2 * np.pi * phi[:, None]
-        x = (amps[:, None] * np.sin(arg)).sum(axis=0) / scale
+        z = base * np.exp(2j * np.pi * phi)[:, None]  # a e^{i arg} / sum(a): Im is the tone, Re its derivative's shape
+        x = z.imag.sum(axis=0)
         x7 = x**7
         value = float(np.mean(x7 * x))
-        grad = 8.0 * 2 * np.pi * (amps[:, None] * np.cos(arg) * x7).mean(axis=1) / scale
+        grad = 8.0 * 2 * np.pi * (z.real @ x7) / n_win
         return value, grad
 
     from scipy.optimize import minimize  # noqa: PLC0415 - loaded on first use: importing awgrt stays light

@@ -488,7 +488,10 @@ def _moving_tones(mv: _Moving, n: int, k0: int, k1: int, out: np.ndarray) -> Non
         np.multiply(p, 2.0 * np.pi, out=xs, casting="same_kind")  # in float64, then rounded once
         np.sin(xs, out=xs)
         np.copyto(w, xs)
-        np.matmul(mv.amps, w, out=ss)
+        if tones == 1:  # numpy's product of a single column is far slower than this
+            np.multiply.outer(mv.amps[:, 0], w[0], out=ss)
+        else:
+            np.matmul(mv.amps, w, out=ss)
         _add_groups(out[s0 - k0 : s0 - k0 + m], ss, mv, progress, n, s0, s0 - k0)
 
 
