@@ -52,6 +52,8 @@ _SPLIT = 16
 #: Tone-samples per sub-block of moving tones: their few temporaries stay in the core's cache.
 SUB_BLOCK = 1 << 15
 _MAX_STEP = 1 << 15
+#: Samples per sub-block of tones that share a frequency change (:func:`_shifted_tones`).
+SHIFT_STEP = 1 << 14
 _MIN_STEP = 1 << 10
 #: Largest error (rad, and so fraction of the tone's amplitude) of one moving tone's sine: the
 #: exact float64 phase reduced to [-pi, pi] is rounded to float32 (at most half a float32 step
@@ -157,6 +159,10 @@ def _tone_sum(tones: _Product, k0: int, n: int, out: np.ndarray, add: bool = Fal
     _product_into(np.concatenate((c.real, c.imag)).T, tones.columns, out, add)
 
 
+#: Amplitude groups of tones sharing a frequency change are made from one sum when they are
+#: proportional to within this fraction of the largest amplitude (an error of that order, far
+#: below :data:`SINE_ERROR_RAD`).
+_SHARED_AMPS = 1e-12
 #: Largest |G| W / n for which an exp ramp is folded into the product (its column factor
 #: e^{G j / n} then stays within e^{+-60}); steeper ones are multiplied by their envelope.
 _FOLD_EXP = 60.0
@@ -232,6 +238,18 @@ class _Shifted:
     kind: str  # the frequency shape
     change: float  # D = (f1 - f0) n / fs, cycles
     tones: _Moving  # f0, p0, amplitude groups and envelopes (its coef is not used)
+
+    @functools.cached_property
+    def proportional(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(amplitudes a, weights w) with every group's amplitudes w_g a, to within
+        :data:`_SHARED_AMPS` of the largest (tones that all ramp by one factor, or all to zero):
+        then one H serves every group. None when the groups are not proportional."""
+        amps = self.tones.amps
+        ref = amps[int(np.argmax(np.abs(amps).sum(axis=1)))]
+        weights = amps @ ref / float(ref @ ref)
+        if amps.shape[0] == 1 or np.abs(amps - np.outer(weights, ref)).max() > _SHARED_AMPS * np.abs(amps).max():
+            return None
+        return ref, weights
 
     @functools.cached_property
     def columns(self) -> tuple[np.ndarray, np.ndarray]:
@@ -426,7 +444,8 @@ def _add_groups(view: np.ndarray, sums: np.ndarray, mv: _Moving, progress: dict[
 def _shifted_tones(sh: _Shifted, n: int, k0: int, k1: int, out: np.ndarray) -> None:
     """Add samples [k0, k1) of moving tones that share a shape and a frequency change (see
     :class:`_Shifted`). H_g is one real product per amplitude group, as for held tones
-    (:func:`_tone_sum`: exact row and column phasors, nothing accumulated); the common phase
+    (:func:`_tone_sum`: exact row and column phasors, nothing accumulated), or one for all of
+    them when they are proportional (:attr:`_Shifted.proportional`); the common phase
     D S(u) is exact in float64, reduced to [-1/2, 1/2] cycle, turned into radians and rounded once
     to float32, and taken through float32 sine and cosine: each within 2 float32 ulps, so the
     rotation is within (1 + sqrt 2) 2**-23 of exact (:data:`SINE_ERROR_RAD`)."""
@@ -437,24 +456,44 @@ def _shifted_tones(sh: _Shifted, n: int, k0: int, k1: int, out: np.ndarray) -> N
     common -= np.rint(common)
     x = np.empty(m, dtype=np.float32)
     np.multiply(common, 2.0 * np.pi, out=x, casting="same_kind")  # in float64, then rounded once
-    sin = np.sin(x).astype(np.float64)  # in float64 once, so that the sums below are not mixed-type
-    cos = np.cos(x, out=x).astype(np.float64)
+    sin32, cos32 = np.sin(x), np.cos(x, out=x)
     rows = _phasors((mv.p0 + mv.f0 * k0) % 1.0, (mv.f0 * width) % 1.0, -(-m // width))
     progress = _polynomial_envelopes(mv, n, k0, k1)
+    shared = sh.proportional
+    total = None  # proportional groups: one sum times the weighted sum of their envelopes
+    if shared is not None:
+        weights = shared[1]
+        total = np.full(m, weights[0])
+        for w, (kind, param) in zip(weights[1:], mv.envelopes):
+            part = np.full(m, w)
+            _times_envelope(part, kind, param, progress, n, k0, 0)
+            total += part
+    amplitudes = [shared[0]] if shared is not None else list(mv.amps)
+    lhs = []
+    for amps in amplitudes:
+        c = amps[:, None] * rows
+        lhs.append(np.concatenate((c.real, c.imag)).T)
     im_cols, re_cols = sh.columns
-    h_im, h_re = common, np.empty(m)
-    for g in range(mv.amps.shape[0]):
-        c = mv.amps[g][:, None] * rows
-        lhs = np.concatenate((c.real, c.imag)).T
-        _product_into(lhs, im_cols, h_im, add=False)
-        _product_into(lhs, re_cols, h_re, add=False)
-        h_im *= cos
-        h_re *= sin
-        h_im += h_re  # Im(H e^{i psi}) = Re(H) sin(psi) + Im(H) cos(psi)
-        if g:
-            kind, param = mv.envelopes[g - 1]
-            _times_envelope(h_im, kind, param, progress, n, k0, 0)
-        out += h_im
+    step = min(m, SHIFT_STEP)
+    h_im, h_re, sin, cos = np.empty(step), np.empty(step), np.empty(step), np.empty(step)
+    for s0 in range(0, m, step):  # in sub-blocks that stay in the core's cache
+        s1 = min(m, s0 + step)
+        size, r0, r1 = s1 - s0, s0 // width, -(-s1 // width)
+        hi, hr, sn, cs = h_im[:size], h_re[:size], sin[:size], cos[:size]
+        np.copyto(sn, sin32[s0:s1])
+        np.copyto(cs, cos32[s0:s1])
+        for g, left in enumerate(lhs):
+            _product_into(left[r0:r1], im_cols, hi, add=False)
+            _product_into(left[r0:r1], re_cols, hr, add=False)
+            hi *= cs
+            hr *= sn
+            hi += hr  # Im(H e^{i psi}) = Re(H) sin(psi) + Im(H) cos(psi)
+            if total is not None:
+                hi *= total[s0:s1]
+            elif g:
+                kind, param = mv.envelopes[g - 1]
+                _times_envelope(hi, kind, param, progress, n, k0 + s0, s0)
+            out[s0:s1] += hi
 
 
 def _moving_tones(mv: _Moving, n: int, k0: int, k1: int, out: np.ndarray) -> None:
