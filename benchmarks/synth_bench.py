@@ -5,10 +5,11 @@
    straightforward numpy synthesis written here the way a typical lab script does it (per tone:
    frequency per sample, phase by cumulative sum, float64 ``np.sin``, sum, scale, clip, int16).
    Target: awgrt >= 20x.
-2. Tone-samples per second of awgrt's synthesis for 16 held, 16 moving and 64 moving (min_jerk)
-   tones, against plain float64 and float32 ``np.sin`` on the same number of values (the floor and
-   the vector limit of this CPU); exact against fast-math (``fast_math=True``): speed ratio and the
-   worst error measured against a float64 synthesis (per unit amplitude: radians of phase).
+2. Tone-samples per second of awgrt's synthesis for 16 held tones and 16 and 64 moving (min_jerk)
+   tones, all by one frequency change (a row shifted together) or each by its own, against plain
+   float64 and float32 ``np.sin`` on the same number of values (the floor and the vector limit of
+   this CPU); exact against fast-math (``fast_math=True``): speed ratio and the worst error
+   measured against a float64 synthesis (per unit amplitude: radians of phase).
 3. Scan turnaround on the 16-tone rearrangement (``examples/rearrange.py``) with ``SimBackend``:
    ``Runtime.run`` after a loop-count-only change and after a change of one segment's amplitude,
    against a full compile and upload of the same program on a fresh runtime.
@@ -108,19 +109,26 @@ def blas_state() -> str:
     return ", ".join(f"{i['internal_api']} {i.get('version')} {i.get('architecture')} threads={i['num_threads']}" for i in threadpool_info()) or "no BLAS found"
 
 
-def segment_with(n_tones: int, moving: bool, n: int = 1 << 20):
+def segment_with(n_tones: int, moving: str, n: int = 1 << 20):
+    """One segment of ``n`` samples of ``n_tones`` tones: held (``moving=""``), all moving by one
+    frequency change (``"shared"``: a row shifted together) or each by its own (``"own"``)."""
     t = n / FS
     b = AWGProgramBuilder().logical_channel("H")
     b.define("h", logical_channel="H", freqs=[60e6 + 1e6 * i for i in range(n_tones)], amps=[0.8 / n_tones] * n_tones)
     b.segment("s").tones("H").use_def("h")
-    b.move(df=1e6, time=t, kind="min_jerk") if moving else b.hold(time=t)
+    if moving == "shared":
+        b.move(df=1e6, time=t, kind="min_jerk")
+    elif moving == "own":
+        b.move(df=[1e6 + 0.37e6 * (i % 7) - 0.11e6 * i for i in range(n_tones)], time=t, kind="min_jerk")
+    else:
+        b.hold(time=t)
     q = quantize_resolved_ir(b.build_resolved_ir(sample_rate_hz=FS))
     return q, q.segments[0]
 
 
 def moving_errors(seg) -> tuple[float, float]:
-    """Worst error of exact and fast-math moving-tone synthesis against a float64 one (np.sin of
-    the exact float64 phase), per unit of summed amplitude, over the first 2^16 samples."""
+    """Worst error of exact and fast-math synthesis of the segment's moving tones against a float64
+    one (np.sin of the exact float64 phase), per unit of summed amplitude, over the first 2^16 samples."""
     from awgrt.compiler import synth
     from awgrt.ir.shapes import phase_cycles
 
@@ -130,12 +138,12 @@ def moving_errors(seg) -> tuple[float, float]:
     want = np.zeros(n)
     for s in piece.tones:
         want += s.a0 * np.sin(2 * np.pi * ((s.phase0_cycles + phase_cycles(s.f0_hz / FS, s.f1_hz / FS, s.freq_kind, piece.n, k)) % 1.0))
-    moving = synth._sort_tones(piece.tones, FS, piece.n).moving
+    tones = synth._sort_tones(piece.tones, FS, piece.n)
     total = sum(s.a0 for s in piece.tones)
     errs = []
-    for fn in (synth._moving_tones, synth._moving_tones_fast):
+    for fast in (False, True):
         out = np.zeros(n)
-        fn(moving, piece.n, 0, n, out)
+        synth._piece_samples(tones, piece.n, 0, FS, out, np.empty((2, n)), fast, add=False)
         errs.append(float(np.abs(out - want).max()) / total)
     return errs[0], errs[1]
 
@@ -166,21 +174,22 @@ def main() -> None:
     print(f"   ratio: awgrt is {t_base / t_awgrt:.1f}x faster, {t_base / t_fast:.1f}x with fast-math (target >= 20x)")
 
     print("\n2. synthesis of one segment of 2^20 samples (one thread)")
-    for n_tones, moving in ((16, False), (16, True), (64, True)):
+    cases = ((16, ""), (16, "shared"), (16, "own"), (64, "shared"), (64, "own"))
+    names = {"": "held", "shared": "moving together", "own": "moving, each its own"}
+    for n_tones, moving in cases:
         qq, seg = segment_with(n_tones, moving)
+        hw = dict(qq.hardware_channels)
         count = seg.n_samples * n_tones
-        t = best(lambda qq=qq, seg=seg: synthesize(seg, FS, dict(qq.hardware_channels), 1, gain=1.0, clip=0.9, full_scale=32767), args.repeat)
+        t = best(lambda seg=seg, hw=hw: synthesize(seg, FS, hw, 1, gain=1.0, clip=0.9, full_scale=32767), args.repeat)
         x64 = np.random.default_rng(0).random(count) * 2 * np.pi
         x32 = x64.astype(np.float32)
         t64 = best(lambda x64=x64: np.sin(x64), args.repeat)
         t32 = best(lambda x32=x32: np.sin(x32), args.repeat)
-        kind = "moving (min_jerk)" if moving else "held"
         print(
-            f"   {n_tones:>3} {kind:<18} awgrt {count / t / 1e6:7.1f} M tone-samples/s;  np.sin float64 {count / t64 / 1e6:7.1f} M/s "
+            f"   {n_tones:>3} {names[moving]:<21} awgrt {count / t / 1e6:7.1f} M tone-samples/s;  np.sin float64 {count / t64 / 1e6:7.1f} M/s "
             f"({t64 / t:5.2f}x of it), float32 {count / t32 / 1e6:7.1f} M/s ({t32 / t:5.2f}x of it)"
         )
         if moving:
-            hw = dict(qq.hardware_channels)
             t_f = best(lambda seg=seg, hw=hw: synthesize(seg, FS, hw, 1, gain=1.0, clip=0.9, full_scale=32767, fast_math=True), args.repeat)
             err_exact, err_fast = moving_errors(seg)
             print(

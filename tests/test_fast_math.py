@@ -72,12 +72,15 @@ def test_tones_sharing_a_frequency_change_stay_within_the_stated_error(kind, amp
 def _looping_chirps() -> AWGProgramBuilder:
     # "shake" moves every tone out and back over 2 x 25600 samples: each tone makes a whole number
     # of cycles per pass (2 f0 n + df n, any shape with half its move's integral), so it wraps
-    # seamlessly and its wrap is a real test of the moving-tone arithmetic
+    # seamlessly and its wrap is a real test of the moving-tone arithmetic; eight tones, each
+    # moving by its own amount, so that fast-math takes its own path (FAST_MIN_TONES)
+    assert synth.FAST_MIN_TONES <= 8
+    dfs = [1.5625e6 * (i + 1) * (-1) ** i for i in range(8)]
     b = AWGProgramBuilder().logical_channel("H")
-    b.define("d", logical_channel="H", freqs=[78.125e6, 90.625e6, 103.125e6], amps=[0.25, 0.25, 0.25], phases="auto")
+    b.define("d", logical_channel="H", freqs=[78.125e6 + 12.5e6 * i for i in range(8)], amps=[0.09] * 8, phases="auto")
     b.segment("idle", mode="wait_trig").tones("H").use_def("d").hold(time=32e-6)
-    b.segment("shake", mode="loop_n", loops=4).tones("H").move(df=[1.5625e6, -3.125e6, 4.6875e6], time=25600 / FS, kind="min_jerk")
-    b.move(df=[-1.5625e6, 3.125e6, -4.6875e6], time=25600 / FS, kind="cosine")
+    b.segment("shake", mode="loop_n", loops=4).tones("H").move(df=dfs, time=25600 / FS, kind="min_jerk")
+    b.move(df=[-df for df in dfs], time=25600 / FS, kind="cosine")
     b.segment("go").tones("H").move(df=3e6, time=50e-6, kind="linear")
     b.segment("park", mode="wait_trig").hold(time=32e-6)
     return b

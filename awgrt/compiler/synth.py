@@ -66,6 +66,9 @@ _MIN_STEP = 1 << 10
 SINE_ERROR_RAD = (1.0 + math.sqrt(2.0)) * 2.0**-23
 #: Fast-math (opt-in): samples per window whose moving-tone phases are anchored exactly.
 FAST_WINDOW = 32
+#: Fast-math takes its own path only for pieces with at least this many tones moving on their own:
+#: with fewer it is no faster than the exact path, which is then used (its error is far smaller).
+FAST_MIN_TONES = 8
 #: Largest phase error (rad) of a moving tone in fast-math: within a window its phase is the
 #: exact float64 anchor (reduced, then float32: 2**-25 cycle) plus an offset of at most
 #: FAST_WINDOW / 2 cycles (the frequency stays below fs/2) made by a float32 matrix product
@@ -620,7 +623,8 @@ def _piece_samples(tones: _PieceTones, n: int, k0: int, fs: float, view: np.ndar
     if not add:
         view.fill(0.0)
     if tones.moving is not None:
-        (_moving_tones_fast if fast_math else _moving_tones)(tones.moving, n, k0, k1, view)
+        fast = fast_math and tones.moving.f0.size >= FAST_MIN_TONES
+        (_moving_tones_fast if fast else _moving_tones)(tones.moving, n, k0, k1, view)
     for shifted in tones.shifted:
         _shifted_tones(shifted, n, k0, k1, view)
     if tones.calibrated:
