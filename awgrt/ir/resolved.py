@@ -16,6 +16,7 @@ import math
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -36,6 +37,19 @@ class Optical:
     p0: float
     p1: float
     calibration: AODCalibration
+
+
+_D = TypeVar("_D")
+
+
+def _replaced(obj: _D, **changes: object) -> _D:
+    """A copy of the frozen dataclass ``obj`` with some fields changed, without running its
+    ``__init__`` (these classes check nothing there): a scan point re-phases every span, and a
+    frozen dataclass's ``__init__`` costs several times this."""
+    new = object.__new__(type(obj))
+    new.__dict__.update(obj.__dict__)
+    new.__dict__.update(changes)
+    return new
 
 
 @dataclass(frozen=True)
@@ -86,7 +100,7 @@ class ToneSpan:
 
     def with_phase(self, phase0_cycles: float) -> ToneSpan:
         """This span starting at ``phase0_cycles`` (a faster ``dataclasses.replace``)."""
-        return ToneSpan(self.tone, self.f0_hz, self.f1_hz, self.freq_kind, self.a0, self.a1, self.amp_kind, phase0_cycles, self.amp_param, self.optical)
+        return _replaced(self, phase0_cycles=phase0_cycles)
 
     def with_freqs(self, f0_hz: float, f1_hz: float, freq_kind: str) -> ToneSpan:
         """This span moving from ``f0_hz`` to ``f1_hz`` (itself when nothing changes)."""
@@ -116,7 +130,7 @@ class Piece:
         """This piece with other spans (itself when they are the same objects)."""
         if len(tones) == len(self.tones) and all(a is b for a, b in zip(tones, self.tones)):
             return self
-        return Piece(self.start, self.n, tones, self.op)
+        return _replaced(self, tones=tones)
 
 
 @dataclass(frozen=True)

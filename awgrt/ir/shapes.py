@@ -11,6 +11,7 @@ S is evaluated in closed form, so phase is exact at every sample and never accum
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, get_args
@@ -163,5 +164,11 @@ def span_phase_advance(f0_cps: float, f1_cps: float, kind: str, n: int) -> float
     k = float(n)
     phase = f0_cps * k
     if f1_cps != f0_cps:
-        phase = phase + (f1_cps - f0_cps) * n * float(FREQ_SHAPES[kind].integral(np.asarray(k / n)))
+        phase = phase + (f1_cps - f0_cps) * n * _integral_at_end(kind)  # k / n is exactly 1.0
     return float(phase)
+
+
+@functools.cache
+def _integral_at_end(kind: str) -> float:
+    """A shape's integral at u = 1.0, evaluated once per shape by the same arithmetic."""
+    return float(FREQ_SHAPES[kind].integral(np.asarray(1.0)))
