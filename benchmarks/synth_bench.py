@@ -91,13 +91,15 @@ def best(fn, repeat: int) -> float:
 
 def interleaved(fns, repeat: int) -> list[float]:
     """Minimum time of each function over ``repeat`` rounds, the functions taking turns in every
-    round (so a machine that slows down for a while slows all of them alike)."""
-    times = [[] for _ in fns]
-    for _ in range(repeat):
-        for fn, ts in zip(fns, times):
+    round (so a machine that slows down for a while slows all of them alike), each round starting
+    with the next one (so none always runs right after the same other)."""
+    times: list[list[float]] = [[] for _ in fns]
+    for r in range(repeat):
+        for i in range(len(fns)):
+            j = (i + r) % len(fns)
             t0 = time.perf_counter()
-            fn()
-            ts.append(time.perf_counter() - t0)
+            fns[j]()
+            times[j].append(time.perf_counter() - t0)
     return [min(ts) for ts in times]
 
 

@@ -117,6 +117,25 @@ def _phasors(base: np.ndarray, step: np.ndarray, count: int) -> np.ndarray:
     return (a[:, :, None] * b[:, None, :]).reshape(base.size, -1)[:, :count]
 
 
+#: Rows of :data:`HOLD_BLOCK` samples in a block (and one more for a block not aligned to them).
+_ROWS = BLOCK // HOLD_BLOCK + 1
+
+
+def _row_steps(f: np.ndarray) -> np.ndarray:
+    """e^{2 pi i f r W} for r in [0, _ROWS): the row factors of tones of frequencies ``f``
+    relative to a block's first row, made once per piece (see :func:`_row_phasors`)."""
+    return _phasors(np.zeros_like(f), (f * HOLD_BLOCK) % 1.0, _ROWS)
+
+
+def _row_phasors(f: np.ndarray, p0: np.ndarray, k0: int, count: int, steps: np.ndarray) -> np.ndarray:
+    """e^{2 pi i (p0 + f (k0 + r W))} for r in [0, count): the exact phasor of each tone at k0
+    (its phase reduced in float64) times the piece's exact row factors ``steps``; each value
+    within a few float64 ulps."""
+    if count > steps.shape[1]:
+        return _phasors((p0 + f * k0) % 1.0, (f * HOLD_BLOCK) % 1.0, count)
+    return np.exp(2j * np.pi * ((p0 + f * k0) % 1.0))[:, None] * steps[:, :count]
+
+
 def _columns(f: np.ndarray, growth: tuple[np.ndarray, np.ndarray] | None, n: int) -> np.ndarray:
     """The column factors of :func:`_tone_sum` for tones of frequencies ``f``: (2 tones x W) rows
     Im(e_ij) then Re(e_ij), e_ij = e^{2 pi i f_i j} (times e^{G_i j / n} for an exp ramp), made once
@@ -155,7 +174,7 @@ def _tone_sum(tones: _Product, k0: int, n: int, out: np.ndarray, add: bool = Fal
     width = HOLD_BLOCK
     rows = -(-out.size // width)
     f = tones.f
-    c = tones.a[:, None] * _phasors((tones.p0 + f * k0) % 1.0, (f * width) % 1.0, rows)
+    c = tones.a[:, None] * _row_phasors(f, tones.p0, k0, rows, tones.row_steps)
     if tones.growth is not None:
         g, top = tones.growth
         c *= np.exp(g[:, None] * ((k0 + np.arange(rows, dtype=np.float64) * width) / n - top[:, None]))
@@ -230,6 +249,11 @@ class _Product:
     growth: tuple[np.ndarray, np.ndarray] | None  # per tone (G, T) of e^{G (u - T)}, or None when no tone grows
     columns: np.ndarray  # :func:`_columns`, made once per piece
 
+    @functools.cached_property
+    def row_steps(self) -> np.ndarray:
+        """:func:`_row_steps` of these tones, made once per piece."""
+        return _row_steps(self.f)
+
 
 @dataclass(frozen=True)
 class _Shifted:
@@ -253,6 +277,11 @@ class _Shifted:
         if amps.shape[0] == 1 or np.abs(amps - np.outer(weights, ref)).max() > _SHARED_AMPS * np.abs(amps).max():
             return None
         return ref, weights
+
+    @functools.cached_property
+    def row_steps(self) -> np.ndarray:
+        """:func:`_row_steps` of these tones, made once per piece."""
+        return _row_steps(self.tones.f0)
 
     @functools.cached_property
     def columns(self) -> tuple[np.ndarray, np.ndarray]:
@@ -460,7 +489,7 @@ def _shifted_tones(sh: _Shifted, n: int, k0: int, k1: int, out: np.ndarray) -> N
     x = np.empty(m, dtype=np.float32)
     np.multiply(common, 2.0 * np.pi, out=x, casting="same_kind")  # in float64, then rounded once
     sin32, cos32 = np.sin(x), np.cos(x, out=x)
-    rows = _phasors((mv.p0 + mv.f0 * k0) % 1.0, (mv.f0 * width) % 1.0, -(-m // width))
+    rows = _row_phasors(mv.f0, mv.p0, k0, -(-m // width), sh.row_steps)
     progress = _polynomial_envelopes(mv, n, k0, k1)
     shared = sh.proportional
     total = None  # proportional groups: one sum times the weighted sum of their envelopes
