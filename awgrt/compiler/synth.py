@@ -202,6 +202,14 @@ def _taylor_matrix(c: tuple[float, ...]) -> np.ndarray:
     return np.array([[c[m + d] * math.comb(m + d, m) if m + d <= deg else 0.0 for m in range(deg + 1)] for d in range(deg + 1)])
 
 
+@functools.lru_cache(maxsize=256)
+def _column_powers(n: int, terms: int) -> np.ndarray:
+    """(j / n)^m for m in [0, terms) (rows) and j in [0, W) (columns), remembered per piece length."""
+    powers = np.vander(np.arange(HOLD_BLOCK, dtype=np.float64) / n, terms, increasing=True).T.copy()
+    powers.flags.writeable = False
+    return powers
+
+
 def _poly_envelope(c: tuple[float, ...], k0: int, k1: int, n: int, out: np.ndarray | None = None) -> np.ndarray:
     """The polynomial with coefficients ``c`` (of u^0, u^1, ...) at u = k / n for k in [k0, k1),
     as one small product: with k = k0 + r W + j, p(u_r + v_j) = sum_m q_m(r) v_j^m exactly
@@ -213,7 +221,7 @@ def _poly_envelope(c: tuple[float, ...], k0: int, k1: int, n: int, out: np.ndarr
     ur = (k0 + np.arange(rows, dtype=np.float64) * width) / n
     deg = len(c) - 1
     q = np.vander(ur, deg + 1, increasing=True) @ _taylor_matrix(c)
-    powers = np.vander(np.arange(width, dtype=np.float64) / n, deg + 1, increasing=True).T
+    powers = _column_powers(n, deg + 1)
     if out is None:
         return (q @ powers).ravel()[: k1 - k0]
     _product_into(q, powers, out, add=False)
@@ -718,8 +726,8 @@ def synthesize(
     on_block: Callable[[int], object] | None = None,
 ) -> SynthResult:
     """Int16 samples of one quantized segment (phases must be assigned), block by block.
-    ``workers`` threads take interleaved blocks (each with its own working set, so the memory
-    bound grows by that factor); the samples do not depend on it. ``fast_math``: moving tones
+    ``workers`` threads each take the next block as they finish one (each with its own working
+    set, so the memory bound grows by that factor); the samples do not depend on it. ``fast_math``: moving tones
     through :func:`_moving_tones_fast` (error :data:`FAST_PHASE_ERROR_RAD`), never the default.
     ``on_block(samples)`` is called after every block (from the worker threads too)."""
     if any(s.phase0_cycles is None for t in segment.tracks for p in t.pieces for s in p.tones):
@@ -732,12 +740,19 @@ def synthesize(
 
     sorted_tones = {(t.channel, p.start): _sort_tones(p.tones, sample_rate_hz, p.n, scale) for t in segment.tracks for p in t.pieces}
 
-    def run(share: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    pending = iter(starts)
+    taking = threading.Lock()
+
+    def take() -> int | None:
+        with taking:
+            return next(pending, None)
+
+    def run() -> tuple[np.ndarray, np.ndarray]:
         peak = np.zeros(n_hw)
         clipped = np.zeros(n_hw, dtype=np.int64)
         buf = np.empty((n_hw, min(n, BLOCK)))
         scratch = np.empty((2, min(n, BLOCK)))
-        for b0 in share:
+        while (b0 := take()) is not None:
             b1 = min(n, b0 + BLOCK)
             x = buf[:, : b1 - b0]
             _block(segment, b0, b1, sample_rate_hz, hardware, x, sorted_tones, scratch, fast_math)  # in LSB: amplitudes carry the scale
@@ -753,12 +768,10 @@ def synthesize(
                 on_block(b1 - b0)
         return peak, clipped
 
-    if workers == 1:
-        parts = [run(starts)]
-    else:  # this thread takes the first share; the pool's threads (kept between calls) the rest
-        shares = [starts[i::workers] for i in range(workers)]
-        futures = [_pool().submit(run, share) for share in shares[1:]]
-        parts = [run(shares[0])] + [f.result() for f in futures]
+    # this thread and workers - 1 of the pool's (kept between calls) each take the next block as
+    # they finish one, so a core that another process keeps busy holds nothing up
+    futures = [_pool().submit(run) for _ in range(workers - 1)]
+    parts = [run()] + [f.result() for f in futures]
     peak = np.max([p for p, _ in parts], axis=0)
     clipped = np.sum([c for _, c in parts], axis=0)
     if not np.all(np.isfinite(peak)):
