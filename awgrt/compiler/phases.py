@@ -113,8 +113,11 @@ def _optimise(freqs_cps: np.ndarray, amps: np.ndarray) -> np.ndarray:
     def cost(phi: np.ndarray) -> tuple[float, np.ndarray]:
         z = base * np.exp(2j * np.pi * phi)[:, None]  # a e^{i arg} / sum(a): Im is the tone, Re its derivative's shape
         x = z.imag.sum(axis=0)
-        x7 = x**7
-        value = float(np.mean(x7 * x))
+        x2 = x * x  # x**7 by products: numpy's general power is far slower
+        x7 = x2 * x2
+        x7 *= x2
+        x7 *= x
+        value = float(x7 @ x) / n_win
         grad = 8.0 * 2 * np.pi * (z.real @ x7) / n_win
         return value, grad
 
