@@ -11,11 +11,12 @@ The same segment types carry the quantized IR, where ``ToneSpan.phase0_cycles`` 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import struct
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import TypeVar
 
 import numpy as np
@@ -45,11 +46,22 @@ _D = TypeVar("_D")
 def _replaced(obj: _D, **changes: object) -> _D:
     """A copy of the frozen dataclass ``obj`` with some fields changed, without running its
     ``__init__`` (these classes check nothing there): a scan point re-phases every span, and a
-    frozen dataclass's ``__init__`` costs several times this."""
-    new = object.__new__(type(obj))
-    new.__dict__.update(obj.__dict__)
-    new.__dict__.update(changes)
+    frozen dataclass's ``__init__`` costs several times this. Only fields are copied (never a
+    remembered property, which the change may alter)."""
+    cls: type = type(obj)
+    new: _D = object.__new__(cls)
+    state = dict(obj.__dict__)
+    names = _field_names(cls)
+    if len(state) > len(names):
+        state = {name: state[name] for name in names}
+    state.update(changes)
+    object.__setattr__(new, "__dict__", state)
     return new
+
+
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
 
 
 @dataclass(frozen=True)
@@ -122,7 +134,7 @@ class Piece:
     def stop(self) -> int:
         return self.start + self.n
 
-    @property
+    @functools.cached_property
     def constant(self) -> bool:
         return all(t.constant for t in self.tones)
 
@@ -148,7 +160,7 @@ class ChannelTrack:
     def exit(self) -> tuple[ToneSpan, ...]:
         return self.pieces[-1].tones
 
-    @property
+    @functools.cached_property
     def constant(self) -> bool:
         """Same tones, frequencies and amplitudes from start to end."""
         first = [(t.tone, t.f0_hz, t.a0) for t in self.pieces[0].tones]
