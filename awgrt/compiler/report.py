@@ -82,8 +82,8 @@ class CompileReport:
 
         if self.fast_math:
             return (
-                f"fast-math: moving tones within {FAST_PHASE_ERROR_RAD:.1e} rad of exact phase "
-                f"(<= {FAST_PHASE_ERROR_RAD * 32767:.1f} LSB at full scale); held tones exact"
+                f"fast-math: tones moving each on its own (eight or more in a piece) within {FAST_PHASE_ERROR_RAD:.1e} rad of exact phase "
+                f"(<= {FAST_PHASE_ERROR_RAD * 32767:.1f} LSB at full scale); every other tone exact"
             )
         return f"exact: every tone within {SINE_ERROR_RAD:.1e} rad (<= {SINE_ERROR_RAD * 32767:.3f} LSB at full scale)"
 

@@ -56,6 +56,8 @@ LAST_STEP_MODES: tuple[str, ...] = get_args(LastStep)
 
 def finite_real(x: Any) -> bool:
     """A real number (numpy scalars included, bool not) that is finite as a float."""
+    if type(x) is float:  # the common case, without the abstract-class checks
+        return math.isfinite(x)
     if isinstance(x, bool) or not isinstance(x, numbers.Real):
         return False
     try:
