@@ -50,7 +50,7 @@ def _add_compile_options(p: argparse.ArgumentParser, fs: float) -> None:
     p.add_argument("--gain", type=float, default=1.0)
     p.add_argument("--clip", type=float, default=0.9, help="clip level, fraction of full scale")
     p.add_argument("--clip-error", action="store_true", help="make clipping an error instead of a count")
-    p.add_argument("--fast-math", action="store_true", help="eight or more tones moving each on its own up to 1.4x faster, within 3.1e-5 rad (1 LSB) of exact; the report says so")
+    p.add_argument("--fast-math", action="store_true", help="tones moving each on its own up to 1.4x faster, within 1 LSB of exact; the report says so")
     p.add_argument("--max-snap-hz", type=float, default=None, help="largest wrap-snapping shift allowed")
     p.add_argument("--detail", action="store_true", help="list every tone's snap, step and edge jump in the report")
     p.add_argument("--save", type=Path, help="write the compiled program (.npz)")
