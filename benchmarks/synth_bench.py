@@ -70,9 +70,11 @@ def baseline(q) -> list[np.ndarray]:
 
 
 def forget_compiler_caches() -> None:
-    """Start cold: drop the resolved segments, snapping plans, optimised phases and edge checks the compiler remembers."""
-    from awgrt.compiler import phases, resolve, snap
+    """Start cold: drop the resolved segments, snapping plans, optimised phases, edge checks and tone phasors the compiler remembers."""
+    from awgrt.compiler import phases, resolve, snap, synth
 
+    synth._remembered_phasors.cache_clear()
+    synth._column_powers.cache_clear()
     snap._CHAIN_CACHE.clear()
     phases._optimise_cached.cache_clear()
     phases._crest_factors.cache_clear()

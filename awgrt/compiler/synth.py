@@ -121,10 +121,20 @@ def _phasors(base: np.ndarray, step: np.ndarray, count: int) -> np.ndarray:
 _ROWS = BLOCK // HOLD_BLOCK + 1
 
 
-def _row_steps(f: np.ndarray) -> np.ndarray:
-    """e^{2 pi i f r W} for r in [0, _ROWS): the row factors of tones of frequencies ``f``
-    relative to a block's first row, made once per piece (see :func:`_row_phasors`)."""
-    return _phasors(np.zeros_like(f), (f * HOLD_BLOCK) % 1.0, _ROWS)
+def _row_steps(f: np.ndarray, n: int) -> np.ndarray:
+    """e^{2 pi i f r W} for r in [0, min(_ROWS, rows of a piece of n samples + 1)): the row
+    factors of tones of frequencies ``f`` relative to a block's first row (see
+    :func:`_row_phasors`), remembered for the next scan point."""
+    return _remembered_phasors(tuple(float(x) for x in (f * HOLD_BLOCK) % 1.0), min(_ROWS, n // HOLD_BLOCK + 2))
+
+
+@functools.lru_cache(maxsize=256)
+def _remembered_phasors(step: tuple[float, ...], count: int) -> np.ndarray:
+    """:func:`_phasors` from phase 0, read-only and remembered by the tones' steps (a scan point
+    usually plays the same tones again)."""
+    e = _phasors(np.zeros(len(step)), np.array(step), count)
+    e.flags.writeable = False
+    return e
 
 
 def _row_phasors(f: np.ndarray, p0: np.ndarray, k0: int, count: int, steps: np.ndarray) -> np.ndarray:
@@ -140,9 +150,9 @@ def _columns(f: np.ndarray, growth: tuple[np.ndarray, np.ndarray] | None, n: int
     """The column factors of :func:`_tone_sum` for tones of frequencies ``f``: (2 tones x W) rows
     Im(e_ij) then Re(e_ij), e_ij = e^{2 pi i f_i j} (times e^{G_i j / n} for an exp ramp), made once
     per piece."""
-    e = _phasors(np.zeros_like(f), f, HOLD_BLOCK)
+    e = _remembered_phasors(tuple(float(x) for x in f), HOLD_BLOCK)
     if growth is not None:
-        e *= np.exp(growth[0][:, None] * (np.arange(HOLD_BLOCK, dtype=np.float64) / n))
+        e = e * np.exp(growth[0][:, None] * (np.arange(HOLD_BLOCK, dtype=np.float64) / n))
     return np.concatenate((e.imag, e.real))
 
 
@@ -256,11 +266,12 @@ class _Product:
     p0: np.ndarray  # cycles
     growth: tuple[np.ndarray, np.ndarray] | None  # per tone (G, T) of e^{G (u - T)}, or None when no tone grows
     columns: np.ndarray  # :func:`_columns`, made once per piece
+    n: int  # samples in the piece
 
     @functools.cached_property
     def row_steps(self) -> np.ndarray:
         """:func:`_row_steps` of these tones, made once per piece."""
-        return _row_steps(self.f)
+        return _row_steps(self.f, self.n)
 
 
 @dataclass(frozen=True)
@@ -273,6 +284,7 @@ class _Shifted:
     kind: str  # the frequency shape
     change: float  # D = (f1 - f0) n / fs, cycles
     tones: _Moving  # f0, p0, amplitude groups and envelopes (its coef is not used)
+    n: int  # samples in the piece
 
     @functools.cached_property
     def proportional(self) -> tuple[np.ndarray, np.ndarray] | None:
@@ -289,12 +301,12 @@ class _Shifted:
     @functools.cached_property
     def row_steps(self) -> np.ndarray:
         """:func:`_row_steps` of these tones, made once per piece."""
-        return _row_steps(self.tones.f0)
+        return _row_steps(self.tones.f0, self.n)
 
     @functools.cached_property
     def columns(self) -> tuple[np.ndarray, np.ndarray]:
         """Column factors giving Im(H) and Re(H) from the row phasors (see :func:`_columns`)."""
-        e = _phasors(np.zeros_like(self.tones.f0), self.tones.f0, HOLD_BLOCK)
+        e = _remembered_phasors(tuple(float(x) for x in self.tones.f0), HOLD_BLOCK)
         return np.concatenate((e.imag, e.real)), np.concatenate((e.real, -e.imag))
 
 
@@ -385,7 +397,7 @@ def _sort_tones(spans: tuple[ToneSpan, ...], fs: float, n: int, scale: float = 1
         m = np.array(rows, dtype=np.float64)
         f = m[:, 0].copy()
         growth = (m[:, 3].copy(), m[:, 4].copy()) if m.shape[1] > 3 and np.any(m[:, 3]) else None
-        return _Product(f, m[:, 1].copy(), m[:, 2].copy(), growth, _columns(f, growth, n))
+        return _Product(f, m[:, 1].copy(), m[:, 2].copy(), growth, _columns(f, growth, n), n)
 
     fold = product(folded) if folded else None
     ramps = tuple((kind, ratio, product(rows)) for (kind, ratio), rows in groups.items())
@@ -393,7 +405,7 @@ def _sort_tones(spans: tuple[ToneSpan, ...], fs: float, n: int, scale: float = 1
     for sp in moving:
         by_change.setdefault((sp.freq_kind, (sp.f1_hz - sp.f0_hz) / fs * n), []).append(sp)
     single = [sp for group in by_change.values() if len(group) == 1 for sp in group]
-    shifted = tuple(_Shifted(kind, change, _moving_matrices(group, fs, n, scale)) for (kind, change), group in by_change.items() if len(group) > 1)
+    shifted = tuple(_Shifted(kind, change, _moving_matrices(group, fs, n, scale), n) for (kind, change), group in by_change.items() if len(group) > 1)
     mv = _moving_matrices(single, fs, n, scale) if single else None
     return _PieceTones(fold, ramps, mv, shifted=shifted)
 
