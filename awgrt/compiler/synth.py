@@ -33,6 +33,7 @@ import functools
 import math
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -128,12 +129,28 @@ def _row_steps(f: np.ndarray, n: int) -> np.ndarray:
     return _remembered_phasors(tuple(float(x) for x in (f * HOLD_BLOCK) % 1.0), min(_ROWS, n // HOLD_BLOCK + 2))
 
 
-@functools.lru_cache(maxsize=256)
+#: Bytes of tone phasors :func:`_remembered_phasors` keeps (the least recently used go first).
+PHASOR_CACHE_BYTES = 16 << 20
+_PHASOR_CACHE: OrderedDict[tuple[tuple[float, ...], int], np.ndarray] = OrderedDict()
+_PHASOR_LOCK = threading.Lock()
+
+
 def _remembered_phasors(step: tuple[float, ...], count: int) -> np.ndarray:
     """:func:`_phasors` from phase 0, read-only and remembered by the tones' steps (a scan point
-    usually plays the same tones again)."""
+    usually plays the same tones again), within :data:`PHASOR_CACHE_BYTES`."""
+    key = (step, count)
+    with _PHASOR_LOCK:
+        e = _PHASOR_CACHE.get(key)
+        if e is not None:
+            _PHASOR_CACHE.move_to_end(key)
+            return e
     e = _phasors(np.zeros(len(step)), np.array(step), count)
     e.flags.writeable = False
+    with _PHASOR_LOCK:
+        _PHASOR_CACHE[key] = e
+        total = sum(v.nbytes for v in _PHASOR_CACHE.values())
+        while total > PHASOR_CACHE_BYTES and len(_PHASOR_CACHE) > 1:
+            total -= _PHASOR_CACHE.popitem(last=False)[1].nbytes
     return e
 
 
