@@ -9,12 +9,19 @@ reduced modulo one cycle before any sine. How a piece's tones are made depends o
   exactly into a row and a column factor) and cosine ramps (exactly three held tones each) in one
   product; a linear or min_jerk ramp group is the sum at its amplitude change times the ramp's
   progress, itself one small product of exact Taylor terms (:func:`_poly_envelope`);
-- moving: every tone's phase is one float64 matrix product of the piece's trajectory terms (made
-  once for all its tones) with the tones' coefficients, reduced, rounded once to float32 and taken
-  through numpy's vectorised float32 sine, whose error is bounded by :data:`SINE_ERROR_RAD`
-  (below 0.01 LSB at full scale); the sines are summed per amplitude group by a second product.
-  ``fast_math=True`` anchors the exact phase every :data:`FAST_WINDOW` samples and makes the rest
-  in float32 (:data:`FAST_PHASE_ERROR_RAD`, 1 LSB at full scale); never the default.
+- moving together (one shape, one frequency change: a row of tweezers shifted as one): their
+  held-tone sum, made as above, turned by one rotation per sample, whose phase is exact in
+  float64 and whose sine and cosine are numpy's float32 ones (:func:`_shifted_tones`);
+- moving each on its own: every tone's phase is one float64 matrix product of the piece's
+  trajectory terms (made once for all its tones) with the tones' coefficients, reduced, rounded
+  once to float32 and taken through numpy's vectorised float32 sine; the sines are summed per
+  amplitude group by a second product (:func:`_moving_tones`). ``fast_math=True`` anchors their
+  exact phase every :data:`FAST_WINDOW` samples and makes the rest in float32
+  (:data:`FAST_PHASE_ERROR_RAD`, 1 LSB at full scale) where that pays; never the default.
+
+Either way a moving tone is within :data:`SINE_ERROR_RAD` of exact (below 0.01 LSB at full scale).
+The phasors of the tones played are remembered (within :data:`PHASOR_CACHE_BYTES`), since a scan
+point usually plays the same tones again.
 
 Amplitudes carry ``gain * full_scale``, so each channel's sum is in LSB; it is clipped at
 ``clip * full_scale`` (every clipped sample counted), rounded to the nearest integer and stored as
