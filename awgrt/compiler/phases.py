@@ -133,8 +133,13 @@ def _optimise(freqs_cps: np.ndarray, amps: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------------ assignment
 
 
-def assign_phases(segments: tuple[Segment, ...], origins: tuple[ToneOrigin, ...], sample_rate_hz: float) -> tuple[tuple[Segment, ...], tuple[Note, ...]]:
-    """Segments with ``phase0_cycles`` set on every span, and notes on optimised phases."""
+def assign_phases(
+    segments: tuple[Segment, ...], origins: tuple[ToneOrigin, ...], sample_rate_hz: float, *, only: Collection[int] | None = None
+) -> tuple[tuple[Segment, ...], tuple[Note, ...]]:
+    """Segments with ``phase0_cycles`` set on every span, and notes on optimised phases. With
+    ``only`` (segment indices), just those segments are made with their phases (the others are
+    returned as they came, their phases only followed through): what needs the phases at a few
+    segments, such as the ring edge, does not pay for the rest."""
     fs = sample_rate_hz
     phase: dict[int, float] = {}
     auto: dict[int, float] = {}
@@ -160,7 +165,8 @@ def assign_phases(segments: tuple[Segment, ...], origins: tuple[ToneOrigin, ...]
         return auto[span.tone]
 
     out = []
-    for seg in segments:
+    for index, seg in enumerate(segments):
+        make = only is None or index in only
         tracks = []
         for track in seg.tracks:
             entry = track.entry
@@ -177,11 +183,14 @@ def assign_phases(segments: tuple[Segment, ...], origins: tuple[ToneOrigin, ...]
                     if s.tone not in phase:
                         phase[s.tone] = birth_phase(s, piece.tones, seg.name, track.channel)
                     p0 = canonical_phase(phase[s.tone])
-                    spans.append(s.with_phase(p0))
+                    if make:
+                        spans.append(s.with_phase(p0))
                     phase[s.tone] = (p0 + span_phase_advance(s.f0_hz / fs, s.f1_hz / fs, s.freq_kind, piece.n)) % 1.0
-                pieces.append(piece.with_tones(tuple(spans)))
-            tracks.append(ChannelTrack(track.channel, tuple(pieces)))
-        out.append(seg.with_tracks(tuple(tracks)))
+                if make:
+                    pieces.append(piece.with_tones(tuple(spans)))
+            if make:
+                tracks.append(ChannelTrack(track.channel, tuple(pieces)))
+        out.append(seg.with_tracks(tuple(tracks)) if make else seg)
     return tuple(out), tuple(notes)
 
 

@@ -211,16 +211,20 @@ def quantize_resolved_ir(
         ring=resolved.last_step == "ring",
     )
     notes += snapped.notes
-    segments, phase_notes = assign_phases(snapped.segments, resolved.tone_origins, fs)
     carried = ring_tones(resolved.segments) if resolved.last_step == "ring" and snap else set()
-    gaps = ring_gaps(segments, carried, fs) if carried else {}
+    gaps: dict[tuple[str, int], float] = {}
+    if carried:  # the phases at the ring edge first: only its two segments are made
+        edge, _ = assign_phases(snapped.segments, resolved.tone_origins, fs, only=(0, len(snapped.segments) - 1))
+        gaps = ring_gaps(edge, carried, fs)
     left: dict[tuple[str, int], float | None] = {}
+    unphased = snapped.segments
     if gaps:  # the ring edge carries tones on as asked: close their phase there too
         limits = snap_limits(max_snap_hz, tuple(s.name for s in resolved.segments))
         bent, ring_notes, peaks, left = close_ring(snapped.segments, gaps, fs, limits, _bound(close_ring_hz, "close_ring_hz"))
         if peaks:
-            segments, phase_notes = assign_phases(bent, resolved.tone_origins, fs)
+            unphased = bent
             notes += ring_notes
+    segments, phase_notes = assign_phases(unphased, resolved.tone_origins, fs)
     notes += phase_notes
     segments = tuple(s.with_digest(fs, mapping) for s in segments)
     slot_of, slots, slot_notes = assign_slots(segments, card, n_channels)
