@@ -61,7 +61,7 @@ import math
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Literal, get_args
 
 import numpy as np
@@ -104,7 +104,7 @@ def _pad_track(track: ChannelTrack, n_old: int, n_new: int) -> ChannelTrack:
         pieces = (*track.pieces[:-1], _replaced(last, n=last.n + n_new - n_old))
     else:
         held = tuple(
-            replace(
+            _replaced(
                 s,
                 f0_hz=s.f1_hz,
                 a0=s.a1,
@@ -112,7 +112,7 @@ def _pad_track(track: ChannelTrack, n_old: int, n_new: int) -> ChannelTrack:
                 amp_kind="linear",
                 amp_param=0.0,
                 phase0_cycles=None,
-                optical=None if s.optical is None else replace(s.optical, p0=s.optical.p1),
+                optical=None if s.optical is None else _replaced(s.optical, p0=s.optical.p1),
             )
             for s in last.tones
         )
