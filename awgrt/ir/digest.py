@@ -8,6 +8,7 @@ equal digests on every machine and Python version that keeps ``float.__repr__`` 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from typing import Any
@@ -15,6 +16,12 @@ from typing import Any
 import numpy as np
 
 _PLAIN = (int, float, str, bool)
+
+
+@functools.cache
+def _shown_fields(cls: type) -> tuple[tuple[str, ...], Any]:
+    """A dataclass's fields that are part of its plain form (those shown by repr), and its OP."""
+    return tuple(f.name for f in dataclasses.fields(cls) if f.repr), getattr(cls, "OP", None)
 
 
 def to_plain(value: Any) -> Any:
@@ -26,8 +33,8 @@ def to_plain(value: Any) -> Any:
             return value  # json writes a tuple of plain values as the same array
         return [to_plain(v) for v in value]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        out = {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value) if f.repr}
-        op = getattr(type(value), "OP", None)
+        names, op = _shown_fields(type(value))
+        out = {name: to_plain(getattr(value, name)) for name in names}
         if op is not None:
             out = {"op": op, **out}
         return out
