@@ -170,7 +170,7 @@ def main() -> None:
         forget_compiler_caches()
         compile_sequence_program(quantize_resolved_ir(resolved), progress=False, fast_math=True)
 
-    t_awgrt, t_base, t_fast = interleaved([cold_compile, lambda: baseline(q), cold_fast], max(args.repeat, 7))
+    t_awgrt, t_base, t_fast = interleaved([cold_compile, lambda: baseline(q), cold_fast], max(args.repeat, 15))
     print(f"\n1. mol-exp-like program: {n / 1e6:.2f} M samples x 2 channels, {tone_samples / 1e6:.1f} M tone-samples; workers={default_workers()}")
     print(f"   awgrt quantize + compile (cold) {t_awgrt * 1e3:8.1f} ms   ({tone_samples / t_awgrt / 1e6:6.1f} M tone-samples/s)")
     print(f"   the same with fast_math=True    {t_fast * 1e3:8.1f} ms   ({tone_samples / t_fast / 1e6:6.1f} M tone-samples/s)")

@@ -126,3 +126,23 @@ def test_fast_math_is_opt_in_and_checked():
         rt.fast_math = True
         rt.run(_looping_chirps(), sample_rate_hz=FS)
         assert rt.program.report.fast_math and rt.last_report.compiled_segments  # resynthesised, not taken from the exact cache
+
+
+@pytest.mark.parametrize("kind", ["linear", "min_jerk", "smoothstep"])
+@pytest.mark.parametrize(("amp_kind", "param"), [("linear", 0.0), ("min_jerk", 0.0), ("exp_tau", 2.0), ("adiabatic", 0.0)])
+def test_one_tone_moving_on_its_own_stays_within_the_stated_error(kind, amp_kind, param):
+    # a lone moving tone's phase is one polynomial per block, expanded at the block's start: made
+    # block by block over a piece several blocks long, against a float64 synthesis of the exact phase
+    from awgrt.ir.resolved import Piece, ToneSpan
+
+    n = 3 * synth.BLOCK + 12345
+    span = ToneSpan(0, 61.3e6, 61.3e6 + 23.7e6, kind, 0.83, 0.21, amp_kind, 0.377, param)
+    piece = Piece(0, n, (span,), "move")
+    tones = synth._sort_tones(piece.tones, FS, n)
+    assert tones.moving is not None and tones.moving.f0.size == 1 and not tones.shifted
+    want = ref.synthesize_pieces([piece], FS, n)
+    got = np.full(n, np.nan)
+    for k0 in range(0, n, synth.BLOCK):
+        k1 = min(n, k0 + synth.BLOCK)
+        synth._piece_samples(tones, n, k0, FS, got[k0:k1], np.empty((2, k1 - k0)), fast_math=False, add=False)
+    assert np.abs(got - want).max() <= synth.SINE_ERROR_RAD * 0.83

@@ -228,12 +228,15 @@ _PROGRESS_POLY = {"linear": (0.0, 1.0), "min_jerk": (0.0, 0.0, 0.0, 10.0, -15.0,
 _INTEGRAL_POLY = {"linear": (0.0, 0.0, 0.5), "min_jerk": (0.0, 0.0, 0.0, 0.0, 2.5, -3.0, 1.0), "smoothstep": (0.0, 0.0, 0.0, 1.0, -0.5)}
 
 
-@functools.cache
-def _taylor_matrix(c: tuple[float, ...]) -> np.ndarray:
+def _taylor(c: tuple[float, ...] | np.ndarray) -> np.ndarray:
     """T with q_m(u) = sum_d u^d T[d, m] the m-th Taylor coefficient at u of the polynomial with
     coefficients c: T[d, m] = c_{m+d} binom(m+d, m)."""
     deg = len(c) - 1
     return np.array([[c[m + d] * math.comb(m + d, m) if m + d <= deg else 0.0 for m in range(deg + 1)] for d in range(deg + 1)])
+
+
+#: :func:`_taylor` of the fixed shape polynomials, made once each.
+_taylor_matrix = functools.cache(_taylor)
 
 
 @functools.lru_cache(maxsize=256)
@@ -244,17 +247,17 @@ def _column_powers(n: int, terms: int) -> np.ndarray:
     return powers
 
 
-def _poly_envelope(c: tuple[float, ...], k0: int, k1: int, n: int, out: np.ndarray | None = None) -> np.ndarray:
+def _poly_envelope(c: tuple[float, ...], k0: int, k1: int, n: int, out: np.ndarray | None = None, taylor: np.ndarray | None = None) -> np.ndarray:
     """The polynomial with coefficients ``c`` (of u^0, u^1, ...) at u = k / n for k in [k0, k1),
     as one small product: with k = k0 + r W + j, p(u_r + v_j) = sum_m q_m(r) v_j^m exactly
     (u_r = (k0 + r W) / n, v_j = j / n, q_m the m-th Taylor coefficient of p at u_r), so the
     (rows x W) values are (rows x terms) @ (terms x W). Written into ``out`` (k1 - k0 values)
-    when given."""
+    when given; ``taylor``: :func:`_taylor` of c when the caller made it (c is not remembered then)."""
     width = HOLD_BLOCK
     rows = -(-(k1 - k0) // width)
     ur = (k0 + np.arange(rows, dtype=np.float64) * width) / n
     deg = len(c) - 1
-    q = np.vander(ur, deg + 1, increasing=True) @ _taylor_matrix(c)
+    q = np.vander(ur, deg + 1, increasing=True) @ (_taylor_matrix(c) if taylor is None else taylor)
     powers = _column_powers(n, deg + 1)
     if out is None:
         return (q @ powers).ravel()[: k1 - k0]
@@ -572,6 +575,30 @@ def _shifted_tones(sh: _Shifted, n: int, k0: int, k1: int, out: np.ndarray) -> N
             out[s0:s1] += hi
 
 
+def _single_moving_tone(mv: _Moving, n: int, k0: int, k1: int, out: np.ndarray) -> None:
+    """Add samples [k0, k1) of one tone moving on its own with a polynomial shape. Its phase over
+    the call is one polynomial in w = (k - k0) / n: its exact phase at k0 (reduced, float64), plus
+    f0 n w, plus D (S(k0 / n + w) - S(k0 / n)) with S expanded exactly at k0 / n (its Taylor
+    coefficients); that polynomial is one small product (:func:`_poly_envelope`), below half a
+    block of cycles, so float64 keeps it far more exact than the float32 sine that follows (the
+    same reduction, rounding and sine as :func:`_moving_tones`, :data:`SINE_ERROR_RAD`)."""
+    kind, f0, change = mv.kinds[0], float(mv.f0[0]), float(mv.coef[0, 2])
+    u0 = k0 / n
+    s = np.vander(np.array([u0]), len(_INTEGRAL_POLY[kind]), increasing=True)[0] @ _taylor_matrix(_INTEGRAL_POLY[kind])  # S(u0 + w) in w
+    poly = change * s
+    poly[0] = (float(mv.p0[0]) + f0 * k0 + change * float(s[0])) % 1.0
+    poly[1] += f0 * n
+    phi = _poly_envelope(tuple(poly), 0, k1 - k0, n, taylor=_taylor(poly))
+    phi -= np.rint(phi)
+    x = np.empty(phi.size, dtype=np.float32)
+    np.multiply(phi, 2.0 * np.pi, out=x, casting="same_kind")  # in float64, then rounded once
+    np.sin(x, out=x)
+    np.copyto(phi, x)
+    progress = _polynomial_envelopes(mv, n, k0, k1)
+    sums = np.multiply.outer(mv.amps[:, 0], phi)
+    _add_groups(out, sums, mv, progress, n, k0, 0)
+
+
 def _moving_tones(mv: _Moving, n: int, k0: int, k1: int, out: np.ndarray) -> None:
     """Add samples [k0, k1) of tones whose frequency changes over their piece of n samples.
 
@@ -696,8 +723,12 @@ def _piece_samples(tones: _PieceTones, n: int, k0: int, fs: float, view: np.ndar
     if not add:
         view.fill(0.0)
     if tones.moving is not None:
-        fast = fast_math and tones.moving.f0.size >= FAST_MIN_TONES
-        (_moving_tones_fast if fast else _moving_tones)(tones.moving, n, k0, k1, view)
+        moving = tones.moving
+        if moving.f0.size == 1 and moving.kinds[0] in _INTEGRAL_POLY:
+            _single_moving_tone(moving, n, k0, k1, view)
+        else:
+            fast = fast_math and moving.f0.size >= FAST_MIN_TONES
+            (_moving_tones_fast if fast else _moving_tones)(moving, n, k0, k1, view)
     for shifted in tones.shifted:
         _shifted_tones(shifted, n, k0, k1, view)
     if tones.calibrated:
