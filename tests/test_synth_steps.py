@@ -594,11 +594,11 @@ def test_remembered_tone_phasors_are_exact_read_only_and_bounded():
     # never writable (a caller cannot change what the next one gets), and within the stated bytes
     from awgrt.compiler import synth
 
-    f = tuple(float(x) for x in np.random.default_rng(3).uniform(0.05, 0.45, 12))
+    f = np.random.default_rng(3).uniform(0.05, 0.45, 12)
     first = synth._remembered_phasors(f, synth.HOLD_BLOCK)
-    assert synth._remembered_phasors(f, synth.HOLD_BLOCK) is first
+    assert synth._remembered_phasors(f.copy(), synth.HOLD_BLOCK) is first
     assert not first.flags.writeable
-    np.testing.assert_array_equal(first, synth._phasors(np.zeros(12), np.array(f), synth.HOLD_BLOCK))
+    np.testing.assert_array_equal(first, synth._phasors(np.zeros(12), f, synth.HOLD_BLOCK))
     for i in range(400):  # far more distinct tone sets than fit
-        synth._remembered_phasors((0.01 + 1e-4 * i,) * 64, synth.HOLD_BLOCK)
+        synth._remembered_phasors(np.full(64, 0.01 + 1e-4 * i), synth.HOLD_BLOCK)
     assert sum(v.nbytes for v in synth._PHASOR_CACHE.values()) <= synth.PHASOR_CACHE_BYTES

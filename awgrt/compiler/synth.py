@@ -133,7 +133,7 @@ def _row_steps(f: np.ndarray, n: int) -> np.ndarray:
     """e^{2 pi i f r W} for r in [0, min(_ROWS, rows of a piece of n samples + 1)): the row
     factors of tones of frequencies ``f`` relative to a block's first row (see
     :func:`_row_phasors`), remembered for the next scan point."""
-    return _remembered_phasors(tuple(float(x) for x in (f * HOLD_BLOCK) % 1.0), min(_ROWS, n // HOLD_BLOCK + 2))
+    return _remembered_phasors((f * HOLD_BLOCK) % 1.0, min(_ROWS, n // HOLD_BLOCK + 2))
 
 
 #: Bytes of tone phasors :func:`_remembered_phasors` keeps (the least recently used go first).
@@ -142,16 +142,16 @@ _PHASOR_CACHE: OrderedDict[tuple[tuple[float, ...], int], np.ndarray] = OrderedD
 _PHASOR_LOCK = threading.Lock()
 
 
-def _remembered_phasors(step: tuple[float, ...], count: int) -> np.ndarray:
+def _remembered_phasors(step: np.ndarray, count: int) -> np.ndarray:
     """:func:`_phasors` from phase 0, read-only and remembered by the tones' steps (a scan point
     usually plays the same tones again), within :data:`PHASOR_CACHE_BYTES`."""
-    key = (step, count)
+    key = (tuple(float(x) for x in step), count)
     with _PHASOR_LOCK:
         e = _PHASOR_CACHE.get(key)
         if e is not None:
             _PHASOR_CACHE.move_to_end(key)
             return e
-    e = _phasors(np.zeros(len(step)), np.array(step), count)
+    e = _phasors(np.zeros(step.size), step, count)
     e.flags.writeable = False
     with _PHASOR_LOCK:
         _PHASOR_CACHE[key] = e
@@ -164,7 +164,7 @@ def _remembered_phasors(step: tuple[float, ...], count: int) -> np.ndarray:
 def _row_phasors(f: np.ndarray, p0: np.ndarray, k0: int, count: int, steps: np.ndarray) -> np.ndarray:
     """e^{2 pi i (p0 + f (k0 + r W))} for r in [0, count): the exact phasor of each tone at k0
     (its phase reduced in float64) times the piece's exact row factors ``steps``; each value
-    within a few float64 ulps."""
+    within a few float64 ulps (a call longer than a block makes its rows afresh)."""
     if count > steps.shape[1]:
         return _phasors((p0 + f * k0) % 1.0, (f * HOLD_BLOCK) % 1.0, count)
     return np.exp(2j * np.pi * ((p0 + f * k0) % 1.0))[:, None] * steps[:, :count]
@@ -174,7 +174,7 @@ def _columns(f: np.ndarray, growth: tuple[np.ndarray, np.ndarray] | None, n: int
     """The column factors of :func:`_tone_sum` for tones of frequencies ``f``: (2 tones x W) rows
     Im(e_ij) then Re(e_ij), e_ij = e^{2 pi i f_i j} (times e^{G_i j / n} for an exp ramp), made once
     per piece."""
-    e = _remembered_phasors(tuple(float(x) for x in f), HOLD_BLOCK)
+    e = _remembered_phasors(f, HOLD_BLOCK)
     if growth is not None:
         e = e * np.exp(growth[0][:, None] * (np.arange(HOLD_BLOCK, dtype=np.float64) / n))
     return np.concatenate((e.imag, e.real))
@@ -333,7 +333,7 @@ class _Shifted:
     @functools.cached_property
     def columns(self) -> tuple[np.ndarray, np.ndarray]:
         """Column factors giving Im(H) and Re(H) from the row phasors (see :func:`_columns`)."""
-        e = _remembered_phasors(tuple(float(x) for x in self.tones.f0), HOLD_BLOCK)
+        e = _remembered_phasors(self.tones.f0, HOLD_BLOCK)
         return np.concatenate((e.imag, e.real)), np.concatenate((e.real, -e.imag))
 
 
@@ -500,6 +500,18 @@ def _polynomial_envelopes(mv: _Moving, n: int, k0: int, k1: int) -> dict[str, np
     return {kind: _poly_envelope(_PROGRESS_POLY[kind], k0, k1, n) for kind, _ in mv.envelopes if kind in _PROGRESS_POLY}
 
 
+def _reduced_radians(phase: np.ndarray, out: np.ndarray | None = None, whole: np.ndarray | None = None) -> np.ndarray:
+    """The argument every float32 sine here takes: ``phase`` (cycles, exact float64) reduced in
+    place to [-1/2, 1/2] cycle, then turned into radians in float64 and rounded once to float32
+    (half a float32 step, 2**-23 rad: the first part of :data:`SINE_ERROR_RAD`), into ``out``.
+    ``whole``: a float64 buffer like ``phase`` for the whole cycles taken off."""
+    phase -= np.rint(phase, out=whole)
+    if out is None:
+        out = np.empty(phase.shape, dtype=np.float32)
+    np.multiply(phase, 2.0 * np.pi, out=out, casting="same_kind")
+    return out
+
+
 def _times_envelope(part: np.ndarray, kind: str, param: float, progress: dict[str, np.ndarray], n: int, s0: int, at: int) -> None:
     """Multiply ``part`` (piece samples from s0; offset ``at`` of the call's polynomial envelopes
     ``progress``) by the envelope of kind and parameter."""
@@ -532,9 +544,7 @@ def _shifted_tones(sh: _Shifted, n: int, k0: int, k1: int, out: np.ndarray) -> N
     m, width = k1 - k0, HOLD_BLOCK
     common = _shape_integral(sh.kind, k0, k1, n)
     common *= sh.change
-    common -= np.rint(common)
-    x = np.empty(m, dtype=np.float32)
-    np.multiply(common, 2.0 * np.pi, out=x, casting="same_kind")  # in float64, then rounded once
+    x = _reduced_radians(common)
     sin32, cos32 = np.sin(x), np.cos(x, out=x)
     rows = _row_phasors(mv.f0, mv.p0, k0, -(-m // width), sh.row_steps)
     progress = _polynomial_envelopes(mv, n, k0, k1)
@@ -589,9 +599,7 @@ def _single_moving_tone(mv: _Moving, n: int, k0: int, k1: int, out: np.ndarray) 
     poly[0] = (float(mv.p0[0]) + f0 * k0 + change * float(s[0])) % 1.0
     poly[1] += f0 * n
     phi = _poly_envelope(tuple(poly), 0, k1 - k0, n, taylor=_taylor(poly))
-    phi -= np.rint(phi)
-    x = np.empty(phi.size, dtype=np.float32)
-    np.multiply(phi, 2.0 * np.pi, out=x, casting="same_kind")  # in float64, then rounded once
+    x = _reduced_radians(phi)
     np.sin(x, out=x)
     np.copyto(phi, x)
     progress = _polynomial_envelopes(mv, n, k0, k1)
@@ -625,10 +633,7 @@ def _moving_tones(mv: _Moving, n: int, k0: int, k1: int, out: np.ndarray) -> Non
         p, w, xs, ss = phi[:, :m], whole[:, :m], x[:, :m], sums[:, :m]
         coef[:, 0] = (mv.p0 + mv.f0 * s0) % 1.0
         np.matmul(coef, basis[:, s0 - k0 : s0 - k0 + m], out=p)
-        np.rint(p, out=w)
-        p -= w
-        np.multiply(p, 2.0 * np.pi, out=xs, casting="same_kind")  # in float64, then rounded once
-        np.sin(xs, out=xs)
+        np.sin(_reduced_radians(p, out=xs, whole=w), out=xs)
         np.copyto(w, xs)
         if tones == 1:  # numpy's product of a single column is far slower than this
             np.multiply.outer(mv.amps[:, 0], w[0], out=ss)
