@@ -929,22 +929,25 @@ def test_run_report_timings():
     assert isinstance(rt.last_report, awgrt.RunReport)
 
 
-def test_each_scan_point_can_trigger_relative_to_now():
-    def prog(amp: float) -> AWGProgramBuilder:
-        return (
-            AWGProgramBuilder()
-            .logical_channel("H")
-            .define("h", logical_channel="H", freqs=[295 * FS / 2048], amps=[0.3])  # whole cycles per pass of the wait
-            .segment("wait", mode="wait_trig")
-            .tones("H")
-            .use_def("h")
-            .hold(time=2048 / FS)
-            .segment("pulse")
-            .tones("H")
-            .ramp_amp_to(amps=amp, time=2048 / FS)
-            .ramp_amp_to(amps=0.3, time=2048 / FS)  # whole cycles here too: the ring back to the wait is continuous
-        )
+def wait_and_pulse(amp: float = 0.5) -> AWGProgramBuilder:
+    """One tone waiting for a trigger, then a pulse to ``amp`` and back (also used by the saved-program tests)."""
+    return (
+        AWGProgramBuilder()
+        .logical_channel("H")
+        .define("h", logical_channel="H", freqs=[295 * FS / 2048], amps=[0.3])  # whole cycles per pass of the wait
+        .segment("wait", mode="wait_trig")
+        .tones("H")
+        .use_def("h")
+        .hold(time=2048 / FS)
+        .segment("pulse")
+        .tones("H")
+        .ramp_amp_to(amps=amp, time=2048 / FS)
+        .ramp_amp_to(amps=0.3, time=2048 / FS)  # whole cycles here too: the ring back to the wait is continuous
+    )
 
+
+def test_each_scan_point_can_trigger_relative_to_now():
+    prog = wait_and_pulse
     with SimBackend("M4i.6631-x8") as card, Runtime(card) as rt:
         entries = []
         rt.on_step("pulse", lambda info: entries.append(info.sample))

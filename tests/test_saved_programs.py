@@ -9,36 +9,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from awgrt import AWGProgramBuilder, CompiledSequenceProgram, Runtime
+from awgrt import CompiledSequenceProgram, Runtime
 from awgrt.backends import SimBackend
 from awgrt.cli import main as awgrt_main
 from awgrt.errors import ProgramError, SerializationError
 from awgrt.ir.intent import IntentIR
+from tests.test_runtime import wait_and_pulse
 
 FS = 625e6
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def builder() -> AWGProgramBuilder:
-    return (
-        AWGProgramBuilder()
-        .logical_channel("H")
-        .define("h", logical_channel="H", freqs=[295 * FS / 2048], amps=[0.3])
-        .segment("wait", mode="wait_trig")
-        .tones("H")
-        .use_def("h")
-        .hold(time=2048 / FS)
-        .segment("pulse")
-        .tones("H")
-        .ramp_amp_to(amps=0.5, time=2048 / FS)
-        .ramp_amp_to(amps=0.3, time=2048 / FS)
-    )
-
-
 def test_a_saved_program_keeps_its_intent_and_report_and_runs_again_as_it_is(tmp_path):
     with SimBackend("M4i.6631-x8") as card, Runtime(card) as rt:
-        compiled = rt.run(builder(), sample_rate_hz=FS, start=False)
-        assert compiled.intent == builder().build_intent_ir()
+        compiled = rt.run(wait_and_pulse(), sample_rate_hz=FS, start=False)
+        assert compiled.intent == wait_and_pulse().build_intent_ir()
         path = compiled.save(tmp_path / "p.npz")
     loaded = CompiledSequenceProgram.load(path)
     assert loaded.intent == compiled.intent and loaded.intent.digest == compiled.intent.digest
@@ -46,7 +31,7 @@ def test_a_saved_program_keeps_its_intent_and_report_and_runs_again_as_it_is(tmp
     assert "awgrt compile report" in loaded.report_text
 
     outputs = []
-    for source in (builder(), loaded):  # compiled afresh, and the file as it is
+    for source in (wait_and_pulse(), loaded):  # compiled afresh, and the file as it is
         with SimBackend("M4i.6631-x8") as card, Runtime(card) as rt:
             rt.run(source, sample_rate_hz=FS)
             card.schedule_trigger(1000)
@@ -58,7 +43,7 @@ def test_a_saved_program_keeps_its_intent_and_report_and_runs_again_as_it_is(tmp
 
 def test_a_loaded_program_for_another_rate_or_mapping_is_refused(tmp_path):
     with SimBackend("M4i.6631-x8") as card, Runtime(card) as rt:
-        path = rt.run(builder(), sample_rate_hz=FS, start=False).save(tmp_path / "p.npz")
+        path = rt.run(wait_and_pulse(), sample_rate_hz=FS, start=False).save(tmp_path / "p.npz")
     loaded = CompiledSequenceProgram.load(path)
     with SimBackend("M4i.6631-x8") as card, Runtime(card) as rt, pytest.raises(ProgramError, match="compile its intent program again"):
         rt.run(loaded, sample_rate_hz=500e6)
@@ -72,7 +57,7 @@ def test_a_corrupt_kept_intent_is_a_serialization_error(tmp_path):
     import zipfile
 
     with SimBackend("M4i.6631-x8") as card, Runtime(card) as rt:
-        path = rt.run(builder(), sample_rate_hz=FS, start=False).save(tmp_path / "p.npz")
+        path = rt.run(wait_and_pulse(), sample_rate_hz=FS, start=False).save(tmp_path / "p.npz")
     with np.load(path) as f:
         arrays = {k: f[k] for k in f.files}
     meta = json.loads(arrays["meta"].tobytes())
