@@ -69,7 +69,7 @@ import numpy as np
 from ..card import CardSpec
 from ..errors import CardLimitError, FrequencyError, QuantizationError, SnapWarning
 from ..ir.quantized import FrequencyStep, ToneSnap
-from ..ir.resolved import ChannelTrack, Note, Piece, Segment, ToneSpan, _replaced
+from ..ir.resolved import ChannelTrack, Note, Piece, Segment, ToneSpan, copy_with
 from ..ir.shapes import span_phase_advance
 from .ring import ring_tones
 
@@ -101,10 +101,10 @@ def whole_cycle_hz(f_hz: float | np.ndarray, n: int | np.ndarray, fs: float) -> 
 def _pad_track(track: ChannelTrack, n_old: int, n_new: int) -> ChannelTrack:
     last = track.pieces[-1]
     if last.constant:
-        pieces = (*track.pieces[:-1], _replaced(last, n=last.n + n_new - n_old))
+        pieces = (*track.pieces[:-1], copy_with(last, n=last.n + n_new - n_old))
     else:
         held = tuple(
-            _replaced(
+            copy_with(
                 s,
                 f0_hz=s.f1_hz,
                 a0=s.a1,
@@ -112,7 +112,7 @@ def _pad_track(track: ChannelTrack, n_old: int, n_new: int) -> ChannelTrack:
                 amp_kind="linear",
                 amp_param=0.0,
                 phase0_cycles=None,
-                optical=None if s.optical is None else _replaced(s.optical, p0=s.optical.p1),
+                optical=None if s.optical is None else copy_with(s.optical, p0=s.optical.p1),
             )
             for s in last.tones
         )
@@ -124,7 +124,7 @@ def pad_segment(seg: Segment, n_new: int) -> Segment:
     """``seg`` grown to ``n_new`` samples, every channel holding its end state."""
     if n_new == seg.n_samples:
         return seg
-    return _replaced(seg, n_samples=n_new, tracks=tuple(_pad_track(t, seg.n_samples, n_new) for t in seg.tracks), digest=None)
+    return copy_with(seg, n_samples=n_new, tracks=tuple(_pad_track(t, seg.n_samples, n_new) for t in seg.tracks))
 
 
 # ------------------------------------------------------------------------------ the plan

@@ -43,7 +43,7 @@ class Optical:
 _D = TypeVar("_D")
 
 
-def _replaced(obj: _D, **changes: object) -> _D:
+def copy_with(obj: _D, **changes: object) -> _D:
     """A copy of the frozen dataclass ``obj`` with some fields changed, without running its
     ``__init__`` (these classes check nothing there): a scan point re-phases every span, and a
     frozen dataclass's ``__init__`` costs several times this. Only fields are copied (never a
@@ -112,7 +112,7 @@ class ToneSpan:
 
     def with_phase(self, phase0_cycles: float) -> ToneSpan:
         """This span starting at ``phase0_cycles`` (a faster ``dataclasses.replace``)."""
-        return _replaced(self, phase0_cycles=phase0_cycles)
+        return copy_with(self, phase0_cycles=phase0_cycles)
 
     def with_freqs(self, f0_hz: float, f1_hz: float, freq_kind: str) -> ToneSpan:
         """This span moving from ``f0_hz`` to ``f1_hz`` (itself when nothing changes)."""
@@ -142,7 +142,7 @@ class Piece:
         """This piece with other spans (itself when they are the same objects)."""
         if len(tones) == len(self.tones) and all(a is b for a, b in zip(tones, self.tones)):
             return self
-        return _replaced(self, tones=tones)
+        return copy_with(self, tones=tones)
 
 
 @dataclass(frozen=True)
