@@ -393,7 +393,7 @@ class _Member:
 
 @dataclass
 class _Run:
-    """The stretch of a tone's life at one constant frequency, between moves."""
+    """The stretch of a tone's life at one constant frequency, between moves and jumps."""
 
     tone: int
     channel: str
@@ -402,13 +402,15 @@ class _Run:
 
 
 def _runs(segments: tuple[Segment, ...], ring: bool = False) -> tuple[list[_Run], dict[SpanKey, tuple[int, int]]]:
-    """Split every tone's life into constant-frequency runs; map each span to (start, end) run.
+    """Split every tone's life into constant-frequency runs (a move or a ``time=0`` jump ends
+    one); map each span to (start, end) run.
     With ``ring``, a tone the ring edge carries on (:func:`~awgrt.compiler.ring.ring_tones`) has its last run joined
     in front of its first (they are one stretch at one frequency, through the ring edge), or,
     when it never moves, its one run marked cyclic."""
     runs: list[_Run] = []
     current: dict[int, int] = {}
     first: dict[int, int] = {}
+    last_hz: dict[int, float] = {}  # each tone's frequency at the end of its latest span
     span_runs: dict[SpanKey, tuple[int, int]] = {}
     for si, seg in enumerate(segments):
         for ti, track in enumerate(seg.tracks):
@@ -418,6 +420,10 @@ def _runs(segments: tuple[Segment, ...], ring: bool = False) -> tuple[list[_Run]
                     if s.tone not in current:
                         runs.append(_Run(s.tone, track.channel))
                         current[s.tone] = first[s.tone] = len(runs) - 1
+                    elif s.f0_hz != last_hz[s.tone]:  # a deliberate jump (time=0): a new run from here
+                        runs.append(_Run(s.tone, track.channel))
+                        current[s.tone] = len(runs) - 1
+                    last_hz[s.tone] = s.f1_hz
                     start = current[s.tone]
                     if s.f1_hz != s.f0_hz:
                         runs.append(_Run(s.tone, track.channel))
