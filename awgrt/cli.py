@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ._version import __version__
 from .card import CARDS, DEFAULT_CARD
-from .compiler.compile import compile_sequence_program
+from .compiler.compile import CLIP_POLICIES, compile_sequence_program
 from .compiler.quantize import quantize_resolved_ir
 from .compiler.resolve import resolve_intent_ir
 from .errors import AWGRTError
@@ -39,7 +39,8 @@ def _hardware_map(text: str | None) -> dict[str, int] | None:
 def _compile(intent: IntentIR, args: argparse.Namespace) -> CompiledSequenceProgram:
     resolved = resolve_intent_ir(intent, args.fs)
     quantized = quantize_resolved_ir(resolved, _hardware_map(args.map), args.card, max_snap_hz=args.max_snap_hz)
-    program = compile_sequence_program(quantized, gain=args.gain, clip=args.clip, clip_policy="error" if args.clip_error else "count", fast_math=args.fast_math)
+    policy = "error" if args.clip_error else args.clip_policy
+    program = compile_sequence_program(quantized, gain=args.gain, clip=args.clip, clip_policy=policy, fast_math=args.fast_math)
     return program.validate().with_intent(intent)
 
 
@@ -49,7 +50,8 @@ def _add_compile_options(p: argparse.ArgumentParser, fs: float) -> None:
     p.add_argument("--map", help="logical to hardware channels, e.g. H=0,V=1 (default: declaration order)")
     p.add_argument("--gain", type=float, default=1.0)
     p.add_argument("--clip", type=float, default=0.9, help="clip level, fraction of full scale")
-    p.add_argument("--clip-error", action="store_true", help="make clipping an error instead of a count")
+    p.add_argument("--clip-policy", choices=CLIP_POLICIES, default="warn", help="clipped samples: warn (default), error, or count in the report only")
+    p.add_argument("--clip-error", action="store_true", help="same as --clip-policy error")
     p.add_argument("--fast-math", action="store_true", help="tones moving each on its own up to 1.4x faster, within 1 LSB of exact; the report says so")
     p.add_argument("--max-snap-hz", type=float, default=None, help="largest wrap-snapping shift allowed")
     p.add_argument("--detail", action="store_true", help="list every tone's snap, step and edge jump in the report")

@@ -72,6 +72,11 @@ class ClipError(AWGRTError, ValueError):
     """Samples exceed the clip level and the user asked for that to be an error."""
 
 
+class VerificationError(AWGRTError):
+    """What the card holds, read back from it, differs from what was asked (``value``: the
+    :class:`~awgrt.readback.Mismatch` es)."""
+
+
 class SerializationError(AWGRTError, ValueError):
     """A saved program or IR could not be read (bad JSON, unknown schema or version)."""
 
@@ -109,6 +114,11 @@ class WrapWarning(AWGRTWarning):
 
 class SilenceWarning(AWGRTWarning):
     """A segment plays silence on a channel although its asked amplitudes are not zero."""
+
+
+class ClipWarning(AWGRTWarning):
+    """Samples exceed the clip level and were clipped (an AOD driven into clipping makes
+    intermodulation tones: extra, unwanted tweezers)."""
 
 
 class CallbackWarning(AWGRTWarning):

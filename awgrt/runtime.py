@@ -48,17 +48,18 @@ from typing import Any
 from ._units import in_unit, whole_mv
 from .backends.base import Backend
 from .builder import AWGProgramBuilder
-from .compiler.compile import compile_sequence_program
+from .compiler.compile import CLIP_POLICIES, compile_sequence_program
 from .compiler.quantize import QuantizeOptions, quantize_resolved_ir, replace_segments
 from .compiler.report import CompileReport
 from .compiler.resolve import resolve_intent_ir
 from .compiler.synth import SynthResult
-from .errors import AWGRTError, CallbackWarning, ProgramError, UnsupportedError
+from .errors import AWGRTError, CallbackWarning, ProgramError, UnsupportedError, VerificationError
 from .ir.intent import IntentIR, finite_real
 from .ir.quantized import QuantizedIR
 from .ir.resolved import Note, ResolvedIR
 from .program import CompiledSequenceProgram, StepEvent
-from .upload import LIVE_MODES, LiveMode, UploadKind, UploadPlan, apply_upload, plan_upload
+from .readback import AskedOutputs, Mismatch, compare
+from .upload import LIVE_MODES, LiveMode, UploadKind, UploadPlan, apply_upload, asked_outputs, plan_upload
 
 log = logging.getLogger(__name__)
 
@@ -115,10 +116,12 @@ class Runtime:
         logical_channel_to_hardware_channel: Mapping[str, int] | None = None,
         gain: float = 1.0,
         clip: float = 0.9,
+        clip_policy: str = "warn",
         full_scale: int = 32767,
         amplitude_mv: int | Sequence[int] = 1000,
         stop_level: str = "zero",
         trigger: str = "external",
+        trigger_level_mv: int = 1000,
         live: LiveMode = "restart",
         quantize_options: QuantizeOptions | None = None,
         callback_queue_size: int = CALLBACK_QUEUE_SIZE,
@@ -133,12 +136,16 @@ class Runtime:
             raise ProgramError(f"close_timeout_s={close_timeout_s!r} must be a finite number of seconds >= 0", op="Runtime", value=close_timeout_s)
         if not isinstance(fast_math, bool):
             raise ProgramError(f"fast_math={fast_math!r} must be True or False", op="Runtime", value=fast_math)
+        if clip_policy not in CLIP_POLICIES:
+            raise ProgramError(f"clip_policy={clip_policy!r} must be one of {CLIP_POLICIES}", op="Runtime", value=clip_policy)
+        self.clip_policy = clip_policy
         self.backend = backend
         self.mapping = dict(logical_channel_to_hardware_channel) if logical_channel_to_hardware_channel else None
         self.gain, self.clip, self.full_scale = gain, clip, full_scale
         self.fast_math = fast_math
         self.amplitude_mv, self.stop_level = whole_mv(amplitude_mv, "amplitude_mv", "Runtime"), stop_level
         self.trigger: Any = trigger
+        self.trigger_level_mv = whole_mv(trigger_level_mv, "trigger_level_mv", "Runtime")
         self.live = live
         self.quantize_options: dict[str, Any] = dict(quantize_options or {})
         self.program: CompiledSequenceProgram | None = None
@@ -220,7 +227,9 @@ class Runtime:
         timings["quantize"] += time.perf_counter() - t
 
         t = time.perf_counter()
-        compiled = compile_sequence_program(q, self.gain, self.clip, self.full_scale, cache=self._cache, fast_math=self.fast_math)
+        compiled = compile_sequence_program(
+            q, self.gain, self.clip, self.full_scale, clip_policy=self.clip_policy, cache=self._cache, fast_math=self.fast_math
+        )
         if prune:  # keep only what the current point uses (a dry run keeps everything)
             digests = {s.digest for s in q.segments}
             for k in [k for k in self._cache if k.split(":", 1)[0] not in digests]:
@@ -301,7 +310,15 @@ class Runtime:
         t = time.perf_counter()
         try:
             plan = self._plan(compiled)
-            apply_upload(self.backend, plan, compiled, amplitude_mv=self.amplitude_mv, stop_level=self.stop_level, trigger=self.trigger)
+            apply_upload(
+                self.backend,
+                plan,
+                compiled,
+                amplitude_mv=self.amplitude_mv,
+                stop_level=self.stop_level,
+                trigger=self.trigger,
+                trigger_level_mv=self.trigger_level_mv,
+            )
         except BaseException:
             # failed or interrupted part-way (Ctrl-C included): the card is stopped and the
             # backend forgets what it held, so the next run uploads everything it needs
@@ -337,7 +354,31 @@ class Runtime:
             step = be.current_step()
             if 0 <= step < len(be.program.steps):
                 playing = be.program.steps[step].segment
-        return plan_upload(be.program, new, config=be.config, running=running, playing_slot=playing, live=self.live)
+        return plan_upload(be.program, new, config=be.config, running=running, playing_slot=playing, live=self.live, wanted=self._asked(new))
+
+    def _asked(self, program: CompiledSequenceProgram) -> AskedOutputs:
+        return asked_outputs(
+            program, amplitude_mv=self.amplitude_mv, stop_level=self.stop_level, trigger=self.trigger, trigger_level_mv=self.trigger_level_mv
+        )
+
+    def verify(self) -> tuple[Mismatch, ...]:
+        """Read the card back (every output setting, the slot count and sizes, the start step, every
+        step entry, and the samples where the backend can read them) and compare each field with
+        what this runtime last asked for (:mod:`awgrt.readback`). Returns an empty tuple when the
+        card holds exactly that; raises :class:`~awgrt.errors.VerificationError`
+        listing every field that differs. Works on the real card as on the simulator."""
+        if self.program is None:
+            raise ProgramError("nothing was run yet: verify() checks the card after run()", op="verify")
+        program = self.program
+        card = self.backend.read_back(len(program.steps), len(program.segments))
+        mismatches = compare(card, program, self._asked(program))
+        if mismatches:
+            raise VerificationError(
+                f"the card differs from what was asked in {len(mismatches)} field(s): " + "; ".join(str(m) for m in mismatches),
+                op="verify",
+                value=mismatches,
+            )
+        return mismatches
 
     def plan(
         self, program: AWGProgramBuilder | IntentIR | ResolvedIR, *, sample_rate_hz: float | None = None, invariant: Sequence[str] = ()

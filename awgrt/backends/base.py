@@ -22,6 +22,7 @@ from .._units import in_unit, whole_mv
 from ..card import CardSpec
 from ..errors import AWGRTError, CardError, ProgramError, UnsupportedError
 from ..program import CompiledSequenceProgram, StepEvent
+from ..readback import CardReadback
 from ..spectrum import StopLevel, stop_level_of
 
 #: Where triggers come from.
@@ -157,6 +158,13 @@ class Backend(Protocol):
         """Call ``fn(StepEvent)`` once for every step entry from now on, in order.
 
         Raises: UnsupportedError where ``supports_step_events`` is False."""
+        ...
+
+    def read_back(self, n_steps: int, n_slots: int) -> CardReadback:
+        """Read the card's state back from the card itself (never from what the backend
+        remembers writing): output settings, slot count, the sizes of slots 0 .. n_slots-1, the
+        start step, the raw entries of steps 0 .. n_steps-1, and the slots' samples where the
+        card's memory can be read. Raises: CardError if the card refuses a read."""
         ...
 
     def remove_step_listener(self, fn: Callable[[StepEvent], None]) -> None:
@@ -396,3 +404,6 @@ class BackendBase(abc.ABC):
 
     @abc.abstractmethod
     def wait_ready(self, timeout_s: float) -> None: ...
+
+    @abc.abstractmethod
+    def read_back(self, n_steps: int, n_slots: int) -> CardReadback: ...

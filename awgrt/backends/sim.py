@@ -13,11 +13,12 @@ from collections.abc import Sequence
 import numpy as np
 
 from .._units import in_unit
-from ..card import CARDS, DEFAULT_CARD, CardSpec
+from ..card import CARDS, DEFAULT_CARD, CardSpec, encode_step_entry
 from ..errors import CardError, ProgramError
 from ..program import CompiledSequenceProgram, StepEvent
+from ..readback import CardReadback
 from ..sim._loading import configure_outputs, load_program, write_slots, write_steps
-from ..sim.card import CardState, SimPolicy, SimulatedCard
+from ..sim.card import TMASK_EXT0, TMASK_SOFTWARE, CardState, SimPolicy, SimulatedCard
 from ..spectrum import ERR_TIMEOUT
 from .base import BackendBase, OutputConfig
 
@@ -113,6 +114,8 @@ class SimBackend(BackendBase):
         configure_outputs(
             self.sim, sample_rate_hz=config.sample_rate_hz, n_channels=config.n_channels, amplitude_mv=config.amplitude_mv, stop_level=config.stop_level
         )
+        self.sim.set_trigger_masks(TMASK_EXT0 if config.trigger == "external" else TMASK_SOFTWARE, 0)
+        self.sim.ext0_level_mv = config.trigger_level_mv
 
     def _load(self, program: CompiledSequenceProgram) -> None:
         load_program(self.sim, program)
@@ -122,15 +125,16 @@ class SimBackend(BackendBase):
 
     def _write_steps(self, program: CompiledSequenceProgram) -> None:
         write_steps(self.sim, program)
+        if self.sim.start_step != program.start_step:  # the card's register, not a memory of it
+            self.sim.set_start_step(program.start_step)
 
     def _start(self, force_trigger: bool) -> None:
         self.sim.start()
         self.start_sample = self.sim.now
         self._notified = self.sim.now
-        if self.config is not None and self.config.trigger == "external":
-            self.sim.enable_trigger()
-        if force_trigger or (self.config is not None and self.config.trigger == "software"):
-            self.sim.force_trigger()  # a software trigger fires as soon as triggers are enabled
+        self.sim.enable_trigger()  # a software trigger in the OR mask fires at once
+        if force_trigger:
+            self.sim.force_trigger()
 
     def _stop(self) -> None:
         self.sim.stop()
@@ -153,6 +157,32 @@ class SimBackend(BackendBase):
                 raise CardError(f"card not READY after {timeout_s:g} s", code=ERR_TIMEOUT, op="wait_ready")
             self.sim.advance(min(chunk, limit - self.sim.now))
             self._emit()
+
+    def read_back(self, n_steps: int, n_slots: int) -> CardReadback:
+        """The simulated card's registers and memory (see the protocol)."""
+        c = self.sim
+        n = c.n_channels
+        mask = c.trigger_or_mask
+        trigger = {TMASK_SOFTWARE: "software", TMASK_EXT0: "external"}.get(mask, f"OR mask {mask:#x}")
+        slots = range(min(n_slots, c.max_segments))
+        return CardReadback(
+            sample_rate_hz=float(c.sample_rate_hz),
+            n_channels=n,
+            amplitude_mv=tuple(c.amplitude_mv[:n]),
+            stop_level=tuple(c.stop_levels[:n]),
+            trigger=trigger,
+            trigger_level_mv=c.ext0_level_mv,
+            max_segments=c.max_segments,
+            segment_sizes=tuple(c.slots[i].size for i in slots),
+            start_step=c.start_step,
+            step_words=tuple(self._step_word(c.steps.get(i)) for i in range(n_steps)),
+            segment_data=tuple(np.array(c.segment_data(i)) for i in slots),
+        )
+
+    @staticmethod
+    def _step_word(entry) -> int:
+        """The 64-bit word of a step-memory entry (0 where none was written, as the card reads)."""
+        return 0 if entry is None else encode_step_entry(entry.segment, entry.next, entry.loops, on_trigger=entry.on_trigger, end=entry.end)
 
     def segment_slots(self) -> Sequence[np.ndarray]:
         """What each memory slot holds now (read-only views)."""

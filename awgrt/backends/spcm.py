@@ -36,6 +36,7 @@ from .. import spectrum as sp
 from ..card import CARDS, CardSpec, as_int64
 from ..errors import CardError, ProgramError
 from ..program import CompiledSequenceProgram, StepEvent
+from ..readback import CardReadback
 from .base import BackendBase, OutputConfig
 
 log = logging.getLogger(__name__)
@@ -407,8 +408,6 @@ class SpcmBackend(BackendBase):
         for i in range(len(program.segments)):
             self._write_slot(i, program)
         self._write_steps(program)
-        with self._step(f"setting the start step {program.start_step}"):
-            self._set(sp.SPC_SEQMODE_STARTSTEP, program.start_step)
 
     def _update_segments(self, program: CompiledSequenceProgram, indices: list[int]) -> None:
         self._require_open()
@@ -420,6 +419,9 @@ class SpcmBackend(BackendBase):
         for i, step in enumerate(program.steps):
             with self._step(f"writing step {i} ({step.name!r}: segment {step.segment}, next {step.next}, loops {step.loops})"):
                 self._set(sp.SPC_SEQMODE_STEPMEM0 + i, as_int64(step.entry))
+        with self._step(f"setting the start step {program.start_step}"):
+            if self._get(sp.SPC_SEQMODE_STARTSTEP) != program.start_step:
+                self._set(sp.SPC_SEQMODE_STARTSTEP, program.start_step)
 
     def _start(self, force_trigger: bool) -> None:
         self._require_open()
@@ -454,6 +456,35 @@ class SpcmBackend(BackendBase):
         with self._step("reading the status"):
             status = self._get(sp.SPC_M2STATUS)
         return bool(status & sp.M2STAT_CARD_PRETRIGGER) and not status & sp.M2STAT_CARD_READY
+
+    def read_back(self, n_steps: int, n_slots: int) -> CardReadback:
+        """The card's registers, read through spcm: output settings, slot count and sizes, start
+        step and step entries. The replay memory's samples are not read back (``segment_data`` None:
+        the driver transfers replay data from the PC to the card only)."""
+        self._require_open()
+        spcm = self._spcm
+        with self._step("reading the card's set-up back"):
+            n = bin(self._get(spcm.SPC_CHENABLE)).count("1")
+            mask = self._get(spcm.SPC_TRIG_ORMASK)
+            trigger = {spcm.SPC_TMASK_SOFTWARE: "software", spcm.SPC_TMASK_EXT0: "external"}.get(mask, f"OR mask {mask:#x}")
+            max_segments = self._get(sp.SPC_SEQMODE_MAXSEGMENTS)
+            sizes = []
+            for i in range(min(n_slots, max_segments)):
+                self._set(sp.SPC_SEQMODE_WRITESEGMENT, i)
+                sizes.append(self._get(sp.SPC_SEQMODE_SEGMENTSIZE))
+            return CardReadback(
+                sample_rate_hz=float(self._get(spcm.SPC_SAMPLERATE)),
+                n_channels=n,
+                amplitude_mv=tuple(self._get(spcm.SPC_AMP0 + 100 * ch) for ch in range(n)),
+                stop_level=tuple(sp.StopLevel(self._get(sp.SPC_CH0_STOPLEVEL + ch)) for ch in range(n)),
+                trigger=trigger,
+                trigger_level_mv=self._get(spcm.SPC_TRIG_EXT0_LEVEL0),
+                max_segments=max_segments,
+                segment_sizes=tuple(sizes),
+                start_step=self._get(sp.SPC_SEQMODE_STARTSTEP),
+                step_words=tuple(self._get(sp.SPC_SEQMODE_STEPMEM0 + i) & (2**64 - 1) for i in range(n_steps)),
+                segment_data=None,
+            )
 
     def wait_ready(self, timeout_s: float) -> None:
         self._require_open()

@@ -9,7 +9,7 @@ import warnings
 
 from .._blas import single_threaded_blas
 from .._progress import Progress
-from ..errors import ClipError, ProgramError, SilenceWarning
+from ..errors import ClipError, ClipWarning, ProgramError, SilenceWarning
 from ..ir.intent import finite_real
 from ..ir.quantized import QuantizedIR
 from ..ir.resolved import Note, Segment
@@ -58,6 +58,11 @@ def _segment_samples(
 #: Largest gain accepted: far beyond any use (amplitudes are fractions of full scale), small
 #: enough that samples stay finite in float64.
 MAX_GAIN = 1e6
+#: What clipped samples do besides being recorded in the report: warn, raise, or nothing more.
+CLIP_POLICIES = ("warn", "error", "count")
+#: A segment with more clipped samples than this raises the clip policy's warning or error: any clipped
+#: sample does (an AOD driven into clipping makes intermodulation tones, i.e. extra tweezers).
+CLIP_WARN_SAMPLES = 0
 
 
 def _silent_channels(q: QuantizedIR, results: list[SynthResult]) -> tuple[Note, ...]:
@@ -85,7 +90,7 @@ def compile_sequence_program(
     clip: float = 0.9,
     full_scale: int = 32767,
     *,
-    clip_policy: str = "count",
+    clip_policy: str = "warn",
     cache: dict[str, SynthResult] | None = None,
     progress: bool = True,
     workers: int | None = None,
@@ -94,8 +99,10 @@ def compile_sequence_program(
     """Synthesise every distinct segment and build the step table.
 
     ``gain`` scales the summed tones (fractions of full scale); samples beyond
-    ``clip * full_scale`` are clipped and counted per segment in the report, or raise
-    :class:`~awgrt.errors.ClipError` with ``clip_policy="error"``. ``cache`` maps segment digests
+    ``clip * full_scale`` are clipped and recorded per segment and channel in the report (how
+    many, first and last sample); past :data:`CLIP_WARN_SAMPLES` clipped samples in a segment
+    that also raises a :class:`~awgrt.errors.ClipWarning` (``clip_policy="warn"``, the default),
+    a :class:`~awgrt.errors.ClipError` (``"error"``), or nothing beyond the report (``"count"``). ``cache`` maps segment digests
     to earlier results: segments found there are not synthesised again (the runtime uses this).
     With ``progress`` a bar is drawn on stderr once synthesis has taken more than a second.
     ``workers``: threads per segment's synthesis (default: the cores available, at most 8; the
@@ -112,8 +119,8 @@ def compile_sequence_program(
         raise ProgramError(f"clip={clip!r} must be in (0, 1] (fraction of full scale)", op="compile", value=clip)
     if not (isinstance(full_scale, numbers.Integral) and not isinstance(full_scale, bool) and 0 < full_scale <= 32767):
         raise ProgramError(f"full_scale={full_scale!r} must be an integer in 1..32767", op="compile", value=full_scale)
-    if clip_policy not in ("count", "error"):
-        raise ProgramError(f"clip_policy={clip_policy!r} must be 'count' or 'error'", op="compile", value=clip_policy)
+    if clip_policy not in CLIP_POLICIES:
+        raise ProgramError(f"clip_policy={clip_policy!r} must be one of {CLIP_POLICIES}", op="compile", value=clip_policy)
 
     if workers is None:
         workers = default_workers()
@@ -133,13 +140,12 @@ def compile_sequence_program(
         for seg, slot in zip(quantized.segments, quantized.segment_slot):
             result = _segment_samples(seg, quantized, cache, gain, clip, full_scale, synthesised, int(workers), fast_math, bar)
             results.append(result)
-            if clip_policy == "error" and any(result.clipped):
-                raise ClipError(
-                    f"{sum(result.clipped)} samples exceed clip={clip} of full scale (peak {max(result.peak):.3f}); lower the amplitudes or gain",
-                    segment=seg.name,
-                    op="synthesize",
-                    value=max(result.peak),
-                )
+            if clip_policy != "count" and sum(result.clipped) > CLIP_WARN_SAMPLES:
+                where = SegmentReport.of(seg, slot, result, quantized).clip_summary(quantized.sample_rate_hz)
+                message = f"segment {seg.name!r}: {where} beyond clip={clip} of full scale; lower the amplitudes or gain"
+                if clip_policy == "error":
+                    raise ClipError(message, segment=seg.name, op="synthesize", value=max(result.peak))
+                warnings.warn(message + " (clipping an AOD drive makes intermodulation tones)", ClipWarning, stacklevel=2)
             if slot in by_slot:
                 prev = by_slot[slot]
                 by_slot[slot] = CompiledSegment(prev.name, prev.data, prev.digest, (*prev.names, seg.name), prev.clipped)

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numpy as np
+
 from ..ir.boundary import Boundary
 from ..ir.quantized import FrequencyStep, QuantizedIR, ToneSnap
 from ..ir.resolved import Note, Segment
@@ -32,6 +34,8 @@ class SegmentReport:
     tones: Mapping[str, int]  # logical channel -> tone count at the segment start
     peak: float  # largest |sample| before clipping, fraction of full scale
     clipped: int  # samples beyond the clip level, all channels
+    #: per hardware channel with clipped samples: (channel, samples clipped, first and last sample at the clip level)
+    clipped_where: tuple[tuple[int, int, int, int], ...] = ()
 
     @classmethod
     def of(cls, seg: Segment, slot: int, result: SynthResult, q: QuantizedIR) -> SegmentReport:
@@ -45,7 +49,28 @@ class SegmentReport:
             tones={t.channel: len(t.entry) for t in seg.tracks},
             peak=max(result.peak, default=0.0),
             clipped=sum(result.clipped),
+            clipped_where=clip_locations(result),
         )
+
+    def clip_summary(self, sample_rate_hz: float) -> str:
+        """Where this segment clips, per hardware channel, in words."""
+        parts = [
+            f"channel {ch}: {n} samples, first at sample {a} ({a / sample_rate_hz * 1e6:.3f} us), last at {b} ({b / sample_rate_hz * 1e6:.3f} us)"
+            for ch, n, a, b in self.clipped_where
+        ]
+        return f"{self.clipped} samples clipped (peak {self.peak:.3f} of full scale; " + "; ".join(parts) + ")"
+
+
+def clip_locations(result: SynthResult) -> tuple[tuple[int, int, int, int], ...]:
+    """(hardware channel, clipped count, first and last sample at the clip level) of every
+    channel of ``result`` that clipped (the synthesis clips to exactly that level)."""
+    out = []
+    for ch, n in enumerate(result.clipped):
+        if n:
+            col = np.abs(result.data[:, ch].astype(np.int32))
+            at = np.flatnonzero(col == col.max())
+            out.append((ch, int(n), int(at[0]), int(at[-1])))
+    return tuple(out)
 
 
 def _si_time(t: float) -> str:
@@ -191,7 +216,7 @@ class CompileReport:
         lines += [f"  {n.kind:<18} {n.segment or '-':<16} {n.detail}" for n in self.notes if n.kind in ("phases_optimised", "ring_closed")] or ["  (none)"]
         lines += ["", "Clipping:"]
         clipped = [s for s in self.segments if s.clipped]
-        lines += [f"  {s.name:<16} {s.clipped} samples beyond {self.clip:g} FS (peak {s.peak:.3f})" for s in clipped]
+        lines += [f"  {s.name:<16} beyond {self.clip:g} FS: {s.clip_summary(self.sample_rate_hz)}" for s in clipped]
         lines += [f"  {n.segment:<16} {n.detail}" for n in self.notes_of("silent")]
         if not clipped and not self.notes_of("silent"):
             lines.append("  (none)")

@@ -289,6 +289,8 @@ class SimulatedCard:
         #: Trigger sources (see :meth:`set_trigger_masks`); the simulator's default is EXT0.
         self.trigger_or_mask = TMASK_EXT0
         self.trigger_and_mask = 0
+        #: SPC_TRIG_EXT0_LEVEL0 (mV): stored and read back; the simulated input has no analogue level.
+        self.ext0_level_mv = 0
         self._and_edges: dict[int, set[int]] = {}  # AND mask: edges seen per sample
 
     # ================================================================== errors

@@ -557,6 +557,8 @@ class EmulatedDriver:
             return c.loops
         if reg == SPC_TRIG_ORMASK:
             return c.trigger_or_mask
+        if reg == SPC_TRIG_EXT0_LEVEL0:
+            return c.ext0_level_mv
         if reg == SPC_TRIG_ANDMASK:
             return c.trigger_and_mask
         if self._xio_line(reg, SPCM_X0_MODE) is not None:
@@ -615,6 +617,8 @@ class EmulatedDriver:
             if mode & ~XIO_MODES:
                 raise CardError(f"X{line} mode {mode:#x} is not one this card offers ({XIO_MODES:#x})", code=sp.ERR_VALUE)
             h.registers[reg] = mode
+        elif reg == SPC_TRIG_EXT0_LEVEL0:
+            c.ext0_level_mv = int(value)
         elif reg == SPC_SAMPLERATE:
             c.set_sample_rate(float(value))
         elif reg == SPC_CHENABLE:
