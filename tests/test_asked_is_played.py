@@ -11,9 +11,10 @@ import pytest
 
 from awgrt import AWGProgramBuilder, Runtime, compile_sequence_program, quantize_resolved_ir
 from awgrt.backends import SimBackend
-from awgrt.errors import ClipError, ClipWarning, ProgramError, VerificationError
+from awgrt.errors import ClipError, ClipWarning, ProgramError, SnapWarning, VerificationError, WrapWarning
 from awgrt.readback import decode_step_word
 from awgrt.spectrum import StopLevel
+from tests.intent_oracle import check_program
 from tests.test_runtime import FS, wait_and_pulse
 
 
@@ -200,3 +201,56 @@ def test_cli_clip_policy_error(tmp_path, capsys) -> None:
     path.write_text(_loud().build_intent_ir().to_json())
     assert main(["compile", str(path), "--clip-policy", "error"]) != 0
     assert "segment 'loud'" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------- ring edge
+
+
+def test_ring_closing_never_bends_a_tone_in_a_sliver_of_padding() -> None:
+    b = (
+        AWGProgramBuilder()
+        .logical_channel("H")
+        .define("d", logical_channel="H", freqs=[90.1234e6], amps=[0.3])
+        .segment("w1", mode="wait_trig")
+        .tones("H")
+        .use_def("d")
+        .hold(time=20.01e-6)
+        .segment("r")
+        .tones("H")
+        .ramp_amp_to(amps=0.2, time=1500 / 625e6)
+        .ramp_amp_to(amps=0.3, time=1517 / 625e6)  # ends 23 samples short of a legal length: only padding holds
+    )
+    with pytest.warns(WrapWarning, match="no hold outside looped segments"):
+        q = quantize_resolved_ir(b.build_resolved_ir(sample_rate_hz=625e6), logical_channel_to_hardware_channel={"H": 0}, close_ring_hz=None)
+    assert not [n for n in q.notes if n.kind == "ring_closed"]
+    p = compile_sequence_program(q, progress=False)
+    x = segment_samples(p, "r").astype(float)
+    assert played_hz(x[-64:], 625e6) == pytest.approx(90.1234e6, abs=2e6)  # no excursion megahertz away at the end
+
+
+def test_a_hold_taken_by_an_ease_still_closes_the_ring_in_its_second_half() -> None:
+    b = (
+        AWGProgramBuilder()
+        .logical_channel("H")
+        .define("d", logical_channel="H", freqs=[90.1234e6, 97.3e6], amps=[0.3, 0.3])
+        .segment("w1", mode="wait_trig")
+        .tones("H")
+        .use_def("d")
+        .hold(time=20.01e-6)
+        .segment("h")
+        .tones("H")
+        .hold(time=113e-6)
+        .segment("w2", mode="wait_trig")
+        .tones("H")
+        .hold(time=7.003e-6)
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SnapWarning)
+        q = quantize_resolved_ir(b.build_resolved_ir(sample_rate_hz=625e6), logical_channel_to_hardware_channel={"H": 0}, close_ring_hz=None)
+    closed = [n for n in q.notes if n.kind == "ring_closed"]
+    assert len(closed) == 2 and all(abs(n.realised) < 20e3 for n in closed), [n.detail for n in closed]
+    p = compile_sequence_program(q, progress=False)
+    verdict = check_program(b.build_intent_ir(), p)
+    assert verdict.windows and not verdict.findings, verdict.findings[:5]
+    ring = next(e for e in p.report.boundaries if e.kind == "ring")
+    assert not [j for j in ring.tones if j.kind == "phase"]

@@ -136,7 +136,7 @@ def test_every_drawn_program_plays_what_its_intent_asked(drawn) -> None:
         with open(os.environ["AWGRT_ORACLE_STATS"], "a") as fh:
             fh.write(json.dumps(line) + "\n")
     assert verdict.windows > 0
-    assert not verdict.findings, "\n".join(str(f) for f in verdict.findings[:10])
+    assert not verdict.findings, "\n".join([*(str(f) for f in verdict.findings[:10]), "program: " + intent.to_json(indent=None)])
 
 
 @pytest.mark.parametrize("case", ["jump after wait", "jump after loop", "ease between holds"])

@@ -102,8 +102,9 @@ def test_max_snap_hz_also_bounds_the_excursion():
 
 
 def test_a_tone_that_never_moves_closes_round_the_ring_between_two_looped_holds():
-    # a (looped) -> b (eases from a's grid to c's) -> b2 (a free hold) -> c (looped, another
-    # length) -> back to a: the tone steps, phase-continuously, from c's grid to a's at the ring edge
+    # a (looped) -> b (eases from a's grid to c's over its first half, then holds: a free hold) ->
+    # b2 (a free hold) -> c (looped, another length) -> back to a: the tone steps,
+    # phase-continuously, from c's grid to a's at the ring edge
     b = AWGProgramBuilder().logical_channel("H")
     b.define("d", logical_channel="H", freqs=[80.123e6], amps=[0.3], phases=[0.0])
     b.segment("a", mode="wait_trig").tones("H").use_def("d").hold(time=5e-6)
@@ -115,10 +116,24 @@ def test_a_tone_that_never_moves_closes_round_the_ring_between_two_looped_holds(
     assert fa != fc
     assert [(s.from_segment, s.to_segment) for s in q.frequency_steps] == [("c", "a")]
     assert [n.segment for n in q.notes if n.kind == "frequency_eased"] == ["b"]
-    assert [n.segment for n in q.notes if n.kind == "ring_closed"] == ["b2"]
+    closed = [n for n in q.notes if n.kind == "ring_closed"]
+    assert [n.segment for n in closed] == ["b"] and "(b, b2;" in closed[0].detail
     ring = next(x for x in q.boundaries if x.kind == "ring")
     assert ring.phase_continuous and [j.kind for j in ring.tones] == ["frequency"] and ring.tones[0].snapped
     assert all(x.phase_continuous for x in q.boundaries)
+    assert _ring_phase_jump_rad(q, compiled) < 1e-3
+
+
+def test_an_eased_hold_keeps_its_second_half_free_for_the_ring():
+    b = AWGProgramBuilder().logical_channel("H")
+    b.define("d", logical_channel="H", freqs=[80.123e6], amps=[0.3], phases=[0.0])
+    b.segment("a", mode="wait_trig").tones("H").use_def("d").hold(time=5e-6)
+    b.segment("b").hold(time=200e-6)  # eases from a's grid to c's over its first half
+    b.segment("c", mode="loop_n", loops=3).hold(time=7e-6)
+    q, compiled = _compile(b)
+    assert [n.segment for n in q.notes if n.kind == "ring_closed"] == ["b"]
+    ease, *free = q.segments[1].track("H").pieces  # the ease, then the free half (bent out and back by the closing)
+    assert ease.n == sum(p.n for p in free) and len(free) == 2
     assert _ring_phase_jump_rad(q, compiled) < 1e-3
 
 
@@ -126,7 +141,7 @@ def test_no_free_hold_to_close_in_is_warned_about():
     b = AWGProgramBuilder().logical_channel("H")
     b.define("d", logical_channel="H", freqs=[80.123e6], amps=[0.3], phases=[0.0])
     b.segment("a", mode="wait_trig").tones("H").use_def("d").hold(time=5e-6)
-    b.segment("b").hold(time=200e-6)  # eased from a's grid to c's: not free
+    b.segment("b").hold(time=3e-6)  # eased from a's grid to c's over all of it (too short to split): not free
     b.segment("c", mode="loop_n", loops=3).hold(time=7e-6)
     with pytest.warns(WrapWarning, match="no hold outside looped segments"):
         q, _ = _compile(b)

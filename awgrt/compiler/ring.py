@@ -8,8 +8,9 @@ the end of the program is fixed by everything it plays on the way, so it general
 the phase it starts with, by some d in [-1/2, 1/2) cycle.
 
 :func:`close_ring` closes that gap where nothing else can be disturbed: in the program's
-*free holds* (pieces of segments that are not looped, in which every tone of the channel is
-constant; after the tone's last phase reset, since a reset fixes its phase afresh). Each such
+*free holds* (pieces of at least :data:`MIN_FREE_HOLD_SAMPLES` samples of segments that are not
+looped, in which every tone of the channel is constant; after the tone's last phase reset, since a
+reset fixes its phase afresh). Each such
 piece is split in two halves and the tone makes a minimum-jerk excursion f -> f + delta over
 the first half and back over the second, which adds delta * n / 2 cycles over a piece of n
 samples; the same peak delta = 2 d / (sum of the pieces' lengths) in every free hold adds d in
@@ -32,8 +33,12 @@ from collections.abc import Callable
 from ..ir.resolved import ChannelTrack, Note, Piece, Segment, ToneSpan
 from .phases import check_boundary
 
-#: Largest excursion (Hz) used to close a tone's phase at the ring edge by default.
+#: Largest excursion (Hz) used to close a tone's phase at the ring edge by default; a larger one
+#: (``close_ring_hz`` raised, or None) also raises a :class:`~awgrt.errors.SnapWarning`.
 CLOSE_RING_HZ = 10e3
+#: Shortest free hold (samples) an excursion is made in: never in slivers such as a few samples of
+#: padding, where closing a phase gap would take a tone megahertz away.
+MIN_FREE_HOLD_SAMPLES = 64
 
 ToneKey = tuple[str, int]  # channel, tone id
 Place = tuple[int, int, int]  # segment, track, piece
@@ -72,7 +77,7 @@ def _free_holds(segments: tuple[Segment, ...], keys: set[ToneKey]) -> dict[ToneK
             continue
         for ti, t in enumerate(seg.tracks):
             for pi, p in enumerate(t.pieces):
-                if p.n < 2 or not p.constant:
+                if p.n < MIN_FREE_HOLD_SAMPLES or not p.constant:
                     continue
                 for s in p.tones:
                     key = (t.channel, s.tone)

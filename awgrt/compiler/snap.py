@@ -35,7 +35,8 @@ says how long it must be.
 **Continuity.** A snapped frequency holds over the tone's whole constant run: the move into the
 run ends on it and the move out starts on it. Between two snapped holds separated by other
 segments, the tone eases (minimum-jerk) from one snapped frequency to the next over the longest
-of those segments, so it never leaves the range between the two, each within its own bound.
+of those segments' holds (its first half, when it is long enough; the second half holds the new
+frequency), so it never leaves the range between the two, each within its own bound.
 
 **Looped moves.** A looped segment whose tones move or ramp (a shake, a sweep out and back)
 wraps seamlessly only if each tone comes back to its start frequency after a whole number of
@@ -76,6 +77,9 @@ from .ring import ring_tones
 #: How back-to-back looped holds may be joined (see module doc).
 Joint = Literal["auto", "common", "step"]
 JOINTS: tuple[str, ...] = get_args(Joint)
+#: A hold eased between two snapped frequencies eases over its first half when it has at least twice
+#: this many samples, and holds over the second (a hold the ring edge's phase closing can use).
+MIN_EASE_SAMPLES = 2048
 #: Most combinations of lengths tried for one chain of back-to-back looped segments.
 MAX_LENGTH_COMBINATIONS = 256
 #: Shifts above this (Hz) raise a :class:`~awgrt.errors.SnapWarning` by default.
@@ -505,7 +509,8 @@ def _apply(
                     Note(
                         "frequency_eased",
                         seg.name,
-                        f"{run.channel} tone #{run.tone}: eases {fa:.3f} -> {fb:.3f} Hz (min_jerk) over {members[ease].n} samples to join snapped holds in "
+                        f"{run.channel} tone #{run.tone}: eases {fa:.3f} -> {fb:.3f} Hz (min_jerk) over {_ease_samples(members[ease].n)} samples "
+                        "to join snapped holds in "
                         f"{segments[ma.segment].name!r} and {segments[mb.segment].name!r}",
                         fa,
                         fb,
@@ -520,7 +525,7 @@ def _apply(
     for si, seg in enumerate(segments):
         tracks = []
         for ti, track in enumerate(seg.tracks):
-            pieces = []
+            pieces: list[Piece] = []
             for pi, piece in enumerate(track.pieces):
                 spans = []
                 for k, s in enumerate(piece.tones):
@@ -531,10 +536,27 @@ def _apply(
                     else:
                         r0, r1 = span_runs[key]
                         spans.append(s.with_freqs(end_freq.get(r0, s.f0_hz), start_freq.get(r1, s.f1_hz), s.freq_kind))
-                pieces.append(piece.with_tones(tuple(spans)))
+                eased = piece.with_tones(tuple(spans))
+                if piece.constant and piece.n >= 2 * MIN_EASE_SAMPLES and any(x.f0_hz != x.f1_hz for x in eased.tones):
+                    pieces.extend(_ease_then_hold(eased))  # the second half stays a free hold (ring closing uses it)
+                else:
+                    pieces.append(eased)
             tracks.append(ChannelTrack(track.channel, tuple(pieces)))
         out.append(seg.with_tracks(tuple(tracks)))
     return tuple(out), notes, steps
+
+
+def _ease_samples(n: int) -> int:
+    """How many samples of a held piece of ``n`` an ease takes (see :func:`_ease_then_hold`)."""
+    return n // 2 if n >= 2 * MIN_EASE_SAMPLES else n
+
+
+def _ease_then_hold(piece: Piece) -> tuple[Piece, Piece]:
+    """A piece held as asked in which some tones now ease between snapped frequencies: the ease
+    over its first half, then every tone held at its end frequency over the second half."""
+    n1 = piece.n // 2
+    held = tuple(copy_with(s, f0_hz=s.f1_hz, freq_kind="linear") if s.f0_hz != s.f1_hz else s for s in piece.tones)
+    return Piece(piece.start, n1, piece.tones, piece.op), Piece(piece.start + n1, piece.n - n1, held, piece.op)
 
 
 # ------------------------------------------------------------------------------ suggestions
