@@ -59,8 +59,21 @@ class AODCalibration:
     safety: float = 0.95
     power_unit: str = "a.u."
     trace: str = ""
+    #: The card's output amplitude (mV full scale into 50 ohm) and the compile gain at which the RF
+    #: amplitudes were measured: the optical power is what was asked only at the same two.
+    #: None: not recorded (a runtime refuses to drive the AOD with it; see :meth:`check_output`).
+    card_mv: int | None = None
+    card_gain: float = 1.0
 
     def __post_init__(self) -> None:
+        if self.card_mv is not None and (isinstance(self.card_mv, bool) or not float(self.card_mv).is_integer() or not 0 < self.card_mv <= 10_000):
+            raise CalibrationError(f"card_mv={self.card_mv!r} must be the card's amplitude in whole mV (1..10000)", value=self.card_mv)
+        if self.card_mv is not None:
+            object.__setattr__(self, "card_mv", int(self.card_mv))
+        g = self.card_gain
+        if isinstance(g, bool) or not (isinstance(g, (int, float)) and math.isfinite(g) and g > 0):
+            raise CalibrationError(f"card_gain={g!r} must be a finite number > 0", value=g)
+        object.__setattr__(self, "card_gain", float(g))
         lo, hi = (float(x) for x in self.band_hz)
         object.__setattr__(self, "band_hz", (lo, hi))
         object.__setattr__(self, "g", tuple(float(c) for c in self.g))
@@ -142,7 +155,36 @@ class AODCalibration:
 
     # ------------------------------------------------------------------ files and identity
 
-    def to_dict(self) -> dict[str, Any]:
+    def check_output(self, amplitude_mv: int | None, gain: float, where: str) -> None:
+        """Raise :class:`CalibrationError` unless the card output (``amplitude_mv``, mV full scale;
+        None: not known yet, at compile time) and compile ``gain`` are those this calibration was
+        measured at: any other scales the RF amplitude, and so the optical power, away from what
+        was asked. ``where`` names the channel."""
+        if gain != self.card_gain:
+            raise CalibrationError(
+                f"{where}: calibrated at gain {self.card_gain:g}, compiled at gain={gain:g}: every RF amplitude would be scaled by "
+                f"{gain / self.card_gain:.4g} and the optical power would not be what was asked; compile at gain={self.card_gain:g} "
+                "(set the channel's power with its amplitudes) or calibrate at this gain",
+                value=gain,
+            )
+        if amplitude_mv is None:
+            return
+        if self.card_mv is None:
+            raise CalibrationError(
+                f"{where}: the calibration does not record the card amplitude it was measured at (card_mv), so the optical power "
+                f"it delivers at {amplitude_mv} mV is unknown; record it (awgrt calibrate fit --card-mv, or AODCalibration(..., card_mv=))",
+                value=amplitude_mv,
+            )
+        if amplitude_mv != self.card_mv:
+            scale = amplitude_mv / self.card_mv
+            raise CalibrationError(
+                f"{where}: calibrated at {self.card_mv} mV, driven at {amplitude_mv} mV: every RF amplitude would be scaled by {scale:.4g} "
+                f"(about {scale**2:.3g}x the asked optical power at low power); set the card to {self.card_mv} mV for this channel, "
+                "or calibrate at the amplitude you use",
+                value=amplitude_mv,
+            )
+
+    def _model(self) -> dict[str, Any]:
         return {
             "schema": SCHEMA,
             "band_hz": list(self.band_hz),
@@ -150,25 +192,57 @@ class AODCalibration:
             "v0": list(self.v0),
             "safety": self.safety,
             "power_unit": self.power_unit,
-            "trace": self.trace,
+            "card_mv": self.card_mv,
+            "card_gain": self.card_gain,
         }
 
+    def to_dict(self) -> dict[str, Any]:
+        """The file's content: the model, the trace, and the model's digest (checked on load)."""
+        return {**self._model(), "trace": self.trace, "digest": self.digest}
+
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> AODCalibration:
+    def from_dict(cls, data: Mapping[str, Any], *, verify: bool = True) -> AODCalibration:
+        """The calibration ``data`` holds. With ``verify`` (the default) the digest it carries must
+        match its model: a file edited by hand after it was written (a coefficient, a band edge,
+        a sign) is refused, as is one that carries no digest. ``verify=False`` takes it as it is
+        (then save it again to sign it)."""
         if not isinstance(data, Mapping) or data.get("schema") != SCHEMA:
             raise CalibrationError(f"not an awgrt AOD calibration (schema {data.get('schema') if isinstance(data, Mapping) else None!r})")
         try:
-            return cls(tuple(data["band_hz"]), tuple(data["g"]), tuple(data["v0"]), data["safety"], data["power_unit"], data["trace"])
+            cal = cls(
+                tuple(data["band_hz"]),
+                tuple(data["g"]),
+                tuple(data["v0"]),
+                data["safety"],
+                data["power_unit"],
+                data["trace"],
+                data.get("card_mv"),
+                data.get("card_gain", 1.0),
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise CalibrationError(f"malformed AOD calibration: {exc!r}") from exc
+        if verify:
+            stored = data.get("digest")
+            if stored is None:
+                raise CalibrationError(
+                    "the calibration carries no digest, so an edit after it was written cannot be ruled out: check it, then load it with "
+                    "AODCalibration.from_dict(data, verify=False) and save it again"
+                )
+            if stored != cal.digest:
+                raise CalibrationError(
+                    f"the calibration's content does not match its digest ({str(stored)[:12]}... written, {cal.digest[:12]}... now): "
+                    "it was changed after it was written (a coefficient, the band, the safety or the card output); fit it again",
+                    value=stored,
+                )
+        return cal
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, allow_nan=False)
 
     @classmethod
-    def from_json(cls, text: str) -> AODCalibration:
+    def from_json(cls, text: str, *, verify: bool = True) -> AODCalibration:
         try:
-            return cls.from_dict(json.loads(text))
+            return cls.from_dict(json.loads(text), verify=verify)
         except json.JSONDecodeError as exc:
             raise CalibrationError(f"not valid JSON: {exc}") from exc
 
@@ -176,18 +250,22 @@ class AODCalibration:
         Path(path).write_text(self.to_json() + "\n")
 
     @classmethod
-    def load(cls, path: str | Path) -> AODCalibration:
+    def load(cls, path: str | Path, *, verify: bool = True) -> AODCalibration:
+        """Read a calibration file, checking its digest (see :meth:`from_dict`)."""
         try:
-            return cls.from_json(Path(path).read_text())
+            text = Path(path).read_text()
         except OSError as exc:
             raise CalibrationError(f"cannot read calibration {path}: {exc}") from exc
+        try:
+            return cls.from_json(text, verify=verify)
+        except CalibrationError as exc:
+            raise CalibrationError(f"{path}: {exc.detail}", value=exc.value) from None
 
     @functools.cached_property
     def digest(self) -> str:
         """Content digest of the model (the trace is not part of it: two fits that give the same
         model give the same samples)."""
-        model = {k: v for k, v in self.to_dict().items() if k != "trace"}
-        return hashlib.sha256(json.dumps(model, sort_keys=True).encode()).hexdigest()
+        return hashlib.sha256(json.dumps(self._model(), sort_keys=True).encode()).hexdigest()
 
     def __hash__(self) -> int:
         return hash(self.digest)
@@ -202,7 +280,9 @@ class AODCalibration:
 @dataclass(frozen=True)
 class CalibrationData:
     """Measured points: RF frequency (Hz), RF amplitude (fraction of full scale), optical power
-    (or diffraction efficiency, in ``power_unit``), and optional weights."""
+    (or diffraction efficiency, in ``power_unit``), and optional weights; ``card_mv`` and
+    ``card_gain``: the card's output amplitude (mV full scale) and the compile gain the RF
+    amplitudes were played at (the fitted calibration records them)."""
 
     freq_hz: np.ndarray
     rf_amp: np.ndarray
@@ -210,6 +290,8 @@ class CalibrationData:
     weights: np.ndarray | None = None
     power_unit: str = "a.u."
     source: str = ""
+    card_mv: int | None = None
+    card_gain: float = 1.0
 
 
 _FREQ_KEYS = {"freq_hz": 1.0, "frequency_hz": 1.0, "freq_mhz": 1e6, "frequency_mhz": 1e6}
@@ -218,12 +300,13 @@ _MV_KEYS = ("rf_mv", "amp_mv", "amplitude_mv")
 _POWER_KEYS = ("power", "optical_power", "power_mw", "efficiency", "diffraction_efficiency")
 
 
-def load_data(path: str | Path, *, full_scale_mv: float | None = None) -> CalibrationData:
+def load_data(path: str | Path, *, full_scale_mv: float | None = None, card_gain: float = 1.0) -> CalibrationData:
     """Read calibration data from a CSV (a header row) or JSON file (a list of records, or an
     object of equal-length lists). Columns: the frequency (``freq_hz`` or ``freq_mhz``), the RF
     amplitude (``rf_amp``, a fraction of full scale, or ``rf_mv`` / ``amp_mv`` with
     ``full_scale_mv``: the card's amplitude setting), the power (``power``, ``power_mw``,
-    ``efficiency`` ...) and optionally ``weight``."""
+    ``efficiency`` ...) and optionally ``weight``. ``full_scale_mv``: the card's amplitude setting
+    during the sweep (recorded in the calibration), ``card_gain`` the compile gain it played at."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -268,7 +351,9 @@ def load_data(path: str | Path, *, full_scale_mv: float | None = None) -> Calibr
     weights = column(("weight", "weights"))
     unit = "mW" if power[0] == "power_mw" else ("efficiency" if "efficiency" in power[0] else "a.u.")
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-    return CalibrationData(freq[1] * _FREQ_KEYS[freq[0]], rf, power[1], None if weights is None else weights[1], unit, f"{path.name} (sha256 {digest})")
+    card_mv = None if not full_scale_mv else round(float(full_scale_mv))
+    f = freq[1] * _FREQ_KEYS[freq[0]]
+    return CalibrationData(f, rf, power[1], None if weights is None else weights[1], unit, f"{path.name} (sha256 {digest})", card_mv, card_gain)
 
 
 @dataclass(frozen=True)
@@ -282,6 +367,14 @@ class CalibrationFit:
     residuals: np.ndarray = field(repr=False)
     sigma: float
     outliers: np.ndarray = field(repr=False)
+
+    def outlier_points(self) -> list[str]:
+        """Each outlier in words: frequency, RF amplitude, measured and fitted power."""
+        d = self.data
+        return [
+            f"{d.freq_hz[i] / 1e6:.4f} MHz, RF {d.rf_amp[i]:.4f}: measured {d.power[i]:.4g}, fit {d.power[i] + self.residuals[i]:.4g} {d.power_unit}"
+            for i in np.flatnonzero(self.outliers)
+        ]
 
     @property
     def rms_relative(self) -> float:
@@ -316,6 +409,13 @@ def fit_calibration(
         raise CalibrationError("calibration data must be finite, with RF amplitudes >= 0")
     band = band_hz or (float(np.min(f)), float(np.max(f)))
     lo, hi = band
+    span = (float(np.min(f)), float(np.max(f)))
+    if lo < span[0] * (1 - 1e-9) or hi > span[1] * (1 + 1e-9):
+        raise CalibrationError(
+            f"band {lo / 1e6:.6g}..{hi / 1e6:.6g} MHz reaches beyond the measured {span[0] / 1e6:.6g}..{span[1] / 1e6:.6g} MHz: a fitted "
+            "polynomial is not extrapolated; measure over the whole band, or calibrate a narrower one",
+            value=band_hz,
+        )
     x = (2.0 * f - lo - hi) / (hi - lo)
     w = np.ones_like(p) if data.weights is None else np.sqrt(np.clip(np.asarray(data.weights, dtype=np.float64), 0.0, None))
     ng = g_degree + 1
@@ -341,7 +441,7 @@ def fit_calibration(
         f"g degree {g_degree}, v0 degree {v0_degree}, robust residual sigma {sigma:.3g} {data.power_unit}"
     )
     try:
-        cal = AODCalibration(band, tuple(res.x[:ng]), tuple(res.x[ng:]), safety, data.power_unit, trace)
+        cal = AODCalibration(band, tuple(res.x[:ng]), tuple(res.x[ng:]), safety, data.power_unit, trace, data.card_mv, data.card_gain)
     except CalibrationError as exc:
         raise CalibrationError(f"the fitted model is not usable: {exc.detail} (check the data, or lower the polynomial degrees)") from None
     return CalibrationFit(cal, data, resid, sigma, outliers)

@@ -121,10 +121,15 @@ def cmd_hil(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from .calibration import fit_calibration, load_data, plot_fit
+    from .calibration import OUTLIER_SIGMAS, fit_calibration, load_data, plot_fit
     from .plot import NO_MATPLOTLIB, have_matplotlib
 
-    data = load_data(args.data, full_scale_mv=args.full_scale_mv)
+    card_mv = args.card_mv or args.full_scale_mv
+    if not card_mv:
+        print("awgrt: give the card's output amplitude during the sweep (--card-mv, or --full-scale-mv for RF in mV): the calibration records it",
+              file=sys.stderr)
+        return 2
+    data = load_data(args.data, full_scale_mv=card_mv, card_gain=args.card_gain)
     band = tuple(x * 1e6 for x in args.band_mhz) if args.band_mhz else None
     fit = fit_calibration(data, band_hz=band, g_degree=args.g_degree, v0_degree=args.v0_degree, safety=args.safety)
     cal = fit.calibration
@@ -139,7 +144,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     print(f"AOD calibration over {lo / 1e6:g}..{hi / 1e6:g} MHz from {len(data.power)} points: {cal.trace}")
     print(f"  rms residual {fit.rms_relative:.2%} of the largest power; power 1.0 = {cal.p_ref:.4g} {cal.power_unit} (flat over the band)")
     if fit.outliers.any():
-        print(f"  {int(fit.outliers.sum())} outliers (red x in the plot): check those points")
+        points = fit.outlier_points()
+        print(f"  {len(points)} outliers (red x in the plot), beyond {OUTLIER_SIGMAS:g} sigma; check these points:")
+        print("\n".join(f"    {p}" for p in points[:20]) + (f"\n    ... and {len(points) - 20} more" if len(points) > 20 else ""))
     print(f"  wrote {args.out}" + (f" and {png}" if png else ""))
     return 0
 
@@ -206,6 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", type=Path, required=True, help="calibration file to write (JSON)")
     p.add_argument("--png", type=Path, default=None, help="report figure (default: the calibration file's name with .png)")
     p.add_argument("--full-scale-mv", type=float, default=None, help="the card's output amplitude (mV at full scale), for RF amplitudes given in mV")
+    p.add_argument("--card-mv", type=int, default=None, help="the card's output amplitude (mV full scale) during the sweep; recorded in the calibration")
+    p.add_argument("--card-gain", type=float, default=1.0, help="the compile gain the sweep was played at (default %(default)g)")
     p.add_argument("--band-mhz", type=float, nargs=2, metavar=("LOW", "HIGH"), default=None, help="calibrated band (default: the data's span)")
     p.add_argument("--g-degree", type=int, default=4, help="degree of g(f) (default %(default)s)")
     p.add_argument("--v0-degree", type=int, default=2, help="degree of v0(f) (default %(default)s)")

@@ -48,7 +48,7 @@ from typing import Any
 from ._units import in_unit, whole_mv
 from .backends.base import Backend
 from .builder import AWGProgramBuilder
-from .compiler.compile import CLIP_POLICIES, compile_sequence_program
+from .compiler.compile import CLIP_POLICIES, calibrations_of, compile_sequence_program
 from .compiler.quantize import QuantizeOptions, quantize_resolved_ir, replace_segments
 from .compiler.report import CompileReport
 from .compiler.resolve import resolve_intent_ir
@@ -307,6 +307,7 @@ class Runtime:
         checked against the card (and ``sample_rate_hz`` if given) and uploaded as it is."""
         sample_rate_hz = in_unit(sample_rate_hz, "Hz", "sample_rate_hz", op="run")
         compiled, quantized, timings, notes = self._compile(program, sample_rate_hz, invariant)
+        self._check_calibrated_outputs(quantized)
         t = time.perf_counter()
         try:
             plan = self._plan(compiled)
@@ -345,6 +346,18 @@ class Runtime:
         )
         log.info("run: %s", str(self.last_report).replace("\n", "; "))
         return compiled
+
+    def _check_calibrated_outputs(self, quantized: QuantizedIR | None) -> None:
+        """Refuse, before anything touches the card, to drive an AOD-calibrated channel at another
+        card amplitude than its calibration was measured at (see
+        :meth:`~awgrt.calibration.AODCalibration.check_output`)."""
+        if quantized is None:
+            return
+        amps = self.amplitude_mv
+        for channel, cal in calibrations_of(quantized).items():
+            hw = quantized.hardware_channels[channel]
+            mv = amps if isinstance(amps, int) else amps[hw]
+            cal.check_output(mv, self.gain, f"channel {channel!r} (hardware channel {hw})")
 
     def _plan(self, new: CompiledSequenceProgram) -> UploadPlan:
         be = self.backend

@@ -37,7 +37,7 @@ def measured_aod(seed: int = 0) -> CalibrationData:
     x = (2 * f - sum(BAND_HZ)) / (BAND_HZ[1] - BAND_HZ[0])
     g, v0 = 1.0 - 0.18 * x**2 + 0.05 * x, 0.5 + 0.04 * x
     p = g * np.sin(np.pi / 2 * a / v0) ** 2 * (1 + 0.005 * rng.normal(size=f.size))
-    return CalibrationData(f, a, p, power_unit="efficiency", source="synthetic power-meter sweep")
+    return CalibrationData(f, a, p, power_unit="efficiency", source="synthetic power-meter sweep", card_mv=1000)
 
 
 def build(occupied: list[int], cal: AODCalibration, powers: list[float] | None = None) -> AWGProgramBuilder:

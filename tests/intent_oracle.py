@@ -23,8 +23,8 @@ the extra samples hold the end state.
 
 **The decoder.** Within each piece (a stretch where every tone follows one smooth trajectory),
 windows of :data:`WINDOW` samples are fitted by linear least squares with, per tone, the asked
-envelope times the asked phase trajectory, modulated by a cubic polynomial in time (which takes up
-a frequency offset within the allowed one). Per tone it returns the amplitude at the window's
+envelope times the asked phase trajectory, modulated by a polynomial of order :data:`ORDER` in
+time (which takes up a frequency offset within the allowed one). Per tone it returns the amplitude at the window's
 centre relative to the asked one and the frequency offset; with the residual, each is compared
 with the bounds above. A tone played at another frequency, amplitude or shape fails one of them.
 """
@@ -42,6 +42,9 @@ from tests import reference as ref
 
 #: Samples per fitted window.
 WINDOW = 1024
+#: Each tone's complex amplitude may follow a polynomial of this order over a window: it takes up a
+#: frequency offset or a slow ease within the allowed bound (a wrong frequency or shape it cannot).
+ORDER = 5
 #: Tones closer than this (Hz) in a window are not told apart there: the window is skipped.
 MIN_SEPARATION_HZ = 2.5e6
 
@@ -79,10 +82,16 @@ class Span:
         u = k / n
         return self.f0 / fs * k + (self.f1 - self.f0) / fs * n * ref.progress_integral(self.fkind, u)
 
-    def level(self, u: np.ndarray) -> np.ndarray:
+    def level(self, u: np.ndarray, optical: bool = False) -> np.ndarray:
+        """The asked RF amplitude, or with ``optical`` the asked optical power, at ``u``. An
+        adiabatic ramp keeps the trap frequency's rate constant: the trap frequency goes as the RF
+        amplitude in the linear regime, as the square root of the optical power on a calibrated
+        channel, and its inverse follows the smoothstep."""
         if self.a0 == self.a1:
             return np.full(np.shape(u), self.a0)
         kind = "geo_ramp" if self.akind == "exp" and self.rate is None else self.akind
+        if optical and kind == "adiabatic_ramp":
+            return ref.amplitude(math.sqrt(self.a0), math.sqrt(self.a1), kind, u, self.rate) ** 2
         return ref.amplitude(self.a0, self.a1, kind, u, self.rate)
 
 
@@ -301,14 +310,14 @@ def _check_piece(verdict, seg, ch, pi, piece: Piece, n1_card: int, x, fs, bounds
         for s in piece.spans:
             f = s.freq(u)
             phase = np.where(k <= n, s.phase_cycles(np.minimum(k, n), n, fs), s.phase_cycles(n, n, fs) + s.f1 / fs * (k - n))
-            level = s.level(u)
+            level = s.level(u, optical=model is not None)
             rf = model.rf(f, level) if model is not None else level
             amp = rf * lsb_scale
             if np.max(amp) < 0.5:  # below half an LSB: nothing to fit
                 continue
             freqs.append(float(f[WINDOW // 2]))
             carrier = 2 * np.pi * (phase - phase[0])
-            for j in range(4):
+            for j in range(ORDER + 1):
                 cols += [amp * np.cos(carrier) * tau**j, amp * np.sin(carrier) * tau**j]
             who.append((s, float(amp[WINDOW // 2])))
         fsorted = np.sort(freqs)
@@ -330,7 +339,7 @@ def _check_piece(verdict, seg, ch, pi, piece: Piece, n1_card: int, x, fs, bounds
             verdict.findings.append(Finding(seg, ch, w0, f"residual {rms:.1f} LSB rms against what was asked (tones {[round(f / 1e6, 4) for f in freqs]} MHz)"))
         for t, (s, level) in enumerate(who):
             verdict.tones_compared += 1
-            c = coef[8 * t : 8 * t + 8]
+            c = coef[2 * (ORDER + 1) * t : 2 * (ORDER + 1) * (t + 1)]
             a0 = complex(c[0], -c[1])
             a1 = complex(c[2], -c[3])
             ratio = abs(a0)

@@ -154,11 +154,14 @@ def test_cli_fits_and_writes_the_calibration_and_its_report(tmp_path, capsys):
     data = tmp_path / "aod.csv"
     data.write_text("freq_hz,rf_amp,power\n" + "".join(f"{fi},{ai},{pi}\n" for fi, ai, pi in zip(f, a, p)))
     out = tmp_path / "cal.json"
-    assert awgrt_main(["calibrate", "fit", str(data), "-o", str(out), "--g-degree", "3"]) == 0
+    assert awgrt_main(["calibrate", "fit", str(data), "-o", str(out), "--g-degree", "3", "--card-mv", "800"]) == 0
     cal = AODCalibration.load(out)
+    assert cal.card_mv == 800 and cal.card_gain == 1.0
     assert abs(cal.gain(90e6) / true_g(90e6) - 1) < 0.01
     png = out.with_suffix(".png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20000
     printed = capsys.readouterr().out
     assert "outliers" in printed and "power 1.0" in printed
-    assert awgrt_main(["calibrate", "fit", str(tmp_path / "missing.csv"), "-o", str(out)]) == 2
+    assert awgrt_main(["calibrate", "fit", str(tmp_path / "missing.csv"), "-o", str(out), "--card-mv", "800"]) == 2
+    assert awgrt_main(["calibrate", "fit", str(data), "-o", str(out)]) == 2  # the card's amplitude is not optional
+    assert "--card-mv" in capsys.readouterr().err

@@ -9,6 +9,7 @@ import warnings
 
 from .._blas import single_threaded_blas
 from .._progress import Progress
+from ..calibration import AODCalibration
 from ..errors import ClipError, ClipWarning, ProgramError, SilenceWarning
 from ..ir.intent import finite_real
 from ..ir.quantized import QuantizedIR
@@ -84,6 +85,18 @@ def _silent_channels(q: QuantizedIR, results: list[SynthResult]) -> tuple[Note, 
     return tuple(notes)
 
 
+def calibrations_of(quantized: QuantizedIR) -> dict[str, AODCalibration]:
+    """The AOD calibration of each calibrated logical channel of ``quantized``."""
+    found: dict[str, AODCalibration] = {}
+    for seg in quantized.segments:
+        for track in seg.tracks:
+            if track.channel not in found:
+                cal = next((s.optical.calibration for p in track.pieces for s in p.tones if s.optical is not None), None)
+                if cal is not None:
+                    found[track.channel] = cal
+    return found
+
+
 def compile_sequence_program(
     quantized: QuantizedIR,
     gain: float = 1.0,
@@ -129,6 +142,8 @@ def compile_sequence_program(
     if not isinstance(fast_math, bool):
         raise ProgramError(f"fast_math={fast_math!r} must be True or False", op="compile", value=fast_math)
     gain, clip, full_scale = float(gain), float(clip), int(full_scale)
+    for channel, cal in calibrations_of(quantized).items():
+        cal.check_output(None, gain, f"channel {channel!r}")
     cache = {} if cache is None else cache
     hw = dict(quantized.hardware_channels)
     by_slot: dict[int, CompiledSegment] = {}

@@ -33,7 +33,7 @@ from types import MappingProxyType
 from typing import Any, TypedDict
 
 from ..card import CARDS, DEFAULT_CARD, CardSpec
-from ..errors import CardLimitError, ProgramError, QuantizationError, WrapWarning
+from ..errors import CalibrationError, CardLimitError, ProgramError, QuantizationError, SnapWarning, WrapWarning
 from ..ir.intent import finite_real
 from ..ir.quantized import FrequencyStep, QuantizedIR
 from ..ir.resolved import Note, ResolvedIR, Segment
@@ -159,6 +159,33 @@ def _step_keys(steps: tuple[FrequencyStep, ...]) -> set[tuple[str, str, int]]:
     return {(s.from_segment, s.to_segment, s.tone) for s in steps}
 
 
+def _check_calibrated_bands(played: tuple[Segment, ...], asked: tuple[Segment, ...]) -> None:
+    """Raise :class:`~awgrt.errors.CalibrationError` for a tone of an AOD-calibrated channel that
+    wrap snapping or ring closing took outside its calibration's band (it was asked inside):
+    naming the segment, the tone, what was asked and what it would play."""
+    for seg, pre in zip(played, asked):
+        for track in seg.tracks:
+            for piece in track.pieces:
+                for s in piece.tones:
+                    if s.optical is None:
+                        continue
+                    lo, hi = s.optical.calibration.band_hz
+                    out = [f for f in (s.f0_hz, s.f1_hz) if not lo * (1 - 1e-12) <= f <= hi * (1 + 1e-12)]
+                    if not out:
+                        continue
+                    was = [x for t in pre.tracks if t.channel == track.channel for p in t.pieces for x in p.tones if x.tone == s.tone]
+                    asked_hz = was[0].f0_hz if was else float("nan")
+                    raise CalibrationError(
+                        f"channel {track.channel!r} tone #{s.tone}, asked at {asked_hz / 1e6:.6f} MHz, would play at {out[0] / 1e6:.6f} MHz after "
+                        f"wrap snapping (whole cycles per pass of the looped segment) or ring closing: outside the calibrated band "
+                        f"{lo / 1e6:.6g}..{hi / 1e6:.6g} MHz, where the AOD model is not known; ask it further inside the band (by "
+                        f"{abs(out[0] - asked_hz) / 1e3:.1f} kHz or more), hold the looped segment longer (finer grid), or calibrate a wider band",
+                        segment=seg.name,
+                        op="snap wrap",
+                        value=out[0],
+                    )
+
+
 def quantize_resolved_ir(
     resolved: ResolvedIR,
     logical_channel_to_hardware_channel: Mapping[str, int] | None = None,
@@ -224,6 +251,16 @@ def quantize_resolved_ir(
         if peaks:
             unphased = bent
             notes += ring_notes
+            big = {k: v for k, v in peaks.items() if abs(v) > CLOSE_RING_HZ}
+            if big:
+                (ch, tone), peak = max(big.items(), key=lambda kv: abs(kv[1]))
+                warnings.warn(
+                    f"closing the ring edge's phase takes {len(big)} tone(s) more than {CLOSE_RING_HZ:g} Hz away from their frequency "
+                    f"(largest: {ch} tone #{tone}, a min-jerk excursion of {peak:+.1f} Hz and back; see the ring_closed notes)",
+                    SnapWarning,
+                    stacklevel=2,
+                )
+    _check_calibrated_bands(unphased, resolved.segments)
     segments, phase_notes = assign_phases(unphased, resolved.tone_origins, fs)
     notes += phase_notes
     segments = tuple(s.with_digest(fs, mapping) for s in segments)

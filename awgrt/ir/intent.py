@@ -563,7 +563,9 @@ class IntentIR:
                 segments=tuple(_segment_from_dict(s) for s in data["segments"]),
                 last_step=data["last_step"],
                 schema_version=data["schema_version"],
-                calibrations=tuple((str(ch), AODCalibration.from_dict({"schema": CALIBRATION_SCHEMA, **c})) for ch, c in data.get("calibrations", ())),
+                calibrations=tuple(
+                    (str(ch), AODCalibration.from_dict({"schema": CALIBRATION_SCHEMA, **c}, verify="digest" in c)) for ch, c in data.get("calibrations", ())
+                ),
                 positions=tuple(
                     (str(ch), PositionCalibration(tuple(c["coefficients"]), c["f_ref_hz"], tuple(c["band_hz"]), c["trace"]))
                     for ch, c in data.get("positions", ())

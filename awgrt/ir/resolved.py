@@ -107,7 +107,11 @@ class ToneSpan:
         optical power at that instant's frequency, and where it was clipped below saturation."""
         o = self.optical
         assert o is not None, "optical_rf_at is for spans of a calibrated channel"
-        power = amplitude_profile(o.p0, o.p1, self.amp_kind, np.asarray(u, dtype=np.float64), self.amp_param)
+        u = np.asarray(u, dtype=np.float64)
+        if self.amp_kind == "adiabatic":  # the trap frequency goes as sqrt(P): 1/sqrt(P) follows the smoothstep
+            power = amplitude_profile(math.sqrt(o.p0), math.sqrt(o.p1), self.amp_kind, u, self.amp_param) ** 2
+        else:
+            power = amplitude_profile(o.p0, o.p1, self.amp_kind, u, self.amp_param)
         return o.calibration.rf_amplitude(self.frequency_at(u), power)
 
     def with_phase(self, phase0_cycles: float) -> ToneSpan:
