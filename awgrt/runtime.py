@@ -12,6 +12,14 @@ program, then brings the card up to date with the least work:
   table if it changed too) when the layout is the same; ``"steps"`` when only loop counts or
   transitions changed; ``"none"`` when nothing did.
 
+Every output setting given to the runtime (amplitude, stop level, trigger source and level) is
+compared with the card's set-up and written where it differs, on every run, even when the program
+did not change (upload kind ``"settings"``); a change of start step alone rewrites it. Clipped
+samples raise a :class:`~awgrt.errors.ClipWarning` by default (``clip_policy``: ``"warn"``,
+``"error"`` or ``"count"``, as in :func:`~awgrt.compiler.compile.compile_sequence_program`). An
+AOD-calibrated channel is driven only at the card amplitude its calibration was measured at.
+``rt.verify()`` reads the card back and compares every field with what was asked.
+
 A slot that the card is playing is never rewritten silently: by default (``live="restart"``) the
 runtime stops the card, updates it and starts it again; with ``live="allow"`` it writes the slot
 live (the output mixes old and new samples) and records that in the report.

@@ -254,3 +254,28 @@ def test_a_hold_taken_by_an_ease_still_closes_the_ring_in_its_second_half() -> N
     assert verdict.windows and not verdict.findings, verdict.findings[:5]
     ring = next(e for e in p.report.boundaries if e.kind == "ring")
     assert not [j for j in ring.tones if j.kind == "phase"]
+
+
+# ---------------------------------------------------------------------------------- bad indices
+
+
+@pytest.mark.parametrize(
+    "op",
+    [
+        lambda b: b.move(df=1e6, time=1e-6, idxs=1.5),
+        lambda b: b.move(df=1e6, time=0, idxs=1.5),
+        lambda b: b.move(df=[1e6, 2e6], time=1e-6, idxs=[0, 1.5]),
+        lambda b: b.ramp_amp_to(amps=0.1, time=1e-6, idxs=np.float64(1.5)),
+        lambda b: b.remove_tones(idxs=1.5),
+        lambda b: b.remap_from_def(target_def="d", src=[1.5], dst=[0], time=1e-6),
+        lambda b: b.add_tone(freq=92e6, amp=0.1, at=1.5),
+        lambda b: b.move(df=1e6, time=1e-6, idxs=float("nan")),
+    ],
+)
+def test_a_fractional_tone_index_is_an_awgrt_error_naming_the_op(op) -> None:
+    from awgrt.errors import AWGRTError
+
+    b = AWGProgramBuilder().logical_channel("H").define("d", logical_channel="H", freqs=[90e6, 91e6], amps=[0.3, 0.3]).segment("s").tones("H").use_def("d")
+    with pytest.raises(AWGRTError) as err:
+        op(b).hold(time=1e-6).build_resolved_ir(sample_rate_hz=625e6)
+    assert err.value.segment == "s" and err.value.op is not None
