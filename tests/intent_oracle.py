@@ -27,6 +27,12 @@ envelope times the asked phase trajectory, modulated by a polynomial of order :d
 time (which takes up a frequency offset within the allowed one). Per tone it returns the amplitude at the window's
 centre relative to the asked one and the frequency offset; with the residual, each is compared
 with the bounds above. A tone played at another frequency, amplitude or shape fails one of them.
+
+**Edges.** Across every edge of the step path (the end of a segment and the start of the next, when
+the next keeps its tones' phases; a looped segment whose channels hold, end to start) a window
+fits the asked tones with complex amplitudes continuous at the edge (each side its own polynomial,
+so a frequency step within the snapping bound is followed): a tone that goes on through the edge
+with a phase jump leaves a residual.
 """
 
 from __future__ import annotations
@@ -269,6 +275,7 @@ class Verdict:
     tones_compared: int = 0
     pieces: int = 0
     skipped: int = 0
+    edges: int = 0
 
 
 def check_program(intent: IntentIR, program, *, gain: float = 1.0, full_scale: int = 32767) -> Verdict:
@@ -292,7 +299,94 @@ def check_program(intent: IntentIR, program, *, gain: float = 1.0, full_scale: i
                 verdict.pieces += 1
                 n1 = n_card if pi == len(pieces) - 1 else piece.n1  # the card's extra samples hold the end state
                 _check_piece(verdict, plan.name, ch, pi, piece, n1, x, fs, bounds, models.get(ch), gain * full_scale)
+    edges = [(a, b) for a, b in zip(plans, plans[1:]) if _continues(intent, b.name)]
+    edges += [(p, p) for p in plans if p.looped and all(_constant(pieces) for pieces in p.pieces.values())]  # seamless wraps
+    for a, b in edges:
+        for ch in a.pieces:
+            x = np.concatenate(
+                [program.segments[slot_of[a.name]].data[-EDGE:, program.hardware_channels[ch]], program.segments[slot_of[b.name]].data[:EDGE, program.hardware_channels[ch]]]
+            ).astype(np.float64)
+            _check_edge(verdict, a, b, ch, lengths, x, fs, models.get(ch), gain * full_scale)
     return verdict
+
+
+#: Samples taken on each side of an edge (the end of one segment, the start of the next).
+EDGE = WINDOW // 2
+
+
+def _continues(intent: IntentIR, name: str) -> bool:
+    """Whether the segment keeps its tones' phases from the one before (no phase reset)."""
+    return next(s for s in intent.segments if s.name == name).phase_mode == "continue"
+
+
+def _constant(pieces: list[Piece]) -> bool:
+    return all(s.f0 == s.f1 and s.a0 == s.a1 for p in pieces for s in p.spans) and len({tuple(s.key for s in p.spans) for p in pieces}) <= 1
+
+
+def trajectories(plan: SegmentPlan, ch: str, n_card: int, fs: float, model, lsb_scale: float) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Per tone key of ``ch`` in ``plan``: its phase (cycles, from 0 where it first plays here) at
+    samples 0 .. n_card (one past the end) and its asked amplitude (LSB) at samples 0 .. n_card-1
+    (zero where it does not play). The card's extra samples hold the end state."""
+    out: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    pieces = plan.pieces[ch]
+    for pi, piece in enumerate(pieces):
+        n = piece.n1 - piece.n0
+        end = n_card if pi == len(pieces) - 1 else piece.n1
+        k = np.arange(end + 1 - piece.n0, dtype=np.float64)
+        for s in piece.spans:
+            phase, amp = out.setdefault(s.key, (np.full(n_card + 1, np.nan), np.zeros(n_card)))
+            start = phase[piece.n0] if not np.isnan(phase[piece.n0]) else 0.0
+            inside = np.minimum(k, n)
+            phase[piece.n0 : end + 1] = start + s.phase_cycles(inside, n, fs) + s.f1 / fs * (k - inside)
+            u = np.minimum(k[:-1] / n, 1.0)
+            level = s.level(u, optical=model is not None)
+            amp[piece.n0 : end] = (model.rf(s.freq(u), level) if model is not None else level) * lsb_scale
+    return out
+
+
+def _check_edge(verdict, a: SegmentPlan, b: SegmentPlan, ch: str, lengths, x, fs, model, lsb_scale: float) -> None:
+    """A window across the edge from ``a`` to ``b`` (``a`` itself: its wrap) fits the asked tones,
+    each with a complex amplitude that is continuous at the edge: a tone that goes on through the
+    edge must be phase continuous there (a jump, or a tone's phase started afresh, leaves a
+    residual)."""
+    na, nb = lengths[a.name], lengths[b.name]
+    ta = trajectories(a, ch, na, fs, model, lsb_scale)
+    tb = trajectories(b, ch, nb, fs, model, lsb_scale)
+    cols, freqs = [], []
+    tau = (np.arange(2 * EDGE) - EDGE + 0.5) / EDGE
+    # a complex amplitude continuous at the edge, its own polynomial on each side: a frequency step
+    # (wrap snapping's, within its bound) is a kink it can follow, a phase jump is not
+    shapes = [np.ones_like(tau)] + [side**j for j in range(1, ORDER + 1) for side in (np.minimum(tau, 0.0), np.maximum(tau, 0.0))]
+    for key in sorted(set(ta) | set(tb)):
+        phase = np.full(2 * EDGE, np.nan)
+        amp = np.zeros(2 * EDGE)
+        carry = 0.0
+        if key in ta:
+            pa, aa = ta[key]
+            phase[:EDGE], amp[:EDGE] = pa[na - EDGE : na], aa[na - EDGE :]
+            carry = pa[na] if np.isfinite(pa[na]) else 0.0  # where it stands at the edge
+        if key in tb:
+            pb, ab = tb[key]
+            phase[EDGE:], amp[EDGE:] = carry + pb[:EDGE] - (pb[0] if np.isfinite(pb[0]) else 0.0), ab[:EDGE]
+        playing = np.flatnonzero((amp > 0) & np.isfinite(phase))
+        if playing.size < 2 or np.max(amp) < 0.5:
+            continue
+        freqs.append(float(np.median(np.diff(phase[playing])) * fs))
+        carrier = 2 * np.pi * np.nan_to_num(phase - phase[playing[0]])
+        for shape in shapes:
+            cols += [amp * np.cos(carrier) * shape, amp * np.sin(carrier) * shape]
+    fsorted = np.sort(freqs)
+    if not cols or (len(fsorted) > 1 and np.min(np.diff(fsorted)) < MIN_SEPARATION_HZ):
+        verdict.skipped += 1
+        return
+    verdict.edges += 1
+    m = np.stack(cols, axis=1)
+    coef, *_ = np.linalg.lstsq(m, x, rcond=None)
+    rms = float(np.sqrt(np.mean((x - m @ coef) ** 2)))
+    total = float(sum(np.max(np.abs(c)) for c in cols[:: 2 * len(shapes)]))
+    if rms > 1.0 + 3e-4 * total:
+        what = "wrap" if a is b else f"edge to {b.name!r}"
+        verdict.findings.append(Finding(a.name, ch, na - EDGE, f"{what}: residual {rms:.1f} LSB rms across it (a phase jump?)"))
 
 
 def _check_piece(verdict, seg, ch, pi, piece: Piece, n1_card: int, x, fs, bounds, model, lsb_scale: float) -> None:
