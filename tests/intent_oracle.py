@@ -303,9 +303,8 @@ def check_program(intent: IntentIR, program, *, gain: float = 1.0, full_scale: i
     edges += [(p, p) for p in plans if p.looped and all(_constant(pieces) for pieces in p.pieces.values())]  # seamless wraps
     for a, b in edges:
         for ch in a.pieces:
-            x = np.concatenate(
-                [program.segments[slot_of[a.name]].data[-EDGE:, program.hardware_channels[ch]], program.segments[slot_of[b.name]].data[:EDGE, program.hardware_channels[ch]]]
-            ).astype(np.float64)
+            hw = program.hardware_channels[ch]
+            x = np.concatenate([program.segments[slot_of[a.name]].data[-EDGE:, hw], program.segments[slot_of[b.name]].data[:EDGE, hw]]).astype(np.float64)
             _check_edge(verdict, a, b, ch, lengths, x, fs, models.get(ch), gain * full_scale)
     return verdict
 

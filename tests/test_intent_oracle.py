@@ -131,8 +131,8 @@ def test_every_drawn_program_plays_what_its_intent_asked(drawn) -> None:
     verdict = check_program(intent, program)
     if os.environ.get("AWGRT_ORACLE_STATS"):  # the oracle's census: one line per drawn program
         ops = sorted({type(op).__name__ + ("(time=0)" if getattr(op, "time_s", 1) == 0 else "") for seg in intent.segments for op in seg.ops})
-        line = {"windows": verdict.windows, "tones": verdict.tones_compared, "pieces": verdict.pieces, "edges": verdict.edges, "skipped": verdict.skipped, "ops": ops,
-                "steps": len(program.steps), "calibrated": bool(intent.calibrations), "last_step": intent.last_step}
+        line = {"windows": verdict.windows, "tones": verdict.tones_compared, "pieces": verdict.pieces, "edges": verdict.edges}
+        line |= {"skipped": verdict.skipped, "ops": ops, "steps": len(program.steps), "calibrated": bool(intent.calibrations), "last_step": intent.last_step}
         with open(os.environ["AWGRT_ORACLE_STATS"], "a") as fh:
             fh.write(json.dumps(line) + "\n")
     assert verdict.windows > 0
