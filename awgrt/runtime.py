@@ -73,6 +73,7 @@ log = logging.getLogger(__name__)
 
 #: Default capacity of the asynchronous step-callback queue (entries).
 CALLBACK_QUEUE_SIZE = 10_000
+_WAITS_FOR_ITSELF = "would wait for that callback to finish: call it from another thread"
 #: Default seconds ``close()`` waits for queued asynchronous callbacks.
 CLOSE_TIMEOUT_S = 5.0
 
@@ -496,7 +497,12 @@ class Runtime:
 
     def flush(self, timeout_s: float | None = None) -> None:
         """Wait until every queued asynchronous callback has run (at most ``timeout_s``, None:
-        no limit); re-raise the first error one raised."""
+        no limit); re-raise the first error one raised. Called from an asynchronous callback (the
+        worker thread itself) it raises at once: it would wait for itself forever."""
+        if self._worker is not None and threading.current_thread() is self._worker:
+            raise AWGRTError(f"flush() called from an asynchronous step callback {_WAITS_FOR_ITSELF}", op="flush")
+        if timeout_s is not None and not (finite_real(timeout_s) and timeout_s >= 0):
+            raise ProgramError(f"timeout_s={timeout_s!r} must be a finite number of seconds >= 0, or None", op="flush", value=timeout_s)
         if not self._wait_queue(timeout_s):
             raise AWGRTError(f"asynchronous step callbacks still running after {timeout_s:g} s: {self._describe_stuck()}", op="on_step")
         if self._async_errors:
@@ -514,7 +520,10 @@ class Runtime:
 
     def close(self) -> None:
         """Stop the card, wait at most ``close_timeout_s`` for queued asynchronous callbacks,
-        stop the worker and detach from the backend (see module doc)."""
+        stop the worker and detach from the backend (see module doc). Not from an asynchronous
+        callback (it would wait for itself): that raises at once."""
+        if self._worker is not None and threading.current_thread() is self._worker:
+            raise AWGRTError(f"close() called from an asynchronous step callback {_WAITS_FOR_ITSELF}", op="close")
         stuck = None
         try:
             self.backend.stop()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
+import math
 import os
 import re
 import sys
@@ -123,6 +124,12 @@ class _CardLock:
                 _OPEN_IN_PROCESS.discard(self.key)
 
 
+def _check_timeout(timeout_s: object, op: str) -> None:
+    """A wait's limit must be a finite number of seconds >= 0 (NaN or inf would wait forever)."""
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not math.isfinite(timeout_s) or timeout_s < 0:
+        raise ProgramError(f"timeout_s={timeout_s!r} must be a finite number of seconds >= 0", op=op, value=timeout_s)
+
+
 def _drop_handle(card) -> None:
     """Release an spcm card object's handle without the stop spcm's own close() sends (that card
     may be another process's), and keep its destructor from commanding an invalid handle."""
@@ -166,6 +173,13 @@ class SpcmBackend(BackendBase):
     ) -> None:
         expected = CARDS[card] if isinstance(card, str) else card
         super().__init__(expected or CARDS["M4i.6631-x8"])
+        if serial_number is not None and (isinstance(serial_number, bool) or not isinstance(serial_number, int) or serial_number <= 0):
+            problem = f"serial_number={serial_number!r} must be a card's serial number (an integer > 0), or None for the first AWG"
+            raise ProgramError(problem, op="SpcmBackend", value=serial_number)
+        if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not math.isfinite(timeout_s) or not 0.001 <= timeout_s <= 86_400:
+            raise ProgramError(f"timeout_s={timeout_s!r} must be a number of seconds in 0.001..86400", op="SpcmBackend", value=timeout_s)
+        if device is not None and not isinstance(device, str):
+            raise ProgramError(f"device={device!r} must be a path such as '/dev/spcm0'", op="SpcmBackend", value=device)
         if not (isinstance(step_poll_hz, (int, float)) and 1.0 <= step_poll_hz <= 100_000.0):
             raise ProgramError(f"step_poll_hz={step_poll_hz!r} must be in 1..100000 polls per second", op="SpcmBackend", value=step_poll_hz)
         self.step_poll_hz = float(step_poll_hz)
@@ -227,13 +241,13 @@ class SpcmBackend(BackendBase):
             return
         spcm = import_spcm()
         self._spcm = spcm
-        where = self.device or (f"serial {self.serial_number}" if self.serial_number else "first AWG")
+        where = self.device or (f"serial {self.serial_number}" if self.serial_number is not None else "first AWG")
         card, stage = None, "open"
         try:
             with self._step(f"opening {where}"):
                 if self.device:
                     card = spcm.Card(self.device)
-                elif self.serial_number:
+                elif self.serial_number is not None:
                     card = spcm.Card(serial_number=self.serial_number)
                 else:
                     card = spcm.Card(card_type=spcm.SPCM_TYPE_AO)
@@ -247,6 +261,8 @@ class SpcmBackend(BackendBase):
             lock = _CardLock(key)
             lock.acquire()  # before any command reaches the card: a busy card is left untouched
             self._lock, self._card = lock, card
+            with self._step(f"stopping {where} (a process that held it may have died while it ran)"):
+                card.cmd(spcm.M2CMD_CARD_STOP)  # a known state before anything else
             with self._step(f"opening {where}"):
                 if not card.function_type() & spcm.SPCM_TYPE_AO:
                     raise CardError(f"{card.product_name()} is not an AWG", code=None, op="open")
@@ -487,6 +503,7 @@ class SpcmBackend(BackendBase):
             )
 
     def wait_ready(self, timeout_s: float) -> None:
+        _check_timeout(timeout_s, "wait_ready")
         self._require_open()
         spcm = self._spcm
         with self._step(f"waiting up to {timeout_s:g} s for READY"):

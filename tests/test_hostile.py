@@ -1,0 +1,101 @@
+"""Hostile files, shared lab PCs and odd arguments: each gets a clear awgrt error, nothing is lost
+and nothing is run from a directory another user could write."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from awgrt import Runtime
+from awgrt.backends import SimBackend
+from awgrt.errors import AWGRTError
+from tests.test_runtime import FS, N_RENDER, T_WAIT, program
+
+
+def test_flush_or_close_from_an_asynchronous_callback_raises_instead_of_deadlocking() -> None:
+    be = SimBackend()
+    rt = Runtime(be)
+    seen: list[BaseException] = []
+    done = threading.Event()
+
+    def callback(info) -> None:
+        for call in (rt.flush, rt.close):
+            try:
+                call()
+            except AWGRTError as exc:
+                seen.append(exc)
+        done.set()
+
+    rt.on_step("pulse", callback, asynchronous=True)
+    rt.run(program(), sample_rate_hz=FS)
+    be.schedule_trigger(0)
+    be.schedule_trigger(T_WAIT)
+    be.advance(samples=N_RENDER)
+    assert done.wait(30)
+    assert [("wait for that callback" in str(e)) for e in seen] == [True, True]
+    rt.flush(timeout_s=30)  # the worker is free: nothing stuck, nothing blamed
+    rt.close()
+
+
+# ---------------------------------------------------------------------------------- arguments
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda be: be.wait_ready(float("nan")),
+        lambda be: be.wait_ready(float("inf")),
+        lambda be: be.advance(seconds=float("nan")),
+        lambda be: be.advance(samples=float("inf")),
+        lambda be: be.schedule_trigger(sample=float("nan")),
+        lambda be: be.schedule_trigger(after_s=float("inf")),
+        lambda be: be.schedule_trigger(after=1.5),
+    ],
+)
+def test_simbackend_refuses_times_that_never_come(call) -> None:
+    from awgrt.errors import ProgramError
+
+    with SimBackend() as be:
+        Runtime(be, trigger="external").run(program(), sample_rate_hz=FS)
+        with pytest.raises(ProgramError):
+            call(be)
+
+
+@pytest.mark.parametrize("kw", [{"serial_number": 0}, {"serial_number": True}, {"timeout_s": "x"}, {"timeout_s": float("nan")}, {"device": 0}])
+def test_spcmbackend_refuses_bad_arguments_before_opening_anything(kw) -> None:
+    from awgrt.backends import SpcmBackend
+    from awgrt.errors import ProgramError
+
+    with pytest.raises(ProgramError):
+        SpcmBackend(**kw)
+
+
+def test_spcmbackend_wait_ready_refuses_nan(emu) -> None:
+    from awgrt.backends import SpcmBackend
+    from awgrt.errors import ProgramError
+
+    with SpcmBackend("/dev/spcm0") as be, pytest.raises(ProgramError, match="timeout_s"):
+        be.wait_ready(float("nan"))
+
+
+def test_open_stops_a_card_left_running_by_a_process_that_died(emu) -> None:
+    """A process killed mid-upload leaves the card running: the next open stops it first."""
+    from awgrt.backends import SpcmBackend
+
+    dead = SpcmBackend("/dev/spcm0")
+    dead.open()
+    Runtime(dead, trigger="software").run(program(), sample_rate_hz=FS)
+    card = emu.card(0)
+    assert card.state in ("armed", "running")
+    # the process dies: the kernel drops its handle and lock, nobody stops the card
+    (handle,) = [h for h in emu.driver.open_handles() if emu.driver.path_of(h) == "/dev/spcm0"]
+    emu.driver._handles.pop(handle)
+    emu.driver._path_of.pop(handle, None)
+    dead._card._closed = True
+    dead._card = None
+    dead._lock.release()
+    dead._lock = None
+    assert card.state in ("armed", "running")
+    with SpcmBackend("/dev/spcm0") as be:
+        assert card.state not in ("armed", "running") and not be.is_running()
