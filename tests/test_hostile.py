@@ -99,3 +99,53 @@ def test_open_stops_a_card_left_running_by_a_process_that_died(emu) -> None:
     assert card.state in ("armed", "running")
     with SpcmBackend("/dev/spcm0") as be:
         assert card.state not in ("armed", "running") and not be.is_running()
+
+
+# ---------------------------------------------------------------------------------- shared PCs
+
+
+@pytest.fixture
+def no_cache(tmp_path, monkeypatch):
+    """The user's cache cannot be written and the system temp dir is ``tmp_path / "tmp"``."""
+    import tempfile
+
+    from awgrt.sim._emu_common import ENV_CACHE
+
+    blocked = tmp_path / "home-cache"
+    blocked.write_text("a file where the cache directory would be")
+    monkeypatch.delenv(ENV_CACHE, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(shared))
+    return shared
+
+
+@pytest.mark.parametrize("plant", ["world-writable directory", "another user's directory", "symlinked library"])
+def test_the_emulated_driver_is_never_loaded_from_a_directory_another_user_could_plant_it_in(no_cache, plant) -> None:
+    import os
+
+    from awgrt.sim._emu_build import _library_path, build_library, find_compiler
+
+    if find_compiler() is None:
+        pytest.skip("no C compiler")
+    planted = _library_path(no_cache / f"awgrt-cache-{os.getuid()}")
+    planted.parent.mkdir(parents=True)
+    evil = no_cache / "evil.so"
+    evil.write_bytes(b"not the library")
+    if plant == "symlinked library":
+        planted.symlink_to(evil)
+    else:
+        planted.write_bytes(b"not the library")
+        if plant == "world-writable directory":
+            os.chmod(planted.parent, 0o777)
+        elif os.getuid() == 0:
+            os.chown(planted.parent, 65534, 65534)
+        else:
+            pytest.skip("changing a directory's owner needs root")
+    built = build_library()
+    assert not built.is_symlink() and built.resolve() != evil.resolve()
+    assert built != planted or plant == "symlinked library"  # a link in a private directory is replaced by the build
+    assert built.read_bytes()[:4] == b"\x7fELF"
+    st = os.stat(built.parent)
+    assert st.st_uid == os.getuid() and not st.st_mode & 0o022  # this user's, writable by nobody else
