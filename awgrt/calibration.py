@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from ._atomic import atomic_write_text
 from .errors import CalibrationError
 
 SCHEMA = "awgrt.aod_calibration"
@@ -247,7 +248,11 @@ class AODCalibration:
             raise CalibrationError(f"not valid JSON: {exc}") from exc
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(self.to_json() + "\n")
+        """Write the calibration atomically: a failed save leaves the previous file whole."""
+        try:
+            atomic_write_text(path, self.to_json() + "\n")
+        except OSError as exc:
+            raise CalibrationError(f"cannot save the calibration to {path}: {exc.strerror or exc}") from exc
 
     @classmethod
     def load(cls, path: str | Path, *, verify: bool = True) -> AODCalibration:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ._atomic import atomic_write
 from ._savefile import SaveFile, check_value, need
 from .card import CARDS, CardSpec, encode_step_entry
 from .errors import AWGRTError, CardLimitError, SerializationError
@@ -235,9 +236,13 @@ class CompiledSequenceProgram:
             meta["report"] = self.report_text
         arrays = {f"seg{i}": s.data for i, s in enumerate(self.segments)}
         path = Path(path)
-        with path.open("wb") as f:
-            np.savez(f, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)  # type: ignore[arg-type]
-        return path
+        if path.is_dir():
+            raise SerializationError(f"{path} is a directory: give a file name to save the program to", op="save", value=str(path))
+        meta_bytes = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+        try:  # atomically: a failed save (a full disk, a quota) leaves the previous file whole
+            return atomic_write(path, lambda f: np.savez(f, meta=meta_bytes, **arrays))  # type: ignore[arg-type]
+        except OSError as exc:
+            raise SerializationError(f"cannot save the program to {path}: {exc.strerror or exc}", op="save", value=str(path)) from exc
 
     @classmethod
     def load(cls, path: str | Path, card: CardSpec | None = None) -> CompiledSequenceProgram:

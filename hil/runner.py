@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from awgrt import compile_sequence_program, quantize_resolved_ir
+from awgrt._atomic import atomic_write_text
 from awgrt._blas import single_threaded_blas
 from awgrt._progress import Progress
 from awgrt.errors import AWGRTError
@@ -323,20 +324,6 @@ def run_suite(
 RUNNING_MARKER = "RUNNING"
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and
-    ``os.replace``: readers see the old file or the whole new one, never a part."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
 
 
 def begin_run(out_dir: Path, rig: object) -> None:

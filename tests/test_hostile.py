@@ -149,3 +149,61 @@ def test_the_emulated_driver_is_never_loaded_from_a_directory_another_user_could
     assert built.read_bytes()[:4] == b"\x7fELF"
     st = os.stat(built.parent)
     assert st.st_uid == os.getuid() and not st.st_mode & 0o022  # this user's, writable by nobody else
+
+
+# ---------------------------------------------------------------------------------- files
+
+
+def _disk_full(*_args):
+    import errno
+
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_failed_program_save_leaves_the_previous_file_whole(tmp_path, monkeypatch) -> None:
+    import os
+
+    from awgrt import CompiledSequenceProgram
+    from awgrt.errors import SerializationError
+
+    with SimBackend() as be:
+        p = Runtime(be, trigger="software").run(program(), sample_rate_hz=FS)
+    path = tmp_path / "p.npz"
+    p.save(path)
+    before = path.read_bytes()
+    monkeypatch.setattr(os, "fsync", _disk_full)
+    with pytest.raises(SerializationError, match="No space left"):
+        p.save(path)
+    monkeypatch.undo()
+    assert path.read_bytes() == before and sorted(x.name for x in tmp_path.iterdir()) == ["p.npz"]
+    assert CompiledSequenceProgram.load(path).segments[0].digest == p.segments[0].digest
+    with pytest.raises(SerializationError, match="is a directory"):
+        p.save(tmp_path)
+
+
+def test_a_failed_calibration_save_leaves_the_previous_file_whole(tmp_path, monkeypatch) -> None:
+    import os
+
+    from awgrt.calibration import AODCalibration
+    from awgrt.errors import CalibrationError
+
+    cal = AODCalibration((70e6, 110e6), (1.0, 0.1), (0.5,), card_mv=1000)
+    path = tmp_path / "cal.json"
+    cal.save(path)
+    before = path.read_bytes()
+    monkeypatch.setattr(os, "fsync", _disk_full)
+    with pytest.raises(CalibrationError, match="No space left"):
+        AODCalibration((70e6, 110e6), (1.0, 0.2), (0.5,), card_mv=1000).save(path)
+    monkeypatch.undo()
+    assert path.read_bytes() == before and AODCalibration.load(path) == cal
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["cal.json"]
+
+
+def test_cli_save_to_a_directory_is_a_clear_error(tmp_path, capsys) -> None:
+    from awgrt.cli import main
+    from tests.test_runtime import wait_and_pulse
+
+    src = tmp_path / "p.json"
+    src.write_text(wait_and_pulse().build_intent_ir().to_json())
+    assert main(["compile", str(src), "--save", str(tmp_path)]) != 0
+    assert "is a directory" in capsys.readouterr().err
