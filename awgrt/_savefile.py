@@ -16,15 +16,16 @@ Every problem is a :class:`~awgrt.errors.SerializationError` naming the file and
 
 from __future__ import annotations
 
-import json
 import math
 import numbers
+import os
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ._files import regular_file, strict_json
 from .errors import SerializationError
 
 #: Deflate cannot expand data by more than about 1032:1; anything claiming more is corrupt.
@@ -40,6 +41,7 @@ class SaveFile:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        os.close(regular_file(self.path, "saved program"))  # a FIFO or a device would block the zip reader
         try:
             self.size = self.path.stat().st_size
             self.zip = zipfile.ZipFile(self.path)
@@ -47,6 +49,12 @@ class SaveFile:
             raise SerializationError(f"{self.path}: cannot read: {exc.strerror or exc}", value=str(self.path)) from None
         except zipfile.BadZipFile as exc:
             raise SerializationError(f"{self.path}: not a saved program (not a zip/.npz file: {exc})", value=str(self.path)) from None
+
+        names = self.zip.namelist()
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            self.zip.close()
+            raise SerializationError(f"{self.path}: member {twice[0]!r} appears twice (which copy was meant is ambiguous)", value=twice[0])
 
     def __enter__(self) -> SaveFile:
         return self
@@ -86,6 +94,8 @@ class SaveFile:
                     shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
                 else:
                     raise ValueError(f"unknown .npy version {version}")
+                if any(not isinstance(d, int) or d < 0 for d in shape):
+                    raise self.fail(field, f"shape {shape} has a negative dimension", shape)
                 if dtype.hasobject or dtype.kind not in "iuf" or dtype.subdtype is not None:
                     raise self.fail(field, f"dtype {dtype} is not numeric samples", str(dtype))
                 count = math.prod(shape)
@@ -108,9 +118,9 @@ class SaveFile:
         if raw.dtype != np.uint8 or raw.ndim != 1:
             raise self.fail("meta", f"must be bytes (uint8, 1-D), got {raw.dtype} of shape {raw.shape}")
         try:
-            meta = json.loads(raw.tobytes().decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-            raise self.fail("meta", f"not JSON ({type(exc).__name__})") from None
+            meta = strict_json(raw.tobytes(), "the metadata")
+        except SerializationError as exc:
+            raise self.fail("meta", exc.detail.removeprefix("the metadata: ")) from None
         if not isinstance(meta, dict):
             raise self.fail("meta", f"must be a JSON object, got {type(meta).__name__}")
         return meta

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from ._atomic import atomic_write_text
+from ._files import read_text, strict_json
 from .errors import CalibrationError
 
 SCHEMA = "awgrt.aod_calibration"
@@ -242,10 +243,7 @@ class AODCalibration:
 
     @classmethod
     def from_json(cls, text: str, *, verify: bool = True) -> AODCalibration:
-        try:
-            return cls.from_dict(json.loads(text), verify=verify)
-        except json.JSONDecodeError as exc:
-            raise CalibrationError(f"not valid JSON: {exc}") from exc
+        return cls.from_dict(strict_json(text, "the calibration"), verify=verify)
 
     def save(self, path: str | Path) -> None:
         """Write the calibration atomically: a failed save leaves the previous file whole."""
@@ -257,12 +255,9 @@ class AODCalibration:
     @classmethod
     def load(cls, path: str | Path, *, verify: bool = True) -> AODCalibration:
         """Read a calibration file, checking its digest (see :meth:`from_dict`)."""
+        text = read_text(path, "calibration")
         try:
-            text = Path(path).read_text()
-        except OSError as exc:
-            raise CalibrationError(f"cannot read calibration {path}: {exc}") from exc
-        try:
-            return cls.from_json(text, verify=verify)
+            return cls.from_dict(strict_json(text, f"{path}"), verify=verify)
         except CalibrationError as exc:
             raise CalibrationError(f"{path}: {exc.detail}", value=exc.value) from None
 
@@ -313,18 +308,20 @@ def load_data(path: str | Path, *, full_scale_mv: float | None = None, card_gain
     ``efficiency`` ...) and optionally ``weight``. ``full_scale_mv``: the card's amplitude setting
     during the sweep (recorded in the calibration), ``card_gain`` the compile gain it played at."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise CalibrationError(f"cannot read calibration data {path}: {exc}") from exc
+    text = read_text(path, "calibration data")
     if path.suffix.lower() == ".json":
+        raw = strict_json(text, str(path))
         try:
-            raw = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise CalibrationError(f"{path}: not valid JSON: {exc}") from exc
-        columns = {k: list(v) for k, v in raw.items()} if isinstance(raw, dict) else {k: [r[k] for r in raw] for k in (raw[0] if raw else {})}
+            columns = {k: list(v) for k, v in raw.items()} if isinstance(raw, dict) else {k: [r[k] for r in raw] for k in (raw[0] if raw else {})}
+        except (TypeError, KeyError, AttributeError, IndexError) as exc:
+            raise CalibrationError(f"{path}: needs an object of equal-length lists, or a list of records with the same keys ({exc!r})") from None
     else:
-        rows = list(csv.DictReader(line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")))
+        lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+        header = next(csv.reader(lines[:1]), [])
+        twice = sorted({h.strip() for h in header if [x.strip() for x in header].count(h.strip()) > 1})
+        if twice:
+            raise CalibrationError(f"{path}: column {twice[0]!r} appears twice in the header (which one was meant is ambiguous)")
+        rows = list(csv.DictReader(lines))
         columns = {k.strip(): [r[k] for r in rows] for k in (rows[0] if rows else {})}
     columns = {k.lower(): v for k, v in columns.items()}
 

@@ -14,6 +14,7 @@ import logging
 import sys
 from pathlib import Path
 
+from ._files import read_text
 from ._version import __version__
 from .card import CARDS, DEFAULT_CARD
 from .compiler.compile import CLIP_POLICIES, compile_sequence_program
@@ -92,11 +93,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    try:
-        text = Path(args.program).read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise AWGRTError(f"cannot read the program file {args.program!r}: {exc.strerror if isinstance(exc, OSError) else exc}", value=args.program) from None
-    intent = IntentIR.from_json(text)
+    intent = IntentIR.from_json(read_text(args.program, "program file"))
     return _finish(_compile(intent, args), args)
 
 

@@ -25,8 +25,10 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from awgrt._files import read_text
 from awgrt.backends import Backend, SimBackend
 from awgrt.card import CARDS, DEFAULT_CARD
+from awgrt.errors import SerializationError
 from awgrt.program import CompiledSequenceProgram
 
 from .errors import RigConfigError
@@ -208,8 +210,8 @@ class RigConfig:
     def load(cls, path: str | Path) -> RigConfig:
         """Read a rig file (see ``hil/rig.example.toml``)."""
         try:
-            data = tomllib.loads(Path(path).read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
+            data = tomllib.loads(read_text(path, "rig file"))
+        except (SerializationError, tomllib.TOMLDecodeError, RecursionError) as exc:
             raise RigConfigError(f"cannot read rig file {path}: {exc}") from exc
         return cls.from_dict(data, name=Path(path).stem)
 

@@ -207,3 +207,162 @@ def test_cli_save_to_a_directory_is_a_clear_error(tmp_path, capsys) -> None:
     src.write_text(wait_and_pulse().build_intent_ir().to_json())
     assert main(["compile", str(src), "--save", str(tmp_path)]) != 0
     assert "is a directory" in capsys.readouterr().err
+
+
+def _saved_program(tmp_path):
+    with SimBackend() as be:
+        p = Runtime(be, trigger="software").run(program(), sample_rate_hz=FS)
+    return p, p.save(tmp_path / "p.npz")
+
+
+def _rewrite_npz(src, dst, change_meta=None, extra=()):
+    """A copy of the saved program ``src`` with its metadata text changed and extra members."""
+    import zipfile
+
+    import numpy as np
+
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename == "meta.npy" and change_meta is not None:
+                from io import BytesIO
+
+                meta = np.load(BytesIO(data))
+                buf = BytesIO()
+                np.save(buf, np.frombuffer(change_meta(meta.tobytes().decode()).encode(), dtype=np.uint8))
+                data = buf.getvalue()
+            zout.writestr(info.filename, data)
+        for name, data in extra:
+            zout.writestr(name, data)
+    return dst
+
+
+def test_duplicate_json_keys_are_refused_naming_the_key(tmp_path) -> None:
+    from awgrt import CompiledSequenceProgram, IntentIR
+    from awgrt.calibration import AODCalibration
+    from awgrt.errors import SerializationError
+    from tests.test_runtime import wait_and_pulse
+
+    text = wait_and_pulse().build_intent_ir().to_json(indent=None)
+    doubled = text.replace('"time_s": ', '"time_s": 1.0, "time_s": ', 1)
+    with pytest.raises(SerializationError, match="the key 'time_s' appears twice"):
+        IntentIR.from_json(doubled)
+    cal = AODCalibration((70e6, 110e6), (1.0, 0.1), (0.5,), card_mv=1000).to_json()
+    with pytest.raises(SerializationError, match="the key 'safety' appears twice"):
+        AODCalibration.from_json(cal.replace('"safety": ', '"safety": 0.5, "safety": ', 1))
+    _, path = _saved_program(tmp_path)
+    bad = _rewrite_npz(path, tmp_path / "dup-meta.npz", lambda m: m.replace('"start_step": ', '"start_step": 1, "start_step": ', 1))
+    with pytest.raises(SerializationError, match="'meta'.*the key 'start_step' appears twice"):
+        CompiledSequenceProgram.load(bad)
+
+
+def test_a_saved_program_with_a_member_twice_is_refused(tmp_path) -> None:
+    import warnings
+    import zipfile
+
+    from awgrt import CompiledSequenceProgram
+    from awgrt.errors import SerializationError
+
+    _, path = _saved_program(tmp_path)
+    with zipfile.ZipFile(path) as z:
+        seg0 = z.read("seg0.npy")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns of the duplicate name it is asked to write
+        bad = _rewrite_npz(path, tmp_path / "dup.npz", extra=[("seg0.npy", seg0)])
+    with pytest.raises(SerializationError, match="'seg0.npy' appears twice"):
+        CompiledSequenceProgram.load(bad)
+
+
+@pytest.mark.parametrize(
+    "what, change",
+    [
+        ("an integer of 5000 digits", lambda t: t.replace('"loops": 1', '"loops": ' + "9" * 5000, 1)),
+        ("a 400-digit number", lambda t: t.replace('"loops": 1', '"loops": 1' + "0" * 400 + ".0", 1)),
+        ("NaN", lambda t: t.replace('"loops": 1', '"loops": NaN', 1)),
+        ("deep nesting", lambda t: t.replace('"phases": null', '"phases": ' + "[" * 5000 + "]" * 5000, 1)),
+    ],
+)
+def test_numbers_and_nesting_beyond_reason_are_serialization_errors(what, change) -> None:
+    from awgrt import IntentIR
+    from awgrt.errors import SerializationError
+    from tests.test_runtime import wait_and_pulse
+
+    text = wait_and_pulse().build_intent_ir().to_json(indent=None)
+    with pytest.raises(SerializationError):
+        IntentIR.from_json(change(text))
+
+
+def test_a_huge_sample_rate_in_a_saved_program_is_a_serialization_error(tmp_path) -> None:
+    import re
+
+    from awgrt import CompiledSequenceProgram
+    from awgrt.errors import SerializationError
+
+    _, path = _saved_program(tmp_path)
+    for i, digits in enumerate(("1" * 400, "1" * 5000)):
+        bad = _rewrite_npz(path, tmp_path / f"fs{i}.npz", lambda m, d=digits: re.sub(r'"sample_rate_hz": [0-9.e+]+', f'"sample_rate_hz": {d}', m))
+        with pytest.raises(SerializationError, match="digits"):
+            CompiledSequenceProgram.load(bad)
+
+
+def test_non_utf8_files_are_serialization_errors(tmp_path, capsys) -> None:
+    from awgrt.calibration import AODCalibration
+    from awgrt.cli import main
+    from awgrt.errors import SerializationError
+
+    path = tmp_path / "latin1.json"
+    path.write_bytes(b'{"schema": "caf\xe9"}')
+    with pytest.raises(SerializationError, match="not UTF-8"):
+        AODCalibration.load(path)
+    assert main(["compile", str(path)]) != 0
+    assert "not UTF-8" in capsys.readouterr().err
+
+
+def test_negative_npy_shapes_are_refused(tmp_path) -> None:
+    import io
+
+    import numpy as np
+
+    from awgrt import CompiledSequenceProgram
+    from awgrt.errors import SerializationError
+
+    _, path = _saved_program(tmp_path)
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<i2", "fortran_order": False, "shape": (-20000, -1)})
+    bad = tmp_path / "neg.npz"
+    import zipfile
+
+    with zipfile.ZipFile(path) as zin, zipfile.ZipFile(bad, "w") as zout:
+        for info in zin.infolist():
+            zout.writestr(info.filename, buf.getvalue() + b"\0" * 64 if info.filename == "seg0.npy" else zin.read(info))
+    with pytest.raises(SerializationError, match="negative dimension"):
+        CompiledSequenceProgram.load(bad)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="no FIFOs here")
+def test_a_fifo_in_place_of_a_file_is_refused_at_once(tmp_path) -> None:
+    import os
+
+    from awgrt import CompiledSequenceProgram
+    from awgrt.calibration import AODCalibration, load_data
+    from awgrt.cli import main
+    from awgrt.errors import AWGRTError
+
+    fifo = tmp_path / "pipe.json"
+    os.mkfifo(fifo)
+    outcomes: list[object] = []
+
+    def attempt() -> None:
+        for load in (CompiledSequenceProgram.load, AODCalibration.load, load_data):
+            try:
+                load(fifo)
+                outcomes.append("loaded")
+            except AWGRTError as exc:
+                outcomes.append(str(exc))
+        outcomes.append(main(["compile", str(fifo)]))
+
+    worker = threading.Thread(target=attempt, daemon=True)
+    worker.start()
+    worker.join(20)
+    assert not worker.is_alive(), "a loader blocked on a FIFO"
+    assert all("FIFO" in o for o in outcomes[:3]) and outcomes[3] != 0, outcomes

@@ -112,7 +112,7 @@ def test_malformed_metadata_names_the_field(tmp_path, program, edit, field):
 def test_meta_that_is_not_json_and_a_wrong_shape(tmp_path, program):
     members = _members(program.save(tmp_path / "good.npz"))
     members["meta.npy"] = _npy(np.frombuffer(b"{not json", dtype=np.uint8))
-    with pytest.raises(SerializationError, match="'meta'.*not JSON"):
+    with pytest.raises(SerializationError, match="'meta'.*not valid JSON"):
         CompiledSequenceProgram.load(_write(tmp_path / "bad.npz", members))
     with pytest.raises(SerializationError, match=r"'seg0'.*shape \(10, 3\)"):
         CompiledSequenceProgram.load(_with_seg0(tmp_path, program, np.zeros((10, 3), dtype=np.int16)))

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, ClassVar, Literal, get_args
 
+from .._files import strict_json
 from ..calibration import SCHEMA as CALIBRATION_SCHEMA
 from ..calibration import AODCalibration, PositionCalibration
 from ..card import MAX_LOOPS, MIN_LOOPS
@@ -535,13 +536,7 @@ class IntentIR:
 
     @classmethod
     def from_json(cls, text: str) -> IntentIR:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise SerializationError(f"not valid JSON: {exc}") from exc
-        except RecursionError:
-            raise SerializationError("JSON nested too deeply to be an awgrt intent program") from None
-        return cls.from_dict(data)
+        return cls.from_dict(strict_json(text, "the intent program"))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> IntentIR:
