@@ -31,8 +31,11 @@ def _hardware_map(text: str | None) -> dict[str, int] | None:
     out = {}
     for item in text.split(","):
         name, _, idx = item.partition("=")
-        if not idx.strip().isdigit():
-            raise SystemExit(f"awgrt: --map expects NAME=INDEX[,NAME=INDEX...], got {item!r}")
+        idx = idx.strip()
+        if not (idx.isascii() and idx.isdigit() and len(idx) <= 3) or not name.strip():  # "²".isdigit() is true
+            raise SystemExit(f"awgrt: --map expects NAME=INDEX[,NAME=INDEX...] with INDEX 0, 1, 2 ..., got {item!r}")
+        if name.strip() in out:
+            raise SystemExit(f"awgrt: --map names channel {name.strip()!r} twice")
         out[name.strip()] = int(idx)
     return out
 

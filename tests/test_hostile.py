@@ -366,3 +366,38 @@ def test_a_fifo_in_place_of_a_file_is_refused_at_once(tmp_path) -> None:
     worker.join(20)
     assert not worker.is_alive(), "a loader blocked on a FIFO"
     assert all("FIFO" in o for o in outcomes[:3]) and outcomes[3] != 0, outcomes
+
+
+# ---------------------------------------------------------------------------------- arguments, again
+
+
+@pytest.mark.parametrize("amps", [[0.0, 1e-300], [1e-300, 1e-300], [5e-324, 0.3]])
+def test_tiny_legal_amplitudes_compile_with_auto_phases(amps) -> None:
+    import warnings
+
+    import numpy as np
+
+    from awgrt import AWGProgramBuilder, compile_sequence_program, quantize_resolved_ir
+
+    b = AWGProgramBuilder().logical_channel("H").define("d", logical_channel="H", freqs=[90e6, 95e6], amps=amps)
+    b.segment("s").tones("H").use_def("d").hold(time=2e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no 0/0 on the way
+        warnings.simplefilter("ignore", UserWarning)  # a silent channel is said, rightly
+        q = quantize_resolved_ir(b.build_resolved_ir(sample_rate_hz=625e6), logical_channel_to_hardware_channel={"H": 0})
+        p = compile_sequence_program(q, progress=False)
+    phases = [s.phase0_cycles for s in q.segments[0].tracks[0].pieces[0].tones]
+    assert all(np.isfinite(phases))
+    assert np.max(np.abs(p.segments[0].data)) <= (round(0.3 * 32767) + 1 if max(amps) > 1e-3 else 0)
+
+
+@pytest.mark.parametrize("mapping", ["H=²", "H=٣", "H=1,H=0", "=0", "H=99999"])
+def test_cli_map_refuses_what_is_not_a_channel_index(mapping, tmp_path, capsys) -> None:
+    from awgrt.cli import main
+    from tests.test_runtime import wait_and_pulse
+
+    src = tmp_path / "p.json"
+    src.write_text(wait_and_pulse().build_intent_ir().to_json())
+    with pytest.raises(SystemExit) as err:
+        main(["compile", str(src), "--map", mapping])
+    assert "--map" in str(err.value)

@@ -97,8 +97,10 @@ def _optimise(freqs_cps: np.ndarray, amps: np.ndarray) -> np.ndarray:
     freqs_cps = np.asarray(freqs_cps, dtype=np.float64)
     amps = np.asarray(amps, dtype=np.float64)
     n = freqs_cps.size
-    if n <= 1 or float(np.sum(amps)) == 0.0:
+    top = float(np.max(np.abs(amps))) if n else 0.0
+    if n <= 1 or top == 0.0:
         return np.zeros(n)
+    amps = np.abs(amps) / top  # relative amplitudes decide the phases; tiny ones (1e-300) must not underflow to 0/0
     order = np.argsort(freqs_cps, kind="stable")
     power = amps[order] ** 2 / float(np.sum(amps**2))
     schroeder = np.empty(n)
