@@ -6,6 +6,8 @@ from __future__ import annotations
 import threading
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from awgrt import Runtime
 from awgrt.backends import SimBackend
@@ -401,3 +403,82 @@ def test_cli_map_refuses_what_is_not_a_channel_index(mapping, tmp_path, capsys) 
     with pytest.raises(SystemExit) as err:
         main(["compile", str(src), "--map", mapping])
     assert "--map" in str(err.value)
+
+
+# ---------------------------------------------------------------------------------- the loaders' fuzz
+
+#: Files drawn per CI run by the loaders' fuzz.
+FILE_FUZZ_EXAMPLES = 200
+NASTY = [
+    b'"time_s": 1.0, "time_s": 2.0, ',
+    b"9" * 5000,
+    b"NaN",
+    b"-1e400",
+    b"[" * 3000 + b"]" * 3000,
+    b"\xff\xfe\x00",
+    b'"loops": -1, ',
+    b"{}",
+    b"\x00" * 64,
+    b'"freqs_hz": [1e308, -0.0], ',
+]
+
+
+def _valid_files(root):
+    """A valid file of each kind the loaders read: intent JSON, calibration JSON and CSV data, a saved program."""
+    import numpy as np
+
+    from awgrt.calibration import AODCalibration
+    from tests.test_runtime import wait_and_pulse
+
+    files = {"intent": root / "p.json", "calibration": root / "cal.json", "data": root / "aod.csv", "program": root / "p.npz"}
+    files["intent"].write_text(wait_and_pulse().build_intent_ir().to_json())
+    AODCalibration((70e6, 110e6), (1.0, 0.1), (0.5,), card_mv=1000).save(files["calibration"])
+    f, a = np.meshgrid(np.linspace(70e6, 110e6, 5), np.linspace(0.05, 0.6, 8))
+    files["data"].write_text("freq_hz,rf_amp,power\n" + "".join(f"{x},{y},{np.sin(y) ** 2}\n" for x, y in zip(f.ravel(), a.ravel())))
+    with SimBackend() as be:
+        Runtime(be, trigger="software").run(wait_and_pulse(), sample_rate_hz=FS).save(files["program"])
+    return files
+
+
+def _load(kind: str, path) -> None:
+    from awgrt import CompiledSequenceProgram
+    from awgrt._files import read_text
+    from awgrt.calibration import AODCalibration, load_data
+    from awgrt.ir.intent import IntentIR
+
+    if kind == "intent":
+        IntentIR.from_json(read_text(path, "intent program"))
+    elif kind == "calibration":
+        AODCalibration.load(path)
+    elif kind == "data":
+        load_data(path, full_scale_mv=1000)
+    else:
+        CompiledSequenceProgram.load(path)
+
+
+@settings(max_examples=FILE_FUZZ_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_fuzz_every_loader_gives_an_awgrt_error_or_a_value(data) -> None:
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        files = _valid_files(Path(d))
+        kind = data.draw(st.sampled_from(sorted(files)))
+        raw = bytearray(files[kind].read_bytes())
+        for _ in range(data.draw(st.integers(1, 4))):
+            how = data.draw(st.sampled_from(["flip", "insert", "truncate", "nasty"]))
+            at = data.draw(st.integers(0, max(0, len(raw) - 1)))
+            if how == "flip" and raw:
+                raw[at] = data.draw(st.integers(0, 255))
+            elif how == "insert":
+                raw[at:at] = data.draw(st.binary(min_size=1, max_size=8))
+            elif how == "truncate":
+                del raw[at:]
+            else:
+                raw[at:at] = data.draw(st.sampled_from(NASTY))
+        files[kind].write_bytes(bytes(raw))
+        try:
+            _load(kind, files[kind])
+        except AWGRTError:
+            pass

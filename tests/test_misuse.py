@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
 from awgrt import CARDS, AWGProgramBuilder, IntentIR, compile_sequence_program, quantize_resolved_ir
+from awgrt.calibration import AODCalibration
 from awgrt.errors import AWGRTError, CardLimitError, SerializationError, TimingError
 
 FS = 625e6
@@ -151,6 +152,8 @@ NONSENSE = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
     st.integers(-(10**6), 10**6),
 )
+#: Programs drawn per CI run by the builder's fuzz (the whole vocabulary, sensible and nonsense arguments).
+BUILDER_FUZZ_EXAMPLES = 600
 SENSIBLE = {
     "time": st.floats(0.3e-6, 3e-6),
     "df": st.floats(-2e6, 2e6),
@@ -158,7 +161,7 @@ SENSIBLE = {
     "amp": st.floats(0.0, 0.2),
     "idxs": st.one_of(st.none(), st.just([0]), st.just(0)),
     "amps": st.floats(0.0, 0.2),
-    "kind": st.sampled_from(["linear", "min_jerk", "cosine", "exp"]),
+    "kind": st.sampled_from(["linear", "min_jerk", "cosine", "exp", "geo_ramp", "adiabatic_ramp", "smoothstep"]),
     "mode": st.sampled_from(["once", "loop_n", "wait_trig"]),
     "loops": st.integers(2, 5),
     "phase_mode": st.sampled_from(["continue", "optimise", "manual"]),
@@ -174,7 +177,8 @@ def builder_calls(draw):
     def rarely(good, bad):
         return draw(st.sampled_from([good] * 14 + [bad]))
 
-    b = AWGProgramBuilder().logical_channel("H").logical_channel("V")
+    cal = AODCalibration((60e6, 140e6), (1.0, 0.05), (0.55,), card_mv=1000)
+    b = AWGProgramBuilder().logical_channel("H").logical_channel("V", calibration=rarely(None, cal) if draw(st.booleans()) else cal)
     phases = rarely(draw(st.sampled_from(["auto", [0.0, 0.0]])), "bad")
     b.define("d", logical_channel="H", freqs=[_arg(draw, "freq"), 95e6], amps=[0.1, _arg(draw, "amp")], phases=phases)
     b.define("v", logical_channel=rarely("V", "Q"), freqs=[100e6], amps=[0.2])
@@ -185,7 +189,11 @@ def builder_calls(draw):
         if s == 0:
             b.tones("H").use_def("d").tones(rarely("V", "Z")).use_def("v")
         for _ in range(draw(st.integers(1, 4))):
-            call = draw(st.sampled_from(["hold", "hold", "move", "move", "ramp", "ramp", "add", "remove", "remap", "sync"]))
+            call = draw(
+                st.sampled_from(
+                    ["hold", "hold", "move", "move", "ramp", "ramp", "add", "remove", "remap", "sync", "jump", "remap_all", "add_at", "parallel", "hold_all"]
+                )
+            )
             b.tones(draw(st.sampled_from(["H", "H", "V"])))
             if call == "hold":
                 b.hold(time=_arg(draw, "time"))
@@ -200,14 +208,37 @@ def builder_calls(draw):
                 b.remove_tones(idxs=_arg(draw, "idxs"))
             elif call == "remap":
                 b.remap_from_def(target_def=rarely("d", "nope"), src=[0], dst=[0], time=_arg(draw, "time"))
+            elif call == "jump":  # time=0: move, ramp or remap at this point
+                which = draw(st.sampled_from(["move", "ramp", "remap"]))
+                if which == "move":
+                    b.move(df=_arg(draw, "df"), time=0, idxs=_arg(draw, "idxs"))
+                elif which == "ramp":
+                    b.ramp_amp_to(amps=_arg(draw, "amps"), time=0, idxs=_arg(draw, "idxs"))
+                else:
+                    b.remap_from_def(target_def="d", src=[0], dst=[rarely(0, 5)], time=0)
+            elif call == "remap_all":
+                kind = rarely("min_jerk", "geo_ramp")
+                b.remap_from_def(target_def="d", src=rarely([0, 1], [0]), dst="all", time=_arg(draw, "time"), kind=kind)
+            elif call == "add_at":
+                b.add_tone(freq=_arg(draw, "freq"), amp=_arg(draw, "amp"), at=rarely(0, draw(st.sampled_from([-1, 7, 1.5]))))
+            elif call == "parallel":
+                t1, t2, df, amps, other = _arg(draw, "time"), _arg(draw, "time"), _arg(draw, "df"), _arg(draw, "amps"), rarely("V", "H")
+                b.parallel(
+                    lambda x, t1=t1, df=df: x.tones("H").move(df=df, time=t1),
+                    lambda x, t2=t2, amps=amps, other=other: x.tones(other).ramp_amp_to(amps=amps, time=t2),
+                )
+            elif call == "hold_all":
+                b.hold(time=_arg(draw, "time"), every_channel=True)
             else:
                 b.sync()
         b.hold(time=_arg(draw, "time"))
+    if draw(st.booleans()):
+        b.last_step(rarely(draw(st.sampled_from(["ring", "end"])), "loop"))
     return b, draw(st.sampled_from([625e6, 1.25e9, np.float32(625e6)])), draw(st.sampled_from(["auto", "step"]))
 
 
 @pytest.mark.filterwarnings("ignore::awgrt.errors.SilenceWarning")
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@settings(max_examples=BUILDER_FUZZ_EXAMPLES, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(st.data())
 def test_fuzz_builder_calls_give_an_awgrt_error_or_a_valid_program(data):
     card = CARDS["M4i.6631-x8"]
