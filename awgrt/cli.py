@@ -20,7 +20,7 @@ from .card import CARDS, DEFAULT_CARD
 from .compiler.compile import CLIP_POLICIES, compile_sequence_program
 from .compiler.quantize import quantize_resolved_ir
 from .compiler.resolve import resolve_intent_ir
-from .errors import AWGRTError
+from .errors import AWGRTError, SerializationError
 from .ir.intent import IntentIR
 from .program import CompiledSequenceProgram
 
@@ -96,7 +96,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    intent = IntentIR.from_json(read_text(args.program, "program file"))
+    try:
+        intent = IntentIR.from_json(read_text(args.program, "program file"))
+    except SerializationError as exc:
+        if str(args.program) in exc.detail:
+            raise
+        raise SerializationError(f"{args.program}: {exc.detail}", value=exc.value) from None
     return _finish(_compile(intent, args), args)
 
 

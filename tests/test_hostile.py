@@ -482,3 +482,13 @@ def test_fuzz_every_loader_gives_an_awgrt_error_or_a_value(data) -> None:
             _load(kind, files[kind])
         except AWGRTError:
             pass
+
+
+def test_cli_names_the_file_of_a_malformed_program(tmp_path, capsys) -> None:
+    from awgrt.cli import main
+
+    path = tmp_path / "bad.json"
+    path.write_text('{"schema": "awgrt.intent"}')
+    assert main(["compile", str(path)]) != 0
+    err = capsys.readouterr().err
+    assert str(path) in err and "logical_channels" in err
