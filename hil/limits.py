@@ -12,6 +12,7 @@ per rig (``[limits]`` in rig.toml).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -78,7 +79,7 @@ class Limits:
         unknown = sorted(set(overrides) - known)
         if unknown:
             raise RigConfigError(f"unknown limits {unknown} (known: {sorted(known)})", value=unknown)
-        try:
-            return replace(self, **{k: float(v) for k, v in overrides.items()})
-        except (TypeError, ValueError) as exc:
-            raise RigConfigError(f"limits must be numbers: {exc}") from exc
+        for k, v in overrides.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+                raise RigConfigError(f"limits.{k} = {v!r}: a limit must be a finite number above zero (an infinite one passes every fault)", value=v)
+        return replace(self, **{k: float(v) for k, v in overrides.items()})

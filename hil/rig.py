@@ -18,8 +18,10 @@ from __future__ import annotations
 import abc
 import dataclasses
 import math
+import re
 import time
 import tomllib
+import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -211,8 +213,8 @@ class RigConfig:
         """Read a rig file (see ``hil/rig.example.toml``)."""
         try:
             data = tomllib.loads(read_text(path, "rig file"))
-        except (SerializationError, tomllib.TOMLDecodeError, RecursionError) as exc:
-            raise RigConfigError(f"cannot read rig file {path}: {exc}") from exc
+        except (SerializationError, tomllib.TOMLDecodeError, RecursionError, ValueError) as exc:
+            raise RigConfigError(f"cannot read rig file {path}: {exc}") from None
         return cls.from_dict(data, name=Path(path).stem)
 
     @classmethod
@@ -224,15 +226,23 @@ class RigConfig:
             raise RigConfigError(f"rig file: unknown tables {unknown}")
         card = _section(CardConfig, data.get("card", {}), "card")
         scope = _section(ScopeConfig, data.get("scope", {}), "scope")
+        if not isinstance(data.get("name", name), str):
+            raise RigConfigError(f"name = {data['name']!r}: must be a string", value=data["name"])
+        for table in ("wiring", "clock", "limits"):
+            if not isinstance(data.get(table, {}), Mapping):
+                raise RigConfigError(f"[{table}] must be a table, not {data[table]!r}", value=data[table])
         wiring_table = dict(data.get("wiring", {}))
-        trigger = wiring_table.pop("trigger", "CH2")
-        level = float(wiring_table.pop("trigger_level_v", 0.5))
-        try:
-            wiring = {int(k.removeprefix("awg")): str(v) for k, v in wiring_table.items()} or {0: "CH1", 1: "CH3"}
-        except ValueError as exc:
-            raise RigConfigError(f"[wiring] keys are awg0, awg1, ... (AWG hardware channels): {exc}") from exc
+        trigger = _check_value(wiring_table.pop("trigger", "CH2"), str, "wiring.trigger")
+        level = wiring_table.pop("trigger_level_v", 0.5)
+        if isinstance(level, bool) or not isinstance(level, (int, float)) or not math.isfinite(level):
+            raise RigConfigError(f"wiring.trigger_level_v = {level!r}: must be a finite number of volts", value=level)
+        for key, value in wiring_table.items():
+            if not re.fullmatch(r"awg[0-9]{1,2}", key):
+                raise RigConfigError(f"wiring.{key}: unknown key (AWG hardware channels are awg0, awg1, ...; also trigger, trigger_level_v)", value=key)
+            _check_value(value, str, f"wiring.{key}")
+        wiring = {int(k.removeprefix("awg")): v for k, v in wiring_table.items()} or {0: "CH1", 1: "CH3"}
         clock = dict(data.get("clock", {}))
-        shared = bool(clock.pop("shared_reference", False))
+        shared = _check_value(clock.pop("shared_reference", False), bool, "clock.shared_reference")
         reference = _reference(clock)
         sim_scope = _section(ScopeModel, data.get("sim_scope", {}), "sim_scope")
         trigger_config = _section(TriggerConfig, data.get("trigger", {}), "trigger")
@@ -264,25 +274,62 @@ def _reference(clock: dict[str, Any]) -> ReferenceTone | None:
     if "reference_input" not in clock:
         raise RigConfigError("[clock]: a reference tone needs reference_input (the scope channel it is wired to)")
     try:
-        values: dict[str, Any] = {keys[k]: (str(v) if k == "reference_input" else float(v)) for k, v in clock.items()}
+        values: dict[str, Any] = {keys[k]: _check_value(v, str if k == "reference_input" else float, f"clock.{k}") for k, v in clock.items()}
         return ReferenceTone(**values)
+    except RigConfigError:
+        raise
     except (TypeError, ValueError) as exc:
         raise RigConfigError(f"[clock]: {exc}") from exc
 
 
+#: Numbers of a rig file that must be above zero (the others must be at least zero); every number must be finite.
+_POSITIVE = {"sample_rate_hz", "timeout_s", "reference_hz", "reference_v", "amplitude_mv", "adc_bits", "pulse_s", "channel", "amplitude_v"}
+
+
+def _check_value(value: Any, kind: Any, where: str) -> Any:
+    """``value`` checked against the field type ``kind`` (``where``: its path in the file, for the
+    error). Strict, as a database column is: no string for a bool, no bool for a number, no NaN."""
+    name = where.rsplit(".", 1)[-1]
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise RigConfigError(f"{where} = {value!r}: must be true or false (not a string)", value=value)
+        return value
+    if kind in (int, float):
+        number = isinstance(value, (int, float)) and not isinstance(value, bool) and (kind is float or isinstance(value, int))
+        if not number or not math.isfinite(value):
+            raise RigConfigError(f"{where} = {value!r}: must be a finite {'whole ' if kind is int else ''}number", value=value)
+        low_ok = value > 0 if name in _POSITIVE else value >= 0
+        if not low_ok:
+            raise RigConfigError(f"{where} = {value!r}: must be {'positive' if name in _POSITIVE else 'at least zero'}", value=value)
+        return float(value) if kind is float else value
+    if kind is str or kind == (str | None):
+        if not isinstance(value, str):
+            raise RigConfigError(f"{where} = {value!r}: must be a string", value=value)
+        return value
+    if kind is Filter:
+        if not isinstance(value, Mapping):
+            raise RigConfigError(f"{where} = {value!r}: must be a table (kind, cutoff_hz, order)", value=value)
+        return _section(Filter, value, where)
+    if isinstance(value, Mapping) or not isinstance(kind, type):
+        return dict(value) if isinstance(value, Mapping) else value
+    raise RigConfigError(f"{where} = {value!r}: must be a {getattr(kind, '__name__', kind)}", value=value)
+
+
 def _section(cls: type, table: Mapping[str, Any], name: str) -> Any:
-    """A config dataclass from a TOML table; ``*_filter`` sub-tables become :class:`Filter` s."""
+    """A config dataclass from a TOML table, every key typed (see :func:`_check_value`);
+    ``*_filter`` sub-tables become :class:`Filter` s. Unknown keys are refused with their path."""
+    if not isinstance(table, Mapping):
+        raise RigConfigError(f"[{name}] must be a table, not {table!r}", value=table)
     table = dict(table)
+    hints = typing.get_type_hints(cls)
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(table) - known)
     if unknown:
-        raise RigConfigError(f"[{name}]: unknown keys {unknown} (known: {sorted(known)})", value=unknown)
-    for key, value in table.items():
-        if isinstance(value, Mapping) and key in ("reconstruction", "front_end"):
-            table[key] = Filter(**value)
+        raise RigConfigError(f"[{name}]: unknown keys {[f'{name}.{k}' for k in unknown]} (known: {sorted(known)})", value=unknown)
+    table = {key: _check_value(value, hints[key], f"{name}.{key}") for key, value in table.items()}
     try:
         return cls(**table)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise RigConfigError(f"[{name}]: {exc}") from exc
 
 
