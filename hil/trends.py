@@ -68,8 +68,9 @@ def append_history(results: Iterable[CheckResult], rig: str, out_dir: str | Path
         lines.append(json.dumps(entry, sort_keys=True))
     path = history_path(out_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
+    torn = _ends_torn(path)
     with open(path, "a", encoding="utf-8") as fh:
-        fh.write("".join(line + "\n" for line in lines))
+        fh.write(("\n" if torn else "") + "".join(line + "\n" for line in lines))  # a torn last line stays alone on its line
         fh.flush()
         os.fsync(fh.fileno())
     return path
@@ -107,21 +108,54 @@ class Trend:
     deviation: float  # (latest - mean) / scatter
 
 
+def _ends_torn(path: Path) -> bool:
+    """Whether ``path`` exists and its last byte is not a newline (a write cut short by a crash)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            if fh.tell() == 0:
+                return False
+            fh.seek(-1, os.SEEK_END)
+            return fh.read(1) != b"\n"
+    except OSError:
+        return False
+
+
+def _entry(line: bytes) -> dict | None:
+    """One history line as an entry, or None when it is not a valid one (not UTF-8, not JSON,
+    a field missing or of the wrong type: a torn or damaged line)."""
+    try:
+        e = json.loads(line.decode("utf-8"))
+    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        return None
+    if not isinstance(e, dict):
+        return None
+    text = ("rig", "program", "name", "run")
+    if not all(isinstance(e.get(k), str) for k in text):
+        return None
+    for k in ("measured", "sigma"):
+        if e.get(k) is not None and (isinstance(e[k], bool) or not isinstance(e[k], (int, float))):
+            return None
+    if isinstance(e.get("limit"), bool) or not isinstance(e.get("limit"), (int, float)):
+        return None
+    if not isinstance(e.get("passed", False), bool) or not isinstance(e.get("two_sided", True), bool) or not isinstance(e.get("unit", ""), str):
+        return None
+    return e
+
+
 def load_history(path: str | Path) -> list[Figure]:
     """The figures in a history file (or the folder holding ``hil-history.jsonl``); lines that
-    are not valid entries (a torn last line after a crash) are skipped."""
+    are not valid entries (a torn last line after a crash, a damaged byte, a field of the wrong
+    type) are skipped."""
     p = Path(path)
     if p.is_dir():
         p = p / HISTORY_NAME
     groups: dict[tuple[str, str, str], list[dict]] = {}
-    with open(p, encoding="utf-8") as fh:
+    with open(p, "rb") as fh:
         for line in fh:
-            try:
-                e = json.loads(line)
-                key = (str(e["rig"]), str(e["program"]), str(e["name"]))
-            except (ValueError, KeyError, TypeError):
-                continue
-            groups.setdefault(key, []).append(e)
+            e = _entry(line)
+            if e is not None:
+                groups.setdefault((e["rig"], e["program"], e["name"]), []).append(e)
     figures = []
     for (rig, program, name), entries in groups.items():
         entries.sort(key=lambda e: e["run"])

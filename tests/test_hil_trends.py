@@ -72,3 +72,34 @@ def test_clean_runs_append_to_the_history_and_fault_runs_do_not(tmp_path) -> Non
     lines = [json.loads(line) for line in (tmp_path / HISTORY_NAME).read_text().splitlines()]
     assert lines and len({line["run"] for line in lines}) == 1  # the faulty run left no figures
     assert {"run", "rig", "program", "name", "measured", "sigma", "limit", "unit", "passed"} <= set(lines[0])
+
+
+@pytest.mark.parametrize(
+    "damaged",
+    [
+        b'{"run": "2026-11-04", "rig": "rig-1", "program": "hold_move_hold", "name": "x", "measured": 1.0, "limit": 1.0}\xff\n',
+        b'{"run": 20261104, "rig": "rig-1", "program": "p", "name": "phase_jump a->b H", "measured": 0.1, "limit": 0.5}\n',
+        b'{"run": "2026-11-04", "rig": "rig-1", "program": "hold_move_hold", "name": "phase_jump a->b H", "measured": "0.1", "limit": 0.5}\n',
+        b'{"run": "2026-11-04", "rig": "rig-1", "program": "hold_move_hold", "name": "phase_jump a->b H", "measured": 0.1, "limit": null}\n',
+        b"[1, 2, 3]\n",
+    ],
+    ids=["not UTF-8", "a numeric run", "a string measured", "a null limit", "not an object"],
+)
+def test_a_damaged_history_line_is_skipped(tmp_path, damaged) -> None:
+    for day in range(1, 4):
+        _night(tmp_path, day, 0.0, 0.05, -75.0)
+    with open(tmp_path / HISTORY_NAME, "ab") as fh:
+        fh.write(damaged)
+    figures = load_history(tmp_path / HISTORY_NAME)
+    assert len(figures) == 3 and all(len(f.runs) == 3 for f in figures)
+    trend_report(tmp_path)
+
+
+def test_a_torn_last_line_does_not_swallow_the_next_runs_first_entry(tmp_path) -> None:
+    for day in range(1, 4):
+        _night(tmp_path, day, 0.0, 0.05, -75.0)
+    with open(tmp_path / HISTORY_NAME, "a") as fh:
+        fh.write('{"run": "2026-11-04T02:00:00+00:00", "rig": "rig-1", "prog')  # a crash mid-write
+    _night(tmp_path, 5, 0.0, 0.05, -75.0)
+    figures = load_history(tmp_path / HISTORY_NAME)
+    assert all(len(f.runs) == 4 for f in figures), [(f.name, len(f.runs)) for f in figures]
