@@ -22,10 +22,14 @@ confirmed on the rig: ``:SOURce<n>:FUNCtion PULSe``, ``:SOURce<n>:FUNCtion:PULSe
 from __future__ import annotations
 
 import abc
+import contextlib
+import logging
 from typing import Any
 
 from .errors import GeneratorError, RigConfigError
 from .scopes.visa import open_resource
+
+log = logging.getLogger(__name__)
 
 
 class FunctionGenerator(abc.ABC):
@@ -46,10 +50,23 @@ class FunctionGenerator(abc.ABC):
             raise
 
     def write(self, command: str) -> None:
-        self._res.write(command)
+        with self._translated(command):
+            self._res.write(command)
 
     def query(self, command: str) -> str:
-        return str(self._res.query(command)).strip()
+        with self._translated(command):
+            return str(self._res.query(command)).strip()
+
+    @contextlib.contextmanager
+    def _translated(self, command: str):
+        """pyvisa's errors (a timeout, a lost connection, an undecodable answer) as
+        :class:`GeneratorError` naming the generator and the command."""
+        try:
+            yield
+        except GeneratorError:
+            raise
+        except Exception as exc:  # pyvisa's VisaIOError, OSError, UnicodeDecodeError ...
+            raise GeneratorError(f"generator {self.resource_name}: {command!r} failed: {type(exc).__name__}: {exc}") from exc
 
     def check_errors(self) -> None:
         """Raise :class:`GeneratorError` with the generator's first queued error, if any."""
@@ -97,10 +114,15 @@ class FunctionGenerator(abc.ABC):
         """Send the family's command that starts the burst."""
 
     def close(self) -> None:
+        """Switch the output off and close the session; a generator that no longer answers is
+        logged (its output may still be on) and the session closed all the same."""
         try:
             self.write(f"OUTPut{self.channel} OFF")
+        except GeneratorError as exc:
+            log.warning("%s; its output may still be on", exc)
         finally:
-            self._res.close()
+            with contextlib.suppress(Exception):
+                self._res.close()
 
     def __enter__(self) -> FunctionGenerator:
         return self

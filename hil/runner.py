@@ -308,6 +308,9 @@ def run_suite(
                 observations.append(obs)
             except AWGRTError as exc:
                 found = [_failed("run", prog.name, "program", "", exc)]
+            except Exception as exc:  # noqa: BLE001 - one bad answer fails its own capture, never the night
+                log.exception("%s: unexpected error", prog.name)
+                found = [_failed("run", prog.name, "program", "", AWGRTError(f"unexpected {type(exc).__name__}: {exc}"))]
             results += found
             log.info("%s: %d checks, %d not passed", prog.name, len(found), sum(not r.passed for r in found))
             bar.advance()

@@ -213,3 +213,36 @@ def test_a_rig_file_must_let_the_scope_see_the_generator() -> None:
         RigConfig.from_dict({"trigger": {"source": "radio"}})
     with pytest.raises(RigConfigError, match="records the generator"):
         RigConfig.from_dict({"trigger": {"source": "generator"}, "wiring": {"trigger": "EXT"}})
+
+
+def test_one_unexpected_error_fails_its_own_capture_and_the_night_goes_on(tmp_path, monkeypatch) -> None:
+    """A driver that raises something no one expected (a bare ValueError from a parse) fails only
+    the program it happened in: the others run, and the report is written."""
+    import hil.runner as runner
+
+    real = runner.run_program
+
+    def flaky(rig, prog, faults=None):
+        if prog.name == "hold_move_hold":
+            raise ValueError("invalid literal for int() with base 10: 'BUSY?'")
+        return real(rig, prog, faults)
+
+    monkeypatch.setattr(runner, "run_program", flaky)
+    report = runner.run_suite("sim", tmp_path / "hil", programs=["hold_move_hold", "amp_ramp"], plots=False, progress=False)
+    failed = [r for r in report.results if r.program == "hold_move_hold"]
+    assert len(failed) == 1 and not failed[0].passed and "ValueError" in failed[0].detail["error"]
+    assert any(r.program == "amp_ramp" and r.passed for r in report.results)
+    assert (tmp_path / "hil" / "report.json").exists() and not (tmp_path / "hil" / "RUNNING").exists()
+
+
+def test_a_generator_that_stops_answering_is_a_generator_error() -> None:
+    from hil.errors import GeneratorError
+    from hil.generators import open_generator
+    from hil.simrig import LoopbackScpiServer
+    from hil.simrig.generator import SIMULATED_GENERATORS
+
+    model = SIMULATED_GENERATORS["keysight33500"](lambda *a: None)
+    with LoopbackScpiServer(model) as srv, open_generator("keysight33500", srv.resource, channel=1, timeout_s=0.3) as gen:
+        srv.close()  # the generator goes away mid-session
+        with pytest.raises(GeneratorError, match="keysight|TCPIP|failed"):
+            gen.fire()

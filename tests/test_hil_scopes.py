@@ -212,3 +212,15 @@ def test_all_byte_values_round_trip_in_a_block() -> None:
         cap = acquire(scope, settings(n=2048))
     assert np.array_equal(np.sort(np.unique(cap.codes)), np.arange(-128, 128))
     assert np.array_equal(cap.codes[:256], np.arange(256) - 128)
+
+
+@pytest.mark.parametrize("family", ["keysight", "lecroy"])
+def test_an_unusable_status_answer_is_a_protocol_error_of_that_capture(family: str) -> None:
+    with serve(family, faults=("bad-status",)) as srv, open_scope(family, srv.resource, timeout_s=0.3) as scope:
+        scope.configure(settings())
+        scope.arm()
+        with pytest.raises(ScopeProtocolError, match="unusable answer") as info:
+            scope.wait(1.0)
+        assert "BUSY" in str(info.value)
+        srv.instrument.faults = frozenset()
+        assert acquire(scope, settings()).codes.size == 4000  # the session goes on

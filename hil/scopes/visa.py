@@ -208,7 +208,11 @@ class VisaScope(Scope):
         deadline = time.monotonic() + timeout_s
         while True:
             answer = self.query(command)
-            if done(answer):
+            try:
+                finished = done(answer)
+            except (ValueError, TypeError, ArithmeticError) as exc:  # an answer that is not the number asked for
+                raise ScopeProtocolError(f"{what}: unusable answer {answer[:200]!r} ({exc})", resource=self.resource_name, command=command) from exc
+            if finished:
                 return answer
             if time.monotonic() > deadline:
                 raise ScopeTimeoutError(f"{what} after {timeout_s:g} s (last answer {answer!r})", resource=self.resource_name, command=command)

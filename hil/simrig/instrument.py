@@ -12,7 +12,8 @@ answer if none comes, as a real scope would not).
 ``"truncated-block"`` (a block stops half way), ``"bad-block"`` (data without a block header),
 ``"short-preamble"`` (scaling answers with missing fields), ``"wrong-length"`` (a block one
 sample shorter than promised), ``"long-block"`` (a block followed by stray bytes, as from a
-scope that sent more than its header said).
+scope that sent more than its header said), ``"bad-status"`` (a status register read while an
+acquisition completes answers something that is not a number).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from .bench import Bench
 from .scope_model import ScopeModel
 from .scpi import CommandSet, definite_block, run_line
 
-FAULTS = frozenset({"silent", "no-trigger", "truncated-block", "bad-block", "short-preamble", "wrong-length", "long-block"})
+FAULTS = frozenset({"silent", "no-trigger", "truncated-block", "bad-block", "short-preamble", "wrong-length", "long-block", "bad-status"})
 NO_ERROR = '+0,"No error"'
 
 
@@ -262,7 +263,7 @@ class KeysightSim(SimulatedScope):
         c.add("TRIGger:EDGE:SLOPe", _ignore)
         c.add("DIGitize", self._digitize)
         c.add("AER?", lambda: "+1" if self.state in ("armed", "done") else "+0")
-        c.add("OPERegister:CONDition?", lambda: "+0" if self.complete(0.0) else "+8")
+        c.add("OPERegister:CONDition?", lambda: "BUSY?" if "bad-status" in self.faults else "+0" if self.complete(0.0) else "+8")
         c.add("SINGle", lambda a: self.arm())
         c.add("STOP", lambda a: self.stop())
         c.add("RUN", _ignore)
@@ -590,6 +591,8 @@ class LeCroySim(SimulatedScope):
             self.stop()
 
     def _inr(self) -> str:
+        if "bad-status" in self.faults:
+            return "INR BUSY?"
         if self.state == "armed" and self.complete(0.0):
             self.new_acquisition = True
         answer, self.new_acquisition = ("1" if self.new_acquisition else "0"), False
