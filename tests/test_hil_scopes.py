@@ -224,3 +224,28 @@ def test_an_unusable_status_answer_is_a_protocol_error_of_that_capture(family: s
         assert "BUSY" in str(info.value)
         srv.instrument.faults = frozenset()
         assert acquire(scope, settings()).codes.size == 4000  # the session goes on
+
+
+@pytest.mark.parametrize("family", ["keysight", "tektronix", "rohde", "lecroy"])
+def test_a_trickling_transfer_is_bounded_as_a_whole(family: str) -> None:
+    # each byte arrives well inside the socket timeout, the whole block never would in time
+    with serve(family, slow_bytes_per_s=2000.0) as srv, open_scope(family, srv.resource, timeout_s=0.5) as scope:
+        scope.configure(settings())
+        scope.arm()
+        scope.wait(1.0)
+        t0 = time.monotonic()
+        with pytest.raises(ScopeTimeoutError, match="no complete answer"):
+            scope.read("CH1")
+        assert time.monotonic() - t0 < 0.5 + 4000 / 1e6 + 2.5  # the deadline, then the bounded resynchronisation
+
+
+@pytest.mark.parametrize("family", ["keysight", "tektronix", "rohde", "lecroy"])
+def test_a_block_header_beyond_the_preamble_is_refused_before_reading(family: str) -> None:
+    with serve(family, faults=("huge-header",)) as srv, open_scope(family, srv.resource, timeout_s=0.5) as scope:
+        scope.configure(settings())
+        scope.arm()
+        scope.wait(1.0)
+        with pytest.raises(ScopeProtocolError, match="claims 999999999 bytes"):
+            scope.read("CH1")
+        srv.instrument.faults = frozenset()
+        assert acquire(scope, settings()).codes.size == 4000

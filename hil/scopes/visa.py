@@ -35,6 +35,14 @@ RESYNC_QUIET_S = 0.05
 #: ... for at most this long (s).
 RESYNC_MAX_S = 2.0
 
+#: The slowest transfer accepted (bytes/s): a block of n bytes must arrive whole within
+#: ``timeout_s + n / MIN_TRANSFER_BPS`` of its query, one deadline for the whole transfer.
+MIN_TRANSFER_BPS = 1e6
+#: Largest block read when no preamble promised its size (a descriptor, a few hundred bytes).
+MAX_UNPROMISED_BLOCK_BYTES = 1 << 20
+#: Bytes asked of the driver per read call.
+READ_CHUNK = 1 << 16
+
 #: pyvisa ``datatype`` letters for signed / unsigned samples of 1 and 2 bytes.
 DATATYPES = {(1, True): "b", (1, False): "B", (2, True): "h", (2, False): "H"}
 
@@ -88,6 +96,8 @@ class VisaScope(Scope):
     # ------------------------------------------------------------------ transfers
 
     def _fail(self, exc: Exception, command: str, timeout_s: float | None = None) -> ScopeError:
+        if isinstance(exc, ScopeError):
+            return exc
         pyvisa = _pyvisa()
         if isinstance(exc, pyvisa.errors.VisaIOError) and exc.error_code == pyvisa.constants.StatusCode.error_timeout:
             return ScopeTimeoutError(f"no complete answer within {timeout_s or self.timeout_s:g} s", resource=self.resource_name, command=command)
@@ -193,14 +203,67 @@ class VisaScope(Scope):
 
         ``expected``: the number of samples the preamble promised (checked when given).
         """
-        datatype = DATATYPES[(bytes_per_point, signed)]
-        data = self._guard(
-            command, lambda: self._res.query_binary_values(command, datatype=datatype, is_big_endian=big_endian, container=np.array, expect_termination=True)
-        )
+        dtype = np.dtype(DATATYPES[(bytes_per_point, signed)]).newbyteorder(">" if big_endian else "<")
+        limit = expected * bytes_per_point if expected is not None else MAX_UNPROMISED_BLOCK_BYTES
+        raw = self._guard(command, lambda: self._block(command, limit))
+        if len(raw) % bytes_per_point:
+            self.resync(f"a block of {len(raw)} bytes for {bytes_per_point}-byte samples")
+            problem = f"unusable answer: a block of {len(raw)} bytes is not whole {bytes_per_point}-byte samples"
+            raise ScopeProtocolError(problem, resource=self.resource_name, command=command)
+        data = np.frombuffer(raw, dtype=dtype).astype(dtype.newbyteorder("="))
         if expected is not None and data.size != expected:
             self.resync(f"a block of {data.size} samples for {expected} promised")
             raise ScopeProtocolError(f"block holds {data.size} samples, the preamble promised {expected}", resource=self.resource_name, command=command)
         return data
+
+    def _block(self, command: str, limit: int) -> bytes:
+        """Send ``command`` and read its definite-length block (``#<n><length><data>`` then the
+        terminating newline), checking the header against ``limit`` bytes before reading the data
+        and bounding the whole transfer by one deadline (see :data:`MIN_TRANSFER_BPS`)."""
+        self._res.write(command)
+        started = time.monotonic()
+        deadline = started + self.timeout_s
+        try:
+            head = self._read_exact(2, deadline, started)
+            if head[:1] != b"#" or not head[1:2].isdigit() or head[1:2] == b"0":
+                raise ValueError(f"not a definite-length block (it starts {bytes(head)!r})")
+            digits = self._read_exact(int(head[1:2]), deadline, started)
+            if not digits.isdigit():
+                raise ValueError(f"block header {bytes(head + digits)!r} is not a length")
+            length = int(digits)
+            if length > limit:
+                raise ScopeProtocolError(
+                    f"block header claims {length} bytes, more than the {limit} the preamble promised: not read",
+                    resource=self.resource_name,
+                    command=command,
+                )
+            deadline = started + self.timeout_s + length / MIN_TRANSFER_BPS
+            data = self._read_exact(length, deadline, started)
+            end = self._read_exact(1, deadline, started)
+            if end != b"\n":
+                raise ValueError(f"the block of {length} bytes goes on past its length ({bytes(end)!r})")
+            return bytes(data)
+        finally:
+            self._res.timeout = max(1, round(self.timeout_s * 1000))
+
+    def _read_exact(self, count: int, deadline: float, started: float) -> bytearray:
+        """``count`` bytes of the answer, or ScopeTimeoutError once ``deadline`` passes (however
+        slowly the bytes trickle in: the deadline is for the whole transfer)."""
+        buf = bytearray()
+        while len(buf) < count:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ScopeTimeoutError(
+                    f"no complete answer within {deadline - started:.3g} s ({len(buf)} of {count} bytes; transfers must run at "
+                    f"{MIN_TRANSFER_BPS / 1e6:g} MB/s or faster)",
+                    resource=self.resource_name,
+                )
+            self._res.timeout = max(1, round(left * 1000))
+            codes = _pyvisa().constants.StatusCode
+            with self._res.ignore_warning(codes.success_max_count_read, codes.success_termination_character_read):  # partial reads are expected
+                chunk, _status = self._res.visalib.read(self._res.session, min(count - len(buf), READ_CHUNK))
+            buf += chunk
+        return buf
 
     def poll(self, command: str, done, timeout_s: float, what: str, *, interval_s: float = 0.005) -> str:
         """Repeat query ``command`` until ``done(answer)``; raise ScopeTimeoutError naming ``what``

@@ -13,7 +13,8 @@ answer if none comes, as a real scope would not).
 ``"short-preamble"`` (scaling answers with missing fields), ``"wrong-length"`` (a block one
 sample shorter than promised), ``"long-block"`` (a block followed by stray bytes, as from a
 scope that sent more than its header said), ``"bad-status"`` (a status register read while an
-acquisition completes answers something that is not a number).
+acquisition completes answers something that is not a number), ``"huge-header"`` (a data block
+whose header claims 999,999,999 bytes).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from .bench import Bench
 from .scope_model import ScopeModel
 from .scpi import CommandSet, definite_block, run_line
 
-FAULTS = frozenset({"silent", "no-trigger", "truncated-block", "bad-block", "short-preamble", "wrong-length", "long-block", "bad-status"})
+FAULTS = frozenset({"silent", "no-trigger", "truncated-block", "bad-block", "short-preamble", "wrong-length", "long-block", "bad-status", "huge-header"})
 NO_ERROR = '+0,"No error"'
 
 
@@ -169,6 +170,8 @@ class SimulatedScope:
         if "bad-block" in self.faults:
             return b"DATA " + payload[:64].hex().encode()
         block = definite_block(payload)
+        if "huge-header" in self.faults:
+            return b"#9999999999" + payload
         if "truncated-block" in self.faults:
             return block[: len(block) // 2]
         if "long-block" in self.faults:

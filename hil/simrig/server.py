@@ -23,7 +23,9 @@ class LoopbackScpiServer:
     """Serve ``instrument`` (a :class:`~hil.simrig.instrument.SimulatedScope`) on a loopback port.
 
     Use as a context manager, or call :meth:`start` and :meth:`close`. ``send_chunk_bytes``
-    splits answers into several ``send`` calls (so clients see them arrive in pieces).
+    splits answers into several ``send`` calls (so clients see them arrive in pieces);
+    ``slow_bytes_per_s`` sends answers of at least ``slow_from_bytes`` a byte at a time at that
+    rate (a link that trickles).
     """
 
     def __init__(
@@ -35,6 +37,8 @@ class LoopbackScpiServer:
         max_connections: int = 64,
         max_line_bytes: int = 1 << 16,
         send_chunk_bytes: int = 1 << 20,
+        slow_bytes_per_s: float | None = None,
+        slow_from_bytes: int = 1024,
     ) -> None:
         self.instrument = instrument
         self.idle_timeout_s = idle_timeout_s
@@ -42,6 +46,8 @@ class LoopbackScpiServer:
         self.max_connections = max_connections
         self.max_line_bytes = max_line_bytes
         self.send_chunk_bytes = send_chunk_bytes
+        self.slow_bytes_per_s = slow_bytes_per_s
+        self.slow_from_bytes = slow_from_bytes
         self.connections = 0
         self._stop = threading.Event()
         self._sock: socket.socket | None = None
@@ -125,8 +131,15 @@ class LoopbackScpiServer:
                 answer = self.instrument.handle(line.decode("ascii", "replace").strip())
                 if answer:
                     try:
-                        for i in range(0, len(answer), self.send_chunk_bytes):
-                            conn.sendall(answer[i : i + self.send_chunk_bytes])
+                        rate = self.slow_bytes_per_s
+                        slow = rate is not None and len(answer) >= self.slow_from_bytes
+                        step = 1 if slow else self.send_chunk_bytes
+                        for i in range(0, len(answer), step):
+                            if self._stop.is_set():
+                                return
+                            conn.sendall(answer[i : i + step])
+                            if rate is not None and slow:
+                                time.sleep(1.0 / rate)
                     except OSError:
                         return
                 self._last_activity = time.monotonic()
