@@ -249,3 +249,14 @@ def test_a_block_header_beyond_the_preamble_is_refused_before_reading(family: st
             scope.read("CH1")
         srv.instrument.faults = frozenset()
         assert acquire(scope, settings()).codes.size == 4000
+
+
+@pytest.mark.parametrize("family", ["keysight", "tektronix", "rigol", "rohde", "lecroy"])
+def test_an_empty_record_is_a_protocol_error(family: str) -> None:
+    # a scope whose memory gives no points: refused where it shows (set-up or record), never an IndexError
+    with serve(family, faults=("empty-record",)) as srv, open_scope(family, srv.resource, timeout_s=0.5) as scope:
+        with pytest.raises(ScopeError, match="empty record|record length 0"):
+            scope.configure(settings())
+            scope.arm()
+            scope.wait(1.0)
+            scope.read("CH1")

@@ -14,7 +14,7 @@ answer if none comes, as a real scope would not).
 sample shorter than promised), ``"long-block"`` (a block followed by stray bytes, as from a
 scope that sent more than its header said), ``"bad-status"`` (a status register read while an
 acquisition completes answers something that is not a number), ``"huge-header"`` (a data block
-whose header claims 999,999,999 bytes).
+whose header claims 999,999,999 bytes), ``"empty-record"`` (a record of no points).
 """
 
 from __future__ import annotations
@@ -31,7 +31,9 @@ from .bench import Bench
 from .scope_model import ScopeModel
 from .scpi import CommandSet, definite_block, run_line
 
-FAULTS = frozenset({"silent", "no-trigger", "truncated-block", "bad-block", "short-preamble", "wrong-length", "long-block", "bad-status", "huge-header"})
+FAULTS = frozenset(
+    {"silent", "no-trigger", "truncated-block", "bad-block", "short-preamble", "wrong-length", "long-block", "bad-status", "huge-header", "empty-record"}
+)
 NO_ERROR = '+0,"No error"'
 
 
@@ -120,7 +122,7 @@ class SimulatedScope:
         points = n_points or self.model.max_points
         rate = min(self.model.sample_rate_hz, points / duration_s)
         self.sample_rate_hz = rate
-        self.n_points = max(1, min(self.model.max_points, round(duration_s * rate)))
+        self.n_points = 0 if "empty-record" in self.faults else max(1, min(self.model.max_points, round(duration_s * rate)))
         self.x_origin_s = x_origin_s
 
     def arm(self) -> None:
