@@ -315,7 +315,8 @@ class VisaScope(Scope):
         if codes.size == 0:
             raise ScopeProtocolError(f"the scope returned an empty record of {channel} (0 points)", resource=self.resource_name)
         if not all(math.isfinite(v) for v in (x_increment_s, x_origin_s, y_increment_v, y_origin_v, y_reference)) or x_increment_s <= 0:
-            raise ScopeProtocolError(f"the record of {channel} has an unusable time or volt scale (x increment {x_increment_s!r} s)", resource=self.resource_name)
+            problem = f"the record of {channel} has an unusable time or volt scale (x increment {x_increment_s!r} s)"
+            raise ScopeProtocolError(problem, resource=self.resource_name)
         meta = {"scope": self._idn, "family": self.family, "resource": self.resource_name, **meta}
         return Capture(channel, codes, x_increment_s, x_origin_s, y_increment_v, y_origin_v, y_reference, meta)
 
