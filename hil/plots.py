@@ -137,6 +137,13 @@ def plot_check(r: CheckResult, path: str | Path) -> Path:
             axes.axvline(e * 1e6, color="tab:red", ls="--", lw=0.8)
         axes.set_xlabel("time from trigger (us): measured edges (green), asked (red, dashed)")
         axes.set_ylabel("V")
+    elif kind == "span":
+        axes.plot(r.plot["t"] * 1e6, r.plot["v"], lw=0.6)
+        axes.axvspan(0.0, r.plot["asked_end_s"] * 1e6, color="tab:green", alpha=0.12, label="asked to be seen")
+        axes.axvline(r.plot["t"][-1] * 1e6, color="tab:red", ls="--", lw=0.8, label="record ends")
+        axes.set_xlabel("time from the first trigger (us)")
+        axes.set_ylabel("V")
+        axes.legend(loc="upper right")
     elif kind == "tracks":
         for name, t, values in r.plot["tracks"]:
             axes.plot(np.asarray(t) * 1e6, values, ".-", ms=2, lw=0.6, label=name)

@@ -246,9 +246,27 @@ def run_program(rig: Rig, prog: SuiteProgram, faults: Faults | None = None) -> t
         )
         for name, hw in wired.items()
     }
+    extra += [record_span(obs.capture, prog, name) for name, obs in observations.items()]
     with single_threaded_blas():  # small fits: BLAS threads cost more than they give
         checked = _run_checks(prog, observations, config)
     return extra + checked, next(iter(observations.values()))
+
+
+def record_span(capture, prog: SuiteProgram, channel: str) -> CheckResult:
+    """Whether the record covers all the program asked to be seen: from the first trigger (t = 0)
+    to ``prog.record_s`` after it. A shorter record (scopes return fewer points than asked in
+    some point modes or memory depths) fails here: the boundaries, wraps and tones past its end
+    are not covered, and no verdict is given for what was not seen."""
+    t = capture.time_s
+    start, end = float(t[0]), float(t[-1])
+    slack = 2 * capture.x_increment_s
+    missing_s = max(0.0, start) + max(0.0, prog.record_s - end)  # not seen at the start and at the end
+    detail: dict[str, object] = {"record_start_s": start, "record_end_s": end, "asked_end_s": prog.record_s, "points": int(t.size)}
+    if missing_s > slack:
+        detail["not_covered"] = f"{max(end, 0.0) * 1e6:.3f}..{prog.record_s * 1e6:.3f} us after the first trigger" if end < prog.record_s else "the start"
+    plot = {"kind": "span", "t": t, "v": capture.volts, "asked_end_s": prog.record_s}
+    sigma_us, limit_us = capture.x_increment_s * 1e6, slack * 1e6
+    return CheckResult("record_span", prog.name, channel, missing_s * 1e6, sigma_us, limit_us, "us", two_sided=False, detail=detail, plot=plot)
 
 
 def measured_triggers(capture, prog: SuiteProgram, threshold_v: float, fs: float, limit_s: float, source: str) -> tuple[tuple[int, ...], CheckResult]:

@@ -246,3 +246,27 @@ def test_a_generator_that_stops_answering_is_a_generator_error() -> None:
         srv.close()  # the generator goes away mid-session
         with pytest.raises(GeneratorError, match="keysight|TCPIP|failed"):
             gen.fire()
+
+
+def test_a_record_shorter_than_asked_is_not_a_pass(monkeypatch) -> None:
+    """A scope that returns fewer points than asked, with a consistent preamble (18.9 of 22.9 us):
+    what it did not record gets no verdict, and the run fails naming the span not covered."""
+    import dataclasses
+
+    from hil.scopes.keysight import KeysightInfiniiVision
+
+    real = KeysightInfiniiVision.read
+
+    def short(self, channel):
+        capture = real(self, channel)
+        keep = int((18.9e-6 - capture.x_origin_s) / capture.x_increment_s)
+        return dataclasses.replace(capture, codes=capture.codes[:keep])
+
+    clean = run_suite("sim", programs=["hold_move_hold"], plots=False, progress=False)
+    spans = [r for r in clean.results if r.check == "record_span"]
+    assert spans and all(r.passed for r in spans)
+    monkeypatch.setattr(KeysightInfiniiVision, "read", short)
+    report = run_suite("sim", programs=["hold_move_hold"], plots=False, progress=False)
+    spans = [r for r in report.results if r.check == "record_span"]
+    assert spans and not any(r.passed for r in spans)
+    assert "18.9" in spans[0].detail["not_covered"] and not report.passed
