@@ -13,6 +13,7 @@ running.
 from __future__ import annotations
 
 import abc
+import math
 import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,14 @@ from ..spectrum import StopLevel, stop_level_of
 #: Where triggers come from.
 TriggerSource = Literal["software", "external"]
 TRIGGER_SOURCES: tuple[str, ...] = get_args(TriggerSource)
+
+
+def check_seconds(value: object, what: str, op: str) -> None:
+    """None, or a finite number of seconds >= 0 (NaN or inf would never come)."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)) or float(value) < 0:
+        raise ProgramError(f"{what}={value!r} must be a finite number of seconds >= 0", op=op, value=value)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from ..readback import CardReadback
 from ..sim._loading import configure_outputs, load_program, write_slots, write_steps
 from ..sim.card import TMASK_EXT0, TMASK_SOFTWARE, CardState, SimPolicy, SimulatedCard
 from ..spectrum import ERR_TIMEOUT
-from .base import BackendBase, OutputConfig
+from .base import BackendBase, OutputConfig, check_seconds
 
 
 def _check_count(value: object, what: str, op: str) -> None:
@@ -33,14 +33,6 @@ def _check_count(value: object, what: str, op: str) -> None:
     ok = ok or (isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value)) and float(value).is_integer())
     if not ok:
         raise ProgramError(f"{what}={value!r} must be a whole number of samples", op=op, value=value)
-
-
-def _check_seconds(value: object, what: str, op: str) -> None:
-    """None, or a finite number of seconds >= 0 (NaN or inf would never come)."""
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)) or float(value) < 0:
-        raise ProgramError(f"{what}={value!r} must be a finite number of seconds >= 0", op=op, value=value)
 
 
 class SimBackend(BackendBase):
@@ -91,7 +83,7 @@ class SimBackend(BackendBase):
             )
         _check_count(sample, "sample", "schedule_trigger")
         _check_count(after, "after", "schedule_trigger")
-        _check_seconds(after_s, "after_s", "schedule_trigger")
+        check_seconds(after_s, "after_s", "schedule_trigger")
         base = self.start_sample if self.start_sample is not None else 0
         if sample is not None:
             at = base + int(sample)
@@ -114,7 +106,7 @@ class SimBackend(BackendBase):
         if (samples is None) == (seconds is None):
             raise ProgramError(f"give exactly one of samples= or seconds= (got samples={samples!r}, seconds={seconds!r})", op="advance")
         _check_count(samples, "samples", "advance")
-        _check_seconds(seconds, "seconds", "advance")
+        check_seconds(seconds, "seconds", "advance")
         if samples is None:
             assert seconds is not None
             samples = round(seconds * self.sim.sample_rate_hz)
@@ -175,7 +167,7 @@ class SimBackend(BackendBase):
 
     def wait_ready(self, timeout_s: float) -> None:
         """Advance the virtual clock until the card is READY; raise after ``timeout_s`` of card time."""
-        _check_seconds(timeout_s, "timeout_s", "wait_ready")
+        check_seconds(timeout_s, "timeout_s", "wait_ready")
         limit = self.sim.now + round(timeout_s * self.sim.sample_rate_hz)
         chunk = max(1, round(1e-3 * self.sim.sample_rate_hz))
         while self.sim.state != "ready":

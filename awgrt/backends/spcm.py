@@ -38,7 +38,7 @@ from ..card import CARDS, CardSpec, as_int64
 from ..errors import CardError, ProgramError
 from ..program import CompiledSequenceProgram, StepEvent
 from ..readback import CardReadback
-from .base import BackendBase, OutputConfig
+from .base import BackendBase, OutputConfig, check_seconds
 
 log = logging.getLogger(__name__)
 
@@ -122,12 +122,6 @@ class _CardLock:
             finally:
                 self._lock = None
                 _OPEN_IN_PROCESS.discard(self.key)
-
-
-def _check_timeout(timeout_s: object, op: str) -> None:
-    """A wait's limit must be a finite number of seconds >= 0 (NaN or inf would wait forever)."""
-    if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not math.isfinite(timeout_s) or timeout_s < 0:
-        raise ProgramError(f"timeout_s={timeout_s!r} must be a finite number of seconds >= 0", op=op, value=timeout_s)
 
 
 def _drop_handle(card) -> None:
@@ -503,7 +497,7 @@ class SpcmBackend(BackendBase):
             )
 
     def wait_ready(self, timeout_s: float) -> None:
-        _check_timeout(timeout_s, "wait_ready")
+        check_seconds(timeout_s, "timeout_s", "wait_ready")
         self._require_open()
         spcm = self._spcm
         with self._step(f"waiting up to {timeout_s:g} s for READY"):
