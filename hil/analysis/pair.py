@@ -13,8 +13,12 @@ card's channels share one sample clock, so anything beyond is a cable or a fault
 **Crosstalk.** In a hold, each channel's record is projected (Blackman-Harris window) onto the
 other channel's tones; the worst ratio to the channel's own strongest tone is the crosstalk in
 dBc; its sigma is the record's median noise line relative to it (in dB, at most 10: a level at the
-noise floor is only a bound). Limit: ``limits.crosstalk_dbc``, or the noise floor plus
-``limits.spur_margin_db`` if that is higher.
+noise floor is only a bound). Limit: ``limits.crosstalk_dbc``, never moved by the record.
+
+Both are judged like every other check (:mod:`hil.analysis.budget`): a pair check is
+inconclusive when either record clipped; skew also when the noisier fit's residual exceeds its
+noise budget or the rig cannot resolve the limit; crosstalk when the record's noise floor sits
+within ``limits.spur_margin_db`` of the limit (it could not see crosstalk at the limit).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from scipy.signal.windows import blackmanharris
 
 from ..errors import AnalysisError
 from ..limits import Limits
+from .budget import judge
 from .observation import Observation
 from .phase import GUARD_S
 from .result import CheckResult
@@ -46,9 +51,10 @@ def _added_tone(obs: Observation, sample: int):
     return new[0]
 
 
-def _phase_offset(obs: Observation, sample: int) -> tuple[float, float, float]:
-    """(frequency, fitted phase offset from the programmed phase (rad), its sigma) of the tone
-    added at ``sample``, from a joint fit of every tone over the middle of the piece it starts."""
+def _phase_offset(obs: Observation, sample: int) -> tuple[float, float, float, float]:
+    """(frequency, fitted phase offset from the programmed phase (rad), its sigma, the fit's
+    residual rms in V) of the tone added at ``sample``, from a joint fit of every tone over the
+    middle of the piece it starts."""
     added = _added_tone(obs, sample)
     paths, lo, hi = obs.timeline.tones_at(obs.channel, sample)
     paths = [p for p in paths if p.span.a0 > 0]
@@ -60,7 +66,7 @@ def _phase_offset(obs: Observation, sample: int) -> tuple[float, float, float]:
     t, y = obs.window(t_c - width / 2, t_c + width / 2)
     fit = joint_fit([obs.side(t, y, paths, centre, t_c)], harmonics=1, image_rate_hz=fs, max_freq_hz=max(p.span.f0_hz for p in paths))
     amplitude = float(fit.amplitude[0][i])
-    return added.span.f0_hz, float(fit.theta[0][i]), fit.amplitude_sigma(0, i) / amplitude
+    return added.span.f0_hz, float(fit.theta[0][i]), fit.amplitude_sigma(0, i) / amplitude, float(fit.residual_rms)
 
 
 def skew(first: Observation, second: Observation, from_segment: str, to_segment: str, limits: Limits) -> CheckResult:
@@ -71,14 +77,17 @@ def skew(first: Observation, second: Observation, from_segment: str, to_segment:
     if not edges:
         raise AnalysisError(f"{first.program}: no boundary {from_segment} -> {to_segment} in the timeline")
     sample = edges[0].sample
-    f1, theta1, s1 = _phase_offset(first, sample)
-    f2, theta2, s2 = _phase_offset(second, sample)
+    f1, theta1, s1, r1 = _phase_offset(first, sample)
+    f2, theta2, s2, r2 = _phase_offset(second, sample)
     if abs(f1 - f2) > 1e-6 * f1:
         raise AnalysisError(f"{first.program}: the channels add different tones at {to_segment!r} ({f1:g} and {f2:g} Hz): skew needs one frequency")
     lag = -wrap_angle(theta2 - theta1) / (2 * math.pi * f1)  # a later channel reads an earlier programmed phase
     limit = limits.skew_ns if limits.skew_ns > 0 else max(0.5 / first.awg_rate_hz, 2 * first.capture.x_increment_s) * 1e9
     sigma_ns = math.hypot(s1, s2) / (2 * math.pi * f1) * 1e9
-    return CheckResult(
+    # judged on both records: either clipped, or the noisier of the two fits beyond its budget, fails it as inconclusive
+    n1, n2 = first.nominal_noise_v, second.nominal_noise_v
+    worse, resid = (first, r1) if n1 is None or n2 is None or r1 / n1 >= r2 / n2 else (second, r2)
+    result = CheckResult(
         "skew",
         first.program,
         f"{from_segment}->{to_segment} {first.channel}/{second.channel}",
@@ -89,6 +98,7 @@ def skew(first: Observation, second: Observation, from_segment: str, to_segment:
         detail={"tone_hz": f1, "phase_first_rad": theta1, "phase_second_rad": theta2, "unambiguous_ns": 0.5e9 / f1},
         plot={"kind": "levels", "labels": [f"{second.channel} after {first.channel}"], "values": [lag * 1e9], "sigmas": [sigma_ns]},
     )
+    return judge(result, first.clipped_samples + second.clipped_samples, worse.nominal_noise_v, resid, limits.sigmas, limits.noise_budget)
 
 
 def _tones(obs: Observation, segment: str) -> tuple[list[float], float, float]:
@@ -121,8 +131,8 @@ def crosstalk(obs: Observation, other: Observation, segment: str, limits: Limits
     clear = [f for f in probe if all(abs(f - g) > 10 / (t1 - t0) for g in own + foreign)]
     floor = float(np.median([20 * math.log10(max(_line(y, t, f, w), 1e-300) / carrier) for f in clear]))
     f_worst = max(levels, key=lambda f: levels[f])
-    limit = max(limits.crosstalk_dbc, floor + limits.spur_margin_db)
-    return CheckResult(
+    limit = limits.crosstalk_dbc  # never moved by the record: a noisy record is inconclusive instead
+    result = CheckResult(
         "crosstalk",
         obs.program,
         f"{segment} {other.channel}->{obs.channel}",
@@ -134,3 +144,12 @@ def crosstalk(obs: Observation, other: Observation, segment: str, limits: Limits
         detail={"frequency_hz": f_worst, "noise_floor_dbc": floor},
         plot={"kind": "levels", "labels": [f"{f / 1e6:.2f} MHz" for f in levels], "values": list(levels.values())},
     )
+    clipped = obs.clipped_samples + other.clipped_samples
+    if clipped:
+        result = result.made_inconclusive(f"a record clipped ({clipped} samples at the ADC rails): set the scope range wider")
+    if floor + limits.spur_margin_db > limit:
+        result = result.made_inconclusive(
+            f"the record's noise floor ({floor:.1f} dBc) is within {limits.spur_margin_db:g} dB of the {limit:g} dBc limit: it cannot tell crosstalk "
+            "at the limit from noise (a noisier record than the rig's)"
+        )
+    return result

@@ -226,10 +226,10 @@ class VisaScope(Scope):
         try:
             head = self._read_exact(2, deadline, started)
             if head[:1] != b"#" or not head[1:2].isdigit() or head[1:2] == b"0":
-                raise ValueError(f"not a definite-length block (it starts {bytes(head)!r})")
+                raise self._unusable(command, f"not a definite-length block (it starts {bytes(head)!r})")
             digits = self._read_exact(int(head[1:2]), deadline, started)
             if not digits.isdigit():
-                raise ValueError(f"block header {bytes(head + digits)!r} is not a length")
+                raise self._unusable(command, f"block header {bytes(head + digits)!r} is not a length")
             length = int(digits)
             if length > limit:
                 raise ScopeProtocolError(
@@ -241,10 +241,13 @@ class VisaScope(Scope):
             data = self._read_exact(length, deadline, started)
             end = self._read_exact(1, deadline, started)
             if end != b"\n":
-                raise ValueError(f"the block of {length} bytes goes on past its length ({bytes(end)!r})")
+                raise self._unusable(command, f"the block of {length} bytes goes on past its length ({bytes(end)!r})")
             return bytes(data)
         finally:
             self._res.timeout = max(1, round(self.timeout_s * 1000))
+
+    def _unusable(self, command: str, why: str) -> ScopeProtocolError:
+        return ScopeProtocolError(f"unusable answer: {why}", resource=self.resource_name, command=command)
 
     def _read_exact(self, count: int, deadline: float, started: float) -> bytearray:
         """``count`` bytes of the answer, or ScopeTimeoutError once ``deadline`` passes (however
