@@ -270,3 +270,21 @@ def test_a_record_shorter_than_asked_is_not_a_pass(monkeypatch) -> None:
     spans = [r for r in report.results if r.check == "record_span"]
     assert spans and not any(r.passed for r in spans)
     assert "18.9" in spans[0].detail["not_covered"] and not report.passed
+
+
+@pytest.mark.parametrize(
+    "degrade, reason",
+    [({"gain_error": 0.5}, "clipped"), ({"noise_lsb_rms": 4.0}, "noise")],
+    ids=["1.5x overdriven", "4x noisier"],
+)
+def test_pair_checks_of_a_degraded_capture_are_never_a_pass(degrade, reason) -> None:
+    from hil.rig import RigConfig
+
+    config = RigConfig.from_dict({"name": "degraded", "card": {"backend": "sim"}, "sim_scope": degrade})
+    report = run_suite(config, programs=["hold_move_hold", "add_remove"], plots=False, progress=False)
+    pair = [r for r in report.results if r.check in ("crosstalk", "skew")]
+    assert {r.check for r in pair} == {"crosstalk", "skew"} if reason == "clipped" else {"crosstalk"} <= {r.check for r in pair}
+    judged = [r for r in pair if r.check == "crosstalk" or reason == "clipped"]
+    assert judged and all(not r.passed and r.inconclusive for r in judged), [(r.name, r.verdict, r.inconclusive) for r in judged]
+    assert all(reason in r.inconclusive for r in judged)
+    assert all(r.limit == -50.0 for r in pair if r.check == "crosstalk")  # the limit never follows the noise floor
