@@ -288,3 +288,16 @@ def test_pair_checks_of_a_degraded_capture_are_never_a_pass(degrade, reason) -> 
     assert judged and all(not r.passed and r.inconclusive for r in judged), [(r.name, r.verdict, r.inconclusive) for r in judged]
     assert all(reason in r.inconclusive for r in judged)
     assert all(r.limit == -50.0 for r in pair if r.check == "crosstalk")  # the limit never follows the noise floor
+
+
+def test_a_scope_that_applies_a_narrower_range_than_asked_is_never_a_pass() -> None:
+    """The scope snaps to a range 0.6x the one asked (its scaling says so): the records clip at
+    its own rails, and every check on them is inconclusive, not a reading."""
+    from hil.rig import RigConfig
+
+    config = RigConfig.from_dict({"name": "narrow", "card": {"backend": "sim"}, "sim_scope": {"range_factor": 0.6}})
+    report = run_suite(config, programs=["hold_move_hold"], plots=False, progress=False)
+    on_records = [r for r in report.results if r.check not in ("record_span", "trigger_timing", "scope_timebase")]
+    assert on_records and not report.passed
+    assert not [r.name for r in on_records if r.passed]
+    assert any("clipped" in r.inconclusive for r in on_records)

@@ -24,8 +24,13 @@ def nominal_noise(adc_range_v: float | None, adc_bits: int, enob: float | None) 
 
 def clipped(capture: Capture, adc_range_v: float | None, adc_offset_v: float, adc_bits: int) -> int:
     """Samples of ``capture`` at or beyond the ADC's rails (within 1.5 LSB of them); with the
-    range unknown, those at the extreme codes of the record's type."""
+    range unknown, those at the extreme codes of the record's type. The rails are those of the
+    narrower of the range asked and the range the record's own scaling reports (its volts per code
+    times the codes its type holds): a scope that snapped to a narrower range than asked clips
+    at its own rails."""
     if adc_range_v is not None:
+        reported = capture.y_increment_v * 2 ** (8 * capture.codes.dtype.itemsize)
+        adc_range_v = min(adc_range_v, reported)
         lsb = adc_range_v / 2**adc_bits
         half = adc_range_v / 2 - 1.5 * lsb
         return int(np.count_nonzero(np.abs(capture.volts - adc_offset_v) >= half))

@@ -142,7 +142,7 @@ class SimulatedScope:
         t = self.bench.wait_trigger(self.trigger_source, self._armed_generation, wait_s)
         if t is None:
             return False
-        channels = {ch: (self.range_v[ch], self.centre_v[ch]) for ch in sorted(self.displayed)}
+        channels = {ch: (self.applied_range_v(ch), self.centre_v[ch]) for ch in sorted(self.displayed)}
         self.record = self.model.acquire(
             self.bench, channels, trigger_time_s=t, n_points=self.n_points, sample_rate_hz=self.sample_rate_hz, x_origin_s=self.x_origin_s, rng=self.rng
         )
@@ -158,8 +158,12 @@ class SimulatedScope:
             raise KeyError(f"no acquired data for {channel}")
         return self.record[channel]
 
+    def applied_range_v(self, channel: str) -> float:
+        """The vertical range the scope applies: the asked one times the model's ``range_factor``."""
+        return self.range_v[channel] * self.model.range_factor
+
     def lsb_v(self, channel: str) -> float:
-        return self.range_v[channel] / 2**self.model.adc_bits
+        return self.applied_range_v(channel) / 2**self.model.adc_bits
 
     # ------------------------------------------------------------------ transfer helpers
 

@@ -40,6 +40,9 @@ class ScopeModel:
     timebase_error_ppm: float = 20.0
     trigger_skew_s: float = 2e-9
     gain_error: float = 0.0
+    #: The fraction of the asked vertical range the scope applies (below 1: it snapped to a narrower
+    #: V/div step, as scopes do); its scaling answers report the range applied.
+    range_factor: float = 1.0
     seed: int = 1
 
     @property
