@@ -135,9 +135,15 @@ def _run_checks(prog: SuiteProgram, observations: dict[str, Observation], config
     for channel, obs in observations.items():  # every boundary, and everything between them
         try:
             found = boundaries_in_record(obs)
+            asked = boundaries_in_record(obs, until_s=prog.record_s)
         except AnalysisError as exc:
             out.append(_failed("boundary", prog.name, f"record {channel}", "", exc))
-            found = []
+            found = asked = []
+        seen = {sample for sample, _, _ in found}
+        for sample, _, label in asked:  # promised but past the record's end: failed, never skipped
+            if sample not in seen:
+                end_us = obs.capture.time_s[-1] * 1e6
+                out.append(_failed("phase_jump", prog.name, f"{label} {channel}", "deg", AnalysisError(f"not covered: the record ends at {end_us:.3f} us")))
         for sample, right, label in found:
             try:
                 out += boundary_checks(obs, sample, f"{label} {channel}", limits, right_sample=right)

@@ -270,6 +270,9 @@ def test_a_record_shorter_than_asked_is_not_a_pass(monkeypatch) -> None:
     spans = [r for r in report.results if r.check == "record_span"]
     assert spans and not any(r.passed for r in spans)
     assert "18.9" in spans[0].detail["not_covered"] and not report.passed
+    uncovered = [r for r in report.results if "not covered" in r.detail.get("error", "")]
+    assert uncovered and all(not r.passed for r in uncovered)  # each boundary past the end, named
+    assert not [r for r in clean.results if "not covered" in r.detail.get("error", "")]
 
 
 @pytest.mark.parametrize(

@@ -70,15 +70,18 @@ def pieces_in_record(obs: Observation) -> list[tuple[int, int, list[TonePath], s
 MIN_PIECE_S = 0.1e-6
 
 
-def boundaries_in_record(obs: Observation, margin_s: float = 0.1e-6) -> list[tuple[int, int, str]]:
+def boundaries_in_record(obs: Observation, margin_s: float = 0.1e-6, *, until_s: float | None = None) -> list[tuple[int, int, str]]:
     """(card sample, right sample, label) of every step entry, in-pass piece edge and first wrap
     of a looped step inside the record (with ``margin_s`` of record on each side) where some tone
-    plays on both sides.
+    plays on both sides. ``until_s``: as if the record ended that long after the trigger (the
+    boundaries a record of the asked length would hold).
     Edges closer together than :data:`MIN_PIECE_S` (a short padding piece, say) are one
     boundary: fitted from before the first to after the last (``right sample``), the label
     naming both."""
     first, last = _record_samples(obs)
     fs = obs.awg_rate_hz
+    if until_s is not None:
+        last = obs.trigger_sample + (until_s - obs.delay_s) * fs
     margin = margin_s * fs
     entries = obs.timeline.entries
     found: dict[int, str] = {}
