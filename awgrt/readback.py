@@ -1,11 +1,12 @@
 """What the card holds, read back from it, and how it differs from what was asked.
 
-After an upload the runtime can ask its backend for a :class:`CardReadback`: every output setting
+After an upload the runtime can ask its backend for a
+:class:`~awgrt.backends.base.CardReadback`: every output setting
 (sample rate, enabled channels, amplitude and stop level per channel, trigger source and level),
 the memory layout (slot count and each used slot's size), the start step, every step-table entry
 as the raw 64-bit word the card stores, and, where the backend can read it, each used slot's
-samples. :func:`compare` checks **every** field against the program and output set-up that were
-asked for and returns one :class:`Mismatch` per field that differs (an empty tuple: the card holds
+samples. :func:`compare` checks **every** field against the program and the output set-up
+(an :class:`~awgrt.backends.base.OutputConfig`) that were asked for and returns one :class:`Mismatch` per field that differs (an empty tuple: the card holds
 exactly what was asked). ``Runtime.verify()`` runs both on any backend, the real card included.
 
 The step words are decoded here bit by bit (segment bits 0-15, next 16-31, loops 32-51, loop
@@ -18,27 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .backends.base import CardReadback, OutputConfig
 from .program import CompiledSequenceProgram
 from .spectrum import StopLevel
-
-
-@dataclass(frozen=True)
-class CardReadback:
-    """The card's state as read back from it. ``step_words``: the raw 64-bit entries of the first
-    ``len(step_words)`` steps (unsigned); ``segment_data``: the samples of each used slot, int16
-    (n_samples, n_channels), or None where the backend cannot read the card's memory back."""
-
-    sample_rate_hz: float
-    n_channels: int
-    amplitude_mv: tuple[int, ...]
-    stop_level: tuple[StopLevel, ...]
-    trigger: str  # "software", "external", or the raw OR mask in words when it is neither
-    trigger_level_mv: int | None
-    max_segments: int
-    segment_sizes: tuple[int, ...]
-    start_step: int
-    step_words: tuple[int, ...]
-    segment_data: tuple[np.ndarray, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -53,25 +36,13 @@ class Mismatch:
         return f"{self.field}: asked {self.asked!r}, the card holds {self.card!r}"
 
 
-@dataclass(frozen=True)
-class AskedOutputs:
-    """The output set-up a runtime asked for (per channel: amplitude in mV and stop level)."""
-
-    sample_rate_hz: float
-    n_channels: int
-    amplitude_mv: tuple[int, ...]
-    stop_level: tuple[StopLevel, ...]
-    trigger: str
-    trigger_level_mv: int
-
-
 def decode_step_word(word: int) -> tuple[int, int, int, bool, bool]:
     """(segment, next, loops, loop until trigger, end) of a 64-bit step entry (signed or not)."""
     w = int(word) & (2**64 - 1)
     return w & 0xFFFF, (w >> 16) & 0xFFFF, (w >> 32) & 0xFFFFF, bool(w >> 62 & 1), bool(w >> 63 & 1)
 
 
-def compare(card: CardReadback, program: CompiledSequenceProgram, asked: AskedOutputs) -> tuple[Mismatch, ...]:
+def compare(card: CardReadback, program: CompiledSequenceProgram, asked: OutputConfig) -> tuple[Mismatch, ...]:
     """Every field of ``card`` that differs from ``program`` and ``asked`` (see module doc)."""
     out: list[Mismatch] = []
 

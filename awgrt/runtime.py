@@ -54,7 +54,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ._units import in_unit, whole_mv
-from .backends.base import Backend
+from .backends.base import Backend, OutputConfig
 from .builder import AWGProgramBuilder
 from .compiler.compile import CLIP_POLICIES, calibrations_of, compile_sequence_program
 from .compiler.quantize import QuantizeOptions, quantize_resolved_ir, replace_segments
@@ -66,7 +66,7 @@ from .ir.intent import IntentIR, finite_real
 from .ir.quantized import QuantizedIR
 from .ir.resolved import Note, ResolvedIR
 from .program import CompiledSequenceProgram, StepEvent
-from .readback import AskedOutputs, Mismatch, compare
+from .readback import Mismatch, compare
 from .upload import LIVE_MODES, LiveMode, UploadKind, UploadPlan, apply_upload, asked_outputs, plan_upload
 
 log = logging.getLogger(__name__)
@@ -378,7 +378,7 @@ class Runtime:
                 playing = be.program.steps[step].segment
         return plan_upload(be.program, new, config=be.config, running=running, playing_slot=playing, live=self.live, wanted=self._asked(new))
 
-    def _asked(self, program: CompiledSequenceProgram) -> AskedOutputs:
+    def _asked(self, program: CompiledSequenceProgram) -> OutputConfig:
         return asked_outputs(
             program, amplitude_mv=self.amplitude_mv, stop_level=self.stop_level, trigger=self.trigger, trigger_level_mv=self.trigger_level_mv
         )

@@ -13,7 +13,6 @@ from typing import Literal, get_args
 
 from .backends.base import Backend, OutputConfig, TriggerSource
 from .program import CompiledSequenceProgram
-from .readback import AskedOutputs
 from .spectrum import StopLevel, stop_level_of
 
 #: How much of the card is rewritten.
@@ -46,20 +45,24 @@ def _step_table(p: CompiledSequenceProgram) -> list[tuple]:
 
 
 def asked_outputs(
-    new: CompiledSequenceProgram, *, amplitude_mv: int | tuple[int, ...], stop_level: str | tuple[str, ...], trigger: str, trigger_level_mv: int = 1000
-) -> AskedOutputs:
+    new: CompiledSequenceProgram,
+    *,
+    amplitude_mv: int | tuple[int, ...],
+    stop_level: str | tuple[str, ...],
+    trigger: TriggerSource,
+    trigger_level_mv: int = 1000,
+) -> OutputConfig:
     """The output set-up a runtime asks for ``new``, per channel."""
     n = new.n_channels
     amps = (amplitude_mv,) * n if isinstance(amplitude_mv, int) else tuple(amplitude_mv)
     levels = (stop_level,) * n if isinstance(stop_level, (str, StopLevel)) else tuple(stop_level)
-    return AskedOutputs(new.sample_rate_hz, n, tuple(int(a) for a in amps), tuple(stop_level_of(v) for v in levels), trigger, int(trigger_level_mv))
+    return OutputConfig(new.sample_rate_hz, n, tuple(int(a) for a in amps), tuple(stop_level_of(v) for v in levels), trigger, int(trigger_level_mv))
 
 
-def output_changes(config: OutputConfig, wanted: AskedOutputs) -> list[str]:
-    """Every output setting in which ``config`` (in force) differs from ``wanted``, in words."""
-    have = AskedOutputs(config.sample_rate_hz, config.n_channels, config.amplitude_mv, config.stop_level, config.trigger, config.trigger_level_mv)
+def output_changes(have: OutputConfig, wanted: OutputConfig) -> list[str]:
+    """Every output setting in which ``have`` (in force) differs from ``wanted``, in words."""
     changes = []
-    for f in fields(AskedOutputs):
+    for f in fields(OutputConfig):
         a, b = getattr(have, f.name), getattr(wanted, f.name)
         if f.name == "trigger_level_mv" and wanted.trigger != "external":
             continue  # the level of an input that is not used
@@ -78,7 +81,7 @@ def plan_upload(
     running: bool,
     playing_slot: int | None,
     live: LiveMode = "restart",
-    wanted: AskedOutputs | None = None,
+    wanted: OutputConfig | None = None,
 ) -> UploadPlan:
     """The least upload that makes a card holding ``old`` (None: unknown) hold ``new``.
 

@@ -2,8 +2,8 @@
 
 Layers, lowest first (a module may import its own layer and any below it):
 
-    errors, spectrum, _progress, _blas, _units, _atomic, _files  <  card, _savefile, calibration, plot  <  ir  <  program, readback  <  compiler
-    <  builder, sim  <  backends  <  runtime, upload  <  demo  <  cli  <  the package root  <  hil
+    errors, spectrum, _progress, _blas, _units, _atomic, _files  <  card, _savefile, calibration, plot  <  ir  <  program  <  compiler
+    <  builder, sim  <  backends  <  runtime, upload, readback  <  demo  <  cli  <  the package root  <  hil
 
 The CLI may reach into ``hil`` only from inside the function of ``awgrt hil`` (the harness stays
 optional for the core).
@@ -22,11 +22,11 @@ LAYERS = [
     ("awgrt.errors", "awgrt.spectrum", "awgrt._progress", "awgrt._version", "awgrt._blas", "awgrt._units", "awgrt._atomic", "awgrt._files"),
     ("awgrt.card", "awgrt._savefile", "awgrt.calibration", "awgrt.plot"),
     ("awgrt.ir",),
-    ("awgrt.program", "awgrt.readback"),
+    ("awgrt.program",),
     ("awgrt.compiler",),
     ("awgrt.builder", "awgrt.sim"),
     ("awgrt.backends",),
-    ("awgrt.runtime", "awgrt.upload"),
+    ("awgrt.runtime", "awgrt.upload", "awgrt.readback"),
     ("awgrt.demo",),
     ("awgrt.cli",),
     ("awgrt",),

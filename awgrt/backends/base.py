@@ -19,11 +19,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, Self, get_args, runtime_checkable
 
+import numpy as np
+
 from .._units import in_unit, whole_mv
 from ..card import CardSpec
 from ..errors import AWGRTError, CardError, ProgramError, UnsupportedError
 from ..program import CompiledSequenceProgram, StepEvent
-from ..readback import CardReadback
 from ..spectrum import StopLevel, stop_level_of
 
 #: Where triggers come from.
@@ -50,6 +51,25 @@ class OutputConfig:
     stop_level: tuple[StopLevel, ...]
     trigger: TriggerSource = "software"
     trigger_level_mv: int = 1000
+
+
+@dataclass(frozen=True)
+class CardReadback:
+    """The card's state as read back from it. ``step_words``: the raw 64-bit entries of the first
+    ``len(step_words)`` steps (unsigned); ``segment_data``: the samples of each used slot, int16
+    (n_samples, n_channels), or None where the backend cannot read the card's memory back."""
+
+    sample_rate_hz: float
+    n_channels: int
+    amplitude_mv: tuple[int, ...]
+    stop_level: tuple[StopLevel, ...]
+    trigger: str  # "software", "external", or the raw OR mask in words when it is neither
+    trigger_level_mv: int | None
+    max_segments: int
+    segment_sizes: tuple[int, ...]
+    start_step: int
+    step_words: tuple[int, ...]
+    segment_data: tuple[np.ndarray, ...] | None = None
 
 
 @runtime_checkable

@@ -18,11 +18,10 @@ from .._units import in_unit
 from ..card import CARDS, DEFAULT_CARD, CardSpec, encode_step_entry
 from ..errors import CardError, ProgramError
 from ..program import CompiledSequenceProgram, StepEvent
-from ..readback import CardReadback
 from ..sim._loading import configure_outputs, load_program, write_slots, write_steps
 from ..sim.card import TMASK_EXT0, TMASK_SOFTWARE, CardState, SimPolicy, SimulatedCard
 from ..spectrum import ERR_TIMEOUT
-from .base import BackendBase, OutputConfig, check_seconds
+from .base import BackendBase, CardReadback, OutputConfig, check_seconds
 
 
 def _check_count(value: object, what: str, op: str) -> None:

@@ -37,8 +37,7 @@ from .. import spectrum as sp
 from ..card import CARDS, CardSpec, as_int64
 from ..errors import CardError, ProgramError
 from ..program import CompiledSequenceProgram, StepEvent
-from ..readback import CardReadback
-from .base import BackendBase, OutputConfig, check_seconds
+from .base import BackendBase, CardReadback, OutputConfig, check_seconds
 
 log = logging.getLogger(__name__)
 
