@@ -155,8 +155,9 @@ def compile_sequence_program(
         for seg, slot in zip(quantized.segments, quantized.segment_slot):
             result = _segment_samples(seg, quantized, cache, gain, clip, full_scale, synthesised, int(workers), fast_math, bar)
             results.append(result)
-            if clip_policy != "count" and sum(result.clipped) > CLIP_WARN_SAMPLES:
-                where = SegmentReport.of(seg, slot, result, quantized).clip_summary(quantized.sample_rate_hz)
+            seg_report = SegmentReport.of(seg, slot, result, quantized)
+            if clip_policy != "count" and seg_report.clipped > CLIP_WARN_SAMPLES:
+                where = seg_report.clip_summary(quantized.sample_rate_hz)
                 message = f"segment {seg.name!r}: {where} beyond clip={clip} of full scale; lower the amplitudes or gain"
                 if clip_policy == "error":
                     raise ClipError(message, segment=seg.name, op="synthesize", value=max(result.peak))
@@ -166,7 +167,7 @@ def compile_sequence_program(
                 by_slot[slot] = CompiledSegment(prev.name, prev.data, prev.digest, (*prev.names, seg.name), prev.clipped)
             else:
                 by_slot[slot] = CompiledSegment(seg.name, result.data, seg.digest, (seg.name,), result.clipped)
-            seg_reports.append(SegmentReport.of(seg, slot, result, quantized))
+            seg_reports.append(seg_report)
     log.debug("synthesised %s (%d segments from the cache) in %.1f ms", synthesised, len(results) - len(synthesised), 1e3 * (time.perf_counter() - began))
     steps = build_steps(quantized)
     silent = _silent_channels(quantized, results)

@@ -504,12 +504,15 @@ def _apply(
                 freq_of[i] = fa if i < ease else fb
             member_freq[members[ease].key] = (fa, fb, "min_jerk")
             if fa != fb:
-                seg = segments[members[ease].segment]
+                si, ti, pi, _ = members[ease].key
+                seg = segments[si]
+                eased_piece = seg.tracks[ti].pieces[pi]
+                over = eased_piece.n // 2 if _eases_in_half(eased_piece) else eased_piece.n
                 notes.append(
                     Note(
                         "frequency_eased",
                         seg.name,
-                        f"{run.channel} tone #{run.tone}: eases {fa:.3f} -> {fb:.3f} Hz (min_jerk) over {_ease_samples(members[ease].n)} samples "
+                        f"{run.channel} tone #{run.tone}: eases {fa:.3f} -> {fb:.3f} Hz (min_jerk) over {over} samples "
                         "to join snapped holds in "
                         f"{segments[ma.segment].name!r} and {segments[mb.segment].name!r}",
                         fa,
@@ -537,7 +540,7 @@ def _apply(
                         r0, r1 = span_runs[key]
                         spans.append(s.with_freqs(end_freq.get(r0, s.f0_hz), start_freq.get(r1, s.f1_hz), s.freq_kind))
                 eased = piece.with_tones(tuple(spans))
-                if piece.constant and piece.n >= 2 * MIN_EASE_SAMPLES and any(x.f0_hz != x.f1_hz for x in eased.tones):
+                if _eases_in_half(piece) and any(x.f0_hz != x.f1_hz for x in eased.tones):
                     pieces.extend(_ease_then_hold(eased))  # the second half stays a free hold (ring closing uses it)
                 else:
                     pieces.append(eased)
@@ -546,9 +549,10 @@ def _apply(
     return tuple(out), notes, steps
 
 
-def _ease_samples(n: int) -> int:
-    """How many samples of a held piece of ``n`` an ease takes (see :func:`_ease_then_hold`)."""
-    return n // 2 if n >= 2 * MIN_EASE_SAMPLES else n
+def _eases_in_half(piece: Piece) -> bool:
+    """Whether an ease placed in ``piece`` takes only its first half (:func:`_ease_then_hold`):
+    when the piece was held as asked (every tone constant) and is long enough."""
+    return piece.constant and piece.n >= 2 * MIN_EASE_SAMPLES
 
 
 def _ease_then_hold(piece: Piece) -> tuple[Piece, Piece]:

@@ -208,8 +208,7 @@ class VisaScope(Scope):
         raw = self._guard(command, lambda: self._block(command, limit))
         if len(raw) % bytes_per_point:
             self.resync(f"a block of {len(raw)} bytes for {bytes_per_point}-byte samples")
-            problem = f"unusable answer: a block of {len(raw)} bytes is not whole {bytes_per_point}-byte samples"
-            raise ScopeProtocolError(problem, resource=self.resource_name, command=command)
+            raise self._unusable(command, f"a block of {len(raw)} bytes is not whole {bytes_per_point}-byte samples")
         data = np.frombuffer(raw, dtype=dtype).astype(dtype.newbyteorder("="))
         if expected is not None and data.size != expected:
             self.resync(f"a block of {data.size} samples for {expected} promised")
