@@ -84,9 +84,11 @@ class Span:
         return self.f0 + (self.f1 - self.f0) * ref.progress(self.fkind, u) if self.f1 != self.f0 else np.full(np.shape(u), self.f0)
 
     def phase_cycles(self, k: np.ndarray, n: int, fs: float) -> np.ndarray:
-        """Phase advance (cycles) from the piece start at sample offsets ``k`` of a piece of ``n``."""
-        u = k / n
-        return self.f0 / fs * k + (self.f1 - self.f0) / fs * n * ref.progress_integral(self.fkind, u)
+        """Phase advance (cycles) from the piece start at sample offsets ``k`` of a piece of ``n``;
+        past ``n`` the tone holds its end frequency (the card's extra samples)."""
+        inside = np.minimum(k, n)
+        u = inside / n
+        return self.f0 / fs * inside + (self.f1 - self.f0) / fs * n * ref.progress_integral(self.fkind, u) + self.f1 / fs * (k - inside)
 
     def level(self, u: np.ndarray, optical: bool = False) -> np.ndarray:
         """The asked RF amplitude, or with ``optical`` the asked optical power, at ``u``. An
@@ -237,7 +239,7 @@ def frequency_bounds(plans: list[SegmentPlan], lengths: dict[str, int], fs: floa
     n_runs = 0
     for plan in plans:
         for ch, pieces in plan.pieces.items():
-            constant = all(s.f0 == s.f1 and s.a0 == s.a1 for p in pieces for s in p.spans) and len({tuple(s.key for s in p.spans) for p in pieces}) <= 1
+            constant = _constant(pieces)
             for pi, piece in enumerate(pieces):
                 for s in piece.spans:
                     if s.key not in runs or s.f0 != last_f[s.key]:
@@ -335,8 +337,7 @@ def trajectories(plan: SegmentPlan, ch: str, n_card: int, fs: float, model, lsb_
         for s in piece.spans:
             phase, amp = out.setdefault(s.key, (np.full(n_card + 1, np.nan), np.zeros(n_card)))
             start = phase[piece.n0] if not np.isnan(phase[piece.n0]) else 0.0
-            inside = np.minimum(k, n)
-            phase[piece.n0 : end + 1] = start + s.phase_cycles(inside, n, fs) + s.f1 / fs * (k - inside)
+            phase[piece.n0 : end + 1] = start + s.phase_cycles(k, n, fs)
             u = np.minimum(k[:-1] / n, 1.0)
             level = s.level(u, optical=model is not None)
             amp[piece.n0 : end] = (model.rf(s.freq(u), level) if model is not None else level) * lsb_scale
@@ -402,7 +403,7 @@ def _check_piece(verdict, seg, ch, pi, piece: Piece, n1_card: int, x, fs, bounds
         tau = np.linspace(-1.0, 1.0, WINDOW)
         for s in piece.spans:
             f = s.freq(u)
-            phase = np.where(k <= n, s.phase_cycles(np.minimum(k, n), n, fs), s.phase_cycles(n, n, fs) + s.f1 / fs * (k - n))
+            phase = s.phase_cycles(k, n, fs)
             level = s.level(u, optical=model is not None)
             rf = model.rf(f, level) if model is not None else level
             amp = rf * lsb_scale
