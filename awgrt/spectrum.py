@@ -67,6 +67,17 @@ M2STAT_CARD_PRETRIGGER = 0x1
 M2STAT_CARD_TRIGGER = 0x2
 M2STAT_CARD_READY = 0x4
 
+# ------------------------------------------------------------------------------------ trigger sources
+SPC_TMASK_SOFTWARE = 0x1
+SPC_TMASK_EXT0 = 0x2
+SPC_TMASK_EXT1 = 0x4
+
+
+def trigger_source_of(or_mask: int) -> str:
+    """The trigger source a card's ``SPC_TRIG_ORMASK`` selects, in awgrt's words: ``"software"``,
+    ``"external"`` (EXT0), or the mask itself when it is neither."""
+    return {SPC_TMASK_SOFTWARE: "software", SPC_TMASK_EXT0: "external"}.get(or_mask, f"OR mask {or_mask:#x}")
+
 
 def stop_level_of(value: str | StopLevel) -> StopLevel:
     """A stop level from its name (``"zero"``, ``"hold-last"`` ...) or itself."""

@@ -20,7 +20,7 @@ from ..errors import CardError, ProgramError
 from ..program import CompiledSequenceProgram, StepEvent
 from ..sim._loading import configure_outputs, load_program, write_slots, write_steps
 from ..sim.card import TMASK_EXT0, TMASK_SOFTWARE, CardState, SimPolicy, SimulatedCard
-from ..spectrum import ERR_TIMEOUT
+from ..spectrum import ERR_TIMEOUT, trigger_source_of
 from .base import BackendBase, CardReadback, OutputConfig, check_seconds
 
 
@@ -179,15 +179,13 @@ class SimBackend(BackendBase):
         """The simulated card's registers and memory (see the protocol)."""
         c = self.sim
         n = c.n_channels
-        mask = c.trigger_or_mask
-        trigger = {TMASK_SOFTWARE: "software", TMASK_EXT0: "external"}.get(mask, f"OR mask {mask:#x}")
         slots = range(min(n_slots, c.max_segments))
         return CardReadback(
             sample_rate_hz=float(c.sample_rate_hz),
             n_channels=n,
             amplitude_mv=tuple(c.amplitude_mv[:n]),
             stop_level=tuple(c.stop_levels[:n]),
-            trigger=trigger,
+            trigger=trigger_source_of(c.trigger_or_mask),
             trigger_level_mv=c.ext0_level_mv,
             max_segments=c.max_segments,
             segment_sizes=tuple(c.slots[i].size for i in slots),

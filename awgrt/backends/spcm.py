@@ -474,8 +474,7 @@ class SpcmBackend(BackendBase):
         spcm = self._spcm
         with self._step("reading the card's set-up back"):
             n = bin(self._get(spcm.SPC_CHENABLE)).count("1")
-            mask = self._get(spcm.SPC_TRIG_ORMASK)
-            trigger = {spcm.SPC_TMASK_SOFTWARE: "software", spcm.SPC_TMASK_EXT0: "external"}.get(mask, f"OR mask {mask:#x}")
+            trigger = sp.trigger_source_of(self._get(spcm.SPC_TRIG_ORMASK))
             max_segments = self._get(sp.SPC_SEQMODE_MAXSEGMENTS)
             sizes = []
             for i in range(min(n_slots, max_segments)):

@@ -68,7 +68,7 @@ SPC_SEGMENTSIZE = 10010
 SPC_LOOPS = 10020
 MAX_STANDARD_LOOPS = 2**32 - 1
 #: Trigger sources in SPC_TRIG_ORMASK / SPC_TRIG_ANDMASK.
-TMASK_SOFTWARE, TMASK_EXT0, TMASK_EXT1 = 0x1, 0x2, 0x4
+TMASK_SOFTWARE, TMASK_EXT0, TMASK_EXT1 = sp.SPC_TMASK_SOFTWARE, sp.SPC_TMASK_EXT0, sp.SPC_TMASK_EXT1
 #: M2STATUS bit for a FIFO overrun (acquisition) or underrun (replay).
 M2STAT_DATA_OVERRUN = 0x400
 #: Samples rendered per walk while no epoch is known (bounds the work between epoch checks).
