@@ -40,8 +40,21 @@ RESYNC_MAX_S = 2.0
 MIN_TRANSFER_BPS = 1e6
 #: Largest block read when no preamble promised its size (a descriptor, a few hundred bytes).
 MAX_UNPROMISED_BLOCK_BYTES = 1 << 20
-#: Bytes asked of the driver per read call.
+#: Most bytes asked of the driver per read call.
 READ_CHUNK = 1 << 16
+
+
+def _paced(got: int, since: float, left_s: float, wanted: int) -> int:
+    """How many bytes to ask of one driver read: a read returns only when it has them (or the
+    link goes quiet), so a link that trickles could hold one large read far past any deadline.
+    Ask what the rate seen so far (``got`` bytes since the reading began at ``since``) delivers in
+    a quarter of the time left: one byte first, then growing with the link (a fast one reaches
+    READ_CHUNK within a few reads), so no read outlasts the deadline by much however slowly bytes
+    come."""
+    if got == 0:
+        return 1
+    rate = got / max(time.monotonic() - since, 1e-6)
+    return max(1, min(wanted, READ_CHUNK, int(rate * left_s / 4)))
 
 #: pyvisa ``datatype`` letters for signed / unsigned samples of 1 and 2 bytes.
 DATATYPES = {(1, True): "b", (1, False): "B", (2, True): "h", (2, False): "H"}
@@ -116,16 +129,20 @@ class VisaScope(Scope):
             with contextlib.suppress(Exception):
                 self._res.clear()  # device clear (VXI-11, HiSLIP, USBTMC): the instrument drops its output queue
             return
-        # a raw socket has no device clear: read and drop what arrives until it is quiet (bounded)
+        # a raw socket has no device clear: read and drop what arrives until it is quiet, for at most
+        # RESYNC_MAX_S in all (each read returns what has come, so a trickle cannot hold it longer)
         deadline = time.monotonic() + RESYNC_MAX_S
+        got, since = 0, time.monotonic()
         try:
             self._res.timeout = max(1, round(RESYNC_QUIET_S * 1000))
-            while time.monotonic() < deadline:
+            while (left := deadline - time.monotonic()) > 0:
                 try:
-                    if not self._res.read_raw():
-                        break
+                    chunk = self._read_some(_paced(got, since, left, READ_CHUNK))
                 except Exception:  # quiet (timeout) or gone: either way nothing more to drop
                     break
+                if not chunk:
+                    break
+                got += len(chunk)
         finally:
             with contextlib.suppress(Exception):
                 self._res.timeout = max(1, round(self.timeout_s * 1000))
@@ -261,11 +278,17 @@ class VisaScope(Scope):
                     resource=self.resource_name,
                 )
             self._res.timeout = max(1, round(left * 1000))
-            codes = _pyvisa().constants.StatusCode
-            with self._res.ignore_warning(codes.success_max_count_read, codes.success_termination_character_read):  # partial reads are expected
-                chunk, _status = self._res.visalib.read(self._res.session, min(count - len(buf), READ_CHUNK))
-            buf += chunk
+            # paced by the rate since the query: bytes the driver already buffered cannot fake a fast link
+            buf += self._read_some(_paced(len(buf), started, left, count - len(buf)))
         return buf
+
+    def _read_some(self, count: int) -> bytes:
+        """What the session has, up to ``count`` bytes, within its timeout (a partial read is
+        expected: no warning for stopping short of ``count`` or at a newline)."""
+        codes = _pyvisa().constants.StatusCode
+        with self._res.ignore_warning(codes.success_max_count_read, codes.success_termination_character_read):
+            chunk, _status = self._res.visalib.read(self._res.session, count)
+        return bytes(chunk)
 
     def poll(self, command: str, done, timeout_s: float, what: str, *, interval_s: float = 0.005) -> str:
         """Repeat query ``command`` until ``done(answer)``; raise ScopeTimeoutError naming ``what``
