@@ -206,7 +206,8 @@ def run_program(rig: Rig, prog: SuiteProgram, faults: Faults | None = None) -> t
         PRE_TRIGGER_S,
         TriggerSettings(config.trigger_input, config.trigger_level_v),
     )
-    rig.scope.configure(settings)
+    applied = rig.scope.configure(settings)  # the scope snaps ranges, rates and lengths: the analysis uses what it reports
+    ranges = {ch: applied.channels.get(ch, cs) for ch, cs in ranges.items()}
     rig.scope.arm()
     rig.play(program, prog.triggers, n_play)
     rig.scope.wait(ACQUIRE_TIMEOUT_S)

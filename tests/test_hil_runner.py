@@ -304,3 +304,14 @@ def test_a_scope_that_applies_a_narrower_range_than_asked_is_never_a_pass() -> N
     assert on_records and not report.passed
     assert not [r.name for r in on_records if r.passed]
     assert any("clipped" in r.inconclusive for r in on_records)
+
+
+def test_a_scope_that_applies_a_wider_range_is_judged_at_the_range_it_reports() -> None:
+    """The scope snaps to a range 1.6x the one asked: its noise in volts is 1.6x larger. The
+    noise budget follows the range the scope reports (read back at set-up), so the clean program
+    still passes instead of every fit being called inconclusive."""
+    from hil.rig import RigConfig
+
+    config = RigConfig.from_dict({"name": "wide", "card": {"backend": "sim"}, "sim_scope": {"range_factor": 1.6}})
+    report = run_suite(config, programs=["hold_move_hold"], plots=False, progress=False)
+    assert report.passed, [(r.name, r.inconclusive) for r in report.results if not r.passed]

@@ -262,3 +262,33 @@ def test_an_empty_record_is_a_protocol_error(family: str) -> None:
             scope.arm()
             scope.wait(1.0)
             scope.read("CH1")
+
+
+@pytest.mark.parametrize("family", ["keysight", "tektronix", "rigol", "rohde", "lecroy"])
+@pytest.mark.parametrize("factor", [0.6, 1.6])
+def test_configure_reports_the_range_the_scope_applied(family: str, factor: float) -> None:
+    # scopes snap a range to their V/div steps: configure() returns the range read back, not the one asked
+    import dataclasses
+
+    model = dataclasses.replace(IDEAL, range_factor=factor)
+    with serve(family, model=model) as srv, open_scope(family, srv.resource, timeout_s=2.0) as scope:
+        used = scope.configure(settings(range_v=1.0, offset_v=0.1))
+        cap = (scope.arm(), scope.wait(2.0), scope.read("CH1"))[2]
+    assert used.channels["CH1"].range_v == pytest.approx(factor)
+    assert used.channels["CH1"].offset_v == pytest.approx(0.1)
+    # and the record's own scaling agrees with what was read back (one ADC range, 8 bits)
+    per_code = abs(cap.y_increment_v) * 2 ** (8 * cap.codes.dtype.itemsize)
+    assert per_code == pytest.approx(factor, rel=1e-6)
+
+
+@pytest.mark.parametrize("answer", ["0", "-0.5", "nan", "volts"])
+def test_an_unusable_range_read_back_is_a_protocol_error(answer: str) -> None:
+    class BadRange(SIMULATED["keysight"]):  # type: ignore[misc, valid-type]
+        def add_commands(self, c) -> None:
+            c.add("CHANnel#:RANGe?", lambda n: answer)  # found before the family's own answer
+            super().add_commands(c)
+
+    srv_scope = BadRange(IDEAL, Bench({"CH1": FunctionSignal(signal)}), max_wait_s=1.0)
+    with LoopbackScpiServer(srv_scope) as srv, open_scope("keysight", srv.resource, timeout_s=0.5) as scope:
+        with pytest.raises(ScopeProtocolError, match="range|number"):
+            scope.configure(settings())

@@ -47,7 +47,8 @@ class KeysightInfiniiVision(WordScope):
         self.write(f":TRIGger:EDGE:LEVel {trig.level_v:.6g}")
         self.write(f":TRIGger:EDGE:SLOPe {'POSitive' if trig.slope == 'rising' else 'NEGative'}")
         rate = self.query_float(":ACQuire:SRATe?")
-        self.settings = AcquisitionSettings(settings.channels, rate, round(settings.duration_s * rate), settings.pre_trigger_s, trig)
+        applied = self.read_back_ranges(settings, lambda ch: f":{_SOURCE[ch]}:RANGe?")
+        self.settings = AcquisitionSettings(applied, rate, round(settings.duration_s * rate), settings.pre_trigger_s, trig)
         return self.settings
 
     def arm(self) -> None:

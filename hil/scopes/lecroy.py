@@ -84,7 +84,8 @@ class LeCroyMAUI(WordScope):
         self.write(f"{src}:TRIG_SLOPE {'POS' if trig.slope == 'rising' else 'NEG'}")
         rate = self.query_float("VBS? 'return=app.Acquisition.Horizontal.SamplingRate'")
         points = round(settings.duration_s * rate)
-        self.settings = AcquisitionSettings(settings.channels, rate, points, settings.pre_trigger_s, trig)
+        applied = self.read_back_ranges(settings, lambda ch: f"{_SOURCE[ch]}:VOLT_DIV?", V_DIVISIONS)
+        self.settings = AcquisitionSettings(applied, rate, points, settings.pre_trigger_s, trig)
         return self.settings
 
     def arm(self) -> None:

@@ -55,7 +55,8 @@ class RigolDS1000Z(VisaScope):
         self.write(f":TRIGger:EDGe:SLOPe {'POSitive' if trig.slope == 'rising' else 'NEGative'}")
         rate = self.query_float(":ACQuire:SRATe?")
         points = int(self.query_float(":ACQuire:MDEPth?"))
-        self.settings = AcquisitionSettings(settings.channels, rate, points, settings.pre_trigger_s, trig)
+        applied = self.read_back_ranges(settings, lambda ch: f":CHANnel{ch[-1]}:SCALe?", V_DIVISIONS)
+        self.settings = AcquisitionSettings(applied, rate, points, settings.pre_trigger_s, trig)
         return self.settings
 
     def arm(self) -> None:

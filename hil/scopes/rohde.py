@@ -51,7 +51,8 @@ class RohdeSchwarzRT(WordScope):
         self.write(f"TRIGger:A:EDGE:SLOPe {'POSitive' if trig.slope == 'rising' else 'NEGative'}")
         rate = self.query_float("ACQuire:SRATe?")
         points = int(self.query_float("ACQuire:POINts?"))
-        self.settings = AcquisitionSettings(settings.channels, rate, points, settings.pre_trigger_s, trig)
+        applied = self.read_back_ranges(settings, lambda ch: f"CHANnel{ch[-1]}:RANGe?")
+        self.settings = AcquisitionSettings(applied, rate, points, settings.pre_trigger_s, trig)
         return self.settings
 
     def arm(self) -> None:

@@ -56,7 +56,8 @@ class TektronixMSO(VisaScope):
         self.write(f"TRIGger:A:EDGE:SLOpe {'RISe' if trig.slope == 'rising' else 'FALL'}")
         rate = self.query_float("HORizontal:MODE:SAMPLERate?")
         points = int(self.query_float("HORizontal:MODE:RECOrdlength?"))
-        self.settings = AcquisitionSettings(settings.channels, rate, points, settings.pre_trigger_s, trig)
+        applied = self.read_back_ranges(settings, lambda ch: f"{ch}:SCAle?", DIVISIONS)
+        self.settings = AcquisitionSettings(applied, rate, points, settings.pre_trigger_s, trig)
         return self.settings
 
     def arm(self) -> None:

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from ..errors import RigConfigError, ScopeConnectionError, ScopeError, ScopeProtocolError, ScopeTimeoutError
-from .base import AcquisitionSettings, Capture, Scope
+from .base import AcquisitionSettings, Capture, ChannelSettings, Scope
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -191,15 +191,31 @@ class VisaScope(Scope):
         """A query whose answer is one number."""
 
         def parse(text: str) -> float:
-            try:
-                value = float(text.split()[-1]) if text else math.nan
-            except ValueError:
-                value = math.nan
+            value = math.nan
+            for token in reversed(text.split()[-2:]):  # a header may lead and a unit follow ("C1:VDIV 50E-3 V")
+                try:
+                    value = float(token)
+                    break
+                except ValueError:
+                    continue
             if not math.isfinite(value):
                 raise ScopeProtocolError(f"expected a number, got {text[:200]!r}", resource=self.resource_name, command=command)
             return value
 
         return self._parsed(command, parse)
+
+    def read_back_ranges(self, settings: AcquisitionSettings, command: Callable[[str], str], per_answer: float = 1.0) -> dict[str, ChannelSettings]:
+        """The vertical range each of ``settings``' channels uses, as the scope reports it
+        (``command(channel)`` asks it; the answer times ``per_answer`` is the full-scale range).
+        Scopes snap a range to their V/div steps, often to a narrower one than asked: the
+        analysis uses what is read here (noise, clipping rails), never what was asked."""
+        applied = {}
+        for ch, cs in settings.channels.items():
+            range_v = self.query_float(command(ch)) * per_answer
+            if not range_v > 0:
+                raise ScopeProtocolError(f"the scope reports a range of {range_v!r} V for {ch}", resource=self.resource_name, command=command(ch))
+            applied[ch] = ChannelSettings(range_v, cs.offset_v)
+        return applied
 
     def query_fields(self, command: str, n: int) -> list[float]:
         """A query answered by at least ``n`` comma-separated numbers (a preamble)."""
