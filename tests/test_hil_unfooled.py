@@ -179,19 +179,29 @@ def test_a_record_noisier_than_the_rig_is_inconclusive():
     assert all("nominal noise" in r.inconclusive for r in results)
 
 
-def _with_line(dbc: float):
+def _with_line(dbc: float, offset_hz: float = 1e6, phase: float = 0.3):
     def fn(n):
-        return signal()(n) + 10 ** (dbc / 20) * A_HIGH * np.sin(2 * np.pi * (F + 1e6) * (n - FIRST) / FS + 0.3)
+        return signal()(n) + 10 ** (dbc / 20) * A_HIGH * np.sin(2 * np.pi * (F + offset_hz) * (n - FIRST) / FS + phase)
 
     return fn
 
 
-def test_a_strong_unmodelled_line_is_named_and_the_boundaries_are_inconclusive():
-    # a -30 dBc line 1 MHz from the carrier that nothing programmed explains: the boundary fits'
-    # residual exceeds the rig's noise (inconclusive: the run fails), and the glitch scan names it
-    results = every_check(observe(ramp_program(), _with_line(-30.0), duration_s=RECORD_S))
-    boundaries = [r for r in results if r.check in ("phase_jump", "amplitude_step", "frequency_step")]
-    assert boundaries and all(not r.passed and "does not" in r.inconclusive for r in boundaries)
+def _boundaries(results):
+    return [r for r in results if r.check in ("phase_jump", "amplitude_step", "frequency_step")]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_strong_resolved_line_is_fitted_out_named_and_read_through(seed: int):
+    # a -30 dBc line 1 MHz from the carrier that nothing programmed explains, resolved by the
+    # boundary windows: fitted with the tones there (named in the detail), the boundaries read
+    # true with honest sigmas (they read 0.2-0.6 deg at a sigma of 0.03 before), and the glitch
+    # scan names it too
+    results = every_check(observe(ramp_program(), _with_line(-30.0, phase=0.3 + seed), duration_s=RECORD_S, seed=seed))
+    boundaries = _boundaries(results)
+    assert boundaries and all(r.passed for r in boundaries), [(r.name, r.measured, r.sigma, r.inconclusive) for r in boundaries if not r.passed]
+    assert all(abs(r.measured) < 3.5 * r.sigma for r in boundaries), [(r.name, r.measured, r.sigma) for r in boundaries]
+    for r in boundaries:
+        assert any(abs(f - (F + 1e6)) < 50e3 and abs(dbc + 30.0) < 3.0 for _, f, dbc in r.detail["unexplained_lines"])
     glitch = next(r for r in results if r.check == "glitch_scan")
     high = [(f, dbc) for seg, f, dbc in glitch.detail["unexplained_lines"] if seg == "high"]
     assert high and abs(high[0][0] - (F + 1e6)) < 50e3 and abs(high[0][1] + 30.0) < 2.0
@@ -205,6 +215,22 @@ def test_a_weak_unmodelled_line_raises_no_false_alarm_and_is_named(seed: int):
     assert all(r.passed for r in results), [(r.name, r.measured, r.limit, r.inconclusive) for r in results if not r.passed]
     glitch = next(r for r in results if r.check == "glitch_scan")
     assert any(seg == "high" and abs(f - (F + 1e6)) < 50e3 and abs(dbc + 40.0) < 2.0 for seg, f, dbc in glitch.detail["unexplained_lines"])
+
+
+@pytest.mark.parametrize(("dbc", "offset_hz"), [(-40.0, 0.25e6), (-50.0, 0.25e6), (-50.0, 0.5e6)])
+def test_a_line_too_close_to_a_tone_to_resolve_never_reads_as_a_fault(dbc: float, offset_hz: float):
+    # a line closer to the carrier than the boundary windows resolve cannot be fitted out: it
+    # biases the tone's phase by up to 2.5 deg (-40 dBc, 250 kHz) where the fit's sigma said 0.03.
+    # The residual beside the tone shows it; the sigma then includes the bias it can give, so no
+    # boundary reads as a conclusive fault: each is a pass within its sigma or inconclusive
+    for seed in range(4):
+        results = _boundaries(every_check(observe(ramp_program(), _with_line(dbc, offset_hz, phase=1.1 * seed), duration_s=RECORD_S, seed=seed)))
+        assert results
+        wrong = [(r.name, r.measured, r.sigma) for r in results if not r.inconclusive and not r.passed]
+        assert not wrong, wrong
+        phase = [r for r in results if r.check == "phase_jump"]
+        assert all(abs(r.measured) < 4 * r.sigma for r in phase), [(r.name, r.measured, r.sigma) for r in phase]
+        assert any("near_line" in r.detail for r in phase)
 
 
 def test_a_limit_the_rig_cannot_resolve_is_inconclusive():

@@ -8,10 +8,19 @@ theta_left) for every tone playing on both sides: the phase error *added* at the
 relative to what was programmed, so a boundary promised continuous should read 0.
 :func:`boundary_checks` also reads each tone's amplitude and frequency change there. Limits are
 fixed; :mod:`hil.analysis.budget` says when a reading is inconclusive.
+
+Lines that nothing programmed explains (:mod:`hil.analysis.lines`) are found in each side's
+residual and fitted with the tones (named in the results' detail as ``unexplained_lines``), so
+they neither bias the steps nor leave a sigma that claims more than the fit knows. A line too
+close to a tone for the window to resolve cannot be fitted apart: what the residual shows of it
+within the tone's resolution, in quadrature and in phase with the tone, is added to the phase
+and amplitude sigmas as the bias it can give (``near_line`` in the detail), which makes such a
+check a pass within its sigma or inconclusive, never a false fault.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -21,9 +30,10 @@ from ..errors import AnalysisError
 from ..limits import Limits
 from ..timeline import TonePath
 from .budget import conclude
+from .lines import NearExcess, find_lines, line_columns, near_tone_excess
 from .observation import Observation
 from .result import CheckResult
-from .sinefit import joint_fit
+from .sinefit import Side, _columns, joint_fit
 
 #: Longest window per side (s): by default a boundary is fitted over the whole piece on each side
 #: (less the guards), up to this.
@@ -50,6 +60,13 @@ class BoundaryStep:
     scale: float = 1.0
     #: The fitted model on each side (V), aligned with ``sides`` (for figures).
     models: tuple[np.ndarray, ...] = ()
+    #: Lines nothing programmed explains, found in a side's residual and fitted with the tones:
+    #: (side, Hz on the scope's timebase, dBc of the side's strongest tone).
+    lines: tuple[tuple[str, float, float], ...] = ()
+    #: The largest residual excess within the resolution of a fitted tone
+    #: (:func:`~hil.analysis.lines.near_tone_excess`); where significant, the sigmas include the
+    #: bias it can give.
+    near_excess: NearExcess = NearExcess()
 
 
 def boundary_step(
@@ -98,7 +115,22 @@ def boundary_step(
     xl = crosstalk_paths(obs, sample - 1, lp, min(w_left, w_right))
     xr = crosstalk_paths(obs, r_at, rp, min(w_left, w_right))
     sides = [obs.side(t_l, y_l, lp + xl, sample, t_b), obs.side(t_r, y_r, rp + xr, sample, t_b)]
-    fit = joint_fit(sides, harmonics=harmonics, image_rate_hz=fs, max_freq_hz=top, slopes=slopes, fixed_scale=obs.fixed_scale if scale is None else scale)
+    fixed = obs.fixed_scale if scale is None else scale
+
+    def fit_sides(guess: float = 1.0):
+        return joint_fit(sides, harmonics=harmonics, image_rate_hz=fs, max_freq_hz=top, slopes=slopes, fixed_scale=fixed, scale_guess=guess)
+
+    def with_lines(i: int) -> None:  # side i fitted with its lines: no bias from them, and the sigma pays for the correlation
+        sides[i] = dataclasses.replace(sides[i], extra=line_columns(sides[i].t, [f for f, _ in lines[i]]))
+
+    fit = fit_sides()
+    lines = [_side_lines(side, paths, fit.scale, harmonics, fs, slopes) for side, paths in zip(sides, (lp + xl, rp + xr))]
+    if any(lines):
+        for i in (0, 1):
+            if lines[i]:
+                with_lines(i)
+        fit = fit_sides(fit.scale)
+    near = _near(sides, fit, (len(lp), len(rp)))
     steps, sigmas, amp_steps, amp_sigmas = {}, {}, {}, {}
     for tone in common:
         i = next(k for k, p in enumerate(lp) if p.span.tone == tone)
@@ -115,10 +147,45 @@ def boundary_step(
     if each_side and all(p.span.f0_hz == p.span.f1_hz for p in lp + rp):
         alone = [joint_fit([side], harmonics=harmonics, image_rate_hz=fs, max_freq_hz=top) for side in sides]
         scales = tuple((f.scale, f.scale_sigma) for f in alone)
+    if any(x.significant for side in near for x in side):
+        # something within the resolution of a tone (a line too close to be told from it, or the
+        # tone's trajectory off the programmed one): the tone's estimates can be off by what it
+        # shows in quadrature (phase) and in phase (amplitude) with the tone
+        for tone in common:
+            i = next(k for k, p in enumerate(lp) if p.span.tone == tone)
+            j = next(k for k, p in enumerate(rp) if p.span.tone == tone)
+            sigmas[tone] = math.hypot(sigmas[tone], math.degrees(math.hypot(near[0][i].phase_bias_rad, near[1][j].phase_bias_rad)))
+            amp_sigmas[tone] = math.hypot(amp_sigmas[tone], 20 / math.log(10) * math.hypot(near[0][i].amplitude_bias, near[1][j].amplitude_bias))
+        scales = tuple((v, e * math.sqrt(max([1.0] + [x.ratio_q for x in side if x.significant]))) for (v, e), side in zip(scales, near))
     models = (fit.model[: y_l.size], fit.model[y_l.size :]) if fit.model.size == y_l.size + y_r.size else ()
+    named = tuple((side, f, dbc) for side, found in zip(("left", "right"), lines) for f, dbc in found)
     return BoundaryStep(
-        sample, steps, sigmas, ((t_l - t_b, y_l), (t_r - t_b, y_r)), fit.residual_rms, amp_steps, amp_sigmas, scales, min(w_left, w_right), fit.scale, models
-    )
+        sample, steps, sigmas, ((t_l - t_b, y_l), (t_r - t_b, y_r)), fit.residual_rms, amp_steps, amp_sigmas, scales, min(w_left, w_right), fit.scale,
+        models, named, max((x for side in near for x in side), key=lambda x: x.ratio, default=NearExcess()),
+    )  # fmt: skip
+
+
+def _near(sides: list[Side], fit, counts: tuple[int, int]) -> list[list[NearExcess]]:
+    """What each side's residual holds within the resolution of each of its first ``counts``
+    tones (the channel's own), in the tone's frame (:func:`~hil.analysis.lines.near_tone_excess`)."""
+    resid = np.split(np.concatenate([s.y for s in sides]) - fit.model, [sides[0].y.size])
+    out = []
+    for k, (side, r, count) in enumerate(zip(sides, resid, counts)):
+        ts = side.t * fit.scale
+        envelopes = side.envelopes or [None] * len(side.tones)
+        per = []
+        for i in range(count):
+            env = envelopes[i]
+            amp = float(fit.amplitude[k][i]) * (float(np.sqrt(np.mean(env(ts) ** 2))) if env is not None else 1.0)
+            per.append(near_tone_excess(side.t, r, side.tones[i](ts) + fit.theta[k][i], amp))
+        out.append(per)
+    return out
+
+
+def _side_lines(side: Side, paths: list[TonePath], scale: float, harmonics: int, fs: float, slopes: bool) -> list[tuple[float, float]]:
+    """Lines in one side of a boundary fit that nothing programmed explains (:func:`find_lines`)."""
+    cols, fund = _columns(side, scale, harmonics, fs, slopes)
+    return find_lines(side.t, side.y, np.stack(cols, axis=1), fund, [f for p in paths for f in (p.span.f0_hz, p.span.f1_hz)])
 
 
 def crosstalk_paths(obs: Observation, sample: float, own: list[TonePath], window_s: float) -> list[TonePath]:
@@ -155,6 +222,27 @@ def boundary_sample(obs: Observation, from_segment: str, to_segment: str, occurr
     return entries[occurrence].sample
 
 
+def _judged(result: CheckResult, obs: Observation, fits: list[BoundaryStep], limits: Limits, residual_v: float | None = None) -> CheckResult:
+    """``result`` judged (:func:`~hil.analysis.budget.conclude`) with the residual of its
+    boundary ``fits`` (``residual_v`` if given), the lines fitted out of them named in its detail,
+    and inconclusive where one of them holds a line too close to a tone to be told from it."""
+    rms = float(np.sqrt(np.mean([f.residual_v**2 for f in fits]))) if residual_v is None else residual_v
+    out = conclude(result, obs, rms, limits.sigmas, limits.noise_budget)
+    named = sorted({(side, round(f), round(dbc, 1)) for b in fits for side, f, dbc in b.lines})
+    if named:
+        out = dataclasses.replace(out, detail={**out.detail, "unexplained_lines": named})
+    near = max((b.near_excess for b in fits), key=lambda x: x.ratio)
+    if near.significant:
+        note = (
+            f"the residual within the window's resolution of the tone at {near.hz / 1e6:.6g} MHz is {near.ratio_q:.3g}x (in quadrature) and "
+            f"{near.ratio_i:.3g}x (in phase) the noise beside it: something the fit cannot tell from the tone (a line too close to it, or its "
+            f"trajectory off the programmed one); the sigmas include the bias it can give ({math.degrees(near.phase_bias_rad):.3g} deg, "
+            f"{20 / math.log(10) * near.amplitude_bias:.3g} dB)"
+        )
+        out = dataclasses.replace(out, detail={**out.detail, "near_line": note})
+    return out
+
+
 def _phase_result(obs: Observation, b: BoundaryStep, where: str, limits: Limits, check: str = "phase_jump") -> CheckResult:
     tone, step, sigma = _worst(b.steps_deg, b.sigmas_deg)
     result = CheckResult(
@@ -168,7 +256,7 @@ def _phase_result(obs: Observation, b: BoundaryStep, where: str, limits: Limits,
         detail={"boundary_sample": b.sample, "boundary_time_s": obs.scope_time(b.sample), "worst_tone": tone, "steps_deg": b.steps_deg, "window_s": b.window_s},
         plot={"kind": "boundary", "sides": b.sides, "models": b.models, "steps_deg": b.steps_deg, "sigmas_deg": b.sigmas_deg},
     )
-    return conclude(result, obs, b.residual_v, limits.sigmas, limits.noise_budget)
+    return _judged(result, obs, [b], limits)
 
 
 def phase_jump(obs: Observation, from_segment: str, to_segment: str, limits: Limits, *, occurrence: int = 0, window_s: float | None = None) -> CheckResult:
@@ -199,7 +287,7 @@ def boundary_checks(
             "values": [b.amp_steps_db[t] for t in tones], "sigmas": [b.amp_sigmas_db[t] for t in tones],
         },
     )  # fmt: skip
-    out.append(conclude(amp, obs, b.residual_v, limits.sigmas, limits.noise_budget))
+    out.append(_judged(amp, obs, [b], limits))
     if b.scales:  # both sides hold their frequencies (a move's own time scale mixes in the trigger timing: the trajectory checks read it)
         (sl, el), (sr, er) = b.scales
         freq = CheckResult(
@@ -210,7 +298,7 @@ def boundary_checks(
                 "values": [(sl - 1) * 1e6, (sr - 1) * 1e6], "sigmas": [el * 1e6, er * 1e6],
             },
         )  # fmt: skip
-        out.append(conclude(freq, obs, b.residual_v, limits.sigmas, limits.noise_budget))
+        out.append(_judged(freq, obs, [b], limits))
     return out
 
 
@@ -265,4 +353,4 @@ def wrap_step(obs: Observation, segment: str, limits: Limits, *, max_wraps: int 
             "models": fits[0].models,
         },
     )
-    return conclude(result, obs, float(np.sqrt(np.mean([f.residual_v**2 for f in fits]))), limits.sigmas, limits.noise_budget)
+    return _judged(result, obs, fits, limits)

@@ -33,6 +33,7 @@ from ..errors import AnalysisError
 from ..limits import Limits
 from ..timeline import TonePath
 from .budget import conclude
+from .lines import find_lines, line_columns
 from .observation import Observation
 from .phase import GUARD_S, crosstalk_paths
 from .result import CheckResult
@@ -117,71 +118,18 @@ def boundaries_in_record(obs: Observation, margin_s: float = 0.1e-6, *, until_s:
     return out
 
 
-#: Most unexplained lines taken out of one piece, and how far (in |DFT| over its median) a
-#: residual peak must stand to count as one: a Rayleigh-distributed noise bin passes 5.2 times
-#: its median with probability exp(-0.693 * 5.2^2) = 7e-9, about 1e-4 per piece of 10^4 bins.
-MAX_LINES, LINE_FACTOR = 5, 5.2
-
-
-def _steady(d: np.ndarray, t: np.ndarray, y: np.ndarray, f: float) -> bool:
-    """Whether a sinusoid at ``f`` (Hz, scope time) is seen on each half of the piece (above 6
-    sigma) and keeps its amplitude and phase from the first half to the second (within 35 %),
-    each half fitted with the model ``d``: a line does, the residual of a step does not."""
-    tt = t - t.mean()
-    x = np.column_stack([np.cos(2 * np.pi * f * tt), np.sin(2 * np.pi * f * tt)])
-    half = t.size // 2
-    z, noise = [], []
-    for sl in (slice(0, half), slice(half, t.size)):
-        m = np.column_stack([d[sl], x[sl]])
-        coef, *_ = np.linalg.lstsq(m, y[sl], rcond=None)
-        r = y[sl] - m @ coef
-        z.append(complex(coef[-2], coef[-1]))
-        noise.append(float(np.sqrt(np.mean(r * r))) * math.sqrt(2.0 / max(1, r.size)))  # sigma of |z| in noise
-    top = max(abs(z[0]), abs(z[1]))
-    seen = all(abs(zi) > 6 * ni for zi, ni in zip(z, noise))  # there on each half, well above noise (a picked peak)
-    return seen and abs(z[0] - z[1]) <= 0.35 * top
-
-
 def _remove_unexplained_lines(obs, paths, t, y, ref, t_ref, scale):
     """Find lines in the residual of the whole piece (after its programmed tones, harmonics and
-    images are fitted) that nothing programmed explains, fit them as extra sinusoids over the
-    whole piece and take them out. Returns the cleaned samples and [(Hz, dBc of the strongest
-    programmed tone)] of each line found (a stationary line beating with a tone would otherwise
-    read as phase and amplitude wobble in short windows)."""
+    images are fitted) that nothing programmed explains (:func:`~hil.analysis.lines.find_lines`),
+    fit them as extra sinusoids over the whole piece and take them out. Returns the cleaned
+    samples and [(Hz, dBc of the strongest programmed tone)] of each line found (a stationary
+    line beating with a tone would otherwise read as phase and amplitude wobble in short windows)."""
     cols, fund = _columns(obs.side(t, y, paths, ref, t_ref), scale, 3 if len(paths) <= 2 else 1, obs.awg_rate_hz)
     d = np.stack(cols, axis=1)
-    coef, *_ = np.linalg.lstsq(d, y, rcond=None)
-    resid = y - d @ coef
-    n = resid.size
-    if n < 64:
+    lines = find_lines(t, y, d, fund, [f for p in paths for f in (p.span.f0_hz, p.span.f1_hz)])
+    if not lines:
         return y, []
-    win = np.hanning(n)
-    spec = np.abs(np.fft.rfft(resid * win))
-    freqs = np.fft.rfftfreq(n, obs.capture.x_increment_s)
-    floor = float(np.median(spec[1:])) or 1e-300
-    carrier = max(math.hypot(coef[a], coef[b]) for a, b in fund) if fund else 1.0
-    lines, extra = [], []
-    order = np.argsort(spec)[::-1]
-    for i in order[: 4 * MAX_LINES]:
-        if spec[i] < LINE_FACTOR * floor or len(lines) >= MAX_LINES:
-            break
-        if i == 0 or i >= spec.size - 1 or any(abs(i - j) <= 2 for j, _ in extra):
-            continue
-        if any(abs(freqs[i] - f) <= 2.5 * (freqs[1] - freqs[0]) for p in paths for f in (p.span.f0_hz, p.span.f1_hz)):
-            continue  # next to a programmed tone: what a glitch of that tone leaves, which must stay in
-        a, b, c = np.log(spec[i - 1 : i + 2])
-        delta = 0.5 * (a - c) / (a - 2 * b + c) if a - 2 * b + c != 0 else 0.0  # parabolic peak of the log spectrum
-        f = (i + delta) * (freqs[1] - freqs[0])
-        if not _steady(d, t, y, f):
-            continue  # not a line: what a step (a glitch) leaves in the residual, which must stay in
-        extra.append((i, f))
-        level = spec[i] / (np.sum(win) / 2)
-        lines.append((float(f), 20 * math.log10(max(level, 1e-300) / carrier)))
-    if not extra:
-        return y, []
-    tt = t - t.mean()
-    x = np.column_stack([g(2 * np.pi * f * tt) for _, f in extra for g in (np.cos, np.sin)])
-    return _take_out(d, x, y), lines
+    return _take_out(d, line_columns(t, [f for f, _ in lines]), y), lines
 
 
 def _take_out(model: np.ndarray, extra: np.ndarray, y: np.ndarray) -> np.ndarray:

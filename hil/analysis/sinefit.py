@@ -45,6 +45,9 @@ class Side:
     y: np.ndarray
     tones: Sequence[PhaseFn]
     envelopes: Sequence[PhaseFn | None] | None = None
+    #: Extra columns of this side's model (samples x k), fitted with free coefficients: lines
+    #: that nothing programmed explains (:mod:`hil.analysis.lines`).
+    extra: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,8 @@ def _columns(side: Side, s: float, harmonics: int, image_rate_hz: float | None, 
             img = 2 * np.pi * image_rate_hz * ts - phi
             cols += [env * np.cos(img), env * np.sin(img)]
     cols.append(np.ones_like(ts))
+    if side.extra is not None:
+        cols += list(side.extra.T)
     return cols, fund
 
 
