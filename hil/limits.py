@@ -52,6 +52,9 @@ class Limits:
     skew_ns: float = 0.0
     #: Largest level of one channel's tones on the other's output.
     crosstalk_dbc: float = -50.0
+    #: How far the output delay fitted on a record may lie from the rig file's ``output_delay_s``
+    #: (the checks use the fitted one; beyond this the rig file is out of date: re-enter it).
+    output_delay_ns: float = 20.0
 
     @property
     def chirp_rate_ppm(self) -> float:

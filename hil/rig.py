@@ -342,6 +342,9 @@ class Rig(abc.ABC):
     def __init__(self, config: RigConfig) -> None:
         self.config = config
         self.scope: Scope
+        #: The output delay (s) fitted on the latest record of each AWG channel that showed it (a
+        #: move): the cable does not change within a run, so records without a move use it.
+        self.fitted_delays: dict[str, float] = {}
 
     def __enter__(self) -> Rig:
         return self
@@ -401,7 +404,7 @@ def card_outputs(config: RigConfig, faults: Faults, samples, sample_rate_hz: flo
     volts_per_code = card.amplitude_mv / 1000 / 32767 * 10 ** (faults.amp_error_db / 20)
     rate = faults.card_rate_hz(sample_rate_hz)
     out: dict[str, Any] = {
-        scope_in: DacOutput(samples[:, hw], rate, volts_per_code, faults.output_delay_s(hw), card.reconstruction)
+        scope_in: DacOutput(samples[:, hw], rate, volts_per_code, card.output_delay_s + faults.output_delay_s(hw), card.reconstruction)
         for hw, scope_in in config.wiring.items()
         if hw < samples.shape[1]
     }

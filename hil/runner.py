@@ -48,10 +48,12 @@ from .analysis import (
     boundaries_in_record,
     boundary_checks,
     crosstalk,
+    delay_check,
     glitch_scan,
     phase_jump,
     reference_check,
     skew,
+    timed,
     tone_checks,
     trajectory_checks,
     wrap_spurs,
@@ -95,11 +97,25 @@ def _failed(check: str, program: str, where: str, unit: str, error: Exception) -
     return CheckResult(check, program, where, math.nan, math.nan, math.nan, unit, detail={"error": str(error)})
 
 
-def _run_checks(prog: SuiteProgram, observations: dict[str, Observation], config: RigConfig) -> list[CheckResult]:
-    """Every check of ``prog``: the per-channel ones on each observed channel, then the pair's."""
+def _run_checks(
+    prog: SuiteProgram, observations: dict[str, Observation], config: RigConfig, fitted_delays: dict[str, float] | None = None
+) -> list[CheckResult]:
+    """Every check of ``prog``: the per-channel ones on each observed channel, then the pair's.
+    Each record's own time scale and output delay are fitted first (:func:`~hil.analysis.timing.timed`);
+    a delay fitted is stored in ``fitted_delays`` (per channel) when given."""
     limits = config.limits
     assert limits is not None  # RigConfig fills it in
     out: list[CheckResult] = []
+    observations = dict(observations)
+    for channel, obs in observations.items():
+        try:
+            observations[channel], timing = timed(obs)
+            if timing.delay_fitted:
+                out.append(delay_check(obs, timing, config.card.output_delay_s, limits))
+                if fitted_delays is not None:
+                    fitted_delays[channel] = timing.delay_s
+        except AnalysisError as exc:
+            out.append(_failed("output_delay", prog.name, channel, "ns", exc))
     channels = list(observations)
     for chk in prog.checks:
         if chk.kind in PAIR_CHECKS:
@@ -243,7 +259,7 @@ def run_program(rig: Rig, prog: SuiteProgram, faults: Faults | None = None) -> t
             first,
             full_scale_v,
             config.path(),
-            config.card.output_delay_s,
+            rig.fitted_delays.get(name, config.card.output_delay_s),
             adc_range_v=ranges[config.wiring[hw]].range_v,
             adc_offset_v=ranges[config.wiring[hw]].offset_v,
             adc_bits=adc_bits,
@@ -255,7 +271,7 @@ def run_program(rig: Rig, prog: SuiteProgram, faults: Faults | None = None) -> t
     }
     extra += [record_span(obs.capture, prog, name) for name, obs in observations.items()]
     with single_threaded_blas():  # small fits: BLAS threads cost more than they give
-        checked = _run_checks(prog, observations, config)
+        checked = _run_checks(prog, observations, config, rig.fitted_delays)
     return extra + checked, next(iter(observations.values()))
 
 

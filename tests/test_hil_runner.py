@@ -315,3 +315,36 @@ def test_a_scope_that_applies_a_wider_range_is_judged_at_the_range_it_reports() 
     config = RigConfig.from_dict({"name": "wide", "card": {"backend": "sim"}, "sim_scope": {"range_factor": 1.6}})
     report = run_suite(config, programs=["hold_move_hold"], plots=False, progress=False)
     assert report.passed, [(r.name, r.inconclusive) for r in report.results if not r.passed]
+
+
+def _no_skew_rig(name: str):
+    from hil.rig import RigConfig
+
+    return RigConfig.from_dict({"name": name, "card": {"backend": "sim"}, "sim_scope": {"trigger_skew_s": 0.0}})
+
+
+def test_an_uncalibrated_cable_is_fitted_on_the_record_and_reported() -> None:
+    """10 ns of cable the rig file does not know (the clean hold->move boundary of the chirp read
+    +0.55 deg and failed with the delay taken as configured): the delay is fitted on the move, the
+    boundaries pass, and the output_delay check reads the 10 ns against a run without the cable."""
+    clean = run_suite(_no_skew_rig("clean"), programs=["hold_move_hold"], plots=False, progress=False)
+    cabled = run_suite(_no_skew_rig("cabled"), programs=["hold_move_hold"], inject=["cable=10ns"], plots=False, progress=False)
+    assert clean.passed and cabled.passed, [(r.name, r.measured, r.inconclusive) for r in cabled.results if not r.passed]
+    for channel in ("H", "V"):
+        a = next(r for r in clean.results if r.check == "output_delay" and r.where == channel)
+        b = next(r for r in cabled.results if r.check == "output_delay" and r.where == channel)
+        assert b.measured - a.measured == pytest.approx(10.0, abs=0.3) and b.sigma < 0.1
+    phase = [r for r in cabled.results if r.check == "phase_jump"]
+    assert phase and all(abs(r.measured) < 4 * r.sigma for r in phase), [(r.name, r.measured, r.sigma) for r in phase]
+
+
+def test_a_delay_beyond_the_limit_fails_only_its_check_and_says_what_to_enter() -> None:
+    """30 ns off: the output_delay check fails naming the value to enter; the program without a
+    move that follows uses the delay fitted on the one before (the cable does not change)."""
+    report = run_suite(_no_skew_rig("cabled"), programs=["hold_move_hold", "amp_ramp"], inject=["cable=30ns"], plots=False, progress=False)
+    failed = report.failures()
+    assert failed and {r.check for r in failed} == {"output_delay"}, [(r.name, r.measured, r.inconclusive) for r in failed]
+    for r in failed:
+        assert not r.inconclusive and 29.0 < r.measured < 34.0
+        assert "output_delay_s = 3." in r.detail["advice"]
+    assert [r for r in report.results if r.program == "amp_ramp" and r.check == "phase_jump"]

@@ -95,11 +95,14 @@ def find_lines(t: np.ndarray, y: np.ndarray, design: np.ndarray, fund: list[tupl
 #: Bins beside a tone's near band (:data:`GUARD_BINS`) used as its local noise reference.
 LOCAL_BINS = 32
 #: Residual power within :data:`GUARD_BINS` of a fitted tone, over the local noise floor beside
-#: that band, above which the band holds something besides noise (a line closer to the tone than
-#: the window resolves, or the tone's own trajectory off what was programmed). White noise reads
-#: about 1 (the fit takes the tone's own bin, so often less): the mean of the band's two or
-#: three free bins passes 5 with probability about 5e-4 (a Gamma(2) beyond 10).
-NEAR_WIDEN = 5.0
+#: that band, that says the band holds something besides noise. White noise reads about 1 in
+#: each half (the fit takes the tone's own bin, so often less); the mean of a band's two or three
+#: free bins passes 4 with probability about 5e-3 and 9 about 1e-5 (a Gamma(1.5)). A line shows
+#: in both halves alike: both above :data:`NEAR_LINE` (noise: about 3e-5). A trajectory slightly
+#: off the programmed one (an amplitude ramp's timing) shows in one: it counts above
+#: :data:`NEAR_ONE`. Clean simulated records (several hundred tone windows a run) stay below both.
+NEAR_LINE = 4.0
+NEAR_ONE = 9.0
 
 
 @dataclass(frozen=True)
@@ -126,18 +129,23 @@ class NearExcess:
         return max(self.ratio_i, self.ratio_q)
 
     @property
+    def line(self) -> bool:
+        """Both halves stand above the noise: a line (see :data:`NEAR_LINE`)."""
+        return min(self.ratio_i, self.ratio_q) > NEAR_LINE
+
+    @property
     def significant(self) -> bool:
-        return self.ratio > NEAR_WIDEN
+        return self.line or self.ratio > NEAR_ONE
 
     @property
     def phase_bias_rad(self) -> float:
         """The phase error the quadrature excess can give the tone (0 unless significant)."""
-        return 2 * self.quadrature_v / self.amplitude_v if self.ratio_q > NEAR_WIDEN else 0.0
+        return 2 * self.quadrature_v / self.amplitude_v if self.line or self.ratio_q > NEAR_ONE else 0.0
 
     @property
     def amplitude_bias(self) -> float:
         """The relative amplitude error the in-phase excess can give the tone (0 unless significant)."""
-        return 2 * self.in_phase_v / self.amplitude_v if self.ratio_i > NEAR_WIDEN else 0.0
+        return 2 * self.in_phase_v / self.amplitude_v if self.line or self.ratio_i > NEAR_ONE else 0.0
 
 
 def near_tone_excess(t: np.ndarray, resid: np.ndarray, phase_rad: np.ndarray, amplitude_v: float) -> NearExcess:

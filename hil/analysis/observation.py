@@ -78,7 +78,8 @@ class Observation:
     the record is looked for); ``shared_reference``: card and scope share a 10 MHz reference, so
     AWG time and scope time run at one rate and the fits take the time scale as 1 instead of
     fitting it; ``reference``: the scope's timebase as measured on a reference tone in the same
-    acquisition (no shared reference), which tells the card's clock error from the scope's.
+    acquisition (no shared reference), which tells the card's clock error from the scope's;
+    ``record_scale``: see below (:func:`~hil.analysis.timing.timed` sets it and the fitted delay).
     """
 
     capture: Capture = field(repr=False)
@@ -95,11 +96,22 @@ class Observation:
     enob: float | None = None
     shared_reference: bool = False
     reference: ClockReference | None = None
+    #: The record's time scale (AWG time per scope time) and its sigma, fitted once over the
+    #: whole record (:func:`~hil.analysis.timing.fit_record_timing`); None: each fit finds its own.
+    record_scale: tuple[float, float] | None = None
 
     @property
     def fixed_scale(self) -> float | None:
-        """The time scale the fits use when it is known (a shared reference), else None."""
-        return 1.0 if self.shared_reference else None
+        """The time scale the fits use when it is known (a shared reference: 1; the record's own,
+        fitted once), else None."""
+        if self.shared_reference:
+            return 1.0
+        return self.record_scale[0] if self.record_scale is not None else None
+
+    @property
+    def fixed_scale_sigma(self) -> float:
+        """The sigma of :attr:`fixed_scale` (0 with a shared reference or none fixed)."""
+        return self.record_scale[1] if self.record_scale is not None and not self.shared_reference else 0.0
 
     @property
     def nominal_noise_v(self) -> float | None:

@@ -79,6 +79,7 @@ def boundary_step(
     right_sample: int | None = None,
     slopes: bool = False,
     scale: float | None = None,
+    own_scale: bool = False,
 ) -> BoundaryStep:
     """Fit every common tone at card ``sample`` (a step or wrap boundary): windows of
     ``window_s`` per side (None: the whole piece on each side less the guards, up to
@@ -86,7 +87,10 @@ def boundary_step(
     tone holds its frequency). ``right_sample``: the right side starts there instead (a piece
     too short to fit lies between; both sides are compared with the programmed phase, which
     runs on through it). ``slopes``: see :func:`~hil.analysis.sinefit.joint_fit`; ``scale``: the
-    time scale to use instead of fitting it (a shared reference's 1 is used anyway)."""
+    time scale to use instead of fitting it; by default the observation's own
+    (:attr:`~hil.analysis.observation.Observation.fixed_scale`: a shared reference's 1, or the
+    record's, whose sigma is then added to the steps' as what it moves them by), and
+    ``own_scale`` fits one for these two windows instead."""
     fs = obs.awg_rate_hz
     t_b = obs.scope_time(sample)
     r_at = sample if right_sample is None else right_sample
@@ -115,7 +119,7 @@ def boundary_step(
     xl = crosstalk_paths(obs, sample - 1, lp, min(w_left, w_right))
     xr = crosstalk_paths(obs, r_at, rp, min(w_left, w_right))
     sides = [obs.side(t_l, y_l, lp + xl, sample, t_b), obs.side(t_r, y_r, rp + xr, sample, t_b)]
-    fixed = obs.fixed_scale if scale is None else scale
+    fixed = obs.fixed_scale if scale is None and not own_scale else scale
 
     def fit_sides(guess: float = 1.0):
         return joint_fit(sides, harmonics=harmonics, image_rate_hz=fs, max_freq_hz=top, slopes=slopes, fixed_scale=fixed, scale_guess=guess)
@@ -147,6 +151,14 @@ def boundary_step(
     if each_side and all(p.span.f0_hz == p.span.f1_hz for p in lp + rp):
         alone = [joint_fit([side], harmonics=harmonics, image_rate_hz=fs, max_freq_hz=top) for side in sides]
         scales = tuple((f.scale, f.scale_sigma) for f in alone)
+    if fixed is not None and scale is None and obs.fixed_scale_sigma > 0:
+        # the record's scale is known to its sigma: each side's phase at the boundary moves with it
+        # by the mean over the window of d(phase)/d(scale) (the tone's phase rate times the time)
+        for tone in common:
+            i = next(k for k, p in enumerate(lp) if p.span.tone == tone)
+            j = next(k for k, p in enumerate(rp) if p.span.tone == tone)
+            moved = _phase_per_scale(sides[1], j, fixed) - _phase_per_scale(sides[0], i, fixed)
+            sigmas[tone] = math.hypot(sigmas[tone], math.degrees(moved * obs.fixed_scale_sigma))
     if any(x.significant for side in near for x in side):
         # something within the resolution of a tone (a line too close to be told from it, or the
         # tone's trajectory off the programmed one): the tone's estimates can be off by what it
@@ -156,13 +168,20 @@ def boundary_step(
             j = next(k for k, p in enumerate(rp) if p.span.tone == tone)
             sigmas[tone] = math.hypot(sigmas[tone], math.degrees(math.hypot(near[0][i].phase_bias_rad, near[1][j].phase_bias_rad)))
             amp_sigmas[tone] = math.hypot(amp_sigmas[tone], 20 / math.log(10) * math.hypot(near[0][i].amplitude_bias, near[1][j].amplitude_bias))
-        scales = tuple((v, e * math.sqrt(max([1.0] + [x.ratio_q for x in side if x.significant]))) for (v, e), side in zip(scales, near))
+        scales = tuple((v, e * math.sqrt(max([1.0] + [x.ratio_q for x in side if x.phase_bias_rad > 0]))) for (v, e), side in zip(scales, near))
     models = (fit.model[: y_l.size], fit.model[y_l.size :]) if fit.model.size == y_l.size + y_r.size else ()
     named = tuple((side, f, dbc) for side, found in zip(("left", "right"), lines) for f, dbc in found)
     return BoundaryStep(
         sample, steps, sigmas, ((t_l - t_b, y_l), (t_r - t_b, y_r)), fit.residual_rms, amp_steps, amp_sigmas, scales, min(w_left, w_right), fit.scale,
         models, named, max((x for side in near for x in side), key=lambda x: x.ratio, default=NearExcess()),
     )  # fmt: skip
+
+
+def _phase_per_scale(side: Side, tone: int, scale: float, h: float = 1e-7) -> float:
+    """How far (rad) the fitted phase of ``tone`` on ``side`` moves per unit of time scale: the
+    mean over the window of d(phase(scale * t))/d(scale)."""
+    fn = side.tones[tone]
+    return float(np.mean(fn(side.t * scale * (1 + h)) - fn(side.t * scale)) / (scale * h))
 
 
 def _near(sides: list[Side], fit, counts: tuple[int, int]) -> list[list[NearExcess]]:
@@ -328,7 +347,7 @@ def wrap_step(obs: Observation, segment: str, limits: Limits, *, max_wraps: int 
     several = sum(p.span.a0 > 0 for p in paths) > 1
     # each wrap's own fit: its scale's error is its own and averages out over the wraps (one scale
     # for all would bias every wrap alike); with a term per tone and side the scale is redundant: 1
-    fits = [boundary_step(obs, b, window_s=w, slopes=several, scale=1.0 if several else None) for b in pick]
+    fits = [boundary_step(obs, b, window_s=w, slopes=several, scale=1.0 if several else None, own_scale=not several) for b in pick]
     means, sigmas = {}, {}
     for tone in fits[0].steps_deg:
         wt = np.array([1 / f.sigmas_deg[tone] ** 2 for f in fits])

@@ -197,6 +197,8 @@ def _record_scale(obs: Observation, piece: tuple[int, int, list[TonePath], str])
     """The record's time scale (AWG time per scope time), fitted on up to :data:`SCALE_WINDOW_S`
     at the middle of its longest piece (an error of 1e-7 moves a 100 MHz tone's phase 0.004 deg
     between windows a microsecond apart)."""
+    if obs.fixed_scale is not None:  # a shared reference's, or the record's own, fitted once
+        return obs.fixed_scale
     lo, hi, paths, _ = piece
     fs = obs.awg_rate_hz
     mid = (lo + hi) / 2

@@ -11,7 +11,10 @@
 - ``skew=1.6ns``: the second AWG channel (V) reaches the scope 1.6 ns after the first;
 - ``clock=30ppm``: the card's sample clock runs 30 ppm fast (every tone 30 ppm high, every
   instant 30 ppm early): only a shared reference or a reference tone tells it from the scope's
-  timebase error.
+  timebase error;
+- ``cable=10ns``: every AWG output reaches the scope 10 ns later than the rig file's
+  ``output_delay_s`` says (2 m of cable nobody entered): not a fault of the card; the checks fit
+  the delay on every record that moves or ramps, and the ``output_delay`` check reports it.
 
 Segment faults re-synthesise the target segment from its quantized form (awgrt's own synthesis)
 with the perturbed tones and swap its samples into the compiled program; the step table and
@@ -31,15 +34,23 @@ from awgrt.program import CompiledSegment, CompiledSequenceProgram
 
 from ..errors import RigConfigError
 
-_SPEC = re.compile(r"^\s*(phase-jump|wrap-delta|amp-error|chirp-rate|skew|clock)\s*=\s*([-+0-9.eE]+)\s*(deg|db|%|cycles?|ns|ppm)?\s*$", re.IGNORECASE)
-_UNITS = {"phase-jump": ("deg",), "wrap-delta": ("", "cycle", "cycles"), "amp-error": ("db",), "chirp-rate": ("%",), "skew": ("ns",), "clock": ("ppm",)}
+_SPEC = re.compile(r"^\s*(phase-jump|wrap-delta|amp-error|chirp-rate|skew|clock|cable)\s*=\s*([-+0-9.eE]+)\s*(deg|db|%|cycles?|ns|ppm)?\s*$", re.IGNORECASE)
+_UNITS = {
+    "phase-jump": ("deg",),
+    "wrap-delta": ("", "cycle", "cycles"),
+    "amp-error": ("db",),
+    "chirp-rate": ("%",),
+    "skew": ("ns",),
+    "clock": ("ppm",),
+    "cable": ("ns",),
+}
 
 
 @dataclass(frozen=True)
 class Faults:
     """Faults to inject (zero: none). ``phase_jump_deg`` in degrees, ``wrap_delta_cycles`` in
     cycles per pass, ``amp_error_db`` in dB, ``chirp_rate_rel`` as a fraction (0.005 = 0.5 %),
-    ``skew_s`` in seconds, ``clock_ppm`` in ppm."""
+    ``skew_s`` in seconds, ``clock_ppm`` in ppm, ``cable_s`` in seconds."""
 
     phase_jump_deg: float = 0.0
     wrap_delta_cycles: float = 0.0
@@ -47,18 +58,20 @@ class Faults:
     chirp_rate_rel: float = 0.0
     skew_s: float = 0.0
     clock_ppm: float = 0.0
+    cable_s: float = 0.0
 
     @property
     def any(self) -> bool:
-        return any((self.phase_jump_deg, self.wrap_delta_cycles, self.amp_error_db, self.chirp_rate_rel, self.skew_s, self.clock_ppm))
+        return any((self.phase_jump_deg, self.wrap_delta_cycles, self.amp_error_db, self.chirp_rate_rel, self.skew_s, self.clock_ppm, self.cable_s))
 
     def card_rate_hz(self, sample_rate_hz: float) -> float:
         """The rate the card's samples really come at (true time): the ``clock`` fault's."""
         return sample_rate_hz * (1.0 + self.clock_ppm * 1e-6)
 
     def output_delay_s(self, hardware_channel: int) -> float:
-        """Extra delay of a card channel's output: the ``skew`` fault delays the second (V)."""
-        return self.skew_s if hardware_channel == 1 else 0.0
+        """Extra delay of a card channel's output: the ``skew`` fault delays the second (V), the
+        ``cable`` fault both."""
+        return self.cable_s + (self.skew_s if hardware_channel == 1 else 0.0)
 
     @classmethod
     def parse(cls, specs: Iterable[str]) -> Faults:
@@ -69,7 +82,8 @@ class Faults:
             unit = (m.group(3) or "").lower() if m else ""
             if not m or unit not in _UNITS[m.group(1).lower()]:
                 raise RigConfigError(
-                    f"--inject {spec!r}: expected phase-jump=<x>deg, wrap-delta=<cycles>, amp-error=<x>dB, chirp-rate=<x>%, skew=<x>ns or clock=<x>ppm",
+                    f"--inject {spec!r}: expected phase-jump=<x>deg, wrap-delta=<cycles>, amp-error=<x>dB, chirp-rate=<x>%, skew=<x>ns, "
+                    "clock=<x>ppm or cable=<x>ns",
                     value=spec,
                 )
             kind, value = m.group(1).lower(), float(m.group(2))
@@ -80,8 +94,9 @@ class Faults:
                 "chirp-rate": "chirp_rate_rel",
                 "skew": "skew_s",
                 "clock": "clock_ppm",
+                "cable": "cable_s",
             }[kind]
-            values[key] = value / 100 if kind == "chirp-rate" else value * 1e-9 if kind == "skew" else value
+            values[key] = value / 100 if kind == "chirp-rate" else value * 1e-9 if kind in ("skew", "cable") else value
         return cls(**values)
 
     def describe(self) -> list[str]:
@@ -99,6 +114,8 @@ class Faults:
             out.append(f"skew={self.skew_s * 1e9:g}ns")
         if self.clock_ppm:
             out.append(f"clock={self.clock_ppm:g}ppm")
+        if self.cable_s:
+            out.append(f"cable={self.cable_s * 1e9:g}ns")
         return out
 
     # ------------------------------------------------------------------ segment faults
