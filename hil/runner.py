@@ -106,16 +106,13 @@ def _run_checks(
     limits = config.limits
     assert limits is not None  # RigConfig fills it in
     out: list[CheckResult] = []
-    observations = dict(observations)
-    for channel, obs in observations.items():
-        try:
-            observations[channel], timing = timed(obs)
-            if timing.delay_fitted:
-                out.append(delay_check(obs, timing, config.card.output_delay_s, limits))
-                if fitted_delays is not None:
-                    fitted_delays[channel] = timing.delay_s
-        except AnalysisError as exc:
-            out.append(_failed("output_delay", prog.name, channel, "ns", exc))
+    untimed = observations
+    observations, timings = timed(observations)
+    for channel, timing in timings.items():
+        if timing.delay_fitted:
+            out.append(delay_check(untimed[channel], timing, config.card.output_delay_s, limits))
+            if fitted_delays is not None:
+                fitted_delays[channel] = observations[channel].delay_s
     channels = list(observations)
     for chk in prog.checks:
         if chk.kind in PAIR_CHECKS:
@@ -207,9 +204,9 @@ def run_program(rig: Rig, prog: SuiteProgram, faults: Faults | None = None) -> t
         peak = max(float(np.max(np.abs(s.data[:, hw]))) for s in program.segments) / 32767 * full_scale_v
         ranges[config.wiring[hw]] = ChannelSettings(scope_range_v(peak))
     generator = config.trigger.source == "generator"
-    timed = config.trigger_input in SCOPE_CHANNELS  # the scope records the trigger pulses: each trigger's time is measured
+    recorded = config.trigger_input in SCOPE_CHANNELS  # the scope records the trigger pulses: each trigger's time is measured
     pulse_v = config.trigger.high_v if generator else CARD_TRIGGER_OUT_V
-    if timed:
+    if recorded:
         ranges[config.trigger_input] = ChannelSettings(scope_range_v(pulse_v), pulse_v / 2)
     ref = config.reference if any(chk.kind in CLOCK_CHECKS for chk in prog.checks) else None
     if ref is not None:  # recorded with the card's outputs: the scope's timebase in the same acquisition
@@ -228,7 +225,7 @@ def run_program(rig: Rig, prog: SuiteProgram, faults: Faults | None = None) -> t
     rig.play(program, prog.triggers, n_play)
     rig.scope.wait(ACQUIRE_TIMEOUT_S)
     extra: list[CheckResult] = []
-    if timed:
+    if recorded:
         # generator pulses come where the burst puts them (to a card sample); forced triggers after
         # the first come when the host gets to them (within the stated software jitter)
         # (plus what the clocks may disagree over the longest stretch between pulses: the scope times them on its own timebase)

@@ -21,6 +21,7 @@ path's model. Records without a move keep the rig file's ``output_delay_s``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ import numpy as np
 from scipy.linalg import lstsq
 from scipy.optimize import minimize_scalar
 
+from ..errors import AnalysisError
 from ..limits import Limits
 from .budget import conclude
 from .observation import Observation
@@ -156,16 +158,37 @@ def _fit_delay(sides: list[Side], scale: float, harmonics: int, fs: float) -> tu
     return d, math.sqrt(2 * sigma2 / curvature), math.sqrt(sigma2)
 
 
-def timed(obs: Observation) -> tuple[Observation, RecordTiming]:
-    """``obs`` with the record's own timing (:func:`fit_record_timing`): its scale fixed for the
-    fits, its output delay the fitted one where the record shows it. When the delay moves by more
-    than a guard's worth, the scale is fitted again with the pieces where they really are."""
-    timing = fit_record_timing(obs)
-    if timing.delay_fitted and abs(timing.delay_s - obs.delay_s) > GUARD_S / 4:
-        again = fit_record_timing(dataclasses.replace(obs, delay_s=timing.delay_s))
-        timing = dataclasses.replace(again, delay_s=timing.delay_s, delay_sigma_s=timing.delay_sigma_s) if again.delay_fitted else timing
-    record_scale = (timing.scale, timing.scale_sigma) if timing.scale_fitted else None
-    return dataclasses.replace(obs, delay_s=timing.delay_s, record_scale=record_scale), timing
+def timed(observations: dict[str, Observation]) -> tuple[dict[str, Observation], dict[str, RecordTiming]]:
+    """The records of one acquisition with their own timing (:func:`fit_record_timing`): each its
+    scale, fixed for its fits, and all one output delay, the inverse-variance weighted mean of the
+    channels' fitted delays (the card's channels must step together: a skew between them is for
+    the skew check to read, not for the delay to absorb). Records that show no delay keep theirs.
+    When the delay moves by more than a guard's worth, each scale is fitted again with the pieces
+    where they really are. A channel whose timing cannot be fitted is left out of the result's
+    timings (its observation is unchanged)."""
+    timings: dict[str, RecordTiming] = {}
+    for channel, obs in observations.items():
+        with contextlib.suppress(AnalysisError):
+            timings[channel] = fit_record_timing(obs)
+    fitted = [t for t in timings.values() if t.delay_fitted and t.delay_sigma_s > 0]
+    if not fitted:
+        return {ch: _with(obs, timings.get(ch), obs.delay_s) for ch, obs in observations.items()}, timings
+    w = np.array([1 / t.delay_sigma_s**2 for t in fitted])
+    common = float(np.sum(w * np.array([t.delay_s for t in fitted])) / np.sum(w))
+    out = {}
+    for channel, obs in observations.items():
+        t = timings.get(channel)
+        if t is not None and t.scale_fitted and abs(common - obs.delay_s) > GUARD_S / 4:
+            with contextlib.suppress(AnalysisError):
+                again = fit_record_timing(dataclasses.replace(obs, delay_s=common))
+                t = dataclasses.replace(t, scale=again.scale, scale_sigma=again.scale_sigma, scale_pieces=again.scale_pieces)
+        out[channel] = _with(obs, t, common)
+    return out, timings
+
+
+def _with(obs: Observation, timing: RecordTiming | None, delay_s: float) -> Observation:
+    record_scale = (timing.scale, timing.scale_sigma) if timing is not None and timing.scale_fitted else None
+    return dataclasses.replace(obs, delay_s=delay_s, record_scale=record_scale)
 
 
 def delay_check(obs: Observation, timing: RecordTiming, configured_s: float, limits: Limits) -> CheckResult:
