@@ -122,6 +122,12 @@ def cmd_hil(args: argparse.Namespace) -> int:
 
     if args.trend is not None:
         return run_trends(args.trend, nights=args.nights, plots=not args.no_plots)
+    if args.recheck is not None:
+        from hil.runner import recheck_main
+
+        if args.recheck.resolve() == args.out.resolve():
+            raise SerializationError(f"--recheck {args.recheck} and --out are one folder: the new report would replace the one it checks again", value=str(args.out))
+        return recheck_main(args.recheck, args.rig, args.out, plots=not args.no_plots)
     return run_hil(args.rig, args.out, inject=args.inject, programs=args.program, plots=not args.no_plots)
 
 
@@ -210,6 +216,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="instead of a run: plot every figure of DIR/hil-history.jsonl over nights and flag drifts (exit 1 if any)",
     )
     p.add_argument("--nights", type=int, default=10, metavar="N", help="--trend: compare the latest night with the N before it (default %(default)s)")
+    p.add_argument(
+        "--recheck",
+        metavar="DIR",
+        type=Path,
+        default=None,
+        help="instead of a run: check again the captures a run kept in DIR/captures (for --rig; report to --out)",
+    )
     p.set_defaults(func=cmd_hil)
     p = sub.add_parser("calibrate", help="AOD optical-power calibration")
     cal = p.add_subparsers(dest="calibrate_command", required=True)

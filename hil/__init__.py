@@ -13,6 +13,9 @@
 - :mod:`hil.suite`, :mod:`hil.runner`: the validation programs and the nightly runner behind
   ``awgrt hil --rig sim|rig.toml --out DIR`` (see ``hil/rig.example.toml``);
   ``python -m hil.resolution`` measures a rig's resolution, per check, against the Cramer-Rao bound.
+- :mod:`hil.captures`: every record a run took is kept (``DIR/captures``);
+  :func:`~hil.captures.check_capture` runs a program's checks on saved captures and
+  ``awgrt hil --recheck DIR`` on a whole run's.
 - ``pytest hil --rig rig.toml`` (from the repository root): the rig tests in ``hil/rigtests`` (marker
   ``hil``, skipped without ``--rig``; not installed with the package).
 """

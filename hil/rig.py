@@ -613,15 +613,19 @@ class EmulatedRig(HardwareRig):
 SIM_REFERENCE_INPUT = "CH4"
 
 
+def rig_config(spec: str | Path | RigConfig) -> RigConfig:
+    """``"sim"``, ``"emulated"``, a rig file path or a :class:`RigConfig` -> its configuration."""
+    if isinstance(spec, RigConfig):
+        return spec
+    if str(spec) in ("sim", "emulated"):
+        return RigConfig(name=str(spec), card=CardConfig(backend=str(spec)), reference=ReferenceTone(SIM_REFERENCE_INPUT))
+    return RigConfig.load(spec)
+
+
 def open_rig(spec: str | Path | RigConfig, *, faults: Faults | None = None) -> Rig:
     """``"sim"``, ``"emulated"``, a rig file path or a :class:`RigConfig` -> a ready rig. Faults
     need a simulated or emulated rig."""
-    if isinstance(spec, RigConfig):
-        config = spec
-    elif str(spec) in ("sim", "emulated"):
-        config = RigConfig(name=str(spec), card=CardConfig(backend=str(spec)), reference=ReferenceTone(SIM_REFERENCE_INPUT))
-    else:
-        config = RigConfig.load(spec)
+    config = rig_config(spec)
     if config.card.backend == "emulated":
         return EmulatedRig(config, faults=faults)
     if config.simulated:

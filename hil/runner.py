@@ -22,6 +22,7 @@ under a report's name.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import json
 import logging
@@ -39,7 +40,7 @@ from awgrt import compile_sequence_program, quantize_resolved_ir
 from awgrt._atomic import atomic_write_text
 from awgrt._blas import single_threaded_blas
 from awgrt._progress import Progress
-from awgrt.errors import AWGRTError
+from awgrt.errors import AWGRTError, SerializationError
 from awgrt.sim import trigger_latency_samples
 
 from .analysis import (
@@ -59,8 +60,9 @@ from .analysis import (
     wrap_spurs,
     wrap_step,
 )
+from .captures import SavedCapture, capture_path, grouped, saved_in
 from .errors import AnalysisError, RigConfigError
-from .rig import CARD_TRIGGER_OUT_V, Rig, RigConfig, open_rig, scope_range_v
+from .rig import CARD_TRIGGER_OUT_V, Rig, RigConfig, open_rig, rig_config, scope_range_v
 from .scopes import CHANNELS as SCOPE_CHANNELS
 from .scopes import AcquisitionSettings, ChannelSettings, TriggerSettings
 from .simrig.faults import Faults
@@ -181,10 +183,10 @@ CLOCK_CHECKS = ("tone", "trajectory")
 PAIR_CHECKS = ("skew", "crosstalk")
 
 
-def run_program(rig: Rig, prog: SuiteProgram, faults: Faults | None = None) -> tuple[list[CheckResult], Observation]:
-    """Compile ``prog`` for the rig, play and record it on every wired AWG channel, and run its
-    checks; returns them and the first channel's observation."""
-    config = rig.config
+def _compiled(config: RigConfig, prog: SuiteProgram, faults: Faults | None = None):
+    """``prog`` compiled for the rig's card: the AWG channels it uses (name -> hardware channel),
+    its quantized form, the program to play (with the segment faults applied) and how many card
+    samples to play."""
     fs = config.card.sample_rate_hz
     resolved = prog.build(fs).build_resolved_ir(sample_rate_hz=fs)
     used = {name: hw for name, hw in CHANNELS.items() if name in resolved.logical_channels}
@@ -192,9 +194,26 @@ def run_program(rig: Rig, prog: SuiteProgram, faults: Faults | None = None) -> t
     program = compile_sequence_program(quantized, GAIN, CLIP, FULL_SCALE, progress=False)
     if faults is not None and faults.any:
         program = faults.apply(program, quantized, prog.fault_targets, gain=GAIN, clip=CLIP, full_scale=FULL_SCALE)
+    n_play = prog.triggers[0] + math.ceil((prog.record_s + 2 * PRE_TRIGGER_S) * fs) + trigger_latency_samples(fs)
+    return used, quantized, program, n_play
+
+
+def _adc_bits(config: RigConfig) -> int:
+    return config.scope.adc_bits if not config.simulated else config.sim_scope.adc_bits
+
+
+def run_program(
+    rig: Rig, prog: SuiteProgram, faults: Faults | None = None, *, save_dir: str | Path | None = None
+) -> tuple[list[CheckResult], Observation]:
+    """Compile ``prog`` for the rig, play and record it on every wired AWG channel, and run its
+    checks; returns them and the first channel's observation. ``save_dir``: keep every record
+    there (:mod:`hil.captures`)."""
+    config = rig.config
+    fs = config.card.sample_rate_hz
+    used, quantized, program, n_play = _compiled(config, prog, faults)
     first = prog.triggers[0]
-    n_play = first + math.ceil((prog.record_s + 2 * PRE_TRIGGER_S) * fs) + trigger_latency_samples(fs)
     timeline = Timeline.of(quantized, program, prog.triggers, n_play)
+    triggers = tuple(prog.triggers)
     full_scale_v = config.card.amplitude_mv / 1000.0
     wired = {name: hw for name, hw in used.items() if hw in config.wiring}
     if not wired:
@@ -237,13 +256,15 @@ def run_program(rig: Rig, prog: SuiteProgram, faults: Faults | None = None) -> t
         extra.append(result)
         if measured != tuple(prog.triggers):
             timeline = Timeline.of(quantized, program, measured, n_play)
-    adc_bits = config.scope.adc_bits if not config.simulated else config.sim_scope.adc_bits
+            triggers = measured
+    adc_bits = _adc_bits(config)
+    saved: list[SavedCapture] = []
     clock = None
     if ref is not None:
         try:
             capture, range_v = rig.scope.read(ref.input), ranges[ref.input].range_v
-            assert config.limits is not None
-            clock, result = reference_check(capture, ref.hz, ref.ppm, config.limits, prog.name, adc_range_v=range_v, adc_bits=adc_bits, enob=config.scope_enob)
+            saved.append(SavedCapture(capture, prog.name, REFERENCE, range_v, ranges[ref.input].offset_v, triggers, config.name))
+            clock, result = _reference(config, capture, range_v, prog.name)
         except AnalysisError as exc:
             result = _failed("scope_timebase", prog.name, f"reference {ref.input}", "ppm", exc)
         extra.append(result)
@@ -266,10 +287,104 @@ def run_program(rig: Rig, prog: SuiteProgram, faults: Faults | None = None) -> t
         )
         for name, hw in wired.items()
     }
+    if save_dir is not None:
+        faults_used = tuple(faults.describe()) if faults is not None else ()
+        saved += [
+            SavedCapture(obs.capture, prog.name, name, obs.adc_range_v or 0.0, obs.adc_offset_v, triggers, config.name, delay_s=obs.delay_s)
+            for name, obs in observations.items()
+        ]
+        for c in saved:
+            dataclasses.replace(c, faults=faults_used).save(capture_path(save_dir, prog.name, c.awg_channel))
     extra += [record_span(obs.capture, prog, name) for name, obs in observations.items()]
     with single_threaded_blas():  # small fits: BLAS threads cost more than they give
         checked = _run_checks(prog, observations, config, rig.fitted_delays)
     return extra + checked, next(iter(observations.values()))
+
+
+#: The ``awg_channel`` of a saved reference-tone record.
+REFERENCE = "@reference"
+
+
+def _reference(config: RigConfig, capture, range_v: float, program: str):
+    """The scope's timebase read on the reference tone's record, and its check."""
+    ref, limits = config.reference, config.limits
+    assert ref is not None and limits is not None
+    return reference_check(capture, ref.hz, ref.ppm, limits, program, adc_range_v=range_v, adc_bits=_adc_bits(config), enob=config.scope_enob)
+
+
+def recheck_program(name: str, captures: Sequence[SavedCapture], rig: str | Path | RigConfig = "sim") -> list[CheckResult]:
+    """The checks of suite program ``name`` on its saved ``captures`` (one acquisition), for the
+    rig ``rig`` (see :func:`hil.captures.check_capture`)."""
+    config = rig_config(rig)
+    prog = program_named(name)
+    triggers = {c.triggers for c in captures}
+    if len(triggers) != 1:
+        raise SerializationError(f"{name}: the captures were taken with different triggers {sorted(triggers)}: not one acquisition", value=name)
+    (measured,) = triggers
+    _, quantized, program, n_play = _compiled(config, prog)
+    timeline = Timeline.of(quantized, program, measured, n_play)
+    out: list[CheckResult] = []
+    clock = None
+    for c in captures:
+        if c.awg_channel == REFERENCE and config.reference is not None:
+            try:
+                clock, result = _reference(config, c.capture, c.range_v, name)
+            except AnalysisError as exc:
+                result = _failed("scope_timebase", name, f"reference {c.capture.channel}", "ppm", exc)
+            out.append(result)
+    observations = {
+        c.awg_channel: Observation(
+            c.capture,
+            timeline,
+            c.awg_channel,
+            name,
+            measured[0],
+            config.card.amplitude_mv / 1000.0,
+            config.path(),
+            c.delay_s,
+            adc_range_v=c.range_v,
+            adc_offset_v=c.offset_v,
+            adc_bits=_adc_bits(config),
+            enob=config.scope_enob,
+            shared_reference=config.shared_reference,
+            reference=clock,
+        )
+        for c in captures
+        if c.awg_channel != REFERENCE
+    }
+    if not observations:
+        raise SerializationError(f"{name}: no AWG channel among the captures", value=name)
+    out += [record_span(obs.capture, prog, ch) for ch, obs in observations.items()]
+    with single_threaded_blas():
+        out += _run_checks(prog, observations, config)
+    return out
+
+
+def recheck(folder: str | Path, rig: str | Path | RigConfig = "sim", out_dir: str | Path | None = None, *, plots: bool = True) -> SuiteReport:
+    """Run the checks again on every capture a run kept in ``folder`` (its ``captures/``), for
+    ``rig``; write the report to ``out_dir`` if given. A capture file that cannot be read, or a
+    program whose checks cannot run, fails as its own result."""
+    results: list[CheckResult] = []
+    loaded = []
+    files = saved_in(folder)
+    if not files:
+        raise SerializationError(f"{folder}: no saved captures (*.npz) in it or in its captures/", value=str(folder))
+    for path in files:
+        try:
+            loaded.append(SavedCapture.load(path))
+        except AWGRTError as exc:
+            results.append(_failed("capture", path.stem.split("__")[0], path.name, "", exc))
+    faults: set[str] = set()
+    for name, group in grouped(loaded).items():
+        faults.update(f for c in group for f in c.faults)
+        try:
+            results += recheck_program(name, group, rig)
+        except AWGRTError as exc:
+            results.append(_failed("run", name, "program", "", exc))
+    report = SuiteReport(tuple(results), rig_config(rig).name, tuple(sorted(faults)), Path(out_dir) if out_dir else None)
+    if out_dir is not None:
+        write_report(report, Path(out_dir), plots=plots)
+    return report
 
 
 def record_span(capture, prog: SuiteProgram, channel: str) -> CheckResult:
@@ -342,7 +457,7 @@ def run_suite(
     with open_rig(rig, faults=faults) as r, Progress(len(chosen), "hil suite", enabled=progress, delay_s=0.0 if progress else 1.0) as bar:
         for prog in chosen:
             try:
-                found, obs = run_program(r, prog, faults)
+                found, obs = run_program(r, prog, faults, save_dir=out_dir)
                 observations.append(obs)
             except AWGRTError as exc:
                 found = [_failed("run", prog.name, "program", "", exc)]
@@ -380,6 +495,7 @@ def begin_run(out_dir: Path, rig: object) -> None:
     if (out_dir / "report.json").exists():
         os.replace(out_dir / "report.json", out_dir / "report.previous.json")
     shutil.rmtree(out_dir / "plots", ignore_errors=True)
+    shutil.rmtree(out_dir / "captures", ignore_errors=True)  # a previous run's records are not this one's
     atomic_write_text(out_dir / RUNNING_MARKER, f"process {os.getpid()} started a HIL run on rig {rig!s} at {started}\n")
 
 
@@ -473,7 +589,15 @@ def _clock_lines(report: SuiteReport) -> list[str]:
 
 def main(rig: str, out_dir: str | Path, inject: Sequence[str] = (), programs: Sequence[str] | None = None, plots: bool = True) -> int:
     """Run the suite and print the verdict; return the exit status (0: every check passed)."""
-    report = run_suite(rig, out_dir, inject=inject, programs=programs, plots=plots)
+    return _printed(run_suite(rig, out_dir, inject=inject, programs=programs, plots=plots), out_dir)
+
+
+def recheck_main(folder: str | Path, rig: str, out_dir: str | Path, plots: bool = True) -> int:
+    """Run the checks again on a run's saved captures (:func:`recheck`) and print the verdict."""
+    return _printed(recheck(folder, rig, out_dir, plots=plots), out_dir)
+
+
+def _printed(report: SuiteReport, out_dir: str | Path) -> int:
     for r in report.results:
         mark = "ok  " if r.passed else ("INC " if r.inconclusive else "FAIL")
         why = f"  ({r.inconclusive})" if r.inconclusive else ""
