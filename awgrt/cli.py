@@ -118,15 +118,15 @@ def cmd_cards(args: argparse.Namespace) -> int:
 
 def cmd_hil(args: argparse.Namespace) -> int:
     from hil.runner import main as run_hil
+    from hil.runner import recheck_main
     from hil.trends import main as run_trends
 
     if args.trend is not None:
         return run_trends(args.trend, nights=args.nights, plots=not args.no_plots)
     if args.recheck is not None:
-        from hil.runner import recheck_main
-
         if args.recheck.resolve() == args.out.resolve():
-            raise SerializationError(f"--recheck {args.recheck} and --out are one folder: the new report would replace the one it checks again", value=str(args.out))
+            problem = f"--recheck {args.recheck} and --out are one folder: the new report would replace the one it checks again"
+            raise SerializationError(problem, value=str(args.out))
         return recheck_main(args.recheck, args.rig, args.out, plots=not args.no_plots)
     return run_hil(args.rig, args.out, inject=args.inject, programs=args.program, plots=not args.no_plots)
 

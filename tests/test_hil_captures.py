@@ -95,3 +95,14 @@ def test_a_truncated_capture_fails_only_its_own_result(faulty_run, tmp_path: Pat
     assert any(r.program == "add_remove" and r.where.endswith(" H") for r in report.results)
     with pytest.raises(SerializationError, match="no saved captures"):
         recheck(tmp_path / "empty", "sim")
+
+
+def test_awgrt_hil_recheck_checks_a_runs_captures_again(faulty_run, tmp_path: Path, capsys) -> None:
+    from awgrt.cli import main as awgrt_main
+
+    out, _ = faulty_run
+    assert awgrt_main(["hil", "--recheck", str(out), "--out", str(tmp_path / "again"), "--no-plots"]) == 1  # the planted jump fails again
+    assert "phase_jump hold_a->hold_b H" in capsys.readouterr().out
+    assert json.loads((tmp_path / "again" / "report.json").read_text())
+    assert awgrt_main(["hil", "--recheck", str(out), "--out", str(out), "--no-plots"]) != 0
+    assert "one folder" in capsys.readouterr().err
