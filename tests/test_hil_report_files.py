@@ -90,11 +90,11 @@ def test_one_malformed_block_fails_only_its_own_program(monkeypatch):
     real = runner.run_program
     calls = []
 
-    def first_one_garbled(rig, prog, faults=None):
+    def first_one_garbled(rig, prog, faults=None, **kw):
         calls.append(prog.name)
         instrument = rig.server.instrument
         instrument.faults = frozenset({"long-block", "wrong-length"}) if len(calls) == 1 else frozenset()
-        return real(rig, prog, faults)
+        return real(rig, prog, faults, **kw)
 
     monkeypatch.setattr(runner, "run_program", first_one_garbled)
     report = run_suite("sim", None, programs=["loop_n_hold", "hold_move_hold", "amp_ramp"], plots=False, progress=False)

@@ -222,10 +222,10 @@ def test_one_unexpected_error_fails_its_own_capture_and_the_night_goes_on(tmp_pa
 
     real = runner.run_program
 
-    def flaky(rig, prog, faults=None):
+    def flaky(rig, prog, faults=None, **kw):
         if prog.name == "hold_move_hold":
             raise ValueError("invalid literal for int() with base 10: 'BUSY?'")
-        return real(rig, prog, faults)
+        return real(rig, prog, faults, **kw)
 
     monkeypatch.setattr(runner, "run_program", flaky)
     report = runner.run_suite("sim", tmp_path / "hil", programs=["hold_move_hold", "amp_ramp"], plots=False, progress=False)
