@@ -3,7 +3,7 @@
 Layers, lowest first (a module may import its own layer and any below it):
 
     errors, spectrum, _progress, _blas, _units, _atomic, _files  <  card, _savefile, calibration, plot  <  ir  <  program  <  compiler
-    <  builder, sim  <  backends  <  runtime, upload, readback  <  demo  <  cli  <  the package root  <  hil
+    <  builder, sim  <  backends  <  runtime, upload, readback, rearrange  <  demo  <  cli  <  the package root  <  hil
 
 The CLI may reach into ``hil`` only from inside the function of ``awgrt hil`` (the harness stays
 optional for the core).
@@ -26,7 +26,7 @@ LAYERS = [
     ("awgrt.compiler",),
     ("awgrt.builder", "awgrt.sim"),
     ("awgrt.backends",),
-    ("awgrt.runtime", "awgrt.upload", "awgrt.readback"),
+    ("awgrt.runtime", "awgrt.upload", "awgrt.readback", "awgrt.rearrange"),
     ("awgrt.demo",),
     ("awgrt.cli",),
     ("awgrt",),
