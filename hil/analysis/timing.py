@@ -71,19 +71,26 @@ class RecordTiming:
     delay_residual_v: float = math.nan
 
 
-def _sides(obs: Observation, moving: bool) -> tuple[list[Side], list[str]]:
-    """One side per piece of the record where every tone holds its frequency (``moving`` False)
-    or some tone moves (True): the :data:`MAX_PIECES` longest."""
+Piece = tuple[int, int, list, str]
+
+
+def _pieces(obs: Observation) -> list[Piece]:
+    """The record's pieces where the channel plays something, long enough to fit."""
+    out = []
+    for lo, hi, paths, name in pieces_in_record(obs):
+        paths = [p for p in paths if max(p.span.a0, p.span.a1) > 0]
+        if paths and hi - lo >= MIN_PIECE_SAMPLES:
+            out.append((lo, hi, paths, name))
+    return out
+
+
+def _sides(obs: Observation, pieces: list[Piece], moving: bool) -> tuple[list[Side], list[str]]:
+    """One side per piece where every tone holds its frequency (``moving`` False) or some tone
+    moves (True): the :data:`MAX_PIECES` longest."""
     fs = obs.awg_rate_hz
     c = obs.capture
     sides, names = [], []
-    chosen = []
-    for lo, hi, paths, name in pieces_in_record(obs):
-        paths = [p for p in paths if max(p.span.a0, p.span.a1) > 0]
-        if not paths or hi - lo < MIN_PIECE_SAMPLES:
-            continue
-        if any(p.span.f0_hz != p.span.f1_hz for p in paths) == moving:
-            chosen.append((lo, hi, paths, name))
+    chosen = [piece for piece in pieces if any(p.span.f0_hz != p.span.f1_hz for p in piece[2]) == moving]
     for lo, hi, paths, name in sorted(chosen, key=lambda piece: piece[0] - piece[1])[:MAX_PIECES]:
         mid = (lo + hi) / 2
         half = min((hi - lo) / fs / 2 - GUARD_S, MAX_PIECE_S / 2)
@@ -101,32 +108,40 @@ def _harmonics(sides: list[Side]) -> int:
     return 3 if max(len(s.tones) for s in sides) <= 2 else 1
 
 
+def _weighted_mean(values: list[float], sigmas: list[float]) -> tuple[float, float]:
+    """The inverse-variance weighted mean of ``values`` and its sigma."""
+    w = 1 / np.square(sigmas)
+    return float(np.sum(w * np.asarray(values)) / np.sum(w)), float(1 / math.sqrt(np.sum(w)))
+
+
+def _fit_scale(obs: Observation, pieces: list[Piece]) -> RecordTiming | None:
+    """The scale of the record's longest holds (see module doc) as a timing with no delay
+    fitted, or None where no hold can give it."""
+    holds, names = _sides(obs, pieces, moving=False)
+    if not holds:
+        return None
+    top = max(max(p.span.f0_hz, p.span.f1_hz) for piece in pieces for p in piece[2])
+    fits = [joint_fit([side], harmonics=_harmonics([side]), image_rate_hz=obs.awg_rate_hz, max_freq_hz=top) for side in holds]
+    fits = [f for f in fits if f.scale_sigma > 0]
+    if not fits:
+        return None
+    scale, sigma = _weighted_mean([f.scale for f in fits], [f.scale_sigma for f in fits])
+    return RecordTiming(scale=scale, scale_sigma=sigma, scale_fitted=True, delay_s=obs.delay_s, scale_pieces=tuple(names))
+
+
 def fit_record_timing(obs: Observation) -> RecordTiming:
     """The record's time scale and output delay (see module doc)."""
-    fs = obs.awg_rate_hz
+    pieces = _pieces(obs)
     out = RecordTiming(delay_s=obs.delay_s)
-    if obs.shared_reference:
-        out = dataclasses.replace(out, scale=1.0, scale_sigma=0.0)
-    else:
-        holds, names = _sides(obs, moving=False)
-        fits = [joint_fit([side], harmonics=_harmonics([side]), image_rate_hz=fs, max_freq_hz=_top(obs)) for side in holds]
-        fits = [f for f in fits if f.scale_sigma > 0]
-        if fits:
-            w = np.array([1 / f.scale_sigma**2 for f in fits])
-            scale = float(np.sum(w * np.array([f.scale for f in fits])) / np.sum(w))
-            out = dataclasses.replace(out, scale=scale, scale_sigma=float(1 / math.sqrt(np.sum(w))), scale_fitted=True, scale_pieces=tuple(names))
-    moving, names = _sides(obs, moving=True)
+    if not obs.shared_reference:  # with one, the scale is 1, exactly
+        out = _fit_scale(obs, pieces) or out
+    moving, names = _sides(obs, pieces, moving=True)
     if not moving:
         return out
-    delay, sigma, residual = _fit_delay(moving, out.scale, _harmonics(moving), fs)
+    delay, sigma, residual = _fit_delay(moving, out.scale, _harmonics(moving), obs.awg_rate_hz)
     if not (math.isfinite(delay) and math.isfinite(sigma)):
         return out
     return dataclasses.replace(out, delay_s=obs.delay_s + delay, delay_sigma_s=sigma, delay_fitted=True, delay_pieces=tuple(names), delay_residual_v=residual)
-
-
-def _top(obs: Observation) -> float:
-    """The highest tone frequency in the record (Hz), for the scale search's grid."""
-    return max(max(p.span.f0_hz, p.span.f1_hz) for _, _, paths, _ in pieces_in_record(obs) for p in paths)
 
 
 def _fit_delay(sides: list[Side], scale: float, harmonics: int, fs: float) -> tuple[float, float, float]:
@@ -173,15 +188,16 @@ def timed(observations: dict[str, Observation]) -> tuple[dict[str, Observation],
     fitted = [t for t in timings.values() if t.delay_fitted and t.delay_sigma_s > 0]
     if not fitted:
         return {ch: _with(obs, timings.get(ch), obs.delay_s) for ch, obs in observations.items()}, timings
-    w = np.array([1 / t.delay_sigma_s**2 for t in fitted])
-    common = float(np.sum(w * np.array([t.delay_s for t in fitted])) / np.sum(w))
+    common, _ = _weighted_mean([t.delay_s for t in fitted], [t.delay_sigma_s for t in fitted])
     out = {}
     for channel, obs in observations.items():
         t = timings.get(channel)
         if t is not None and t.scale_fitted and abs(common - obs.delay_s) > GUARD_S / 4:
             with contextlib.suppress(AnalysisError):
-                again = fit_record_timing(dataclasses.replace(obs, delay_s=common))
-                t = dataclasses.replace(t, scale=again.scale, scale_sigma=again.scale_sigma, scale_pieces=again.scale_pieces)
+                moved = dataclasses.replace(obs, delay_s=common)
+                again = _fit_scale(moved, _pieces(moved))
+                if again is not None:
+                    t = dataclasses.replace(t, scale=again.scale, scale_sigma=again.scale_sigma, scale_pieces=again.scale_pieces)
         out[channel] = _with(obs, t, common)
     return out, timings
 
