@@ -15,10 +15,13 @@ cos/sin columns that fit them, so a fit that includes them is unbiased and its c
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from ..timeline import TonePath
+from .sinefit import Side, _columns
 
 #: Most lines taken from one window, and how far (in |DFT| over its median) a residual peak must
 #: stand to count as one: a Rayleigh-distributed noise bin passes 5.2 times its median with
@@ -90,6 +93,16 @@ def find_lines(t: np.ndarray, y: np.ndarray, design: np.ndarray, fund: list[tupl
         level = spec[i] / (np.sum(win) / 2)
         lines.append((float(f), 20 * math.log10(max(level, 1e-300) / carrier)))
     return lines
+
+
+def side_lines(
+    side: Side, paths: Sequence[TonePath], scale: float, harmonics: int, fs: float, slopes: bool = False
+) -> tuple[list[tuple[float, float]], np.ndarray]:
+    """:func:`find_lines` in a joint-fit ``side`` modelled with its programmed ``paths`` at time
+    ``scale``: the lines, and the side's model columns."""
+    cols, fund = _columns(side, scale, harmonics, fs, slopes)
+    design = np.stack(cols, axis=1)
+    return find_lines(side.t, side.y, design, fund, [f for p in paths for f in (p.span.f0_hz, p.span.f1_hz)]), design
 
 
 #: Bins beside a tone's near band (:data:`GUARD_BINS`) used as its local noise reference.

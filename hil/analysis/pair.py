@@ -144,9 +144,7 @@ def crosstalk(obs: Observation, other: Observation, segment: str, limits: Limits
         detail={"frequency_hz": f_worst, "noise_floor_dbc": floor},
         plot={"kind": "levels", "labels": [f"{f / 1e6:.2f} MHz" for f in levels], "values": list(levels.values())},
     )
-    clipped = obs.clipped_samples + other.clipped_samples
-    if clipped:
-        result = result.made_inconclusive(f"a record clipped ({clipped} samples at the ADC rails): set the scope range wider")
+    result = judge(result, obs.clipped_samples + other.clipped_samples, None, None, limits.sigmas, limits.noise_budget)  # clipping (its noise: below)
     if floor + limits.spur_margin_db > limit:
         result = result.made_inconclusive(
             f"the record's noise floor ({floor:.1f} dBc) is within {limits.spur_margin_db:g} dB of the {limit:g} dBc limit: it cannot tell crosstalk "

@@ -30,10 +30,10 @@ from ..errors import AnalysisError
 from ..limits import Limits
 from ..timeline import TonePath
 from .budget import conclude
-from .lines import NearExcess, find_lines, line_columns, near_tone_excess
+from .lines import NearExcess, line_columns, near_tone_excess, side_lines
 from .observation import Observation
 from .result import CheckResult
-from .sinefit import Side, _columns, joint_fit
+from .sinefit import Side, joint_fit
 
 #: Longest window per side (s): by default a boundary is fitted over the whole piece on each side
 #: (less the guards), up to this.
@@ -128,17 +128,16 @@ def boundary_step(
         sides[i] = dataclasses.replace(sides[i], extra=line_columns(sides[i].t, [f for f, _ in lines[i]]))
 
     fit = fit_sides()
-    lines = [_side_lines(side, paths, fit.scale, harmonics, fs, slopes) for side, paths in zip(sides, (lp + xl, rp + xr))]
+    lines = [side_lines(side, paths, fit.scale, harmonics, fs, slopes)[0] for side, paths in zip(sides, (lp + xl, rp + xr))]
     if any(lines):
         for i in (0, 1):
             if lines[i]:
                 with_lines(i)
         fit = fit_sides(fit.scale)
     near = _near(sides, fit, (len(lp), len(rp)))
+    at = {tone: (next(k for k, p in enumerate(lp) if p.span.tone == tone), next(k for k, p in enumerate(rp) if p.span.tone == tone)) for tone in common}
     steps, sigmas, amp_steps, amp_sigmas = {}, {}, {}, {}
-    for tone in common:
-        i = next(k for k, p in enumerate(lp) if p.span.tone == tone)
-        j = next(k for k, p in enumerate(rp) if p.span.tone == tone)
+    for tone, (i, j) in at.items():
         step, sigma = fit.phase_step(i, j)
         steps[tone], sigmas[tone] = math.degrees(step), math.degrees(sigma)
         ra, rb = float(fit.amplitude[0][i]), float(fit.amplitude[1][j])
@@ -154,18 +153,14 @@ def boundary_step(
     if fixed is not None and scale is None and obs.fixed_scale_sigma > 0:
         # the record's scale is known to its sigma: each side's phase at the boundary moves with it
         # by the mean over the window of d(phase)/d(scale) (the tone's phase rate times the time)
-        for tone in common:
-            i = next(k for k, p in enumerate(lp) if p.span.tone == tone)
-            j = next(k for k, p in enumerate(rp) if p.span.tone == tone)
+        for tone, (i, j) in at.items():
             moved = _phase_per_scale(sides[1], j, fixed) - _phase_per_scale(sides[0], i, fixed)
             sigmas[tone] = math.hypot(sigmas[tone], math.degrees(moved * obs.fixed_scale_sigma))
     if any(x.significant for side in near for x in side):
         # something within the resolution of a tone (a line too close to be told from it, or the
         # tone's trajectory off the programmed one): the tone's estimates can be off by what it
         # shows in quadrature (phase) and in phase (amplitude) with the tone
-        for tone in common:
-            i = next(k for k, p in enumerate(lp) if p.span.tone == tone)
-            j = next(k for k, p in enumerate(rp) if p.span.tone == tone)
+        for tone, (i, j) in at.items():
             sigmas[tone] = math.hypot(sigmas[tone], math.degrees(math.hypot(near[0][i].phase_bias_rad, near[1][j].phase_bias_rad)))
             amp_sigmas[tone] = math.hypot(amp_sigmas[tone], 20 / math.log(10) * math.hypot(near[0][i].amplitude_bias, near[1][j].amplitude_bias))
         scales = tuple((v, e * math.sqrt(max([1.0] + [x.ratio_q for x in side if x.phase_bias_rad > 0]))) for (v, e), side in zip(scales, near))
@@ -199,12 +194,6 @@ def _near(sides: list[Side], fit, counts: tuple[int, int]) -> list[list[NearExce
             per.append(near_tone_excess(side.t, r, side.tones[i](ts) + fit.theta[k][i], amp))
         out.append(per)
     return out
-
-
-def _side_lines(side: Side, paths: list[TonePath], scale: float, harmonics: int, fs: float, slopes: bool) -> list[tuple[float, float]]:
-    """Lines in one side of a boundary fit that nothing programmed explains (:func:`find_lines`)."""
-    cols, fund = _columns(side, scale, harmonics, fs, slopes)
-    return find_lines(side.t, side.y, np.stack(cols, axis=1), fund, [f for p in paths for f in (p.span.f0_hz, p.span.f1_hz)])
 
 
 def crosstalk_paths(obs: Observation, sample: float, own: list[TonePath], window_s: float) -> list[TonePath]:
@@ -241,11 +230,12 @@ def boundary_sample(obs: Observation, from_segment: str, to_segment: str, occurr
     return entries[occurrence].sample
 
 
-def _judged(result: CheckResult, obs: Observation, fits: list[BoundaryStep], limits: Limits, residual_v: float | None = None) -> CheckResult:
+def _judged(result: CheckResult, obs: Observation, fits: list[BoundaryStep], limits: Limits) -> CheckResult:
     """``result`` judged (:func:`~hil.analysis.budget.conclude`) with the residual of its
-    boundary ``fits`` (``residual_v`` if given), the lines fitted out of them named in its detail,
-    and inconclusive where one of them holds a line too close to a tone to be told from it."""
-    rms = float(np.sqrt(np.mean([f.residual_v**2 for f in fits]))) if residual_v is None else residual_v
+    boundary ``fits``, with the lines fitted out of them named in its detail, and a note where
+    one of them holds something too close to a tone to be told from it (its sigma already
+    includes the bias that can give)."""
+    rms = float(np.sqrt(np.mean([f.residual_v**2 for f in fits])))
     out = conclude(result, obs, rms, limits.sigmas, limits.noise_budget)
     named = sorted({(side, round(f), round(dbc, 1)) for b in fits for side, f, dbc in b.lines})
     if named:

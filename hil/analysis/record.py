@@ -33,7 +33,7 @@ from ..errors import AnalysisError
 from ..limits import Limits
 from ..timeline import TonePath
 from .budget import conclude
-from .lines import find_lines, line_columns
+from .lines import line_columns, side_lines
 from .observation import Observation
 from .phase import GUARD_S, crosstalk_paths
 from .result import CheckResult
@@ -124,9 +124,7 @@ def _remove_unexplained_lines(obs, paths, t, y, ref, t_ref, scale):
     fit them as extra sinusoids over the whole piece and take them out. Returns the cleaned
     samples and [(Hz, dBc of the strongest programmed tone)] of each line found (a stationary
     line beating with a tone would otherwise read as phase and amplitude wobble in short windows)."""
-    cols, fund = _columns(obs.side(t, y, paths, ref, t_ref), scale, 3 if len(paths) <= 2 else 1, obs.awg_rate_hz)
-    d = np.stack(cols, axis=1)
-    lines = find_lines(t, y, d, fund, [f for p in paths for f in (p.span.f0_hz, p.span.f1_hz)])
+    lines, d = side_lines(obs.side(t, y, paths, ref, t_ref), paths, scale, 3 if len(paths) <= 2 else 1, obs.awg_rate_hz)
     if not lines:
         return y, []
     return _take_out(d, line_columns(t, [f for f, _ in lines]), y), lines
