@@ -342,9 +342,9 @@ class Rig(abc.ABC):
     def __init__(self, config: RigConfig) -> None:
         self.config = config
         self.scope: Scope
-        #: The output delay (s) fitted on the latest record of each AWG channel that showed it (a
-        #: move): the cable does not change within a run, so records without a move use it.
-        self.fitted_delays: dict[str, float] = {}
+        #: The output delay (s) fitted on the latest acquisition that showed it (a move): the
+        #: cable does not change within a run, so records without a move use it.
+        self.fitted_delay_s: float | None = None
 
     def __enter__(self) -> Rig:
         return self

@@ -99,22 +99,20 @@ def _failed(check: str, program: str, where: str, unit: str, error: Exception) -
     return CheckResult(check, program, where, math.nan, math.nan, math.nan, unit, detail={"error": str(error)})
 
 
-def _run_checks(
-    prog: SuiteProgram, observations: dict[str, Observation], config: RigConfig, fitted_delays: dict[str, float] | None = None
-) -> list[CheckResult]:
+def _run_checks(prog: SuiteProgram, observations: dict[str, Observation], config: RigConfig) -> tuple[list[CheckResult], float | None]:
     """Every check of ``prog``: the per-channel ones on each observed channel, then the pair's.
     Each record's own time scale and output delay are fitted first (:func:`~hil.analysis.timing.timed`);
-    a delay fitted is stored in ``fitted_delays`` (per channel) when given."""
+    returns the results and the acquisition's fitted delay (None: no record showed it)."""
     limits = config.limits
     assert limits is not None  # RigConfig fills it in
     out: list[CheckResult] = []
     untimed = observations
     observations, timings = timed(observations)
+    fitted = None
     for channel, timing in timings.items():
         if timing.delay_fitted:
             out.append(delay_check(untimed[channel], timing, config.card.output_delay_s, limits))
-            if fitted_delays is not None:
-                fitted_delays[channel] = observations[channel].delay_s
+            fitted = observations[channel].delay_s  # one for the acquisition
     channels = list(observations)
     for chk in prog.checks:
         if chk.kind in PAIR_CHECKS:
@@ -168,7 +166,7 @@ def _run_checks(
             out += glitch_scan(obs, limits)
         except AnalysisError as exc:
             out.append(_failed("glitch_scan", prog.name, f"record {channel}", "deg", exc))
-    return out
+    return out, fitted
 
 
 def _where(chk: Check, channels: str) -> str:
@@ -211,9 +209,7 @@ def run_program(
     config = rig.config
     fs = config.card.sample_rate_hz
     used, quantized, program, n_play = _compiled(config, prog, faults)
-    first = prog.triggers[0]
     timeline = Timeline.of(quantized, program, prog.triggers, n_play)
-    triggers = tuple(prog.triggers)
     full_scale_v = config.card.amplitude_mv / 1000.0
     wired = {name: hw for name, hw in used.items() if hw in config.wiring}
     if not wired:
@@ -256,49 +252,58 @@ def run_program(
         extra.append(result)
         if measured != tuple(prog.triggers):
             timeline = Timeline.of(quantized, program, measured, n_play)
-            triggers = measured
-    adc_bits = _adc_bits(config)
     saved: list[SavedCapture] = []
     clock = None
     if ref is not None:
         try:
             capture, range_v = rig.scope.read(ref.input), ranges[ref.input].range_v
-            saved.append(SavedCapture(capture, prog.name, REFERENCE, range_v, ranges[ref.input].offset_v, triggers, config.name))
+            saved.append(SavedCapture(capture, prog.name, REFERENCE, range_v, ranges[ref.input].offset_v, timeline.triggers, config.name))
             clock, result = _reference(config, capture, range_v, prog.name)
         except AnalysisError as exc:
             result = _failed("scope_timebase", prog.name, f"reference {ref.input}", "ppm", exc)
         extra.append(result)
+    delay = rig.fitted_delay_s if rig.fitted_delay_s is not None else config.card.output_delay_s
     observations = {
-        name: Observation(
-            rig.scope.read(config.wiring[hw]),
-            timeline,
-            name,
-            prog.name,
-            first,
-            full_scale_v,
-            config.path(),
-            rig.fitted_delays.get(name, config.card.output_delay_s),
-            adc_range_v=ranges[config.wiring[hw]].range_v,
-            adc_offset_v=ranges[config.wiring[hw]].offset_v,
-            adc_bits=adc_bits,
-            enob=config.scope_enob,
-            shared_reference=config.shared_reference,
-            reference=clock,
-        )
+        name: _observation(config, rig.scope.read(config.wiring[hw]), timeline, name, prog.name, ranges[config.wiring[hw]], delay, clock)
         for name, hw in wired.items()
     }
     if save_dir is not None:
         faults_used = tuple(faults.describe()) if faults is not None else ()
         saved += [
-            SavedCapture(obs.capture, prog.name, name, obs.adc_range_v or 0.0, obs.adc_offset_v, triggers, config.name, delay_s=obs.delay_s)
+            SavedCapture(obs.capture, prog.name, name, obs.adc_range_v or 0.0, obs.adc_offset_v, timeline.triggers, config.name, delay_s=obs.delay_s)
             for name, obs in observations.items()
         ]
         for c in saved:
             dataclasses.replace(c, faults=faults_used).save(capture_path(save_dir, prog.name, c.awg_channel))
     extra += [record_span(obs.capture, prog, name) for name, obs in observations.items()]
     with single_threaded_blas():  # small fits: BLAS threads cost more than they give
-        checked = _run_checks(prog, observations, config, rig.fitted_delays)
+        checked, fitted = _run_checks(prog, observations, config)
+    if fitted is not None:
+        rig.fitted_delay_s = fitted
     return extra + checked, next(iter(observations.values()))
+
+
+def _observation(
+    config: RigConfig, capture, timeline: Timeline, channel: str, program: str, scope_input: ChannelSettings, delay_s: float, clock
+) -> Observation:
+    """One AWG channel's record as the checks see it: the rig's card, signal path and scope
+    resolution, the scope input's range as the scope reported it, the first trigger at t = 0."""
+    return Observation(
+        capture,
+        timeline,
+        channel,
+        program,
+        timeline.triggers[0],
+        config.card.amplitude_mv / 1000.0,
+        config.path(),
+        delay_s,
+        adc_range_v=scope_input.range_v,
+        adc_offset_v=scope_input.offset_v,
+        adc_bits=_adc_bits(config),
+        enob=config.scope_enob,
+        shared_reference=config.shared_reference,
+        reference=clock,
+    )
 
 
 #: The ``awg_channel`` of a saved reference-tone record.
@@ -333,22 +338,7 @@ def recheck_program(name: str, captures: Sequence[SavedCapture], rig: str | Path
                 result = _failed("scope_timebase", name, f"reference {c.capture.channel}", "ppm", exc)
             out.append(result)
     observations = {
-        c.awg_channel: Observation(
-            c.capture,
-            timeline,
-            c.awg_channel,
-            name,
-            measured[0],
-            config.card.amplitude_mv / 1000.0,
-            config.path(),
-            c.delay_s,
-            adc_range_v=c.range_v,
-            adc_offset_v=c.offset_v,
-            adc_bits=_adc_bits(config),
-            enob=config.scope_enob,
-            shared_reference=config.shared_reference,
-            reference=clock,
-        )
+        c.awg_channel: _observation(config, c.capture, timeline, c.awg_channel, name, ChannelSettings(c.range_v, c.offset_v), c.delay_s, clock)
         for c in captures
         if c.awg_channel != REFERENCE
     }
@@ -356,7 +346,7 @@ def recheck_program(name: str, captures: Sequence[SavedCapture], rig: str | Path
         raise SerializationError(f"{name}: no AWG channel among the captures", value=name)
     out += [record_span(obs.capture, prog, ch) for ch, obs in observations.items()]
     with single_threaded_blas():
-        out += _run_checks(prog, observations, config)
+        out += _run_checks(prog, observations, config)[0]
     return out
 
 
