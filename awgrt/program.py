@@ -7,6 +7,7 @@ and the step table (:class:`SequenceStep`), plus the report of everything the co
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -60,9 +61,9 @@ class SequenceStep:
     end: bool = False
     name: str = ""
 
-    @property
+    @functools.cached_property
     def entry(self) -> int:
-        """The 64-bit step word (unsigned), range-checked."""
+        """The 64-bit step word (unsigned), range-checked (once: the step is immutable)."""
         return encode_step_entry(self.segment, self.next, self.loops, on_trigger=self.on_trigger, end=self.end)
 
 
@@ -95,6 +96,8 @@ class CompiledSequenceProgram:
     saved_report: str | None = field(default=None, repr=False, compare=False)
     #: The quantized IR it was compiled from (every tone's trajectory: what :meth:`plot` draws).
     quantized: QuantizedIR | None = field(default=None, repr=False, compare=False)
+    #: Slots kept for writes while the card runs (a rearranger's move slots): no step need play them.
+    reserved_slots: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hardware_channels", MappingProxyType(dict(self.hardware_channels)))
@@ -184,7 +187,10 @@ class CompiledSequenceProgram:
             except CardLimitError as exc:
                 out.append(f"{where}: {exc.detail}")
             used.add(st.segment)
-        unused = sorted(set(range(len(self.segments))) - used)
+        for r in self.reserved_slots:
+            if not 0 <= r < len(self.segments):
+                out.append(f"reserved slot {r} out of range 0..{len(self.segments) - 1}")
+        unused = sorted(set(range(len(self.segments))) - used - set(self.reserved_slots))
         if unused:
             out.append(f"segments {unused} are never played by any step")
         return out
@@ -230,6 +236,8 @@ class CompiledSequenceProgram:
             "segments": [{"name": s.name, "names": list(s.names), "digest": s.digest, "clipped": list(s.clipped)} for s in self.segments],
             "steps": [[st.segment, st.next, st.loops, st.on_trigger, st.end, st.name] for st in self.steps],
         }
+        if self.reserved_slots:
+            meta["reserved_slots"] = list(self.reserved_slots)
         if self.intent is not None:
             meta["intent"] = self.intent.to_dict()
         if self.report_text is not None:
@@ -286,6 +294,9 @@ class CompiledSequenceProgram:
                     intent = IntentIR.from_dict(meta["intent"])
                 except AWGRTError as exc:
                     raise f.fail("meta.intent", f"the intent program it keeps is not valid: {exc}"[:300]) from None
+            reserved = tuple(
+                check_value(f, "meta.reserved_slots", r, "int") for r in check_value(f, "meta.reserved_slots", meta.get("reserved_slots", []), "list")
+            )
             saved_report = meta.get("report")
             if saved_report is not None:
                 check_value(f, "meta.report", saved_report, "str")
@@ -303,4 +314,5 @@ class CompiledSequenceProgram:
             card=card,
             intent=intent,
             saved_report=saved_report,
+            reserved_slots=reserved,
         )

@@ -236,9 +236,7 @@ class Runtime:
         timings["quantize"] += time.perf_counter() - t
 
         t = time.perf_counter()
-        compiled = compile_sequence_program(
-            q, self.gain, self.clip, self.full_scale, clip_policy=self.clip_policy, cache=self._cache, fast_math=self.fast_math
-        )
+        compiled = compile_sequence_program(q, self.gain, self.clip, self.full_scale, clip_policy=self.clip_policy, cache=self._cache, fast_math=self.fast_math)
         if prune:  # keep only what the current point uses (a dry run keeps everything)
             digests = {s.digest for s in q.segments}
             for k in [k for k in self._cache if k.split(":", 1)[0] not in digests]:
@@ -379,9 +377,7 @@ class Runtime:
         return plan_upload(be.program, new, config=be.config, running=running, playing_slot=playing, live=self.live, wanted=self._asked(new))
 
     def _asked(self, program: CompiledSequenceProgram) -> OutputConfig:
-        return asked_outputs(
-            program, amplitude_mv=self.amplitude_mv, stop_level=self.stop_level, trigger=self.trigger, trigger_level_mv=self.trigger_level_mv
-        )
+        return asked_outputs(program, amplitude_mv=self.amplitude_mv, stop_level=self.stop_level, trigger=self.trigger, trigger_level_mv=self.trigger_level_mv)
 
     def verify(self) -> tuple[Mismatch, ...]:
         """Read the card back (every output setting, the slot count and sizes, the start step, every
@@ -402,9 +398,35 @@ class Runtime:
             )
         return mismatches
 
-    def plan(
-        self, program: AWGProgramBuilder | IntentIR | ResolvedIR, *, sample_rate_hz: float | None = None, invariant: Sequence[str] = ()
-    ) -> UploadPlan:
+    def rewrite(self, program: CompiledSequenceProgram, *, slots: Sequence[int] = (), steps: Sequence[int] = ()) -> None:
+        """Bring the running card to ``program`` by writing only the memory slots ``slots`` and
+        then the step entries ``steps``, in that order, without stopping it (what a real-time
+        client such as :class:`~awgrt.rearrange.Rearranger` does between two triggers). Everything
+        else in ``program`` must equal what the card holds (the backend checks it), and no slot
+        written may be the one playing now: the caller keeps the slots it writes out of the
+        sequencer's reach until their step entries are written. ``self.program`` is ``program``
+        afterwards; on any failure the card is stopped and the next run uploads everything."""
+        if self.program is None or self.backend.program is None:
+            raise ProgramError("nothing is loaded yet: rewrite() changes a program that run() uploaded", op="rewrite")
+        if slots and self.backend.is_running():
+            playing = self.backend.program.steps[self.backend.current_step()].segment
+            if playing in slots:
+                raise ProgramError(
+                    f"slot {playing} ({program.segments[playing].name!r}) is playing now: it cannot be rewritten live", op="rewrite", value=playing
+                )
+        try:
+            if slots:  # the new samples under the step table the card still holds
+                held = self.backend.program
+                self.backend.update_segments(replace(program, steps=held.steps, start_step=held.start_step), list(slots))
+            if steps:
+                self.backend.write_steps(program, list(steps))
+        except BaseException:
+            self.backend.abandon()
+            self.program = None
+            raise
+        self.program = program
+
+    def plan(self, program: AWGProgramBuilder | IntentIR | ResolvedIR, *, sample_rate_hz: float | None = None, invariant: Sequence[str] = ()) -> UploadPlan:
         """A dry run: compile ``program`` as :meth:`run` would and return the
         :class:`~awgrt.upload.UploadPlan` it would carry out, touching nothing on the card."""
         compiled, *_ = self._compile(program, sample_rate_hz, invariant, prune=False)

@@ -148,8 +148,10 @@ class Backend(Protocol):
         Raises: ProgramError if nothing is loaded or the layout changed; CardError as for load."""
         ...
 
-    def write_steps(self, program: CompiledSequenceProgram) -> None:
-        """Rewrite the step table only (same layout). Raises: as :meth:`update_segments`."""
+    def write_steps(self, program: CompiledSequenceProgram, indices: Sequence[int] | None = None) -> None:
+        """Rewrite the step table only (same layout): every entry and the start step, or only the
+        entries ``indices``, in that order (the card keeps running; an entry the sequencer has
+        already read plays as it was). Raises: as :meth:`update_segments`."""
         ...
 
     def abandon(self) -> None:
@@ -320,11 +322,25 @@ class BackendBase(abc.ABC):
         self._guarded("segment update", lambda: self._update_segments(program, list(indices)))
         self.program = program
 
-    def write_steps(self, program: CompiledSequenceProgram) -> None:
-        """Rewrite the step table only (slot layout and samples unchanged)."""
+    def write_steps(self, program: CompiledSequenceProgram, indices: Sequence[int] | None = None) -> None:
+        """Rewrite the step table only (slot layout and samples unchanged): all of it and the start
+        step, or only the entries ``indices`` (in that order; the others must equal the loaded
+        program's, so that ``program`` keeps describing the card)."""
         self._check_same_layout(program, "write_steps")
         self._check_same_samples(program, set(), "write_steps")
-        self._guarded("step table update", lambda: self._write_steps(program))
+        if indices is not None:
+            assert self.program is not None  # the layout check needs a loaded program
+            order = list(indices)
+            for i in order:
+                if isinstance(i, bool) or not isinstance(i, numbers.Integral) or not 0 <= i < len(program.steps):
+                    raise ProgramError(f"step {i!r} out of range 0..{len(program.steps) - 1}", op="write_steps", value=i)
+            others = [i for i, (a, b) in enumerate(zip(self.program.steps, program.steps)) if a is not b and a.entry != b.entry and i not in order]
+            if others or self.program.start_step != program.start_step:
+                what = f"steps {others}" if others else f"the start step ({self.program.start_step} -> {program.start_step})"
+                raise ProgramError(f"the program's {what} differ from what the card holds and are not written", op="write_steps", value=others)
+            self._guarded("step entry update", lambda: self._write_step_entries(program, order))
+        else:
+            self._guarded("step table update", lambda: self._write_steps(program))
         self.program = program
 
     def _check_same_samples(self, program: CompiledSequenceProgram, written: set[int], op: str) -> None:
@@ -415,6 +431,9 @@ class BackendBase(abc.ABC):
 
     @abc.abstractmethod
     def _write_steps(self, program: CompiledSequenceProgram) -> None: ...
+
+    @abc.abstractmethod
+    def _write_step_entries(self, program: CompiledSequenceProgram, indices: list[int]) -> None: ...
 
     @abc.abstractmethod
     def _start(self, force_trigger: bool) -> None: ...

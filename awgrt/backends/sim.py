@@ -144,6 +144,9 @@ class SimBackend(BackendBase):
         if self.sim.start_step != program.start_step:  # the card's register, not a memory of it
             self.sim.set_start_step(program.start_step)
 
+    def _write_step_entries(self, program: CompiledSequenceProgram, indices: list[int]) -> None:
+        write_steps(self.sim, program, indices)
+
     def _start(self, force_trigger: bool) -> None:
         self.sim.start()
         self.start_sample = self.sim.now

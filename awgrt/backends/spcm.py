@@ -424,13 +424,17 @@ class SpcmBackend(BackendBase):
             self._write_slot(i, program)
 
     def _write_steps(self, program: CompiledSequenceProgram) -> None:
-        self._require_open()
-        for i, step in enumerate(program.steps):
-            with self._step(f"writing step {i} ({step.name!r}: segment {step.segment}, next {step.next}, loops {step.loops})"):
-                self._set(sp.SPC_SEQMODE_STEPMEM0 + i, as_int64(step.entry))
+        self._write_step_entries(program, list(range(len(program.steps))))
         with self._step(f"setting the start step {program.start_step}"):
             if self._get(sp.SPC_SEQMODE_STARTSTEP) != program.start_step:
                 self._set(sp.SPC_SEQMODE_STARTSTEP, program.start_step)
+
+    def _write_step_entries(self, program: CompiledSequenceProgram, indices: list[int]) -> None:
+        self._require_open()
+        for i in indices:
+            step = program.steps[i]
+            with self._step(f"writing step {i} ({step.name!r}: segment {step.segment}, next {step.next}, loops {step.loops})"):
+                self._set(sp.SPC_SEQMODE_STEPMEM0 + i, as_int64(step.entry))
 
     def _start(self, force_trigger: bool) -> None:
         self._require_open()

@@ -31,10 +31,10 @@ def write_slots(card: SimulatedCard, program: CompiledSequenceProgram, indices: 
         card.write_segment_data(program.segments[i].data)
 
 
-def write_steps(card: SimulatedCard, program: CompiledSequenceProgram) -> None:
-    """Write every step-table entry of ``program``."""
-    for i, step in enumerate(program.steps):
-        card.write_step(i, step.entry)
+def write_steps(card: SimulatedCard, program: CompiledSequenceProgram, indices: Sequence[int] | None = None) -> None:
+    """Write every step-table entry of ``program``, or the entries ``indices`` in that order."""
+    for i in range(len(program.steps)) if indices is None else indices:
+        card.write_step(i, program.steps[i].entry)
 
 
 def load_program(card: SimulatedCard, program: CompiledSequenceProgram) -> None:

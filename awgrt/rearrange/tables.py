@@ -1,0 +1,159 @@
+"""The precomputed pieces a rearrangement shot is summed from, per channel.
+
+A shot's move segment (``n_samples`` long) is, per channel, in two parts:
+
+- samples [0, R), the **ramp-off**: every load tone continues from the load hold (frequency,
+  phase, amplitude as the hold leaves them); the tones of empty sites and of spare atoms ramp to
+  zero (``move.ramp_kind``; on a calibrated channel the optical power ramps). Made as the sum of
+  all load tones held (``held``, one row) minus, per tone going off, the difference between
+  held and fading (``fade``, one row per site);
+- samples [R, n_samples), the **move**: each atom's tone goes from its site to its target along
+  ``move.kind`` over T samples, then holds the target frequency to the segment's end. Its
+  amplitude goes from the site's to the target's along the same shape (on a calibrated channel
+  the optical power does, the RF amplitude following the calibration at each instant's
+  frequency). One row per (site, target) pair within reach (``pairs``, indexed by ``pair_row``).
+
+Phase: a tone's phase at the move's start is exactly where the load hold left it (the hold
+wraps seamlessly, so that is its start phase plus the ramp-off's advance). At the segment's end
+it must be the target hold's start phase; the move's exact advance is computed and the
+difference e (|e| <= 1/2 cycle) is added along the move's own shape, e s(k / T): a frequency
+deviation of at most max s' x e / T (0.94 / T Hz for min_jerk; 9.4 kHz for a 100 us move), zero
+at both ends. Phase and amplitude are continuous at both joins, to float32 rounding.
+
+Unfilled targets leave the target hold without their tone, so partial target holds are summed
+from one row per target (``target_rows``) over the target hold's length.
+
+Every row is float32 in LSB (amplitude x gain x full scale), computed in float64 with phases
+reduced to [-1/2, 1/2) cycle before the sine. Memory is stated by :attr:`ChannelTables.nbytes`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..calibration import AODCalibration
+from ..ir.resolved import Optical, ToneSpan
+from ..ir.shapes import FREQ_SHAPES, phase_cycles, span_phase_advance
+
+#: The largest slope of each move shape's progress, s'(u): a move of D Hz over T s peaks at s' D / T Hz/s.
+PEAK_SLOPE = {"linear": 1.0, "min_jerk": 1.875, "smoothstep": 1.5, "cosine": math.pi / 2}
+
+
+@dataclass(frozen=True)
+class Tone:
+    """A hold's tone as the card plays it: frequency (Hz), start phase (cycles), RF amplitude
+    (fraction of full scale) and, on a calibrated channel, its optical power."""
+
+    freq_hz: float
+    phase_cycles: float
+    amp: float
+    power: float | None = None
+
+
+@dataclass(frozen=True)
+class ChannelTables:
+    """One channel's precomputed rows (see module doc), float32 in LSB."""
+
+    ramp_samples: int
+    move_samples: int
+    held: np.ndarray  # (R,)
+    fade: np.ndarray  # (sites, R)
+    pairs: np.ndarray  # (pairs, n_samples - R)
+    pair_row: np.ndarray  # (sites, targets) int32, -1 where out of reach
+    distance_hz: np.ndarray  # (sites, targets), inf where out of reach
+    target_rows: np.ndarray  # (targets, target hold samples)
+    correction_hz: float  # the largest frequency deviation any phase correction makes
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in (self.held, self.fade, self.pairs, self.pair_row, self.distance_hz, self.target_rows))
+
+
+def _sine_rows(cycles: np.ndarray, amps: np.ndarray, lsb: float) -> np.ndarray:
+    """lsb x amps x sin(2 pi cycles), with the phase reduced before the sine, as float32."""
+    reduced = cycles - np.rint(cycles)
+    return (lsb * amps * np.sin(2.0 * np.pi * reduced)).astype(np.float32)
+
+
+def _amplitude(f0: float, f1: float, kind: str, a0: float, a1: float, p: tuple[float, float] | None, cal: AODCalibration | None, u: np.ndarray) -> np.ndarray:
+    """RF amplitude along a span (the compiler's own rule: :meth:`ToneSpan.amplitude_at`)."""
+    optical = Optical(p[0], p[1], cal) if cal is not None and p is not None else None
+    return ToneSpan(0, f0, f1, kind, a0, a1, kind, optical=optical).amplitude_at(u)
+
+
+def build_tables(
+    sites: list[Tone],
+    targets: list[Tone],
+    *,
+    sample_rate_hz: float,
+    n_samples: int,
+    ramp_samples: int,
+    move_samples: int,
+    kind: str,
+    ramp_kind: str,
+    reach_hz: float | None,
+    target_samples: int,
+    lsb: float,
+    calibration: AODCalibration | None,
+    progress: Callable[[float], None] = lambda _: None,
+) -> ChannelTables:
+    """The tables of one channel (see module doc); ``progress(units)`` is told of each site done."""
+    fs = sample_rate_hz
+    R, T = ramp_samples, move_samples
+    L = n_samples - R
+    k_ramp = np.arange(R, dtype=np.float64)
+    held = np.zeros(R, np.float64)
+    fade = np.empty((len(sites), R), np.float32)
+    for i, s in enumerate(sites):
+        cyc = s.phase_cycles + (s.freq_hz / fs) * k_ramp
+        sine = np.sin(2.0 * np.pi * (cyc - np.rint(cyc)))
+        off = _amplitude(s.freq_hz, s.freq_hz, ramp_kind, s.amp, 0.0, (s.power, 0.0) if s.power is not None else None, calibration, k_ramp / R)
+        held += lsb * s.amp * sine
+        fade[i] = (lsb * (s.amp - off) * sine).astype(np.float32)
+    f_site = np.array([s.freq_hz for s in sites])
+    f_target = np.array([t.freq_hz for t in targets])
+    distance = np.abs(f_site[:, None] - f_target[None, :])
+    if reach_hz is not None:
+        distance[distance > reach_hz * (1 + 1e-12)] = np.inf
+    pair_row = np.full(distance.shape, -1, np.int32)
+    pair_row[np.isfinite(distance)] = np.arange(int(np.isfinite(distance).sum()), dtype=np.int32)
+    pairs = np.empty((int(np.isfinite(distance).sum()), L), np.float32)
+    k = np.arange(L, dtype=np.float64)
+    k_move = np.minimum(k, T)
+    after = np.maximum(k - T, 0.0)
+    u = k_move / T
+    shape = FREQ_SHAPES[kind].progress(u)
+    correction = 0.0
+    for i, s in enumerate(sites):
+        start = s.phase_cycles + (s.freq_hz / fs) * R  # where the ramp-off leaves the tone
+        for j in np.flatnonzero(pair_row[i] >= 0):
+            t = targets[j]
+            f0, f1 = s.freq_hz / fs, t.freq_hz / fs
+            end = start + span_phase_advance(f0, f1, kind, T) + f1 * (L - T)
+            miss = t.phase_cycles - end
+            miss -= round(miss)
+            cyc = start + phase_cycles(f0, f1, kind, T, k_move) + f1 * after + miss * shape
+            p = (s.power, t.power) if s.power is not None and t.power is not None else None
+            amp = _amplitude(s.freq_hz, t.freq_hz, kind, s.amp, t.amp, p, calibration, u)
+            pairs[pair_row[i, j]] = _sine_rows(cyc, amp, lsb)
+            correction = max(correction, abs(miss))
+        progress(1.0)
+    k_hold = np.arange(target_samples, dtype=np.float64)
+    target_rows = np.empty((len(targets), target_samples), np.float32)
+    for j, t in enumerate(targets):
+        target_rows[j] = _sine_rows(t.phase_cycles + (t.freq_hz / fs) * k_hold, np.full(target_samples, t.amp), lsb)
+    return ChannelTables(
+        ramp_samples=R,
+        move_samples=T,
+        held=held.astype(np.float32),
+        fade=fade,
+        pairs=pairs,
+        pair_row=pair_row,
+        distance_hz=distance,
+        target_rows=target_rows,
+        correction_hz=PEAK_SLOPE[kind] * correction * fs / T,
+    )
