@@ -1,0 +1,216 @@
+"""Real-time rearrangement, judged on the card's output: random shots decoded independently.
+
+Each shot's int16 output is checked by :mod:`tests.rearrange_oracle` (phase at both joins, each
+atom's frequency and amplitude along the asked track, tones ramped off, the target hold holding
+exactly the planned targets), and the oracle is shown to catch each fault a fast path could
+make: a crossing, a phase jump, a wrong target, a tone left on an empty site, a stale slot.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.signal import hilbert
+
+from awgrt import Runtime
+from awgrt.backends import SimBackend
+from awgrt.errors import CardError, ProgramError, VerificationError
+from awgrt.rearrange import Move, Rearranger, TweezerArray
+from tests.rearrange_oracle import Asked, check_shot
+
+FS = 625e6
+SITES = tuple(80e6 + 1e6 * i for i in range(12))
+TARGET = tuple(range(3, 9))
+AMP = 0.04
+MOVE = Move(time_s=40e-6, ramp_s=5e-6)
+ASKED = Asked(SITES, TARGET, AMP, AMP, MOVE.ramp_s, MOVE.time_s)
+HOLD_S = 32e-6  # 20000 samples: the 1 MHz grid wraps exactly
+
+
+def make(backend=None, *, start: bool = True, **kw):
+    be = backend or SimBackend("M4i.6631-x8")
+    rt = Runtime(be, trigger="external")
+    r = Rearranger(TweezerArray(target=TARGET, sites_hz=SITES, amp=AMP, move=kw.pop("move", MOVE)), load_hold_s=HOLD_S, target_hold_s=HOLD_S, **kw)
+    r.prepare(rt, start=start)
+    return be, rt, r
+
+
+def occupancies(seed: int, n: int, fill: float = 0.55) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.random(len(SITES)) < fill for _ in range(n)]
+
+
+def play(be: SimBackend, r: Rearranger, report) -> tuple[np.ndarray, int, int]:
+    """Trigger the armed shot and return the output (indexed from the start command) with the
+    samples at which the card entered its move and target steps (from the card's step log)."""
+    steps = r.cycle_steps(report.cycle)
+    begin = be.samples_since_start()
+    be.schedule_trigger(after=1000)
+    x = be.capture(4 * 20000 + r.move_samples + 5000)[:, 0]
+    events = [e for e in be.events if e.sample >= begin]
+    m0 = next(e.sample for e in events if e.step == steps["move"])
+    m1 = next(e.sample for e in events if e.step == steps["target"] and e.sample > m0)
+    full = np.zeros(begin + x.size, np.int16)
+    full[begin:] = x
+    be.schedule_trigger(after=1000)  # leave the target hold for the next cycle's load hold
+    be.advance(samples=45000)
+    return full, m0, m1
+
+
+def started(be: SimBackend) -> None:
+    be.schedule_trigger(after=100)  # the first trigger starts the load hold
+    be.advance(samples=30000)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_shots_play_what_was_asked(seed: int) -> None:
+    be, rt, r = make()
+    started(be)
+    for occ in occupancies(seed, 3):
+        report = r.shot(occ)
+        assert rt.verify() == ()
+        x, m0, m1 = play(be, r, report)
+        assert m1 - m0 == r.move_samples
+        problems = check_shot(x, FS, m0, m1, ASKED, list(report.plans["X"].moves), occ)
+        assert problems == [], problems
+    assert be.sim.live_slot_writes == 0
+
+
+def test_too_few_atoms_fill_what_can_be_filled_and_leave_no_tone_on_the_empty_targets() -> None:
+    be, rt, r = make()
+    started(be)
+    occ = np.zeros(len(SITES), bool)
+    occ[[0, 5, 11]] = True
+    report = r.shot(occ)
+    plan = report.plans["X"]
+    assert not report.complete and len(plan.moves) == 3 and len(plan.unfilled) == 3
+    x, m0, m1 = play(be, r, report)
+    assert check_shot(x, FS, m0, m1, ASKED, list(plan.moves), occ) == []
+    # the next, complete shot restores every target tone in the other cycle and in this one
+    for occ in (np.ones(len(SITES), bool), occupancies(5, 1, 0.9)[0]):
+        report = r.shot(occ)
+        x, m0, m1 = play(be, r, report)
+        assert check_shot(x, FS, m0, m1, ASKED, list(report.plans["X"].moves), occ) == []
+
+
+def test_a_trigger_before_the_shot_is_armed_plays_no_move_and_no_stale_slot() -> None:
+    be, rt, r = make()
+    started(be)
+    occ = occupancies(11, 2)
+    report = r.shot(occ[0])
+    play(be, r, report)  # cycle A played; the card waits in cycle B's load hold
+    begin = be.samples_since_start()
+    be.schedule_trigger(after=1000)  # nothing armed for cycle B
+    be.advance(samples=100000)
+    entered = [e.step for e in be.events if e.sample >= begin]
+    assert 6 in entered and 7 not in entered and 2 not in entered  # B's move step played one load pass, back to B's load hold
+    assert rt.program.steps[6].segment == 0 and be.current_step() == 4
+    report = r.shot(occ[1])
+    assert report.cycle == "B"
+    x, m0, m1 = play(be, r, report)
+    assert check_shot(x, FS, m0, m1, ASKED, list(report.plans["X"].moves), occ[1]) == []
+
+
+def test_shots_armed_twice_before_a_trigger_play_the_last() -> None:
+    be, rt, r = make()
+    started(be)
+    a, b = occupancies(3, 2)
+    r.shot(a)
+    report = r.shot(b)
+    assert report.steps_written[0] == 2  # disarmed before its slot was rewritten
+    x, m0, m1 = play(be, r, report)
+    assert check_shot(x, FS, m0, m1, ASKED, list(report.plans["X"].moves), b) == []
+
+
+def test_a_shot_between_the_trigger_and_the_target_hold_is_refused() -> None:
+    be, rt, r = make()
+    started(be)
+    r.shot(occupancies(1, 1)[0])
+    be.schedule_trigger(after=100)
+    while be.current_step() not in (1, 2):
+        be.advance(samples=2000)
+    with pytest.raises(CardError, match="between a trigger and the target hold"):
+        r.shot(occupancies(2, 1)[0])
+
+
+def test_bad_occupancies_are_refused_naming_the_channel() -> None:
+    be, rt, r = make()
+    with pytest.raises(ProgramError, match="12 booleans"):
+        r.shot(np.ones(11, bool))
+    with pytest.raises(ProgramError, match="12 booleans"):
+        r.shot(np.ones(12, int))
+    with pytest.raises(ProgramError, match="occupancies for"):
+        r.shot({"Y": np.ones(12, bool)})
+
+
+def test_a_chirp_limit_leaves_targets_out_of_reach_unfilled() -> None:
+    move = Move(time_s=40e-6, ramp_s=5e-6, max_chirp_hz_per_s=1.875 * 2.2e6 / 40e-6)  # reach 2.2 MHz: two sites
+    be, rt, r = make(move=move)
+    started(be)
+    occ = np.zeros(len(SITES), bool)
+    occ[[0, 1, 2, 11]] = True
+    report = r.shot(occ)
+    plan = report.plans["X"]
+    assert all(abs(SITES[s] - SITES[t]) <= 2.2e6 + 1e5 for s, t in plan.moves)
+    assert plan.moves == ((1, 3), (2, 4)) and plan.unfilled == (5, 6, 7, 8)  # 0 and 11 are 3 MHz from any target
+    x, m0, m1 = play(be, r, report)
+    assert check_shot(x, FS, m0, m1, ASKED, list(plan.moves), occ, reach_hz=2.2e6 + 1e5) == []
+
+
+# ---------------------------------------------------------------------- the oracle catches faults
+
+
+def _faulty(fault: str):
+    """A prepared rearranger whose tables or writes carry ``fault``, shot once; the problems found."""
+    be, rt, r = make()
+    started(be)
+    occ = np.zeros(len(SITES), bool)
+    occ[[1, 2, 5, 6, 9, 10, 11]] = True
+    tables = r._channels[0].tables
+    if fault == "stale slot":
+        first = r.shot(occupancies(8, 1)[0])
+        play(be, r, first)  # cycle A played
+        report = r.shot(occupancies(9, 1)[0])  # cycle B
+        play(be, r, report)
+        be._update_segments = lambda program, indices: None  # type: ignore[method-assign]  # the slot write never lands
+        report = r.shot(occ)  # cycle A again: its slot keeps the first shot's moves
+        with pytest.raises(VerificationError, match="move A"):
+            rt.verify()  # the read-back sees it too
+        x, m0, m1 = play(be, r, report)
+        return check_shot(x, FS, m0, m1, ASKED, list(report.plans["X"].moves), occ)
+    if fault == "crossing":  # two atoms' rows swapped: they pass each other
+        report_plan = r._plan(r._channels[0], occ)
+        (s1, t1), (s2, t2) = report_plan.moves[:2]
+        i, j = TARGET.index(t1), TARGET.index(t2)
+        tables.pair_row[s1, i], tables.pair_row[s1, j] = tables.pair_row[s1, j], tables.pair_row[s1, i]
+        tables.pair_row[s2, i], tables.pair_row[s2, j] = tables.pair_row[s2, j], tables.pair_row[s2, i]
+    elif fault == "wrong target":  # one atom's row goes one site further than planned
+        s1, t1 = r._plan(r._channels[0], occ).moves[-1]
+        i = TARGET.index(t1)
+        tables.pair_row[s1, i] = tables.pair_row[s1, i - 1]
+    elif fault == "phase jump":  # every move 0.01 rad off: a step where the move meets the target hold
+        rows = tables.pairs.astype(np.float64)
+        turned = np.real(hilbert(rows, axis=1) * np.exp(-1j * 0.01))
+        tables.pairs[:] = turned.astype(np.float32)
+    elif fault == "tone left on":  # the empty sites' tones are not ramped off during the ramp (cut at its end)
+        tables.fade[:] = 0.0
+    report = r.shot(occ)
+    x, m0, m1 = play(be, r, report)
+    return check_shot(x, FS, m0, m1, ASKED, list(report.plans["X"].moves), occ)
+
+
+@pytest.mark.parametrize("fault", ["crossing", "wrong target", "phase jump", "tone left on", "stale slot"])
+def test_the_oracle_catches(fault: str) -> None:
+    problems = _faulty(fault)
+    assert problems, f"{fault} went unnoticed"
+
+
+def test_the_oracle_passes_an_unmodified_shot_of_the_fault_pattern() -> None:
+    be, rt, r = make()
+    started(be)
+    occ = np.zeros(len(SITES), bool)
+    occ[[1, 2, 5, 6, 9, 10, 11]] = True
+    report = r.shot(occ)
+    x, m0, m1 = play(be, r, report)
+    assert check_shot(x, FS, m0, m1, ASKED, list(report.plans["X"].moves), occ) == []
+
