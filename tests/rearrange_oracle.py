@@ -14,7 +14,7 @@ the target step it entered at ``m1`` (both from the card's own step log):
 - **ramp-off**: at the end of the ramp the tones of empty sites and spare atoms are gone (below
   2 % of their amplitude), the others are still there;
 - **move**: each planned atom's tone is found along the asked trajectory (the fitted start and end
-  frequencies joined by the asked shape): its demodulated amplitude stays within 10 % of the
+  frequencies joined by the asked shape): its demodulated amplitude stays within ``track_amp_tol`` (2 %) of the
   asked one and its frequency within ``track_tol_hz`` of the trajectory, at 24 points;
 - **move -> target join** (``m1``): each target tone's phase fitted just before the join (along
   the asked trajectory's tail) and just after it (the target hold) agree within ``phase_tol_rad``;
@@ -49,6 +49,15 @@ class Asked:
     kind: str = "min_jerk"
     ramp_kind: str = "min_jerk"
     full_scale: int = 32767
+    #: An AOD calibration (``amp``/``target_amp`` are then optical powers): its forward and
+    #: inverse model define what RF amplitude each asked power needs at each frequency.
+    calibration: object = None
+
+    def rf_lsb(self, f_hz: np.ndarray | float, power: np.ndarray | float) -> np.ndarray:
+        """The RF amplitude (LSB) the asked amplitude or power means at ``f_hz``."""
+        if self.calibration is None:
+            return np.broadcast_to(np.asarray(power, dtype=np.float64) * self.full_scale, np.broadcast(f_hz, power).shape)
+        return self.calibration.rf_amplitude(f_hz, power)[0] * self.full_scale  # type: ignore[attr-defined]
 
 
 def best_assignment(occupied: np.ndarray, target: tuple[int, ...], sites_hz: tuple[float, ...], reach_hz: float | None = None) -> tuple[int, float]:
@@ -96,6 +105,15 @@ def fit_tones(x: np.ndarray, n: np.ndarray, fs: float, guess_hz: np.ndarray, bou
     return sol.x, amps, phases, res
 
 
+def _ramp_off(asked: Asked, f_hz: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """The ramp-off envelope (1 at its start) of tones at ``f_hz``, at normalised times u: the
+    amplitude (or, calibrated, the optical power) along the asked ramp shape to zero."""
+    if asked.calibration is None:
+        return np.repeat(ref_amplitude(1.0, 0.0, asked.ramp_kind, u)[:, None], f_hz.size, axis=1)
+    power = ref_amplitude(asked.amp, 0.0, asked.ramp_kind, u)
+    return asked.rf_lsb(f_hz[None, :], power[:, None]) / asked.rf_lsb(f_hz, asked.amp)[None, :]
+
+
 def wrap(x: np.ndarray | float) -> np.ndarray:
     return (np.asarray(x) + np.pi) % (2 * np.pi) - np.pi
 
@@ -113,6 +131,7 @@ def check_shot(
     phase_tol_rad: float = 1e-3,
     track_tol_hz: float | None = None,
     residual_lsb: float = 3.0,
+    track_amp_tol: float = 0.02,
 ) -> list[str]:
     """Every way the played shot differs from what was asked (see module doc); [] if none.
     ``samples``: one channel's int16 output, indexed on the card's step-log clock; ``m0`` /
@@ -122,7 +141,8 @@ def check_shot(
     x = samples.astype(np.float64)
     sites = np.asarray(asked.sites_hz)
     lsb = asked.full_scale
-    a_load, a_target = asked.amp * lsb, asked.target_amp * lsb
+    a_sites = asked.rf_lsb(sites, asked.amp)
+    a_load = float(np.max(a_sites))
     R, T = round(asked.ramp_s * fs), round(asked.move_s * fs)
     track_tol = track_tol_hz if track_tol_hz is not None else 1.875 * 0.5 * fs / T + 5e3
 
@@ -146,15 +166,15 @@ def check_shot(
     W = round(4e-6 * fs)
     n_load = np.arange(m0 - W, m0) - m0
     f_site, amp_site, ph_site, res = fit_tones(x[m0 - W : m0], n_load, fs, sites, 60e3)
-    if np.max(np.abs(amp_site - a_load)) > 0.02 * a_load:
-        out.append(f"load hold amplitudes {np.round(amp_site, 1).tolist()} differ from {a_load:.1f}")
+    if np.max(np.abs(amp_site - a_sites)) > 0.02 * a_load:
+        out.append(f"load hold amplitudes {np.round(amp_site, 1).tolist()} differ from {np.round(a_sites, 1).tolist()}")
 
     # --- just after the join: held tones keep phase; tones going off follow the ramp from their amplitude
     going = np.array([s not in src for s in range(sites.size)])
     w1 = min(R // 4, round(1e-6 * fs))
     n1 = np.arange(0, w1)
     env = np.ones((w1, sites.size))
-    env[:, going] = ref_amplitude(1.0, 0.0, asked.ramp_kind, n1 / R)[:, None]
+    env[:, going] = _ramp_off(asked, f_site[going], n1 / R)
     amp1, ph1, res1 = _linear(x[m0 : m0 + w1], _design(f_site, n1, fs, env))
     jump = wrap(ph1 - ph_site)
     for s in range(sites.size):
@@ -164,27 +184,29 @@ def check_shot(
     # --- the ramp's last microsecond: the tones going off still follow the asked ramp (not cut before)
     n2 = np.arange(R - w1, R)
     env2 = np.ones((w1, sites.size))
-    env2[:, going] = ref_amplitude(1.0, 0.0, asked.ramp_kind, n2 / R)[:, None]
+    env2[:, going] = _ramp_off(asked, f_site[going], n2 / R)
     amp2, _, _ = _linear(x[m0 + R - w1 : m0 + R], _design(f_site, n2, fs, env2))
     # --- the move's first microsecond: they are gone, the moving ones (barely moved yet) are there
     n3 = np.arange(R, R + w1)
     amp3, _, _ = _linear(x[m0 + R : m0 + R + w1], _design(f_site, n3, fs))
     for s in range(sites.size):
         what = "spare atom" if occupied[s] else "empty"
-        if going[s] and abs(amp2[s] - a_load) > 0.03 * a_load:
-            out.append(f"site {s} ({what}): ramp-off amplitude {amp2[s]:.1f} x the asked ramp near its end, asked {a_load:.1f}")
+        if going[s] and abs(amp2[s] - a_sites[s]) > 0.03 * a_load:
+            out.append(f"site {s} ({what}): ramp-off amplitude {amp2[s]:.1f} x the asked ramp near its end, asked {a_sites[s]:.1f}")
         if going[s] and amp3[s] > 0.02 * a_load:
             out.append(f"site {s} ({what}): tone still on after the ramp ({amp3[s]:.1f} LSB)")
-        if not going[s] and abs(amp3[s] - a_load) > 0.02 * a_load:
-            out.append(f"site {s} (moving): amplitude {amp3[s]:.1f} as the move starts, not {a_load:.1f}")
+        if not going[s] and abs(amp3[s] - a_sites[s]) > 0.02 * a_load:
+            out.append(f"site {s} (moving): amplitude {amp3[s]:.1f} as the move starts, not {a_sites[s]:.1f}")
 
     # --- target hold, just after the second join: exactly the planned targets, nothing else
     targets = np.asarray([sites[t] for t in asked.target])
     n_tgt = np.arange(m1, m1 + W) - m1
     f_tgt, amp_tgt, ph_tgt, res_t = fit_tones(x[m1 : m1 + W], n_tgt, fs, targets, 60e3)
     filled = {asked.target.index(t) for t in dst}
+    a_tgts = asked.rf_lsb(targets, asked.target_amp)
+    a_target = float(np.max(a_tgts))
     for j in range(targets.size):
-        want = a_target if j in filled else 0.0
+        want = a_tgts[j] if j in filled else 0.0
         if abs(amp_tgt[j] - want) > 0.02 * a_target:
             out.append(f"target {asked.target[j]}: amplitude {amp_tgt[j]:.1f} in the target hold, asked {want:.1f}")
     rms = float(np.sqrt(np.mean(res_t**2)))
@@ -211,9 +233,13 @@ def check_shot(
             mag.append(2 * abs(v))
             ang.append(np.angle(v))
         mag, ang = np.array(mag), np.unwrap(np.array(ang))
-        want = ref_amplitude(asked.amp, asked.target_amp, asked.kind, (centres - R) / T) * lsb
-        if np.max(np.abs(mag - want) / want) > 0.10:
-            out.append(f"atom {s} -> {t}: amplitude off the asked track by {np.max(np.abs(mag - want) / want):.0%}")
+        uc = (centres - R) / T
+        if asked.calibration is None:
+            want = ref_amplitude(asked.amp, asked.target_amp, asked.kind, uc) * lsb
+        else:  # the asked power along the shape, at each instant's frequency
+            want = asked.rf_lsb(f0 + d * progress(asked.kind, uc), asked.amp + (asked.target_amp - asked.amp) * progress(asked.kind, uc))
+        if np.max(np.abs(mag - want) / want) > track_amp_tol:
+            out.append(f"atom {s} -> {t}: amplitude off the asked track by {np.max(np.abs(mag - want) / want):.1%}")
         freq_err = np.diff(ang) / np.diff(centres) * fs / (2 * np.pi)
         if np.max(np.abs(freq_err)) > track_tol:
             out.append(f"atom {s} -> {t}: frequency {np.max(np.abs(freq_err)) / 1e3:.1f} kHz off the asked track")

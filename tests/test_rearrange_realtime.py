@@ -13,9 +13,11 @@ import pytest
 from scipy.signal import hilbert
 
 from awgrt import Runtime
-from awgrt.backends import SimBackend
+from awgrt.backends import SimBackend, SpcmBackend
+from awgrt.calibration import AODCalibration, PositionCalibration
 from awgrt.errors import CardError, ProgramError, VerificationError
 from awgrt.rearrange import Move, Rearranger, TweezerArray
+from awgrt.sim import SimulatedCard
 from tests.rearrange_oracle import Asked, check_shot
 
 FS = 625e6
@@ -40,95 +42,96 @@ def occupancies(seed: int, n: int, fill: float = 0.55) -> list[np.ndarray]:
     return [rng.random(len(SITES)) < fill for _ in range(n)]
 
 
-def play(be: SimBackend, r: Rearranger, report) -> tuple[np.ndarray, int, int]:
-    """Trigger the armed shot and return the output (indexed from the start command) with the
-    samples at which the card entered its move and target steps (from the card's step log)."""
+def play(card: SimulatedCard, r: Rearranger, report) -> tuple[np.ndarray, int, int]:
+    """Trigger the armed shot and return the card's output (indexed on its own clock from
+    ``x0``: the first sample returned is ``x0``) with the samples at which the card entered its
+    move and target steps (from the card's step log), then leave the target hold for the next
+    cycle's load hold. Works the same for SimBackend's card and an emulated spcm card."""
     steps = r.cycle_steps(report.cycle)
-    begin = be.samples_since_start()
-    be.schedule_trigger(after=1000)
-    x = be.capture(4 * 20000 + r.move_samples + 5000)[:, 0]
-    events = [e for e in be.events if e.sample >= begin]
+    t0 = card.now
+    card.external_trigger(t0 + 1000)
+    n = 4 * 20000 + r.move_samples + 5000
+    x = card.render(n)
+    events = card.events_between(t0, t0 + n)
     m0 = next(e.sample for e in events if e.step == steps["move"])
     m1 = next(e.sample for e in events if e.step == steps["target"] and e.sample > m0)
-    full = np.zeros(begin + x.size, np.int16)
-    full[begin:] = x
-    be.schedule_trigger(after=1000)  # leave the target hold for the next cycle's load hold
-    be.advance(samples=45000)
-    return full, m0, m1
+    card.external_trigger(card.now + 1000)
+    card.advance(45000)
+    return x, m0 - t0, m1 - t0
 
 
-def started(be: SimBackend) -> None:
-    be.schedule_trigger(after=100)  # the first trigger starts the load hold
-    be.advance(samples=30000)
+def started(card: SimulatedCard) -> None:
+    card.external_trigger(card.now + 100)  # the first trigger starts the load hold
+    card.advance(30000)
 
 
 @pytest.mark.parametrize("seed", range(4))
 def test_random_shots_play_what_was_asked(seed: int) -> None:
     be, rt, r = make()
-    started(be)
+    started(be.sim)
     for occ in occupancies(seed, 3):
         report = r.shot(occ)
         assert rt.verify() == ()
-        x, m0, m1 = play(be, r, report)
+        x, m0, m1 = play(be.sim, r, report)
         assert m1 - m0 == r.move_samples
-        problems = check_shot(x, FS, m0, m1, ASKED, list(report.plans["X"].moves), occ)
+        problems = check_shot(x[:, 0], FS, m0, m1, ASKED, list(report.plans["X"].moves), occ)
         assert problems == [], problems
     assert be.sim.live_slot_writes == 0
 
 
 def test_too_few_atoms_fill_what_can_be_filled_and_leave_no_tone_on_the_empty_targets() -> None:
     be, rt, r = make()
-    started(be)
+    started(be.sim)
     occ = np.zeros(len(SITES), bool)
     occ[[0, 5, 11]] = True
     report = r.shot(occ)
     plan = report.plans["X"]
     assert not report.complete and len(plan.moves) == 3 and len(plan.unfilled) == 3
-    x, m0, m1 = play(be, r, report)
-    assert check_shot(x, FS, m0, m1, ASKED, list(plan.moves), occ) == []
+    x, m0, m1 = play(be.sim, r, report)
+    assert check_shot(x[:, 0], FS, m0, m1, ASKED, list(plan.moves), occ) == []
     # the next, complete shot restores every target tone in the other cycle and in this one
     for occ in (np.ones(len(SITES), bool), occupancies(5, 1, 0.9)[0]):
         report = r.shot(occ)
-        x, m0, m1 = play(be, r, report)
-        assert check_shot(x, FS, m0, m1, ASKED, list(report.plans["X"].moves), occ) == []
+        x, m0, m1 = play(be.sim, r, report)
+        assert check_shot(x[:, 0], FS, m0, m1, ASKED, list(report.plans["X"].moves), occ) == []
 
 
 def test_a_trigger_before_the_shot_is_armed_plays_no_move_and_no_stale_slot() -> None:
     be, rt, r = make()
-    started(be)
+    started(be.sim)
     occ = occupancies(11, 2)
     report = r.shot(occ[0])
-    play(be, r, report)  # cycle A played; the card waits in cycle B's load hold
-    begin = be.samples_since_start()
-    be.schedule_trigger(after=1000)  # nothing armed for cycle B
-    be.advance(samples=100000)
-    entered = [e.step for e in be.events if e.sample >= begin]
+    play(be.sim, r, report)  # cycle A played; the card waits in cycle B's load hold
+    begin = be.sim.now
+    be.sim.external_trigger(begin + 1000)  # nothing armed for cycle B
+    be.sim.advance(100000)
+    entered = [e.step for e in be.sim.events_between(begin, be.sim.now)]
     assert 6 in entered and 7 not in entered and 2 not in entered  # B's move step played one load pass, back to B's load hold
     assert rt.program.steps[6].segment == 0 and be.current_step() == 4
     report = r.shot(occ[1])
     assert report.cycle == "B"
-    x, m0, m1 = play(be, r, report)
-    assert check_shot(x, FS, m0, m1, ASKED, list(report.plans["X"].moves), occ[1]) == []
+    x, m0, m1 = play(be.sim, r, report)
+    assert check_shot(x[:, 0], FS, m0, m1, ASKED, list(report.plans["X"].moves), occ[1]) == []
 
 
 def test_shots_armed_twice_before_a_trigger_play_the_last() -> None:
     be, rt, r = make()
-    started(be)
+    started(be.sim)
     a, b = occupancies(3, 2)
     r.shot(a)
     report = r.shot(b)
     assert report.steps_written[0] == 2  # disarmed before its slot was rewritten
-    x, m0, m1 = play(be, r, report)
-    assert check_shot(x, FS, m0, m1, ASKED, list(report.plans["X"].moves), b) == []
+    x, m0, m1 = play(be.sim, r, report)
+    assert check_shot(x[:, 0], FS, m0, m1, ASKED, list(report.plans["X"].moves), b) == []
 
 
 def test_a_shot_between_the_trigger_and_the_target_hold_is_refused() -> None:
     be, rt, r = make()
-    started(be)
+    started(be.sim)
     r.shot(occupancies(1, 1)[0])
-    be.schedule_trigger(after=100)
+    be.sim.external_trigger(be.sim.now + 100)
     while be.current_step() not in (1, 2):
-        be.advance(samples=2000)
+        be.sim.advance(2000)
     with pytest.raises(CardError, match="between a trigger and the target hold"):
         r.shot(occupancies(2, 1)[0])
 
@@ -146,15 +149,15 @@ def test_bad_occupancies_are_refused_naming_the_channel() -> None:
 def test_a_chirp_limit_leaves_targets_out_of_reach_unfilled() -> None:
     move = Move(time_s=40e-6, ramp_s=5e-6, max_chirp_hz_per_s=1.875 * 2.2e6 / 40e-6)  # reach 2.2 MHz: two sites
     be, rt, r = make(move=move)
-    started(be)
+    started(be.sim)
     occ = np.zeros(len(SITES), bool)
     occ[[0, 1, 2, 11]] = True
     report = r.shot(occ)
     plan = report.plans["X"]
     assert all(abs(SITES[s] - SITES[t]) <= 2.2e6 + 1e5 for s, t in plan.moves)
     assert plan.moves == ((1, 3), (2, 4)) and plan.unfilled == (5, 6, 7, 8)  # 0 and 11 are 3 MHz from any target
-    x, m0, m1 = play(be, r, report)
-    assert check_shot(x, FS, m0, m1, ASKED, list(plan.moves), occ, reach_hz=2.2e6 + 1e5) == []
+    x, m0, m1 = play(be.sim, r, report)
+    assert check_shot(x[:, 0], FS, m0, m1, ASKED, list(plan.moves), occ, reach_hz=2.2e6 + 1e5) == []
 
 
 # ---------------------------------------------------------------------- the oracle catches faults
@@ -163,21 +166,21 @@ def test_a_chirp_limit_leaves_targets_out_of_reach_unfilled() -> None:
 def _faulty(fault: str):
     """A prepared rearranger whose tables or writes carry ``fault``, shot once; the problems found."""
     be, rt, r = make()
-    started(be)
+    started(be.sim)
     occ = np.zeros(len(SITES), bool)
     occ[[1, 2, 5, 6, 9, 10, 11]] = True
     tables = r._channels[0].tables
     if fault == "stale slot":
         first = r.shot(occupancies(8, 1)[0])
-        play(be, r, first)  # cycle A played
+        play(be.sim, r, first)  # cycle A played
         report = r.shot(occupancies(9, 1)[0])  # cycle B
-        play(be, r, report)
+        play(be.sim, r, report)
         be._update_segments = lambda program, indices: None  # type: ignore[method-assign]  # the slot write never lands
         report = r.shot(occ)  # cycle A again: its slot keeps the first shot's moves
         with pytest.raises(VerificationError, match="move A"):
             rt.verify()  # the read-back sees it too
-        x, m0, m1 = play(be, r, report)
-        return check_shot(x, FS, m0, m1, ASKED, list(report.plans["X"].moves), occ)
+        x, m0, m1 = play(be.sim, r, report)
+        return check_shot(x[:, 0], FS, m0, m1, ASKED, list(report.plans["X"].moves), occ)
     if fault == "crossing":  # two atoms' rows swapped: they pass each other
         report_plan = r._plan(r._channels[0], occ)
         (s1, t1), (s2, t2) = report_plan.moves[:2]
@@ -195,8 +198,8 @@ def _faulty(fault: str):
     elif fault == "tone left on":  # the empty sites' tones are not ramped off during the ramp (cut at its end)
         tables.fade[:] = 0.0
     report = r.shot(occ)
-    x, m0, m1 = play(be, r, report)
-    return check_shot(x, FS, m0, m1, ASKED, list(report.plans["X"].moves), occ)
+    x, m0, m1 = play(be.sim, r, report)
+    return check_shot(x[:, 0], FS, m0, m1, ASKED, list(report.plans["X"].moves), occ)
 
 
 @pytest.mark.parametrize("fault", ["crossing", "wrong target", "phase jump", "tone left on", "stale slot"])
@@ -207,10 +210,53 @@ def test_the_oracle_catches(fault: str) -> None:
 
 def test_the_oracle_passes_an_unmodified_shot_of_the_fault_pattern() -> None:
     be, rt, r = make()
-    started(be)
+    started(be.sim)
     occ = np.zeros(len(SITES), bool)
     occ[[1, 2, 5, 6, 9, 10, 11]] = True
     report = r.shot(occ)
-    x, m0, m1 = play(be, r, report)
-    assert check_shot(x, FS, m0, m1, ASKED, list(report.plans["X"].moves), occ) == []
+    x, m0, m1 = play(be.sim, r, report)
+    assert check_shot(x[:, 0], FS, m0, m1, ASKED, list(report.plans["X"].moves), occ) == []
 
+
+
+def test_shots_on_the_real_spcm_package_over_the_emulated_driver(emu) -> None:
+    """The same shots through SpcmBackend: spcm writes the slot (WRITESEGMENT, SEGMENTSIZE, DMA)
+    and the step entries (STEPMEM registers) while the emulated card keeps playing."""
+    card = emu.card(0)
+    with SpcmBackend("/dev/spcm0") as be:
+        be, rt, r = make(be)
+        started(card)
+        for occ in occupancies(21, 3):
+            report = r.shot(occ)
+            assert rt.verify() == ()
+            x, m0, m1 = play(card, r, report)
+            assert check_shot(x[:, 0], FS, m0, m1, ASKED, list(report.plans["X"].moves), occ) == []
+        assert card.live_slot_writes == 0
+
+
+def test_two_channels_carry_independent_arrays_one_calibrated_in_micrometres() -> None:
+    """H as above; V an AOD-calibrated array placed in um (optical power held along each move,
+    the RF amplitude following the calibration at each instant's frequency)."""
+    cal = AODCalibration(band_hz=(70e6, 110e6), g=(1.0, 0.05, -0.18), v0=(0.5, 0.04), card_mv=1000)
+    position = PositionCalibration.linear(2.0, 90e6, (70e6, 110e6))
+    v_um = tuple(3.0 * (i - 4) for i in range(9))  # 84 .. 96 MHz, 1.5 MHz apart
+    v_hz = tuple(float(f) for f in position.frequency_hz(np.asarray(v_um)))
+    move_v = Move(time_s=30e-6, ramp_s=4e-6)
+    arrays = {
+        "H": TweezerArray(target=TARGET, sites_hz=SITES, amp=AMP, move=MOVE),
+        "V": TweezerArray(target=(3, 4, 5), sites_um=v_um, position=position, amp=0.04, calibration=cal, move=move_v),
+    }
+    be = SimBackend("M4i.6631-x8")
+    rt = Runtime(be, trigger="external")
+    r = Rearranger(arrays, load_hold_s=HOLD_S, target_hold_s=HOLD_S)
+    r.prepare(rt)
+    started(be.sim)
+    asked_v = Asked(v_hz, (3, 4, 5), 0.04, 0.04, move_v.ramp_s, move_v.time_s, calibration=cal)
+    rng = np.random.default_rng(4)
+    for _ in range(2):
+        occ = {"H": rng.random(12) < 0.55, "V": rng.random(9) < 0.5}
+        report = r.shot(occ)
+        x, m0, m1 = play(be.sim, r, report)
+        assert check_shot(x[:, 0], FS, m0, m1, ASKED, list(report.plans["H"].moves), occ["H"]) == []
+        problems = check_shot(x[:, 1], FS, m0, m1, asked_v, list(report.plans["V"].moves), occ["V"])
+        assert problems == [], problems
