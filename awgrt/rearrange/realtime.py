@@ -63,7 +63,7 @@ from ..ir.shapes import FREQ_SHAPES
 from ..program import CompiledSegment, CompiledSequenceProgram, SequenceStep
 from ..runtime import Runtime
 from .plan import Plan1D, _order_keeping
-from .tables import PEAK_SLOPE, ChannelTables, Tone, build_tables
+from .tables import PEAK_SLOPE, TABLE_KINDS, ChannelTables, Tone, build_tables
 
 #: Slots: the load hold, the two cycles' target holds and the two cycles' move slots.
 LOAD, TARGET_A, TARGET_B, MOVE_A, MOVE_B = range(5)
@@ -251,6 +251,7 @@ class _Channel:
     array: TweezerArray
     tables: ChannelTables
     work: np.ndarray  # float32 buffer of the move segment's length
+    phasor_work: tuple[np.ndarray, np.ndarray] | None = None  # factored tables: two complex64 buffers of the move part
 
 
 class Rearranger:
@@ -258,7 +259,10 @@ class Rearranger:
     per logical channel (or one array, on channel ``"X"``); ``load_hold_s`` / ``target_hold_s``:
     the length of one pass of each hold (a trigger ends a hold at the end of a pass; the
     frequency snapping for a seamless wrap moves a tone at most fs / (2 x pass samples));
-    ``sample_rate_hz``: the card's clock."""
+    ``sample_rate_hz``: the card's clock; ``tables``: ``"pairs"`` (a row per site-target pair:
+    the fastest shots), ``"factored"`` (a phasor row per site and per target: far less memory,
+    for arrays of one uniform RF amplitude without calibration) or ``"auto"`` (pairs up to
+    512 MiB per channel, factored beyond where they apply); see :mod:`awgrt.rearrange.tables`."""
 
     def __init__(
         self,
@@ -267,7 +271,11 @@ class Rearranger:
         load_hold_s: float = 20e-6,
         target_hold_s: float = 20e-6,
         sample_rate_hz: float = 625e6,
+        tables: str = "auto",
     ) -> None:
+        if tables not in TABLE_KINDS:
+            raise ProgramError(f"tables={tables!r} must be one of {TABLE_KINDS}", op="Rearranger", value=tables)
+        self.tables = tables
         if isinstance(arrays, TweezerArray):
             arrays = {"X": arrays}
         if not isinstance(arrays, Mapping) or not arrays or not all(isinstance(a, TweezerArray) for a in arrays.values()):
@@ -355,10 +363,12 @@ class Rearranger:
                     target_samples=target.segments[0].n_samples,
                     lsb=lsb,
                     calibration=arr.calibration,
+                    kind_of_tables=self.tables,
                     progress=bar.advance,
                 )
                 column = load.hardware_channels[ch]
-                channels.append(_Channel(ch, column, arr, tables, np.empty(n, np.float32)))
+                work = (np.empty(n - r, np.complex64), np.empty(n - r, np.complex64)) if tables.factored else None
+                channels.append(_Channel(ch, column, arr, tables, np.empty(n, np.float32), work))
         timings["tables"] = time.perf_counter() - t0
         self._channels = channels
         self._full_target = target.segments[0]
@@ -458,13 +468,21 @@ class Rearranger:
             if s not in moving:
                 head -= tb.fade[s]
         index = {t: j for j, t in enumerate(c.array.target)}
-        if plan.moves:
+        if not plan.moves:
+            tail[:] = 0.0
+        elif tb.site_phasors is not None and tb.target_phasors is not None:  # factored: Im(site x target) per atom
+            acc, tmp = c.phasor_work
+            (s0, t0), *rest = plan.moves
+            np.multiply(tb.site_phasors[s0], tb.target_phasors[index[t0]], out=acc)
+            for s, t in rest:
+                np.multiply(tb.site_phasors[s], tb.target_phasors[index[t]], out=tmp)
+                acc += tmp
+            np.copyto(tail, acc.imag)
+        else:
             rows = [tb.pair_row[s, index[t]] for s, t in plan.moves]
             np.copyto(tail, tb.pairs[rows[0]])
             for row in rows[1:]:
                 tail += tb.pairs[row]
-        else:
-            tail[:] = 0.0
         return self._store(w, out[:, c.column])
 
     def _store(self, w: np.ndarray, column: np.ndarray) -> int:

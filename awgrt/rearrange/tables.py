@@ -20,6 +20,16 @@ difference e (|e| <= 1/2 cycle) is added along the move's own shape, e s(k / T):
 deviation of at most max s' x e / T (0.94 / T Hz for min_jerk; 9.4 kHz for a 100 us move), zero
 at both ends. Phase and amplitude are continuous at both joins, to float32 rounding.
 
+**Factored tables.** Where every site and target tone has the same RF amplitude (an uncalibrated
+array of uniform amplitude), a pair's move row needs no row of its own: its phase is a site part
+plus a target part. With P(k) = T S(k / T) + max(k - T, 0) (S the shape's integral) the phase in
+cycles is start_s + f_s/fs (k - P(k)) + g_t/fs P(k) + e s(u), and the phase matching e splits
+as b_t - a_s, each part reduced to [-1/2, 1/2) cycle (so |e| < 1 cycle: twice the pair tables'
+bound). A move row is then Im(site_phasors[s] x target_phasors[t]), one complex product per atom
+per sample instead of one addition, from (sites + targets) rows instead of sites x targets.
+``kind="auto"`` takes the pair tables while they fit within a memory budget and factored ones
+(where allowed) beyond it.
+
 Unfilled targets leave the target hold without their tone, so partial target holds are summed
 from one row per target (``target_rows``) over the target hold's length.
 
@@ -36,6 +46,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..calibration import AODCalibration
+from ..errors import ProgramError
 from ..ir.resolved import Optical, ToneSpan
 from ..ir.shapes import FREQ_SHAPES, phase_cycles, span_phase_advance
 
@@ -62,15 +73,34 @@ class ChannelTables:
     move_samples: int
     held: np.ndarray  # (R,)
     fade: np.ndarray  # (sites, R)
-    pairs: np.ndarray  # (pairs, n_samples - R)
+    pairs: np.ndarray  # (pairs, n_samples - R); (0, n_samples - R) when factored
     pair_row: np.ndarray  # (sites, targets) int32, -1 where out of reach
     distance_hz: np.ndarray  # (sites, targets), inf where out of reach
     target_rows: np.ndarray  # (targets, target hold samples)
     correction_hz: float  # the largest frequency deviation any phase correction makes
+    site_phasors: np.ndarray | None = None  # factored: (sites, n_samples - R) complex64, amplitude in LSB
+    target_phasors: np.ndarray | None = None  # factored: (targets, n_samples - R) complex64
+
+    @property
+    def factored(self) -> bool:
+        return self.site_phasors is not None
 
     @property
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.held, self.fade, self.pairs, self.pair_row, self.distance_hz, self.target_rows))
+        arrays = [self.held, self.fade, self.pairs, self.pair_row, self.distance_hz, self.target_rows, self.site_phasors, self.target_phasors]
+        return sum(a.nbytes for a in arrays if a is not None)
+
+
+#: Table kinds: per-pair rows, factored site x target phasors, or the pairs within a memory budget.
+TABLE_KINDS = ("auto", "pairs", "factored")
+#: ``"auto"`` takes pair tables up to this many bytes per channel.
+PAIR_BUDGET_BYTES = 512 * 2**20
+
+
+def factorable(sites: list[Tone], targets: list[Tone], calibration: AODCalibration | None) -> bool:
+    """Whether the factored tables apply: one RF amplitude for every tone, no calibration."""
+    amps = {t.amp for t in sites} | {t.amp for t in targets}
+    return calibration is None and len(amps) == 1
 
 
 def _sine_rows(cycles: np.ndarray, amps: np.ndarray, lsb: float) -> np.ndarray:
@@ -99,9 +129,11 @@ def build_tables(
     target_samples: int,
     lsb: float,
     calibration: AODCalibration | None,
+    kind_of_tables: str = "auto",
     progress: Callable[[float], None] = lambda _: None,
 ) -> ChannelTables:
-    """The tables of one channel (see module doc); ``progress(units)`` is told of each site done."""
+    """The tables of one channel (see module doc); ``progress(units)`` is told of each site done.
+    ``kind_of_tables``: one of :data:`TABLE_KINDS`."""
     fs = sample_rate_hz
     R, T = ramp_samples, move_samples
     L = n_samples - R
@@ -121,12 +153,59 @@ def build_tables(
         distance[distance > reach_hz * (1 + 1e-12)] = np.inf
     pair_row = np.full(distance.shape, -1, np.int32)
     pair_row[np.isfinite(distance)] = np.arange(int(np.isfinite(distance).sum()), dtype=np.int32)
-    pairs = np.empty((int(np.isfinite(distance).sum()), L), np.float32)
+    n_pairs = int(np.isfinite(distance).sum())
     k = np.arange(L, dtype=np.float64)
     k_move = np.minimum(k, T)
     after = np.maximum(k - T, 0.0)
     u = k_move / T
     shape = FREQ_SHAPES[kind].progress(u)
+    common = dict(ramp_samples=R, move_samples=T, held=held.astype(np.float32), fade=fade, pair_row=pair_row, distance_hz=distance)
+    k_hold = np.arange(target_samples, dtype=np.float64)
+    target_rows = np.empty((len(targets), target_samples), np.float32)
+    for j, t in enumerate(targets):
+        target_rows[j] = _sine_rows(t.phase_cycles + (t.freq_hz / fs) * k_hold, np.full(target_samples, t.amp), lsb)
+    pair_bytes = n_pairs * L * 4
+    if kind_of_tables == "factored" or (kind_of_tables == "auto" and pair_bytes > PAIR_BUDGET_BYTES and factorable(sites, targets, calibration)):
+        if not factorable(sites, targets, calibration):
+            raise ProgramError("factored move tables need one RF amplitude for every site and target, uncalibrated", op="prepare", value=kind_of_tables)
+        # P(k): the target's share of the move's phase; the site's is k - P(k)
+        share = T * FREQ_SHAPES[kind].integral(u) + after
+        share_end = T * float(FREQ_SHAPES[kind].integral(np.asarray(1.0))) + (L - T)
+        site_ph = np.empty((len(sites), L), np.complex64)
+        alphas = []
+        for i, s in enumerate(sites):
+            start = s.phase_cycles + (s.freq_hz / fs) * R
+            f0 = s.freq_hz / fs
+            alpha = start + f0 * (L - share_end)
+            alpha -= round(alpha)
+            cyc = start + f0 * (k - share) - alpha * shape
+            cyc -= np.rint(cyc)
+            site_ph[i] = (lsb * s.amp) * np.exp(2j * np.pi * cyc)
+            alphas.append(alpha)
+            progress(0.5)
+        target_ph = np.empty((len(targets), L), np.complex64)
+        betas = []
+        for j, t in enumerate(targets):
+            f1 = t.freq_hz / fs
+            beta = t.phase_cycles - f1 * share_end
+            beta -= round(beta)
+            cyc = f1 * share + beta * shape
+            cyc -= np.rint(cyc)
+            target_ph[j] = np.exp(2j * np.pi * cyc)
+            betas.append(beta)
+        for _ in sites:
+            progress(0.5)
+        a, b = np.array(alphas), np.array(betas)
+        miss = np.abs(b[None, :] - a[:, None])[pair_row >= 0]
+        return ChannelTables(
+            **common,  # type: ignore[arg-type]
+            pairs=np.empty((0, L), np.float32),
+            target_rows=target_rows,
+            correction_hz=PEAK_SLOPE[kind] * float(miss.max(initial=0.0)) * fs / T,
+            site_phasors=site_ph,
+            target_phasors=target_ph,
+        )
+    pairs = np.empty((n_pairs, L), np.float32)
     correction = 0.0
     for i, s in enumerate(sites):
         start = s.phase_cycles + (s.freq_hz / fs) * R  # where the ramp-off leaves the tone
@@ -142,18 +221,4 @@ def build_tables(
             pairs[pair_row[i, j]] = _sine_rows(cyc, amp, lsb)
             correction = max(correction, abs(miss))
         progress(1.0)
-    k_hold = np.arange(target_samples, dtype=np.float64)
-    target_rows = np.empty((len(targets), target_samples), np.float32)
-    for j, t in enumerate(targets):
-        target_rows[j] = _sine_rows(t.phase_cycles + (t.freq_hz / fs) * k_hold, np.full(target_samples, t.amp), lsb)
-    return ChannelTables(
-        ramp_samples=R,
-        move_samples=T,
-        held=held.astype(np.float32),
-        fade=fade,
-        pairs=pairs,
-        pair_row=pair_row,
-        distance_hz=distance,
-        target_rows=target_rows,
-        correction_hz=PEAK_SLOPE[kind] * correction * fs / T,
-    )
+    return ChannelTables(**common, pairs=pairs, target_rows=target_rows, correction_hz=PEAK_SLOPE[kind] * correction * fs / T)  # type: ignore[arg-type]
