@@ -52,6 +52,45 @@ def _banded(cost: np.ndarray) -> list[tuple[int, int]] | None:
     """The order-keeping matching that uses every row or every column (whichever are fewer) at
     the least total cost, or None if that needs a disallowed (inf) pair. With k = min(rows,
     columns) matched, the i-th matched row of the longer side lies within d = |rows - columns|
+    places of the i-th of the shorter, so the table is a band of k x (d + 1) cells, each a running
+    minimum plus a cost (plain Python: for the band widths a loading pattern gives, a few dozen
+    cells, it beats numpy's per-call overhead)."""
+    flip = cost.shape[0] < cost.shape[1]
+    c = (cost.T if flip else cost).tolist()
+    n_long, k = len(c), len(c[0]) if c else 0
+    if k == 0:
+        return []
+    d = n_long - k + 1
+    table = [[c[q][0] for q in range(d)]]
+    for j in range(1, k):
+        prev, row = table[-1], []
+        run = prev[0]
+        for q in range(d):
+            if prev[q] < run:
+                run = prev[q]
+            row.append(run + c[j + q][j])
+        table.append(row)
+    last = table[-1]
+    q = min(range(d), key=last.__getitem__)
+    if last[q] == np.inf:
+        return None
+    pairs = []
+    for j in range(k - 1, -1, -1):
+        pairs.append((j + q, j))
+        if j:
+            q = min(range(q + 1), key=table[j - 1].__getitem__)
+    pairs.reverse()
+    return [(b, a) for a, b in pairs] if flip else pairs
+
+
+#: Resolution of the planner's integer costs: the largest finite cost maps to this many units.
+_COST_UNITS = 2**32
+
+
+def _banded(cost: np.ndarray) -> list[tuple[int, int]] | None:
+    """The order-keeping matching that uses every row or every column (whichever are fewer) at
+    the least total cost, or None if that needs a disallowed (inf) pair. With k = min(rows,
+    columns) matched, the i-th matched row of the longer side lies within d = |rows - columns|
     places of the i-th of the shorter, so the table is a band of k x (d + 1) cells: one running
     minimum per matched pair."""
     flip = cost.shape[0] < cost.shape[1]

@@ -483,16 +483,17 @@ class Rearranger:
             np.copyto(tail, tb.pairs[rows[0]])
             for row in rows[1:]:
                 tail += tb.pairs[row]
-        return self._store(w, out[:, c.column])
+        return self._store(w, out[:, c.column], tb.peak_lsb)
 
-    def _store(self, w: np.ndarray, column: np.ndarray) -> int:
+    def _store(self, w: np.ndarray, column: np.ndarray, bound: float = np.inf) -> int:
         """Round ``w`` (LSB) into an int16 column, clipped at the runtime's clip level as its
-        ``clip_policy`` says; returns the samples clipped."""
+        ``clip_policy`` says (looked at only when ``bound``, a bound on |w|, exceeds that
+        level); returns the samples clipped."""
         rt = self.runtime
         assert rt is not None
         top = rt.clip * rt.full_scale
         clipped = 0
-        if max(float(w.max()), -float(w.min())) > top:
+        if bound > top and max(float(w.max()), -float(w.min())) > top:
             clipped = int(np.count_nonzero(np.abs(w) > top))
             if rt.clip_policy == "error":
                 raise ClipError(f"the moves' sum exceeds the clip level {top:.0f} LSB at {clipped} samples", op="shot", value=clipped)

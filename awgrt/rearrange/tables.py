@@ -78,6 +78,7 @@ class ChannelTables:
     distance_hz: np.ndarray  # (sites, targets), inf where out of reach
     target_rows: np.ndarray  # (targets, target hold samples)
     correction_hz: float  # the largest frequency deviation any phase correction makes
+    peak_lsb: float = np.inf  # a bound on |move segment| whatever the shot (no clip check needed below the clip level)
     site_phasors: np.ndarray | None = None  # factored: (sites, n_samples - R) complex64, amplitude in LSB
     target_phasors: np.ndarray | None = None  # factored: (targets, n_samples - R) complex64
 
@@ -159,6 +160,7 @@ def build_tables(
     after = np.maximum(k - T, 0.0)
     u = k_move / T
     shape = FREQ_SHAPES[kind].progress(u)
+    n_moving = min(len(sites), len(targets))
     common = dict(ramp_samples=R, move_samples=T, held=held.astype(np.float32), fade=fade, pair_row=pair_row, distance_hz=distance)
     k_hold = np.arange(target_samples, dtype=np.float64)
     target_rows = np.empty((len(targets), target_samples), np.float32)
@@ -202,6 +204,7 @@ def build_tables(
             pairs=np.empty((0, L), np.float32),
             target_rows=target_rows,
             correction_hz=PEAK_SLOPE[kind] * float(miss.max(initial=0.0)) * fs / T,
+            peak_lsb=max(lsb * sum(t.amp for t in sites), n_moving * lsb * sites[0].amp),
             site_phasors=site_ph,
             target_phasors=target_ph,
         )
@@ -221,4 +224,6 @@ def build_tables(
             pairs[pair_row[i, j]] = _sine_rows(cyc, amp, lsb)
             correction = max(correction, abs(miss))
         progress(1.0)
-    return ChannelTables(**common, pairs=pairs, target_rows=target_rows, correction_hz=PEAK_SLOPE[kind] * correction * fs / T)  # type: ignore[arg-type]
+    row_peak = np.sort(np.abs(pairs).max(axis=1, initial=0.0))[::-1][:n_moving].sum() if n_pairs else 0.0
+    peak = max(lsb * sum(t.amp for t in sites), float(row_peak))
+    return ChannelTables(**common, pairs=pairs, target_rows=target_rows, correction_hz=PEAK_SLOPE[kind] * correction * fs / T, peak_lsb=peak)  # type: ignore[arg-type]
