@@ -146,3 +146,15 @@ def test_calibrated_rearrange_example_runs_equalises_and_keeps_powers(tmp_path, 
     assert spreads[0] > 10 and spreads[-1] < 2  # the camera's spread closes in a few damped steps
     assert "AOD-calibrated channels" in out and "played on the simulator" in out
     CompiledSequenceProgram.load(tmp_path / "c.npz").validate()
+
+
+def test_realtime_rearrange_example_plays_shots_and_draws_both_figures(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("realtime_rearrange", ROOT / "examples" / "realtime_rearrange.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--sites", "12", "--targets", "6", "--shots", "6", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "6 shots at 55% fill" in out and "shot() -> card armed: median" in out and "bytes (median)" in out
+    for name in ("latency.png", "trajectories.png"):
+        png = tmp_path / name
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
