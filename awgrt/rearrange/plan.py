@@ -83,40 +83,6 @@ def _banded(cost: np.ndarray) -> list[tuple[int, int]] | None:
     return [(b, a) for a, b in pairs] if flip else pairs
 
 
-#: Resolution of the planner's integer costs: the largest finite cost maps to this many units.
-_COST_UNITS = 2**32
-
-
-def _banded(cost: np.ndarray) -> list[tuple[int, int]] | None:
-    """The order-keeping matching that uses every row or every column (whichever are fewer) at
-    the least total cost, or None if that needs a disallowed (inf) pair. With k = min(rows,
-    columns) matched, the i-th matched row of the longer side lies within d = |rows - columns|
-    places of the i-th of the shorter, so the table is a band of k x (d + 1) cells: one running
-    minimum per matched pair."""
-    flip = cost.shape[0] < cost.shape[1]
-    c = cost.T if flip else cost
-    n_long, k = c.shape
-    if k == 0:
-        return []
-    d = n_long - k + 1
-    band = c[np.arange(k)[:, None] + np.arange(d)[None, :], np.arange(k)[:, None]]  # band[j, q] = c[j + q, j]
-    table = np.empty_like(band)
-    table[0] = band[0]
-    for j in range(1, k):
-        np.minimum.accumulate(table[j - 1], out=table[j])
-        table[j] += band[j]
-    q = int(np.argmin(table[-1]))
-    if not np.isfinite(table[-1, q]):
-        return None
-    pairs = []
-    for j in range(k - 1, -1, -1):
-        pairs.append((j + q, j))
-        if j:
-            q = int(np.argmin(table[j - 1, : q + 1]))
-    pairs.reverse()
-    return [(b, a) for a, b in pairs] if flip else pairs
-
-
 def _order_keeping(cost: np.ndarray) -> list[tuple[int, int]]:
     """The order-keeping matching of rows (atoms) to columns (targets) that leaves the fewest
     columns unmatched and, among those, has the least total cost (inf: not allowed): [(row,

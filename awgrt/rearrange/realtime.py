@@ -113,7 +113,7 @@ def _floats(value: object, n: int, what: str) -> tuple[float, ...]:
         out = (float(value),) * n
     else:
         try:
-            out = tuple(float(v) for v in value)  # type: ignore[union-attr]
+            out = tuple(float(v) for v in value)  # type: ignore[attr-defined]
         except (TypeError, ValueError):
             raise ProgramError(f"{what}={value!r} must be a number or {n} numbers", op="TweezerArray", value=value) from None
     if len(out) != n or not all(math.isfinite(v) for v in out):
@@ -149,9 +149,9 @@ class TweezerArray:
             hz = np.asarray(self.sites_hz, dtype=np.float64)
         if hz.ndim != 1 or hz.size < 1 or not np.all(np.isfinite(hz)) or np.any(np.diff(hz) <= 0) or hz[0] <= 0:
             raise ProgramError(f"sites must be positive, finite and increasing, got {hz.tolist()[:8]}", op="TweezerArray", value=hz.size)
-        object.__setattr__(
-            self, "sites_hz" if self.sites_um is None else "sites_um", tuple(float(v) for v in (self.sites_hz if self.sites_um is None else self.sites_um))
-        )
+        given = self.sites_hz if self.sites_um is None else self.sites_um
+        assert given is not None  # exactly one was given (checked above)
+        object.__setattr__(self, "sites_hz" if self.sites_um is None else "sites_um", tuple(float(v) for v in given))
         object.__setattr__(self, "_hz", tuple(float(v) for v in hz))
         try:
             target = tuple(int(t) for t in self.target if not isinstance(t, bool) and float(t) == int(t))
@@ -471,6 +471,7 @@ class Rearranger:
         if not plan.moves:
             tail[:] = 0.0
         elif tb.site_phasors is not None and tb.target_phasors is not None:  # factored: Im(site x target) per atom
+            assert c.phasor_work is not None  # made with factored tables
             acc, tmp = c.phasor_work
             (s0, t0), *rest = plan.moves
             np.multiply(tb.site_phasors[s0], tb.target_phasors[index[t0]], out=acc)

@@ -212,7 +212,7 @@ def build_tables(
     correction = 0.0
     for i, s in enumerate(sites):
         start = s.phase_cycles + (s.freq_hz / fs) * R  # where the ramp-off leaves the tone
-        for j in np.flatnonzero(pair_row[i] >= 0):
+        for j in (int(j) for j in np.flatnonzero(pair_row[i] >= 0)):
             t = targets[j]
             f0, f1 = s.freq_hz / fs, t.freq_hz / fs
             end = start + span_phase_advance(f0, f1, kind, T) + f1 * (L - T)
