@@ -72,3 +72,30 @@ def test_neighbours_never_come_closer_than_a_site_spacing_along_the_move() -> No
 def test_bad_input_is_a_clear_error(occ, target, pos, match: str) -> None:
     with pytest.raises(ProgramError, match=match):
         plan_1d(np.asarray(occ), target, pos)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_a_reach_limit_fills_the_most_targets_within_reach_at_least_distance(seed: int) -> None:
+    rng = np.random.default_rng(100 + seed)
+    n_sites = int(rng.integers(4, 10))
+    pos = np.cumsum(rng.uniform(0.5e6, 1.5e6, n_sites)) + 80e6
+    occ = rng.random(n_sites) < rng.uniform(0.2, 0.9)
+    target = sorted(rng.choice(n_sites, size=int(rng.integers(1, n_sites + 1)), replace=False).tolist())
+    reach = float(rng.uniform(0.5e6, 4e6))
+    plan = plan_1d(occ, target, pos, max_distance=reach)
+    atoms = [i for i, o in enumerate(occ) if o]
+    most, least = 0, 0.0
+    for n in range(min(len(atoms), len(target)), 0, -1):  # exhaustive: the most targets any in-reach order-keeping choice fills
+        totals = [
+            sum(abs(pos[x] - pos[y]) for x, y in zip(a, t))
+            for a in itertools.combinations(atoms, n)
+            for t in itertools.combinations(target, n)
+            if all(abs(pos[x] - pos[y]) <= reach for x, y in zip(a, t))
+        ]
+        if totals:
+            most, least = n, min(totals)
+            break
+    assert len(plan.moves) == most
+    assert all(abs(pos[s] - pos[t]) <= reach for s, t in plan.moves)
+    assert [s for s, _ in plan.moves] == sorted(s for s, _ in plan.moves) and [t for _, t in plan.moves] == sorted(t for _, t in plan.moves)
+    assert sum(abs(pos[s] - pos[t]) for s, t in plan.moves) == pytest.approx(least, rel=1e-9, abs=1.0)
