@@ -12,36 +12,12 @@ writes it into a reserved slot and arms the step that plays it, while the card k
 the load hold. It returns a :class:`ShotReport`; ``runtime.program`` then describes exactly what
 the card holds and ``runtime.verify()`` reads it back.
 
-The card's step table (8 steps, two cycles A and B so that a slot is never written while the
-sequencer can reach it)::
-
-    step 0  load   (wait for trigger) -> 1        step 4  load   (wait for trigger) -> 5
-    step 1  gate   (one load pass)    -> 2        step 5  gate   (one load pass)    -> 6
-    step 2  move A: armed M_A -> 3,               step 6  move B: armed M_B -> 7,
-                    disarmed one load pass -> 0                   disarmed one load pass -> 4
-    step 3  target T_A (wait for trigger) -> 4    step 7  target T_B (wait for trigger) -> 0
-
-Slots: 0 load, 1 T_A, 2 T_B, 3 M_A, 4 M_B. The manual's rules this relies on: step entries may
-be rewritten while the card runs, and an entry the sequencer has already read plays as it was;
-data memory is not protected, so a slot is written only while no step can reach it. A shot
-arms the cycle whose load step the card is in (or goes to next): first its move step is
-disarmed (if a previous shot armed it), then the move slot (and its target slot, when targets
-stay empty) is written, then the move step is armed and the other cycle's disarmed. Whether the
-card reads the next step's entry when it enters a step (prefetch) is not documented; the gate
-step makes it irrelevant: the move step's entry is read no earlier than the gate's start,
-which comes after the trigger. So a trigger that comes before the shot is armed plays one more
-load pass and returns to the load step (no move, no stale slot), and the moves are played
-after the trigger that follows arming: after the pass in progress, then one gate pass.
-
-Each cycle's target hold waits for a trigger, after which the card goes to the other cycle's
-load hold: the tones jump from the target pattern back to the loading pattern (the atoms are
-imaged or released by then). A shot while the card is in a gate or move step (between the
-trigger and the target hold) is refused with a :class:`~awgrt.errors.CardError`.
+How the card is driven while it plays (the step table, the two cycles, the gate step and the
+manual's rules they rest on): :mod:`awgrt.rearrange.cycles`.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 import numbers
 import time
@@ -56,21 +32,15 @@ from ..builder import AWGProgramBuilder
 from ..calibration import AODCalibration, PositionCalibration
 from ..compiler.compile import compile_sequence_program
 from ..compiler.quantize import quantize_resolved_ir
-from ..errors import CardError, ClipError, ClipWarning, ProgramError
+from ..errors import ClipError, ClipWarning, ProgramError
 from ..ir.digest import digest_of
 from ..ir.intent import finite_real
 from ..ir.shapes import FREQ_SHAPES
-from ..program import CompiledSegment, CompiledSequenceProgram, SequenceStep
+from ..program import CompiledSegment, CompiledSequenceProgram
 from ..runtime import Runtime
+from .cycles import CycledCard
 from .plan import Plan1D, _order_keeping
 from .tables import PEAK_SLOPE, TABLE_KINDS, ChannelTables, Tone, build_tables
-
-#: Slots: the load hold, the two cycles' target holds and the two cycles' move slots.
-LOAD, TARGET_A, TARGET_B, MOVE_A, MOVE_B = range(5)
-#: Steps of cycle A (B adds 4): load (waits), gate, move, target (waits).
-LOAD_STEP, GATE_STEP, MOVE_STEP, TARGET_STEP = range(4)
-#: The cycle (0: A, 1: B) whose load hold the card is in or goes to next, by current step.
-_NEXT_CYCLE = {0: 0, 7: 0, 3: 1, 4: 1}
 
 
 @dataclass(frozen=True)
@@ -254,7 +224,7 @@ class _Channel:
     phasor_work: tuple[np.ndarray, np.ndarray] | None = None  # factored tables: two complex64 buffers of the move part
 
 
-class Rearranger:
+class Rearranger(CycledCard):
     """Real-time rearrangement on one card (see module doc). ``arrays``: a :class:`TweezerArray`
     per logical channel (or one array, on channel ``"X"``); ``load_hold_s`` / ``target_hold_s``:
     the length of one pass of each hold (a trigger ends a hold at the end of a pass; the
@@ -285,10 +255,9 @@ class Rearranger:
                 raise ProgramError(f"{name}={v!r} must be a number > 0", op="Rearranger", value=v)
         self.arrays = dict(arrays)
         self.load_hold_s, self.target_hold_s, self.sample_rate_hz = float(load_hold_s), float(target_hold_s), float(sample_rate_hz)
-        self.runtime: Runtime | None = None
+        super().__init__()
         self.prepared: PrepareReport | None = None
         self._channels: list[_Channel] = []
-        self._n_samples = 0
         self._digest = ""
         self._target_keys: list[tuple] = [(), ()]  # what each cycle's target slot holds (() = the full hold)
         self._full_target: CompiledSegment | None = None
@@ -340,7 +309,6 @@ class Rearranger:
         need = max(r + t for r, t in spans.values())
         g = card.segment_granularity
         n = max(card.min_segment_length(n_ch), -(-need // g) * g)
-        self._n_samples = n
         lsb = runtime.gain * runtime.full_scale
         t0 = time.perf_counter()
         channels = []
@@ -373,30 +341,7 @@ class Rearranger:
         self._channels = channels
         self._full_target = target.segments[0]
         self._digest = digest_of("rearranger", load.digest, target.digest, n, [(c.name, c.tables.pairs.shape, c.array.move) for c in channels])
-        empty = np.zeros((n, n_ch), np.int16)
-        empty.flags.writeable = False
-        segments = (
-            replace(load.segments[0], name="load", names=("load",)),
-            replace(target.segments[0], name="target A", names=("target A",)),
-            replace(target.segments[0], name="target B", names=("target B",)),
-            CompiledSegment("move A", empty, digest_of("rearranger move", self._digest, "empty"), ("move A",)),
-            CompiledSegment("move B", empty, digest_of("rearranger move", self._digest, "empty"), ("move B",)),
-        )
-        steps = self._steps(armed=(False, False))
-        program = CompiledSequenceProgram(
-            sample_rate_hz=fs,
-            n_channels=n_ch,
-            segments=segments,
-            steps=steps,
-            start_step=0,
-            hardware_channels=load.hardware_channels,
-            card=card,
-            reserved_slots=(MOVE_A, MOVE_B),
-        )
-        t0 = time.perf_counter()
-        runtime.run(program, start=start)
-        timings["upload"] = time.perf_counter() - t0
-        self.runtime = runtime
+        timings["upload"] = self._upload(runtime, load.segments[0], target.segments[0], n_move=n, like=load, start=start)
         self._target_keys = [(), ()]
         self.prepared = PrepareReport(
             site_hz={c.name: tuple(t.freq_hz for t in self._tones(load, c.name)) for c in channels},
@@ -408,24 +353,6 @@ class Rearranger:
             timings_s=timings,
         )
         return self.prepared
-
-    @staticmethod
-    @functools.cache
-    def _steps(armed: tuple[bool, bool]) -> tuple[SequenceStep, ...]:
-        """The step table with each cycle's move step armed or not (see module doc); the same
-        objects each time, so comparing two tables is cheap."""
-        steps: list[SequenceStep] = []
-        for cycle, (target_slot, move_slot) in enumerate(((TARGET_A, MOVE_A), (TARGET_B, MOVE_B))):
-            base = 4 * cycle
-            name = "AB"[cycle]
-            move = SequenceStep(move_slot, base + 3, 1, name=f"move {name}") if armed[cycle] else SequenceStep(LOAD, base, 1, name=f"move {name}")
-            steps += [
-                SequenceStep(LOAD, base + 1, 1, on_trigger=True, name=f"load {name}"),
-                SequenceStep(LOAD, base + 2, 1, name=f"gate {name}"),
-                move,
-                SequenceStep(target_slot, (base + 4) % 8, 1, on_trigger=True, name=f"target {name}"),
-            ]
-        return tuple(steps)
 
     # ------------------------------------------------------------------ shot
 
@@ -506,8 +433,6 @@ class Rearranger:
     def _target_slot(self, c: _Channel, plan: Plan1D, out: np.ndarray) -> None:
         index = {t: j for j, t in enumerate(c.array.target)}
         rows = [index[t] for _, t in plan.moves]
-        rt = self.runtime
-        assert rt is not None
         w = np.zeros(c.tables.target_rows.shape[1], np.float32)
         for j in rows:
             w += c.tables.target_rows[j]
@@ -518,24 +443,10 @@ class Rearranger:
         channel -> array), write them into the card and arm them, while the card keeps holding
         the load pattern (see module doc). Returns a :class:`ShotReport`."""
         t_call = time.perf_counter()
+        cycle = self._next_cycle()
         rt = self.runtime
-        if rt is None or rt.program is None:
-            raise ProgramError("prepare(runtime) first", op="shot")
+        assert rt is not None and rt.program is not None  # _next_cycle checked
         occ = self._occupancies(occupancy)
-        be = rt.backend
-        if be.is_running():
-            step = be.current_step()
-            if step not in _NEXT_CYCLE:
-                raise CardError(
-                    f"the card is in step {step} ({rt.program.steps[step].name!r}), between a trigger and the target hold: "
-                    "arm the next shot once it holds the target or load pattern",
-                    code=None,
-                    op="shot",
-                    value=step,
-                )
-            cycle = _NEXT_CYCLE[step]
-        else:
-            cycle = 0  # a start begins at step 0
         t0 = time.perf_counter()
         plans = {c.name: self._plan(c, occ[c.name]) for c in self._channels}
         t_plan = time.perf_counter() - t0
@@ -545,55 +456,37 @@ class Rearranger:
         move = np.empty((self._n_samples, n_ch), np.int16)
         clipped = sum(self._synth(c, plans[c.name], move) for c in self._channels)
         move.flags.writeable = False
-        move_slot, target_slot = (MOVE_A, TARGET_A) if cycle == 0 else (MOVE_B, TARGET_B)
         key = tuple((c.name, plans[c.name].unfilled, tuple(t for _, t in plans[c.name].moves)) for c in self._channels)
         complete = all(p.complete for p in plans.values())
-        segments = list(program.segments)
-        digest = digest_of("rearranger move", self._digest, _plan_bytes(plans))
-        segments[move_slot] = CompiledSegment(segments[move_slot].name, move, digest, segments[move_slot].names, (clipped,) if clipped else ())
-        slots = [move_slot]
+        target = None
         key_t = () if complete else key
         if key_t != self._target_keys[cycle]:
             full = self._full_target
             assert full is not None  # prepared
             if complete:
-                data = full.data
+                target = full
             else:
                 data = np.array(full.data)
                 for c in self._channels:
                     if not plans[c.name].complete:
                         self._target_slot(c, plans[c.name], data)
                 data.flags.writeable = False
-            segments[target_slot] = replace(
-                segments[target_slot], data=data, digest=full.digest if complete else digest_of("rearranger target", self._digest, _plan_bytes(plans))
-            )
-            slots.append(target_slot)
+                target = replace(full, data=data, digest=digest_of("rearranger target", self._digest, _plan_bytes(plans)))
         t_synth = time.perf_counter() - t0
         if clipped and rt.clip_policy == "warn":
             warnings.warn(f"shot: {clipped} samples of the moves clipped at {rt.clip * rt.full_scale:.0f} LSB", ClipWarning, stacklevel=2)
         t0 = time.perf_counter()
-        move_step, other_step = 4 * cycle + MOVE_STEP, 4 * (1 - cycle) + MOVE_STEP
-        armed_now = (program.steps[MOVE_STEP].segment != LOAD, program.steps[4 + MOVE_STEP].segment != LOAD)
-        written: list[int] = []
-        if armed_now[cycle]:  # an earlier shot armed this cycle: disarm it before its slot is rewritten
-            disarm = list(armed_now)
-            disarm[cycle] = False
-            rt.rewrite(replace(program, steps=self._steps((disarm[0], disarm[1]))), steps=[move_step])
-            written.append(move_step)
-        armed = [False, False]
-        armed[cycle] = True
-        final = replace(rt.program, segments=tuple(segments), steps=self._steps((armed[0], armed[1])))  # type: ignore[arg-type]
-        order = ([other_step] if armed_now[1 - cycle] else []) + [move_step]
-        rt.rewrite(final, slots=slots, steps=order)
-        written += order
-        if target_slot in slots:
+        digest = digest_of("rearranger move", self._digest, _plan_bytes(plans))
+        slots, written = self._write(cycle, move, digest, clipped, target)
+        if target is not None:
             self._target_keys[cycle] = key_t
         t_write = time.perf_counter() - t0
+        segments = rt.program.segments  # type: ignore[union-attr]
         samples = sum(segments[s].data.size for s in slots)
         return ShotReport(
             plans=plans,
             cycle="AB"[cycle],
-            load_step=4 * cycle + LOAD_STEP,
+            load_step=4 * cycle,
             slots_written=tuple(slots),
             steps_written=tuple(written),
             samples_written=samples,
@@ -601,16 +494,6 @@ class Rearranger:
             clipped=clipped,
             timings_s={"plan": t_plan, "synth": t_synth, "write": t_write, "total": time.perf_counter() - t_call},
         )
-
-    @property
-    def move_samples(self) -> int:
-        """Samples of the move segment (per channel)."""
-        return self._n_samples
-
-    def cycle_steps(self, cycle: str) -> dict[str, int]:
-        """The steps of cycle ``"A"`` or ``"B"``: load, gate, move, target."""
-        base = 4 * "AB".index(cycle)
-        return {"load": base + LOAD_STEP, "gate": base + GATE_STEP, "move": base + MOVE_STEP, "target": base + TARGET_STEP}
 
 
 __all__ = ["Move", "PrepareReport", "Rearranger", "ShotReport", "TweezerArray"]
