@@ -177,11 +177,11 @@ class RowRearranger(CycledCard):
         n_cols = len(g.x_hz)
         with Progress(n_cols, "row rearrangement tables") as bar:
             for i in range(n_cols):
-                start = i * i / (2.0 * n_cols)  # Newman phases
+                phase0 = i * i / (2.0 * n_cols)  # Newman phases
                 f0 = g.x_hz[i] / fs
                 for j in (int(j) for j in np.flatnonzero(pair_row[i] >= 0)):
                     f1 = tgt[j] / fs
-                    cyc = start + f0 * np.minimum(k, ramp) + phase_cycles(f0, f1, g.move.kind, move, km) + f1 * after
+                    cyc = phase0 + f0 * np.minimum(k, ramp) + phase_cycles(f0, f1, g.move.kind, move, km) + f1 * after
                     cyc -= np.rint(cyc)
                     pairs[pair_row[i, j]] = (lsb * g.amp_x[i] * envelope * np.sin(2 * np.pi * cyc)).astype(np.float32)  # type: ignore[index]
                 bar.advance()
