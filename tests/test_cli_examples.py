@@ -158,3 +158,13 @@ def test_realtime_rearrange_example_plays_shots_and_draws_both_figures(tmp_path,
     for name in ("latency.png", "trajectories.png"):
         png = tmp_path / name
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_readme_rearrangement_example_runs_as_written(capsys):
+    text = (ROOT / "README.md").read_text()
+    start = text.index("from awgrt.rearrange import Move, Rearranger, TweezerArray")
+    start = text.rindex("```python", 0, start) + len("```python")
+    code = text[start : text.index("```", start)]
+    exec(compile(code, "README.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert "prepared: move segment" in out and "cycle A: armed after step 0's trigger" in out and "moves" in out
