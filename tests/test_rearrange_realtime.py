@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy.signal import hilbert
 
-from awgrt import Runtime
+from awgrt import CompiledSequenceProgram, Runtime
 from awgrt.backends import SimBackend, SpcmBackend
 from awgrt.calibration import AODCalibration, PositionCalibration
 from awgrt.errors import CardError, ProgramError, VerificationError
@@ -276,3 +276,33 @@ def test_factored_tables_are_refused_where_amplitudes_differ_and_auto_keeps_pair
     r = Rearranger(uneven, load_hold_s=HOLD_S, target_hold_s=HOLD_S, tables="auto")
     r.prepare(rt)
     assert not r._channels[0].tables.factored and r.prepared.table_bytes > 0
+
+
+def test_a_shot_after_another_program_was_run_or_an_upload_failed_asks_for_prepare() -> None:
+    be, rt, r = make()
+    started(be.sim)
+    rt.run(CompiledSequenceProgram.load(_saved_demo()))
+    with pytest.raises(ProgramError, match="prepare\\(\\) again"):
+        r.shot(occupancies(1, 1)[0])
+    be, rt, r = make()
+    started(be.sim)
+
+    def refuse(*a, **k):
+        raise CardError("DMA refused", code=0x107)
+
+    be._update_segments = refuse  # type: ignore[method-assign]
+    with pytest.raises(CardError, match="DMA refused"):
+        r.shot(occupancies(2, 1)[0])
+    assert not be.is_running() and be.program is None and rt.program is None  # stopped, nothing half-programmed left running
+    with pytest.raises(ProgramError, match="prepare"):
+        r.shot(occupancies(3, 1)[0])
+
+
+def _saved_demo():
+    import tempfile
+
+    from awgrt.demo import demo_builder
+
+    path = tempfile.mkdtemp() + "/demo.npz"
+    rt = Runtime(SimBackend("M4i.6631-x8"))
+    return rt.run(demo_builder(), sample_rate_hz=FS, start=False).save(path)

@@ -74,6 +74,7 @@ class CycledCard:
     def __init__(self) -> None:
         self.runtime: Runtime | None = None
         self._n_samples = 0
+        self._load_digest = ""
 
     @property
     def move_samples(self) -> int:
@@ -117,6 +118,7 @@ class CycledCard:
         t0 = time.perf_counter()
         runtime.run(program, start=start)
         self.runtime = runtime
+        self._load_digest = program.segments[LOAD].digest
         return time.perf_counter() - t0
 
     def _next_cycle(self) -> int:
@@ -125,7 +127,9 @@ class CycledCard:
         target hold."""
         rt = self.runtime
         if rt is None or rt.program is None:
-            raise ProgramError("prepare(runtime) first", op="shot")
+            raise ProgramError("prepare(runtime) first (or again: an upload failed and the card was stopped)", op="shot")
+        if rt.program.segments[LOAD].digest != self._load_digest or rt.program.reserved_slots != (MOVE_A, MOVE_B):
+            raise ProgramError("the card no longer holds this rearranger's program (another was run since): prepare() again", op="shot")
         be = rt.backend
         if not be.is_running():
             return 0
