@@ -19,7 +19,8 @@ the target step it entered at ``m1`` (both from the card's own step log):
 - **move -> target join** (``m1``): each target tone's phase fitted just before the join (along
   the asked trajectory's tail) and just after it (the target hold) agree within ``phase_tol_rad``;
 - **target hold**: exactly the planned targets carry a tone (asked amplitude within 2 %), the
-  others none, and nothing else is there (residual below ``residual_lsb``).
+  others none, and nothing else is there (residual below ``residual_lsb``); with ``target_pass``
+  (the hold's pass length) each tone's phase runs on without a step where the pass wraps.
 """
 
 from __future__ import annotations
@@ -132,6 +133,7 @@ def check_shot(
     track_tol_hz: float | None = None,
     residual_lsb: float = 3.0,
     track_amp_tol: float = 0.02,
+    target_pass: int | None = None,
 ) -> list[str]:
     """Every way the played shot differs from what was asked (see module doc); [] if none.
     ``samples``: one channel's int16 output, indexed on the card's step-log clock; ``m0`` /
@@ -212,6 +214,14 @@ def check_shot(
     rms = float(np.sqrt(np.mean(res_t**2)))
     if rms > residual_lsb:
         out.append(f"target hold: {rms:.1f} LSB rms left besides the target tones (a tone left on?)")
+    if target_pass is not None:  # the target hold's loop wraps seamlessly: no phase step where a pass ends
+        b = m1 + target_pass
+        _, amp_a, ph_a, _ = fit_tones(x[b - W : b], np.arange(b - W, b) - b, fs, f_tgt, 5e3)
+        amp_b, ph_b, _ = _linear(x[b : b + W], _design(f_tgt, np.arange(0, W), fs))
+        wrap_step = wrap(ph_b - ph_a)
+        for j in sorted(filled):
+            if abs(wrap_step[j]) > phase_tol_rad:
+                out.append(f"target {asked.target[j]}: the target hold's wrap steps the phase by {wrap_step[j]:+.2e} rad")
 
     # --- each atom along its asked track, and into the target hold without a phase step
     wt = blackman(round(4e-6 * fs))

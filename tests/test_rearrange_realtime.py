@@ -76,7 +76,7 @@ def test_random_shots_play_what_was_asked(seed: int, tables: str) -> None:
         assert m1 - m0 == r.move_samples
         # factored tables match the target phase with up to a cycle (pair tables half a cycle): twice the deviation
         tol = 1.875 * 1.0 / MOVE.time_s + 5e3 if r._channels[0].tables.factored else None
-        problems = check_shot(x[:, 0], FS, m0, m1, ASKED, list(report.plans["X"].moves), occ, track_tol_hz=tol)
+        problems = check_shot(x[:, 0], FS, m0, m1, ASKED, list(report.plans["X"].moves), occ, track_tol_hz=tol, target_pass=20000)
         assert problems == [], problems
     assert r._channels[0].tables.factored == (tables == "factored")
     assert be.sim.live_slot_writes == 0
@@ -201,11 +201,16 @@ def _faulty(fault: str):
     elif fault == "tone left on":  # the empty sites' tones are not ramped off during the ramp (cut at its end)
         tables.fade[:] = 0.0
     report = r.shot(occ)
+    if fault == "target wrap step":  # the target hold's pass drifts 0.01 rad: a step where it wraps
+        data = rt.program.segments[1].data[:, 0].astype(np.float64)
+        drift = np.real(hilbert(data) * np.exp(-1j * 0.01 * np.arange(data.size) / data.size))
+        be.sim.select_segment(1)
+        be.sim.write_segment_data(np.rint(drift).astype(np.int16)[:, None])
     x, m0, m1 = play(be.sim, r, report)
-    return check_shot(x[:, 0], FS, m0, m1, ASKED, list(report.plans["X"].moves), occ)
+    return check_shot(x[:, 0], FS, m0, m1, ASKED, list(report.plans["X"].moves), occ, target_pass=20000)
 
 
-@pytest.mark.parametrize("fault", ["crossing", "wrong target", "phase jump", "tone left on", "stale slot"])
+@pytest.mark.parametrize("fault", ["crossing", "wrong target", "phase jump", "tone left on", "stale slot", "target wrap step"])
 def test_the_oracle_catches(fault: str) -> None:
     problems = _faulty(fault)
     assert problems, f"{fault} went unnoticed"
