@@ -150,6 +150,13 @@ def line(name: str, t: np.ndarray, ref: float) -> str:
     return f"  {name:<34} median {med * 1e3:7.3f} ms ({med / ref:5.3f} REF)   p99 {p99 * 1e3:7.3f} ms ({p99 / ref:5.3f} REF)"
 
 
+def print_stages(label: str, t: dict[str, np.ndarray], ref: float) -> None:
+    """The shot's latency and its stages, in ms and REF."""
+    print(line(f"[{label}] shot -> armed", t["total"], ref))
+    for k in ("plan", "synth", "write"):
+        print(line(f"[{label}]   {k}", t[k], ref))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shots", type=int, default=1200)
@@ -172,9 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         rep = r.prepared
         prep_s = sum(rep.timings_s.values())
         print(f"  [{tables}] tables {rep.table_bytes / 2**20:.1f} MiB, phase matching <= {rep.correction_hz['X'] / 1e3:.2f} kHz, prepare {prep_s:.2f} s")
-        print(line(f"[{tables}] shot -> armed", t["total"], ref))
-        for k in ("plan", "synth", "write"):
-            print(line(f"[{tables}]   {k}", t[k], ref))
+        print_stages(tables, t, ref)
         sizes = np.array([rp.bytes_written for rp in reports])
         incomplete = sum(not rp.complete for rp in reports)
         print(
@@ -192,9 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     pair_bytes = 100 * 50 * (r_big.move_samples - round(MOVE.ramp_s * FS)) * 4
     prep_s = sum(rep.timings_s.values())
     print(f"  auto chose {kind} tables: {rep.table_bytes / 2**20:.1f} MiB (pair tables would take {pair_bytes / 2**30:.2f} GiB), prepare {prep_s:.2f} s")
-    print(line(f"[{kind}] shot -> armed", t_big["total"], ref))
-    for k in ("plan", "synth", "write"):
-        print(line(f"[{kind}]   {k}", t_big[k], ref))
+    print_stages(kind, t_big, ref)
     sizes = np.array([rp.bytes_written for rp in reports_big])
     print(f"  bytes per shot: {int(np.median(sizes))} median: {np.median(sizes) / M4I_UPLOAD_BPS * 1e6:.0f} us at 2.8 GB/s")
 
