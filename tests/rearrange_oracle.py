@@ -163,6 +163,12 @@ def check_shot(
         out.append(f"plan moves {total:.0f} Hz in all, more than the least ({least:.0f} Hz)")
     if reach_hz is not None and any(abs(sites[s] - sites[t]) > reach_hz for s, t in moves):
         out.append(f"plan moves an atom further than {reach_hz:.0f} Hz")
+    # neighbours along the asked tracks never come closer than the array's smallest site spacing
+    uu = np.linspace(0.0, 1.0, 201)
+    tracks = [sites[s] + (sites[t] - sites[s]) * progress(asked.kind, uu) for s, t in moves]
+    closest = min((float(np.min(b - a)) for a, b in zip(tracks, tracks[1:])), default=np.inf)
+    if closest < float(np.min(np.diff(sites))) - 1.0:
+        out.append(f"planned tracks come {closest:.0f} Hz close, less than the site spacing")
 
     # --- load hold, just before the join: every site rings
     W = round(4e-6 * fs)

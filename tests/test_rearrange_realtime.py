@@ -15,7 +15,7 @@ from scipy.signal import hilbert
 from awgrt import CompiledSequenceProgram, Runtime
 from awgrt.backends import SimBackend, SpcmBackend
 from awgrt.calibration import AODCalibration, PositionCalibration
-from awgrt.errors import CardError, ProgramError, VerificationError
+from awgrt.errors import CardError, ClipError, ClipWarning, ProgramError, VerificationError
 from awgrt.rearrange import Move, Rearranger, TweezerArray
 from awgrt.sim import SimulatedCard
 from tests.rearrange_oracle import Asked, check_shot
@@ -311,3 +311,41 @@ def _saved_demo():
     path = tempfile.mkdtemp() + "/demo.npz"
     rt = Runtime(SimBackend("M4i.6631-x8"))
     return rt.run(demo_builder(), sample_rate_hz=FS, start=False).save(path)
+
+
+def test_moves_that_would_clip_warn_or_raise_before_anything_is_written() -> None:
+    """Rows made louder than any real array here (every pair row x 8, past the clip level when
+    summed): the runtime's clip policy decides, and an error leaves the card as it was."""
+    occ = np.ones(len(SITES), bool)
+    for policy in ("warn", "error", "count"):
+        be = SimBackend("M4i.6631-x8")
+        rt = Runtime(be, trigger="external", clip_policy=policy)
+        r = Rearranger(TweezerArray(target=TARGET, sites_hz=SITES, amp=AMP, move=MOVE), load_hold_s=HOLD_S, target_hold_s=HOLD_S)
+        r.prepare(rt)
+        tables = r._channels[0].tables
+        assert tables.peak_lsb <= 0.9 * 32767  # the real rows cannot clip: the scan is skipped
+        tables.pairs[:] *= 8.0
+        object.__setattr__(tables, "peak_lsb", np.inf)
+        started(be.sim)
+        before = rt.program
+        if policy == "error":
+            with pytest.raises(ClipError, match="clip level"):
+                r.shot(occ)
+            assert rt.program is before and be.is_running() and rt.verify() == ()
+            continue
+        if policy == "warn":
+            with pytest.warns(ClipWarning, match="clipped"):
+                report = r.shot(occ)
+        else:
+            report = r.shot(occ)
+        assert report.clipped > 0
+        x = rt.program.segments[3].data[:, 0].astype(int)
+        assert np.abs(x).max() == round(0.9 * 32767)  # held at the clip level, never wrapped
+
+
+def test_the_tables_bound_every_shot_below_their_stated_peak() -> None:
+    be, rt, r = make()
+    bound = r._channels[0].tables.peak_lsb
+    for occ in occupancies(17, 20, 0.8):
+        r.shot(occ)
+        assert np.abs(rt.program.segments[3].data.astype(int)).max() <= bound + 1

@@ -18,6 +18,7 @@ manual's rules they rest on): :mod:`awgrt.rearrange.cycles`.
 
 from __future__ import annotations
 
+import logging
 import math
 import numbers
 import time
@@ -75,6 +76,9 @@ class Move:
         if self.max_chirp_hz_per_s is None:
             return None
         return self.max_chirp_hz_per_s * self.time_s / PEAK_SLOPE[self.kind]
+
+
+log = logging.getLogger(__name__)
 
 
 def _floats(value: object, n: int, what: str) -> tuple[float, ...]:
@@ -352,6 +356,7 @@ class Rearranger(CycledCard):
             correction_hz={c.name: c.tables.correction_hz for c in channels},
             timings_s=timings,
         )
+        log.info("%s", self.prepared)
         return self.prepared
 
     # ------------------------------------------------------------------ shot
@@ -483,7 +488,7 @@ class Rearranger(CycledCard):
         t_write = time.perf_counter() - t0
         segments = rt.program.segments  # type: ignore[union-attr]
         samples = sum(segments[s].data.size for s in slots)
-        return ShotReport(
+        report = ShotReport(
             plans=plans,
             cycle="AB"[cycle],
             load_step=4 * cycle,
@@ -494,6 +499,9 @@ class Rearranger(CycledCard):
             clipped=clipped,
             timings_s={"plan": t_plan, "synth": t_synth, "write": t_write, "total": time.perf_counter() - t_call},
         )
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("shot: %s", str(report).replace("\n", ";"))
+        return report
 
 
 __all__ = ["Move", "PrepareReport", "Rearranger", "ShotReport", "TweezerArray"]
