@@ -300,6 +300,10 @@ _MV_KEYS = ("rf_mv", "amp_mv", "amplitude_mv")
 _POWER_KEYS = ("power", "optical_power", "power_mw", "efficiency", "diffraction_efficiency")
 
 
+#: Where the CSV reader puts a row's fields beyond the header's (a file to refuse).
+_EXTRA_FIELDS = "\x00extra fields"
+
+
 def load_data(path: str | Path, *, full_scale_mv: float | None = None, card_gain: float = 1.0) -> CalibrationData:
     """Read calibration data from a CSV (a header row) or JSON file (a list of records, or an
     object of equal-length lists). Columns: the frequency (``freq_hz`` or ``freq_mhz``), the RF
@@ -321,7 +325,10 @@ def load_data(path: str | Path, *, full_scale_mv: float | None = None, card_gain
         twice = sorted({h.strip() for h in header if [x.strip() for x in header].count(h.strip()) > 1})
         if twice:
             raise CalibrationError(f"{path}: column {twice[0]!r} appears twice in the header (which one was meant is ambiguous)")
-        rows = list(csv.DictReader(lines))
+        rows = list(csv.DictReader(lines, restkey=_EXTRA_FIELDS))
+        for number, row in enumerate(rows, start=2):
+            if _EXTRA_FIELDS in row:
+                raise CalibrationError(f"{path}: data row {number - 1} has more fields than the header's {len(header)}")
         columns = {k.strip(): [r[k] for r in rows] for k in (rows[0] if rows else {})}
     columns = {k.lower(): v for k, v in columns.items()}
 

@@ -128,6 +128,9 @@ def test_data_files_in_csv_and_json_with_mv_amplitudes(tmp_path):
     (tmp_path / "bad.csv").write_text("freq_hz,power\n1,2\n")
     with pytest.raises(CalibrationError, match="RF amplitude"):
         load_data(tmp_path / "bad.csv")
+    (tmp_path / "long_row.csv").write_text("freq_hz,rf_amp,power\n80e6,0.2,0.5\n81e6,0.2,0.5,9\n")
+    with pytest.raises(CalibrationError, match="data row 2 has more fields than the header's 3"):
+        load_data(tmp_path / "long_row.csv")
 
 
 def test_equalisation_flattens_a_camera_in_a_few_iterations():
