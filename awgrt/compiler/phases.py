@@ -48,12 +48,43 @@ def canonical_phase(phase_cycles: float) -> float:
 # ------------------------------------------------------------------------------ crest factor
 
 
+#: Tones summed at a time by :func:`crest_factor`: its working memory is this many x n float64.
+CREST_CHUNK = 256
+#: Tone sets of at least this many tones keep Schroeder's phases: the refinement never lowered
+#: their peak in 90 mixed sets (uniform grids, jittered grids, random and two-band sets, equal
+#: and unequal amplitudes) of 40, 48, 64 and 100 tones, and costs O(tones x window) time.
+REFINE_MAX_TONES = 40
+
+
 def crest_factor(freqs_cps: np.ndarray, amps: np.ndarray, phases_cycles: np.ndarray, n: int) -> float:
-    """Peak over RMS of sum(a sin(2 pi (f k + phi))) over k = 0 .. n-1."""
+    """Peak over RMS of sum(a sin(2 pi (f k + phi))) over k = 0 .. n-1, summed
+    :data:`CREST_CHUNK` tones at a time (memory independent of the number of tones). Each
+    phase is made and reduced to [-1/2, 1/2] cycle in float64, then taken through numpy's
+    float32 sine (a relative error near 1e-6 in the crest factor, 10-20x faster than float64)."""
+    freqs_cps, amps, phases_cycles = (np.asarray(v, dtype=np.float64) for v in (freqs_cps, amps, phases_cycles))
     k = np.arange(n, dtype=np.float64)
-    x = (amps[:, None] * np.sin(2 * np.pi * (freqs_cps[:, None] * k + phases_cycles[:, None]))).sum(axis=0)
+    x = np.zeros(n)
+    for i in range(0, freqs_cps.size, CREST_CHUNK):
+        part = slice(i, i + CREST_CHUNK)
+        cycles = freqs_cps[part, None] * k + phases_cycles[part, None]
+        cycles -= np.rint(cycles)
+        x += amps[part] @ np.sin((2 * np.pi * cycles).astype(np.float32)).astype(np.float64)
     rms = math.sqrt(float(np.sum(amps**2)) / 2.0)
     return float(np.max(np.abs(x)) / rms) if rms > 0 else 0.0
+
+
+def schroeder_phases(freqs_cps: np.ndarray, amps: np.ndarray) -> np.ndarray:
+    """Schroeder's low-crest phases (cycles, in [0, 1)) for the tones' power distribution: in
+    frequency order, tone i gets -sum_{j<i} (i - j) p_j with p the relative powers, made in
+    O(tones) from two running sums."""
+    order = np.argsort(freqs_cps, kind="stable")
+    power = amps[order] ** 2 / float(np.sum(amps**2))
+    i = np.arange(power.size, dtype=np.float64)
+    below = np.concatenate(([0.0], np.cumsum(power)[:-1]))  # sum of p_j for j < i
+    moment = np.concatenate(([0.0], np.cumsum(i * power)[:-1]))  # sum of j p_j for j < i
+    out = np.empty(power.size)
+    out[order] = -(i * below - moment)
+    return out % 1.0
 
 
 def _window(freqs_cps: np.ndarray) -> int:
@@ -90,9 +121,11 @@ def _optimise(freqs_cps: np.ndarray, amps: np.ndarray) -> np.ndarray:
     """Deterministic crest-factor-optimised start phases (cycles) for tones at ``freqs_cps``
     (cycles per sample) with amplitudes ``amps``.
 
-    Starts from Schroeder's phases for the tones' power distribution and minimises the 8-norm
-    of the waveform (a smooth stand-in for its peak) over a window that spans the slowest beat.
-    The better of start and result, by peak over the window, is returned.
+    Starts from Schroeder's phases for the tones' power distribution and, below
+    :data:`REFINE_MAX_TONES` tones, minimises the 8-norm of the waveform (a smooth stand-in for
+    its peak) over a window that spans the slowest beat. The better of start and result, by peak
+    over the window, is returned. Time and memory are O(tones) from
+    :data:`REFINE_MAX_TONES` tones on (the refinement's are O(tones x window) below it).
     """
     freqs_cps = np.asarray(freqs_cps, dtype=np.float64)
     amps = np.asarray(amps, dtype=np.float64)
@@ -101,12 +134,9 @@ def _optimise(freqs_cps: np.ndarray, amps: np.ndarray) -> np.ndarray:
     if n <= 1 or top == 0.0:
         return np.zeros(n)
     amps = np.abs(amps) / top  # relative amplitudes decide the phases; tiny ones (1e-300) must not underflow to 0/0
-    order = np.argsort(freqs_cps, kind="stable")
-    power = amps[order] ** 2 / float(np.sum(amps**2))
-    schroeder = np.empty(n)
-    for i in range(n):
-        schroeder[order[i]] = -float(np.sum((i - np.arange(i)) * power[:i]))
-    schroeder %= 1.0
+    schroeder = schroeder_phases(freqs_cps, amps)
+    if n >= REFINE_MAX_TONES:
+        return schroeder
 
     n_win = _window(freqs_cps)
     k = np.arange(n_win, dtype=np.float64)
