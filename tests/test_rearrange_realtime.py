@@ -349,3 +349,24 @@ def test_the_tables_bound_every_shot_below_their_stated_peak() -> None:
     for occ in occupancies(17, 20, 0.8):
         r.shot(occ)
         assert np.abs(rt.program.segments[3].data.astype(int)).max() <= bound + 1
+
+
+def test_an_interrupt_while_a_shot_is_written_leaves_the_card_stopped_and_unknown() -> None:
+    be, rt, r = make()
+    started(be.sim)
+    real = be.sim.write_step
+
+    def interrupted(index, word):
+        raise KeyboardInterrupt  # Ctrl-C between the slot write and the step entries
+
+    be.sim.write_step = interrupted  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        r.shot(occupancies(6, 1)[0])
+    be.sim.write_step = real  # type: ignore[method-assign]
+    assert not be.is_running() and be.program is None and rt.program is None
+    r.prepare(rt)  # a new prepare uploads everything again and the shots work
+    started(be.sim)
+    occ = occupancies(7, 1)[0]
+    report = r.shot(occ)
+    x, m0, m1 = play(be.sim, r, report)
+    assert check_shot(x[:, 0], FS, m0, m1, ASKED, list(report.plans["X"].moves), occ) == []
