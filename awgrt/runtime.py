@@ -415,11 +415,7 @@ class Runtime:
                     f"slot {playing} ({program.segments[playing].name!r}) is playing now: it cannot be rewritten live", op="rewrite", value=playing
                 )
         try:
-            if slots:  # the new samples under the step table the card still holds
-                held = self.backend.program
-                self.backend.update_segments(replace(program, steps=held.steps, start_step=held.start_step), list(slots))
-            if steps:
-                self.backend.write_steps(program, list(steps))
+            self.backend.write_live(program, list(slots), list(steps))
         except BaseException:
             self.backend.abandon()
             self.program = None

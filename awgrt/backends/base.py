@@ -154,6 +154,12 @@ class Backend(Protocol):
         already read plays as it was). Raises: as :meth:`update_segments`."""
         ...
 
+    def write_live(self, program: CompiledSequenceProgram, slots: Sequence[int], steps: Sequence[int]) -> None:
+        """Write memory slots ``slots`` and then step entries ``steps`` into a card that keeps
+        running; everything else in ``program`` must equal what the card holds.
+        Raises: as :meth:`update_segments`."""
+        ...
+
     def abandon(self) -> None:
         """Stop the card and forget what is loaded (``program`` = None). Never raises."""
         ...
@@ -308,17 +314,7 @@ class BackendBase(abc.ABC):
     def update_segments(self, program: CompiledSequenceProgram, indices: Sequence[int]) -> None:
         """Rewrite the data of memory slots ``indices`` (same lengths as loaded)."""
         self._check_same_layout(program, "update_segments")
-        assert self.program is not None  # the layout check needs a loaded program
-        for i in indices:
-            if not 0 <= i < len(program.segments):
-                raise ProgramError(f"slot {i} out of range 0..{len(program.segments) - 1}", op="update_segments", value=i)
-            if program.segments[i].n_samples != self.program.segments[i].n_samples:
-                raise ProgramError(
-                    f"slot {i} changes length {self.program.segments[i].n_samples} -> {program.segments[i].n_samples}: needs a full upload",
-                    segment=program.segments[i].name,
-                    op="update_segments",
-                )
-        self._check_same_samples(program, set(indices), "update_segments")
+        self._check_slots(program, indices, "update_segments")
         self._guarded("segment update", lambda: self._update_segments(program, list(indices)))
         self.program = program
 
@@ -329,19 +325,56 @@ class BackendBase(abc.ABC):
         self._check_same_layout(program, "write_steps")
         self._check_same_samples(program, set(), "write_steps")
         if indices is not None:
-            assert self.program is not None  # the layout check needs a loaded program
-            order = list(indices)
-            for i in order:
-                if isinstance(i, bool) or not isinstance(i, numbers.Integral) or not 0 <= i < len(program.steps):
-                    raise ProgramError(f"step {i!r} out of range 0..{len(program.steps) - 1}", op="write_steps", value=i)
-            others = [i for i, (a, b) in enumerate(zip(self.program.steps, program.steps)) if a is not b and a.entry != b.entry and i not in order]
-            if others or self.program.start_step != program.start_step:
-                what = f"steps {others}" if others else f"the start step ({self.program.start_step} -> {program.start_step})"
-                raise ProgramError(f"the program's {what} differ from what the card holds and are not written", op="write_steps", value=others)
+            order = self._check_entries(program, indices, "write_steps")
             self._guarded("step entry update", lambda: self._write_step_entries(program, order))
         else:
             self._guarded("step table update", lambda: self._write_steps(program))
         self.program = program
+
+    def write_live(self, program: CompiledSequenceProgram, slots: Sequence[int], steps: Sequence[int]) -> None:
+        """Write memory slots ``slots``, then step entries ``steps`` (in that order), checking
+        ``program`` once: everything else in it must equal what the card holds. Does not stop the
+        card (the caller keeps the slots out of the sequencer's reach until their entries are
+        written)."""
+        self._check_same_layout(program, "write_live")
+        self._check_slots(program, slots, "write_live")
+        order = self._check_entries(program, steps, "write_live")
+
+        def write() -> None:
+            if slots:
+                self._update_segments(program, list(slots))
+            if order:
+                self._write_step_entries(program, order)
+
+        self._guarded("live write", write)
+        self.program = program
+
+    def _check_slots(self, program: CompiledSequenceProgram, indices: Sequence[int], op: str) -> None:
+        """Slots ``indices`` exist and keep their lengths; every other slot keeps its samples."""
+        assert self.program is not None  # the layout check needs a loaded program
+        for i in indices:
+            if not 0 <= i < len(program.segments):
+                raise ProgramError(f"slot {i} out of range 0..{len(program.segments) - 1}", op=op, value=i)
+            if program.segments[i].n_samples != self.program.segments[i].n_samples:
+                raise ProgramError(
+                    f"slot {i} changes length {self.program.segments[i].n_samples} -> {program.segments[i].n_samples}: needs a full upload",
+                    segment=program.segments[i].name,
+                    op=op,
+                )
+        self._check_same_samples(program, set(indices), op)
+
+    def _check_entries(self, program: CompiledSequenceProgram, indices: Sequence[int], op: str) -> list[int]:
+        """Steps ``indices`` exist; every other entry and the start step equal the card's."""
+        assert self.program is not None  # the layout check needs a loaded program
+        order = list(indices)
+        for i in order:
+            if isinstance(i, bool) or not isinstance(i, numbers.Integral) or not 0 <= i < len(program.steps):
+                raise ProgramError(f"step {i!r} out of range 0..{len(program.steps) - 1}", op=op, value=i)
+        others = [i for i, (a, b) in enumerate(zip(self.program.steps, program.steps)) if a is not b and a.entry != b.entry and i not in order]
+        if others or self.program.start_step != program.start_step:
+            what = f"steps {others}" if others else f"the start step ({self.program.start_step} -> {program.start_step})"
+            raise ProgramError(f"the program's {what} differ from what the card holds and are not written", op=op, value=others)
+        return order
 
     def _check_same_samples(self, program: CompiledSequenceProgram, written: set[int], op: str) -> None:
         """``program`` must hold the loaded samples in every slot not being written, so that
