@@ -236,7 +236,9 @@ class Runtime:
         timings["quantize"] += time.perf_counter() - t
 
         t = time.perf_counter()
-        compiled = compile_sequence_program(q, self.gain, self.clip, self.full_scale, clip_policy=self.clip_policy, cache=self._cache, fast_math=self.fast_math)
+        compiled = compile_sequence_program(
+            q, self.gain, self.clip, self.full_scale, clip_policy=self.clip_policy, cache=self._cache, fast_math=self.fast_math
+        )
         if prune:  # keep only what the current point uses (a dry run keeps everything)
             digests = {s.digest for s in q.segments}
             for k in [k for k in self._cache if k.split(":", 1)[0] not in digests]:
@@ -369,15 +371,21 @@ class Runtime:
     def _plan(self, new: CompiledSequenceProgram) -> UploadPlan:
         be = self.backend
         running = be.is_running()
-        playing = None
-        if running and be.program is not None:
-            step = be.current_step()
-            if 0 <= step < len(be.program.steps):
-                playing = be.program.steps[step].segment
+        playing = self._playing_slot(running)
         return plan_upload(be.program, new, config=be.config, running=running, playing_slot=playing, live=self.live, wanted=self._asked(new))
 
+    def _playing_slot(self, running: bool) -> int | None:
+        """The memory slot the card plays now (None: it is not ``running``, or unknown)."""
+        be = self.backend
+        if not running or be.program is None:
+            return None
+        step = be.current_step()
+        return be.program.steps[step].segment if 0 <= step < len(be.program.steps) else None
+
     def _asked(self, program: CompiledSequenceProgram) -> OutputConfig:
-        return asked_outputs(program, amplitude_mv=self.amplitude_mv, stop_level=self.stop_level, trigger=self.trigger, trigger_level_mv=self.trigger_level_mv)
+        return asked_outputs(
+            program, amplitude_mv=self.amplitude_mv, stop_level=self.stop_level, trigger=self.trigger, trigger_level_mv=self.trigger_level_mv
+        )
 
     def verify(self) -> tuple[Mismatch, ...]:
         """Read the card back (every output setting, the slot count and sizes, the start step, every
@@ -408,12 +416,11 @@ class Runtime:
         afterwards; on any failure the card is stopped and the next run uploads everything."""
         if self.program is None or self.backend.program is None:
             raise ProgramError("nothing is loaded yet: rewrite() changes a program that run() uploaded", op="rewrite")
-        if slots and self.backend.is_running():
-            playing = self.backend.program.steps[self.backend.current_step()].segment
-            if playing in slots:
-                raise ProgramError(
-                    f"slot {playing} ({program.segments[playing].name!r}) is playing now: it cannot be rewritten live", op="rewrite", value=playing
-                )
+        playing = self._playing_slot(self.backend.is_running()) if slots else None
+        if playing is not None and playing in slots:
+            raise ProgramError(
+                f"slot {playing} ({program.segments[playing].name!r}) is playing now: it cannot be rewritten live", op="rewrite", value=playing
+            )
         try:
             self.backend.write_live(program, list(slots), list(steps))
         except BaseException:
@@ -422,7 +429,9 @@ class Runtime:
             raise
         self.program = program
 
-    def plan(self, program: AWGProgramBuilder | IntentIR | ResolvedIR, *, sample_rate_hz: float | None = None, invariant: Sequence[str] = ()) -> UploadPlan:
+    def plan(
+        self, program: AWGProgramBuilder | IntentIR | ResolvedIR, *, sample_rate_hz: float | None = None, invariant: Sequence[str] = ()
+    ) -> UploadPlan:
         """A dry run: compile ``program`` as :meth:`run` would and return the
         :class:`~awgrt.upload.UploadPlan` it would carry out, touching nothing on the card."""
         compiled, *_ = self._compile(program, sample_rate_hz, invariant, prune=False)

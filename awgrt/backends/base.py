@@ -148,16 +148,14 @@ class Backend(Protocol):
         Raises: ProgramError if nothing is loaded or the layout changed; CardError as for load."""
         ...
 
-    def write_steps(self, program: CompiledSequenceProgram, indices: Sequence[int] | None = None) -> None:
-        """Rewrite the step table only (same layout): every entry and the start step, or only the
-        entries ``indices``, in that order (the card keeps running; an entry the sequencer has
-        already read plays as it was). Raises: as :meth:`update_segments`."""
+    def write_steps(self, program: CompiledSequenceProgram) -> None:
+        """Rewrite the step table only (same layout). Raises: as :meth:`update_segments`."""
         ...
 
     def write_live(self, program: CompiledSequenceProgram, slots: Sequence[int], steps: Sequence[int]) -> None:
-        """Write memory slots ``slots`` and then step entries ``steps`` into a card that keeps
-        running; everything else in ``program`` must equal what the card holds.
-        Raises: as :meth:`update_segments`."""
+        """Write memory slots ``slots`` and then step entries ``steps``, in that order, into a card
+        that keeps running (an entry the sequencer has already read plays as it was); everything
+        else in ``program`` must equal what the card holds. Raises: as :meth:`update_segments`."""
         ...
 
     def abandon(self) -> None:
@@ -318,17 +316,11 @@ class BackendBase(abc.ABC):
         self._guarded("segment update", lambda: self._update_segments(program, list(indices)))
         self.program = program
 
-    def write_steps(self, program: CompiledSequenceProgram, indices: Sequence[int] | None = None) -> None:
-        """Rewrite the step table only (slot layout and samples unchanged): all of it and the start
-        step, or only the entries ``indices`` (in that order; the others must equal the loaded
-        program's, so that ``program`` keeps describing the card)."""
+    def write_steps(self, program: CompiledSequenceProgram) -> None:
+        """Rewrite the step table only (slot layout and samples unchanged)."""
         self._check_same_layout(program, "write_steps")
         self._check_same_samples(program, set(), "write_steps")
-        if indices is not None:
-            order = self._check_entries(program, indices, "write_steps")
-            self._guarded("step entry update", lambda: self._write_step_entries(program, order))
-        else:
-            self._guarded("step table update", lambda: self._write_steps(program))
+        self._guarded("step table update", lambda: self._write_steps(program))
         self.program = program
 
     def write_live(self, program: CompiledSequenceProgram, slots: Sequence[int], steps: Sequence[int]) -> None:
