@@ -277,7 +277,3 @@ def check_shot(
             out.append(f"atom {s} -> {t}: move -> target join phase {step:+.2e} rad, amplitude {amp3[0]:.1f} -> {amp_tgt[j]:.1f}")
     return out
 
-
-def progress_at(kind: str, u: np.ndarray) -> np.ndarray:
-    """The asked shape's progress (re-exported for tests that draw tracks)."""
-    return progress(kind, u)

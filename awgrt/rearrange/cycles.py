@@ -31,6 +31,7 @@ the target hold) is refused with a :class:`~awgrt.errors.CardError`.
 from __future__ import annotations
 
 import functools
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -92,8 +93,6 @@ class CycledCard:
     ) -> float:
         """Upload the cycled program (both move steps disarmed, the move slots silent) through
         ``runtime``, with the sample rate, channels and card of ``like``; returns the seconds."""
-        import time
-
         self._n_samples = n_move
         empty = np.zeros((n_move, like.n_channels), np.int16)
         empty.flags.writeable = False

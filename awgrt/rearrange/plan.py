@@ -146,12 +146,21 @@ def plan_1d(
         raise ProgramError(f"target must be increasing site indices in 0..{occ.size - 1}", op="plan_1d", value=tgt.tolist()[:8])
     if max_distance is not None and not (isinstance(max_distance, (int, float)) and max_distance >= 0):
         raise ProgramError(f"max_distance={max_distance!r} must be a number >= 0", op="plan_1d", value=max_distance)
-    atoms = np.flatnonzero(occ)
-    cost = np.abs(pos[atoms][:, None] - pos[tgt][None, :])
+    distance = np.abs(pos[:, None] - pos[tgt][None, :])
     if max_distance is not None:
-        cost[cost > max_distance] = np.inf
-    moves = tuple((int(atoms[a]), int(tgt[t])) for a, t in _order_keeping(cost))
+        distance[distance > max_distance] = np.inf
+    return assign(occ, tuple(int(t) for t in tgt), distance)
+
+
+def assign(occupied: np.ndarray, target: Sequence[int], distance: np.ndarray) -> Plan1D:
+    """The plan for ``occupied`` (one bool per site), ``target`` (site indices, increasing) and
+    ``distance`` (sites x targets, inf where a pair is not allowed): the order-keeping matching
+    of :func:`_order_keeping`, with the spare atoms and the unfilled targets named. No input
+    checks: :func:`plan_1d` and the rearrangers check theirs before."""
+    atoms = np.flatnonzero(occupied)
+    pairs = _order_keeping(distance[atoms])
+    moves = tuple((int(atoms[a]), int(target[t])) for a, t in pairs)
     used = {s for s, _ in moves}
-    filled = {t for _, t in moves}
-    distance = max((abs(pos[s] - pos[t]) for s, t in moves), default=0.0)
-    return Plan1D(moves, tuple(int(a) for a in atoms if a not in used), tuple(int(t) for t in tgt if t not in filled), float(distance))
+    filled = {t for _, t in pairs}
+    furthest = max((float(distance[atoms[a], t]) for a, t in pairs), default=0.0)
+    return Plan1D(moves, tuple(int(a) for a in atoms if a not in used), tuple(t for j, t in enumerate(target) if j not in filled), furthest)

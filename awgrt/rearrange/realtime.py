@@ -18,6 +18,7 @@ manual's rules they rest on): :mod:`awgrt.rearrange.cycles`.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import numbers
@@ -40,7 +41,7 @@ from ..ir.shapes import FREQ_SHAPES
 from ..program import CompiledSegment, CompiledSequenceProgram
 from ..runtime import Runtime
 from .cycles import CycledCard
-from .plan import Plan1D, _order_keeping
+from .plan import Plan1D, assign
 from .tables import PEAK_SLOPE, TABLE_KINDS, ChannelTables, Tone, build_tables
 
 
@@ -227,6 +228,11 @@ class _Channel:
     work: np.ndarray  # float32 buffer of the move segment's length
     phasor_work: tuple[np.ndarray, np.ndarray] | None = None  # factored tables: two complex64 buffers of the move part
 
+    @functools.cached_property
+    def target_index(self) -> dict[int, int]:
+        """Target site -> its row in the target tables."""
+        return {t: j for j, t in enumerate(self.array.target)}
+
 
 class Rearranger(CycledCard):
     """Real-time rearrangement on one card (see module doc). ``arrays``: a :class:`TweezerArray`
@@ -263,7 +269,7 @@ class Rearranger(CycledCard):
         self.prepared: PrepareReport | None = None
         self._channels: list[_Channel] = []
         self._digest = ""
-        self._target_keys: list[tuple] = [(), ()]  # what each cycle's target slot holds (() = the full hold)
+        self._target_keys: list[tuple] = [(), ()]  # each cycle's target slot: the targets it leaves empty, per channel
         self._full_target: CompiledSegment | None = None
 
     # ------------------------------------------------------------------ prepare
@@ -346,7 +352,7 @@ class Rearranger(CycledCard):
         self._full_target = target.segments[0]
         self._digest = digest_of("rearranger", load.digest, target.digest, n, [(c.name, c.tables.pairs.shape, c.array.move) for c in channels])
         timings["upload"] = self._upload(runtime, load.segments[0], target.segments[0], n_move=n, like=load, start=start)
-        self._target_keys = [(), ()]
+        self._target_keys = [((),) * len(channels)] * 2  # both target slots hold the full hold
         self.prepared = PrepareReport(
             site_hz={c.name: tuple(t.freq_hz for t in self._tones(load, c.name)) for c in channels},
             target_hz={c.name: tuple(t.freq_hz for t in self._tones(target, c.name)) for c in channels},
@@ -378,15 +384,9 @@ class Rearranger(CycledCard):
             out[c.name] = occ
         return out
 
-    def _plan(self, c: _Channel, occ: np.ndarray) -> Plan1D:
-        atoms = np.flatnonzero(occ)
-        target = c.array.target
-        pairs = _order_keeping(c.tables.distance_hz[atoms])
-        moves = tuple((int(atoms[a]), int(target[t])) for a, t in pairs)
-        used = {s for s, _ in moves}
-        filled = {j for _, j in pairs}
-        distance = max((float(c.tables.distance_hz[atoms[a], j]) for a, j in pairs), default=0.0)
-        return Plan1D(moves, tuple(int(a) for a in atoms if a not in used), tuple(t for j, t in enumerate(target) if j not in filled), distance)
+    @staticmethod
+    def _plan(c: _Channel, occ: np.ndarray) -> Plan1D:
+        return assign(occ, c.array.target, c.tables.distance_hz)
 
     def _synth(self, c: _Channel, plan: Plan1D, out: np.ndarray) -> int:
         """Sum the channel's move segment into ``out[:, column]``; returns the samples clipped."""
@@ -399,7 +399,7 @@ class Rearranger(CycledCard):
         for s in range(c.array.n_sites):
             if s not in moving:
                 head -= tb.fade[s]
-        index = {t: j for j, t in enumerate(c.array.target)}
+        index = c.target_index
         if not plan.moves:
             tail[:] = 0.0
         elif tb.site_phasors is not None and tb.target_phasors is not None:  # factored: Im(site x target) per atom
@@ -435,11 +435,9 @@ class Rearranger(CycledCard):
         return clipped
 
     def _target_slot(self, c: _Channel, plan: Plan1D, out: np.ndarray) -> None:
-        index = {t: j for j, t in enumerate(c.array.target)}
-        rows = [index[t] for _, t in plan.moves]
         w = np.zeros(c.tables.target_rows.shape[1], np.float32)
-        for j in rows:
-            w += c.tables.target_rows[j]
+        for _, t in plan.moves:
+            w += c.tables.target_rows[c.target_index[t]]
         self._store(w, out[:, c.column])
 
     def shot(self, occupancy: np.ndarray | Mapping[str, np.ndarray]) -> ShotReport:
@@ -460,14 +458,12 @@ class Rearranger(CycledCard):
         move = np.empty((self._n_samples, n_ch), np.int16)
         clipped = sum(self._synth(c, plans[c.name], move) for c in self._channels)
         move.flags.writeable = False
-        key = tuple((c.name, plans[c.name].unfilled, tuple(t for _, t in plans[c.name].moves)) for c in self._channels)
-        complete = all(p.complete for p in plans.values())
+        key = tuple(plans[c.name].unfilled for c in self._channels)  # what the target slot must hold
         target = None
-        key_t = () if complete else key
-        if key_t != self._target_keys[cycle]:
+        if key != self._target_keys[cycle]:
             full = self._full_target
             assert full is not None  # prepared
-            if complete:
+            if not any(key):
                 target = full
             else:
                 data = np.array(full.data)
@@ -475,7 +471,7 @@ class Rearranger(CycledCard):
                     if not plans[c.name].complete:
                         self._target_slot(c, plans[c.name], data)
                 data.flags.writeable = False
-                target = replace(full, data=data, digest=digest_of("rearranger target", self._digest, _plan_bytes(plans)))
+                target = replace(full, data=data, digest=digest_of("rearranger target", self._digest, key))
         t_synth = time.perf_counter() - t0
         if clipped and rt.clip_policy == "warn":
             warnings.warn(f"shot: {clipped} samples of the moves clipped at {rt.clip * rt.full_scale:.0f} LSB", ClipWarning, stacklevel=2)
@@ -483,7 +479,7 @@ class Rearranger(CycledCard):
         digest = digest_of("rearranger move", self._digest, _plan_bytes(plans))
         slots, written = self._write(cycle, move, digest, clipped, target)
         if target is not None:
-            self._target_keys[cycle] = key_t
+            self._target_keys[cycle] = key
         t_write = time.perf_counter() - t0
         segments = rt.program.segments  # type: ignore[union-attr]
         samples = sum(segments[s].data.size for s in slots)

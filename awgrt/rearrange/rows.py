@@ -34,8 +34,9 @@ from ..ir.shapes import FREQ_SHAPES, phase_cycles
 from ..program import CompiledSegment, CompiledSequenceProgram
 from ..runtime import Runtime
 from .cycles import CycledCard
-from .plan import Plan1D, _order_keeping
+from .plan import Plan1D, assign
 from .realtime import Move, _floats
+from .tables import _sine_rows, pairs_within_reach
 
 
 def _increasing(values: object, what: str) -> tuple[float, ...]:
@@ -162,16 +163,11 @@ class RowRearranger(CycledCard):
         envelope = np.ones(block)
         envelope[:ramp] = FREQ_SHAPES[g.move.ramp_kind].progress(k[:ramp] / ramp)
         envelope[ramp + move :] = 1.0 - FREQ_SHAPES[g.move.ramp_kind].progress((k[ramp + move :] - ramp - move) / ramp)
-        x, tgt = np.asarray(g.x_hz), np.asarray([g.x_hz[c] for c in g.target_cols])
-        distance = np.abs(x[:, None] - tgt[None, :])
-        reach = g.move.reach_hz
-        if reach is not None:
-            distance[distance > reach * (1 + 1e-12)] = np.inf
-        self._distance = distance
-        pair_row = np.full(distance.shape, -1, np.int32)
-        pair_row[np.isfinite(distance)] = np.arange(int(np.isfinite(distance).sum()), dtype=np.int32)
-        self._pair_row = pair_row
-        pairs = np.empty((int(np.isfinite(distance).sum()), block), np.float32)
+        tgt = np.asarray([g.x_hz[c] for c in g.target_cols])
+        distance, pair_row = pairs_within_reach(np.asarray(g.x_hz), tgt, g.move.reach_hz)
+        self._distance, self._pair_row = distance, pair_row
+        self._col_index = {c: j for j, c in enumerate(g.target_cols)}
+        pairs = np.empty((int((pair_row >= 0).sum()), block), np.float32)
         km = np.clip(k - ramp, 0, move)
         after = np.maximum(k - ramp - move, 0.0)
         n_cols = len(g.x_hz)
@@ -182,14 +178,12 @@ class RowRearranger(CycledCard):
                 for j in (int(j) for j in np.flatnonzero(pair_row[i] >= 0)):
                     f1 = tgt[j] / fs
                     cyc = phase0 + f0 * np.minimum(k, ramp) + phase_cycles(f0, f1, g.move.kind, move, km) + f1 * after
-                    cyc -= np.rint(cyc)
-                    pairs[pair_row[i, j]] = (lsb * g.amp_x[i] * envelope * np.sin(2 * np.pi * cyc)).astype(np.float32)  # type: ignore[index]
+                    pairs[pair_row[i, j]] = _sine_rows(cyc, g.amp_x[i] * envelope, lsb)  # type: ignore[index]
                 bar.advance()
         self._pairs = pairs
         ys = np.empty((len(g.y_hz), block), np.float32)
         for r, f in enumerate(g.y_hz):
-            cyc = (f / fs) * k
-            ys[r] = (lsb * g.amp_y * envelope * np.sin(2 * np.pi * (cyc - np.rint(cyc)))).astype(np.float32)
+            ys[r] = _sine_rows((f / fs) * k, g.amp_y * envelope, lsb)
         self._ys = ys
         self._work = np.empty(block, np.float32)
         self.table_bytes = pairs.nbytes + ys.nbytes + distance.nbytes + pair_row.nbytes
@@ -203,16 +197,6 @@ class RowRearranger(CycledCard):
         self._upload(runtime, hold, hold, n_move=n, like=like, start=start)
         return time.perf_counter() - t_start
 
-    def _plan(self, occ_row: np.ndarray) -> Plan1D:
-        atoms = np.flatnonzero(occ_row)
-        cols = self.grid.target_cols
-        pairs = _order_keeping(self._distance[atoms])
-        moves = tuple((int(atoms[a]), int(cols[t])) for a, t in pairs)
-        used = {s for s, _ in moves}
-        filled = {j for _, j in pairs}
-        distance = max((float(self._distance[atoms[a], j]) for a, j in pairs), default=0.0)
-        return Plan1D(moves, tuple(int(a) for a in atoms if a not in used), tuple(c for j, c in enumerate(cols) if j not in filled), distance)
-
     def shot(self, occupancy: np.ndarray) -> RowShotReport:
         """Plan each target row's compaction for ``occupancy`` (booleans, shape (rows, columns)),
         write the blocks of the rows that move into the card and arm them while it idles (see
@@ -223,7 +207,7 @@ class RowRearranger(CycledCard):
         if occ.dtype != np.bool_ or occ.shape != self.grid.shape:
             raise ProgramError(f"occupancy must be booleans of shape {self.grid.shape}, got {occ.dtype} {occ.shape}", op="shot", value=occ.shape)
         t0 = time.perf_counter()
-        plans = {r: self._plan(occ[r]) for r in self.grid.target_rows}  # type: ignore[union-attr]
+        plans = {r: assign(occ[r], self.grid.target_cols, self._distance) for r in self.grid.target_rows}  # type: ignore[union-attr]
         moving = tuple(r for r, p in plans.items() if any(s != t for s, t in p.moves))
         t_plan = time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -231,7 +215,7 @@ class RowRearranger(CycledCard):
         assert rt is not None and rt.program is not None
         out = np.zeros((self.move_samples, rt.program.n_channels), np.int16)
         col_x, col_y = self._columns
-        index = {c: j for j, c in enumerate(self.grid.target_cols)}
+        index = self._col_index
         b, w = self.block_samples, self._work
         for n_block, r in enumerate(moving):
             rows = [self._pair_row[s, index[t]] for s, t in plans[r].moves]

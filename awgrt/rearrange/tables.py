@@ -104,6 +104,18 @@ def factorable(sites: list[Tone], targets: list[Tone], calibration: AODCalibrati
     return calibration is None and len(amps) == 1
 
 
+def pairs_within_reach(site_hz: np.ndarray, target_hz: np.ndarray, reach_hz: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """The distance (Hz) of every site to every target, inf beyond ``reach_hz``, and the row each
+    pair within reach gets in a pair table (-1 for the others), pairs numbered site by site."""
+    distance = np.abs(np.asarray(site_hz, dtype=np.float64)[:, None] - np.asarray(target_hz, dtype=np.float64)[None, :])
+    if reach_hz is not None:
+        distance[distance > reach_hz * (1 + 1e-12)] = np.inf
+    within = np.isfinite(distance)
+    pair_row = np.full(distance.shape, -1, np.int32)
+    pair_row[within] = np.arange(int(within.sum()), dtype=np.int32)
+    return distance, pair_row
+
+
 def _sine_rows(cycles: np.ndarray, amps: np.ndarray, lsb: float) -> np.ndarray:
     """lsb x amps x sin(2 pi cycles), with the phase reduced before the sine, as float32."""
     reduced = cycles - np.rint(cycles)
@@ -147,14 +159,8 @@ def build_tables(
         off = _amplitude(s.freq_hz, s.freq_hz, ramp_kind, s.amp, 0.0, (s.power, 0.0) if s.power is not None else None, calibration, k_ramp / R)
         held += lsb * s.amp * sine
         fade[i] = (lsb * (s.amp - off) * sine).astype(np.float32)
-    f_site = np.array([s.freq_hz for s in sites])
-    f_target = np.array([t.freq_hz for t in targets])
-    distance = np.abs(f_site[:, None] - f_target[None, :])
-    if reach_hz is not None:
-        distance[distance > reach_hz * (1 + 1e-12)] = np.inf
-    pair_row = np.full(distance.shape, -1, np.int32)
-    pair_row[np.isfinite(distance)] = np.arange(int(np.isfinite(distance).sum()), dtype=np.int32)
-    n_pairs = int(np.isfinite(distance).sum())
+    distance, pair_row = pairs_within_reach(np.array([s.freq_hz for s in sites]), np.array([t.freq_hz for t in targets]), reach_hz)
+    n_pairs = int((pair_row >= 0).sum())
     k = np.arange(L, dtype=np.float64)
     k_move = np.minimum(k, T)
     after = np.maximum(k - T, 0.0)
