@@ -171,7 +171,7 @@ def build_tables(
     k_hold = np.arange(target_samples, dtype=np.float64)
     target_rows = np.empty((len(targets), target_samples), np.float32)
     for j, t in enumerate(targets):
-        target_rows[j] = _sine_rows(t.phase_cycles + (t.freq_hz / fs) * k_hold, np.full(target_samples, t.amp), lsb)
+        target_rows[j] = _sine_rows(t.phase_cycles + (t.freq_hz / fs) * k_hold, np.asarray(t.amp), lsb)
     pair_bytes = n_pairs * L * 4
     if kind_of_tables == "factored" or (kind_of_tables == "auto" and pair_bytes > PAIR_BUDGET_BYTES and factorable(sites, targets, calibration)):
         if not factorable(sites, targets, calibration):
