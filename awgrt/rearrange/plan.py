@@ -53,34 +53,39 @@ def _banded(cost: np.ndarray) -> list[tuple[int, int]] | None:
     the least total cost, or None if that needs a disallowed (inf) pair. With k = min(rows,
     columns) matched, the i-th matched row of the longer side lies within d = |rows - columns|
     places of the i-th of the shorter, so the table is a band of k x (d + 1) cells, each a running
-    minimum plus a cost (plain Python: for the band widths a loading pattern gives, a few dozen
-    cells, it beats numpy's per-call overhead)."""
+    minimum plus a cost, with a pointer to where that minimum was; ties go to the earliest place
+    (plain Python over the band: for the band widths a loading pattern gives, a few dozen cells,
+    it beats numpy's per-call overhead)."""
     flip = cost.shape[0] < cost.shape[1]
-    c = (cost.T if flip else cost).tolist()
-    n_long, k = len(c), len(c[0]) if c else 0
+    k, n_long = sorted(cost.shape)
     if k == 0:
         return []
     d = n_long - k + 1
-    table = [[c[q][0] for q in range(d)]]
-    for j in range(1, k):
-        prev, row = table[-1], []
-        run = prev[0]
+    # band[j][q]: the cost of matching the j-th of the shorter side to the (j + q)-th of the
+    # longer: a strided view of the table, one row and one column further each j
+    flat = np.ascontiguousarray(cost, dtype=np.float64)
+    s_row, s_col = flat.strides
+    band = np.ndarray((k, d), np.float64, flat, 0, (s_row + s_col, s_col if flip else s_row)).tolist()
+    total = band[0]
+    back: list[list[int]] = []
+    for row in band[1:]:
+        run, at, here, ptr = total[0], 0, [], []
         for q in range(d):
-            if prev[q] < run:
-                run = prev[q]
-            row.append(run + c[j + q][j])
-        table.append(row)
-    last = table[-1]
-    q = min(range(d), key=last.__getitem__)
-    if last[q] == np.inf:
+            if total[q] < run:
+                run, at = total[q], q
+            here.append(run + row[q])
+            ptr.append(at)
+        total = here
+        back.append(ptr)
+    q = min(range(d), key=total.__getitem__)
+    if total[q] == np.inf:
         return None
-    pairs = []
-    for j in range(k - 1, -1, -1):
-        pairs.append((j + q, j))
-        if j:
-            q = min(range(q + 1), key=table[j - 1].__getitem__)
-    pairs.reverse()
-    return [(b, a) for a, b in pairs] if flip else pairs
+    places = [q]
+    for ptr in reversed(back):
+        q = ptr[q]
+        places.append(q)
+    places.reverse()
+    return [(j, j + q) for j, q in enumerate(places)] if flip else [(j + q, j) for j, q in enumerate(places)]
 
 
 def _order_keeping(cost: np.ndarray) -> list[tuple[int, int]]:
@@ -157,10 +162,11 @@ def assign(occupied: np.ndarray, target: Sequence[int], distance: np.ndarray) ->
     ``distance`` (sites x targets, inf where a pair is not allowed): the order-keeping matching
     of :func:`_order_keeping`, with the spare atoms and the unfilled targets named. No input
     checks: :func:`plan_1d` and the rearrangers check theirs before."""
-    atoms = np.flatnonzero(occupied)
-    pairs = _order_keeping(distance[atoms])
-    moves = tuple((int(atoms[a]), int(target[t])) for a, t in pairs)
-    used = {s for s, _ in moves}
+    atoms = np.flatnonzero(occupied).tolist()
+    cost = distance[atoms]
+    pairs = _order_keeping(cost)
+    moves = tuple((atoms[a], int(target[t])) for a, t in pairs)
+    used = {a for a, _ in pairs}
     filled = {t for _, t in pairs}
-    furthest = max((float(distance[atoms[a], t]) for a, t in pairs), default=0.0)
-    return Plan1D(moves, tuple(int(a) for a in atoms if a not in used), tuple(t for j, t in enumerate(target) if j not in filled), furthest)
+    furthest = max((float(cost[a, t]) for a, t in pairs), default=0.0)
+    return Plan1D(moves, tuple(s for a, s in enumerate(atoms) if a not in used), tuple(int(t) for j, t in enumerate(target) if j not in filled), furthest)
