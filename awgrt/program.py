@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -116,9 +116,11 @@ class CompiledSequenceProgram:
             and all(a.n_samples == b.n_samples for a, b in zip(self.segments, other.segments))
         )
 
-    def changed_slots(self, other: CompiledSequenceProgram) -> tuple[int, ...]:
-        """The slots whose samples differ in ``other`` (same layout assumed)."""
-        return tuple(i for i, (a, b) in enumerate(zip(self.segments, other.segments)) if a.data is not b.data and not np.array_equal(a.data, b.data))
+    def changed_slots(self, other: CompiledSequenceProgram, *, skip: Collection[int] = ()) -> tuple[int, ...]:
+        """The slots whose samples differ in ``other`` (same layout assumed), leaving out those in ``skip``."""
+        return tuple(
+            i for i, (a, b) in enumerate(zip(self.segments, other.segments)) if i not in skip and a.data is not b.data and not np.array_equal(a.data, b.data)
+        )
 
     @property
     def digest(self) -> str:
@@ -160,21 +162,31 @@ class CompiledSequenceProgram:
         min_len = card.min_segment_length(self.n_channels)
         max_len = card.max_segment_length(self.n_channels, slots)
         for i, s in enumerate(self.segments):
-            where = f"segment {i} {s.name!r}"
             if s.data.dtype != np.int16 or s.data.ndim != 2 or s.data.shape[1] != self.n_channels:
-                out.append(f"{where}: data must be int16 of shape (n, {self.n_channels}), got {s.data.dtype} {s.data.shape}")
+                out.append(f"segment {i} {s.name!r}: data must be int16 of shape (n, {self.n_channels}), got {s.data.dtype} {s.data.shape}")
                 continue
             n = s.n_samples
-            if n < min_len:
-                out.append(f"{where}: {n} samples < minimum {min_len} for {self.n_channels} channels")
-            if n % card.segment_granularity:
-                out.append(f"{where}: {n} samples is not a multiple of {card.segment_granularity}")
-            if n > max_len:
-                out.append(f"{where}: {n} samples > slot size {max_len}")
+            if n < min_len or n % card.segment_granularity or n > max_len:  # the sentences only where needed: this runs on every live write
+                where = f"segment {i} {s.name!r}"
+                if n < min_len:
+                    out.append(f"{where}: {n} samples < minimum {min_len} for {self.n_channels} channels")
+                if n % card.segment_granularity:
+                    out.append(f"{where}: {n} samples is not a multiple of {card.segment_granularity}")
+                if n > max_len:
+                    out.append(f"{where}: {n} samples > slot size {max_len}")
         if not 0 <= self.start_step < max(1, len(self.steps)):
             out.append(f"start step {self.start_step} out of range 0..{len(self.steps) - 1}")
         used = set()
         for i, st in enumerate(self.steps):
+            used.add(st.segment)
+            try:
+                st.entry
+            except CardLimitError as exc:
+                entry_problem = exc.detail
+            else:
+                if 0 <= st.segment < len(self.segments) and 0 <= st.next < len(self.steps) and 1 <= st.loops <= card.max_loops:
+                    continue
+                entry_problem = ""
             where = f"step {i} ({st.name!r})"
             if not 0 <= st.segment < len(self.segments):
                 out.append(f"{where}: segment index {st.segment} out of range 0..{len(self.segments) - 1}")
@@ -182,11 +194,8 @@ class CompiledSequenceProgram:
                 out.append(f"{where}: next step {st.next} out of range 0..{len(self.steps) - 1}")
             if not 1 <= st.loops <= card.max_loops:
                 out.append(f"{where}: loops={st.loops} outside 1..{card.max_loops}")
-            try:
-                st.entry
-            except CardLimitError as exc:
-                out.append(f"{where}: {exc.detail}")
-            used.add(st.segment)
+            if entry_problem:
+                out.append(f"{where}: {entry_problem}")
         for r in self.reserved_slots:
             if not 0 <= r < len(self.segments):
                 out.append(f"reserved slot {r} out of range 0..{len(self.segments) - 1}")

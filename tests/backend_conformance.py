@@ -15,7 +15,7 @@ and on SpcmBackend over the emulated driver).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pytest
@@ -150,6 +150,33 @@ class BackendConformance:
         with pytest.raises(ProgramError, match="differ"):
             backend.update_segments(program(backend.card, amp=0.5, loops=7), [0])
         self._holds(backend, longer_loop)
+
+    def test_write_live_writes_what_it_names_and_refuses_what_it_would_leave_unwritten(self, backend):
+        base, louder = program(backend.card), program(backend.card, amp=0.4, loops=7)
+        backend.load(base)
+        backend.start(force_trigger=True)
+        slots = list(base.changed_slots(louder))
+        steps = [i for i, (a, b) in enumerate(zip(base.steps, louder.steps)) if a.entry != b.entry]
+        assert slots and steps
+        refusals = {
+            "a changed slot not named": (louder, slots[1:], steps),
+            "a changed step not named": (louder, slots, steps[1:]),
+            "a new step not named": (replace(louder, steps=(*louder.steps, louder.steps[-1])), slots, steps),
+            "a new sample rate": (replace(louder, sample_rate_hz=FS / 2), slots, steps),
+            "a new channel map": (replace(louder, hardware_channels={"H": 1}), slots, steps),
+            "a new start step": (replace(louder, start_step=1), slots, steps),
+            "a step out of range": (louder, slots, [*steps, len(louder.steps)]),
+        }
+        for why, (prog, s, st) in refusals.items():
+            with pytest.raises(ProgramError):
+                backend.write_live(prog, s, st)
+            assert backend.program is base, why
+            self._holds(backend, base)
+        assert backend.is_running()  # a refused write touches nothing
+        backend.write_live(louder, slots, steps)
+        assert backend.program is louder and backend.is_running()
+        self._holds(backend, louder)
+        backend.stop()
 
     def test_a_layout_change_needs_a_full_upload(self, backend):
         backend.load(program(backend.card))

@@ -362,7 +362,8 @@ class BackendBase(abc.ABC):
         for i in order:
             if isinstance(i, bool) or not isinstance(i, numbers.Integral) or not 0 <= i < len(program.steps):
                 raise ProgramError(f"step {i!r} out of range 0..{len(program.steps) - 1}", op=op, value=i)
-        others = [i for i, (a, b) in enumerate(zip(self.program.steps, program.steps)) if a is not b and a.entry != b.entry and i not in order]
+        loaded = self.program.steps
+        others = [i for i, b in enumerate(program.steps) if i not in order and (i >= len(loaded) or (loaded[i] is not b and loaded[i].entry != b.entry))]
         if others or self.program.start_step != program.start_step:
             what = f"steps {others}" if others else f"the start step ({self.program.start_step} -> {program.start_step})"
             raise ProgramError(f"the program's {what} differ from what the card holds and are not written", op=op, value=others)
@@ -372,15 +373,25 @@ class BackendBase(abc.ABC):
         """``program`` must hold the loaded samples in every slot not being written, so that
         ``self.program`` keeps describing the card."""
         assert self.program is not None
-        differ = [i for i in self.program.changed_slots(program) if i not in written]
+        differ = list(self.program.changed_slots(program, skip=written))
         if differ:
             raise ProgramError(f"the program's samples differ from what the card holds in slots {differ}: write them with update_segments", op=op, value=differ)
 
     def _check_same_layout(self, program: CompiledSequenceProgram, op: str) -> None:
+        """``program`` passes the card's checks and keeps the loaded program's memory layout,
+        sample rate and channels (what only a full upload with a new set-up changes)."""
         program.validate(self.card)
         if self.program is None:
             raise ProgramError("nothing is loaded yet: use load()", op=op)
-        if not self.program.same_layout(program):
+        loaded = self.program
+        for what, old, new in (
+            ("sample rate (Hz)", loaded.sample_rate_hz, program.sample_rate_hz),
+            ("channel count", loaded.n_channels, program.n_channels),
+            ("hardware channels", dict(loaded.hardware_channels), dict(program.hardware_channels)),
+        ):
+            if old != new:
+                raise ProgramError(f"the {what} changed ({old} -> {new}): needs a new set-up and a full upload", op=op, value=new)
+        if not loaded.same_layout(program):
             raise ProgramError("the memory layout (slot count or lengths) changed: needs a full upload", op=op)
 
     def _guarded(self, what: str, action: Callable[[], None]) -> None:
