@@ -13,8 +13,8 @@ one run, in milliseconds and in units of a reference workload measured in the sa
 3. the same 32-site shots through the general compile path (an equivalent builder program run by
    ``Runtime.run``: drop the empty sites, ``remap_from_def`` to the block, hold), cold (a new
    runtime, every compiler memo emptied first), with a new runtime but the compiler's memos of
-   earlier shots, and warm (one runtime, its segment cache in use): medians, and the fast path's
-   speed-up (target: >= 25x).
+   earlier shots, and warm (one runtime, its segment cache in use), interleaved shot by shot with
+   the fast path's same shot: medians, and the fast path's speed-up (target: >= 25x).
 
 Also printed: the prepared tables' memory, the bytes one shot writes to the card, and what that
 transfer costs at the M4i's > 2.8 GB/s (M4x: > 1.5 GB/s) sustained upload rate.
@@ -39,7 +39,7 @@ from synth_bench import forget_compiler_caches  # noqa: E402  (this folder: run 
 from awgrt import AWGProgramBuilder, Runtime  # noqa: E402
 from awgrt.backends import SimBackend  # noqa: E402
 from awgrt.errors import SnapWarning  # noqa: E402
-from awgrt.rearrange import Move, Rearranger, TweezerArray  # noqa: E402
+from awgrt.rearrange import Move, Rearranger, ShotReport, TweezerArray  # noqa: E402
 
 FS = 625e6
 HOLD_S = 32e-6  # 20000 samples: a 1 MHz (or 0.4 MHz) grid wraps exactly, nothing is snapped
@@ -68,28 +68,42 @@ def occupancies(n: int, n_sites: int, seed: int) -> list[np.ndarray]:
     return [rng.random(n_sites) < rng.uniform(0.5, 0.6) for _ in range(n)]
 
 
-def run_shots(array: TweezerArray, occs: list[np.ndarray], tables: str) -> tuple[Rearranger, dict[str, np.ndarray], list]:
-    be = SimBackend("M4i.6631-x8")
-    rt = Runtime(be, trigger="external")
-    r = Rearranger(array, load_hold_s=HOLD_S, target_hold_s=HOLD_S, tables=tables)
-    r.prepare(rt)
-    card = be.sim
-    card.external_trigger(card.now + 100)
-    card.advance(30000)
+class FastRig:
+    """A prepared rearranger on a simulated card, looping in its load hold."""
+
+    def __init__(self, array: TweezerArray, tables: str) -> None:
+        be = SimBackend("M4i.6631-x8")
+        self.rearranger = Rearranger(array, load_hold_s=HOLD_S, target_hold_s=HOLD_S, tables=tables)
+        self.rearranger.prepare(Runtime(be, trigger="external"))
+        self.card = be.sim
+        self.card.external_trigger(self.card.now + 100)
+        self.card.advance(30000)
+
+    def shot(self, occ: np.ndarray) -> tuple[float, ShotReport]:
+        """Seconds from ``shot(occ)`` called to armed; then the card plays it (untimed): move,
+        target hold, back to the next load hold."""
+        t = time.perf_counter()
+        report = self.rearranger.shot(occ)
+        elapsed = time.perf_counter() - t
+        card = self.card
+        card.external_trigger(card.now + 100)
+        card.advance(2 * 20000 + self.rearranger.move_samples + 2000)
+        card.external_trigger(card.now + 100)
+        card.advance(25000)
+        return elapsed, report
+
+
+def run_shots(array: TweezerArray, occs: list[np.ndarray], tables: str) -> tuple[Rearranger, dict[str, np.ndarray], list[ShotReport]]:
+    rig = FastRig(array, tables)
     totals, stages, reports = [], {"plan": [], "synth": [], "write": []}, []
     for occ in occs:
-        t = time.perf_counter()
-        report = r.shot(occ)
-        totals.append(time.perf_counter() - t)
+        elapsed, report = rig.shot(occ)
+        totals.append(elapsed)
         for k in stages:
             stages[k].append(report.timings_s[k])
         reports.append(report)
-        card.external_trigger(card.now + 100)  # play it: move, target hold, then the next load hold
-        card.advance(2 * 20000 + r.move_samples + 2000)
-        card.external_trigger(card.now + 100)
-        card.advance(25000)
     out = {"total": np.array(totals)} | {k: np.array(v) for k, v in stages.items()}
-    return r, out, reports
+    return rig.rearranger, out, reports
 
 
 def builder_for(array: TweezerArray, occ: np.ndarray, r: Rearranger) -> AWGProgramBuilder:
@@ -122,27 +136,33 @@ def builder_for(array: TweezerArray, occ: np.ndarray, r: Rearranger) -> AWGProgr
     )
 
 
-def compile_path(array: TweezerArray, occs: list[np.ndarray], r: Rearranger) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Seconds per shot through ``Runtime.run``: cold (a new runtime, every compiler memo emptied
-    first: what a script compiling each shot's program afresh sees in a new process), fresh (a
-    new runtime, the compiler's memos of earlier shots kept) and warm (one runtime: the load hold
-    comes from its cache, the rest is compiled)."""
-    cold, fresh, warm = [], [], []
+def compile_path(array: TweezerArray, occs: list[np.ndarray], rigs: dict[str, FastRig]) -> dict[str, np.ndarray]:
+    """Seconds per shot, interleaved shot by shot (so that a slower stretch of a shared machine
+    weighs on both sides alike): the fast path on each rig, and ``Runtime.run`` of the same
+    shot's program cold (a new runtime, every compiler memo emptied first: what a script
+    compiling each shot's program afresh sees in a new process), fresh (a new runtime, the
+    compiler's memos of earlier shots kept) and warm (one runtime: the load hold comes from its
+    cache, the rest is compiled; its first run is left out, being cold)."""
+    times: dict[str, list[float]] = {"cold": [], "fresh": [], "warm": []} | {kind: [] for kind in rigs}
     rt = Runtime(SimBackend("M4i.6631-x8"), trigger="external", clip_policy="count")
-    for i, occ in enumerate(occs):
-        b = builder_for(array, occ, r)
-        for memos_kept, out in ((False, cold), (True, fresh)):
+    plan_with = next(iter(rigs.values())).rearranger
+    for occ in occs:
+        for kind, rig in rigs.items():
+            times[kind].append(rig.shot(occ)[0])
+        b = builder_for(array, occ, plan_with)
+        for memos_kept, out in ((False, "cold"), (True, "fresh")):
             if not memos_kept:
                 forget_compiler_caches()
             new = Runtime(SimBackend("M4i.6631-x8"), trigger="external", clip_policy="count")
             t = time.perf_counter()
             new.run(b, sample_rate_hz=FS)
-            out.append(time.perf_counter() - t)
+            times[out].append(time.perf_counter() - t)
         t = time.perf_counter()
         rt.run(b, sample_rate_hz=FS)
-        if i:  # the first run of the warm runtime is cold
-            warm.append(time.perf_counter() - t)
-    return np.array(cold), np.array(fresh), np.array(warm)
+        times["warm"].append(time.perf_counter() - t)
+    out = {k: np.array(v) for k, v in times.items()}
+    out["warm"] = out["warm"][1:]
+    return out
 
 
 def line(name: str, t: np.ndarray, ref: float) -> str:
@@ -202,15 +222,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  bytes per shot: {int(np.median(sizes))} median: {np.median(sizes) / M4I_UPLOAD_BPS * 1e6:.0f} us at 2.8 GB/s")
 
     n = min(args.compile_shots, len(occs))
-    print(f"\n3. the same 32-site shots through the general compile path (Runtime.run of an equivalent program), {n} shots")
-    r_small = fast["pairs"][0]
-    cold, fresh, warm = compile_path(small, occs[:n], r_small)
-    print(line("compile path, cold (memos emptied)", cold, ref))
-    print(line("compile path, new runtime, memos", fresh, ref))
-    print(line("compile path, warm runtime", warm, ref))
-    for tables, (_, t) in fast.items():
-        m = np.median(t["total"])
-        ratios = f"{np.median(cold) / m:.1f}x faster than cold, {np.median(fresh) / m:.1f}x than a new runtime, {np.median(warm) / m:.1f}x than warm"
+    print(f"\n3. the same 32-site shots through the general compile path (Runtime.run of an equivalent program), {n} shots, interleaved with the fast path's")
+    rigs = {tables: FastRig(small, tables) for tables in fast}
+    t = compile_path(small, occs[:n], rigs)
+    print(line("compile path, cold (memos emptied)", t["cold"], ref))
+    print(line("compile path, new runtime, memos", t["fresh"], ref))
+    print(line("compile path, warm runtime", t["warm"], ref))
+    for tables in rigs:
+        print(line(f"fast path [{tables}], interleaved", t[tables], ref))
+    for tables in rigs:
+        fast_t = t[tables]
+        per_shot = np.median(t["cold"] / fast_t)
+        ratios = (
+            f"{np.median(t['cold']) / np.median(fast_t):.1f}x faster than cold (median of per-shot ratios {per_shot:.1f}x), "
+            f"{np.median(t['fresh']) / np.median(fast_t):.1f}x than a new runtime, {np.median(t['warm']) / np.median(fast_t):.1f}x than warm"
+        )
         print(f"  fast path [{tables}], medians: {ratios}")
     return 0
 

@@ -42,7 +42,7 @@ from ..program import CompiledSegment, CompiledSequenceProgram
 from ..runtime import Runtime
 from .cycles import CycledCard
 from .plan import Plan1D, assign
-from .tables import PEAK_SLOPE, TABLE_KINDS, ChannelTables, Tone, build_tables
+from .tables import PEAK_SLOPE, TABLE_KINDS, ChannelTables, Tone, build_tables, sum_rows
 
 
 @dataclass(frozen=True)
@@ -226,7 +226,7 @@ class _Channel:
     array: TweezerArray
     tables: ChannelTables
     work: np.ndarray  # float32 buffer of the move segment's length
-    phasor_work: tuple[np.ndarray, np.ndarray] | None = None  # factored tables: two complex64 buffers of the move part
+    scratch: tuple[np.ndarray, ...]  # buffers of the move part: two complex64 (factored tables) or one float32 (pair tables)
 
     @functools.cached_property
     def target_index(self) -> dict[int, int]:
@@ -345,8 +345,8 @@ class Rearranger(CycledCard):
                     progress=bar.advance,
                 )
                 column = load.hardware_channels[ch]
-                work = (np.empty(n - r, np.complex64), np.empty(n - r, np.complex64)) if tables.factored else None
-                channels.append(_Channel(ch, column, arr, tables, np.empty(n, np.float32), work))
+                scratch = (np.empty(n - r, np.complex64), np.empty(n - r, np.complex64)) if tables.factored else (np.empty(n - r, np.float32),)
+                channels.append(_Channel(ch, column, arr, tables, np.empty(n, np.float32), scratch))
         timings["tables"] = time.perf_counter() - t0
         self._channels = channels
         self._full_target = target.segments[0]
@@ -403,8 +403,7 @@ class Rearranger(CycledCard):
         if not plan.moves:
             tail[:] = 0.0
         elif tb.site_phasors is not None and tb.target_phasors is not None:  # factored: Im(site x target) per atom
-            assert c.phasor_work is not None  # made with factored tables
-            acc, tmp = c.phasor_work
+            acc, tmp = c.scratch
             (s0, t0), *rest = plan.moves
             np.multiply(tb.site_phasors[s0], tb.target_phasors[index[t0]], out=acc)
             for s, t in rest:
@@ -412,10 +411,7 @@ class Rearranger(CycledCard):
                 acc += tmp
             np.copyto(tail, acc.imag)
         else:
-            rows = [tb.pair_row[s, index[t]] for s, t in plan.moves]
-            np.copyto(tail, tb.pairs[rows[0]])
-            for row in rows[1:]:
-                tail += tb.pairs[row]
+            sum_rows([tb.pairs[tb.pair_row[s, index[t]]] for s, t in plan.moves], tail, c.scratch[0])
         return self._store(w, out[:, c.column], tb.peak_lsb)
 
     def _store(self, w: np.ndarray, column: np.ndarray, bound: float = np.inf) -> int:

@@ -36,7 +36,7 @@ from ..runtime import Runtime
 from .cycles import CycledCard
 from .plan import Plan1D, assign
 from .realtime import Move, _floats
-from .tables import _sine_rows, pairs_within_reach
+from .tables import _sine_rows, pairs_within_reach, sum_rows
 
 
 def _increasing(values: object, what: str) -> tuple[float, ...]:
@@ -185,7 +185,7 @@ class RowRearranger(CycledCard):
         for r, f in enumerate(g.y_hz):
             ys[r] = _sine_rows((f / fs) * k, g.amp_y * envelope, lsb)
         self._ys = ys
-        self._work = np.empty(block, np.float32)
+        self._work, self._scratch = np.empty(block, np.float32), np.empty(block, np.float32)
         self.table_bytes = pairs.nbytes + ys.nbytes + distance.nbytes + pair_row.nbytes
         # the bound on |X| in a block: the largest amplitudes of as many tones as can move
         self._x_bound = lsb * float(np.sort(np.asarray(g.amp_x))[::-1][: len(g.target_cols)].sum())
@@ -218,10 +218,7 @@ class RowRearranger(CycledCard):
         index = self._col_index
         b, w = self.block_samples, self._work
         for n_block, r in enumerate(moving):
-            rows = [self._pair_row[s, index[t]] for s, t in plans[r].moves]
-            np.copyto(w, self._pairs[rows[0]])
-            for row in rows[1:]:
-                w += self._pairs[row]
+            sum_rows([self._pairs[self._pair_row[s, index[t]]] for s, t in plans[r].moves], w, self._scratch)
             if self._x_bound > self._lsb_top and float(np.abs(w).max()) > self._lsb_top:
                 raise ProgramError(f"row {r}: the X tones' sum exceeds the clip level: lower amp_x", op="shot", value=r)
             np.rint(w, out=w)

@@ -122,6 +122,20 @@ def _sine_rows(cycles: np.ndarray, amps: np.ndarray, lsb: float) -> np.ndarray:
     return (lsb * amps * np.sin(2.0 * np.pi * reduced)).astype(np.float32)
 
 
+def sum_rows(rows: list[np.ndarray], out: np.ndarray, scratch: np.ndarray) -> None:
+    """``out`` = the sum of ``rows`` (at least one; float32 rows of out's length), two rows per
+    addition into ``scratch``: two streams from memory at once, about a fifth faster than one
+    row at a time for rows that come from main memory."""
+    rows = list(rows)
+    if len(rows) % 2:
+        np.copyto(out, rows.pop())
+    else:
+        np.add(rows.pop(), rows.pop(), out=out)
+    for a, b in zip(rows[::2], rows[1::2]):
+        np.add(a, b, out=scratch)
+        out += scratch
+
+
 def _amplitude(f0: float, f1: float, kind: str, a0: float, a1: float, p: tuple[float, float] | None, cal: AODCalibration | None, u: np.ndarray) -> np.ndarray:
     """RF amplitude along a span (the compiler's own rule: :meth:`ToneSpan.amplitude_at`)."""
     optical = Optical(p[0], p[1], cal) if cal is not None and p is not None else None
