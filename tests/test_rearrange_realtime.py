@@ -17,6 +17,7 @@ from awgrt.backends import SimBackend, SpcmBackend
 from awgrt.calibration import AODCalibration, PositionCalibration
 from awgrt.errors import CardError, ClipError, ClipWarning, ProgramError, VerificationError
 from awgrt.rearrange import Move, Rearranger, TweezerArray
+from awgrt.rearrange import tables as tables_module
 from awgrt.sim import SimulatedCard
 from tests.rearrange_oracle import Asked, check_shot
 
@@ -163,6 +164,26 @@ def test_a_chirp_limit_leaves_targets_out_of_reach_unfilled() -> None:
     assert check_shot(x[:, 0], FS, m0, m1, ASKED, list(plan.moves), occ, reach_hz=2.2e6 + 1e5) == []
 
 
+def test_double_rows_stand_for_two_neighbours_and_are_left_out_beyond_the_budget(monkeypatch) -> None:
+    _, _, r = make()
+    tables = r._channels[0].tables
+    assert tables.doubles is not None and tables.doubles.shape[0] == int(((tables.pair_row[:-1, :-1] >= 0) & (tables.pair_row[1:, 1:] >= 0)).sum())
+    index = {t: j for j, t in enumerate(TARGET)}
+    for occ in occupancies(5, 40):
+        moves = [(s, index[t]) for s, t in r._plan(r._channels[0], occ).moves]
+        rows = tables.move_rows(moves)
+        couples = sum(1 for m, n in zip(moves, moves[1:]) if n == (m[0] + 1, m[1] + 1))
+        assert len(moves) - couples <= len(rows) <= len(moves) - couples // 2  # each run of neighbours read two at a time
+        single = sum(tables.pairs[tables.pair_row[s, j]].astype(np.float64) for s, j in moves)
+        assert np.max(np.abs(sum(row.astype(np.float64) for row in rows) - single), initial=0.0) < 1e-3
+    monkeypatch.setattr(tables_module, "PAIR_BUDGET_BYTES", tables.pairs.nbytes + 1000)
+    _, _, r = make(tables="pairs")
+    small = r._channels[0].tables
+    assert small.doubles is None and small.double_row is None
+    assert len(small.move_rows([(3, 0), (4, 1)])) == 2
+    assert r.prepared.table_bytes == small.nbytes < tables.nbytes
+
+
 # ---------------------------------------------------------------------- the oracle catches faults
 
 
@@ -184,6 +205,8 @@ def _faulty(fault: str):
             rt.verify()  # the read-back sees it too
         x, m0, m1 = play(be.sim, r, report)
         return check_shot(x[:, 0], FS, m0, m1, ASKED, list(report.plans["X"].moves), occ)
+    if fault in ("crossing", "wrong target"):  # faults in single rows: shots read no double rows
+        tables.double_row[:] = -1
     if fault == "crossing":  # two atoms' rows swapped: they pass each other
         report_plan = r._plan(r._channels[0], occ)
         (s1, t1), (s2, t2) = report_plan.moves[:2]
@@ -194,10 +217,15 @@ def _faulty(fault: str):
         s1, t1 = r._plan(r._channels[0], occ).moves[-1]
         i = TARGET.index(t1)
         tables.pair_row[s1, i] = tables.pair_row[s1, i - 1]
+    elif fault == "wrong double row":  # a couple of neighbours reads the double row of the couple one target earlier
+        moves = r._plan(r._channels[0], occ).moves
+        s1, t1 = next(m for m, n in zip(moves, moves[1:]) if n == (m[0] + 1, m[1] + 1) and TARGET.index(m[1]) > 0)
+        i = TARGET.index(t1)
+        assert tables.double_row[s1, i - 1] >= 0
+        tables.double_row[s1, i] = tables.double_row[s1, i - 1]
     elif fault == "phase jump":  # every move 0.01 rad off: a step where the move meets the target hold
-        rows = tables.pairs.astype(np.float64)
-        turned = np.real(hilbert(rows, axis=1) * np.exp(-1j * 0.01))
-        tables.pairs[:] = turned.astype(np.float32)
+        for rows in (tables.pairs, tables.doubles):
+            rows[:] = np.real(hilbert(rows.astype(np.float64), axis=1) * np.exp(-1j * 0.01)).astype(np.float32)
     elif fault == "tone left on":  # the empty sites' tones are not ramped off during the ramp (cut at its end)
         tables.fade[:] = 0.0
     report = r.shot(occ)
@@ -210,7 +238,7 @@ def _faulty(fault: str):
     return check_shot(x[:, 0], FS, m0, m1, ASKED, list(report.plans["X"].moves), occ, target_pass=20000)
 
 
-@pytest.mark.parametrize("fault", ["crossing", "wrong target", "phase jump", "tone left on", "stale slot", "target wrap step"])
+@pytest.mark.parametrize("fault", ["crossing", "wrong target", "wrong double row", "phase jump", "tone left on", "stale slot", "target wrap step"])
 def test_the_oracle_catches(fault: str) -> None:
     problems = _faulty(fault)
     assert problems, f"{fault} went unnoticed"
@@ -325,6 +353,7 @@ def test_moves_that_would_clip_warn_or_raise_before_anything_is_written() -> Non
         tables = r._channels[0].tables
         assert tables.peak_lsb <= 0.9 * 32767  # the real rows cannot clip: the scan is skipped
         tables.pairs[:] *= 8.0
+        tables.doubles[:] *= 8.0
         object.__setattr__(tables, "peak_lsb", np.inf)
         started(be.sim)
         before = rt.program

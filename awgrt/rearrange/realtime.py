@@ -411,7 +411,7 @@ class Rearranger(CycledCard):
                 acc += tmp
             np.copyto(tail, acc.imag)
         else:
-            sum_rows([tb.pairs[tb.pair_row[s, index[t]]] for s, t in plan.moves], tail, c.scratch[0])
+            sum_rows(tb.move_rows([(s, index[t]) for s, t in plan.moves]), tail, c.scratch[0])
         return self._store(w, out[:, c.column], tb.peak_lsb)
 
     def _store(self, w: np.ndarray, column: np.ndarray, bound: float = np.inf) -> int:

@@ -30,6 +30,13 @@ per sample instead of one addition, from (sites + targets) rows instead of sites
 ``kind="auto"`` takes the pair tables while they fit within a memory budget and factored ones
 (where allowed) beyond it.
 
+**Double rows.** Neighbouring atoms usually move together: sites s and s + 1 to targets j and
+j + 1 (a run of loaded sites compacted in one piece). Where the pair tables leave room in the
+memory budget, each such couple also gets one row holding the sum of its two rows (``doubles``,
+indexed by ``double_row[s, j]``), so a shot reads one row for it instead of two: at 50-60 %
+fill about a third fewer rows, the same sums to the last bit (a float32 addition of the same
+two rows).
+
 Unfilled targets leave the target hold without their tone, so partial target holds are summed
 from one row per target (``target_rows``) over the target hold's length.
 
@@ -81,6 +88,8 @@ class ChannelTables:
     peak_lsb: float = np.inf  # a bound on |move segment| whatever the shot (no clip check needed below the clip level)
     site_phasors: np.ndarray | None = None  # factored: (sites, n_samples - R) complex64, amplitude in LSB
     target_phasors: np.ndarray | None = None  # factored: (targets, n_samples - R) complex64
+    doubles: np.ndarray | None = None  # (couples, n_samples - R): pairs[pair_row[s, j]] + pairs[pair_row[s + 1, j + 1]]
+    double_row: np.ndarray | None = None  # (sites, targets) int32, -1 where there is none
 
     @property
     def factored(self) -> bool:
@@ -88,8 +97,24 @@ class ChannelTables:
 
     @property
     def nbytes(self) -> int:
-        arrays = [self.held, self.fade, self.pairs, self.pair_row, self.distance_hz, self.target_rows, self.site_phasors, self.target_phasors]
+        arrays: list[np.ndarray | None] = [self.held, self.fade, self.pairs, self.pair_row, self.distance_hz, self.target_rows]
+        arrays += [self.site_phasors, self.target_phasors, self.doubles, self.double_row]
         return sum(a.nbytes for a in arrays if a is not None)
+
+    def move_rows(self, moves: list[tuple[int, int]]) -> list[np.ndarray]:
+        """The pair-table rows whose sum is the move part of ``moves`` ((site, target index)
+        in order along the array), a double row for each couple of neighbours that has one."""
+        rows = []
+        i, n = 0, len(moves)
+        while i < n:
+            s, j = moves[i]
+            if self.double_row is not None and i + 1 < n and moves[i + 1] == (s + 1, j + 1) and (d := self.double_row[s, j]) >= 0:
+                rows.append(self.doubles[d])  # type: ignore[index]
+                i += 2
+            else:
+                rows.append(self.pairs[self.pair_row[s, j]])
+                i += 1
+        return rows
 
 
 #: Table kinds: per-pair rows, factored site x target phasors, or the pairs within a memory budget.
@@ -246,4 +271,28 @@ def build_tables(
         progress(1.0)
     row_peak = np.sort(np.abs(pairs).max(axis=1, initial=0.0))[::-1][:n_moving].sum() if n_pairs else 0.0
     peak = max(lsb * sum(t.amp for t in sites), float(row_peak))
-    return ChannelTables(**common, pairs=pairs, target_rows=target_rows, correction_hz=PEAK_SLOPE[kind] * correction * fs / T, peak_lsb=peak)  # type: ignore[arg-type]
+    doubles, double_row = _double_rows(pairs, pair_row, budget=PAIR_BUDGET_BYTES - pair_bytes)
+    return ChannelTables(
+        **common,  # type: ignore[arg-type]
+        pairs=pairs,
+        target_rows=target_rows,
+        correction_hz=PEAK_SLOPE[kind] * correction * fs / T,
+        peak_lsb=peak,
+        doubles=doubles,
+        double_row=double_row,
+    )
+
+
+def _double_rows(pairs: np.ndarray, pair_row: np.ndarray, budget: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The double rows (see module doc) and their index, or (None, None) where they would take
+    more than ``budget`` bytes."""
+    both = (pair_row[:-1, :-1] >= 0) & (pair_row[1:, 1:] >= 0)
+    n = int(both.sum())
+    if n == 0 or n * pairs.shape[1] * pairs.itemsize > budget:
+        return None, None
+    double_row = np.full(pair_row.shape, -1, np.int32)
+    double_row[:-1, :-1][both] = np.arange(n, dtype=np.int32)
+    doubles = np.empty((n, pairs.shape[1]), np.float32)
+    for d, (s, j) in enumerate(zip(*np.nonzero(both))):
+        np.add(pairs[pair_row[s, j]], pairs[pair_row[s + 1, j + 1]], out=doubles[d])
+    return doubles, double_row
