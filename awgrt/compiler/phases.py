@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Collection
-from typing import cast
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Collection
+from typing import Any, cast
 
 import numpy as np
 
+from ..errors import ProgramError
 from ..ir.boundary import Boundary, ToneJump
 from ..ir.resolved import ChannelTrack, Note, Segment, ToneOrigin, ToneSpan
 from ..ir.shapes import span_phase_advance
@@ -48,7 +51,7 @@ def canonical_phase(phase_cycles: float) -> float:
 # ------------------------------------------------------------------------------ crest factor
 
 
-#: Tones summed at a time by :func:`crest_factor`: its working memory is this many x n float64.
+#: Tones summed at a time by :func:`crest_factor`: its working memory is this many x 2 sqrt(n) complex128.
 CREST_CHUNK = 256
 #: Tone sets of at least this many tones keep Schroeder's phases: the refinement never lowered
 #: their peak in 90 mixed sets (uniform grids, jittered grids, random and two-band sets, equal
@@ -57,20 +60,31 @@ REFINE_MAX_TONES = 40
 
 
 def crest_factor(freqs_cps: np.ndarray, amps: np.ndarray, phases_cycles: np.ndarray, n: int) -> float:
-    """Peak over RMS of sum(a sin(2 pi (f k + phi))) over k = 0 .. n-1, summed
-    :data:`CREST_CHUNK` tones at a time (memory independent of the number of tones). Each
-    phase is made and reduced to [-1/2, 1/2] cycle in float64, then taken through numpy's
-    float32 sine (a relative error near 1e-6 in the crest factor, 10-20x faster than float64)."""
+    """Peak over RMS of x(k) = sum(a sin(2 pi (f k + phi))) over k = 0 .. n-1.
+
+    Made in blocks of B ~ sqrt(n) samples: with k = jB + m a tone's phasor is
+    e^{2 pi i (f jB + phi)} x e^{2 pi i f m}, so the samples are the imaginary part of one complex
+    matrix product C (blocks x tones) @ E (tones x B): J + B phasors per tone instead of n sines,
+    the rest in BLAS. Every phase is reduced to [-1/2, 1/2) cycle in float64 before its
+    exponential (the result is exact to float64 rounding). Tones are taken :data:`CREST_CHUNK`
+    at a time: memory independent of the number of tones."""
     freqs_cps, amps, phases_cycles = (np.asarray(v, dtype=np.float64) for v in (freqs_cps, amps, phases_cycles))
-    k = np.arange(n, dtype=np.float64)
-    x = np.zeros(n)
+    rms = math.sqrt(float(np.sum(amps**2)) / 2.0)
+    if rms == 0 or n <= 0:
+        return 0.0
+    width = max(1, math.isqrt(n - 1) + 1)
+    m = np.arange(width, dtype=np.float64)
+    starts = np.arange(0, n, width, dtype=np.float64)
+    x = np.zeros((starts.size, width))
     for i in range(0, freqs_cps.size, CREST_CHUNK):
         part = slice(i, i + CREST_CHUNK)
-        cycles = freqs_cps[part, None] * k + phases_cycles[part, None]
-        cycles -= np.rint(cycles)
-        x += amps[part] @ np.sin((2 * np.pi * cycles).astype(np.float32)).astype(np.float64)
-    rms = math.sqrt(float(np.sum(amps**2)) / 2.0)
-    return float(np.max(np.abs(x)) / rms) if rms > 0 else 0.0
+        f = freqs_cps[part]
+        within = f[:, None] * m
+        within -= np.rint(within)
+        start = starts[:, None] * f + phases_cycles[part]
+        start -= np.rint(start)
+        x += ((amps[part] * np.exp(2j * np.pi * start)) @ np.exp(2j * np.pi * within)).imag
+    return float(np.max(np.abs(x.ravel()[:n])) / rms)
 
 
 def schroeder_phases(freqs_cps: np.ndarray, amps: np.ndarray) -> np.ndarray:
@@ -96,25 +110,87 @@ def _window(freqs_cps: np.ndarray) -> int:
     return int(np.clip(math.ceil(2.0 / float(spacing.min())), 256, 4096))
 
 
+#: The most tones one ``phases="auto"`` set may have: beyond it a clear error, not a MemoryError
+#: later. Memory is linear below it: about 100 bytes per tone while the phases and their two
+#: crest factors are made, plus CREST_CHUNK x 2 sqrt(window) complex128 (a few MiB in all at the
+#: limit).
+MAX_AUTO_TONES = 100_000
+#: Tones the remembered phase sets may hold in all (about 40 bytes each): the least recently
+#: used sets are forgotten beyond it.
+MEMO_TONES = 1_000_000
+
+
+class _ToneSetMemo:
+    """``fn(freqs, amps)`` remembered per tone set (keyed by the arrays' bytes), the least
+    recently used sets dropped once they hold more than :data:`MEMO_TONES` tones in all."""
+
+    def __init__(self, fn: Callable[[np.ndarray, np.ndarray], Any]) -> None:
+        self._fn = fn
+        self._seen: OrderedDict[bytes, tuple[Any, int]] = OrderedDict()
+        self._tones = 0
+
+    def __call__(self, freqs_cps: np.ndarray, amps: np.ndarray) -> Any:
+        key = freqs_cps.tobytes() + amps.tobytes()
+        if key in self._seen:
+            self._seen.move_to_end(key)
+            return self._seen[key][0]
+        value = self._fn(freqs_cps, amps)
+        self._seen[key] = (value, freqs_cps.size)
+        self._tones += freqs_cps.size
+        while self._tones > MEMO_TONES and len(self._seen) > 1:
+            self._tones -= self._seen.popitem(last=False)[1][1]
+        return value
+
+    def cache_clear(self) -> None:
+        self._seen.clear()
+        self._tones = 0
+
+
+def _tone_set(freqs_cps: np.ndarray, amps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    f, a = np.asarray(freqs_cps, dtype=np.float64).ravel(), np.asarray(amps, dtype=np.float64).ravel()
+    if f.size > MAX_AUTO_TONES:
+        raise ProgramError(f"{f.size} tones to optimise together; phases='auto' takes at most {MAX_AUTO_TONES}", op="phases", value=f.size)
+    return f, a
+
+
 def optimise_phases(freqs_cps: np.ndarray, amps: np.ndarray) -> np.ndarray:
     """Deterministic crest-factor-optimised start phases (cycles) for tones at ``freqs_cps``
     (cycles per sample) with amplitudes ``amps`` (see :func:`_optimise`); remembered, since a
-    scan point usually asks for the same tones again."""
-    freqs = tuple(float(f) for f in np.asarray(freqs_cps, dtype=np.float64))
-    return np.array(_optimise_cached(freqs, tuple(float(a) for a in np.asarray(amps, dtype=np.float64))))
+    scan point usually asks for the same tones again. At most :data:`MAX_AUTO_TONES` tones."""
+    return np.array(_optimise_cached(*_tone_set(freqs_cps, amps)))
 
 
-@functools.lru_cache(maxsize=1024)
-def _optimise_cached(freqs_cps: tuple[float, ...], amps: tuple[float, ...]) -> tuple[float, ...]:
-    return tuple(float(p) for p in _optimise(np.array(freqs_cps), np.array(amps)))
+def _remembered_phases(freqs_cps: np.ndarray, amps: np.ndarray) -> np.ndarray:
+    phi = _optimise(freqs_cps, amps)
+    phi.flags.writeable = False
+    return phi
 
 
-@functools.lru_cache(maxsize=1024)
-def _crest_factors(freqs_cps: tuple[float, ...], amps: tuple[float, ...]) -> tuple[float, float]:
-    """Crest factor with zero phases and with the optimised ones (for the report), remembered."""
-    f, a = np.array(freqs_cps), np.array(amps)
-    n_win = _window(f)
-    return crest_factor(f, a, np.zeros(f.size), n_win), crest_factor(f, a, np.array(_optimise_cached(freqs_cps, amps)), n_win)
+def _report_crest_factors(freqs_cps: np.ndarray, amps: np.ndarray) -> tuple[float, float]:
+    """Crest factor with zero phases and with the optimised ones (for the report)."""
+    n_win = _window(freqs_cps)
+    return crest_factor(freqs_cps, amps, np.zeros(freqs_cps.size), n_win), crest_factor(freqs_cps, amps, _optimise_cached(freqs_cps, amps), n_win)
+
+
+_optimise_cached = _ToneSetMemo(_remembered_phases)
+_crest_factors = _ToneSetMemo(_report_crest_factors)
+
+
+#: Seconds this process has spent importing the optimiser (scipy's, on first use): a runtime
+#: books them apart from the compile stage that happened to need it first.
+import_seconds = 0.0
+
+
+@functools.cache
+def _minimize() -> Callable[..., Any]:
+    """scipy's ``minimize``, imported on first use (importing awgrt stays light); the time it
+    took is added to :data:`import_seconds`."""
+    global import_seconds
+    t0 = time.perf_counter()
+    from scipy.optimize import minimize  # noqa: PLC0415
+
+    import_seconds += time.perf_counter() - t0
+    return minimize
 
 
 def _optimise(freqs_cps: np.ndarray, amps: np.ndarray) -> np.ndarray:
@@ -153,9 +229,7 @@ def _optimise(freqs_cps: np.ndarray, amps: np.ndarray) -> np.ndarray:
         grad = 8.0 * 2 * np.pi * (z.real @ x7) / n_win
         return value, grad
 
-    from scipy.optimize import minimize  # noqa: PLC0415 - loaded on first use: importing awgrt stays light
-
-    result = minimize(cost, schroeder, jac=True, method="L-BFGS-B", options={"maxiter": 80})
+    result = _minimize()(cost, schroeder, jac=True, method="L-BFGS-B", options={"maxiter": 80})
     best = np.asarray(result.x) % 1.0
     if crest_factor(freqs_cps, amps, best, n_win) > crest_factor(freqs_cps, amps, schroeder, n_win):
         best = schroeder
@@ -178,8 +252,15 @@ def assign_phases(
     notes: list[Note] = []
 
     def optimise(spans: tuple[ToneSpan, ...], why: str, segment: str, channel: str) -> dict[int, float]:
-        f = tuple(s.f0_hz / fs for s in spans)
-        a = tuple(float(s.a0) for s in spans)
+        if len(spans) > MAX_AUTO_TONES:
+            raise ProgramError(
+                f"channel {channel!r}: {len(spans)} tones to optimise together ({why}); phases='auto' takes at most {MAX_AUTO_TONES}",
+                segment=segment,
+                op="phases",
+                value=len(spans),
+            )
+        f = np.array([s.f0_hz / fs for s in spans])
+        a = np.array([float(s.a0) for s in spans])
         phi = _optimise_cached(f, a)
         if len(spans) < 2:
             return {s.tone: float(p) for s, p in zip(spans, phi)}
