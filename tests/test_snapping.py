@@ -444,3 +444,16 @@ def test_closing_a_looped_move_respects_max_snap_hz():
 
     with pytest.raises(QuantizationError, match="shake.*closing its looped move"):
         _shake(max_snap_hz={"shake": 100.0})
+
+
+def test_the_planners_scalar_whole_cycle_frequency_equals_the_array_one() -> None:
+    from awgrt.compiler.snap import _whole_cycle, whole_cycle_hz
+
+    rng = np.random.default_rng(11)
+    for _ in range(20000):
+        f, n, fs = float(rng.uniform(1e3, 3e8)), int(rng.integers(32, 10**7)), float(rng.choice([625e6, 1.25e9, 1e9]))
+        assert _whole_cycle(f, n, fs) == float(whole_cycle_hz(f, n, fs))
+    for n in (64, 1000, 20000):  # exact half cycles: both round half to even
+        for c in range(1, 60):
+            f = (c + 0.5) * 625e6 / n
+            assert _whole_cycle(f, n, 625e6) == float(whole_cycle_hz(f, n, 625e6)) == round(c + 0.5) * 625e6 / n

@@ -102,6 +102,13 @@ def whole_cycle_hz(f_hz: float | np.ndarray, n: int | np.ndarray, fs: float) -> 
     return np.round(np.multiply(f_hz, n) / fs) * fs / n
 
 
+def _whole_cycle(f_hz: float, n: int, fs: float) -> float:
+    """:func:`whole_cycle_hz` of one frequency and length, in plain Python (the same value:
+    both round half to even, and the cycle count is exact): the chain planner calls it
+    thousands of times."""
+    return round(f_hz * n / fs) * fs / n
+
+
 def _pad_track(track: ChannelTrack, n_old: int, n_new: int) -> ChannelTrack:
     last = track.pieces[-1]
     if last.constant:
@@ -210,14 +217,14 @@ def _plan_chain(
     segments: tuple[Segment, ...], tones: list[_HeldTone], lengths: dict[int, int], fs: float, joint: Joint, limit_of: Callable[[str], float | None]
 ) -> _ChainPlan:
     plan = _ChainPlan(dict(lengths))
-    own = {(si, t.tone): float(whole_cycle_hz(t.asked_hz, lengths[si], fs)) for t in tones for si, _ in t.at}
+    own = {(si, t.tone): _whole_cycle(t.asked_hz, lengths[si], fs) for t in tones for si, _ in t.at}
     worst_own = max((abs(own[si, t.tone] - t.asked_hz) for t in tones for si, _ in t.at), default=0.0)
     for t in tones:
         segs = [si for si, _ in t.at]
         bounds_ok = False
         if len(segs) > 1 and joint != "step":
             g = math.gcd(*(lengths[si] for si in segs))
-            common = float(whole_cycle_hz(t.asked_hz, g, fs))
+            common = _whole_cycle(t.asked_hz, g, fs)
             shift = abs(common - t.asked_hz)
             bounds_ok = all(shift <= fs / (2 * lengths[si]) * (1 + 1e-12) for si in segs)
             if joint == "common" and not bounds_ok:
@@ -645,7 +652,7 @@ def _snap_holds(segments: tuple[Segment, ...], card: CardSpec, n_channels: int, 
             why = ""
             if n_new != shortest[i]:
                 held = held_tones(seg)
-                unstretched = max((abs(float(whole_cycle_hz(f, shortest[i], fs)) - f) for *_, f in held), default=0.0)
+                unstretched = max((abs(_whole_cycle(f, shortest[i], fs) - f) for *_, f in held), default=0.0)
                 now = max((abs(played[i, tone] - f) for _, tone, _, f in held), default=0.0)
                 why = (
                     f"; {n_new - shortest[i]} samples past the shortest legal length so wrap snapping needs at most {now:.1f} Hz "
