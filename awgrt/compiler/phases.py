@@ -87,6 +87,19 @@ def crest_factor(freqs_cps: np.ndarray, amps: np.ndarray, phases_cycles: np.ndar
     return float(np.max(np.abs(x.ravel()[:n])) / rms)
 
 
+def _phasor_rows(freqs_cps: np.ndarray, n: int) -> np.ndarray:
+    """e^{2 pi i f k} for every tone and k = 0 .. n-1 (tones x n complex128), as products of
+    e^{2 pi i f jB} and e^{2 pi i f m} over blocks k = jB + m of B ~ sqrt(n) samples: 2 sqrt(n)
+    exponentials per tone instead of n, each of a phase reduced to [-1/2, 1/2) cycle in float64."""
+    width = max(1, math.isqrt(n - 1) + 1)
+    within = freqs_cps[:, None] * np.arange(width, dtype=np.float64)
+    within -= np.rint(within)
+    start = freqs_cps[:, None] * np.arange(0, n, width, dtype=np.float64)
+    start -= np.rint(start)
+    rows = np.exp(2j * np.pi * start)[:, :, None] * np.exp(2j * np.pi * within)[:, None, :]
+    return rows.reshape(freqs_cps.size, -1)[:, :n]
+
+
 def schroeder_phases(freqs_cps: np.ndarray, amps: np.ndarray) -> np.ndarray:
     """Schroeder's low-crest phases (cycles, in [0, 1)) for the tones' power distribution: in
     frequency order, tone i gets -sum_{j<i} (i - j) p_j with p the relative powers, made in
@@ -215,8 +228,7 @@ def _optimise(freqs_cps: np.ndarray, amps: np.ndarray) -> np.ndarray:
         return schroeder
 
     n_win = _window(freqs_cps)
-    k = np.arange(n_win, dtype=np.float64)
-    base = np.exp(2j * np.pi * ((freqs_cps[:, None] * k) % 1.0)) * (amps / float(np.sum(amps)))[:, None]  # one sine per value, once
+    base = _phasor_rows(freqs_cps, n_win) * (amps / float(np.sum(amps)))[:, None]
 
     def cost(phi: np.ndarray) -> tuple[float, np.ndarray]:
         z = base * np.exp(2j * np.pi * phi)[:, None]  # a e^{i arg} / sum(a): Im is the tone, Re its derivative's shape
