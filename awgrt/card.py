@@ -20,13 +20,14 @@ so it is rejected here.
 
 from __future__ import annotations
 
+import difflib
 import math
 import numbers
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from .errors import CardLimitError
+from .errors import CardLimitError, UnknownCardError
 
 SEGMENT_MASK = 0xFFFF
 NEXT_SHIFT = 16
@@ -247,13 +248,59 @@ class CardSpec:
         )
 
 
-#: Data-sheet specs of the supported cards, by model name.
-CARDS: Mapping[str, CardSpec] = MappingProxyType(
-    {
-        "M4i.6631-x8": CardSpec("M4i.6631-x8", physical_channels=2, max_sample_rate_hz=1.25e9, max_amplitude_mv=2000),
-        "M4i.6621-x8": CardSpec("M4i.6621-x8", physical_channels=2, max_sample_rate_hz=625e6),
-        "M4i.6622-x8": CardSpec("M4i.6622-x8", physical_channels=4, max_sample_rate_hz=625e6, channel_counts=(1, 2, 4)),
-    }
-)
+class _CardTable(Mapping[str, CardSpec]):
+    """The known models by name; an unknown name is an :class:`~awgrt.errors.UnknownCardError`
+    naming the closest known one."""
+
+    def __init__(self, specs: Mapping[str, CardSpec]) -> None:
+        self._specs = dict(specs)
+
+    def __getitem__(self, name: str) -> CardSpec:
+        try:
+            return self._specs[name]
+        except (KeyError, TypeError):
+            raise UnknownCardError(unknown_card_message(name, self._specs), code=None, op="card model", value=name) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._specs)
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+    def __repr__(self) -> str:
+        return f"CARDS({', '.join(self._specs)})"
+
+
+def unknown_card_message(name: object, known: Iterable[str]) -> str:
+    """Why ``name`` is not a card model: the closest known name and all of them."""
+    names = list(known)
+    text = str(name)
+    by_lower = {n.lower(): n for n in names}
+    close = difflib.get_close_matches(text.lower(), list(by_lower), n=1, cutoff=0.0)
+    hint = f"; closest: {by_lower[close[0]]}" if close else ""
+    return f"unknown card model {name!r}{hint} (known: {', '.join(names)})"
+
+
+def _family(prefix: str, suffix: str) -> dict[str, CardSpec]:
+    """The M4i (PCIe x8) or M4x (PXIe x4) 66xx models: 16-bit DACs, 2 GiS memory, 1, 2 or 4
+    channels at 625 MS/s (662x, +-80 mV .. +-2.5 V into 50 Ohm) or 1 or 2 at 1.25 GS/s (663x, up to
+    +-2 V), the same sequence memory and segment rules [the M4i/M4x.66xx manual and data sheet]."""
+    models = {"6620": (1, 625e6), "6621": (2, 625e6), "6622": (4, 625e6), "6630": (1, 1.25e9), "6631": (2, 1.25e9)}
+    out = {}
+    for model, (channels, rate) in models.items():
+        name = f"{prefix}.{model}-{suffix}"
+        out[name] = CardSpec(
+            name,
+            physical_channels=channels,
+            max_sample_rate_hz=rate,
+            max_amplitude_mv=2000 if rate > 625e6 else 2500,
+            channel_counts=tuple(c for c in (1, 2, 4) if c <= channels),
+        )
+    return out
+
+
+#: Data-sheet specs of the supported cards, by model name: the whole M4i.66xx (PCIe) and
+#: M4x.66xx (PXIe) family. An unknown name raises :class:`~awgrt.errors.UnknownCardError`.
+CARDS: Mapping[str, CardSpec] = _CardTable({**_family("M4i", "x8"), **_family("M4x", "x4")})
 
 DEFAULT_CARD = "M4i.6631-x8"

@@ -96,6 +96,13 @@ class CardError(AWGRTError):
         self.detail = message  # without the code and register tags
 
 
+class UnknownCardError(CardError, KeyError):
+    """A card model name awgrt does not know (a :class:`CardError`, and a ``KeyError`` as any
+    failed lookup by name is); the message lists the known models and the closest match."""
+
+    __str__ = Exception.__str__  # the message as written, not KeyError's quoted repr
+
+
 class UnsupportedError(AWGRTError, NotImplementedError):
     """The backend or card cannot do this at all (a missing capability, not a bad value)."""
 

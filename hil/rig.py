@@ -29,7 +29,7 @@ from typing import Any
 
 from awgrt._files import read_text
 from awgrt.backends import Backend, SimBackend
-from awgrt.card import CARDS, DEFAULT_CARD
+from awgrt.card import CARDS, DEFAULT_CARD, unknown_card_message
 from awgrt.errors import SerializationError
 from awgrt.program import CompiledSequenceProgram
 
@@ -154,7 +154,7 @@ class RigConfig:
                 f"[wiring] trigger must be a scope channel ({', '.join(CHANNELS)}) that records the generator's pulses, got {self.trigger_input!r}"
             )
         if self.card.model not in CARDS:
-            raise RigConfigError(f"[card] model {self.card.model!r} unknown (known: {', '.join(CARDS)})", value=self.card.model)
+            raise RigConfigError(f"[card] {unknown_card_message(self.card.model, CARDS)}", value=self.card.model)
         if self.card.backend not in CARD_BACKENDS:
             raise RigConfigError(f"[card] backend must be one of {', '.join(CARD_BACKENDS)}, got {self.card.backend!r}", value=self.card.backend)
         if self.scope.family not in DRIVERS:

@@ -46,9 +46,7 @@ def _card(card: CardSpec | str | None) -> CardSpec:
     if card is None:
         return CARDS[DEFAULT_CARD]
     if isinstance(card, str):
-        if card not in CARDS:
-            raise CardLimitError(f"unknown card {card!r} (known: {', '.join(CARDS)})", value=card)
-        return CARDS[card]
+        return CARDS[card]  # an unknown name: UnknownCardError, with the closest known one
     if not isinstance(card, CardSpec):
         raise ProgramError(f"card={card!r} must be a card name ({', '.join(CARDS)}) or a CardSpec", op="quantize", value=card)
     return card

@@ -17,7 +17,11 @@ produced for the windows asked for.
 Behaviour the vendor does not document is a named :class:`SimPolicy` with a documented default.
 
 Besides sequence replay the card plays the standard modes (:meth:`SimulatedCard.set_replay_mode`):
-``"single"`` (MEMSIZE samples, LOOPS times; 0 = until stopped), ``"multi"`` (one SEGMENTSIZE
+``"single"`` (MEMSIZE samples, LOOPS times; 0 = until stopped), ``"continuous"`` (MEMSIZE samples
+over and over until stopped, whatever LOOPS says), ``"singlerestart"`` (MEMSIZE samples once per
+trigger, the card re-arming after each; LOOPS triggers, 0 = until stopped; [assume, as for multi:
+triggers while the memory plays are not seen, and between plays the outputs sit at their stop
+level]), ``"multi"`` (one SEGMENTSIZE
 segment per trigger, the card re-arming after each [assume: triggers while a segment plays are not
 seen, and between segments the outputs sit at their stop level]), ``"fifo"`` (FIFO single: the
 samples the host supplies, played in order from the first trigger; when they run out before the
@@ -60,7 +64,7 @@ from ..spectrum import StopLevel
 
 INF = math.inf
 #: Replay modes the simulated card plays (SPC_CARDMODE): see :meth:`SimulatedCard.set_replay_mode`.
-REPLAY_MODES = ("sequence", "single", "multi", "fifo", "fifo_multi")
+REPLAY_MODES = ("sequence", "single", "continuous", "singlerestart", "multi", "fifo", "fifo_multi")
 FIFO_MODES = ("fifo", "fifo_multi")
 #: Standard-mode registers and the largest SPC_LOOPS accepted (a 32-bit register).
 SPC_MEMSIZE = 10000
@@ -634,7 +638,7 @@ class SimulatedCard:
             return ["MEMSIZE is not set"]
         if self._memory.shape[1] != self.n_channels:
             return [f"MEMSIZE was set for {self._memory.shape[1]} channels, {self.n_channels} are enabled now: set it again"]
-        if self.replay_mode == "multi":
+        if self.replay_mode == "multi":  # continuous and singlerestart replay the whole memory
             if not self.segment_size:
                 return ["SEGMENTSIZE is not set"]
             if self.memsize % self.segment_size:
@@ -654,10 +658,15 @@ class SimulatedCard:
             self._plays_left = INF if self.loops == 0 else self.loops
             return
         mem = self._memory
-        if self.replay_mode == "single":
+        if self.replay_mode in ("single", "continuous"):
+            loops = self.loops if self.replay_mode == "single" else 0
             self.slots = [_Slot(self.memsize, mem)]
-            self.steps = {0: StepEntry(0, 0, max(1, self.loops), False, self.loops > 0)}
+            self.steps = {0: StepEntry(0, 0, max(1, loops), False, loops > 0)}
             self._plays_left = INF
+        elif self.replay_mode == "singlerestart":  # one play of the memory per trigger, re-arming
+            self.slots = [_Slot(self.memsize, mem)]
+            self.steps = {0: StepEntry(0, 0, 1, False, True)}
+            self._plays_left = INF if self.loops == 0 else self.loops
         else:
             k = self.memsize // self.segment_size
             n = self.segment_size
@@ -1059,7 +1068,7 @@ class SimulatedCard:
             if run.entry.end:
                 self._hold = self._sample_at(run, int(end) - 1)
                 self._run = None
-                if self.replay_mode == "multi":
+                if self.replay_mode in ("multi", "singlerestart"):
                     self._plays_left -= 1
                     if self._plays_left > 0:  # multi: wait for the next segment's trigger
                         self._prev_run = run

@@ -7,14 +7,25 @@ Spectrum's error code (0 = OK) and, for reads, the value. The bridge in
 small C library forwarding to Python, or Python stand-ins), so that the unmodified ``spcm``
 package drives simulated cards.
 
-Registers with a meaning for the emulated replay modes (sequence, standard single and multi)
-are mapped onto the simulated card: card identity, limits and feature bits, channel enable /
-amplitude / output / stop level, sample rate, the trigger masks, the sequence registers, the
-standard-mode memory size, segment size and loops, DMA of data (``DefTransfer`` then
-``M2CMD_DATA_STARTDMA``), ``M2CMD`` commands (WAITREADY and WAITTRIGGER included), ``M2STATUS``
-and ``SPC_SEQMODE_STATUS``. Set-up registers without an effect on the output are kept as written
-(:data:`STORED_DEFAULTS`), the multi-purpose lines answer as on an M4i.66xx, and any other
-register is refused with the invalid-register error, as a card without that feature refuses it.
+Every model of the M4i/M4x.66xx family (:data:`awgrt.CARDS`) is served with its own type code,
+channels, clock range and memory. Registers with an effect on the output are **emulated**
+(mapped onto the simulated card): card identity, limits and feature bits, channel enable /
+amplitude / output / stop level, sample rate, the trigger masks (software, Ext0, Ext1), the
+sequence registers, the standard-mode memory size, segment size and loops, DMA of data
+(``DefTransfer`` then ``M2CMD_DATA_STARTDMA``), ``M2CMD`` commands (WAITREADY and WAITTRIGGER
+included), ``M2STATUS`` and ``SPC_SEQMODE_STATUS``, and the replay modes single, continuous,
+single-restart, multi, FIFO single, FIFO multi and sequence. Set-up registers whose effect the
+simulated card does not model are **stored** (checked, then read back as written:
+:data:`STORED_DEFAULTS`): clock mode (internal PLL or external reference), reference frequency,
+clock output and its termination, Ext0/Ext1 trigger modes, levels, coupling and termination,
+trigger delay, output offset, filter, differential and doubled outputs, asynchronous I/O, pre-
+and posttrigger. Read-only answers: available clock modes, oversampling factor (1), clock output
+frequency, the trigger's available masks, modes, levels and delay. The multi-purpose lines X0-X2
+answer with their modes (asynchronous in/out, trigger out, run and arm state). Values a card does
+not take are refused with the driver's invalid-value error (the ranges marked [assume] in the
+constants below are not published for this family), the gated modes with "not emulated", the DDS
+mode as a missing firmware option, and any other register with the invalid-register error, as a
+card without that feature refuses it.
 A refused call sets the handle's error (code, register, value, text) for ``GetErrorInfo``, as
 the real driver does, and changes nothing.
 
@@ -82,8 +93,46 @@ SPC_TRIG_EXT0_LEVEL1 = 42330
 SPC_SPECIALCLOCK = 295100
 SPCM_XX_ASYNCIO = 47220
 
+SPC_CLOCKOUT = 20110
+SPC_CLOCKOUTFREQUENCY = 20111
+SPC_CLOCK50OHM = 20120
+SPC_REFERENCECLOCK = 20140
+SPC_AVAILCLOCKMODES = 20201
+SPC_CM_EXTREFCLOCK = 0x20
+SPC_OVERSAMPLINGFACTOR = 200123
+SPC_MIINST_MINEXTREFCLOCK = 1148
+SPC_MIINST_MAXEXTREFCLOCK = 1149
+SPC_TRIG_EXT1_ACDC = 40121
+SPC_TRIG_AVAILORMASK = 40400
+SPC_TRIG_AVAILANDMASK = 40420
+SPC_TRIG_EXT0_AVAILMODES = 40500
+SPC_TRIG_EXT1_AVAILMODES = 40501
+SPC_TRIG_AVAILDELAY = 40800
+SPC_TRIG_AVAILDELAY_STEP = 40801
+SPC_TRIG_EXT_AVAIL0_MIN, SPC_TRIG_EXT_AVAIL0_MAX, SPC_TRIG_EXT_AVAIL0_STEP = 42340, 42341, 42342
+SPC_TRIG_EXT_AVAIL1_MIN, SPC_TRIG_EXT_AVAIL1_MAX, SPC_TRIG_EXT_AVAIL1_STEP = 42345, 42346, 42347
+SPC_DIFF0 = 30040
+SPC_DOUBLEOUT0 = 30041
+#: Clock modes of an M4i/M4x.66xx: the internal PLL and the PLL locked to an external reference
+#: (every 66xx has the reference input and the clock output [doc]).
+CLOCK_MODES = SPC_CM_INTPLL | SPC_CM_EXTREFCLOCK
+#: External reference frequencies the emulated card takes, Hz [assume: 10 MHz .. 1.25 GHz].
+REFCLOCK_RANGE_HZ = (10_000_000, 1_250_000_000)
+#: Trigger edge/level modes: Ext0 is a window comparator with two levels, Ext1 one level
+#: [assume: the common subset of the 66xx trigger chapter], both with the re-arm flag on Ext0.
+SPC_TM = {"none": 0x0, "pos": 0x1, "neg": 0x2, "both": 0x4, "high": 0x8, "low": 0x10, "winenter": 0x20, "winleave": 0x40, "inwin": 0x80, "outsidewin": 0x100}
+SPC_TM_REARM = 0x01000000
+EXT0_MODES = sum(SPC_TM.values()) | SPC_TM_REARM
+EXT1_MODES = SPC_TM["pos"] | SPC_TM["neg"] | SPC_TM["both"] | SPC_TM["high"] | SPC_TM["low"]
+#: Trigger levels, mV [assume: +-10 V in 1 mV steps on both inputs].
+TRIGGER_LEVEL_MV = (-10_000, 10_000, 1)
+#: Trigger delay, samples [assume: 0 .. 8 Gi - 32 in steps of 32].
+TRIGGER_DELAY = ((8 << 30) - 32, 32)
+
+
 #: Registers a write to is refused as to a card's read-only registers.
-READ_ONLY = (sp.SPC_M2STATUS, sp.SPC_SEQMODE_STATUS, SPC_PCITYP, SPC_PCISERIALNO, SPC_MIINST_MAXADCVALUE, 200, 201)  # 200, 201: AVAIL_USER_LEN / POS
+READ_ONLY: tuple[int, ...] = (sp.SPC_M2STATUS, sp.SPC_SEQMODE_STATUS, SPC_PCITYP, SPC_PCISERIALNO, SPC_MIINST_MAXADCVALUE)
+READ_ONLY += (200, 201, SPC_CLOCKOUTFREQUENCY, SPC_OVERSAMPLINGFACTOR)  # 200, 201: AVAIL_USER_LEN / POS
 
 #: Set-up registers the emulated card keeps as written (value read back), with their values
 #: after opening. Any other register outside the ones the card model answers is refused with
@@ -104,9 +153,47 @@ STORED_DEFAULTS = {
     SPC_TRIG_TERM: 0,
     SPC_TRIG_EXT0_ACDC: 0,
     SPC_TRIG_DELAY: 0,
+    SPC_TRIG_EXT1_ACDC: 0,
+    SPC_CLOCKOUT: 0,
+    SPC_CLOCK50OHM: 0,
+    SPC_REFERENCECLOCK: 10_000_000,
     **{SPC_OFFS0 + SPC_CH_STEP * ch: 0 for ch in range(8)},
     **{SPC_FILTER0 + SPC_CH_STEP * ch: 0 for ch in range(8)},
+    **{SPC_DIFF0 + SPC_CH_STEP * ch: 0 for ch in range(0, 8, 2)},
+    **{SPC_DOUBLEOUT0 + SPC_CH_STEP * ch: 0 for ch in range(0, 8, 2)},
 }
+
+
+def _check_setup(reg: int, value: int | float, physical_channels: int) -> None:
+    """Refuse a set-up value the card does not take, as the driver does (ERR_VALUE)."""
+
+    def bad(text: str) -> None:
+        raise CardError(text, code=sp.ERR_VALUE)
+
+    v = int(value)
+    if reg == SPC_CLOCKMODE and v not in (SPC_CM_INTPLL, SPC_CM_EXTREFCLOCK):
+        bad(f"clock mode {v:#x} is not available (this card: internal PLL {SPC_CM_INTPLL:#x}, external reference {SPC_CM_EXTREFCLOCK:#x})")
+    if reg == SPC_REFERENCECLOCK and not REFCLOCK_RANGE_HZ[0] <= v <= REFCLOCK_RANGE_HZ[1]:
+        bad(f"reference clock {v} Hz is outside {REFCLOCK_RANGE_HZ[0]}..{REFCLOCK_RANGE_HZ[1]} Hz")
+    if reg in (SPC_CLOCKOUT, SPC_CLOCK50OHM, SPC_TRIG_TERM, SPC_TRIG_EXT0_ACDC, SPC_TRIG_EXT1_ACDC) and v not in (0, 1):
+        bad(f"{v} is not 0 or 1")
+    if reg in (SPC_TRIG_EXT0_MODE, SPC_TRIG_EXT1_MODE):
+        allowed = EXT0_MODES if reg == SPC_TRIG_EXT0_MODE else EXT1_MODES
+        if v & ~allowed:
+            bad(f"trigger mode {v:#x} is not one this input offers ({allowed:#x})")
+    if reg in (SPC_TRIG_EXT0_LEVEL0, SPC_TRIG_EXT0_LEVEL1, SPC_TRIG_EXT1_LEVEL0) and not TRIGGER_LEVEL_MV[0] <= v <= TRIGGER_LEVEL_MV[1]:
+        bad(f"trigger level {v} mV is outside {TRIGGER_LEVEL_MV[0]}..{TRIGGER_LEVEL_MV[1]} mV")
+    if reg == SPC_TRIG_DELAY and not (0 <= v <= TRIGGER_DELAY[0] and v % TRIGGER_DELAY[1] == 0):
+        bad(f"trigger delay {v} must be a multiple of {TRIGGER_DELAY[1]} in 0..{TRIGGER_DELAY[0]} samples")
+    for first in (SPC_DIFF0, SPC_DOUBLEOUT0):
+        ch, rest = divmod(reg - first, SPC_CH_STEP)
+        if rest == 0 and 0 <= ch < 8:
+            if ch + 1 >= physical_channels:
+                bad(f"channel {ch} has no partner channel {ch + 1} on this card for a differential or doubled output")
+            if v not in (0, 1):
+                bad(f"{v} is not 0 or 1")
+
+
 SPC_SEQMODE_AVAILMAXSTEPS = sp.SPC_SEQMODE_AVAILMAXSTEPS
 SPC_AVAILCARDMODES = 9501
 SPC_AVAILMEMSIZE_MIN = 10201
@@ -130,6 +217,8 @@ M2STAT_DATA_BLOCKREADY = 0x100
 #: The replay modes emulated (SPC_CARDMODE value -> SimulatedCard.replay_mode).
 EMULATED_MODES = {
     sp.SPC_REP_STD_SINGLE: "single",
+    sp.SPC_REP_STD_CONTINUOUS: "continuous",
+    sp.SPC_REP_STD_SINGLERESTART: "singlerestart",
     sp.SPC_REP_STD_MULTI: "multi",
     sp.SPC_REP_FIFO_SINGLE: "fifo",
     sp.SPC_REP_FIFO_MULTI: "fifo_multi",
@@ -151,10 +240,19 @@ M2CMD_CARD_WAITTRIGGER = 0x2000
 SPCM_TYPE_AO = 0x02
 SPC_TMASK_SOFTWARE = sp.SPC_TMASK_SOFTWARE
 SPC_TMASK_EXT0 = sp.SPC_TMASK_EXT0
-TYP_M4I_6631 = 0x76631  # family 0x7 (M4i), model 6631
-TYP_M4I_6621 = 0x76621
-TYP_M4I_6622 = 0x76622
-TYP_CODES = {"M4i.6631-x8": TYP_M4I_6631, "M4i.6621-x8": TYP_M4I_6621, "M4i.6622-x8": TYP_M4I_6622}
+SPC_TMASK_EXT1 = 0x4
+#: Card type codes (SPC_PCITYP): the series in bits 16-23 (M4i 0x07, M4x 0x08), the model number's
+#: digits as hex below (M4i.6631-x8 = 0x76631), as Spectrum's register file lists them.
+TYP_SERIES = {"M4i": 0x70000, "M4x": 0x80000}
+
+
+def type_code(spec: CardSpec) -> int:
+    """SPC_PCITYP of a model named like ``M4i.6631-x8``."""
+    series, _, rest = spec.name.partition(".")
+    model = rest.split("-")[0]
+    return TYP_SERIES.get(series, 0x70000) | (int(model, 16) if model.isdigit() else 0)
+
+
 DRIVER_VERSION = (7 << 24) | (6 << 16) | 22000  # 7.6 build 22000: new enough for spcm's log line
 
 SPCM_BUF_DATA = 1000
@@ -465,7 +563,7 @@ class EmulatedDriver:
     def _read(self, h: _Handle, reg: int) -> int | float:
         c, spec = h.card, h.card.spec
         fixed = {
-            SPC_PCITYP: TYP_CODES.get(spec.name, 0x70000),
+            SPC_PCITYP: type_code(spec),
             SPC_FNCTYPE: SPCM_TYPE_AO,
             sp.SPC_PCIFEATURES: sp.SPCM_FEAT_SEQUENCE | SPCM_FEAT_MULTI,  # the replay modes emulated; no options
             SPC_PCIEXTFEATURES: 0,  # no firmware options (DDS, pulse generators, ...): spcm refuses them
@@ -496,6 +594,22 @@ class EmulatedDriver:
             sp.SPC_SEQMODE_AVAILMAXLOOP: spec.max_loops,
             sp.SPC_SEQMODE_AVAILFEATURES: 0,
             SPC_GETDRVVERSION: DRIVER_VERSION,
+            SPC_AVAILCLOCKMODES: CLOCK_MODES,
+            SPC_OVERSAMPLINGFACTOR: 1,
+            SPC_MIINST_MINEXTREFCLOCK: REFCLOCK_RANGE_HZ[0],
+            SPC_MIINST_MAXEXTREFCLOCK: REFCLOCK_RANGE_HZ[1],
+            SPC_TRIG_AVAILORMASK: SPC_TMASK_SOFTWARE | SPC_TMASK_EXT0 | SPC_TMASK_EXT1,
+            SPC_TRIG_AVAILANDMASK: SPC_TMASK_EXT0 | SPC_TMASK_EXT1,
+            SPC_TRIG_EXT0_AVAILMODES: EXT0_MODES,
+            SPC_TRIG_EXT1_AVAILMODES: EXT1_MODES,
+            SPC_TRIG_AVAILDELAY: TRIGGER_DELAY[0],
+            SPC_TRIG_AVAILDELAY_STEP: TRIGGER_DELAY[1],
+            SPC_TRIG_EXT_AVAIL0_MIN: TRIGGER_LEVEL_MV[0],
+            SPC_TRIG_EXT_AVAIL0_MAX: TRIGGER_LEVEL_MV[1],
+            SPC_TRIG_EXT_AVAIL0_STEP: TRIGGER_LEVEL_MV[2],
+            SPC_TRIG_EXT_AVAIL1_MIN: TRIGGER_LEVEL_MV[0],
+            SPC_TRIG_EXT_AVAIL1_MAX: TRIGGER_LEVEL_MV[1],
+            SPC_TRIG_EXT_AVAIL1_STEP: TRIGGER_LEVEL_MV[2],
         }
         if reg in fixed:
             return fixed[reg]
@@ -513,6 +627,8 @@ class EmulatedDriver:
         if reg == sp.SPC_SEQMODE_STATUS:
             return c.current_step()
         if reg == SPC_SAMPLERATE:
+            return int(c.sample_rate_hz)
+        if reg == SPC_CLOCKOUTFREQUENCY:  # [assume: the clock output carries the sample clock]
             return int(c.sample_rate_hz)
         if reg == SPC_CHENABLE:
             return (1 << c.n_channels) - 1
@@ -595,6 +711,8 @@ class EmulatedDriver:
             self._command(h, int(value))
         elif reg == sp.SPC_CARDMODE:
             mode = int(value)
+            if mode == sp.SPC_REP_STD_DDS:  # a firmware option: the card in hand does not have it
+                raise CardError("card mode SPC_REP_STD_DDS needs the DDS firmware option, which this card does not have", code=sp.ERR_FEATURE)
             if mode not in EMULATED_MODES:  # refuse the others here, by name, not at the first DMA
                 name = sp.REPLAY_MODES.get(mode, f"mode {mode:#x}")
                 emulated = ", ".join(sp.REPLAY_MODES[m] for m in EMULATED_MODES)
@@ -618,6 +736,7 @@ class EmulatedDriver:
                 raise CardError(f"X{line} mode {mode:#x} is not one this card offers ({XIO_MODES:#x})", code=sp.ERR_VALUE)
             h.registers[reg] = mode
         elif reg == SPC_TRIG_EXT0_LEVEL0:
+            _check_setup(reg, value, spec.physical_channels)
             c.ext0_level_mv = int(value)
         elif reg == SPC_SAMPLERATE:
             c.set_sample_rate(float(value))
@@ -652,6 +771,7 @@ class EmulatedDriver:
         elif (out_ch := self._channel_register(reg, SPC_ENABLEOUT0, spec)) is not None:
             c.output_enabled[out_ch] = bool(int(value))
         elif reg in STORED_DEFAULTS:
+            _check_setup(reg, value, spec.physical_channels)
             h.registers[reg] = value
         else:
             raise CardError(f"register {reg} is not available on the emulated {spec.name}", code=sp.ERR_REG)

@@ -73,8 +73,8 @@ from typing import Any
 import numpy as np
 
 from .. import spectrum as sp
-from ..card import CARDS, CardSpec
-from ..errors import ProgramError
+from ..card import CardSpec
+from ..errors import ProgramError, UnknownCardError
 from .card import SimPolicy, SimulatedCard, trigger_latency_samples
 from .driver import EmulatedDriver, Recording
 
@@ -186,8 +186,8 @@ class EmulatedSpcm:
     ) -> None:
         try:
             self.driver = EmulatedDriver(cards, policy=policy, clock=clock, speed=speed)
-        except KeyError as exc:
-            raise SpcmEmulationError(f"unknown card model {exc.args[0]!r}: emulate one of {', '.join(CARDS)}") from exc
+        except UnknownCardError as exc:
+            raise SpcmEmulationError(exc.detail) from exc
         except ProgramError as exc:
             raise SpcmEmulationError(exc.detail) from exc
         self.paths = list(cards)
