@@ -26,6 +26,7 @@ import numbers
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Literal, get_args
 
 from .errors import CardLimitError, UnknownCardError
 
@@ -147,6 +148,8 @@ class CardSpec:
     full_scale: int = 32767
     max_amplitude_mv: int = 2500
     min_amplitude_mv: int = 80
+    #: Frequencies the external reference clock input takes, Hz [assume: 10 MHz .. 1.25 GHz].
+    reference_clock_hz: tuple[float, float] = (10e6, 1.25e9)
 
     def active_channel_count(self, highest_hardware_channel: int) -> int:
         """Channels the card must enable so that channel ``highest_hardware_channel`` plays."""
@@ -246,6 +249,40 @@ class CardSpec:
             max_amplitude_mv=base.max_amplitude_mv,
             min_amplitude_mv=base.min_amplitude_mv,
         )
+
+
+#: What the card's sample clock is made from: its own PLL on its quartz, or the PLL locked to a
+#: reference clock fed to its clock input (a lab's 10 MHz reference).
+ClockSource = Literal["internal", "external_reference"]
+CLOCK_SOURCES: tuple[str, ...] = get_args(ClockSource)
+
+
+@dataclass(frozen=True)
+class ClockConfig:
+    """The card's clock: ``source`` (:data:`CLOCK_SOURCES`), ``reference_hz`` (the frequency fed
+    to the clock input, for ``"external_reference"`` only) and whether the clock output is on."""
+
+    source: ClockSource = "internal"
+    reference_hz: float | None = None
+    output: bool = False
+
+    def problem(self, card: CardSpec) -> str | None:
+        """Why ``card`` cannot run with this clock, or None."""
+        if self.source not in CLOCK_SOURCES:
+            return f"clock source {self.source!r} must be one of {CLOCK_SOURCES}"
+        if not isinstance(self.output, bool):
+            return f"clock output {self.output!r} must be True or False"
+        if self.source == "internal":
+            return None if self.reference_hz is None else "reference_hz applies to clock source 'external_reference' only"
+        lo, hi = card.reference_clock_hz
+        f = self.reference_hz
+        if f is None or isinstance(f, bool) or not isinstance(f, numbers.Real) or not math.isfinite(f) or not lo <= f <= hi or f != int(f):
+            return f"reference_hz={f!r}: the external reference of {card.name} is a whole number of Hz in {lo:g}..{hi:g}"
+        return None
+
+
+#: The default clock: the card's own PLL, clock output off.
+INTERNAL_CLOCK = ClockConfig()
 
 
 class _CardTable(Mapping[str, CardSpec]):

@@ -58,6 +58,11 @@ def compare(card: CardReadback, program: CompiledSequenceProgram, asked: OutputC
     check("trigger source", asked.trigger, card.trigger)
     if asked.trigger == "external":
         check("trigger level (mV)", asked.trigger_level_mv, card.trigger_level_mv)
+    if card.clock is not None:
+        check("clock source", asked.clock.source, card.clock.source)
+        if asked.clock.source == "external_reference":
+            check("reference clock (Hz)", asked.clock.reference_hz, card.clock.reference_hz)
+        check("clock output", asked.clock.output, card.clock.output)
     check("memory slots (MAXSEGMENTS)", program.max_segments, card.max_segments)
     for i, seg in enumerate(program.segments):
         size = card.segment_sizes[i] if i < len(card.segment_sizes) else None

@@ -56,6 +56,7 @@ from typing import Any
 from ._units import in_unit, whole_mv
 from .backends.base import Backend, OutputConfig
 from .builder import AWGProgramBuilder
+from .card import INTERNAL_CLOCK, ClockConfig
 from .compiler import phases
 from .compiler.compile import CLIP_POLICIES, calibrations_of, compile_sequence_program
 from .compiler.quantize import QuantizeOptions, quantize_resolved_ir, replace_segments
@@ -133,6 +134,7 @@ class Runtime:
         stop_level: str = "zero",
         trigger: str = "external",
         trigger_level_mv: int = 1000,
+        clock: ClockConfig = INTERNAL_CLOCK,
         live: LiveMode = "restart",
         quantize_options: QuantizeOptions | None = None,
         callback_queue_size: int = CALLBACK_QUEUE_SIZE,
@@ -157,6 +159,10 @@ class Runtime:
         self.amplitude_mv, self.stop_level = whole_mv(amplitude_mv, "amplitude_mv", "Runtime"), stop_level
         self.trigger: Any = trigger
         self.trigger_level_mv = whole_mv(trigger_level_mv, "trigger_level_mv", "Runtime")
+        if not isinstance(clock, ClockConfig) or clock.problem(backend.card):
+            why = clock.problem(backend.card) if isinstance(clock, ClockConfig) else f"clock={clock!r} must be a ClockConfig"
+            raise ProgramError(str(why), op="Runtime", value=clock)
+        self.clock = clock
         self.live = live
         self.quantize_options: dict[str, Any] = dict(quantize_options or {})
         self.program: CompiledSequenceProgram | None = None
@@ -326,15 +332,7 @@ class Runtime:
         t = time.perf_counter()
         try:
             plan = self._plan(compiled)
-            apply_upload(
-                self.backend,
-                plan,
-                compiled,
-                amplitude_mv=self.amplitude_mv,
-                stop_level=self.stop_level,
-                trigger=self.trigger,
-                trigger_level_mv=self.trigger_level_mv,
-            )
+            apply_upload(self.backend, plan, compiled, self._asked(compiled))
         except BaseException:
             # failed or interrupted part-way (Ctrl-C included): the card is stopped and the
             # backend forgets what it held, so the next run uploads everything it needs
@@ -390,7 +388,12 @@ class Runtime:
 
     def _asked(self, program: CompiledSequenceProgram) -> OutputConfig:
         return asked_outputs(
-            program, amplitude_mv=self.amplitude_mv, stop_level=self.stop_level, trigger=self.trigger, trigger_level_mv=self.trigger_level_mv
+            program,
+            amplitude_mv=self.amplitude_mv,
+            stop_level=self.stop_level,
+            trigger=self.trigger,
+            trigger_level_mv=self.trigger_level_mv,
+            clock=self.clock,
         )
 
     def verify(self) -> tuple[Mismatch, ...]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 from typing import Literal, get_args
 
 from .backends.base import Backend, OutputConfig, TriggerSource
+from .card import INTERNAL_CLOCK, ClockConfig
 from .program import CompiledSequenceProgram
 from .spectrum import StopLevel, stop_level_of
 
@@ -51,12 +52,13 @@ def asked_outputs(
     stop_level: str | tuple[str, ...],
     trigger: TriggerSource,
     trigger_level_mv: int = 1000,
+    clock: ClockConfig = INTERNAL_CLOCK,
 ) -> OutputConfig:
     """The output set-up a runtime asks for ``new``, per channel."""
     n = new.n_channels
     amps = (amplitude_mv,) * n if isinstance(amplitude_mv, int) else tuple(amplitude_mv)
     levels = (stop_level,) * n if isinstance(stop_level, (str, StopLevel)) else tuple(stop_level)
-    return OutputConfig(new.sample_rate_hz, n, tuple(int(a) for a in amps), tuple(stop_level_of(v) for v in levels), trigger, int(trigger_level_mv))
+    return OutputConfig(new.sample_rate_hz, n, tuple(int(a) for a in amps), tuple(stop_level_of(v) for v in levels), trigger, int(trigger_level_mv), clock)
 
 
 def output_changes(have: OutputConfig, wanted: OutputConfig) -> list[str]:
@@ -124,27 +126,20 @@ def plan_upload(
     return UploadPlan(kind, configure, changed, steps, stop_first, stop_first, tuple(notes))
 
 
-def apply_upload(
-    backend: Backend,
-    plan: UploadPlan,
-    new: CompiledSequenceProgram,
-    *,
-    amplitude_mv: int | tuple[int, ...],
-    stop_level: str,
-    trigger: TriggerSource,
-    trigger_level_mv: int = 1000,
-) -> None:
-    """Carry ``plan`` out on ``backend`` (the restart, if any, is left to the caller)."""
+def apply_upload(backend: Backend, plan: UploadPlan, new: CompiledSequenceProgram, asked: OutputConfig) -> None:
+    """Carry ``plan`` out on ``backend`` with the output set-up ``asked`` (:func:`asked_outputs`;
+    the restart, if any, is left to the caller)."""
     if plan.stop_first:
         backend.stop()
     if plan.configure:
         backend.configure(
             sample_rate_hz=new.sample_rate_hz,
             n_channels=new.n_channels,
-            amplitude_mv=amplitude_mv,
-            stop_level=stop_level,
-            trigger=trigger,
-            trigger_level_mv=trigger_level_mv,
+            amplitude_mv=asked.amplitude_mv,
+            stop_level=asked.stop_level,
+            trigger=asked.trigger,
+            trigger_level_mv=asked.trigger_level_mv,
+            clock=asked.clock,
         )
     if plan.kind == "full":
         backend.load(new)

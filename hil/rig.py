@@ -29,7 +29,7 @@ from typing import Any
 
 from awgrt._files import read_text
 from awgrt.backends import Backend, SimBackend
-from awgrt.card import CARDS, DEFAULT_CARD, unknown_card_message
+from awgrt.card import CARDS, DEFAULT_CARD, ClockConfig, unknown_card_message
 from awgrt.errors import SerializationError
 from awgrt.program import CompiledSequenceProgram
 
@@ -56,7 +56,9 @@ class CardConfig:
     """The AWG card: ``model`` (a name in ``awgrt.CARDS``), ``backend`` (``"sim"`` or ``"spcm"``),
     ``device`` (the spcm device, e.g. ``"/dev/spcm0"``; None: the first AWG found), sample rate,
     output amplitude (mV at full scale, into 50 ohm), rated clock accuracy (ppm), its
-    reconstruction filter and the output delay (s) from a sample to the scope input."""
+    reconstruction filter, the output delay (s) from a sample to the scope input, and its clock:
+    ``clock_source`` (``"internal"``, or ``"external_reference"``: locked to the lab reference of
+    ``reference_hz`` fed to its clock input) and ``clock_output`` (the card's clock output on)."""
 
     model: str = DEFAULT_CARD
     backend: str = "sim"
@@ -66,6 +68,15 @@ class CardConfig:
     clock_ppm: float = 20.0
     reconstruction: Filter = Filter("butterworth", 280e6, 3)
     output_delay_s: float = 0.0
+    clock_source: str = "internal"
+    reference_hz: float = 10e6
+    clock_output: bool = False
+
+    @property
+    def clock(self) -> ClockConfig:
+        """The clock set-up the card is configured with."""
+        external = self.clock_source == "external_reference"
+        return ClockConfig(self.clock_source, self.reference_hz if external else None, self.clock_output)  # type: ignore[arg-type]  # checked by RigConfig
 
 
 @dataclass(frozen=True)
@@ -155,6 +166,9 @@ class RigConfig:
             )
         if self.card.model not in CARDS:
             raise RigConfigError(f"[card] {unknown_card_message(self.card.model, CARDS)}", value=self.card.model)
+        clock_problem = self.card.clock.problem(CARDS[self.card.model])
+        if clock_problem:
+            raise RigConfigError(f"[card] clock_source / reference_hz / clock_output: {clock_problem}", value=self.card.clock_source)
         if self.card.backend not in CARD_BACKENDS:
             raise RigConfigError(f"[card] backend must be one of {', '.join(CARD_BACKENDS)}, got {self.card.backend!r}", value=self.card.backend)
         if self.scope.family not in DRIVERS:
@@ -362,8 +376,14 @@ class Rig(abc.ABC):
 
     def _configure(self, backend: Backend, program: CompiledSequenceProgram, trigger: Any, **trigger_options: Any) -> None:
         """Configure ``backend`` for ``program`` (``trigger_options``: further trigger settings, such as the level) and load it."""
+        card = self.config.card
         backend.configure(
-            sample_rate_hz=program.sample_rate_hz, n_channels=program.n_channels, amplitude_mv=self.config.card.amplitude_mv, trigger=trigger, **trigger_options
+            sample_rate_hz=program.sample_rate_hz,
+            n_channels=program.n_channels,
+            amplitude_mv=card.amplitude_mv,
+            trigger=trigger,
+            clock=card.clock,
+            **trigger_options,
         )
         backend.load(program)
 

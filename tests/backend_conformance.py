@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from awgrt import AWGProgramBuilder, compile_sequence_program, quantize_resolved_ir
-from awgrt.backends import Backend, OutputConfig
+from awgrt.backends import Backend, ClockConfig, OutputConfig
 from awgrt.card import StepEntry, decode_step_entry
 from awgrt.errors import AWGRTError, CardError, CardLimitError, ProgramError, UnsupportedError
 from awgrt.program import StepEvent
@@ -68,6 +68,9 @@ class BackendConformance:
             yield be
         assert not be.is_running()
 
+    #: Whether the backend reads the clock set-up back from the card (a kit user may say no).
+    reads_clock_back = True
+
     def observe(self, backend) -> Observed | None:
         return None
 
@@ -99,6 +102,27 @@ class BackendConformance:
         cfg = backend.configure(sample_rate_hz=FS, n_channels=1, amplitude_mv=500, stop_level="zero", trigger="external")
         assert isinstance(cfg, OutputConfig) and backend.config == cfg
         assert (cfg.sample_rate_hz, cfg.n_channels, cfg.amplitude_mv, cfg.trigger) == (FS, 1, (500,), "external")
+
+    def test_the_clock_is_set_up_as_asked_and_read_back(self, backend):
+        locked = ClockConfig("external_reference", 10e6, True)
+        cfg = backend.configure(sample_rate_hz=FS, n_channels=1, clock=locked)
+        assert cfg.clock == locked and backend.config.clock == locked
+        backend.load(program(backend.card))
+        seen = backend.read_back(1, 1).clock
+        assert seen == locked or (seen is None and not self.reads_clock_back)
+        cfg = backend.configure(sample_rate_hz=FS, n_channels=1)  # back to the card's own PLL, output off
+        assert cfg.clock == ClockConfig()
+        for bad in (
+            ClockConfig("external_reference"),  # no reference frequency
+            ClockConfig("external_reference", 5e6),  # below the input's range
+            ClockConfig("external_reference", 10.5),
+            ClockConfig("internal", 10e6),  # a reference the internal PLL does not use
+            ClockConfig("atomic"),  # type: ignore[arg-type]
+            ClockConfig(output=1),  # type: ignore[arg-type]
+        ):
+            with pytest.raises(ProgramError):
+                backend.configure(sample_rate_hz=FS, n_channels=1, clock=bad)
+            assert backend.config.clock == ClockConfig()  # a refused set-up changes nothing
 
     @pytest.mark.parametrize(
         "kwargs",

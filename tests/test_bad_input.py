@@ -15,12 +15,14 @@ from awgrt import AWGProgramBuilder, compile_sequence_program, quantize_resolved
 from awgrt.errors import (
     AmplitudeError,
     AWGRTError,
+    CardError,
     CardLimitError,
     ClipError,
     FrequencyError,
     ProgramError,
     QuantizationError,
     TimingError,
+    UnknownCardError,
 )
 
 FS = 625e6
@@ -539,8 +541,9 @@ def test_hardware_channel_valid_on_four_channel_card_only():
 
 
 def test_unknown_card_name():
-    with pytest.raises(CardLimitError, match="M4i.9999"):
+    with pytest.raises(CardError, match="unknown card model 'M4i.9999'; closest: M4i") as err:
         quantize_resolved_ir(resolved_hv(), card="M4i.9999")
+    assert isinstance(err.value, UnknownCardError) and err.value.value == "M4i.9999"
 
 
 # ------------------------------------------------------------------------------ card limits

@@ -69,3 +69,25 @@ def test_the_example_rig_file_still_loads() -> None:
 
     config = RigConfig.load(Path(hil.__file__).parent / "rig.example.toml")
     assert config.name == "lab-rig-1" and config.scope.timeout_s > 0
+
+
+def test_the_rig_file_names_the_cards_clock_and_the_rig_sets_it_up() -> None:
+    from awgrt.backends import ClockConfig, SimBackend
+    from hil.rig import SimRig
+    from tests.backend_conformance import program
+
+    config = RigConfig.from_dict({"card": {"backend": "sim", "clock_source": "external_reference", "reference_hz": 10e6, "clock_output": True}})
+    assert config.card.clock == ClockConfig("external_reference", 10e6, True)
+    assert RigConfig.from_dict({}).card.clock == ClockConfig()  # the card's own PLL unless the file says otherwise
+    with pytest.raises(RigConfigError, match="clock_source.*must be one of"):
+        RigConfig.from_dict({"card": {"clock_source": "rubidium"}})
+    with pytest.raises(RigConfigError, match="reference_hz"):
+        RigConfig.from_dict({"card": {"clock_source": "external_reference", "reference_hz": 2e3}})
+    rig = SimRig(config)
+    try:
+        with SimBackend() as be:
+            p = program(be.card)
+            rig._configure(be, p, "external")
+            assert be.sim.clock == ClockConfig("external_reference", 10e6, True) and be.config.clock == config.card.clock
+    finally:
+        rig.close()

@@ -965,3 +965,24 @@ def test_each_scan_point_can_trigger_relative_to_now():
         with pytest.raises(ProgramError, match="exactly one"):
             card.schedule_trigger(5, after=5)
     assert len(entries) == 2 and entries[1] - entries[0] > 15_000, entries  # the second point pulsed after its own triggers
+
+
+def test_a_runtime_locks_the_card_to_the_lab_reference_and_verify_compares_the_clock():
+    from awgrt.backends import ClockConfig
+    from awgrt.errors import VerificationError
+
+    locked = ClockConfig("external_reference", 10e6, True)
+    be = SimBackend()
+    rt = Runtime(be, trigger="software", clock=locked)
+    rt.run(program(), sample_rate_hz=FS)
+    assert be.config.clock == locked and be.sim.clock == locked and rt.verify() == ()
+    be.sim.clock = ClockConfig()  # the card back on its own quartz behind the runtime's back
+    with pytest.raises(VerificationError, match="clock source.*external_reference.*internal") as err:
+        rt.verify()
+    assert {m.field for m in err.value.value} == {"clock source", "reference clock (Hz)", "clock output"}
+    # a runtime asking for another clock re-configures the card (a new set-up, said so)
+    rt2 = Runtime(be, trigger="software")
+    rt2.run(program(), sample_rate_hz=FS)
+    assert be.sim.clock == ClockConfig() and rt2.verify() == ()
+    with pytest.raises(ProgramError, match="reference_hz"):
+        Runtime(be, clock=ClockConfig("external_reference", 1e3))

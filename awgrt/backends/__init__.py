@@ -3,9 +3,10 @@
 ``SpcmBackend`` imports the vendor's ``spcm`` package only when a card is opened.
 """
 
+from ..card import CLOCK_SOURCES, ClockConfig
 from ..program import StepEvent
 from .base import Backend, BackendBase, OutputConfig
 from .sim import SimBackend
 from .spcm import SpcmBackend
 
-__all__ = ["Backend", "BackendBase", "OutputConfig", "SimBackend", "SpcmBackend", "StepEvent"]
+__all__ = ["CLOCK_SOURCES", "Backend", "BackendBase", "ClockConfig", "OutputConfig", "SimBackend", "SpcmBackend", "StepEvent"]

@@ -22,7 +22,7 @@ from typing import Literal, Protocol, Self, get_args, runtime_checkable
 import numpy as np
 
 from .._units import in_unit, whole_mv
-from ..card import CardSpec
+from ..card import INTERNAL_CLOCK, CardSpec, ClockConfig
 from ..errors import AWGRTError, CardError, ProgramError, UnsupportedError
 from ..program import CompiledSequenceProgram, StepEvent
 from ..spectrum import StopLevel, stop_level_of
@@ -30,14 +30,13 @@ from ..spectrum import StopLevel, stop_level_of
 #: Where triggers come from.
 TriggerSource = Literal["software", "external"]
 TRIGGER_SOURCES: tuple[str, ...] = get_args(TriggerSource)
-
-
 def check_seconds(value: object, what: str, op: str) -> None:
     """None, or a finite number of seconds >= 0 (NaN or inf would never come)."""
     if value is None:
         return
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)) or float(value) < 0:
         raise ProgramError(f"{what}={value!r} must be a finite number of seconds >= 0", op=op, value=value)
+
 
 
 @dataclass(frozen=True)
@@ -51,6 +50,7 @@ class OutputConfig:
     stop_level: tuple[StopLevel, ...]
     trigger: TriggerSource = "software"
     trigger_level_mv: int = 1000
+    clock: ClockConfig = INTERNAL_CLOCK
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,7 @@ class CardReadback:
     start_step: int
     step_words: tuple[int, ...]
     segment_data: tuple[np.ndarray, ...] | None = None
+    clock: ClockConfig | None = None  # None where the backend cannot read the clock set-up back
 
 
 @runtime_checkable
@@ -123,9 +124,11 @@ class Backend(Protocol):
         stop_level: str | StopLevel | Sequence[str | StopLevel] = "zero",
         trigger: TriggerSource = "software",
         trigger_level_mv: int = 1000,
+        clock: ClockConfig = INTERNAL_CLOCK,
     ) -> OutputConfig:
-        """Set the clock, enabled channels (0 .. n_channels-1), amplitude (mV into 50 ohm) and
-        stop level per channel (one value for all, or one each) and the trigger source.
+        """Set the clock (sample rate and :class:`ClockConfig`: source, reference, clock output),
+        enabled channels (0 .. n_channels-1), amplitude (mV into 50 ohm) and stop level per
+        channel (one value for all, or one each) and the trigger source.
 
         Returns: the :class:`OutputConfig` now in force (also ``self.config``).
         Raises: ProgramError for a value the card cannot take (naming it); CardError if the
@@ -251,6 +254,7 @@ class BackendBase(abc.ABC):
         stop_level: str | StopLevel | Sequence[str | StopLevel] = "zero",
         trigger: TriggerSource = "software",
         trigger_level_mv: int = 1000,
+        clock: ClockConfig = INTERNAL_CLOCK,
     ) -> OutputConfig:
         """Set sample rate, the number of enabled channels (0 .. n_channels-1), amplitude (mV) and
         stop level per channel (one value for all, or one each), and the trigger source. Numbers
@@ -281,7 +285,10 @@ class BackendBase(abc.ABC):
                 )
         if trigger not in TRIGGER_SOURCES:
             raise ProgramError(f"trigger {trigger!r} must be one of {TRIGGER_SOURCES}", op="configure", value=trigger)
-        config = OutputConfig(float(sample_rate_hz), n_channels, amps, tuple(stop_level_of(v) for v in levels_in), trigger, int(trigger_level_mv))
+        if not isinstance(clock, ClockConfig) or clock.problem(self.card):
+            why = clock.problem(self.card) if isinstance(clock, ClockConfig) else f"clock={clock!r} must be a ClockConfig"
+            raise ProgramError(str(why), op="configure", value=clock)
+        config = OutputConfig(float(sample_rate_hz), n_channels, amps, tuple(stop_level_of(v) for v in levels_in), trigger, int(trigger_level_mv), clock)
         self._configure(config)
         self.config = config
         return config

@@ -128,7 +128,12 @@ class SimBackend(BackendBase):
 
     def _configure(self, config: OutputConfig) -> None:
         configure_outputs(
-            self.sim, sample_rate_hz=config.sample_rate_hz, n_channels=config.n_channels, amplitude_mv=config.amplitude_mv, stop_level=config.stop_level
+            self.sim,
+            sample_rate_hz=config.sample_rate_hz,
+            n_channels=config.n_channels,
+            amplitude_mv=config.amplitude_mv,
+            stop_level=config.stop_level,
+            clock=config.clock,
         )
         self.sim.set_trigger_masks(TMASK_EXT0 if config.trigger == "external" else TMASK_SOFTWARE, 0)
         self.sim.ext0_level_mv = config.trigger_level_mv
@@ -195,6 +200,7 @@ class SimBackend(BackendBase):
             start_step=c.start_step,
             step_words=tuple(self._step_word(c.steps.get(i)) for i in range(n_steps)),
             segment_data=tuple(np.array(c.segment_data(i)) for i in slots),
+            clock=c.clock,
         )
 
     @staticmethod

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from .. import spectrum as sp
-from ..card import CARDS, CardSpec, as_int64
+from ..card import CARDS, CardSpec, ClockConfig, as_int64
 from ..errors import CardError, ProgramError
 from ..program import CompiledSequenceProgram, StepEvent
 from .base import BackendBase, CardReadback, OutputConfig, check_seconds
@@ -383,7 +383,13 @@ class SpcmBackend(BackendBase):
                 self._set(spcm.SPC_AMP0 + 100 * ch, config.amplitude_mv[ch])
                 self._set(spcm.SPC_ENABLEOUT0 + 100 * ch, 1)
                 self._set(sp.SPC_CH0_STOPLEVEL + ch, int(config.stop_level[ch]))
-            self._set(spcm.SPC_CLOCKMODE, spcm.SPC_CM_INTPLL)
+            clock = config.clock
+            if clock.source == "external_reference":  # the PLL locked to the lab's reference: its frequency first
+                self._set(spcm.SPC_CLOCKMODE, spcm.SPC_CM_EXTREFCLOCK)
+                self._set(spcm.SPC_REFERENCECLOCK, int(clock.reference_hz or 0))
+            else:
+                self._set(spcm.SPC_CLOCKMODE, spcm.SPC_CM_INTPLL)
+            self._set(spcm.SPC_CLOCKOUT, int(clock.output))
             self._set(spcm.SPC_SAMPLERATE, int(config.sample_rate_hz))
             if config.trigger == "external":
                 self._set(spcm.SPC_TRIG_ORMASK, spcm.SPC_TMASK_EXT0)
@@ -496,7 +502,18 @@ class SpcmBackend(BackendBase):
                 start_step=self._get(sp.SPC_SEQMODE_STARTSTEP),
                 step_words=tuple(self._get(sp.SPC_SEQMODE_STEPMEM0 + i) & (2**64 - 1) for i in range(n_steps)),
                 segment_data=None,
+                clock=self._read_clock(),
             )
+
+    def _read_clock(self) -> ClockConfig:
+        """The clock set-up as the card's registers hold it."""
+        spcm = self._spcm
+        external = self._get(spcm.SPC_CLOCKMODE) == spcm.SPC_CM_EXTREFCLOCK
+        return ClockConfig(
+            "external_reference" if external else "internal",
+            float(self._get(spcm.SPC_REFERENCECLOCK)) if external else None,
+            bool(self._get(spcm.SPC_CLOCKOUT)),
+        )
 
     def wait_ready(self, timeout_s: float) -> None:
         check_seconds(timeout_s, "timeout_s", "wait_ready")

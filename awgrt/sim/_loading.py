@@ -9,14 +9,25 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..card import INTERNAL_CLOCK, ClockConfig
 from ..program import CompiledSequenceProgram
 from ..spectrum import StopLevel
 from .card import SimulatedCard
 
 
-def configure_outputs(card: SimulatedCard, *, sample_rate_hz: float, n_channels: int, amplitude_mv: Sequence[int], stop_level: Sequence[StopLevel]) -> None:
-    """Stop the card, then set its clock, enabled channels, amplitudes (mV) and stop levels."""
+def configure_outputs(
+    card: SimulatedCard,
+    *,
+    sample_rate_hz: float,
+    n_channels: int,
+    amplitude_mv: Sequence[int],
+    stop_level: Sequence[StopLevel],
+    clock: ClockConfig = INTERNAL_CLOCK,
+) -> None:
+    """Stop the card, then set its clock (source, reference, output; then the rate), enabled
+    channels, amplitudes (mV) and stop levels."""
     card.stop()
+    card.clock = clock
     card.set_sample_rate(sample_rate_hz)
     card.set_channels(n_channels)
     for ch in range(n_channels):

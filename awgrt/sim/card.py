@@ -57,7 +57,7 @@ from typing import Any, Literal, NoReturn, get_args
 import numpy as np
 
 from .. import spectrum as sp
-from ..card import CardSpec, StepEntry, decode_step_entry
+from ..card import INTERNAL_CLOCK, CardSpec, ClockConfig, StepEntry, decode_step_entry
 from ..errors import CardError, ProgramError
 from ..program import StepEvent
 from ..spectrum import StopLevel
@@ -295,6 +295,9 @@ class SimulatedCard:
         self.trigger_and_mask = 0
         #: SPC_TRIG_EXT0_LEVEL0 (mV): stored and read back; the simulated input has no analogue level.
         self.ext0_level_mv = 0
+        #: The clock set-up (source, reference, clock output): stored and read back; the simulated
+        #: sample clock is ideal whatever it says.
+        self.clock: ClockConfig = INTERNAL_CLOCK
         self._and_edges: dict[int, set[int]] = {}  # AND mask: edges seen per sample
 
     # ================================================================== errors

@@ -116,8 +116,6 @@ SPC_DOUBLEOUT0 = 30041
 #: Clock modes of an M4i/M4x.66xx: the internal PLL and the PLL locked to an external reference
 #: (every 66xx has the reference input and the clock output [doc]).
 CLOCK_MODES = SPC_CM_INTPLL | SPC_CM_EXTREFCLOCK
-#: External reference frequencies the emulated card takes, Hz [assume: 10 MHz .. 1.25 GHz].
-REFCLOCK_RANGE_HZ = (10_000_000, 1_250_000_000)
 #: Trigger edge/level modes: Ext0 is a window comparator with two levels, Ext1 one level
 #: [assume: the common subset of the 66xx trigger chapter], both with the re-arm flag on Ext0.
 SPC_TM = {"none": 0x0, "pos": 0x1, "neg": 0x2, "both": 0x4, "high": 0x8, "low": 0x10, "winenter": 0x20, "winleave": 0x40, "inwin": 0x80, "outsidewin": 0x100}
@@ -164,7 +162,7 @@ STORED_DEFAULTS = {
 }
 
 
-def _check_setup(reg: int, value: int | float, physical_channels: int) -> None:
+def _check_setup(reg: int, value: int | float, spec: CardSpec) -> None:
     """Refuse a set-up value the card does not take, as the driver does (ERR_VALUE)."""
 
     def bad(text: str) -> None:
@@ -173,8 +171,9 @@ def _check_setup(reg: int, value: int | float, physical_channels: int) -> None:
     v = int(value)
     if reg == SPC_CLOCKMODE and v not in (SPC_CM_INTPLL, SPC_CM_EXTREFCLOCK):
         bad(f"clock mode {v:#x} is not available (this card: internal PLL {SPC_CM_INTPLL:#x}, external reference {SPC_CM_EXTREFCLOCK:#x})")
-    if reg == SPC_REFERENCECLOCK and not REFCLOCK_RANGE_HZ[0] <= v <= REFCLOCK_RANGE_HZ[1]:
-        bad(f"reference clock {v} Hz is outside {REFCLOCK_RANGE_HZ[0]}..{REFCLOCK_RANGE_HZ[1]} Hz")
+    lo, hi = spec.reference_clock_hz
+    if reg == SPC_REFERENCECLOCK and not lo <= v <= hi:
+        bad(f"reference clock {v} Hz is outside {lo:.0f}..{hi:.0f} Hz")
     if reg in (SPC_CLOCKOUT, SPC_CLOCK50OHM, SPC_TRIG_TERM, SPC_TRIG_EXT0_ACDC, SPC_TRIG_EXT1_ACDC) and v not in (0, 1):
         bad(f"{v} is not 0 or 1")
     if reg in (SPC_TRIG_EXT0_MODE, SPC_TRIG_EXT1_MODE):
@@ -188,7 +187,7 @@ def _check_setup(reg: int, value: int | float, physical_channels: int) -> None:
     for first in (SPC_DIFF0, SPC_DOUBLEOUT0):
         ch, rest = divmod(reg - first, SPC_CH_STEP)
         if rest == 0 and 0 <= ch < 8:
-            if ch + 1 >= physical_channels:
+            if ch + 1 >= spec.physical_channels:
                 bad(f"channel {ch} has no partner channel {ch + 1} on this card for a differential or doubled output")
             if v not in (0, 1):
                 bad(f"{v} is not 0 or 1")
@@ -596,8 +595,8 @@ class EmulatedDriver:
             SPC_GETDRVVERSION: DRIVER_VERSION,
             SPC_AVAILCLOCKMODES: CLOCK_MODES,
             SPC_OVERSAMPLINGFACTOR: 1,
-            SPC_MIINST_MINEXTREFCLOCK: REFCLOCK_RANGE_HZ[0],
-            SPC_MIINST_MAXEXTREFCLOCK: REFCLOCK_RANGE_HZ[1],
+            SPC_MIINST_MINEXTREFCLOCK: int(spec.reference_clock_hz[0]),
+            SPC_MIINST_MAXEXTREFCLOCK: int(spec.reference_clock_hz[1]),
             SPC_TRIG_AVAILORMASK: SPC_TMASK_SOFTWARE | SPC_TMASK_EXT0 | SPC_TMASK_EXT1,
             SPC_TRIG_AVAILANDMASK: SPC_TMASK_EXT0 | SPC_TMASK_EXT1,
             SPC_TRIG_EXT0_AVAILMODES: EXT0_MODES,
@@ -736,7 +735,7 @@ class EmulatedDriver:
                 raise CardError(f"X{line} mode {mode:#x} is not one this card offers ({XIO_MODES:#x})", code=sp.ERR_VALUE)
             h.registers[reg] = mode
         elif reg == SPC_TRIG_EXT0_LEVEL0:
-            _check_setup(reg, value, spec.physical_channels)
+            _check_setup(reg, value, spec)
             c.ext0_level_mv = int(value)
         elif reg == SPC_SAMPLERATE:
             c.set_sample_rate(float(value))
@@ -771,7 +770,7 @@ class EmulatedDriver:
         elif (out_ch := self._channel_register(reg, SPC_ENABLEOUT0, spec)) is not None:
             c.output_enabled[out_ch] = bool(int(value))
         elif reg in STORED_DEFAULTS:
-            _check_setup(reg, value, spec.physical_channels)
+            _check_setup(reg, value, spec)
             h.registers[reg] = value
         else:
             raise CardError(f"register {reg} is not available on the emulated {spec.name}", code=sp.ERR_REG)
