@@ -393,7 +393,7 @@ def simulated_scope(config: RigConfig) -> tuple[Bench, LoopbackScpiServer, Scope
     real driver: (the bench it looks at, the server, the driver)."""
     bench = Bench()
     model = dataclasses.replace(config.sim_scope, timebase_error_ppm=0.0) if config.shared_reference else config.sim_scope  # locked to the card
-    server = LoopbackScpiServer(SIMULATED[config.scope.family](model, bench)).start()
+    server = LoopbackScpiServer(SIMULATED[config.scope.family](model, bench), idle_timeout_s=None, lifetime_s=None).start()  # closed with its rig
     try:
         scope = open_scope(config.scope.family, server.resource, timeout_s=config.scope.timeout_s, **dict(config.scope.options))
     except Exception:
@@ -580,7 +580,7 @@ class EmulatedRig(HardwareRig):
         # firing it drives the emulated card's EXT0 input and the scope's view of the pulses
         t = self.config.trigger
         self._generator_model = SIMULATED_GENERATORS[t.generator](self._pulses_fired)
-        self._generator_server = LoopbackScpiServer(self._generator_model).start()
+        self._generator_server = LoopbackScpiServer(self._generator_model, idle_timeout_s=None, lifetime_s=None).start()  # closed with its rig
         try:
             self.generator = open_generator(t.generator, self._generator_server.resource, channel=t.channel, timeout_s=self.config.scope.timeout_s)
         except Exception:

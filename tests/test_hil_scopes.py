@@ -292,3 +292,32 @@ def test_an_unusable_range_read_back_is_a_protocol_error(answer: str) -> None:
     with LoopbackScpiServer(srv_scope) as srv, open_scope("keysight", srv.resource, timeout_s=0.5) as scope:
         with pytest.raises(ScopeProtocolError, match="range|number"):
             scope.configure(settings())
+
+
+def test_a_server_without_limits_outlives_a_silence_that_stops_a_limited_one() -> None:
+    """A rig's own server (no idle or lifetime limit) still answers after its client was silent
+    for longer than a limited server's idle limit; the limited one stops (waited for as an event,
+    with a generous deadline, so a busy machine only makes it slower)."""
+    limited = serve("keysight", idle_timeout_s=0.3).start()
+    free = serve("keysight", idle_timeout_s=None, lifetime_s=None).start()
+    try:
+        with open_scope("keysight", limited.resource, timeout_s=2.0) as a, open_scope("keysight", free.resource, timeout_s=2.0) as b:
+            assert a.configure(settings()) and b.configure(settings())  # real queries on both
+            deadline = time.monotonic() + 30.0
+            while limited.running and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert not limited.running  # the silence outlasted its limit ...
+            assert free.running and b.configure(settings())  # ... and the rig's kind of server still answers
+    finally:
+        limited.close()
+        free.close()
+
+
+def test_the_rigs_servers_live_as_long_as_their_rig() -> None:
+    from hil.rig import RigConfig, SimRig
+
+    rig = SimRig(RigConfig())
+    try:
+        assert rig.server.idle_timeout_s is None and rig.server.lifetime_s is None
+    finally:
+        rig.close()

@@ -15,7 +15,7 @@ import pytest
 
 SCRIPT = textwrap.dedent(
     r'''
-    import os, signal, sys
+    import os, signal, sys, threading
     import numpy as np
     from awgrt import AWGProgramBuilder, Runtime
     from awgrt.backends import SimBackend, SpcmBackend
@@ -44,7 +44,7 @@ SCRIPT = textwrap.dedent(
             hook.calls += 1
             target(*a, **k)
             if hook.armed and hook.calls == 5:
-                os.kill(os.getpid(), signal.SIGINT)
+                signal.pthread_kill(threading.get_ident(), signal.SIGINT)  # to this thread: handled before the next slot, however busy the machine
         be._write_slot = hook
     else:
         be = SimBackend("M4i.6631-x8")
@@ -55,7 +55,7 @@ SCRIPT = textwrap.dedent(
             hook.calls += 1
             target(*a, **k)
             if hook.armed and hook.calls == 5:
-                os.kill(os.getpid(), signal.SIGINT)
+                signal.pthread_kill(threading.get_ident(), signal.SIGINT)  # to this thread: handled before the next slot, however busy the machine
         be.sim.write_segment_data = hook
     hook.calls, hook.armed = 0, False
 

@@ -4,7 +4,9 @@ The real drivers talk to it through pyvisa + pyvisa-py exactly as to a LAN scope
 (``TCPIP0::127.0.0.1::<port>::SOCKET``, lines ending in ``\\n``, binary blocks). It listens on an
 ephemeral port, serves one connection at a time, and is bounded: lines longer than
 ``max_line_bytes`` drop the connection, at most ``max_connections`` are served, and it stops by
-itself after ``idle_timeout_s`` without traffic or ``lifetime_s`` in all (and on :meth:`close`).
+itself after ``idle_timeout_s`` without traffic or ``lifetime_s`` in all (None: no such limit; a
+rig that owns its server closes it itself and sets neither, so a client that analyses for minutes
+between two queries still finds it there) and on :meth:`close`.
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ class LoopbackScpiServer:
         self,
         instrument: SimulatedScope | SimulatedGenerator,
         *,
-        idle_timeout_s: float = 60.0,
-        lifetime_s: float = 1800.0,
+        idle_timeout_s: float | None = 60.0,
+        lifetime_s: float | None = 1800.0,
         max_connections: int = 64,
         max_line_bytes: int = 1 << 16,
         send_chunk_bytes: int = 1 << 20,
@@ -97,7 +99,9 @@ class LoopbackScpiServer:
 
     def _expired(self) -> bool:
         now = time.monotonic()
-        return self._stop.is_set() or now - self._last_activity > self.idle_timeout_s or now - self._started > self.lifetime_s
+        idle = self.idle_timeout_s is not None and now - self._last_activity > self.idle_timeout_s
+        old = self.lifetime_s is not None and now - self._started > self.lifetime_s
+        return self._stop.is_set() or idle or old
 
     def _serve(self) -> None:
         assert self._sock is not None
