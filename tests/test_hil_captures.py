@@ -13,6 +13,8 @@ from awgrt.errors import SerializationError
 from hil.captures import SavedCapture, capture_path, check_capture, saved_in
 from hil.runner import recheck, run_suite
 
+pytestmark = pytest.mark.slow  # a rig, a subprocess or many records: left out of the quick subset (-m 'not slow')
+
 pytest.importorskip("pyvisa_py")
 
 

@@ -16,6 +16,8 @@ import pytest
 from hil import runner
 from hil.runner import RUNNING_MARKER, run_suite
 
+pytestmark = pytest.mark.slow  # a rig, a subprocess or many records: left out of the quick subset (-m 'not slow')
+
 PROGRAMS = ["loop_n_hold"]
 
 

@@ -13,6 +13,8 @@ from hil.errors import RigConfigError
 from hil.runner import run_suite
 from hil.simrig.faults import Faults
 
+pytestmark = pytest.mark.slow  # a rig, a subprocess or many records: left out of the quick subset (-m 'not slow')
+
 pytest.importorskip("pyvisa_py")
 
 

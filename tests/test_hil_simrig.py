@@ -20,6 +20,8 @@ from hil.rig import RigConfig, open_rig
 from hil.simrig import Bench, DacOutput, Faults, FunctionSignal, ScopeModel
 from hil.suite import CLIP, FULL_SCALE, GAIN, hold_move_hold
 
+pytestmark = pytest.mark.slow  # a rig, a subprocess or many records: left out of the quick subset (-m 'not slow')
+
 EXAMPLE = Path(__file__).resolve().parents[1] / "hil" / "rig.example.toml"
 
 

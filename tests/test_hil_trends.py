@@ -13,6 +13,8 @@ from hil.analysis.result import CheckResult
 from hil.runner import run_suite
 from hil.trends import HISTORY_NAME, append_history, load_history, trend, trend_report
 
+pytestmark = pytest.mark.slow  # a rig, a subprocess or many records: left out of the quick subset (-m 'not slow')
+
 pytest.importorskip("pyvisa_py")
 
 

@@ -21,6 +21,8 @@ from hil.response import SignalPath
 from hil.scopes import Capture
 from hil.timeline import Timeline
 
+pytestmark = pytest.mark.slow  # a rig, a subprocess or many records: left out of the quick subset (-m 'not slow')
+
 FS = 625e6
 SCOPE_FS = 2.5e9
 LATENCY = 249  # card samples from the trigger to the first replayed sample at 625 MS/s

@@ -119,6 +119,7 @@ def compile_program(b: AWGProgramBuilder, channels: list[str]):
     return compile_sequence_program(q, progress=False)
 
 
+@pytest.mark.slow
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(programs())
 def test_every_drawn_program_plays_what_its_intent_asked(drawn) -> None:

@@ -333,6 +333,7 @@ def snap_programs(draw):
     return b, {ch: i for i, ch in enumerate(channels)}, card, draw(st.sampled_from(["auto", "step"]))
 
 
+@pytest.mark.slow
 @settings(max_examples=40)
 @given(snap_programs())
 def test_property_every_looped_tone_within_its_bound_distinct_and_audible(drawn):

@@ -25,7 +25,10 @@ import pytest
 
 from awgrt.spectrum import ERR_VALUE, ERROR_TEXTS
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("spcm_core") is None, reason="the spcm package is not installed (pip install 'awgrt[card]')")
+pytestmark = [
+    pytest.mark.skipif(importlib.util.find_spec("spcm_core") is None, reason="the spcm package is not installed (pip install 'awgrt[card]')"),
+    pytest.mark.slow,  # a python subprocess per test: left out of the quick subset (-m 'not slow')
+]
 
 MODELS = ["M4i.6631-x8", "M4i.6622-x8", "M4x.6621-x4"]
 FS = 50e6

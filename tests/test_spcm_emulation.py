@@ -21,7 +21,10 @@ import pytest
 
 from awgrt.sim.spcm_emulation import find_compiler, pythonpath_dir
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("spcm_core") is None, reason="the spcm package is not installed (pip install 'awgrt[card]')")
+pytestmark = [
+    pytest.mark.skipif(importlib.util.find_spec("spcm_core") is None, reason="the spcm package is not installed (pip install 'awgrt[card]')"),
+    pytest.mark.slow,  # a python subprocess per test: left out of the quick subset (-m 'not slow')
+]
 
 HAS_CC = find_compiler() is not None
 needs_cc = pytest.mark.skipif(not HAS_CC, reason="no C compiler: the C route cannot be built here")
