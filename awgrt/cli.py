@@ -180,20 +180,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="awgrt", description="Spectrum AWG sequence-mode runtime")
     parser.add_argument("--version", action="version", version=f"awgrt {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log what the library does (-v: info, -vv: debug) on stderr")
+    # -v also after the command (awgrt demo -v), counted with any before it
+    verbose = argparse.ArgumentParser(add_help=False)
+    verbose.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help="log what the library does (-v: info, -vv: debug) on stderr")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("demo", help="compile the demo tweezer program, print its report and play it on the simulator")
+    p = sub.add_parser("demo", parents=[verbose], help="compile the demo tweezer program, print its report and play it on the simulator")
     _add_compile_options(p, DEMO_SAMPLE_RATE_HZ)
     p.add_argument("--plot", type=Path, default=Path("awgrt-out/demo.png"), help="where to write the PNG (default %(default)s)")
     p.add_argument("--no-plot", action="store_true", help="do not draw the PNG")
     p.add_argument("--no-play", action="store_true", help="compile and report only")
     p.set_defaults(func=cmd_demo)
-    p = sub.add_parser("compile", help="compile an intent program (JSON) and print its compile report")
+    p = sub.add_parser("compile", parents=[verbose], help="compile an intent program (JSON) and print its compile report")
     p.add_argument("program", help="intent program written by IntentIR.to_json()")
     _add_compile_options(p, DEMO_SAMPLE_RATE_HZ)
     p.set_defaults(func=cmd_compile)
-    p = sub.add_parser("cards", help="list known cards and their limits")
+    p = sub.add_parser("cards", parents=[verbose], help="list known cards and their limits")
     p.set_defaults(func=cmd_cards)
-    p = sub.add_parser("hil", help="run the HIL validation suite: play programs, capture them with a scope, check phase, wraps, tones, chirps")
+    p = sub.add_parser(
+        "hil", parents=[verbose], help="run the HIL validation suite: play programs, capture them with a scope, check phase, wraps, tones, chirps"
+    )
     p.add_argument(
         "--rig",
         default="sim",
@@ -224,9 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="instead of a run: check again the captures a run kept in DIR/captures (for --rig; report to --out)",
     )
     p.set_defaults(func=cmd_hil)
-    p = sub.add_parser("calibrate", help="AOD optical-power calibration")
+    p = sub.add_parser("calibrate", parents=[verbose], help="AOD optical-power calibration")
     cal = p.add_subparsers(dest="calibrate_command", required=True)
-    p = cal.add_parser("fit", help="fit P(f, a) = g(f) sin^2(pi/2 a / v0(f)) to measured data; write the calibration (JSON) and a PNG report")
+    p = cal.add_parser(
+        "fit", parents=[verbose], help="fit P(f, a) = g(f) sin^2(pi/2 a / v0(f)) to measured data; write the calibration (JSON) and a PNG report"
+    )
     p.add_argument("data", type=Path, help="CSV (header row) or JSON: freq_hz|freq_mhz, rf_amp|rf_mv, power|power_mw|efficiency[, weight]")
     p.add_argument("-o", "--out", type=Path, required=True, help="calibration file to write (JSON)")
     p.add_argument("--png", type=Path, default=None, help="report figure (default: the calibration file's name with .png)")

@@ -89,8 +89,18 @@ def test_cards_lists_known_models(capsys):
 
 
 def test_console_script_is_installed():
-    result = subprocess.run([sys.executable, "-m", "awgrt.cli", "--version"], capture_output=True, text=True, check=False)
-    assert result.returncode == 0 and result.stdout.startswith("awgrt ")
+    for module in ("awgrt.cli", "awgrt"):  # python -m awgrt as well
+        result = subprocess.run([sys.executable, "-m", module, "--version"], capture_output=True, text=True, check=False)
+        assert result.returncode == 0 and result.stdout.startswith("awgrt "), module
+
+
+@pytest.mark.parametrize("argv", [["demo", "-v", "--no-plot", "--no-play"], ["-v", "demo", "--no-plot", "--no-play"]])
+def test_verbose_before_or_after_the_command_logs_what_the_compile_did(argv, capsys):
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "INFO: quantized 6 segments for M4i.6631-x8" in err and "INFO: compiled 6 segments" in err
+    assert main(["demo", "--no-plot", "--no-play"]) == 0
+    assert "INFO" not in capsys.readouterr().err  # quiet without -v
 
 
 @pytest.fixture(scope="module")

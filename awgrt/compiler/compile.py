@@ -168,7 +168,15 @@ def compile_sequence_program(
             else:
                 by_slot[slot] = CompiledSegment(seg.name, result.data, seg.digest, (seg.name,), result.clipped)
             seg_reports.append(seg_report)
-    log.debug("synthesised %s (%d segments from the cache) in %.1f ms", synthesised, len(results) - len(synthesised), 1e3 * (time.perf_counter() - began))
+    log.info(
+        "compiled %d segments (%d samples per channel, %d channel(s)): %d synthesised in %.1f ms, %d from the cache",
+        len(results),
+        quantized.n_samples,
+        quantized.n_channels,
+        len(synthesised),
+        1e3 * (time.perf_counter() - began),
+        len(results) - len(synthesised),
+    )
     steps = build_steps(quantized)
     silent = _silent_channels(quantized, results)
     report = CompileReport(

@@ -25,6 +25,7 @@ Every change is recorded as a :class:`~awgrt.ir.resolved.Note` in ``QuantizedIR.
 
 from __future__ import annotations
 
+import logging
 import numbers
 import warnings
 from collections.abc import Mapping
@@ -40,6 +41,8 @@ from ..ir.resolved import Note, ResolvedIR, Segment
 from .phases import assign_phases, step_graph_boundaries
 from .ring import CLOSE_RING_HZ, close_ring, ring_gaps, ring_tones
 from .snap import WARN_SNAP_HZ, Joint, snap_limits, snap_wraps
+
+log = logging.getLogger(__name__)
 
 
 def _card(card: CardSpec | str | None) -> CardSpec:
@@ -290,6 +293,15 @@ def quantize_resolved_ir(
                     WrapWarning,
                     stacklevel=2,
                 )
+    log.info(
+        "quantized %d segments for %s at %.9g MS/s: %d tone(s) snapped to wrap, %d phase set(s) optimised, %d discontinuous edge(s)",
+        len(segments),
+        card.name,
+        fs / 1e6,
+        sum(1 for s in snapped.snaps if s.shift_hz),
+        sum(1 for n in phase_notes if n.kind == "phases_optimised"),
+        sum(1 for b in boundaries if b.tones),
+    )
     return QuantizedIR(
         sample_rate_hz=fs,
         card=card,
