@@ -102,6 +102,20 @@ class CompiledSequenceProgram:
     def __post_init__(self) -> None:
         object.__setattr__(self, "hardware_channels", MappingProxyType(dict(self.hardware_channels)))
 
+    def summary(self) -> str:
+        """One paragraph: what the card will hold (and the compile report, where there is one)."""
+        names = ", ".join(f"{s.name} ({s.n_samples})" for s in self.segments)
+        head = (
+            f"CompiledSequenceProgram: {len(self.segments)} segments, {len(self.steps)} steps, {self.sample_rate_hz / 1e6:g} MS/s, "
+            f"{self.n_channels} channel(s) on {self.card.name}, {sum(s.n_samples for s in self.segments)} samples per channel\n  slots: {names}"
+        )
+        report = self.report if self.report is not None else self.saved_report
+        return head + (f"\n{report}" if report is not None else "")
+
+    def _repr_pretty_(self, printer, cycle: bool) -> None:
+        """IPython and Jupyter show :meth:`summary`, not the fields and samples."""
+        printer.text(self.summary())
+
     @property
     def max_segments(self) -> int:
         """Memory slots the data memory is split into (``SPC_SEQMODE_MAXSEGMENTS``)."""

@@ -96,6 +96,10 @@ class RunReport:
     notes: tuple[str, ...]
     compile_report: CompileReport | None
 
+    def _repr_pretty_(self, printer, cycle: bool) -> None:
+        """IPython and Jupyter show the formatted report, not the fields."""
+        printer.text(str(self))
+
     def __str__(self) -> str:
         t = ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in self.timings_s.items())
         lines = [
@@ -141,6 +145,27 @@ class Runtime:
         close_timeout_s: float = CLOSE_TIMEOUT_S,
         fast_math: bool = False,
     ) -> None:
+        """A runtime driving ``backend`` (a :class:`~awgrt.backends.Backend`, entered by the caller).
+
+        Compiling: ``logical_channel_to_hardware_channel`` (None: the program's channels in order);
+        ``gain`` (tone amplitudes times this, fractions of full scale), ``clip`` (fraction of full
+        scale where samples are clipped) and ``clip_policy`` (``"warn"``, ``"error"`` or
+        ``"count"``: what clipping does beyond the report); ``full_scale`` (the int16 value of
+        amplitude 1); ``quantize_options`` (keywords of :func:`~awgrt.quantize_resolved_ir`:
+        snapping bounds, stretch, joint, ...); ``fast_math`` (opt-in float32 phases for many
+        moving tones, see :func:`~awgrt.compile_sequence_program`).
+
+        The card's set-up, written when it differs from what the card holds:
+        ``amplitude_mv`` (one value or one per channel, mV into 50 ohm at full scale),
+        ``stop_level`` (what the outputs show when not replaying), ``trigger`` (``"external"`` or
+        ``"software"``) and ``trigger_level_mv`` (the external trigger's level), ``clock`` (a
+        :class:`~awgrt.backends.ClockConfig`: internal PLL or locked to a reference, clock output).
+
+        Running: ``live`` (``"restart"``: a slot that is playing is written with the card stopped
+        and restarted; ``"allow"``: written live, and said so), ``callback_queue_size`` and
+        ``close_timeout_s`` (step callbacks run asynchronously from a queue of that size; close()
+        waits that long for them). Bad values raise :class:`~awgrt.errors.ProgramError`.
+        """
         if live not in LIVE_MODES:
             raise ProgramError(f"live={live!r} must be one of {LIVE_MODES}", op="Runtime", value=live)
         if isinstance(callback_queue_size, bool) or not isinstance(callback_queue_size, int) or callback_queue_size < 1:

@@ -986,3 +986,24 @@ def test_a_runtime_locks_the_card_to_the_lab_reference_and_verify_compares_the_c
     assert be.sim.clock == ClockConfig() and rt2.verify() == ()
     with pytest.raises(ProgramError, match="reference_hz"):
         Runtime(be, clock=ClockConfig("external_reference", 1e3))
+
+
+def test_notebooks_show_reports_and_programs_as_text_not_field_dumps():
+    class Printer:  # what IPython hands _repr_pretty_
+        def __init__(self):
+            self.out = []
+
+        def text(self, s):
+            self.out.append(s)
+
+    be = SimBackend()
+    rt = Runtime(be, trigger="software")
+    compiled = rt.run(program(), sample_rate_hz=FS)
+    for obj, starts in ((compiled, "CompiledSequenceProgram: "), (compiled.report, "awgrt compile report: "), (rt.last_report, "upload: ")):
+        p = Printer()
+        obj._repr_pretty_(p, False)
+        assert "".join(p.out).startswith(starts), type(obj)
+        assert "array(" not in "".join(p.out)
+    p = Printer()
+    compiled._repr_pretty_(p, False)
+    assert f"{len(compiled.segments)} segments, {len(compiled.steps)} steps" in p.out[0] and str(compiled.report) in p.out[0]

@@ -181,6 +181,10 @@ class CompileReport:
         lines += [f"  {n.kind:<18} {n.segment or '-':<16} {n.detail}" for n in self.notes_of("hold_suggestion")]
         return lines
 
+    def _repr_pretty_(self, printer, cycle: bool) -> None:
+        """IPython and Jupyter show the formatted report, not the fields."""
+        printer.text(str(self))
+
     def format(self, detail: bool = False) -> str:
         """The report as text; ``detail`` lists every tone's snap, easing, step and edge jump."""
         chans = ", ".join(f"{k}->ch{v}" for k, v in self.hardware_channels.items())
