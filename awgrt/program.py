@@ -19,6 +19,7 @@ import numpy as np
 
 from ._atomic import atomic_write
 from ._savefile import SaveFile, check_value, need
+from ._version import __version__
 from .card import CARDS, CardSpec, encode_step_entry
 from .errors import AWGRTError, CardLimitError, SerializationError
 from .ir.digest import digest_of
@@ -251,6 +252,7 @@ class CompiledSequenceProgram:
         meta = {
             "schema": SAVE_SCHEMA,
             "schema_version": SAVE_VERSION,
+            "awgrt_version": __version__,
             "sample_rate_hz": self.sample_rate_hz,
             "n_channels": self.n_channels,
             "start_step": self.start_step,
@@ -283,8 +285,17 @@ class CompiledSequenceProgram:
         :meth:`validate`."""
         with SaveFile(path) as f:
             meta = f.meta()
-            if meta.get("schema") != SAVE_SCHEMA or meta.get("schema_version") != SAVE_VERSION:
-                raise f.fail("meta.schema", f"not an awgrt compiled program of version {SAVE_VERSION}", meta.get("schema"))
+            if meta.get("schema") != SAVE_SCHEMA:
+                raise f.fail("meta.schema", "not an awgrt compiled program", meta.get("schema"))
+            if meta.get("schema_version") != SAVE_VERSION:
+                writer = meta.get("awgrt_version", "an unknown version")
+                raise f.fail(
+                    "meta.schema_version",
+                    f"written by awgrt {writer} in file format {meta.get('schema_version')!r}; awgrt {__version__} reads format {SAVE_VERSION}: "
+                    "load it with the awgrt that wrote it, or compile its program again with this one (the file's 'intent', where saved, is the "
+                    "program as JSON: awgrt compile)",
+                    meta.get("schema_version"),
+                )
             fs = need(f, meta, "sample_rate_hz", "real")
             n_channels = need(f, meta, "n_channels", "int")
             if not 1 <= n_channels <= 64:

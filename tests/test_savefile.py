@@ -158,3 +158,15 @@ def test_a_member_claiming_more_than_the_file_holds(tmp_path, program):
 def test_a_missing_file_is_a_serialization_error(tmp_path):
     with pytest.raises(SerializationError, match="cannot read"):
         CompiledSequenceProgram.load(tmp_path / "none.npz")
+
+
+def test_a_file_of_another_format_says_which_awgrt_wrote_it_and_what_to_do(tmp_path, program):
+    from awgrt import __version__
+
+    members = _members(program.save(tmp_path / "good.npz"))
+    meta = json.loads(np.load(io.BytesIO(members["meta.npy"])).tobytes())
+    assert meta["awgrt_version"] == __version__  # every file says which awgrt wrote it
+    meta["schema_version"], meta["awgrt_version"] = 99, "9.9.0"
+    members["meta.npy"] = _npy(np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
+    with pytest.raises(SerializationError, match=r"written by awgrt 9\.9\.0 in file format 99; awgrt .* reads format 1: load it with the awgrt"):
+        CompiledSequenceProgram.load(_write(tmp_path / "future.npz", members))
