@@ -18,13 +18,15 @@ segment lasts as long as its longest channel; shorter ones hold their last state
 
 from __future__ import annotations
 
+import math
 import numbers
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ._units import in_unit
 from .calibration import AODCalibration, PositionCalibration
-from .errors import ProgramError
+from .errors import ProgramError, UnitWarning
 from .ir.intent import (
     AddTone,
     Definition,
@@ -88,6 +90,27 @@ def _float(value: Any, what: str, op: str, segment: str | None = None) -> float:
         return float(value)
     except OverflowError:
         raise ProgramError(f"{what}={_short(value)} is too large for a float", segment=segment, op=op, value=value) from None
+
+
+#: Below this, a tone or a move in hertz is probably a number in MHz; above the other, a time in
+#: seconds is probably one in microseconds (:class:`~awgrt.errors.UnitWarning`).
+LOW_HZ = 1e3
+LONG_S = 1.0
+
+
+def _unit_hints(values: tuple[float, ...], what: str, op: str, segment: str | None) -> None:
+    """Warn, at the caller's line, about a likely unit mistake among ``values`` (see :data:`LOW_HZ`)."""
+    where = f"segment {segment!r}, {op}" if segment else op
+    for v in values:
+        if not math.isfinite(v):
+            continue  # not a unit mistake: the op's own check refuses it
+        if what == "s" and v > LONG_S:
+            hint = f"did you mean {v:g}e-6 s ({v:g} us)? (awgrt takes seconds)"
+            warnings.warn(f"{where}: time={v:g} s is longer than a second: {hint}", UnitWarning, stacklevel=3)
+            return
+        if what == "Hz" and 0 < abs(v) < LOW_HZ:
+            warnings.warn(f"{where}: {v:g} Hz is below 1 kHz: did you mean {v:g}e6 Hz ({v:g} MHz)? (awgrt takes hertz)", UnitWarning, stacklevel=3)
+            return
 
 
 def _segment_phases(phases: object, segment: str) -> dict[str, tuple[float, ...]] | None:
@@ -184,6 +207,8 @@ class AWGProgramBuilder:
             if pos is None:
                 raise ProgramError(f"positions_um needs a position calibration on channel {logical_channel!r} (logical_channel(..., position=...))", op=op)
             freqs = tuple(float(f) for f in pos.frequency_hz(_floats(positions_um, "positions_um", op)))
+        else:
+            _unit_hints(_floats(freqs, "freqs", op), "Hz", op, None)
         self._definitions.append(
             Definition(
                 name=str(name),
@@ -255,6 +280,7 @@ class AWGProgramBuilder:
         in radians) to the selected channel: at index ``at`` (the tones from there on move up
         one), or appended (None). Frequencies are above 0 Hz (a DC offset is not a tone)."""
         seg = _segment_name(self)
+        _unit_hints((_float(freq, "freq", "add_tone", seg),), "Hz", "add_tone", seg)
         return self._add(
             AddTone(
                 self._selected("add_tone"),
@@ -289,7 +315,10 @@ class AWGProgramBuilder:
             raise ProgramError("give df (Hz) or dx_um (um), one of them", segment=seg, op="move", value=(df, dx_um))
         dfs = () if df is None else _floats(df, "df", "move", seg)
         dxs = None if dx_um is None else _floats(dx_um, "dx_um", "move", seg)
-        return self._add(Move(self._selected("move"), dfs, _float(time, "time", "move", seg), _ints(idxs), kind, dxs))
+        t = _float(time, "time", "move", seg)
+        _unit_hints(dfs, "Hz", "move", seg)
+        _unit_hints((t,), "s", "move", seg)
+        return self._add(Move(self._selected("move"), dfs, t, _ints(idxs), kind, dxs))
 
     def ramp_amp_to(
         self, *, amps: float | Sequence[float], time: float, idxs: Sequence[int] | None = None, kind: AmpShape = "linear", tau: float | None = None
@@ -302,6 +331,7 @@ class AWGProgramBuilder:
         other and still reached exactly). See :data:`awgrt.ir.shapes.AMP_SHAPES`. ``time=0``:
         the amplitudes jump at this point, a deliberate discontinuity the compile report lists."""
         seg = _segment_name(self)
+        _unit_hints((_float(time, "time", "ramp_amp_to", seg),), "s", "ramp_amp_to", seg)
         return self._add(
             RampAmp(
                 self._selected("ramp_amp_to"),
@@ -321,6 +351,7 @@ class AWGProgramBuilder:
         hold. ``dst="all"``: ``src`` lists one source tone per target tone (a loaded subset) and
         ``src[k]`` goes to target tone k; every other tone fades out over the move and is dropped,
         so the channel then holds the target's tones in its order."""
+        _unit_hints((_float(time, "time", "remap_from_def", _segment_name(self)),), "s", "remap_from_def", _segment_name(self))
         return self._add(
             RemapFromDef(
                 self._selected("remap_from_def"),
@@ -338,7 +369,9 @@ class AWGProgramBuilder:
         another channel after it starts at that channel's own time). With no channel selected
         (right after ``.segment(...)``), or with ``every_channel=True``, it first lines every
         channel up to the latest (``.sync()``) and then holds them all for ``time``."""
-        return self._add(Hold(None if every_channel else self._channel, _float(time, "time", "hold", _segment_name(self))))
+        t = _float(time, "time", "hold", _segment_name(self))
+        _unit_hints((t,), "s", "hold", _segment_name(self))
+        return self._add(Hold(None if every_channel else self._channel, t))
 
     def sync(self) -> AWGProgramBuilder:
         """Line every channel's timeline up to the latest one (the others hold)."""

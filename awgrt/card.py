@@ -190,7 +190,8 @@ class CardSpec:
         """Why the card cannot clock at ``sample_rate_hz``, or None if it can."""
         ms = f"{sample_rate_hz / 1e6:.9g} MS/s"
         if not self.min_sample_rate_hz <= sample_rate_hz <= self.max_sample_rate_hz:
-            return f"sample rate {ms} is outside {self.min_sample_rate_hz / 1e6:g}..{self.max_sample_rate_hz / 1e6:g} MS/s"
+            hint = f": did you mean {sample_rate_hz:g}e6 Hz? (sample rates are in hertz)" if 0 < sample_rate_hz < 1e6 else ""
+            return f"sample rate {ms} is outside {self.min_sample_rate_hz / 1e6:g}..{self.max_sample_rate_hz / 1e6:g} MS/s{hint}"
         for lo, hi in self.forbidden_sample_rates_hz:
             if lo <= sample_rate_hz <= hi:
                 return f"sample rate {ms} lies in the card's clock gap {lo / 1e6:g}..{hi / 1e6:g} MS/s"

@@ -128,5 +128,10 @@ class ClipWarning(AWGRTWarning):
     intermodulation tones: extra, unwanted tweezers)."""
 
 
+class UnitWarning(AWGRTWarning):
+    """A number that is probably in the wrong unit (awgrt takes hertz and seconds): a tone or a
+    move below 1 kHz, a time above a second. The message says what was probably meant."""
+
+
 class CallbackWarning(AWGRTWarning):
     """Step callbacks fell behind (entries dropped) or could not be shut down cleanly."""

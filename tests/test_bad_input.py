@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -746,3 +747,24 @@ def test_tone_count_change_on_one_channel_leaves_other_channel_alone():
     v_after = fit_amplitudes(data[3300:6300, 1], [100e6], FS)
     np.testing.assert_allclose(h_after, [0.0, 0.2], atol=2e-3)
     np.testing.assert_allclose(v_after, [0.2], atol=2e-3)
+
+
+def test_likely_unit_mistakes_warn_at_the_users_line_with_what_was_probably_meant():
+    from awgrt.errors import UnitWarning
+
+    with pytest.warns(UnitWarning, match=r"define 'd': 90 Hz is below 1 kHz: did you mean 90e6 Hz \(90 MHz\)\?") as rec:
+        b = AWGProgramBuilder().logical_channel("H").define("d", logical_channel="H", freqs=[90, 91], amps=[0.1, 0.1])
+    assert rec[0].filename == __file__  # the user's line, not the library's
+    with pytest.warns(UnitWarning, match=r"segment 's', move: 2 Hz is below 1 kHz: did you mean 2e6 Hz"):
+        b.segment("s").tones("H").use_def("d").move(df=2, time=10e-6)
+    with pytest.warns(UnitWarning, match=r"segment 's', hold: time=32 s is longer than a second: did you mean 32e-6 s \(32 us\)\?"):
+        b.hold(time=32)
+    with pytest.warns(UnitWarning, match="add_tone: 5 Hz"):
+        b.add_tone(freq=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnitWarning)  # ordinary values: nothing to say
+        AWGProgramBuilder().logical_channel("H").define("d", logical_channel="H", freqs=[90e6], amps=[0.1]).segment("s").tones(
+            "H"
+        ).use_def("d").move(df=2e6, time=10e-6).hold(time=32e-6).ramp_amp_to(amps=0.2, time=0.5)
+    problem = awgrt.CARDS["M4i.6631-x8"].sample_rate_problem(625.0)  # sample_rate_hz=625, meant MS/s
+    assert problem is not None and problem.endswith("did you mean 625e6 Hz? (sample rates are in hertz)")

@@ -168,6 +168,7 @@ def compile_sequence_program(
             else:
                 by_slot[slot] = CompiledSegment(seg.name, result.data, seg.digest, (seg.name,), result.clipped)
             seg_reports.append(seg_report)
+    log.debug("synthesised %s", synthesised)
     log.info(
         "compiled %d segments (%d samples per channel, %d channel(s)): %d synthesised in %.1f ms, %d from the cache",
         len(results),
