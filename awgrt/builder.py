@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import math
 import numbers
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ._units import in_unit
+from ._warn import warn
 from .calibration import AODCalibration, PositionCalibration
 from .errors import ProgramError, UnitWarning
 from .ir.intent import (
@@ -106,10 +106,10 @@ def _unit_hints(values: tuple[float, ...], what: str, op: str, segment: str | No
             continue  # not a unit mistake: the op's own check refuses it
         if what == "s" and v > LONG_S:
             hint = f"did you mean {v:g}e-6 s ({v:g} us)? (awgrt takes seconds)"
-            warnings.warn(f"{where}: time={v:g} s is longer than a second: {hint}", UnitWarning, stacklevel=3)
+            warn(f"{where}: time={v:g} s is longer than a second: {hint}", UnitWarning)
             return
         if what == "Hz" and 0 < abs(v) < LOW_HZ:
-            warnings.warn(f"{where}: {v:g} Hz is below 1 kHz: did you mean {v:g}e6 Hz ({v:g} MHz)? (awgrt takes hertz)", UnitWarning, stacklevel=3)
+            warn(f"{where}: {v:g} Hz is below 1 kHz: did you mean {v:g}e6 Hz ({v:g} MHz)? (awgrt takes hertz)", UnitWarning)
             return
 
 

@@ -458,3 +458,28 @@ def test_the_planners_scalar_whole_cycle_frequency_equals_the_array_one() -> Non
         for c in range(1, 60):
             f = (c + 0.5) * 625e6 / n
             assert _whole_cycle(f, n, 625e6) == float(whole_cycle_hz(f, n, 625e6)) == round(c + 0.5) * 625e6 / n
+
+
+def test_a_looped_hold_shorter_than_the_card_minimum_says_so_with_the_shortest_good_hold():
+    b = (
+        AWGProgramBuilder()
+        .logical_channel("H")
+        .define("d", logical_channel="H", freqs=[90.3e6, 91.7e6], amps=[0.1, 0.1])
+        .segment("load", mode="wait_trig")
+        .tones("H")
+        .use_def("d")
+        .hold(time=0.1e-6)
+        .segment("go")
+        .tones("H")
+        .move(df=1e6, time=10e-6)
+    )
+    with pytest.warns(SnapWarning, match=r"shorter than the card's shortest segment \(384 samples at 1 channel\(s\)\).*a hold of (\d+) samples") as rec:
+        q = quantize_resolved_ir(b.build_resolved_ir(sample_rate_hz=FS), {"H": 0})
+    assert rec[0].filename == __file__  # at the user's line
+    note = next(n for n in q.notes if n.kind == "hold_too_short")
+    better = note.realised
+    assert f"a hold of {better} samples" in note.detail and note.requested == 62
+    # independently: at that length both tones need at most 1 kHz, and no shorter legal length does
+    for n in range(384, better + 32, 32):
+        worst = max(abs(round(f * n / FS) * FS / n - f) for f in (90.3e6, 91.7e6))
+        assert (worst <= 1e3) == (n == better), n

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 import numbers
 import time
-import warnings
 
 from .._blas import single_threaded_blas
 from .._progress import Progress
+from .._warn import warn
 from ..calibration import AODCalibration
 from ..errors import ClipError, ClipWarning, ProgramError, SilenceWarning
 from ..ir.intent import finite_real
@@ -81,7 +81,7 @@ def _silent_channels(q: QuantizedIR, results: list[SynthResult]) -> tuple[Note, 
                     "(below one LSB after gain)"
                 )
                 notes.append(Note("silent", seg.name, detail, asked, 0.0, track.channel))
-                warnings.warn(f"segment {seg.name!r}: {detail}", SilenceWarning, stacklevel=3)
+                warn(f"segment {seg.name!r}: {detail}", SilenceWarning)
     return tuple(notes)
 
 
@@ -161,7 +161,7 @@ def compile_sequence_program(
                 message = f"segment {seg.name!r}: {where} beyond clip={clip} of full scale; lower the amplitudes or gain"
                 if clip_policy == "error":
                     raise ClipError(message, segment=seg.name, op="synthesize", value=max(result.peak))
-                warnings.warn(message + " (clipping an AOD drive makes intermodulation tones)", ClipWarning, stacklevel=2)
+                warn(message + " (clipping an AOD drive makes intermodulation tones)", ClipWarning)
             if slot in by_slot:
                 prev = by_slot[slot]
                 by_slot[slot] = CompiledSegment(prev.name, prev.data, prev.digest, (*prev.names, seg.name), prev.clipped)

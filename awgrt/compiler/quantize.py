@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import logging
 import numbers
-import warnings
 from collections.abc import Mapping
 from dataclasses import replace
 from types import MappingProxyType
 from typing import Any, TypedDict
 
+from .._warn import warn
 from ..card import CARDS, DEFAULT_CARD, CardSpec
 from ..errors import CalibrationError, CardLimitError, ProgramError, QuantizationError, SnapWarning, WrapWarning
 from ..ir.intent import finite_real
@@ -255,11 +255,10 @@ def quantize_resolved_ir(
             big = {k: v for k, v in peaks.items() if abs(v) > CLOSE_RING_HZ}
             if big:
                 (ch, tone), peak = max(big.items(), key=lambda kv: abs(kv[1]))
-                warnings.warn(
+                warn(
                     f"closing the ring edge's phase takes {len(big)} tone(s) more than {CLOSE_RING_HZ:g} Hz away from their frequency "
                     f"(largest: {ch} tone #{tone}, a min-jerk excursion of {peak:+.1f} Hz and back; see the ring_closed notes)",
-                    SnapWarning,
-                    stacklevel=2,
+                    SnapWarning
                 )
     _check_calibrated_bands(unphased, resolved.segments)
     segments, phase_notes = assign_phases(unphased, resolved.tone_origins, fs)
@@ -272,15 +271,14 @@ def quantize_resolved_ir(
         for b in boundaries:  # phase and frequency: amplitude shapes and tones added in a loop are as asked
             jumps = [j for j in b.tones if j.kind == "phase" or (j.kind == "frequency" and not j.snapped)]
             if b.kind == "wrap" and jumps:
-                warnings.warn(
+                warn(
                     f"segment {b.from_segment!r} is looped but {len({(j.channel, j.tone) for j in jumps})} tone(s) jump in phase or frequency at its wrap "
                     f"({b.summary()}): the card repeats that every pass (a tone that ends elsewhere than it starts cannot wrap seamlessly)",
-                    WrapWarning,
-                    stacklevel=2,
+                    WrapWarning
                 )
             if b.kind == "ring" and left:
                 needs = [v for v in left.values() if v is not None]
-                warnings.warn(
+                warn(
                     f"{len(left)} tone(s) asked to end the program as they start it jump in phase at the ring edge {b.from_segment!r} -> "
                     f"{b.to_segment!r} ({b.summary()}): "
                     + (
@@ -290,8 +288,7 @@ def quantize_resolved_ir(
                         else "they have no hold outside looped segments after their last phase reset to be closed in; add one, "
                     )
                     + "or end the program with last_step='end'",
-                    WrapWarning,
-                    stacklevel=2,
+                    WrapWarning
                 )
     log.info(
         "quantized %d segments for %s at %.9g MS/s: %d tone(s) snapped to wrap, %d phase set(s) optimised, %d discontinuous edge(s)",

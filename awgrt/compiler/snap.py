@@ -59,7 +59,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -67,6 +66,7 @@ from typing import Literal, get_args
 
 import numpy as np
 
+from .._warn import warn
 from ..card import CardSpec
 from ..errors import CardLimitError, FrequencyError, QuantizationError, SnapWarning
 from ..ir.quantized import FrequencyStep, ToneSnap
@@ -593,6 +593,29 @@ def suggest_hold(seg: Segment, n_asked: int, card: CardSpec, n_channels: int, fs
     return None
 
 
+#: A looped hold shorter than the card's shortest segment is said to be so, with the shortest hold
+#: at which wrap snapping moves no tone by more than this.
+SHORT_HOLD_TOLERANCE_HZ = 1e3
+
+
+def shortest_hold_within(seg: Segment, card: CardSpec, n_channels: int, fs: float, tolerance_hz: float = SHORT_HOLD_TOLERANCE_HZ) -> int | None:
+    """The shortest legal length at which whole cycles per pass move none of ``seg``'s held tones
+    by more than ``tolerance_hz`` (searched from the card's shortest segment on, at most
+    :data:`_SUGGEST_MAX_CANDIDATES` lengths), or None."""
+    freqs = np.array([f for *_, f in held_tones(seg)])
+    if freqs.size == 0:
+        return None
+    g = card.segment_granularity
+    lo = card.min_segment_length(n_channels)
+    for start in range(lo, lo + g * _SUGGEST_MAX_CANDIDATES, g * 4096):
+        lengths = np.arange(start, start + g * 4096, g)
+        worst = np.max(np.abs(whole_cycle_hz(freqs[None, :], lengths[:, None], fs) - freqs[None, :]), axis=1)
+        ok = np.flatnonzero(worst <= tolerance_hz)
+        if ok.size:
+            return int(lengths[ok[0]])
+    return None
+
+
 # ------------------------------------------------------------------------------ entry point
 
 
@@ -660,6 +683,22 @@ def _snap_holds(segments: tuple[Segment, ...], card: CardSpec, n_channels: int, 
                 )
             grown = f"{seg.n_samples} -> {n_new} samples (+{(n_new - seg.n_samples) / fs * 1e9:.1f} ns hold at the end{why})"
             notes.append(Note("length_padded", seg.name, grown, seg.n_samples, n_new))
+            least = card.min_segment_length(n_channels)
+            shift = max((abs(played[i, tone] - f) for _, tone, _, f in held_tones(seg) if (i, tone) in played), default=0.0)
+            if seg.looped and seg.n_samples < least and shift > SHORT_HOLD_TOLERANCE_HZ:
+                better = shortest_hold_within(seg, card, n_channels, fs)
+                fix = f"; a hold of {better} samples ({better / fs * 1e6:.6g} us) keeps every tone within {SHORT_HOLD_TOLERANCE_HZ:g} Hz" if better else ""
+                notes.append(
+                    Note(
+                        "hold_too_short",
+                        seg.name,
+                        f"the looped hold asks for {seg.n_samples} samples ({seg.n_samples / fs * 1e6:.6g} us), shorter than the card's shortest "
+                        f"segment ({least} samples at {n_channels} channel(s)): it plays {n_new} samples, and whole cycles in {n_new} samples move "
+                        f"tones by up to {shift / 1e3:.1f} kHz{fix}",
+                        seg.n_samples,
+                        better,
+                    )
+                )
     padded = tuple(pad_segment(s, lengths[i]) for i, s in enumerate(segments))
     if not played:
         return SnapResult(padded, tuple(notes), (), ())
@@ -703,13 +742,13 @@ def _snap_holds(segments: tuple[Segment, ...], card: CardSpec, n_channels: int, 
         big = [s for s in snaps if abs(s.shift_hz) > warn_snap_hz]
         if big:
             w = max(big, key=lambda s: abs(s.shift_hz))
-            hints = [n.detail for n in notes if n.kind == "hold_suggestion" and n.segment == w.segment]
-            warnings.warn(
+            hints = [n.detail for n in notes if n.kind == "hold_too_short" and n.segment == w.segment]
+            hints += [f"suggestion: {n.detail}" for n in notes if n.kind == "hold_suggestion" and n.segment == w.segment]
+            warn(
                 f"wrap snapping moves {len(big)} tone(s) by more than {warn_snap_hz:g} Hz; the largest: segment {w.segment!r}, "
                 f"{_label(w.channel, w.index, w.tone)}, {w.asked_hz:.6f} -> {w.played_hz:.6f} Hz ({w.shift_hz:+.1f} Hz, "
-                f"{w.fraction_of_bound:.2f} of its {w.bound_hz:.1f} Hz bound)" + (f"; suggestion: {hints[0]}" if hints else ""),
-                SnapWarning,
-                stacklevel=3,
+                f"{w.fraction_of_bound:.2f} of its {w.bound_hz:.1f} Hz bound)" + (f"; {hints[0]}" if hints else ""),
+                SnapWarning
             )
     return SnapResult(out, tuple(notes), tuple(snaps), tuple(steps))
 
@@ -745,11 +784,10 @@ def snap_wraps(
         big = [s for s in snaps if abs(s.shift_hz) > warn_snap_hz]
         if big:
             w = max(big, key=lambda s: abs(s.shift_hz))
-            warnings.warn(
+            warn(
                 f"closing looped moves shifts {len(big)} tone(s) by more than {warn_snap_hz:g} Hz; the largest: segment {w.segment!r}, "
                 f"{_label(w.channel, w.index, w.tone)}, {w.shift_hz:+.1f} Hz ({w.fraction_of_bound:.2f} of its {w.bound_hz:.1f} Hz bound)",
-                SnapWarning,
-                stacklevel=3,
+                SnapWarning
             )
     return SnapResult(out, held.notes + notes, held.snaps + snaps, held.steps + steps)
 

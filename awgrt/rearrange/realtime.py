@@ -23,13 +23,13 @@ import logging
 import math
 import numbers
 import time
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from .._progress import Progress
+from .._warn import warn
 from ..builder import AWGProgramBuilder
 from ..calibration import AODCalibration, PositionCalibration
 from ..compiler.compile import compile_sequence_program
@@ -470,7 +470,7 @@ class Rearranger(CycledCard):
                 target = replace(full, data=data, digest=digest_of("rearranger target", self._digest, key))
         t_synth = time.perf_counter() - t0
         if clipped and rt.clip_policy == "warn":
-            warnings.warn(f"shot: {clipped} samples of the moves clipped at {rt.clip * rt.full_scale:.0f} LSB", ClipWarning, stacklevel=2)
+            warn(f"shot: {clipped} samples of the moves clipped at {rt.clip * rt.full_scale:.0f} LSB", ClipWarning)
         t0 = time.perf_counter()
         digest = digest_of("rearranger move", self._digest, _plan_bytes(plans))
         slots, written = self._write(cycle, move, digest, clipped, target)
