@@ -2,7 +2,7 @@
 
 Layers, lowest first (a module may import its own layer and any below it):
 
-    errors, spectrum, _progress, _blas, _units, _atomic, _files  <  card, _savefile, calibration, plot  <  ir  <  program  <  compiler
+    errors, spectrum, _progress, _blas, _units, _atomic, _files, _warn  <  card, _savefile, calibration, plot  <  ir  <  program  <  compiler
     <  builder, sim  <  backends  <  runtime, upload, readback, rearrange  <  demo  <  cli  <  the package root  <  hil
 
 The CLI may reach into ``hil`` only from inside the function of ``awgrt hil`` (the harness stays
@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 LAYERS = [
-    ("awgrt.errors", "awgrt.spectrum", "awgrt._progress", "awgrt._version", "awgrt._blas", "awgrt._units", "awgrt._atomic", "awgrt._files"),
+    ("awgrt.errors", "awgrt.spectrum", "awgrt._progress", "awgrt._version", "awgrt._blas", "awgrt._units", "awgrt._atomic", "awgrt._files", "awgrt._warn"),
     ("awgrt.card", "awgrt._savefile", "awgrt.calibration", "awgrt.plot"),
     ("awgrt.ir",),
     ("awgrt.program",),
