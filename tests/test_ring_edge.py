@@ -153,3 +153,28 @@ def test_close_ring_hz_is_checked():
 
     with pytest.raises(QuantizationError, match="close_ring_hz"):
         _compile(_program(), close_ring_hz=-1.0)
+
+
+def test_a_program_that_does_not_end_as_it_starts_is_said_so_once_plainly_at_the_users_line():
+    import sys
+
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1] / "examples"))
+    import rearrange
+
+    b = rearrange.build([1, 2, 5, 6, 8, 11, 13, 14])
+    with pytest.warns(WrapWarning) as rec:
+        quantize_resolved_ir(b.build_resolved_ir(sample_rate_hz=625e6), {"H": 0, "V": 1})
+    ring = [w for w in rec if "ring edge" in str(w.message)]
+    assert len(ring) == 1 and ring[0].filename == __file__  # once, at this line
+    text = str(ring[0].message)
+    # the tones that change by design and the ones asked to carry on add up to the edge's jumps
+    import re
+
+    changed = int(re.match(r"the program does not end as it starts: (\d+) tone\(s\) change at the ring edge 'done' -> 'load'", text).group(1))
+    carried = int(re.search(r"; (\d+) tone\(s\) that do end as they start jump in phase there", text).group(1))
+    jumping = int(re.search(r"\[NOT continuous: (\d+) tones jump", text).group(1))
+    assert changed >= 1 and carried >= 1 and changed + carried == jumping
+    assert text.endswith("If the program is not meant to repeat, end it with .last_step('end').")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", WrapWarning)  # the fix it names silences it
+        quantize_resolved_ir(b.last_step("end").build_resolved_ir(sample_rate_hz=625e6), {"H": 0, "V": 1})

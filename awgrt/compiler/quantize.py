@@ -35,6 +35,7 @@ from typing import Any, TypedDict
 from .._warn import warn
 from ..card import CARDS, DEFAULT_CARD, CardSpec
 from ..errors import CalibrationError, CardLimitError, ProgramError, QuantizationError, SnapWarning, WrapWarning
+from ..ir.boundary import Boundary, format_hz
 from ..ir.intent import finite_real
 from ..ir.quantized import FrequencyStep, QuantizedIR
 from ..ir.resolved import Note, ResolvedIR, Segment
@@ -277,19 +278,7 @@ def quantize_resolved_ir(
                     WrapWarning
                 )
             if b.kind == "ring" and left:
-                needs = [v for v in left.values() if v is not None]
-                warn(
-                    f"{len(left)} tone(s) asked to end the program as they start it jump in phase at the ring edge {b.from_segment!r} -> "
-                    f"{b.to_segment!r} ({b.summary()}): "
-                    + (
-                        f"closing them in the holds outside looped segments needs excursions up to {max(needs, key=abs):+.1f} Hz, "
-                        f"more than close_ring_hz={close_ring_hz} or max_snap_hz allow; hold longer there, "
-                        if needs
-                        else "they have no hold outside looped segments after their last phase reset to be closed in; add one, "
-                    )
-                    + "or end the program with last_step='end'",
-                    WrapWarning
-                )
+                warn(_ring_message(b, left, close_ring_hz), WrapWarning)
     log.info(
         "quantized %d segments for %s at %.9g MS/s: %d tone(s) snapped to wrap, %d phase set(s) optimised, %d discontinuous edge(s)",
         len(segments),
@@ -315,6 +304,28 @@ def quantize_resolved_ir(
         snaps=snapped.snaps,
         frequency_steps=snapped.steps,
     )
+
+
+def _ring_message(edge: Boundary, left: Mapping[tuple[str, int], float | None], close_ring_hz: float | None) -> str:
+    """What the ring edge does, plainly: the tones that change there by design (the program does
+    not end as it starts) apart from the ones asked to carry on through it that could not be
+    closed in phase, and the fix."""
+    carried = set(left)
+    changed = {(j.channel, j.tone) for j in edge.jumps} - carried
+    where = f"at the ring edge {edge.from_segment!r} -> {edge.to_segment!r} (after its last step the card plays its first again)"
+    parts = []
+    if changed:
+        parts.append(f"the program does not end as it starts: {len(changed)} tone(s) change {where}, a jump every time it repeats")
+    needs = [v for v in left.values() if v is not None]
+    what = f"{len(carried)} tone(s) that do end as they start jump in phase {'there' if changed else where}"
+    if needs:
+        parts.append(
+            f"{what}: closing them needs excursions of up to {format_hz(abs(max(needs, key=abs)))}, more than close_ring_hz={close_ring_hz} "
+            "or max_snap_hz allow (hold longer outside looped segments to need less)"
+        )
+    else:
+        parts.append(f"{what}: they have no hold outside looped segments after their last phase reset to be closed in (add one)")
+    return "; ".join(parts) + f" [{edge.summary()}]. If the program is not meant to repeat, end it with .last_step('end')."
 
 
 def replace_segments(q: QuantizedIR, segments: tuple[Segment, ...], note: Note | None = None) -> QuantizedIR:
