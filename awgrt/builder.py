@@ -28,6 +28,8 @@ from ._warn import warn
 from .calibration import AODCalibration, PositionCalibration
 from .errors import ProgramError, UnitWarning
 from .ir.intent import (
+    PHASE_MODES,
+    SEGMENT_MODES,
     AddTone,
     Definition,
     Hold,
@@ -152,6 +154,28 @@ def _ints(values: Any) -> Any:
         return (values,)
 
 
+class _SoFar:
+    """The channels, calibrations and definitions a builder has declared so far, answering the
+    questions an op's check asks of an :class:`IntentIR`."""
+
+    def __init__(self, builder: AWGProgramBuilder) -> None:
+        self.logical_channels = tuple(builder._channels)
+        self.definitions = tuple(builder._definitions)
+        self.calibrations = tuple(builder._calibrations)
+        self.positions = tuple(builder._positions)
+
+    amp_limit = IntentIR.amp_limit
+    position = IntentIR.position
+    calibration = IntentIR.calibration
+
+    def definition(self, name: str, *, segment: str | None = None, op: str | None = None) -> Definition:
+        for d in self.definitions:
+            if d.name == name:
+                return d
+        known = [d.name for d in self.definitions]
+        raise ProgramError(f"unknown definition {name!r} (defined so far: {known}; define it before using it)", segment=segment, op=op, value=name)
+
+
 class AWGProgramBuilder:
     """Fluent builder of an :class:`IntentIR` (see module docstring for the timing model)."""
 
@@ -239,6 +263,10 @@ class AWGProgramBuilder:
         their phase across the boundary), ``"optimise"`` (reset to crest-factor-optimised
         phases) or ``"manual"`` (start at ``phases``, or the phases the tones were defined with).
         """
+        if mode not in SEGMENT_MODES:
+            raise ProgramError(f"mode={mode!r} is not one of {', '.join(SEGMENT_MODES)}", segment=str(name), op="segment", value=mode)
+        if phase_mode not in PHASE_MODES:
+            raise ProgramError(f"phase_mode={phase_mode!r} is not one of {', '.join(PHASE_MODES)}", segment=str(name), op="segment", value=phase_mode)
         self._segments.append(
             dict(
                 name=str(name),
@@ -260,9 +288,13 @@ class AWGProgramBuilder:
     # ------------------------------------------------------------------ ops
 
     def _add(self, op: Op) -> AWGProgramBuilder:
+        """Record ``op``, checked now (names, kinds, signs, against the channels and definitions
+        declared so far), so that a mistake is raised at the call that made it."""
         if not self._segments:
             raise ProgramError(f"{op.OP} before any .segment(...)", op=op.OP)
-        self._segments[-1]["ops"].append(op)
+        ops = self._segments[-1]["ops"]
+        op.check(self._segments[-1]["name"], op.label(len(ops)), _SoFar(self))  # type: ignore[arg-type]  # the IntentIR questions a check asks
+        ops.append(op)
         return self
 
     def _selected(self, what: str) -> str:

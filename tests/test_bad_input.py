@@ -89,9 +89,9 @@ ZERO_TIMES = [(0.0, "0.0"), (-0.0, "-0.0")]
     [(op, t, text) for op in sorted(TIMED_OPS) for t, text in BAD_TIMES] + [("hold", t, text) for t, text in ZERO_TIMES],  # 0 s: an instant jump, but no hold
 )
 def test_bad_times_raise_timing_error(op, time, text):
-    b = TIMED_OPS[op](loaded("timed_seg"), time)
+    b = loaded("timed_seg")
     with pytest.raises(TimingError, match=re.escape(f"time={text}")) as info:
-        resolve(b)
+        resolve(TIMED_OPS[op](b, time))  # refused at the call already
     check_context(info.value, segment="timed_seg", op=f"#1 {op}", value_text=text)
     if time == time:  # not nan
         assert info.value.value == time
@@ -99,9 +99,9 @@ def test_bad_times_raise_timing_error(op, time, text):
 
 @pytest.mark.parametrize("time", [NAN, 0.0, -2e-6])
 def test_bad_time_on_all_channel_hold_names_segment(time):
-    b = loaded("first").hold(time=1e-6).segment("all_hold").hold(time=time)
+    b = loaded("first").hold(time=1e-6).segment("all_hold")
     with pytest.raises(TimingError) as info:
-        b.build_intent_ir()
+        b.hold(time=time).build_intent_ir()  # refused at the call already
     check_context(info.value, segment="all_hold", op="#0 hold", value_text=repr(time))
 
 
@@ -230,9 +230,9 @@ AMP_OPS = {
 @pytest.mark.parametrize("op", sorted(AMP_OPS))
 @pytest.mark.parametrize(("amp", "text"), [(-0.1, "-0.1"), (1.1, "1.1"), (1.0000001, "1.0000001"), (NAN, "nan"), (INF, "inf")])
 def test_amplitude_outside_zero_one_in_ops(op, amp, text):
-    b = AMP_OPS[op](loaded("amp_seg"), amp).hold(time=1e-6)
+    b = loaded("amp_seg")
     with pytest.raises(AmplitudeError) as info:
-        b.build_intent_ir()
+        AMP_OPS[op](b, amp).hold(time=1e-6).build_intent_ir()  # refused at the call already
     check_context(info.value, segment="amp_seg", op=f"#1 {op}", value_text=f"amplitude {text}")
 
 
@@ -284,9 +284,9 @@ def test_unknown_definition(make, op):
     ids=["use_def", "hold", "add_tone", "move"],
 )
 def test_unknown_channel(make, op):
-    b = make(builder().segment("chan_seg")).tones("H").add_tone(freq=80e6, amp=0.1).hold(time=1e-6)
+    b = builder().segment("chan_seg")
     with pytest.raises(ProgramError, match="unknown logical channel") as info:
-        b.build_intent_ir()
+        make(b).tones("H").add_tone(freq=80e6, amp=0.1).hold(time=1e-6).build_intent_ir()  # refused at the call already
     check_context(info.value, segment="chan_seg", op=op, value_text="'X'")
     assert info.value.value == "X"
 
@@ -307,9 +307,9 @@ def test_unknown_channel_in_manual_phases():
     ids=["use_def", "remap_from_def"],
 )
 def test_definition_used_on_wrong_channel(make, op):
-    b = make(builder().segment("wrong_ch")).hold(time=1e-6)
+    b = builder().segment("wrong_ch")
     with pytest.raises(ProgramError, match="belongs to channel 'H'") as info:
-        b.build_intent_ir()
+        make(b).hold(time=1e-6).build_intent_ir()  # refused at the call already
     check_context(info.value, segment="wrong_ch", op=op, value_text="'dH'")
 
 
@@ -456,9 +456,9 @@ def test_remap_destination_index_out_of_range():
 
 @pytest.mark.parametrize("op", sorted(INDEX_OPS))
 def test_negative_tone_index(op):
-    b = INDEX_OPS[op](loaded("neg_seg"), -1)
+    b = loaded("neg_seg")
     with pytest.raises(ProgramError) as info:
-        resolve(b)
+        resolve(INDEX_OPS[op](b, -1))  # refused at the call already
     check_context(info.value, segment="neg_seg", op=f"#1 {op}", value_text="-1")
 
 

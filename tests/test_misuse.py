@@ -277,3 +277,25 @@ def test_an_exp_ramp_from_a_subnormal_amplitude_stays_finite():
     k = np.arange(n)
     want = np.exp(np.log(5e-324) + k / n * (np.log(0.5) - np.log(5e-324))) * np.sin(2 * np.pi * 90e6 / FS * k) * 32767
     assert np.abs(data[:n] - np.rint(want)).max() <= 1
+
+
+def test_a_mistake_is_raised_at_the_call_that_made_it_not_at_build():
+    """Names, kinds and signs are checked when each call is made (against what is declared so far)."""
+    from awgrt import AWGProgramBuilder
+    from awgrt.errors import ProgramError, TimingError
+
+    b = AWGProgramBuilder().logical_channel("H").define("d", logical_channel="H", freqs=[90e6], amps=[0.1])
+    mistakes = [
+        (lambda: b.segment("w", mode="wait"), ProgramError, "mode='wait' is not one of"),
+        (lambda: b.segment("s").tones("H").use_def("dd"), ProgramError, "unknown definition 'dd'.*define it before using it"),
+        (lambda: b.tones("X").hold(time=1e-6), ProgramError, "unknown logical channel 'X'"),
+        (lambda: b.tones("H").use_def("d").move(df=1e6, time=1e-6, kind="minjerk"), ProgramError, "kind='minjerk'"),
+        (lambda: b.tones("H").hold(time=-1e-6), TimingError, "time=-1e-06"),
+    ]
+    for call, error, text in mistakes:
+        with pytest.raises(error, match=text) as info:
+            call()
+        assert info.traceback[-1].path.name != "builder.py" or any(e.path.name == "test_misuse.py" for e in info.traceback)
+        assert "build_intent_ir" not in "".join(str(e) for e in info.traceback)  # raised at the call, not at build
+    b.tones("H").hold(time=1e-6)
+    assert b.build_intent_ir().segments[-1].name == "s"  # what was refused was not recorded

@@ -88,17 +88,9 @@ def test_rearrangement_from_a_loaded_subset_takes_the_sources_to_the_target_and_
 
 @pytest.mark.parametrize(("src", "dst", "match"), [([0], "all", "one source tone per tone"), ([0, 1], "some", "or 'all'")])
 def test_a_bad_rearrangement_is_refused(src, dst, match):
-    b = (
-        AWGProgramBuilder()
-        .logical_channel("H")
-        .define("d", logical_channel="H", freqs=[80e6, 84e6], amps=[0.1, 0.1])
-        .segment("s")
-        .tones("H")
-        .use_def("d")
-        .remap_from_def(target_def="d", src=src, dst=dst, time=1e-6)
-    )
-    with pytest.raises(ProgramError, match=match):
-        b.build_intent_ir()
+    b = AWGProgramBuilder().logical_channel("H").define("d", logical_channel="H", freqs=[80e6, 84e6], amps=[0.1, 0.1]).segment("s").tones("H").use_def("d")
+    with pytest.raises(ProgramError, match=match):  # refused at the call already
+        b.remap_from_def(target_def="d", src=src, dst=dst, time=1e-6)
 
 
 def test_a_tone_added_at_an_index_starts_silent_by_default_and_takes_that_index():
@@ -142,9 +134,9 @@ def test_a_zero_hertz_tone_is_refused_with_the_reason(where: str):
     b = AWGProgramBuilder().logical_channel("H")
     b.define("d", logical_channel="H", freqs=[0.0 if where == "define" else 80e6], amps=[0.1])
     b.segment("s").tones("H").use_def("d")
-    if where == "add_tone":
-        b.add_tone(freq=0.0, amp=0.1)
     with pytest.raises(FrequencyError, match="DC offset, not a tone.*AC-coupled"):
+        if where == "add_tone":
+            b.add_tone(freq=0.0, amp=0.1)  # refused at the call already
         b.hold(time=1e-6).build_intent_ir()
 
 
@@ -161,8 +153,8 @@ def test_a_zero_hertz_tone_is_refused_with_the_reason(where: str):
 def test_bad_ramps_and_times_are_refused(op, error, match):
     b = AWGProgramBuilder().logical_channel("H").define("d", logical_channel="H", freqs=[80e6], amps=[0.1]).segment("s").tones("H").use_def("d")
     b.hold(time=1e-6)
-    op(b)
     with pytest.raises(error, match=match):
+        op(b)  # refused at the call, where it can be; else when resolved
         b.build_resolved_ir(sample_rate_hz=FS)
 
 
