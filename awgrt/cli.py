@@ -20,7 +20,7 @@ from .card import CARDS, DEFAULT_CARD
 from .compiler.compile import CLIP_POLICIES, compile_sequence_program
 from .compiler.quantize import quantize_resolved_ir
 from .compiler.resolve import resolve_intent_ir
-from .errors import AWGRTError, SerializationError
+from .errors import AWGRTError, ProgramError, SerializationError
 from .ir.intent import IntentIR
 from .program import CompiledSequenceProgram
 
@@ -71,22 +71,29 @@ def _finish(program: CompiledSequenceProgram, args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import DEMO_SAMPLES, DEMO_TRIGGERS, demo_builder, play_demo
+    from .demo import DEMO_SAMPLES, DEMO_TRIGGERS, demo_builder
 
     program = _compile(demo_builder().build_intent_ir(), args)
     _finish(program, args)
     if args.no_play:
         return 0
+    return _play(program, DEMO_TRIGGERS, DEMO_SAMPLES, None if args.no_plot else args.plot)
+
+
+def _play(program: CompiledSequenceProgram, triggers: tuple[int, ...], n_samples: int, plot: Path | None) -> int:
+    """Play ``program`` on the simulated card with external triggers at ``triggers`` (samples),
+    print the step trace and, with ``plot``, draw the playback there."""
+    from .demo import play_demo
     from .plot import NO_MATPLOTLIB, have_matplotlib
 
-    if not args.no_plot and not have_matplotlib():
+    if plot is not None and not have_matplotlib():
         print(f"\nno figure: {NO_MATPLOTLIB}; playing without it", flush=True)
-        args.no_plot = True
-    if not args.no_plot:
-        print(f"\nplaying on the simulated card and drawing {args.plot} ...", flush=True)
-    run = play_demo(program, triggers=DEMO_TRIGGERS, n_samples=DEMO_SAMPLES, plot_path=None if args.no_plot else args.plot)
+        plot = None
+    if plot is not None:
+        print(f"\nplaying on the simulated card and drawing {plot} ...", flush=True)
+    run = play_demo(program, triggers=triggers, n_samples=n_samples, plot_path=plot)
     fs = program.sample_rate_hz
-    print(f"\nPlayed on the simulated {program.card.name}: triggers at samples {list(DEMO_TRIGGERS)}, {DEMO_SAMPLES} samples")
+    print(f"\nPlayed on the simulated {program.card.name}: triggers at samples {list(triggers)}, {n_samples} samples")
     print(f"  {'sample':>9} {'time':>11}  step  segment")
     for sample, step, name in run.trace:
         print(f"  {sample:>9} {sample / fs * 1e6:>8.3f} us  {step:>4}  {name}")
@@ -102,7 +109,26 @@ def cmd_compile(args: argparse.Namespace) -> int:
         if str(args.program) in exc.detail:
             raise
         raise SerializationError(f"{args.program}: {exc.detail}", value=exc.value) from None
-    return _finish(_compile(intent, args), args)
+    program = _compile(intent, args)
+    _finish(program, args)
+    if args.plot is not None and args.play_s is None:  # the program's tones, before it plays
+        print(f"\ntones: {_plot_tones(program, args.plot)}")
+    if args.play_s is not None:
+        fs = program.sample_rate_hz
+        n = round(args.play_s * fs)
+        if not 0 < n <= 50_000_000:
+            longest = f"{50_000_000 / fs:g} s at {fs / 1e6:g} MS/s"
+            raise ProgramError(f"--play {args.play_s!r} s must be above 0 and at most {longest}", op="compile", value=args.play_s)
+        every = round(args.trigger_every_s * fs)
+        if every <= 0:
+            raise ProgramError(f"--trigger-every {args.trigger_every_s!r} s must be above 0", op="compile", value=args.trigger_every_s)
+        return _play(program, tuple(range(every // 100, n, every)), n, args.plot)
+    return 0
+
+
+def _plot_tones(program: CompiledSequenceProgram, path: Path) -> Path:
+    program.plot(path=path)
+    return path.resolve()
 
 
 def cmd_cards(args: argparse.Namespace) -> int:
@@ -193,6 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compile", parents=[verbose], help="compile an intent program (JSON) and print its compile report")
     p.add_argument("program", help="intent program written by IntentIR.to_json()")
     _add_compile_options(p, DEMO_SAMPLE_RATE_HZ)
+    p.add_argument("--plot", type=Path, default=None, help="draw the program's tones (or, with --play, the playback) as a PNG here")
+    p.add_argument("--play", dest="play_s", type=float, default=None, metavar="SECONDS", help="play it on the simulated card this long; print the trace")
+    p.add_argument("--trigger-every", dest="trigger_every_s", type=float, default=100e-6, metavar="SECONDS", help="with --play: a trigger this often (100 us)")
     p.set_defaults(func=cmd_compile)
     p = sub.add_parser("cards", parents=[verbose], help="list known cards and their limits")
     p.set_defaults(func=cmd_cards)

@@ -178,3 +178,16 @@ def test_readme_rearrangement_example_runs_as_written(capsys):
     exec(compile(code, "README.md", "exec"), {})
     out = capsys.readouterr().out
     assert "prepared: move segment" in out and "cycle A: armed after step 0's trigger" in out and "moves" in out
+
+
+def test_compile_command_plots_the_tones_or_plays_and_plots_the_playback(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "p.json"
+    path.write_text(demo_builder().build_intent_ir().to_json())
+    assert main(["compile", str(path), "--plot", str(tmp_path / "tones.png")]) == 0
+    assert (tmp_path / "tones.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["compile", str(path), "--play", "0.5e-3", "--trigger-every", "150e-6", "--plot", str(tmp_path / "play.png")]) == 0
+    out = capsys.readouterr().out
+    assert "triggers at samples [937, 94687, 188437, 282187]" in out and "312500 samples" in out
+    assert " release" in out and (tmp_path / "play.png").stat().st_size > 10_000
+    assert main(["compile", str(path), "--play", "-1"]) == 2  # a clear error, no traceback
