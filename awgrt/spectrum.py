@@ -127,3 +127,38 @@ ERROR_TEXTS = {
     ERR_FIFOHWOVERRUN: "the card's FIFO ran out of data (replay underrun) or overflowed",
     ERR_FIFOSETUP: "the FIFO transfer set-up is not valid",
 }
+
+# ------------------------------------------------------------------------ multi-purpose lines X0..X2
+SPCM_X0_MODE = 600200
+SPCM_XMODE_DISABLE = 0x0
+SPCM_XMODE_ASYNCIN = 0x1
+SPCM_XMODE_ASYNCOUT = 0x2
+SPCM_XMODE_DIGOUT = 0x8  # synchronous digital output: one bit of a channel's samples
+SPCM_XMODE_TRIGOUT = 0x20
+SPCM_XMODE_RUNSTATE = 0x100
+SPCM_XMODE_ARMSTATE = 0x200
+SPCM_XMODE_DIGOUTSRC_CH0 = 0x01000000  # channel n: << n
+SPCM_XMODE_DIGOUTSRC_BIT15 = 0x00100000  # bit 15 - i: << i (bits 15..12)
+#: The multi-purpose lines of an M4i/M4x.66xx [doc].
+XIO_LINES = 3
+#: The modes every line offers: asynchronous in/out, synchronous digital output, trigger out,
+#: run and arm state.
+XIO_MODES = SPCM_XMODE_ASYNCIN | SPCM_XMODE_ASYNCOUT | SPCM_XMODE_DIGOUT | SPCM_XMODE_TRIGOUT | SPCM_XMODE_RUNSTATE | SPCM_XMODE_ARMSTATE
+
+
+def digout_mode(channel: int, bit: int) -> int:
+    """The X-line mode that outputs ``bit`` (15 .. 12) of ``channel``'s samples."""
+    return SPCM_XMODE_DIGOUT | (SPCM_XMODE_DIGOUTSRC_CH0 << channel) | (SPCM_XMODE_DIGOUTSRC_BIT15 << (15 - bit))
+
+
+def digout_source(mode: int) -> tuple[int, int] | None:
+    """(channel, bit) a DIGOUT mode takes its level from, or None for another mode; a DIGOUT
+    mode that does not name exactly one channel and one bit is a ValueError."""
+    if not mode & SPCM_XMODE_DIGOUT:
+        return None
+    channels = [c for c in range(8) if mode & (SPCM_XMODE_DIGOUTSRC_CH0 << c)]
+    bits = [15 - i for i in range(4) if mode & (SPCM_XMODE_DIGOUTSRC_BIT15 << i)]
+    if len(channels) != 1 or len(bits) != 1:
+        raise ValueError(f"a synchronous digital output names one channel and one bit (15..12), got mode {mode:#x}")
+    return channels[0], bits[0]
+

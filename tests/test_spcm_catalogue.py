@@ -217,10 +217,38 @@ SCRIPTS = {
             line.x_mode(mode)
         results["xio"] = [len(ios)] + [line.x_mode() for line in ios]
         try:
-            ios[0].x_mode(spcm.SPCM_XMODE_DIGOUT)
+            ios[0].x_mode(spcm.SPCM_XMODE_DIGOUT)  # no channel and bit named
             results["digout"] = "accepted"
         except spcm.SpcmException as e:
             results["digout"] = [e.error.register, e.error.text]
+        try:
+            ios[1].x_mode(spcm.SPCM_XMODE_PULSEGEN)  # a firmware option this card lacks
+            results["pulsegen"] = "accepted"
+        except spcm.SpcmException as e:
+            results["pulsegen"] = [e.error.register, e.error.text]
+""",
+    # synchronous digital output: X0 plays bit 15 of channel 0 (a marker), the channel the 15 bits below
+    "markers": SETUP_CHANNEL0
+    + """
+        ios = spcm.MultiPurposeIOs(card)
+        ios[0].x_mode(spcm.SPCM_XMODE_DIGOUT | spcm.SPCM_XMODE_DIGOUTSRC_CH0 | spcm.SPCM_XMODE_DIGOUTSRC_BIT15)
+        results["x0"] = ios[0].x_mode()
+        card.card_mode(spcm.SPC_REP_STD_SINGLE)
+        spcm.Trigger(card).or_mask(spcm.SPC_TMASK_SOFTWARE)
+        LOOPS = 1
+        marker = np.zeros(2048, bool)
+        marker[100:600] = True
+        analog15 = (data[0] // 2).astype(np.int16)
+        data = ((analog15.view(np.uint16) & 0x7FFF) | (marker.astype(np.uint16) << 15)).view(np.int16)[None, :]
+"""
+    + TRANSFER
+    + """
+        card.start(spcm.M2CMD_CARD_ENABLETRIGGER)
+        lines = np.zeros((3000, 3), np.uint8)
+        results["out"] = sim.render(3000, lines=lines)
+        results["lines"] = lines
+        results["marker"] = marker
+        results["analog15"] = analog15
 """,
 }
 
@@ -258,7 +286,7 @@ def plays(n: int, starts: list[int], pieces: list[np.ndarray]) -> np.ndarray:
 
 
 @pytest.mark.parametrize("model", MODELS)
-@pytest.mark.parametrize("name", ["single", "continuous", "singlerestart", "multi", "sequence", "clock", "trigger", "xio"])
+@pytest.mark.parametrize("name", ["single", "continuous", "singlerestart", "multi", "sequence", "clock", "trigger", "xio", "markers"])
 def test_the_catalogue_runs_on_every_model(name: str, model: str, tmp_path: Path) -> None:
     results, arrays = run_script(name, model, tmp_path)
     mem = arrays["data"][0]
@@ -288,9 +316,17 @@ def test_the_catalogue_runs_on_every_model(name: str, model: str, tmp_path: Path
         assert results["trigger"] == [0x2, 0x1, 1000, 1, 0x2, -500, 32]
         assert refused(results["ext1_window"], 40511)  # Ext1 has one level: no window modes
         np.testing.assert_array_equal(arrays["out"][:, 0], plays(3500, [500 + lat], [mem]))
+    elif name == "markers":
+        assert results["x0"] == 0x8 | 0x01000000 | 0x00100000
+        lat = latency()
+        np.testing.assert_array_equal(arrays["out"][:, 0], plays(3000, [lat], [arrays["analog15"] * 2]))  # the 15 bits, full range
+        want = np.zeros(3000, np.uint8)
+        want[lat : lat + 2048] = arrays["marker"]
+        np.testing.assert_array_equal(arrays["lines"][:, 0], want)
+        assert not arrays["lines"][:, 1:].any()
     elif name == "xio":
         assert results["xio"] == [3, 0x20, 0x100, 0x2]
-        assert refused(results["digout"], 600200)
+        assert refused(results["digout"], 600200) and refused(results["pulsegen"], 600201)
 
 
 # ---------------------------------------------------------------------- the register table, directly

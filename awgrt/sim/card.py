@@ -297,6 +297,12 @@ class SimulatedCard:
         self.ext0_level_mv = 0
         #: The clock set-up (source, reference, clock output): stored and read back; the simulated
         #: sample clock is ideal whatever it says.
+        #: The multi-purpose lines' modes (SPCM_X0_MODE ...): a line in synchronous digital output
+        #: mode outputs one bit of a channel's samples, and that channel's DAC then plays the bits
+        #: below the lowest one taken, as a two's complement number scaled to full range [seen: spcm's
+        #: SynchronousDigitalIOs shifts the samples right by the bits it takes and puts the lines'
+        #: levels on top].
+        self.x_modes = [sp.SPCM_XMODE_DISABLE] * sp.XIO_LINES
         self.clock: ClockConfig = INTERNAL_CLOCK
         self._and_edges: dict[int, set[int]] = {}  # AND mask: edges seen per sample
 
@@ -467,6 +473,44 @@ class SimulatedCard:
         playing = self._run is not None and self._run.slot == slot
         prefetched = self._prefetched is not None and self._prefetched[1].segment == slot
         return playing or prefetched or any(e.segment == slot for e in self.steps.values())
+
+    def set_x_mode(self, line: int, mode: int) -> None:
+        """SPCM_X<line>_MODE: one of :data:`~awgrt.spectrum.XIO_MODES`; a synchronous digital
+        output names one physical channel and one bit, 15 .. 12."""
+        reg = sp.SPCM_X0_MODE + line if isinstance(line, int) else "XMODE"
+        if not isinstance(line, int) or not 0 <= line < sp.XIO_LINES:
+            self._fail(sp.ERR_VALUE, f"line X{line!r} outside X0..X{sp.XIO_LINES - 1}", reg)
+        base = mode & 0xFFFFF
+        try:
+            source = sp.digout_source(mode)
+        except ValueError as exc:
+            self._fail(sp.ERR_VALUE, f"X{line}: {exc}", reg)
+        extra = mode & ~0xFFFFF if source is None else 0
+        if base & ~sp.XIO_MODES or extra or bin(base).count("1") > 1:
+            self._fail(sp.ERR_VALUE, f"X{line} mode {mode:#x} is not one this card offers ({sp.XIO_MODES:#x}, one at a time)", reg)
+        if source is not None and source[0] >= self.spec.physical_channels:
+            self._fail(sp.ERR_VALUE, f"X{line}: channel {source[0]} does not exist on {self.spec.name}", reg)
+        self.x_modes[line] = mode
+        self._invalidate()
+
+    def _digital_outputs(self, out: np.ndarray, lines: np.ndarray | None) -> None:
+        """The synchronous digital outputs of rendered samples ``out`` (see ``x_modes``): each
+        DIGOUT line's level into ``lines`` (samples x lines, 0/1), and each channel that lends
+        bits the analog value of the bits below them, in place."""
+        if lines is not None:
+            lines[...] = 0
+        sources = [(line, sp.digout_source(m)) for line, m in enumerate(self.x_modes)]
+        taken = [(line, src) for line, src in sources if src is not None]
+        if not taken:
+            return
+        words = out.view(np.uint16)
+        lowest: dict[int, int] = {}
+        for line, (ch, bit) in taken:
+            if lines is not None:
+                lines[:, line] = (words[:, ch] >> bit) & 1
+            lowest[ch] = min(lowest.get(ch, 16), bit)
+        for ch, bit in lowest.items():
+            out[:, ch] = (words[:, ch] << (16 - bit)).view(np.int16)
 
     # ================================================================== standard replay modes
 
@@ -819,10 +863,15 @@ class SimulatedCard:
         if self.replay_mode in FIFO_MODES:
             self._forget_played()
 
-    def render(self, n_samples: int, out: np.ndarray | None = None) -> np.ndarray:
-        """Move the clock on by ``n_samples`` and return what the DACs received meanwhile:
+    def render(self, n_samples: int, out: np.ndarray | None = None, lines: np.ndarray | None = None) -> np.ndarray:
+        """Move the clock on by ``n_samples`` and return what the DACs played meanwhile:
         int16 of shape (n_samples, physical_channels of the card), disabled channels at their stop level.
-        ``out`` (optional) is a C-contiguous int16 array of that shape to fill and return."""
+        ``out`` (optional) is a C-contiguous int16 array of that shape to fill and return.
+        ``lines`` (optional): a uint8 array (n_samples, :data:`~awgrt.spectrum.XIO_LINES`) that
+        receives the multi-purpose lines in synchronous digital output mode (0 or 1; other lines 0);
+        a channel that lends them bits plays the bits below (see ``x_modes``)."""
+        if lines is not None and (lines.shape != (n_samples, sp.XIO_LINES) or lines.dtype != np.uint8):
+            raise ProgramError(f"lines must be uint8 of shape {(n_samples, sp.XIO_LINES)}", op="render", value=getattr(lines, "shape", None))
         if n_samples < 0:
             raise ProgramError(f"time only moves forward (asked to advance by {n_samples!r} samples)", op="advance", value=n_samples)
         w0, w1 = self.now, self.now + n_samples
@@ -855,6 +904,7 @@ class SimulatedCard:
             self._forget_played()
         if off:  # an output that is not enabled passes nothing of what the DAC plays
             out[:, off] = self._stop_values(self._hold)[off]
+        self._digital_outputs(out, lines)
         return out
 
     def _render_walk(self, out: np.ndarray, w0: int, a: int, b: int) -> None:

@@ -21,7 +21,9 @@ clock output and its termination, Ext0/Ext1 trigger modes, levels, coupling and 
 trigger delay, output offset, filter, differential and doubled outputs, asynchronous I/O, pre-
 and posttrigger. Read-only answers: available clock modes, oversampling factor (1), clock output
 frequency, the trigger's available masks, modes, levels and delay. The multi-purpose lines X0-X2
-answer with their modes (asynchronous in/out, trigger out, run and arm state). Values a card does
+take their modes (asynchronous in/out, trigger out, run and arm state: stored; synchronous digital
+output of a channel's bit: emulated, the line's level played and the channel left the bits below,
+:meth:`SimulatedCard.render`'s ``lines``). Values a card does
 not take are refused with the driver's invalid-value error (the ranges marked [assume] in the
 constants below are not published for this family), the gated modes with "not emulated", the DDS
 mode as a missing firmware option, and any other register with the invalid-register error, as a
@@ -225,8 +227,8 @@ EMULATED_MODES = {
 }
 #: An M4i.66xx has three multi-purpose lines X0..X2 [doc]; the modes each offers are assumed to be
 #: these common ones (asynchronous in/out, trigger out, run and arm state).
-XIO_LINES = 3
-XIO_MODES = 0x1 | 0x2 | 0x20 | 0x100 | 0x200
+XIO_LINES = sp.XIO_LINES
+XIO_MODES = sp.XIO_MODES
 PCI_VERSION = 0x10001  # hardware and firmware version words the emulated card reports
 PCB_VERSION = 0x10
 CARD_DATE = (2024 << 16) | 1  # year << 16 | week
@@ -676,8 +678,8 @@ class EmulatedDriver:
             return c.ext0_level_mv
         if reg == SPC_TRIG_ANDMASK:
             return c.trigger_and_mask
-        if self._xio_line(reg, SPCM_X0_MODE) is not None:
-            return h.registers.get(reg, 0)  # SPCM_XMODE_DISABLE
+        if (line := self._xio_line(reg, SPCM_X0_MODE)) is not None:
+            return c.x_modes[line]
         if self._xio_line(reg, SPCM_X0_AVAILMODES) is not None:
             return XIO_MODES
         if reg in STORED_DEFAULTS:
@@ -729,11 +731,8 @@ class EmulatedDriver:
         elif reg in (SPC_TRIG_ORMASK, SPC_TRIG_ANDMASK):
             masks = {SPC_TRIG_ORMASK: c.trigger_or_mask, SPC_TRIG_ANDMASK: c.trigger_and_mask, reg: int(value)}
             c.set_trigger_masks(masks[SPC_TRIG_ORMASK], masks[SPC_TRIG_ANDMASK])
-        elif self._xio_line(reg, SPCM_X0_MODE) is not None:
-            line, mode = self._xio_line(reg, SPCM_X0_MODE), int(value)
-            if mode & ~XIO_MODES:
-                raise CardError(f"X{line} mode {mode:#x} is not one this card offers ({XIO_MODES:#x})", code=sp.ERR_VALUE)
-            h.registers[reg] = mode
+        elif (line := self._xio_line(reg, SPCM_X0_MODE)) is not None:
+            c.set_x_mode(line, int(value))
         elif reg == SPC_TRIG_EXT0_LEVEL0:
             _check_setup(reg, value, spec)
             c.ext0_level_mv = int(value)
