@@ -45,6 +45,7 @@ from .ir.intent import (
     SegmentMode,
     Sync,
     UseDef,
+    check_markers,
 )
 from .ir.resolved import ResolvedIR
 from .ir.shapes import AmpShape, FreqShape
@@ -56,7 +57,7 @@ def _segment_name(builder: AWGProgramBuilder) -> str | None:
 
 #: The unit each number the builder takes is in (a pint quantity is converted to it, once).
 UNITS = {"freqs": "Hz", "freq": "Hz", "df": "Hz", "amps": "dimensionless", "amp": "dimensionless", "phases": "rad", "phase": "rad",
-         "time": "s", "tau": "s", "dx_um": "um", "positions_um": "um"}  # fmt: skip
+         "time": "s", "tau": "s", "dx_um": "um", "positions_um": "um", "marker_s": "s"}  # fmt: skip
 
 
 def _floats(values: Any, what: str, op: str, segment: str | None = None) -> tuple[float, ...]:
@@ -257,12 +258,22 @@ class AWGProgramBuilder:
         loops: int = 1,
         phase_mode: PhaseMode = "continue",
         phases: dict[str, Sequence[float]] | None = None,
+        marker: str | Sequence[str] = (),
+        marker_s: float | None = None,
     ) -> AWGProgramBuilder:
         """Start a segment. ``mode``: ``"once"``, ``"loop_n"`` (play ``loops`` times) or
         ``"wait_trig"`` (repeat until a trigger). ``phase_mode``: ``"continue"`` (tones keep
         their phase across the boundary), ``"optimise"`` (reset to crest-factor-optimised
         phases) or ``"manual"`` (start at ``phases``, or the phases the tones were defined with).
+        ``marker``: a multi-purpose line (``"X0"``, ``"X1"``, ``"X2"``, or several) that goes high
+        at the start of every pass of this segment for ``marker_s`` seconds (default
+        :data:`~awgrt.ir.intent.MARKER_WIDTH_S`, 1 us; at most the segment), a TTL edge to
+        trigger a scope or a camera from. The lines ride on the top bits of hardware channel 0's
+        samples (X0 bit 15, X1 bit 14, X2 bit 13), so that channel then plays 15, 14 or 13 bits
+        in every segment of the program; the compile report says so.
         """
+        markers = (marker,) if isinstance(marker, str) else tuple(marker)
+        check_markers(markers, marker_s, segment=str(name))
         if mode not in SEGMENT_MODES:
             raise ProgramError(f"mode={mode!r} is not one of {', '.join(SEGMENT_MODES)}", segment=str(name), op="segment", value=mode)
         if phase_mode not in PHASE_MODES:
@@ -275,6 +286,8 @@ class AWGProgramBuilder:
                 phase_mode=phase_mode,
                 phases=_segment_phases(phases, str(name)),
                 ops=[],
+                markers=markers,
+                marker_s=None if marker_s is None else _float(marker_s, "marker_s", "segment", str(name)),
             )
         )
         self._channel = None
@@ -440,7 +453,16 @@ class AWGProgramBuilder:
     def build_intent_ir(self) -> IntentIR:
         """The checked, immutable :class:`IntentIR` of what was recorded."""
         segments = tuple(
-            IntentSegment(name=s["name"], mode=s["mode"], loops=s["loops"], phase_mode=s["phase_mode"], ops=tuple(s["ops"]), phases=s["phases"])
+            IntentSegment(
+                name=s["name"],
+                mode=s["mode"],
+                loops=s["loops"],
+                phase_mode=s["phase_mode"],
+                ops=tuple(s["ops"]),
+                phases=s["phases"],
+                markers=s["markers"],
+                marker_s=s["marker_s"],
+            )
             for s in self._segments
         )
         return IntentIR(

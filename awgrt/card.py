@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal, get_args
 
+from . import spectrum as sp
 from .errors import CardLimitError, UnknownCardError
 
 SEGMENT_MASK = 0xFFFF
@@ -40,6 +41,11 @@ SPCSEQ_ENDLOOPONTRIG = 1 << 62
 SPCSEQ_END = 1 << 63
 SPCSEQ_ENDLOOPALWAYS = 0
 
+#: The multi-purpose lines X0..X2 of an M4i/M4x.66xx [doc].
+XIO_LINES = 3
+#: The modes every line offers: asynchronous in/out, synchronous digital output, trigger out,
+#: run and arm state.
+XIO_MODES = sp.SPCM_XMODE_ASYNCIN | sp.SPCM_XMODE_ASYNCOUT | sp.SPCM_XMODE_DIGOUT | sp.SPCM_XMODE_TRIGOUT | sp.SPCM_XMODE_RUNSTATE | sp.SPCM_XMODE_ARMSTATE
 #: Loop counts the 20-bit field can hold; 0 is outside the documented range.
 MIN_LOOPS = 1
 MAX_LOOPS = LOOPS_MASK

@@ -23,7 +23,9 @@ from ._version import __version__
 from .card import CARDS, CardSpec, encode_step_entry
 from .errors import AWGRTError, CardLimitError, SerializationError
 from .ir.digest import digest_of
-from .ir.intent import IntentIR
+from .ir.intent import MARKER_LINES, IntentIR
+from .ir.quantized import marker_bit
+from .spectrum import digout_mode
 
 if TYPE_CHECKING:  # a type only: the compiler sits above this module
     from .compiler.report import CompileReport
@@ -99,6 +101,10 @@ class CompiledSequenceProgram:
     quantized: QuantizedIR | None = field(default=None, repr=False, compare=False)
     #: Slots kept for writes while the card runs (a rearranger's move slots): no step need play them.
     reserved_slots: tuple[int, ...] = ()
+    #: Multi-purpose lines carrying markers (``"X0"`` ...), each from a top bit of hardware
+    #: channel 0 (:func:`~awgrt.ir.quantized.marker_bit`): the backend sets those lines to
+    #: synchronous digital output when it loads the program.
+    marker_lines: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hardware_channels", MappingProxyType(dict(self.hardware_channels)))
@@ -127,6 +133,7 @@ class CompiledSequenceProgram:
         (so it can replace this program slot by slot, without a full upload)."""
         return (
             len(other.segments) == len(self.segments)
+            and other.marker_lines == self.marker_lines  # the lines' modes are set by a full upload
             and other.max_segments == self.max_segments
             and all(a.n_samples == b.n_samples for a, b in zip(self.segments, other.segments))
         )
@@ -148,7 +155,13 @@ class CompiledSequenceProgram:
             [list(s.data.shape) for s in self.segments],
             self.steps,
             *(np.ascontiguousarray(s.data, dtype="<i2").tobytes() for s in self.segments),
+            *((["markers", *self.marker_lines],) if self.marker_lines else ()),
         )
+
+    def x_modes(self) -> dict[int, int]:
+        """The multi-purpose line modes this program needs: each marker line's synchronous digital
+        output of its bit of hardware channel 0 (line index -> SPCM_X<i>_MODE value)."""
+        return {int(m[1:]): digout_mode(0, marker_bit(m)) for m in self.marker_lines}
 
     def segment_for_step(self, step: int) -> CompiledSegment:
         return self.segments[self.steps[step].segment]
@@ -211,6 +224,8 @@ class CompiledSequenceProgram:
                 out.append(f"{where}: loops={st.loops} outside 1..{card.max_loops}")
             if entry_problem:
                 out.append(f"{where}: {entry_problem}")
+        if any(m not in MARKER_LINES for m in self.marker_lines) or len(set(self.marker_lines)) != len(self.marker_lines):
+            out.append(f"marker lines {list(self.marker_lines)} are not distinct lines among {MARKER_LINES}")
         for r in self.reserved_slots:
             if not 0 <= r < len(self.segments):
                 out.append(f"reserved slot {r} out of range 0..{len(self.segments) - 1}")
@@ -263,6 +278,8 @@ class CompiledSequenceProgram:
         }
         if self.reserved_slots:
             meta["reserved_slots"] = list(self.reserved_slots)
+        if self.marker_lines:
+            meta["marker_lines"] = list(self.marker_lines)
         if self.intent is not None:
             meta["intent"] = self.intent.to_dict()
         if self.report_text is not None:
@@ -334,6 +351,11 @@ class CompiledSequenceProgram:
             saved_report = meta.get("report")
             if saved_report is not None:
                 check_value(f, "meta.report", saved_report, "str")
+            markers = tuple(
+                check_value(f, "meta.marker_lines", m, "str") for m in check_value(f, "meta.marker_lines", meta.get("marker_lines", []), "list")
+            )
+            if any(m not in MARKER_LINES for m in markers) or len(set(markers)) != len(markers):
+                raise f.fail("meta.marker_lines", f"{list(markers)} are not distinct lines among {MARKER_LINES}", markers)
         if card is None:
             card = CARDS.get(card_name)
             if card is None:
@@ -349,4 +371,5 @@ class CompiledSequenceProgram:
             intent=intent,
             saved_report=saved_report,
             reserved_slots=reserved,
+            marker_lines=markers,
         )

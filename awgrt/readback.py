@@ -63,6 +63,9 @@ def compare(card: CardReadback, program: CompiledSequenceProgram, asked: OutputC
         if asked.clock.source == "external_reference":
             check("reference clock (Hz)", asked.clock.reference_hz, card.clock.reference_hz)
         check("clock output", asked.clock.output, card.clock.output)
+    if card.x_modes is not None:
+        for line, mode in program.x_modes().items():
+            check(f"X{line} mode (marker line)", hex(mode), hex(card.x_modes[line]) if line < len(card.x_modes) else None)
     check("memory slots (MAXSEGMENTS)", program.max_segments, card.max_segments)
     for i, seg in enumerate(program.segments):
         size = card.segment_sizes[i] if i < len(card.segment_sizes) else None

@@ -139,11 +139,6 @@ SPCM_XMODE_RUNSTATE = 0x100
 SPCM_XMODE_ARMSTATE = 0x200
 SPCM_XMODE_DIGOUTSRC_CH0 = 0x01000000  # channel n: << n
 SPCM_XMODE_DIGOUTSRC_BIT15 = 0x00100000  # bit 15 - i: << i (bits 15..12)
-#: The multi-purpose lines of an M4i/M4x.66xx [doc].
-XIO_LINES = 3
-#: The modes every line offers: asynchronous in/out, synchronous digital output, trigger out,
-#: run and arm state.
-XIO_MODES = SPCM_XMODE_ASYNCIN | SPCM_XMODE_ASYNCOUT | SPCM_XMODE_DIGOUT | SPCM_XMODE_TRIGOUT | SPCM_XMODE_RUNSTATE | SPCM_XMODE_ARMSTATE
 
 
 def digout_mode(channel: int, bit: int) -> int:
@@ -153,12 +148,12 @@ def digout_mode(channel: int, bit: int) -> int:
 
 def digout_source(mode: int) -> tuple[int, int] | None:
     """(channel, bit) a DIGOUT mode takes its level from, or None for another mode; a DIGOUT
-    mode that does not name exactly one channel and one bit is a ValueError."""
+    mode that does not name exactly one channel and one bit is a ProgramError."""
     if not mode & SPCM_XMODE_DIGOUT:
         return None
     channels = [c for c in range(8) if mode & (SPCM_XMODE_DIGOUTSRC_CH0 << c)]
     bits = [15 - i for i in range(4) if mode & (SPCM_XMODE_DIGOUTSRC_BIT15 << i)]
     if len(channels) != 1 or len(bits) != 1:
-        raise ValueError(f"a synchronous digital output names one channel and one bit (15..12), got mode {mode:#x}")
+        raise ProgramError(f"a synchronous digital output names one channel and one bit (15..12), got mode {mode:#x}", op="X-line mode", value=mode)
     return channels[0], bits[0]
 

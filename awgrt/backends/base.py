@@ -21,6 +21,7 @@ from typing import Literal, Protocol, Self, get_args, runtime_checkable
 
 import numpy as np
 
+from .. import spectrum as sp
 from .._units import in_unit, whole_mv
 from ..card import INTERNAL_CLOCK, CardSpec, ClockConfig
 from ..errors import AWGRTError, CardError, ProgramError, UnsupportedError
@@ -71,6 +72,7 @@ class CardReadback:
     step_words: tuple[int, ...]
     segment_data: tuple[np.ndarray, ...] | None = None
     clock: ClockConfig | None = None  # None where the backend cannot read the clock set-up back
+    x_modes: tuple[int, ...] | None = None  # the multi-purpose lines' modes (None: not read back)
 
 
 @runtime_checkable
@@ -347,6 +349,16 @@ class BackendBase(abc.ABC):
 
         self._guarded("live write", write)
         self.program = program
+
+    @staticmethod
+    def _line_modes(program: CompiledSequenceProgram, current: Sequence[int]) -> dict[int, int]:
+        """The multi-purpose line modes a full upload of ``program`` writes, given the card's
+        ``current`` ones: its marker lines' synchronous digital outputs, and disabled any other
+        line left in synchronous digital output (it would take a bit of a channel this program
+        fills whole); lines in other modes are left as they are."""
+        wanted = program.x_modes()
+        stale = {line: sp.SPCM_XMODE_DISABLE for line, mode in enumerate(current) if line not in wanted and mode & sp.SPCM_XMODE_DIGOUT}
+        return stale | wanted
 
     def _check_slots(self, program: CompiledSequenceProgram, indices: Sequence[int], op: str) -> None:
         """Slots ``indices`` exist and keep their lengths; every other slot keeps its samples."""

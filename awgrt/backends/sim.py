@@ -140,6 +140,8 @@ class SimBackend(BackendBase):
 
     def _load(self, program: CompiledSequenceProgram) -> None:
         load_program(self.sim, program)
+        for line, mode in self._line_modes(program, self.sim.x_modes).items():
+            self.sim.set_x_mode(line, mode)
 
     def _update_segments(self, program: CompiledSequenceProgram, indices: list[int]) -> None:
         write_slots(self.sim, program, indices)
@@ -201,6 +203,7 @@ class SimBackend(BackendBase):
             step_words=tuple(self._step_word(c.steps.get(i)) for i in range(n_steps)),
             segment_data=tuple(np.array(c.segment_data(i)) for i in slots),
             clock=c.clock,
+            x_modes=tuple(c.x_modes),
         )
 
     @staticmethod

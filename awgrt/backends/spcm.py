@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from .. import spectrum as sp
-from ..card import CARDS, CardSpec, ClockConfig, as_int64
+from ..card import CARDS, XIO_LINES, CardSpec, ClockConfig, as_int64
 from ..errors import CardError, ProgramError
 from ..program import CompiledSequenceProgram, StepEvent
 from .base import BackendBase, CardReadback, OutputConfig, check_seconds
@@ -423,6 +423,11 @@ class SpcmBackend(BackendBase):
         for i in range(len(program.segments)):
             self._write_slot(i, program)
         self._write_steps(program)
+        with self._step("reading the multi-purpose lines' modes"):
+            current = [self._get(sp.SPCM_X0_MODE + line) for line in range(XIO_LINES)]
+        for line, mode in self._line_modes(program, current).items():
+            with self._step(f"setting X{line} to mode {mode:#x}"):
+                self._set(sp.SPCM_X0_MODE + line, mode)
 
     def _update_segments(self, program: CompiledSequenceProgram, indices: list[int]) -> None:
         self._require_open()
@@ -503,6 +508,7 @@ class SpcmBackend(BackendBase):
                 step_words=tuple(self._get(sp.SPC_SEQMODE_STEPMEM0 + i) & (2**64 - 1) for i in range(n_steps)),
                 segment_data=None,
                 clock=self._read_clock(),
+                x_modes=tuple(self._get(sp.SPCM_X0_MODE + line) for line in range(XIO_LINES)),
             )
 
     def _read_clock(self) -> ClockConfig:

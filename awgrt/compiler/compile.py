@@ -12,14 +12,22 @@ from .._warn import warn
 from ..calibration import AODCalibration
 from ..errors import ClipError, ClipWarning, ProgramError, SilenceWarning
 from ..ir.intent import finite_real
-from ..ir.quantized import QuantizedIR
+from ..ir.quantized import QuantizedIR, marker_bit
 from ..ir.resolved import Note, Segment
 from ..program import CompiledSegment, CompiledSequenceProgram
 from .report import CompileReport, SegmentReport
 from .steps import build_steps
-from .synth import SynthResult, default_workers, synthesize
+from .synth import DigitalBits, SynthResult, default_workers, synthesize
 
 log = logging.getLogger(__name__)
+
+
+def marker_bits(seg: Segment, lines: tuple[str, ...]) -> DigitalBits | None:
+    """How the program's marker ``lines`` ride on hardware channel 0 in ``seg`` (None: no markers)."""
+    if not lines:
+        return None
+    bits = [marker_bit(m) for m in lines]
+    return DigitalBits(0, 16 - min(bits), tuple((b, seg.marker_samples if m in seg.markers else 0) for m, b in zip(lines, bits)))
 
 
 def _segment_samples(
@@ -49,6 +57,7 @@ def _segment_samples(
             workers=workers,
             fast_math=fast_math,
             on_block=progress.advance,
+            digital=marker_bits(seg, q.marker_lines),
         )
         synthesised.append(seg.name)
     else:
@@ -207,4 +216,5 @@ def compile_sequence_program(
         card=quantized.card,
         report=report,
         quantized=quantized,
+        marker_lines=quantized.marker_lines,
     )

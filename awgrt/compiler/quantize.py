@@ -36,8 +36,8 @@ from .._warn import warn
 from ..card import CARDS, DEFAULT_CARD, CardSpec
 from ..errors import CalibrationError, CardLimitError, ProgramError, QuantizationError, SnapWarning, WrapWarning
 from ..ir.boundary import Boundary, format_hz
-from ..ir.intent import finite_real
-from ..ir.quantized import FrequencyStep, QuantizedIR
+from ..ir.intent import MARKER_LINES, finite_real
+from ..ir.quantized import FrequencyStep, QuantizedIR, marker_bit
 from ..ir.resolved import Note, ResolvedIR, Segment
 from .phases import assign_phases, step_graph_boundaries
 from .ring import CLOSE_RING_HZ, close_ring, ring_gaps, ring_tones
@@ -264,7 +264,18 @@ def quantize_resolved_ir(
     _check_calibrated_bands(unphased, resolved.segments)
     segments, phase_notes = assign_phases(unphased, resolved.tone_origins, fs)
     notes += phase_notes
-    segments = tuple(s.with_digest(fs, mapping) for s in segments)
+    lines = tuple(m for m in MARKER_LINES if any(m in s.markers for s in segments))
+    if lines:
+        bits = ", ".join(f"{m} bit {marker_bit(m)}" for m in lines)
+        notes.append(
+            Note(
+                "markers",
+                None,
+                f"marker lines {bits} of hardware channel 0, which plays the {marker_bit(lines[-1])} bits below them in every segment "
+                f"(marked: {', '.join(f'{s.name} {s.markers}' for s in segments if s.markers)})",
+            )
+        )
+    segments = tuple(s.with_digest(fs, mapping, lines) for s in segments)
     slot_of, slots, slot_notes = assign_slots(segments, card, n_channels)
     notes += slot_notes
     boundaries = step_graph_boundaries(segments, resolved.last_step, fs, _step_keys(snapped.steps))
@@ -303,6 +314,7 @@ def quantize_resolved_ir(
         intent_digest=resolved.intent_digest,
         snaps=snapped.snaps,
         frequency_steps=snapped.steps,
+        marker_lines=lines,
     )
 
 

@@ -29,6 +29,7 @@ import numpy as np
 from ..calibration import AODCalibration
 from ..errors import CalibrationError, FrequencyError, ProgramError, TimingError
 from ..ir.intent import (
+    MARKER_WIDTH_S,
     AddTone,
     Hold,
     IntentIR,
@@ -291,7 +292,11 @@ class _Walker:
                         segment=name,
                         value=phases,
                     )
-        return Segment(name, seg.mode, seg.loops, seg.phase_mode, n_total, tracks, manual)
+        marker_n = 0
+        if seg.markers:  # high from the start of each pass, for marker_s (default 1 us): synthesis stops it at the segment's end
+            width = MARKER_WIDTH_S if seg.marker_s is None else seg.marker_s
+            marker_n = max(1, time_to_samples(Fraction.from_float(float(width)), self.fs))
+        return Segment(name, seg.mode, seg.loops, seg.phase_mode, n_total, tracks, manual, markers=seg.markers, marker_samples=marker_n)
 
     def _to_samples(self, seg: str, pieces: list[_RawPiece]) -> tuple[Piece, ...]:
         out = []

@@ -784,6 +784,27 @@ def default_workers() -> int:
     return max(1, min(8, cores))
 
 
+@dataclass(frozen=True)
+class DigitalBits:
+    """Marker lines riding on hardware channel ``channel``: its samples keep ``16 - shift`` bits of
+    analog, the value divided by 2**shift and rounded once (the card plays them shifted back up,
+    at the same full scale), and each (bit, n) of ``high`` sets that bit for the first n samples
+    of the segment (0: never)."""
+
+    channel: int
+    shift: int
+    high: tuple[tuple[int, int], ...]
+
+    def encode(self, x: np.ndarray, b0: int) -> np.ndarray:
+        """The int16 words of float samples ``x`` (LSB of the full 16 bits, clipped) from segment sample ``b0``."""
+        top = 1 << (15 - self.shift)
+        a = np.clip(np.rint(x / (1 << self.shift)), -top, top - 1).astype(np.int32)
+        words = a & ((1 << (16 - self.shift)) - 1)
+        for bit, n in self.high:
+            words[: max(0, min(n - b0, words.size))] |= 1 << bit
+        return words.astype(np.uint16).view(np.int16)
+
+
 def synthesize(
     segment: Segment,
     sample_rate_hz: float,
@@ -796,12 +817,14 @@ def synthesize(
     workers: int = 1,
     fast_math: bool = False,
     on_block: Callable[[int], object] | None = None,
+    digital: DigitalBits | None = None,
 ) -> SynthResult:
     """Int16 samples of one quantized segment (phases must be assigned), block by block.
     ``workers`` threads each take the next block as they finish one (each with its own working
     set, so the memory bound grows by that factor); the samples do not depend on it. ``fast_math``: moving tones
     through :func:`_moving_tones_fast` (error :data:`FAST_PHASE_ERROR_RAD`), never the default.
-    ``on_block(samples)`` is called after every block (from the worker threads too)."""
+    ``on_block(samples)`` is called after every block (from the worker threads too).
+    ``digital``: marker lines on a channel (:class:`DigitalBits`)."""
     if any(s.phase0_cycles is None for t in segment.tracks for p in t.pieces for s in p.tones):
         raise AWGRTError("segment has unassigned phases: synthesise a quantized IR", segment=segment.name, op="synthesize")
     n = segment.n_samples
@@ -833,9 +856,12 @@ def synthesize(
             if top.max() > limit:  # only then is anything counted and clipped
                 clipped += np.count_nonzero(x > limit, axis=1) + np.count_nonzero(x < -limit, axis=1)
                 np.clip(x, -limit, limit, out=x)
+            if digital is not None:  # before rounding: the marked channel is rounded once, at its own resolution
+                data[b0:b1, digital.channel] = digital.encode(x[digital.channel], b0)
             np.rint(x, out=x)
             for ch in range(n_hw):  # row by row: a transposed cast of the whole block is 4x slower
-                data[b0:b1, ch] = x[ch]
+                if digital is None or ch != digital.channel:
+                    data[b0:b1, ch] = x[ch]
             if on_block is not None:  # progress within the segment (thread-safe callers only)
                 on_block(b1 - b0)
         return peak, clipped

@@ -397,6 +397,23 @@ def _instant(op: Op) -> bool:
     return op.INSTANT and finite_real(time_s) and time_s == 0
 
 
+#: The card's multi-purpose lines a segment can mark (see :class:`IntentSegment`).
+MARKER_LINES = ("X0", "X1", "X2")
+#: How long a marker stays high from the start of each pass of its segment, unless ``marker_s``
+#: says otherwise (a pulse a scope, a camera or a counter sees at every TTL input).
+MARKER_WIDTH_S = 1e-6
+
+
+def check_markers(markers: object, marker_s: object, *, segment: str | None) -> None:
+    """``markers``: distinct names among :data:`MARKER_LINES`; ``marker_s``: None or seconds > 0."""
+    if not isinstance(markers, tuple) or any(m not in MARKER_LINES for m in markers) or len(set(markers)) != len(markers):
+        raise ProgramError(f"marker={markers!r}: name distinct multi-purpose lines among {MARKER_LINES}", segment=segment, op="segment", value=markers)
+    if marker_s is not None and not (finite_real(marker_s) and float(marker_s) > 0):  # type: ignore[arg-type]  # a finite real
+        raise ProgramError(f"marker_s={marker_s!r} must be a number of seconds > 0", segment=segment, op="segment", value=marker_s)
+    if marker_s is not None and not markers:
+        raise ProgramError("marker_s= needs a marker= line", segment=segment, op="segment", value=marker_s)
+
+
 @dataclass(frozen=True)
 class IntentSegment:
     """One segment as written: mode, loop count, phase mode and its ops in order.
@@ -411,8 +428,14 @@ class IntentSegment:
     phase_mode: PhaseMode = "continue"
     ops: tuple[Op, ...] = ()
     phases: Mapping[str, tuple[float, ...]] | None = field(default=None, hash=False)
+    markers: tuple[str, ...] = ()
+    marker_s: float | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.markers, str):
+            object.__setattr__(self, "markers", (self.markers,))
+        if isinstance(self.markers, list):
+            object.__setattr__(self, "markers", tuple(self.markers))
         if self.phases is not None:
             ok = isinstance(self.phases, Mapping) and all(isinstance(v, (list, tuple)) for v in self.phases.values())
             if not ok:
@@ -438,6 +461,7 @@ class IntentSegment:
             raise TimingError("segment has no timed op of non-zero time (hold, move, ramp_amp_to, remap_from_def): it would last 0 s", segment=seg)
         for i, op in enumerate(self.ops):
             op.check(seg, op.label(i), ir)
+        check_markers(self.markers, self.marker_s, segment=seg)
         if self.phases is not None:
             if self.phase_mode != "manual":
                 raise ProgramError("phases= is only used with phase_mode='manual'", segment=seg, value=self.phases)
@@ -585,7 +609,7 @@ class IntentIR:
             self.calibrations,
             self.positions,
             self.last_step,
-            tuple((s.name, s.mode, s.mode == "loop_n" and s.loops > 1, s.phase_mode, s.ops, s.phases) for s in self.segments),
+            tuple((s.name, s.mode, s.mode == "loop_n" and s.loops > 1, s.phase_mode, s.ops, s.phases, s.markers, s.marker_s) for s in self.segments),
         )
 
     def segment_fingerprints(self) -> dict[str, str]:
@@ -628,4 +652,6 @@ def _segment_from_dict(s: dict[str, Any]) -> IntentSegment:
         phase_mode=s["phase_mode"],
         ops=tuple(ops),
         phases=phases if not isinstance(phases, dict) else {k: tuple(v) if isinstance(v, list) else v for k, v in phases.items()},
+        markers=tuple(s.get("markers", ())),  # absent in programs written before markers
+        marker_s=s.get("marker_s"),
     )

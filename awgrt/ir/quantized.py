@@ -65,6 +65,12 @@ class FrequencyStep:
         return self.after_hz - self.before_hz
 
 
+def marker_bit(line: str) -> int:
+    """The bit of hardware channel 0's samples that carries marker line ``line``: X0 bit 15,
+    X1 bit 14, X2 bit 13."""
+    return 15 - int(line[1:])
+
+
 @dataclass(frozen=True)
 class QuantizedIR:
     """What you can upload (see module doc). ``n_channels`` is the number of channels
@@ -88,6 +94,9 @@ class QuantizedIR:
     intent_digest: str
     snaps: tuple[ToneSnap, ...] = ()
     frequency_steps: tuple[FrequencyStep, ...] = ()
+    #: The multi-purpose lines any segment marks (see :func:`marker_bit`): they take the top bits
+    #: of hardware channel 0 in every segment.
+    marker_lines: tuple[str, ...] = ()
 
     def plot(self, *, fig=None, path=None):
         """Each tone's frequency and amplitude along the step walk, per channel

@@ -184,10 +184,23 @@ class Segment:
     tracks: tuple[ChannelTrack, ...]
     manual_phases: Mapping[str, tuple[float, ...]] | None = None
     digest: str | None = None
+    #: Multi-purpose lines this segment marks, high for its first ``marker_samples`` samples of each pass.
+    markers: tuple[str, ...] = ()
+    marker_samples: int = 0
 
     def with_tracks(self, tracks: tuple[ChannelTrack, ...]) -> Segment:
         """This segment with other tracks and no digest (a faster ``dataclasses.replace``)."""
-        return Segment(self.name, self.mode, self.loops, self.phase_mode, self.n_samples, tracks, self.manual_phases)
+        return Segment(
+            self.name,
+            self.mode,
+            self.loops,
+            self.phase_mode,
+            self.n_samples,
+            tracks,
+            self.manual_phases,
+            markers=self.markers,
+            marker_samples=self.marker_samples,
+        )
 
     @property
     def looped(self) -> bool:
@@ -200,14 +213,17 @@ class Segment:
                 return t
         raise ProgramError(f"segment {self.name!r} has no channel {channel!r} (channels: {[t.channel for t in self.tracks]})", op="track", value=channel)
 
-    def with_digest(self, sample_rate_hz: float, hardware: Mapping[str, int]) -> Segment:
+    def with_digest(self, sample_rate_hz: float, hardware: Mapping[str, int], marker_lines: tuple[str, ...] = ()) -> Segment:
         """This segment with ``digest`` set from exactly what determines its samples: length,
-        sample rate, and per hardware channel every piece's tone trajectories and start phases
-        (not names, tone ids, modes or loop counts, so equal digests mean equal samples). Numbers
-        are hashed as their exact IEEE doubles (a scan point re-digests every segment, so this
-        is kept cheap)."""
+        sample rate, per hardware channel every piece's tone trajectories and start phases, and
+        the program's marker lines with this segment's markers (they take bits of channel 0) (not
+        names, tone ids, modes or loop counts, so equal digests mean equal samples). Numbers are
+        hashed as their exact IEEE doubles (a scan point re-digests every segment, so this is kept
+        cheap)."""
         h = hashlib.sha256(b"segment\x00")
         h.update(struct.pack("<dq", sample_rate_hz, self.n_samples))
+        if marker_lines:
+            h.update(f"markers {marker_lines} {self.markers} {self.marker_samples};".encode())
         for hw, track in sorted(((hardware[t.channel], t) for t in self.tracks), key=lambda x: x[0]):
             h.update(struct.pack("<qq", hw, len(track.pieces)))
             for p in track.pieces:
@@ -218,7 +234,18 @@ class Segment:
                     h.update(f"{s.freq_kind},{s.amp_kind};".encode())
                     if s.optical is not None:
                         h.update(struct.pack("<2d", s.optical.p0, s.optical.p1) + s.optical.calibration.digest.encode())
-        return Segment(self.name, self.mode, self.loops, self.phase_mode, self.n_samples, self.tracks, self.manual_phases, h.hexdigest())
+        return Segment(
+            self.name,
+            self.mode,
+            self.loops,
+            self.phase_mode,
+            self.n_samples,
+            self.tracks,
+            self.manual_phases,
+            h.hexdigest(),
+            markers=self.markers,
+            marker_samples=self.marker_samples,
+        )
 
 
 @dataclass(frozen=True)

@@ -57,3 +57,5 @@ def load_program(card: SimulatedCard, program: CompiledSequenceProgram) -> None:
         card.write_segment_data(seg.data)
     write_steps(card, program)
     card.set_start_step(program.start_step)
+    for line, mode in program.x_modes().items():  # marker lines: synchronous digital outputs of channel 0
+        card.set_x_mode(line, mode)

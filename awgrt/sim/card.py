@@ -57,7 +57,7 @@ from typing import Any, Literal, NoReturn, get_args
 import numpy as np
 
 from .. import spectrum as sp
-from ..card import INTERNAL_CLOCK, CardSpec, ClockConfig, StepEntry, decode_step_entry
+from ..card import INTERNAL_CLOCK, XIO_LINES, XIO_MODES, CardSpec, ClockConfig, StepEntry, decode_step_entry
 from ..errors import CardError, ProgramError
 from ..program import StepEvent
 from ..spectrum import StopLevel
@@ -302,7 +302,7 @@ class SimulatedCard:
         #: below the lowest one taken, as a two's complement number scaled to full range [seen: spcm's
         #: SynchronousDigitalIOs shifts the samples right by the bits it takes and puts the lines'
         #: levels on top].
-        self.x_modes = [sp.SPCM_XMODE_DISABLE] * sp.XIO_LINES
+        self.x_modes = [sp.SPCM_XMODE_DISABLE] * XIO_LINES
         self.clock: ClockConfig = INTERNAL_CLOCK
         self._and_edges: dict[int, set[int]] = {}  # AND mask: edges seen per sample
 
@@ -475,19 +475,19 @@ class SimulatedCard:
         return playing or prefetched or any(e.segment == slot for e in self.steps.values())
 
     def set_x_mode(self, line: int, mode: int) -> None:
-        """SPCM_X<line>_MODE: one of :data:`~awgrt.spectrum.XIO_MODES`; a synchronous digital
+        """SPCM_X<line>_MODE: one of :data:`~awgrt.card.XIO_MODES`; a synchronous digital
         output names one physical channel and one bit, 15 .. 12."""
         reg = sp.SPCM_X0_MODE + line if isinstance(line, int) else "XMODE"
-        if not isinstance(line, int) or not 0 <= line < sp.XIO_LINES:
-            self._fail(sp.ERR_VALUE, f"line X{line!r} outside X0..X{sp.XIO_LINES - 1}", reg)
+        if not isinstance(line, int) or not 0 <= line < XIO_LINES:
+            self._fail(sp.ERR_VALUE, f"line X{line!r} outside X0..X{XIO_LINES - 1}", reg)
         base = mode & 0xFFFFF
         try:
             source = sp.digout_source(mode)
-        except ValueError as exc:
-            self._fail(sp.ERR_VALUE, f"X{line}: {exc}", reg)
+        except ProgramError as exc:
+            self._fail(sp.ERR_VALUE, f"X{line}: {exc.detail}", reg)
         extra = mode & ~0xFFFFF if source is None else 0
-        if base & ~sp.XIO_MODES or extra or bin(base).count("1") > 1:
-            self._fail(sp.ERR_VALUE, f"X{line} mode {mode:#x} is not one this card offers ({sp.XIO_MODES:#x}, one at a time)", reg)
+        if base & ~XIO_MODES or extra or bin(base).count("1") > 1:
+            self._fail(sp.ERR_VALUE, f"X{line} mode {mode:#x} is not one this card offers ({XIO_MODES:#x}, one at a time)", reg)
         if source is not None and source[0] >= self.spec.physical_channels:
             self._fail(sp.ERR_VALUE, f"X{line}: channel {source[0]} does not exist on {self.spec.name}", reg)
         self.x_modes[line] = mode
@@ -867,11 +867,11 @@ class SimulatedCard:
         """Move the clock on by ``n_samples`` and return what the DACs played meanwhile:
         int16 of shape (n_samples, physical_channels of the card), disabled channels at their stop level.
         ``out`` (optional) is a C-contiguous int16 array of that shape to fill and return.
-        ``lines`` (optional): a uint8 array (n_samples, :data:`~awgrt.spectrum.XIO_LINES`) that
+        ``lines`` (optional): a uint8 array (n_samples, :data:`~awgrt.card.XIO_LINES`) that
         receives the multi-purpose lines in synchronous digital output mode (0 or 1; other lines 0);
         a channel that lends them bits plays the bits below (see ``x_modes``)."""
-        if lines is not None and (lines.shape != (n_samples, sp.XIO_LINES) or lines.dtype != np.uint8):
-            raise ProgramError(f"lines must be uint8 of shape {(n_samples, sp.XIO_LINES)}", op="render", value=getattr(lines, "shape", None))
+        if lines is not None and (lines.shape != (n_samples, XIO_LINES) or lines.dtype != np.uint8):
+            raise ProgramError(f"lines must be uint8 of shape {(n_samples, XIO_LINES)}", op="render", value=getattr(lines, "shape", None))
         if n_samples < 0:
             raise ProgramError(f"time only moves forward (asked to advance by {n_samples!r} samples)", op="advance", value=n_samples)
         w0, w1 = self.now, self.now + n_samples

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import spectrum as sp
-from ..card import CARDS, CardSpec
+from ..card import CARDS, XIO_LINES, XIO_MODES, CardSpec
 from ..errors import CardError, ProgramError
 from .card import FIFO_MODES, MAX_STANDARD_LOOPS, SPC_LOOPS, SPC_MEMSIZE, SPC_SEGMENTSIZE, SimPolicy, SimulatedCard
 
@@ -225,10 +225,6 @@ EMULATED_MODES = {
     sp.SPC_REP_FIFO_MULTI: "fifo_multi",
     sp.SPC_REP_STD_SEQUENCE: "sequence",
 }
-#: An M4i.66xx has three multi-purpose lines X0..X2 [doc]; the modes each offers are assumed to be
-#: these common ones (asynchronous in/out, trigger out, run and arm state).
-XIO_LINES = sp.XIO_LINES
-XIO_MODES = sp.XIO_MODES
 PCI_VERSION = 0x10001  # hardware and firmware version words the emulated card reports
 PCB_VERSION = 0x10
 CARD_DATE = (2024 << 16) | 1  # year << 16 | week

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..card import CARDS, CardSpec
+from ..card import CARDS, XIO_LINES, CardSpec
 from ..errors import ProgramError
 from ..program import CompiledSequenceProgram
 from ..spectrum import stop_level_of
@@ -21,13 +21,17 @@ class Playback:
     what the DACs received, the stop level where nothing played; sample 0 is the start command.
     ``events``: every step entry (``.sample``, ``.step``, ``.segment``) on that clock.
     ``triggers``: the sample of the trigger that started replay (empty if none came).
-    ``ready_sample``: when the card became READY after an END step (None if it did not)."""
+    ``ready_sample``: when the card became READY after an END step (None if it did not).
+    ``markers``: for a program with marker lines, their levels (uint8 0/1 of shape (n_samples,
+    3) for X0..X2; lines the program does not mark stay 0), else None; ``samples`` are then what
+    the DACs play (channel 0 at the resolution its marker bits leave)."""
 
     samples: np.ndarray
     events: tuple
     sample_rate_hz: float
     triggers: tuple[int, ...] = ()
     ready_sample: int | None = None
+    markers: np.ndarray | None = None
 
     def step_names(self, program: CompiledSequenceProgram) -> list[str]:
         """The program's segment names in the order the steps were entered."""
@@ -62,8 +66,11 @@ def simulate(
         sim.force_trigger()
     for t in sorted(triggers):
         sim.external_trigger(base + int(t))
-    samples = sim.render(n_samples)[:, :n]
+    lines = np.zeros((n_samples, XIO_LINES), np.uint8) if program.marker_lines else None
+    samples = sim.render(n_samples, lines=lines)[:, :n]
     samples.flags.writeable = False
+    if lines is not None:
+        lines.flags.writeable = False
     ready = sim.ready_at
     return Playback(
         samples=samples,
@@ -71,4 +78,5 @@ def simulate(
         sample_rate_hz=program.sample_rate_hz,
         triggers=tuple(t - base for t in sim.trigger_log),
         ready_sample=None if ready is None else ready - base,
+        markers=lines,
     )
