@@ -190,17 +190,7 @@ class Segment:
 
     def with_tracks(self, tracks: tuple[ChannelTrack, ...]) -> Segment:
         """This segment with other tracks and no digest (a faster ``dataclasses.replace``)."""
-        return Segment(
-            self.name,
-            self.mode,
-            self.loops,
-            self.phase_mode,
-            self.n_samples,
-            tracks,
-            self.manual_phases,
-            markers=self.markers,
-            marker_samples=self.marker_samples,
-        )
+        return copy_with(self, tracks=tracks, digest=None)
 
     @property
     def looped(self) -> bool:
@@ -234,18 +224,7 @@ class Segment:
                     h.update(f"{s.freq_kind},{s.amp_kind};".encode())
                     if s.optical is not None:
                         h.update(struct.pack("<2d", s.optical.p0, s.optical.p1) + s.optical.calibration.digest.encode())
-        return Segment(
-            self.name,
-            self.mode,
-            self.loops,
-            self.phase_mode,
-            self.n_samples,
-            self.tracks,
-            self.manual_phases,
-            h.hexdigest(),
-            markers=self.markers,
-            marker_samples=self.marker_samples,
-        )
+        return copy_with(self, digest=h.hexdigest())
 
 
 @dataclass(frozen=True)
