@@ -60,14 +60,16 @@ def save_figure(fig, path: str | Path | None, dpi: int = 110) -> None:
 # ---------------------------------------------------------------------------------- programs
 
 
-def plot_program(program: Any, *, fig=None, path: str | Path | None = None, points_per_piece: int = 48):
+def plot_program(program: Any, *, fig=None, path: str | Path | None = None, points_per_piece: int = 200):
     """Each tone's frequency and amplitude along the step walk, per channel (see module doc).
 
     ``program``: a ``CompiledSequenceProgram`` (its quantized IR), a ``QuantizedIR`` or a
     ``ResolvedIR``. Time runs along the steps in program order, each segment once; a looped
     segment is shaded and labelled with its loop count, a trigger wait with "waits for trigger".
-    Tones keep one colour across segments (by tone id). Amplitudes are fractions of full scale
-    (RF; on an AOD-calibrated channel, the RF amplitude of the asked optical power)."""
+    Tones keep one colour across segments (by tone id); in the frequency panels a tone's line
+    fades with its amplitude (a tone ramping off fades out instead of seeming to share a site with
+    the tone that stays). Amplitudes are fractions of full scale (RF; on an AOD-calibrated
+    channel, the RF amplitude of the asked optical power)."""
     ir = getattr(program, "quantized", None) or program
     if not hasattr(ir, "segments") or not ir.segments or not hasattr(ir.segments[0], "tracks"):
         raise AWGRTError(
@@ -84,6 +86,13 @@ def plot_program(program: Any, *, fig=None, path: str | Path | None = None, poin
     fig = fig or new_figure(figsize=(13, 2.4 * 2 * max(1, len(channels))), layout="constrained")
     axes = fig.subplots(2 * len(channels), 1, sharex=True, squeeze=False)[:, 0]
     cmap = _tone_colours()
+    from matplotlib.collections import LineCollection
+
+    peak: dict[str, float] = {}
+    for g in ir.segments:
+        for t in g.tracks:
+            top = max((max(s.a0, s.a1) for p in t.pieces for s in p.tones), default=0.0)
+            peak[t.channel] = max(peak.get(t.channel, 0.0), top)
     t0 = 0
     starts = []
     for seg in ir.segments:
@@ -97,12 +106,20 @@ def plot_program(program: Any, *, fig=None, path: str | Path | None = None, poin
                 for span in piece.tones:
                     colour = cmap(span.tone)
                     snapped = (seg.name, ch, span.tone) in snaps
-                    ax_f.plot(t_us, span.frequency_at(u) / 1e6, color=colour, lw=2.4 if snapped else 1.1)
-                    ax_a.plot(t_us, span.amplitude_at(u), color=colour, lw=1.1)
+                    f_mhz, amp = span.frequency_at(u) / 1e6, span.amplitude_at(u)
+                    # the frequency line fades with the tone's amplitude (never quite away: 0.12)
+                    weight = np.clip((amp[:-1] + amp[1:]) / (2 * peak[ch]), 0.12, 1.0) if peak[ch] > 0 else np.ones(u.size - 1)
+                    points = np.column_stack([t_us, f_mhz]).reshape(-1, 1, 2)
+                    rgba = np.tile(colour, (u.size - 1, 1))
+                    rgba[:, 3] = weight
+                    segments = list(np.concatenate([points[:-1], points[1:]], axis=1))
+                    ax_f.add_collection(LineCollection(segments, colors=rgba, lw=2.4 if snapped else 1.1))
+                    ax_a.plot(t_us, amp, color=colour, lw=1.1)
         t0 += seg.n_samples
     total_us = t0 / fs * 1e6
     for ci, ch in enumerate(channels):
         ax_f, ax_a = axes[2 * ci], axes[2 * ci + 1]
+        ax_f.autoscale_view()  # line collections do not move the limits by themselves
         ax_f.set_ylabel(f"{ch}: frequency (MHz)")
         ax_f.ticklabel_format(axis="y", useOffset=False)
         ax_a.set_ylabel(f"{ch}: amplitude (FS)")
@@ -119,19 +136,19 @@ def plot_program(program: Any, *, fig=None, path: str | Path | None = None, poin
                 mode = {"wait_trig": "waits for trigger", "loop_n": f"loop x{seg.loops}" if seg.loops > 1 else "once"}.get(seg.mode, "once")
                 extra = " (eased)" if seg.name in eased else ""
                 ax_f.text(x0, 1.01, f" {seg.name}: {mode}{extra}", transform=ax_f.get_xaxis_transform(), rotation=30, fontsize=7, va="bottom")
-        for (seg_name, ch_name, tone), shift in snaps.items():
-            if ch_name != ch:
-                continue
-            start, seg = next((s, g) for s, g in starts if g.name == seg_name)
-            x = (start + seg.n_samples / 2) / fs * 1e6
-            f = next(sp.f0_hz for p in seg.track(ch).pieces for sp in p.tones if sp.tone == tone)
-            ax_f.annotate(f"snapped {shift / 1e3:+.1f} kHz", (x, f / 1e6), fontsize=6, color=cmap(tone), xytext=(0, 4), textcoords="offset points")
+        for start, seg in starts:  # one label per segment (tone by tone they overlap)
+            shifts = [shift for (seg_name, ch_name, _), shift in snaps.items() if ch_name == ch and seg_name == seg.name]
+            if shifts:
+                x = (start + seg.n_samples / 2) / fs * 1e6
+                big = max(shifts, key=abs)
+                label = f"{len(shifts)} snapped, up to {big / 1e3:+.1f} kHz"
+                ax_f.text(x, 0.98, label, transform=ax_f.get_xaxis_transform(), fontsize=6, ha="center", va="top", color="0.25")
     axes[-1].set_xlabel("time along the step walk, each step once (us)")
     axes[-1].set_xlim(0, total_us)
     last = getattr(ir, "last_step", "ring")
     fig.suptitle(
-        f"{len(ir.segments)} segments at {fs / 1e6:g} MS/s; shaded: looped (blue), waits for a trigger (orange); thick: snapped tones; "
-        f"after the last step: {'back to the first' if last == 'ring' else 'end'}",
+        f"{len(ir.segments)} segments at {fs / 1e6:g} MS/s; shaded: looped (blue), waits for a trigger (orange); colour: one per tone; "
+        f"faint: low amplitude; thick: snapped tones; after the last step: {'back to the first' if last == 'ring' else 'end'}",
         fontsize=9,
     )
     save_figure(fig, path)

@@ -37,12 +37,18 @@ def test_a_program_is_drawn_before_it_plays_without_touching_the_backend(compile
     for seg in compiled.quantized.segments:
         assert any(text.startswith(f" {seg.name}:") for text in labels)
     assert any("waits for trigger" in t for t in labels) and any("loop x4" in t for t in labels)
-    # every tone of every piece is drawn: as many frequency lines on H as H has tone spans
-    spans = sum(len(p.tones) for s in compiled.quantized.segments for p in s.track("H").pieces)
-    assert len(axes[0].lines) >= spans
+    # every tone of every piece is drawn: as many frequency lines on H as H has tone spans, each
+    # fading with its amplitude (a tone ramping off to zero ends faint)
+    spans = [sp for s in compiled.quantized.segments for p in s.track("H").pieces for sp in p.tones]
+    lines = axes[0].collections
+    assert len([c for c in lines if len(c.get_segments())]) >= len(spans)
     # the drawn frequencies are the program's: the first H tone's line starts at its frequency
     first = compiled.quantized.segments[0].track("H").pieces[0].tones[0]
-    assert any(np.isclose(line.get_ydata()[0], first.f0_hz / 1e6) for line in axes[0].lines)
+    assert any(c.get_segments() and np.isclose(c.get_segments()[0][0][1], first.f0_hz / 1e6) for c in lines)
+    fading = [sp for sp in spans if sp.a0 > 0 and sp.a1 == 0]
+    assert fading  # the demo drops empty traps
+    alphas = [c.get_colors()[:, 3] for c in lines if len(c.get_segments()) > 2]
+    assert any(a[0] > 0.5 and a[-1] <= 0.13 for a in alphas)  # drawn fading out
 
 
 def test_irs_plot_too_and_into_a_given_figure(compiled):
