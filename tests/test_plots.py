@@ -128,3 +128,14 @@ def test_each_extra_installs_what_its_commands_need():
     assert any(r.startswith("matplotlib") for r in extras["hil"])  # awgrt hil draws its figures
     assert any(r.startswith("pyvisa") for r in extras["hil"]) and any(r.startswith("spcm") for r in extras["card"])
     assert any(r.startswith("matplotlib") for r in extras["plot"])
+
+
+def test_a_simulated_run_is_drawn_with_its_steps_named(compiled, tmp_path):
+    from awgrt.sim import simulate
+
+    run = simulate(compiled, triggers=[625, 50_000], n_samples=150_000)
+    fig = run.plot(compiled, path=tmp_path / "run.png")
+    assert (tmp_path / "run.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    for e in run.events:
+        assert f"{e.step}: {compiled.steps[e.step].name}" in " ".join(texts)  # named, not a slot index

@@ -37,6 +37,24 @@ class Playback:
         """The program's segment names in the order the steps were entered."""
         return [program.steps[e.step].name for e in self.events]
 
+    def plot(self, program: CompiledSequenceProgram, *, path=None, fig=None, amplitude_mv: float | None = None):
+        """What was played (:func:`awgrt.plot.plot_playback`), every step entry named after its
+        step (its segment's name) and the channels after ``program``'s logical channels: a
+        matplotlib Figure, saved as PNG to ``path`` if given."""
+        from ..plot import plot_playback
+
+        names = sorted(program.hardware_channels, key=lambda ch: program.hardware_channels[ch])
+        return plot_playback(
+            self.samples,
+            self.sample_rate_hz,
+            [(e.sample, f"{e.step}: {program.steps[e.step].name}") for e in self.events],
+            path,
+            channel_names=names if len(names) == self.samples.shape[1] else None,
+            triggers=self.triggers,
+            amplitude_mv=amplitude_mv,
+            fig=fig,
+        )
+
 
 def simulate(
     program: CompiledSequenceProgram,
