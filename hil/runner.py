@@ -68,7 +68,7 @@ from .scopes import AcquisitionSettings, ChannelSettings, TriggerSettings
 from .simrig.faults import Faults
 from .suite import CHANNELS, CLIP, FULL_SCALE, GAIN, SUITE, Check, SuiteProgram, program_named
 from .timeline import Timeline
-from .trends import append_history
+from .trends import append_history, history_path
 
 log = logging.getLogger(__name__)
 
@@ -588,10 +588,21 @@ def recheck_main(folder: str | Path, rig: str, out_dir: str | Path, plots: bool 
 
 
 def _printed(report: SuiteReport, out_dir: str | Path) -> int:
-    for r in report.results:
-        mark = "ok  " if r.passed else ("INC " if r.inconclusive else "FAIL")
-        why = f"  ({r.inconclusive})" if r.inconclusive else ""
-        print(f"{mark} {r.program:16s} {r.name:40s} {_fmt(r.measured):>10s} +- {_fmt(r.sigma):<9s} limit {_fmt(r.limit):>8s} {r.unit}{why}")
-    print(f"\n{len(report.results) - len(report.failures())}/{len(report.results)} checks passed; report in {Path(out_dir).resolve()}")
+    """One line per program (its checks all passed), and every check that did not pass in full;
+    every check is in the report folder."""
+    programs = list(dict.fromkeys(r.program for r in report.results))
+    for prog in programs:
+        mine = [r for r in report.results if r.program == prog]
+        bad = [r for r in mine if not r.passed]
+        mark = "ok  " if not bad else "FAIL" if any(not r.inconclusive for r in bad) else "INC "
+        print(f"{mark} {prog:16s} {len(mine) - len(bad)}/{len(mine)} checks passed")
+        for r in bad:
+            mark = "INC " if r.inconclusive else "FAIL"
+            why = f"  ({r.inconclusive})" if r.inconclusive else ""
+            print(f"  {mark} {r.name:40s} {_fmt(r.measured):>10s} +- {_fmt(r.sigma):<9s} limit {_fmt(r.limit):>8s} {r.unit}{why}")
+    folder = Path(out_dir).resolve()
+    print(f"\n{len(report.results) - len(report.failures())}/{len(report.results)} checks passed; report in {folder} (every check: summary.md)")
+    if not report.faults and (history_path(folder)).exists():
+        print(f"history (for awgrt hil --trend): {history_path(folder)}")
     sys.stdout.flush()
     return 0 if report.passed else 1

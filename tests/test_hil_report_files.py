@@ -127,3 +127,20 @@ def test_each_check_figure_shows_what_its_check_measured(tmp_path):
     assert {"chirp_rate", "frequency", "phase_jump", "wrap_step", "wrap_spur", "scope_timebase"} <= pngs
     summary = (tmp_path / "summary.md").read_text()
     assert "scope's timebase runs +20" in summary and "simulated scope's is set 20 ppm fast" in summary
+
+
+def test_the_printed_verdict_is_a_line_per_program_and_every_check_that_did_not_pass(tmp_path, capsys):
+    from hil.analysis.result import CheckResult
+    from hil.runner import SuiteReport, _printed
+
+    ok = [CheckResult("phase_jump", "a", f"edge {i}", 0.01, 0.01, 0.5, "deg") for i in range(30)]
+    bad = CheckResult("wrap_step", "b", "wrap", 2.0, 0.01, 0.5, "deg")
+    unsure = CheckResult("tone_freq", "b", "H 0", 1.0, 9.0, 2.0, "Hz", inconclusive="record clipped")
+    rc = _printed(SuiteReport((*ok, bad, unsure, *ok[:2]), "sim", ()), tmp_path / "run")
+    out = capsys.readouterr().out.splitlines()
+    assert rc == 1
+    assert out[0].startswith("ok   a") and out[0].endswith("32/32 checks passed")  # grouped by program
+    assert out[1].startswith("FAIL b") and out[1].endswith("0/2 checks passed")
+    assert out[2].lstrip().startswith("FAIL wrap_step") and "INC " in out[3] and "(record clipped)" in out[3]
+    assert sum("phase_jump" in line for line in out) == 0  # passing checks are in the report, not one line each
+    assert any("32/34 checks passed" in line for line in out)
