@@ -1,6 +1,7 @@
 """A small progress bar for long work, drawn on stderr only once the work has taken a second.
 
-Short jobs print nothing; long ones show ``desc [#####.....] 52% 1.3 s`` and a final line. On a
+Short jobs print nothing; long ones show ``desc [#####.....] 52% 1.3 s, about 1.2 s left: what``
+(``what``: the part in hand, :attr:`Progress.note`) and a final line. On a
 terminal the bar redraws in place; when the stream is not a terminal (a log file, CI) it writes a
 plain line every 10 % instead, with no carriage returns. Thread-safe: workers may advance it.
 No dependency beyond the standard library, so the core keeps numpy and scipy as its only needs.
@@ -31,6 +32,9 @@ class Progress:
         isatty = getattr(self.stream, "isatty", None)
         self.terminal = bool(isatty and isatty())
         self._last_tenth = -1
+        #: What is being worked on now (a segment's name, ...): shown after the time.
+        self.note = ""
+        self._width = 0  # of the line drawn last on a terminal (a shorter one covers it)
 
     def __enter__(self) -> Progress:
         return self
@@ -56,12 +60,16 @@ class Progress:
     def _draw(self, final: bool = False) -> None:
         frac = min(1.0, self.done / self.total)
         elapsed = time.perf_counter() - self.start
+        left = f", about {elapsed * (1 - frac) / frac:.1f} s left" if 0.02 <= frac < 1 and not final else ""
+        what = f": {self.note}" if self.note and not final else ""
         if self.terminal:
             bar = "#" * int(30 * frac) + "." * (30 - int(30 * frac))
-            self.stream.write(f"\r{self.desc} [{bar}] {100 * frac:3.0f}% {elapsed:.1f} s" + ("\n" if final else ""))
+            line = f"\r{self.desc} [{bar}] {100 * frac:3.0f}% {elapsed:.1f} s{left}{what}"
+            self.stream.write(line.ljust(self._width) + ("\n" if final else ""))
+            self._width = len(line)
         else:  # a log: whole lines, one per tenth
             self._last_tenth = int(10 * frac)
-            self.stream.write(f"{self.desc}: {100 * frac:3.0f}% after {elapsed:.1f} s\n")
+            self.stream.write(f"{self.desc}: {100 * frac:3.0f}% after {elapsed:.1f} s{left}{what}\n")
         self.stream.flush()
         self.shown = True
         self._last_draw = time.perf_counter()

@@ -80,3 +80,15 @@ def test_the_cli_shows_the_log_when_asked(capsys):
     assert "awgrt.compiler.compile: INFO: compiled" in err and "DEBUG" not in err  # debug lines need -vv
     assert main(["-vv", "demo", "--no-play"]) == 0
     assert "awgrt.compiler.compile: DEBUG: synthesised" in capsys.readouterr().err
+
+
+def test_the_bar_says_how_long_is_left_and_what_is_in_hand():
+    log = io.StringIO()
+    with Progress(100, "synthesising", delay_s=0.0, stream=log) as bar:
+        for i in range(100):
+            bar.note = f"segment 's{i // 50}'"
+            bar.advance()
+    lines = log.getvalue().splitlines()
+    middle = next(line for line in lines if line.startswith("synthesising:  50%"))
+    assert ", about " in middle and " s left: segment 's" in middle
+    assert lines[-1].startswith("synthesising: 100% after") and "left" not in lines[-1] and "segment" not in lines[-1]

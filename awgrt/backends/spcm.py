@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from .. import spectrum as sp
+from .._progress import Progress
 from ..card import CARDS, XIO_LINES, CardSpec, ClockConfig, as_int64
 from ..errors import CardError, ProgramError
 from ..program import CompiledSequenceProgram, StepEvent
@@ -420,8 +421,12 @@ class SpcmBackend(BackendBase):
         self._require_open()
         with self._step(f"setting MAXSEGMENTS={program.max_segments}"):
             self._set(sp.SPC_SEQMODE_MAXSEGMENTS, program.max_segments)
-        for i in range(len(program.segments)):
-            self._write_slot(i, program)
+        total = sum(s.data.nbytes for s in program.segments)
+        with Progress(total, "uploading") as bar:  # shown once it takes a second (GiB over PCIe)
+            for i, seg in enumerate(program.segments):
+                bar.note = f"segment {seg.name!r}"
+                self._write_slot(i, program)
+                bar.advance(seg.data.nbytes)
         self._write_steps(program)
         with self._step("reading the multi-purpose lines' modes"):
             current = [self._get(sp.SPCM_X0_MODE + line) for line in range(XIO_LINES)]

@@ -162,6 +162,7 @@ def compile_sequence_program(
     began = time.perf_counter()
     with Progress(quantized.n_samples, "synthesising", enabled=progress) as bar, single_threaded_blas():  # entered once: it costs ~1 ms
         for seg, slot in zip(quantized.segments, quantized.segment_slot):
+            bar.note = f"segment {seg.name!r}"
             result = _segment_samples(seg, quantized, cache, gain, clip, full_scale, synthesised, int(workers), fast_math, bar)
             results.append(result)
             seg_report = SegmentReport.of(seg, slot, result, quantized)
