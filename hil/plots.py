@@ -11,6 +11,16 @@ from awgrt.plot import new_figure, save_figure
 from .analysis.result import CheckResult
 
 
+def _quantity(value: float, unit: str, digits: int) -> str:
+    """``value`` with its unit, a time in ns shown in us, ms or s when that reads better (a limit
+    of 2e+06 ns is 2 ms)."""
+    if unit == "ns" and np.isfinite(value):
+        for scale, name in ((1e9, "s"), (1e6, "ms"), (1e3, "us")):
+            if abs(value) >= scale:
+                return f"{value / scale:.{digits}g} {name}"
+    return f"{value:.{digits}g} {unit}"
+
+
 def _limits(ax, limit: float) -> None:
     for s in (1, -1):
         ax.axhline(s * limit, color="tab:red", ls="--", lw=0.8)
@@ -145,19 +155,33 @@ def plot_check(r: CheckResult, path: str | Path) -> Path:
         axes.set_ylabel("V")
         axes.legend(loc="upper right")
     elif kind == "tracks":
+        ylabel = str(r.plot.get("ylabel", r.unit))
         for name, t, values in r.plot["tracks"]:
-            axes.plot(np.asarray(t) * 1e6, values, ".-", ms=2, lw=0.6, label=name)
+            y = np.asarray(values, dtype=float)
+            if "phase" in ylabel and "deg" in ylabel and y.size:  # a wrap through +-180 deg is no 350 deg jump
+                y = np.degrees(np.unwrap(np.radians(y)))
+            axes.plot(np.asarray(t) * 1e6, y, ".-", ms=2, lw=0.6, label=name)
         axes.set_xlabel("time from trigger (us)")
         axes.set_ylabel(r.plot.get("ylabel", r.unit))
         if len(r.plot["tracks"]) <= 8:
             axes.legend(fontsize=7)
     elif kind == "levels":
-        axes.bar(r.plot["labels"], r.plot["values"], yerr=r.plot.get("sigmas"), color="tab:blue")
-        axes.axhline(r.limit, color="tab:red", ls="--", lw=0.8)
-        if r.two_sided:
-            axes.axhline(-r.limit, color="tab:red", ls="--", lw=0.8)
-        axes.set_ylabel(r.unit)
+        labels, values = list(r.plot["labels"]), [float(v) for v in r.plot["values"]]
+        x = np.arange(len(labels))
+        axes.bar(x, values, color="tab:blue", alpha=0.35, width=0.6)
+        # a marker and the number too: a value far below its limit is no invisible sliver
+        axes.errorbar(x, values, yerr=r.plot.get("sigmas"), fmt="o", color="tab:blue", ms=5, capsize=4)
+        for xi, v in zip(x, values):
+            axes.annotate(f"{v:.3g}", (xi, v), xytext=(8, 0), textcoords="offset points", fontsize=7, va="center")
+        judged = r.plot.get("judged", range(len(labels)))  # the bars the limit applies to
+        for xi in judged:
+            for sign in (1, -1) if r.two_sided else (1,):
+                axes.hlines(sign * r.limit, xi - 0.4, xi + 0.4, color="tab:red", ls="--", lw=1.0)
+        axes.set_xticks(x, labels)
+        axes.set_xlim(-0.7, len(labels) - 0.3)
+        axes.set_ylabel(f"{r.unit} (limit: red, dashed)")
     verdict = r.verdict.upper() if not r.passed else "pass"
-    fig.suptitle(f"{r.program}: {r.name} = {r.measured:.4g} +- {r.sigma:.2g} {r.unit} (limit {r.limit:.4g}) {verdict}", fontsize=9)
+    value = f"{_quantity(r.measured, r.unit, 4)} +- {_quantity(r.sigma, r.unit, 2)} (limit {_quantity(r.limit, r.unit, 4)})"
+    fig.suptitle(f"{r.program}: {r.name} = {value} {verdict}", fontsize=9)
     save_figure(fig, path, dpi=90)
     return Path(path)

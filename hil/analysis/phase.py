@@ -303,8 +303,9 @@ def boundary_checks(
             "frequency_step", obs.program, where, (sr - sl) * 1e6, math.hypot(el, er) * 1e6, limits.frequency_step_ppm, "ppm",
             detail={"boundary_sample": b.sample, "scale_left": sl, "scale_right": sr, "window_s": b.window_s},
             plot={
-                "kind": "levels", "labels": ["left - nominal", "right - nominal"],
-                "values": [(sl - 1) * 1e6, (sr - 1) * 1e6], "sigmas": [el * 1e6, er * 1e6],
+                "kind": "levels", "labels": ["left - nominal", "right - nominal", "right - left (checked)"],
+                "values": [(sl - 1) * 1e6, (sr - 1) * 1e6, (sr - sl) * 1e6], "sigmas": [el * 1e6, er * 1e6, math.hypot(el, er) * 1e6],
+                "judged": [2],  # the limit applies to the difference, not to each side
             },
         )  # fmt: skip
         out.append(_judged(freq, obs, [b], limits))
