@@ -144,3 +144,34 @@ def test_the_printed_verdict_is_a_line_per_program_and_every_check_that_did_not_
     assert out[2].lstrip().startswith("FAIL wrap_step") and "INC " in out[3] and "(record clipped)" in out[3]
     assert sum("phase_jump" in line for line in out) == 0  # passing checks are in the report, not one line each
     assert any("32/34 checks passed" in line for line in out)
+
+
+def test_figure_titles_give_times_in_a_readable_unit_and_levels_are_never_invisible(tmp_path):
+    from hil.analysis.result import CheckResult
+    from hil.plots import _quantity, plot_check
+
+    assert _quantity(2e6, "ns", 4) == "2 ms" and _quantity(1500.0, "ns", 4) == "1.5 us" and _quantity(0.12, "ns", 2) == "0.12 ns"
+    assert _quantity(3.0, "deg", 4) == "3 deg"
+    r = CheckResult(
+        "frequency_step", "p", "a->b", 0.67, 1.1, 15.0, "ppm",
+        plot={"kind": "levels", "labels": ["left", "right", "right - left"], "values": [-20.5, -19.8, 0.67], "sigmas": [0.4, 0.4, 1.1], "judged": [2]},
+    )  # fmt: skip
+    fig_path = plot_check(r, tmp_path / "f.png")
+    assert fig_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    import matplotlib.pyplot as plt
+
+    from hil import plots
+
+    drawn = {}
+    real = plots.save_figure
+    plots.save_figure = lambda fig, path, dpi=90: drawn.setdefault("fig", fig) and real(fig, path, dpi=dpi)
+    try:
+        plot_check(r, tmp_path / "g.png")
+    finally:
+        plots.save_figure = real
+    ax = drawn["fig"].axes[0]
+    limit_lines = [c for c in ax.collections if c.get_linestyle() and c.get_segments() and abs(c.get_segments()[0][0][1]) == 15.0]
+    spans = sorted((seg[0][0], seg[1][0]) for c in limit_lines for seg in c.get_segments())
+    assert spans and all(1.5 < a < b < 2.5 for a, b in spans)  # the limit over the judged difference only
+    assert {t.get_text() for t in ax.texts} >= {"-20.5", "-19.8", "0.67"}  # every level's number is written
+    plt.close("all")
