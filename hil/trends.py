@@ -238,10 +238,13 @@ def trend_report(where: str | Path, *, nights: int = NIGHTS, k: float = DRIFT_K,
         "| figure | nights | latest | mean | scatter | deviation | limit | verdict | plot |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
+    def number(v: float, spec: str) -> str:
+        return format(v, spec) if math.isfinite(v) else "-"  # no verdict yet: nothing to show, not nan
+
     for t in trends:
         f = t.figure
         png = ""
-        if plots:
+        if plots and len(f.runs) > 1:  # one night is a point, not a trend: no figure for it
             png = f"[png]({plot_trend(t, out / _filename(f.key), nights=nights, k=k).relative_to(folder).as_posix()})"
         verdict = "no verdict" if t.drifting is None else "**DRIFT**" if t.drifting else "steady"
         if not f.passed[-1]:
@@ -249,11 +252,11 @@ def trend_report(where: str | Path, *, nights: int = NIGHTS, k: float = DRIFT_K,
         cells = [
             f.key,
             str(len(f.runs)),
-            f"{f.measured[-1]:.4g} {f.unit}",
-            f"{t.mean:.4g}",
-            f"{t.scatter:.3g}",
-            f"{t.deviation:+.1f}",
-            f"{f.limit[-1]:.4g}",
+            f"{number(f.measured[-1], '.4g')} {f.unit}",
+            number(t.mean, ".4g"),
+            number(t.scatter, ".3g"),
+            number(t.deviation, "+.1f"),
+            number(f.limit[-1], ".4g"),
             verdict,
             png,
         ]
@@ -272,5 +275,8 @@ def main(where: str | Path, *, nights: int = NIGHTS, plots: bool = True) -> int:
         print(f"DRIFT {f.key}: {f.measured[-1]:.4g} {f.unit}, {t.deviation:+.1f} scatters from {t.mean:.4g} (limit {f.limit[-1]:.4g})")
     judged = sum(t.drifting is not None for t in trends)
     folder = Path(where) if Path(where).is_dir() else Path(where).parent
+    most = max((len(t.figure.runs) for t in trends), default=0)
+    if trends and not judged:
+        print(f"the history holds {most} night(s): trends need {MIN_NIGHTS + 1} (each figure's table row is in {folder / 'trends' / 'summary.md'})")
     print(f"{len(drifting)} of {judged} figures with enough nights drift ({len(trends)} figures); see {folder / 'trends'}")
     return 1 if drifting else 0

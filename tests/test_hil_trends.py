@@ -105,3 +105,14 @@ def test_a_torn_last_line_does_not_swallow_the_next_runs_first_entry(tmp_path) -
     _night(tmp_path, 5, 0.0, 0.05, -75.0)
     figures = load_history(tmp_path / HISTORY_NAME)
     assert all(len(f.runs) == 4 for f in figures), [(f.name, len(f.runs)) for f in figures]
+
+
+def test_one_night_is_no_trend_no_figures_no_nan(tmp_path, capsys) -> None:
+    _night(tmp_path, 1, 0.01, 0.05, -75.0)
+    assert awgrt_main(["hil", "--trend", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "the history holds 1 night(s): trends need 6" in out
+    trends = tmp_path / "trends"
+    assert not list(trends.glob("*.png"))  # a point is not a trend: no figure for it
+    table = (trends / "summary.md").read_text()
+    assert "nan" not in table and "| 1 | 0.01 deg | - | - | - |" in table
