@@ -28,6 +28,7 @@ from ._warn import warn
 from .calibration import AODCalibration, PositionCalibration
 from .errors import ProgramError, UnitWarning
 from .ir.intent import (
+    LAST_STEP_MODES,
     PHASE_MODES,
     SEGMENT_MODES,
     AddTone,
@@ -185,7 +186,7 @@ class AWGProgramBuilder:
         self._definitions: list[Definition] = []
         self._segments: list[dict] = []
         self._channel: str | None = None
-        self._last_step = "ring"
+        self._last_step = "auto"
         self._calibrations: list[tuple[str, AODCalibration]] = []
         self._positions: list[tuple[str, PositionCalibration]] = []
 
@@ -246,8 +247,14 @@ class AWGProgramBuilder:
         return self
 
     def last_step(self, mode: LastStep) -> AWGProgramBuilder:
-        """``"ring"`` (default): the last segment is followed by the first. ``"end"``: the
-        sequence stops after the last segment and the outputs go to their stop level."""
+        """What the card does after the last segment. ``"ring"``: it plays the first again (a
+        program that ends as it starts replays seamlessly: its phases are closed round the ring).
+        ``"end"``: the sequence stops there and the outputs go to their stop level. ``"auto"``
+        (the default): ``"ring"`` when the program comes back to its start (every channel ends
+        with the tones, frequencies and amplitudes it starts with), else ``"end"``; the compile
+        report says which, and why."""
+        if mode not in LAST_STEP_MODES:
+            raise ProgramError(f"last_step({mode!r}): the mode must be one of {LAST_STEP_MODES}", op="last_step", value=mode)
         self._last_step = mode
         return self
 

@@ -52,8 +52,7 @@ def program(card, amp: float = 0.3, loops: int = 3, end: bool = False, hold_us: 
         .segment("loop", mode="loop_n", loops=loops)
         .hold(time=1.6e-6)
     )
-    if end:
-        b.last_step("end")
+    b.last_step("end" if end else "ring")
     q = quantize_resolved_ir(b.build_resolved_ir(sample_rate_hz=FS), {"H": 0}, card)
     return compile_sequence_program(q, progress=False)
 

@@ -162,6 +162,17 @@ def test_a_program_that_does_not_end_as_it_starts_is_said_so_once_plainly_at_the
     import rearrange
 
     b = rearrange.build([1, 2, 5, 6, 8, 11, 13, 14])
+    # by default a program that does not come back to its start ends: no ring edge, no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", WrapWarning)
+        q = quantize_resolved_ir(b.build_resolved_ir(sample_rate_hz=625e6), {"H": 0, "V": 1})
+    assert q.last_step == "end" and not [x for x in q.boundaries if x.kind == "ring"]
+    said = [n.detail for n in q.notes if n.kind == "last_step"]
+    assert len(said) == 1 and said[0].startswith("END: the program does not come back to its start (channel 'H' starts with 16 tone(s) and ends with 8)")
+    program = compile_sequence_program(q, progress=False)
+    assert [st.end for st in program.steps] == [False] * 4 + [True]
+    # asked to ring, it says once, plainly, at the user's line, what the ring edge does
+    b.last_step("ring")
     with pytest.warns(WrapWarning) as rec:
         quantize_resolved_ir(b.build_resolved_ir(sample_rate_hz=625e6), {"H": 0, "V": 1})
     ring = [w for w in rec if "ring edge" in str(w.message)]
@@ -178,3 +189,34 @@ def test_a_program_that_does_not_end_as_it_starts_is_said_so_once_plainly_at_the
     with warnings.catch_warnings():
         warnings.simplefilter("error", WrapWarning)  # the fix it names silences it
         quantize_resolved_ir(b.last_step("end").build_resolved_ir(sample_rate_hz=625e6), {"H": 0, "V": 1})
+
+
+def test_by_default_a_program_rings_when_it_comes_back_to_its_start_and_ends_when_it_does_not():
+    from awgrt.errors import ProgramError
+
+    # out 1 MHz and back: every tone ends where it starts -> ring, closed in phase as asked for "ring"
+    q, compiled = _compile(_program(last_step="auto"))
+    assert q.last_step == "ring" and not compiled.steps[-1].end and compiled.steps[-1].next == 0
+    assert next(b for b in q.boundaries if b.kind == "ring").continuous
+    note = [n for n in q.notes if n.kind == "last_step"]
+    assert len(note) == 1 and note[0].detail.startswith("ring: the program comes back to its start")
+    assert "After the last step:" in str(compiled.report) and note[0].detail in str(compiled.report)
+    # back by only 0.5 MHz: ends 0.5 MHz above its start -> END, naming the tone and both frequencies
+    q, compiled = _compile(_program(last_step="auto", back=-0.5e6))
+    assert q.last_step == "end" and compiled.steps[-1].end
+    assert not [b for b in q.boundaries if b.kind == "ring"]
+    (note,) = [n.detail for n in q.notes if n.kind == "last_step"]
+    assert "channel 'H' starts with a tone at 71.3 MHz and ends with it at 71.8 MHz" in note, note
+    # an amplitude that ends elsewhere is a program that does not come back either
+    b = AWGProgramBuilder().logical_channel("H")
+    b.define("d", logical_channel="H", freqs=[80e6], amps=[0.2], phases=[0.0])
+    b.segment("a", mode="wait_trig").tones("H").use_def("d").hold(time=2e-6)
+    b.segment("b").tones("H").ramp_amp_to(amps=0.3, time=2e-6)
+    q, _ = _compile(b)
+    assert q.last_step == "end"
+    assert "amplitude 0.2 and ends with it at 0.3" in next(n.detail for n in q.notes if n.kind == "last_step")
+    # the mode is checked when it is given, and an explicit choice is not second-guessed
+    with pytest.raises(ProgramError, match=r"last_step\('loop'\).*\('auto', 'ring', 'end'\)"):
+        AWGProgramBuilder().last_step("loop")
+    q, _ = _compile(b.last_step("ring"))
+    assert q.last_step == "ring" and not [n for n in q.notes if n.kind == "last_step"]

@@ -523,6 +523,7 @@ def _compiled(kind: str) -> CompiledSequenceProgram:
         b.segment("b", mode="loop_n", loops=3).tones("H").hold(time=0.4e-6)
         b.segment("c", mode="wait_trig").tones("H").hold(time=0.7e-6)
         b.segment("d", mode="once").tones("H").move(df=1e6, time=0.5e-6)
+        b.last_step("ring")  # ends 1 MHz away from its start: rings only when asked
         q = quantize_resolved_ir(b.build_resolved_ir(sample_rate_hz=FS), {"H": 0}, CARDS[C2])
     else:
         b.logical_channel("V")
@@ -532,8 +533,7 @@ def _compiled(kind: str) -> CompiledSequenceProgram:
         b.segment("chirp", mode="once").tones("H").move(df=2e6, time=0.8e-6, idxs=[0])
         b.segment("loop", mode="loop_n", loops=2).tones("V").hold(time=0.5e-6)
         b.segment("wait2", mode="wait_trig").tones("V").ramp_amp_to(amps=[0.1], time=0.3e-6)
-        if kind == "2ch_end":
-            b.last_step("end")
+        b.last_step("end" if kind == "2ch_end" else "ring")
         mapping, card = ({"H": 0, "V": 1}, C2) if kind == "2ch_end" else ({"H": 0, "V": 3}, C4)
         q = quantize_resolved_ir(b.build_resolved_ir(sample_rate_hz=FS), mapping, CARDS[card])
     return compile_sequence_program(q, progress=False)

@@ -267,6 +267,7 @@ def test_a_tone_faded_to_zero_then_removed_is_seamless_and_the_ring_is_one_line(
         .tones("H")
         .remove_tones(idxs=[1])
         .move(df=1e6, time=10e-6)
+        .last_step("ring")  # asked to ring although it ends elsewhere: the edge is listed
     )
     _, q, program = compile_all(b)
     edge = next(x for x in q.boundaries if (x.from_segment, x.to_segment) == ("fade", "gone"))

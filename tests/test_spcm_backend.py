@@ -46,9 +46,7 @@ def _builder(amp: float = 0.5, loops: int = 3, end: bool = False) -> AWGProgramB
         .tones("H")
         .move(df=1e6, time=3e-6)
     )
-    if end:
-        b.last_step("end")
-    return b
+    return b.last_step("end" if end else "ring")
 
 
 def _program(amp: float = 0.5, loops: int = 3, end: bool = False, hw=None):

@@ -209,6 +209,7 @@ class CompileReport:
             ("Deliberate jumps (ops of time 0)", ("instant",)),
             ("AOD-calibrated channels (amplitudes asked as optical power)", ("calibrated", "saturation")),
             ("Channels and memory", ("channels", "slots_padded", "slots_shared")),
+            ("After the last step", ("last_step",)),
         ]
         for title, kinds in sections:
             notes = [n for n in self.notes if n.kind in kinds]

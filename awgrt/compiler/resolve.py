@@ -44,6 +44,7 @@ from ..ir.intent import (
 )
 from ..ir.resolved import ChannelTrack, Note, Optical, Piece, ResolvedIR, Segment, ToneOrigin, ToneSpan
 from ..ir.shapes import CONSTANT, check_amp_shape, span_amp_kind
+from .ring import how_it_differs
 
 #: A realised op length further than this from the requested one (in samples) is reported.
 ROUNDING_REPORT_SAMPLES = 1e-6
@@ -426,12 +427,21 @@ def resolve_intent_ir(intent: IntentIR, sample_rate_hz: float) -> ResolvedIR:
     sample_rate_hz = float(sample_rate_hz)
     walker = _Walker(intent, sample_rate_hz)
     segments = tuple(walker.remembered_segment(s) for s in intent.segments)
+    last_step, notes = intent.last_step, list(walker.notes)
+    if last_step == "auto":
+        why = how_it_differs(segments)
+        last_step = "ring" if why is None else "end"
+        if why is None:
+            detail = "ring: the program comes back to its start, so the card plays it again and again (.last_step('end') stops after one pass)"
+        else:
+            detail = f"END: the program does not come back to its start ({why}), so the card stops after its last step (.last_step('ring') replays it)"
+        notes.append(Note("last_step", segments[-1].name, detail))
     return ResolvedIR(
         sample_rate_hz=sample_rate_hz,
         logical_channels=intent.logical_channels,
         segments=segments,
         tone_origins=tuple(walker.origins),
-        last_step=intent.last_step,
+        last_step=last_step,
         intent_digest=intent.digest,
-        notes=tuple(walker.notes),
+        notes=tuple(notes),
     )

@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+from ..ir.boundary import format_hz
 from ..ir.resolved import ChannelTrack, Note, Piece, Segment, ToneSpan
 from .phases import check_boundary
 
@@ -52,6 +53,25 @@ def ring_tones(segments: tuple[Segment, ...]) -> set[int]:
         return set()
     ends = {(t.channel, s.tone): s.f1_hz for t in segments[-1].tracks for s in t.exit}
     return {s.tone for t in segments[0].tracks for s in t.entry if ends.get((t.channel, s.tone)) == s.f0_hz}
+
+
+def how_it_differs(segments: tuple[Segment, ...]) -> str | None:
+    """Why the program does not come back to its start, or None when it does: every channel
+    ends the last segment with the tones it starts the first with, at the same frequencies and
+    amplitudes (``segments`` as asked). Names the first channel that differs and how."""
+    starts = {t.channel: sorted((s.f0_hz, s.a0) for s in t.entry) for t in segments[0].tracks}
+    ends = {t.channel: sorted((s.f1_hz, s.a1) for s in t.exit) for t in segments[-1].tracks}
+    for ch in dict.fromkeys([*starts, *ends]):
+        a, b = starts.get(ch, []), ends.get(ch, [])
+        if a == b:
+            continue
+        if len(a) != len(b):
+            return f"channel {ch!r} starts with {len(a)} tone(s) and ends with {len(b)}"
+        (fa, aa), (fb, ab) = next((x, y) for x, y in zip(a, b) if x != y)
+        if fa != fb:
+            return f"channel {ch!r} starts with a tone at {format_hz(fa)} and ends with it at {format_hz(fb)}"
+        return f"channel {ch!r} starts with a tone at {format_hz(fa)} of amplitude {aa:g} and ends with it at {ab:g}"
+    return None
 
 
 def ring_gaps(phased: tuple[Segment, ...], tones: set[int], fs: float) -> dict[ToneKey, float]:

@@ -49,7 +49,7 @@ SegmentMode = Literal["once", "loop_n", "wait_trig"]
 #: What happens to the tones' phases at a segment's start.
 PhaseMode = Literal["continue", "optimise", "manual"]
 #: What follows the last step: back to the first, or the end of the sequence.
-LastStep = Literal["ring", "end"]
+LastStep = Literal["auto", "ring", "end"]
 SEGMENT_MODES: tuple[str, ...] = get_args(SegmentMode)
 PHASE_MODES: tuple[str, ...] = get_args(PhaseMode)
 LAST_STEP_MODES: tuple[str, ...] = get_args(LastStep)
@@ -475,8 +475,10 @@ class IntentSegment:
 class IntentIR:
     """What you want: channels, definitions and segments in seconds and hertz (see module doc).
 
-    ``last_step`` is ``"ring"`` (the last segment is followed by the first, the default) or
-    ``"end"`` (the sequence stops after the last segment). ``calibrations``: (channel, AOD
+    ``last_step`` is ``"ring"`` (the last segment is followed by the first), ``"end"`` (the
+    sequence stops after the last segment) or ``"auto"`` (the default: ``"ring"`` for a program
+    that comes back to its start, ``"end"`` for one that does not; resolving decides and says so
+    in a ``last_step`` note). ``calibrations``: (channel, AOD
     calibration) pairs; a calibrated channel's amplitudes are optical powers (fractions of the
     calibration's maximum, see :mod:`awgrt.calibration`); the digest covers the calibrations.
     """
@@ -484,7 +486,7 @@ class IntentIR:
     logical_channels: tuple[str, ...]
     definitions: tuple[Definition, ...]
     segments: tuple[IntentSegment, ...]
-    last_step: str = "ring"
+    last_step: str = "auto"
     schema_version: int = SCHEMA_VERSION
     calibrations: tuple[tuple[str, AODCalibration], ...] = ()
     positions: tuple[tuple[str, PositionCalibration], ...] = ()
