@@ -60,7 +60,40 @@ def save_figure(fig, path: str | Path | None, dpi: int = 110) -> None:
 # ---------------------------------------------------------------------------------- programs
 
 
-def plot_program(program: Any, *, fig=None, path: str | Path | None = None, points_per_piece: int = 200):
+def _program_ir(program: Any, what: str) -> Any:
+    ir = getattr(program, "quantized", None) or program
+    if not hasattr(ir, "segments") or not ir.segments or not hasattr(ir.segments[0], "tracks"):
+        raise AWGRTError(
+            f"{what} draws a compiled program, a quantized IR or a resolved IR; a program loaded from a file keeps its intent program "
+            "(program.intent): compile that to plot it",
+            op="plot",
+        )
+    return ir
+
+
+def _positions(ir: Any, positions: Any) -> dict:
+    """{channel: PositionCalibration}: the program's own (``logical_channel(..., position=)``),
+    then those given."""
+    found = dict(getattr(ir, "positions", ()) or ())
+    found.update(dict(positions or {}))
+    return found
+
+
+def _calibrated(ir: Any) -> set[str]:
+    """Channels whose amplitudes were asked as optical power (an AOD calibration)."""
+    return {t.channel for s in ir.segments for t in s.tracks if any(sp.optical is not None for p in t.pieces for sp in p.tones)}
+
+
+def _where_and_how_much(span: Any, u: np.ndarray, position: Any, optical: bool) -> tuple[np.ndarray, np.ndarray]:
+    """A tone's place (um through ``position``, else MHz) and strength (the optical power asked on
+    a calibrated channel, else the RF amplitude) at normalised times ``u`` of its span."""
+    f = span.frequency_at(u)
+    where = np.asarray(position.position_um(f), dtype=np.float64) if position is not None else f / 1e6
+    much = span.power_at(u) if optical and span.optical is not None else span.amplitude_at(u)
+    return where, much
+
+
+def plot_program(program: Any, *, fig=None, path: str | Path | None = None, points_per_piece: int = 200, positions: Any = None):
     """Each tone's frequency and amplitude along the step walk, per channel (see module doc).
 
     ``program``: a ``CompiledSequenceProgram`` (its quantized IR), a ``QuantizedIR`` or a
@@ -68,15 +101,13 @@ def plot_program(program: Any, *, fig=None, path: str | Path | None = None, poin
     segment is shaded and labelled with its loop count, a trigger wait with "waits for trigger".
     Tones keep one colour across segments (by tone id); in the frequency panels a tone's line
     fades with its amplitude (a tone ramping off fades out instead of seeming to share a site with
-    the tone that stays). Amplitudes are fractions of full scale (RF; on an AOD-calibrated
-    channel, the RF amplitude of the asked optical power)."""
-    ir = getattr(program, "quantized", None) or program
-    if not hasattr(ir, "segments") or not ir.segments or not hasattr(ir.segments[0], "tracks"):
-        raise AWGRTError(
-            "plot_program draws a compiled program, a quantized IR or a resolved IR; a program loaded from a file keeps its intent program "
-            "(program.intent): compile that to plot it",
-            op="plot",
-        )
+    the tone that stays). A channel is drawn as it was asked: in um where it has a position
+    calibration (the program's own, or ``positions={channel: PositionCalibration}``), else in MHz;
+    its strength as the optical power asked (fraction of the calibration's maximum) on an
+    AOD-calibrated channel, else as RF amplitude (fraction of full scale)."""
+    ir = _program_ir(program, "plot_program")
+    where_of = _positions(ir, positions)
+    optical = _calibrated(ir)
     fs = ir.sample_rate_hz
     channels = list(getattr(ir, "hardware_channels", None) or getattr(ir, "logical_channels", None) or ())
     snaps = {(s.segment, s.channel, s.tone): s.shift_hz for s in getattr(ir, "snaps", ()) if s.shift_hz}
@@ -91,8 +122,10 @@ def plot_program(program: Any, *, fig=None, path: str | Path | None = None, poin
     peak: dict[str, float] = {}
     for g in ir.segments:
         for t in g.tracks:
-            top = max((max(s.a0, s.a1) for p in t.pieces for s in p.tones), default=0.0)
+            ends = np.array([0.0, 1.0])
+            top = max((float(_where_and_how_much(s, ends, None, t.channel in optical)[1].max()) for p in t.pieces for s in p.tones), default=0.0)
             peak[t.channel] = max(peak.get(t.channel, 0.0), top)
+    rf_axes = {ch: axes[2 * ci + 1].twinx() for ci, ch in enumerate(channels) if ch in optical}
     t0 = 0
     starts = []
     for seg in ir.segments:
@@ -106,7 +139,7 @@ def plot_program(program: Any, *, fig=None, path: str | Path | None = None, poin
                 for span in piece.tones:
                     colour = cmap(span.tone)
                     snapped = (seg.name, ch, span.tone) in snaps
-                    f_mhz, amp = span.frequency_at(u) / 1e6, span.amplitude_at(u)
+                    f_mhz, amp = _where_and_how_much(span, u, where_of.get(ch), ch in optical)
                     # the frequency line fades with the tone's amplitude (never quite away: 0.12)
                     weight = np.clip((amp[:-1] + amp[1:]) / (2 * peak[ch]), 0.12, 1.0) if peak[ch] > 0 else np.ones(u.size - 1)
                     points = np.column_stack([t_us, f_mhz]).reshape(-1, 1, 2)
@@ -115,15 +148,20 @@ def plot_program(program: Any, *, fig=None, path: str | Path | None = None, poin
                     segments = list(np.concatenate([points[:-1], points[1:]], axis=1))
                     ax_f.add_collection(LineCollection(segments, colors=rgba, lw=2.4 if snapped else 1.1))
                     ax_a.plot(t_us, amp, color=colour, lw=1.1)
+                    if ch in rf_axes:  # what the card plays for it: the RF amplitude of that power at that frequency
+                        rf_axes[ch].plot(t_us, span.amplitude_at(u), color=colour, lw=0.8, ls=":", alpha=0.8)
         t0 += seg.n_samples
     total_us = t0 / fs * 1e6
     for ci, ch in enumerate(channels):
         ax_f, ax_a = axes[2 * ci], axes[2 * ci + 1]
         ax_f.autoscale_view()  # line collections do not move the limits by themselves
-        ax_f.set_ylabel(f"{ch}: frequency (MHz)")
+        ax_f.set_ylabel(f"{ch}: position (um)" if ch in where_of else f"{ch}: frequency (MHz)")
         ax_f.ticklabel_format(axis="y", useOffset=False)
-        ax_a.set_ylabel(f"{ch}: amplitude (FS)")
+        ax_a.set_ylabel(f"{ch}: optical power (of max)" if ch in optical else f"{ch}: amplitude (FS)")
         ax_a.set_ylim(bottom=0)
+        if ch in rf_axes:
+            rf_axes[ch].set_ylabel("RF amplitude played (FS), dotted", fontsize=8)
+            rf_axes[ch].set_ylim(bottom=0)
         for start, seg in starts:
             x0, x1 = start / fs * 1e6, (start + seg.n_samples) / fs * 1e6
             for ax in (ax_f, ax_a):
@@ -149,6 +187,101 @@ def plot_program(program: Any, *, fig=None, path: str | Path | None = None, poin
     fig.suptitle(
         f"{len(ir.segments)} segments at {fs / 1e6:g} MS/s; shaded: looped (blue), waits for a trigger (orange); colour: one per tone; "
         f"faint: low amplitude; thick: snapped tones; after the last step: {'back to the first' if last == 'ring' else 'end'}",
+        fontsize=9,
+    )
+    save_figure(fig, path)
+    return fig
+
+
+def _channel_samples(ir: Any, channel: str, ks: list[np.ndarray], where: Any, optical: bool) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Per tone of ``channel``: its place and strength (see :func:`_where_and_how_much`) at the
+    samples ``ks[i]`` of every segment i, concatenated (NaN place and zero strength where the tone
+    is not playing)."""
+    total = sum(k.size for k in ks)
+    out: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    at = 0
+    for seg, k in zip(ir.segments, ks):
+        pieces: tuple = next((t.pieces for t in seg.tracks if t.channel == channel), ())
+        for i, piece in enumerate(pieces):
+            inside = (k >= piece.start) & (k < piece.stop) if i < len(pieces) - 1 else k >= piece.start
+            if not inside.any():
+                continue
+            u = (k[inside] - piece.start) / max(1, piece.n - 1)
+            idx = at + np.flatnonzero(inside)
+            for span in piece.tones:
+                place, much = out.setdefault(span.tone, (np.full(total, np.nan), np.zeros(total)))
+                place[idx], much[idx] = _where_and_how_much(span, np.clip(u, 0.0, 1.0), where, optical)
+        at += k.size
+    return out
+
+
+def plot_plane(program: Any, x: str, y: str, *, fig=None, path: str | Path | None = None, points_per_segment: int = 120, positions: Any = None):
+    """The tweezer plane of a 2D AOD pair: every tweezer (one tone of channel ``x`` with one of
+    channel ``y``) drawn where it is along the step walk, one colour per segment, fading with its
+    strength (the product of the two tones'), from a hollow circle where the program starts to a
+    dot where it ends (a cross where one is turned off on the way). Axes in um where the channel has a position calibration (the program's own,
+    or ``positions={channel: PositionCalibration}``), else in MHz. ``program`` as for
+    :func:`plot_program`."""
+    ir = _program_ir(program, "plot_plane")
+    channels = list(getattr(ir, "hardware_channels", None) or getattr(ir, "logical_channels", None) or ())
+    for name, ch in (("x", x), ("y", y)):
+        if ch not in channels:
+            raise AWGRTError(f"plot_plane({name}={ch!r}): the program's channels are {channels}", op="plot", value=ch)
+    if x == y:
+        raise AWGRTError(f"plot_plane needs two different channels (x={x!r}, y={y!r})", op="plot", value=(x, y))
+    where_of, optical = _positions(ir, positions), _calibrated(ir)
+    ks = [np.unique(np.linspace(0, s.n_samples - 1, max(2, points_per_segment)).round().astype(np.int64)) for s in ir.segments]
+    seg_of = np.concatenate([np.full(k.size, i) for i, k in enumerate(ks)])
+    xs = _channel_samples(ir, x, ks, where_of.get(x), x in optical)
+    ys = _channel_samples(ir, y, ks, where_of.get(y), y in optical)
+    fig = fig or new_figure(figsize=(8.5, 7), layout="constrained")
+    ax = fig.subplots()
+    import matplotlib
+    from matplotlib.collections import LineCollection
+
+    colours = matplotlib.colormaps["tab10"]
+    tracks = [(xp, yp, xa * ya) for xp, xa in xs.values() for yp, ya in ys.values()]
+    peak = max((float(s.max()) for _, _, s in tracks), default=0.0) or 1.0
+    starts, ends, gone = [], [], []
+    for xp, yp, strength in tracks:
+        on = np.isfinite(xp) & np.isfinite(yp) & (strength > 0)
+        if not on.any():
+            continue
+        if not on[-1]:  # ramped off or removed on the way: marked where it was last
+            gone.append(np.array([xp, yp])[:, np.flatnonzero(on)[-1]])
+        pts = np.column_stack([xp, yp])
+        pair = on[:-1] & on[1:]
+        lines = np.stack([pts[:-1], pts[1:]], axis=1)[pair]
+        rgba = np.array([colours(int(seg_of[i]) % 10) for i in np.flatnonzero(pair)])
+        if rgba.size:
+            rgba[:, 3] = np.clip((strength[:-1][pair] + strength[1:][pair]) / (2 * peak), 0.15, 1.0)
+            ax.add_collection(LineCollection(lines, colors=rgba, lw=1.4))
+        if on[0]:
+            starts.append(pts[0])
+        if on[-1]:
+            ends.append(pts[-1])
+    if starts:
+        s = np.array(starts)
+        ax.scatter(s[:, 0], s[:, 1], s=40, facecolors="none", edgecolors="0.2", lw=1.0, label=f"where it starts ({len(starts)})", zorder=3)
+    if ends:
+        e = np.array(ends)
+        ax.scatter(e[:, 0], e[:, 1], s=14, color="black", label=f"where it ends ({len(ends)})", zorder=4)
+    if gone:
+        g = np.array(gone)
+        ax.scatter(g[:, 0], g[:, 1], s=36, marker="x", color="tab:red", lw=1.2, label=f"turned off on the way ({len(gone)})", zorder=4)
+    for i, seg in enumerate(ir.segments):
+        ax.plot([], [], color=colours(i % 10), lw=2, label=f"{seg.name}")
+    ax.autoscale_view()
+    ax.margins(0.06)
+    unit = {ch: "um" if ch in where_of else "MHz" for ch in (x, y)}
+    ax.set_xlabel(f"{x}: {'position' if unit[x] == 'um' else 'frequency'} ({unit[x]})")
+    ax.set_ylabel(f"{y}: {'position' if unit[y] == 'um' else 'frequency'} ({unit[y]})")
+    if unit[x] == unit[y]:
+        ax.set_aspect("equal", adjustable="datalim")
+    ax.ticklabel_format(useOffset=False)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title="segment", title_fontsize=8, frameon=False)
+    ax.set_title(
+        f"tweezer plane {x} x {y}: {len(xs)} x {len(ys)} tones over {len(ir.segments)} segments; colour: segment; faint: weak",
         fontsize=9,
     )
     save_figure(fig, path)

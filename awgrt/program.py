@@ -251,6 +251,13 @@ class CompiledSequenceProgram:
 
         return plot_program(self, fig=fig, path=path)
 
+    def plot_plane(self, x: str, y: str, *, fig=None, path: str | Path | None = None):
+        """The tweezer plane of the 2D AOD pair on channels ``x`` and ``y`` along the step walk
+        (:func:`awgrt.plot.plot_plane`): a matplotlib Figure, saved as PNG to ``path`` if given."""
+        from .plot import plot_plane
+
+        return plot_plane(self, x, y, fig=fig, path=path)
+
     def with_intent(self, intent: IntentIR) -> CompiledSequenceProgram:
         """This program, knowing the intent program it was compiled from (for :meth:`save`)."""
         return replace(self, intent=intent)

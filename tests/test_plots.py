@@ -88,22 +88,32 @@ def test_the_demo_plots_in_volts_at_the_card_amplitude(tmp_path):
     assert main(["demo", "--plot", str(png)]) == 0 and png.stat().st_size > 50_000
 
 
-def test_a_program_on_a_calibrated_channel_plots_its_rf_amplitudes():
-    from awgrt.calibration import AODCalibration
+def test_a_calibrated_channel_is_drawn_as_asked_optical_power_and_um_with_the_rf_played_dotted():
+    from awgrt.calibration import AODCalibration, PositionCalibration
 
     cal = AODCalibration((70e6, 110e6), (1.0, 0.08, -0.15), (0.55, 0.05))
+    pos = PositionCalibration.linear(2.0, 85e6, (70e6, 110e6))  # 2 um per MHz, 0 um at 85 MHz
     b = (
         AWGProgramBuilder()
-        .logical_channel("H", calibration=cal)
-        .define("t", logical_channel="H", freqs=[72e6], amps=[0.8])
+        .logical_channel("H", calibration=cal, position=pos)
+        .define("t", logical_channel="H", positions_um=[-26.0], amps=[0.8])
         .segment("s")
         .tones("H")
         .use_def("t")
-        .move(df=30e6, time=20e-6)
+        .move(dx_um=60.0, time=20e-6)
     )
-    fig = plot_program(b.build_resolved_ir(sample_rate_hz=FS))
-    rf = fig.axes[1].lines[0].get_ydata()
-    assert np.ptp(rf) > 0.01  # the RF amplitude changes along the move at constant optical power
+    for ir in (b.build_resolved_ir(sample_rate_hz=FS), quantize_resolved_ir(b.build_resolved_ir(sample_rate_hz=FS), {"H": 0})):
+        fig = plot_program(ir)
+        ax_where, ax_power, ax_rf = fig.axes[0], fig.axes[1], fig.axes[2]
+        assert ax_where.get_ylabel() == "H: position (um)" and ax_power.get_ylabel() == "H: optical power (of max)"
+        where = np.concatenate([s[:, 1] for c in ax_where.collections for s in c.get_segments()])
+        assert abs(where.min() - -26.0) < 1e-6 and abs(where.max() - 34.0) < 1e-6  # um as asked, not MHz
+        power = ax_power.lines[0].get_ydata()
+        assert np.allclose(power, 0.8)  # the optical power asked, constant along the move
+        rf = ax_rf.lines[0].get_ydata()
+        assert ax_rf.lines[0].get_linestyle() == ":" and np.ptp(rf) > 0.01  # the RF the card plays changes to keep it so
+        ends = cal.rf_amplitude(np.array([72e6, 102e6]), 0.8)[0]  # -26 um and 34 um at 2 um/MHz round 85 MHz
+        assert np.allclose([rf[0], rf[-1]], ends, rtol=1e-9)
 
 
 def test_without_matplotlib_the_demo_and_the_hil_run_keep_their_results(tmp_path, monkeypatch, capsys):
@@ -139,3 +149,63 @@ def test_a_simulated_run_is_drawn_with_its_steps_named(compiled, tmp_path):
     texts = [t.get_text() for ax in fig.axes for t in ax.texts]
     for e in run.events:
         assert f"{e.step}: {compiled.steps[e.step].name}" in " ".join(texts)  # named, not a slot index
+
+
+def test_the_tweezer_plane_of_a_2d_program_shows_every_tweezer_where_it_starts_moves_and_ends(tmp_path):
+    from awgrt.calibration import PositionCalibration
+    from awgrt.plot import plot_plane
+
+    px = PositionCalibration.linear(2.0, 85e6, (70e6, 100e6))
+    py = PositionCalibration.linear(-1.8, 85e6, (70e6, 100e6))
+    b = (
+        AWGProgramBuilder()
+        .logical_channel("X", position=px)
+        .logical_channel("Y", position=py)
+        .define("gx", logical_channel="X", positions_um=[-9, -6, -3, 0, 3, 6, 9], amps=[0.05] * 7, phases="auto")
+        .define("gy", logical_channel="Y", positions_um=[-6, -3, 0, 3, 6], amps=[0.07] * 5, phases="auto")
+        .segment("load", mode="wait_trig")
+        .tones("X")
+        .use_def("gx")
+        .tones("Y")
+        .use_def("gy")
+        .hold(time=20e-6)
+        .segment("drop")
+        .tones("X")
+        .ramp_amp_to(amps=0.0, idxs=[0, 6], time=10e-6)
+        .remove_tones(idxs=[0, 6])
+        .segment("squeeze")
+        .tones("X")
+        .move(dx_um=[2, 1, 0, -1, -2], time=100e-6)
+        .tones("Y")
+        .move(dx_um=[3, 1.5, 0, -1.5, -3], time=100e-6)
+        .segment("hold", mode="loop_n", loops=4)
+        .hold(time=20e-6)
+    )
+    resolved = b.build_resolved_ir(sample_rate_hz=FS)  # as asked: no snapping yet
+    fig = plot_plane(resolved, "X", "Y", path=tmp_path / "plane.png")
+    assert (tmp_path / "plane.png").stat().st_size > 10_000
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "X: position (um)" and ax.get_ylabel() == "Y: position (um)"
+    starts, ends, gone = (c.get_offsets() for c in ax.collections if c.__class__.__name__ == "PathCollection")
+    want_start = {(x, y) for x in (-9, -6, -3, 0, 3, 6, 9) for y in (-6, -3, 0, 3, 6)}
+    want_end = {(x, y) for x in (-4, -2, 0, 2, 4) for y in (-3, -1.5, 0, 1.5, 3)}
+    want_gone = {(x, y) for x in (-9, 9) for y in (-6, -3, 0, 3, 6)}
+    for got, want in ((starts, want_start), (ends, want_end), (gone, want_gone)):
+        assert {(round(float(a), 6), round(float(c), 6)) for a, c in got} == want
+    # the moves are drawn in the squeeze segment's colour, from each start to its end
+    lines = [c for c in ax.collections if c.__class__.__name__ == "LineCollection"]
+    assert len(lines) == 35  # one per tweezer
+    squeeze = matplotlib.colormaps["tab10"](2)[:3]
+    moved = 0
+    for c in lines:
+        segs, colours = np.array(c.get_segments()), c.get_colors()
+        step = np.hypot(*(segs[:, 1] - segs[:, 0]).T)
+        if step.max() > 1e-3:
+            moved += 1
+            assert np.allclose(colours[step > 1e-3][:, :3], squeeze)  # only the squeeze moves anything
+    assert moved == 24  # every kept tweezer but the one at the centre
+    # a compiled program draws too, through its method; channels are checked
+    program = compile_sequence_program(quantize_resolved_ir(resolved, {"X": 0, "Y": 1}), progress=False)
+    assert program.plot_plane("X", "Y").axes[0].get_title().startswith("tweezer plane X x Y: 7 x 5 tones over 4 segments")
+    with pytest.raises(AWGRTError, match=r"plot_plane\(y='Z'\): the program's channels are \['X', 'Y'\]"):
+        plot_plane(resolved, "X", "Z")

@@ -315,6 +315,7 @@ def quantize_resolved_ir(
         snaps=snapped.snaps,
         frequency_steps=snapped.steps,
         marker_lines=lines,
+        positions=resolved.positions,
     )
 
 

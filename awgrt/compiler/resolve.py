@@ -444,4 +444,5 @@ def resolve_intent_ir(intent: IntentIR, sample_rate_hz: float) -> ResolvedIR:
         last_step=last_step,
         intent_digest=intent.digest,
         notes=tuple(notes),
+        positions=intent.positions,
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ..calibration import PositionCalibration
 from ..card import CardSpec
 from .boundary import Boundary
 from .digest import digest_of
@@ -97,6 +98,8 @@ class QuantizedIR:
     #: The multi-purpose lines any segment marks (see :func:`marker_bit`): they take the top bits
     #: of hardware channel 0 in every segment.
     marker_lines: tuple[str, ...] = ()
+    #: (channel, position calibration) pairs, as the resolved IR had them (for the plots).
+    positions: tuple[tuple[str, PositionCalibration], ...] = ()
 
     def plot(self, *, fig=None, path=None):
         """Each tone's frequency and amplitude along the step walk, per channel
@@ -104,6 +107,12 @@ class QuantizedIR:
         from ..plot import plot_program
 
         return plot_program(self, fig=fig, path=path)
+
+    def plot_plane(self, x: str, y: str, *, fig=None, path=None):
+        """The tweezer plane of the 2D AOD pair on channels ``x`` and ``y`` (:func:`awgrt.plot.plot_plane`)."""
+        from ..plot import plot_plane
+
+        return plot_plane(self, x, y, fig=fig, path=path)
 
     @property
     def n_samples(self) -> int:

@@ -21,7 +21,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from ..calibration import AODCalibration
+from ..calibration import AODCalibration, PositionCalibration
 from ..errors import ProgramError
 from .digest import digest_of
 from .shapes import FREQ_SHAPES, amplitude_profile
@@ -107,12 +107,17 @@ class ToneSpan:
         optical power at that instant's frequency, and where it was clipped below saturation."""
         o = self.optical
         assert o is not None, "optical_rf_at is for spans of a calibrated channel"
+        return o.calibration.rf_amplitude(self.frequency_at(u), self.power_at(u))
+
+    def power_at(self, u: np.ndarray) -> np.ndarray:
+        """On a calibrated channel: the optical power asked at normalised times ``u`` (fraction of
+        the calibration's maximum), which the RF amplitude of :meth:`optical_rf_at` gives."""
+        o = self.optical
+        assert o is not None, "power_at is for spans of a calibrated channel"
         u = np.asarray(u, dtype=np.float64)
         if self.amp_kind == "adiabatic":  # the trap frequency goes as sqrt(P): 1/sqrt(P) follows the smoothstep
-            power = amplitude_profile(math.sqrt(o.p0), math.sqrt(o.p1), self.amp_kind, u, self.amp_param) ** 2
-        else:
-            power = amplitude_profile(o.p0, o.p1, self.amp_kind, u, self.amp_param)
-        return o.calibration.rf_amplitude(self.frequency_at(u), power)
+            return amplitude_profile(math.sqrt(o.p0), math.sqrt(o.p1), self.amp_kind, u, self.amp_param) ** 2
+        return amplitude_profile(o.p0, o.p1, self.amp_kind, u, self.amp_param)
 
     def with_phase(self, phase0_cycles: float) -> ToneSpan:
         """This span starting at ``phase0_cycles`` (a faster ``dataclasses.replace``)."""
@@ -266,6 +271,9 @@ class ResolvedIR:
     last_step: str
     intent_digest: str
     notes: tuple[Note, ...] = ()
+    #: (channel, position calibration) pairs: where a channel's tones put their tweezers, in um
+    #: (the plots draw those channels in um).
+    positions: tuple[tuple[str, PositionCalibration], ...] = ()
 
     def plot(self, *, fig=None, path=None):
         """Each tone's frequency and amplitude along the step walk, per channel
