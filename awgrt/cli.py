@@ -154,7 +154,7 @@ def cmd_hil(args: argparse.Namespace) -> int:
             problem = f"--recheck {args.recheck} and --out are one folder: the new report would replace the one it checks again"
             raise SerializationError(problem, value=str(args.out))
         return recheck_main(args.recheck, args.rig, args.out, plots=not args.no_plots)
-    return run_hil(args.rig, args.out, inject=args.inject, programs=args.program, plots=not args.no_plots)
+    return run_hil(args.rig, args.out, inject=args.inject, programs=args.program, plots=not args.no_plots, history=args.history)
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
@@ -247,7 +247,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--trend",
         metavar="DIR",
         default=None,
-        help="instead of a run: plot every figure of DIR/hil-history.jsonl over nights and flag drifts (exit 1 if any)",
+        help="instead of a run: plot every figure of DIR/hil-history.jsonl (DIR: a run's --out, or the history file) over nights and flag drifts "
+        "(exit 1 if any)",
+    )
+    p.add_argument(
+        "--history",
+        metavar="FILE",
+        type=Path,
+        default=None,
+        help="append a clean run's figures to FILE (default: OUT/hil-history.jsonl): one history for runs written to dated folders",
     )
     p.add_argument("--nights", type=int, default=10, metavar="N", help="--trend: compare the latest night with the N before it (default %(default)s)")
     p.add_argument(

@@ -6,8 +6,8 @@
   ``sigma``, ``limit``, ``unit``, ``passed``, plus ``check``, ``where`` and ``detail``);
 - ``DIR/plots/<program>__<check>__<n>.png``: one figure per check;
 - ``DIR/summary.md``: the rig, injected faults, a table of every check, and the verdict;
-- a line per check appended to ``hil-history.jsonl`` in DIR's parent (runs without injected
-  faults), for ``awgrt hil --trend`` (:mod:`hil.trends`);
+- a line per check appended to ``DIR/hil-history.jsonl`` (or the ``--history`` file; runs
+  without injected faults), for ``awgrt hil --trend`` (:mod:`hil.trends`);
 
 and exits non-zero when any check fails. Progress is shown on stderr.
 
@@ -435,9 +435,11 @@ def run_suite(
     programs: Sequence[str] | None = None,
     plots: bool = True,
     progress: bool = True,
+    history: str | Path | None = None,
 ) -> SuiteReport:
     """Run the suite (or the named ``programs``) on ``rig`` with faults ``inject`` ed (see
-    :mod:`hil.simrig.faults`); write the report files to ``out_dir`` if given."""
+    :mod:`hil.simrig.faults`); write the report files to ``out_dir`` if given, and a clean run's
+    figures to its history (``history``, default ``out_dir/hil-history.jsonl``)."""
     faults = Faults.parse(inject)
     chosen = [program_named(n) for n in programs] if programs else list(SUITE)
     if out_dir is not None:
@@ -462,7 +464,7 @@ def run_suite(
     if out_dir is not None:
         write_report(report, Path(out_dir), plots=plots)
         if not report.faults:  # a figure of the rig, not a test of the harness: keep it for trends
-            append_history(report.results, rig_name, out_dir)
+            append_history(report.results, rig_name, out_dir, history=history)
     return report
 
 
@@ -577,9 +579,11 @@ def _clock_lines(report: SuiteReport) -> list[str]:
     return [text, ""]
 
 
-def main(rig: str, out_dir: str | Path, inject: Sequence[str] = (), programs: Sequence[str] | None = None, plots: bool = True) -> int:
+def main(
+    rig: str, out_dir: str | Path, inject: Sequence[str] = (), programs: Sequence[str] | None = None, plots: bool = True, history: str | Path | None = None
+) -> int:
     """Run the suite and print the verdict; return the exit status (0: every check passed)."""
-    return _printed(run_suite(rig, out_dir, inject=inject, programs=programs, plots=plots), out_dir)
+    return _printed(run_suite(rig, out_dir, inject=inject, programs=programs, plots=plots, history=history), out_dir, history)
 
 
 def recheck_main(folder: str | Path, rig: str, out_dir: str | Path, plots: bool = True) -> int:
@@ -587,7 +591,7 @@ def recheck_main(folder: str | Path, rig: str, out_dir: str | Path, plots: bool 
     return _printed(recheck(folder, rig, out_dir, plots=plots), out_dir)
 
 
-def _printed(report: SuiteReport, out_dir: str | Path) -> int:
+def _printed(report: SuiteReport, out_dir: str | Path, history: str | Path | None = None) -> int:
     """One line per program (its checks all passed), and every check that did not pass in full;
     every check is in the report folder."""
     programs = list(dict.fromkeys(r.program for r in report.results))
@@ -602,7 +606,7 @@ def _printed(report: SuiteReport, out_dir: str | Path) -> int:
             print(f"  {mark} {r.name:40s} {_fmt(r.measured):>10s} +- {_fmt(r.sigma):<9s} limit {_fmt(r.limit):>8s} {r.unit}{why}")
     folder = Path(out_dir).resolve()
     print(f"\n{len(report.results) - len(report.failures())}/{len(report.results)} checks passed; report in {folder} (every check: summary.md)")
-    if not report.faults and (history_path(folder)).exists():
-        print(f"history (for awgrt hil --trend): {history_path(folder)}")
+    if not report.faults and history_path(folder, history).exists():
+        print(f"history (for awgrt hil --trend): {history_path(folder, history)}")
     sys.stdout.flush()
     return 0 if report.passed else 1

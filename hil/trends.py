@@ -1,7 +1,9 @@
 """Figures over nights: the history every run appends to, and drift flags that come before a fail.
 
 Every finished run without injected faults appends one line per check to ``hil-history.jsonl``
-in its output folder's parent (``awgrt-out/hil`` -> ``awgrt-out/hil-history.jsonl``): the run's
+in its output folder (``--out awgrt-out/hil`` -> ``awgrt-out/hil/hil-history.jsonl``; a run
+keeps it when it clears its folder), or to the file ``--history`` names (one history for runs
+that write to dated folders): the run's
 start time, the rig, and the check's program, name, measured value, sigma, limit, unit and
 verdict. Runs with ``--inject`` are tests of the harness, not figures of the rig, and are left out.
 
@@ -40,14 +42,17 @@ DRIFT_K = 4.0
 MIN_NIGHTS = 5
 
 
-def history_path(out_dir: str | Path) -> Path:
-    """Where a run writing to ``out_dir`` appends its figures."""
-    return Path(out_dir).resolve().parent / HISTORY_NAME
+def history_path(out_dir: str | Path, history: str | Path | None = None) -> Path:
+    """Where a run writing to ``out_dir`` appends its figures: ``history`` when given (one
+    history for runs that write to dated folders), else ``hil-history.jsonl`` in ``out_dir``."""
+    return Path(history).resolve() if history is not None else Path(out_dir).resolve() / HISTORY_NAME
 
 
-def append_history(results: Iterable[CheckResult], rig: str, out_dir: str | Path, *, started: str | None = None) -> Path:
-    """Append one line per result to the history beside ``out_dir`` (one write: a run's lines
-    are never interleaved with another's). Returns the history's path."""
+def append_history(
+    results: Iterable[CheckResult], rig: str, out_dir: str | Path, *, started: str | None = None, history: str | Path | None = None
+) -> Path:
+    """Append one line per result to the run's history (:func:`history_path`; one write: a run's
+    lines are never interleaved with another's). Returns the history's path."""
     run = started or datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     lines = []
     for r in results:
@@ -66,7 +71,7 @@ def append_history(results: Iterable[CheckResult], rig: str, out_dir: str | Path
             "passed": bool(r.passed),
         }
         lines.append(json.dumps(entry, sort_keys=True))
-    path = history_path(out_dir)
+    path = history_path(out_dir, history)
     path.parent.mkdir(parents=True, exist_ok=True)
     torn = _ends_torn(path)
     with open(path, "a", encoding="utf-8") as fh:

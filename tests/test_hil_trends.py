@@ -1,4 +1,4 @@
-"""Figures over nights: every clean run appends its figures to the history beside its folder,
+"""Figures over nights: every clean run appends its figures to the history in its folder,
 and ``awgrt hil --trend`` flags a figure that drifts beyond its own scatter before it fails."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def _night(tmp_path, day: int, phase: float, amp: float, freq: float, *, sigma: 
         CheckResult("amplitude", "hold_move_hold", "a H", amp, 0.004, 0.5, "dB"),
         CheckResult("wrap_spur", "loop_n_hold", "loop H", freq, 0.5, -60.0, "dBc", two_sided=False),
     ]
-    append_history(results, "rig-1", tmp_path / "hil", started=f"2026-11-{day:02d}T02:00:00+00:00")
+    append_history(results, "rig-1", tmp_path, started=f"2026-11-{day:02d}T02:00:00+00:00")
 
 
 def test_a_figure_drifting_inside_its_limit_is_flagged_and_steady_ones_are_not(tmp_path) -> None:
@@ -71,9 +71,28 @@ def test_clean_runs_append_to_the_history_and_fault_runs_do_not(tmp_path) -> Non
     out = tmp_path / "hil"
     run_suite("sim", out, programs=["add_remove"], plots=False, progress=False)
     run_suite("sim", out, programs=["add_remove"], plots=False, progress=False, inject=["amp-error=1dB"])
-    lines = [json.loads(line) for line in (tmp_path / HISTORY_NAME).read_text().splitlines()]
+    lines = [json.loads(line) for line in (out / HISTORY_NAME).read_text().splitlines()]  # in the run's own folder
     assert lines and len({line["run"] for line in lines}) == 1  # the faulty run left no figures
     assert {"run", "rig", "program", "name", "measured", "sigma", "limit", "unit", "passed"} <= set(lines[0])
+    assert not (tmp_path / HISTORY_NAME).exists()  # nothing written beside it
+
+
+def test_the_history_stays_in_the_runs_folder_or_goes_where_history_says(tmp_path, capsys) -> None:
+    from awgrt.cli import main as awgrt_main
+
+    out = tmp_path / "night-1"
+    assert awgrt_main(["hil", "--out", str(out), "--program", "add_remove", "--no-plots"]) == 0
+    assert awgrt_main(["hil", "--out", str(out), "--program", "add_remove", "--no-plots"]) == 0  # a second night clears the folder, not the history
+    assert f"history (for awgrt hil --trend): {out.resolve() / HISTORY_NAME}" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["night-1"]
+    shared = tmp_path / "rig" / "history.jsonl"
+    for night in ("2026-12-01", "2026-12-02"):
+        assert awgrt_main(["hil", "--out", str(tmp_path / night), "--program", "add_remove", "--no-plots", "--history", str(shared)]) == 0
+    assert not (tmp_path / "2026-12-01" / HISTORY_NAME).exists()
+    assert f"history (for awgrt hil --trend): {shared.resolve()}" in capsys.readouterr().out
+    shared_lines = [json.loads(line) for line in shared.read_text().splitlines()]
+    assert {line["program"] for line in shared_lines} == {"add_remove"} and len({line["run"] for line in shared_lines}) >= 1
+    assert len(shared_lines) == len((out / HISTORY_NAME).read_text().splitlines())  # two nights in each
 
 
 @pytest.mark.parametrize(
