@@ -94,22 +94,29 @@ def plot_check(r: CheckResult, path: str | Path) -> Path:
         _spectrum(axes, r.plot, r)
     elif kind == "fit":
         t, y, model = r.plot["t"], r.plot["y"], r.plot.get("model")
+        tones_hz = [float(f) for f in r.plot.get("tones_hz", [])]
         mid = int(np.argmin(np.abs(t)))
-        sel = slice(max(0, mid - 100), mid + 100)  # 80 ns at the window centre: the sine is readable
+        dt = float(np.median(np.diff(t))) if t.size > 1 else 1.0
+        half = 100  # 200 samples at the window centre, or three periods of the slowest tone: the sine is readable
+        if tones_hz and min(tones_hz) > 0:
+            half = max(half, int(1.5 / min(tones_hz) / dt))
+        lo = min(max(0, mid - half), max(0, t.size - 2 * half))
+        sel = slice(lo, lo + 2 * half)
         axes.plot(t[sel] * 1e9, y[sel], ".", ms=3, label="samples")
         if model is not None and len(model) == t.size:
-            axes.plot(t[sel] * 1e9, model[sel], "-", lw=1.0, label="joint sine fit")
-        tones = ", ".join(f"{f / 1e6:.4g}" for f in r.plot.get("tones_hz", []))
+            axes.plot(t[sel] * 1e9, model[sel], "-", lw=1.0, label="sine fit")
+        tones = ", ".join(f"{f / 1e6:.4g}" for f in tones_hz) or "-"
+        n_fit, span = r.plot.get("fitted", (t.size, float(np.ptp(t))))
         axes.text(
             0.01,
             0.97,
-            f"tones {tones} MHz; fitted over {t.size} samples ({np.ptp(t) * 1e6:.2f} us)\n"
+            f"tones {tones} MHz; fitted over {n_fit} samples ({span * 1e6:.2f} us)\n"
             f"{r.name}: {r.measured:+.3f} +- {r.sigma:.3f} {r.unit} (limit +-{r.limit:.3g})\n{r.detail.get('clocks', '')}",
             transform=axes.transAxes,
             va="top",
             fontsize=7,
         )
-        axes.set_xlabel("time from window centre (ns)")
+        axes.set_xlabel(r.plot.get("xlabel", "time from window centre (ns)"))
         axes.set_ylabel("V")
         axes.legend(fontsize=7, loc="lower right")
     elif kind == "chirp":
@@ -131,9 +138,27 @@ def plot_check(r: CheckResult, path: str | Path) -> Path:
         axes.set_xlabel("tone (MHz)")
         axes.set_ylabel("amplitude error (dB)")
     elif kind == "trajectory":
-        axes.plot(r.plot["t"] * 1e6, r.plot["residual_deg"], lw=0.6)
+        axes.plot(r.plot["t"] * 1e6, r.plot["residual_deg"], lw=0.6, label="residual")
+        for sign in (1, -1):  # what is judged: the rms, against its limit
+            axes.axhline(sign * r.measured, color="tab:green", ls=":", lw=1.0, label="+- rms (measured)" if sign > 0 else None)
+            axes.axhline(sign * r.limit, color="tab:red", ls="--", lw=0.8, label="+- limit on the rms" if sign > 0 else None)
         axes.set_xlabel("time from trigger (us)")
         axes.set_ylabel("phase residual (deg)")
+        axes.legend(fontsize=7, loc="lower right")
+    elif kind == "crosstalk":
+        p = r.plot
+        axes.plot(p["freqs"] / 1e6, p["dbc"], lw=0.6, color="0.35", label="this channel's spectrum")
+        for i, f in enumerate(p["own_hz"]):
+            axes.axvline(f / 1e6, color="tab:blue", ls=":", lw=0.8, label="its own tones" if i == 0 else None)
+        for i, (f, level) in enumerate(p["levels"].items()):
+            axes.plot(f / 1e6, level, "x", color="tab:orange", ms=8, mew=2, label="the other channel's tones, measured" if i == 0 else None)
+            axes.annotate(f"{level:.1f} dBc", (f / 1e6, level), xytext=(6, 6), textcoords="offset points", fontsize=7)
+        axes.axhline(r.limit, color="tab:red", ls="--", lw=0.8, label=f"limit {r.limit:g} dBc")
+        axes.axhline(p["floor_dbc"], color="0.5", ls="-.", lw=0.8, label=f"noise floor {p['floor_dbc']:.1f} dBc")
+        axes.set_ylim(max(-140.0, min(p["floor_dbc"], min(p["levels"].values())) - 20), 5)
+        axes.set_xlabel("frequency (MHz)")
+        axes.set_ylabel("dBc (of its strongest tone)")
+        axes.legend(fontsize=7, loc="upper right")
     elif kind == "glitch":
         axes.plot(r.plot["t"] * 1e6, r.plot["steps_deg"], lw=0.6)
         _limits(axes, r.limit)

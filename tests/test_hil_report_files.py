@@ -127,6 +127,41 @@ def test_each_check_figure_shows_what_its_check_measured(tmp_path):
     assert {"chirp_rate", "frequency", "phase_jump", "wrap_step", "wrap_spur", "scope_timebase"} <= pngs
     summary = (tmp_path / "summary.md").read_text()
     assert "scope's timebase runs +20" in summary and "simulated scope's is set 20 ppm fast" in summary
+    _figures_show_their_fits_limits_and_spectra(by, tmp_path)
+
+
+def _figures_show_their_fits_limits_and_spectra(by, tmp_path):
+    """The scope_timebase figure has its tone and its fit, phase_residual its limit, crosstalk the
+    spectrum round the other channel's tones with the level it measured."""
+    from hil import plots
+
+    drawn = {}
+    real = plots.save_figure
+    plots.save_figure = lambda fig, path, dpi=90: drawn.setdefault(path.name, fig) and real(fig, path, dpi=dpi)
+    try:
+        for check in ("scope_timebase", "phase_residual", "crosstalk"):
+            plots.plot_check(by[check], tmp_path / f"{check}.png")
+    finally:
+        plots.save_figure = real
+    tb = by["scope_timebase"]
+    ax = drawn["scope_timebase.png"].axes[0]
+    text = ax.texts[0].get_text()
+    assert text.startswith(f"tones 10 MHz; fitted over {tb.plot['fitted'][0]} samples") and tb.plot["fitted"][0] > tb.plot["t"].size
+    samples, fit = ax.lines[0], ax.lines[1]
+    assert fit.get_label() == "sine fit" and np.std(samples.get_ydata() - fit.get_ydata()) < 0.05  # the fit lies on the samples
+    assert np.ptp(samples.get_xdata()) >= 250  # at least two and a half periods of 10 MHz (ns)
+    res = by["phase_residual"]
+    ax = drawn["phase_residual.png"].axes[0]
+    levels = sorted(round(line.get_ydata()[0], 9) for line in ax.lines[1:])
+    assert levels == sorted(round(v, 9) for v in (res.limit, -res.limit, res.measured, -res.measured))
+    xt = by["crosstalk"]
+    ax = drawn["crosstalk.png"].axes[0]
+    marks = [line for line in ax.lines if line.get_marker() == "x"]
+    assert len(marks) == len(xt.plot["levels"]) and max(m.get_ydata()[0] for m in marks) == xt.measured
+    assert any(line.get_ydata()[0] == xt.limit and line.get_linestyle() == "--" for line in ax.lines)
+    spectrum = ax.lines[0]
+    f_mhz, dbc = spectrum.get_xdata(), spectrum.get_ydata()
+    assert abs(dbc.max()) < 1.0 and f_mhz.min() < min(xt.plot["levels"]) / 1e6 < f_mhz.max()  # its own carrier at 0 dBc, the other's tone inside
 
 
 def test_the_printed_verdict_is_a_line_per_program_and_every_check_that_did_not_pass(tmp_path, capsys):

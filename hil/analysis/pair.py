@@ -111,6 +111,18 @@ def _line(y: np.ndarray, t: np.ndarray, f: float, window: np.ndarray) -> float:
     return float(np.abs(np.sum(y * window * np.exp(-2j * np.pi * f * t))))
 
 
+def _crosstalk_plot(yw: np.ndarray, t: np.ndarray, own: list[float], carrier: float, levels: dict[float, float], floor: float) -> dict:
+    """The figure's arrays: this channel's spectrum in the hold (dBc of its strongest tone, the
+    same window), its own tones, the other channel's tones at their measured levels, the floor."""
+    spec = np.abs(np.fft.rfft(yw))
+    freqs = np.fft.rfftfreq(yw.size, float(t[1] - t[0]))
+    every = own + list(levels)
+    band = (freqs >= min(every) - 2e6) & (freqs <= max(every) + 2e6)
+    ref = max(float(spec[np.argmin(np.abs(freqs - f))]) for f in own)  # the carrier as the spectrum sees it
+    dbc = 20 * np.log10(np.maximum(spec[band], 1e-300) / ref)
+    return {"kind": "crosstalk", "freqs": freqs[band], "dbc": dbc, "own_hz": list(own), "levels": dict(levels), "floor_dbc": floor}
+
+
 def crosstalk(obs: Observation, other: Observation, segment: str, limits: Limits) -> CheckResult:
     """Worst level (dBc) of ``other``'s tones on ``obs``'s output in hold ``segment``."""
     own, lo, hi = _tones(obs, segment)
@@ -142,7 +154,7 @@ def crosstalk(obs: Observation, other: Observation, segment: str, limits: Limits
         "dBc",
         two_sided=False,
         detail={"frequency_hz": f_worst, "noise_floor_dbc": floor},
-        plot={"kind": "levels", "labels": [f"{f / 1e6:.2f} MHz" for f in levels], "values": list(levels.values())},
+        plot=_crosstalk_plot(y * w, t, own, carrier, levels, floor),
     )
     result = judge(result, obs.clipped_samples + other.clipped_samples, None, None, limits.sigmas, limits.noise_budget)  # clipping (its noise: below)
     if floor + limits.spur_margin_db > limit:

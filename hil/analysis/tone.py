@@ -123,7 +123,15 @@ def reference_check(
             "record_s": float(t[-1] - t[0]),
             "clocks": f"the scope's timebase against the {hz / 1e6:g} MHz reference tone: positive runs fast (reads frequencies low)",
         },
-        plot={"kind": "fit", "t": t[:2000] - t[0], "y": y[:2000]},
+        plot={
+            "kind": "fit",
+            "t": t[:2000] - t[0],
+            "y": y[:2000],
+            "model": fit.model[:2000],
+            "tones_hz": [hz],
+            "fitted": (int(t.size), float(t[-1] - t[0])),  # the fit took the whole record; the figure keeps its start
+            "xlabel": "time from the record's start (ns)",
+        },
     )
     noise = nominal_noise(adc_range_v, adc_bits, enob)
     return ref, judge(result, clipped(capture, adc_range_v, adc_offset_v, adc_bits), noise, fit.residual_rms, limits.sigmas, limits.noise_budget)
