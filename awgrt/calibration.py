@@ -368,14 +368,24 @@ def load_data(path: str | Path, *, full_scale_mv: float | None = None, card_gain
 @dataclass(frozen=True)
 class CalibrationFit:
     """What :func:`fit_calibration` found: the calibration, the residual of every point (power
-    units), the robust residual scale ``sigma``, which points were taken as outliers (residual
-    beyond ``OUTLIER_SIGMAS`` sigma) and the data fitted."""
+    units, fit minus measured), the noise model (``"proportional"`` or ``"additive"``) and each
+    point's noise ``scale`` under it (power units: the point's power plus the floor, or 1), the
+    robust scale ``sigma`` of the scaled residuals (a fraction of the point's power for the
+    proportional model, power units for the additive one), which points were taken as outliers
+    (scaled residual beyond ``OUTLIER_SIGMAS`` sigma) and the data fitted."""
 
     calibration: AODCalibration
     data: CalibrationData = field(repr=False)
     residuals: np.ndarray = field(repr=False)
     sigma: float
     outliers: np.ndarray = field(repr=False)
+    noise: str = "additive"
+    scale: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def scaled_residuals(self) -> np.ndarray:
+        """The residuals in the units outliers are judged in (see the class doc)."""
+        return self.residuals if self.scale is None else self.residuals / self.scale
 
     def outlier_points(self) -> list[str]:
         """Each outlier in words: frequency, RF amplitude, measured and fitted power."""
@@ -394,6 +404,31 @@ class CalibrationFit:
 
 #: A point whose residual exceeds this many robust sigmas is an outlier (reported, down-weighted).
 OUTLIER_SIGMAS = 5.0
+#: Noise models of the power readings: ``"proportional"`` (the default: a power meter's or a
+#: photodiode's noise grows with the power, as a fraction of it plus a floor) or ``"additive"``
+#: (the same noise on every reading).
+NOISE_MODELS = ("proportional", "additive")
+#: Bins (by power) in which the proportional model's two terms are estimated from the residuals.
+NOISE_BINS = 6
+
+
+def _noise_scale(p: np.ndarray, resid: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """Each reading's noise scale sqrt(floor^2 + (rel P)^2) under the proportional model, with
+    ``floor`` (power units) and ``rel`` estimated from the residuals' robust scatter (1.4826 MAD)
+    in :data:`NOISE_BINS` bins of the readings sorted by power: the floor is the dimmest bin's
+    scatter, ``rel`` the median over the brighter half of sqrt(scatter^2 - floor^2) / mean(P).
+    Too few points: one additive scale."""
+    order = np.argsort(p)
+    bins = [b for b in np.array_split(order, NOISE_BINS) if b.size >= 8]
+    if len(bins) < 3:
+        s = 1.4826 * float(np.median(np.abs(resid - np.median(resid)))) or float(np.std(resid)) or 1e-12
+        return np.full(p.size, s), s, 0.0
+    level = np.array([float(np.mean(np.abs(p[b]))) for b in bins])
+    spread = np.array([1.4826 * float(np.median(np.abs(resid[b] - np.median(resid[b])))) for b in bins])
+    floor = float(spread[0]) or 1e-6 * float(np.max(np.abs(p)) or 1.0)
+    bright = slice(len(bins) // 2, None)
+    rel = float(np.median(np.sqrt(np.maximum(spread[bright] ** 2 - floor**2, 0.0)) / np.maximum(level[bright], 1e-300)))
+    return np.sqrt(floor**2 + (rel * p) ** 2), floor, rel
 
 
 def fit_calibration(
@@ -403,13 +438,19 @@ def fit_calibration(
     g_degree: int = 4,
     v0_degree: int = 2,
     safety: float = 0.95,
+    noise: str = "proportional",
 ) -> CalibrationFit:
     """Fit P(f, a) = g(f) sin^2(pi/2 a / v0(f)) to ``data`` (see module doc): nonlinear least
     squares with a soft-L1 loss (an outlier pulls like its square root, not its square), each
-    point weighted by ``data.weights``; the loss scale is set from a first pass's robust residual
-    scale, and points beyond :data:`OUTLIER_SIGMAS` of it are flagged. ``band_hz`` defaults to the
-    data's frequency span."""
+    point's residual divided by its noise scale under the ``noise`` model (see
+    :data:`NOISE_MODELS`: by default its power plus :data:`NOISE_FLOOR` of the largest, so a
+    bright point's larger scatter is no outlier) and weighted by ``data.weights``; the loss scale
+    is set from a first pass's robust scale of those residuals, and points beyond
+    :data:`OUTLIER_SIGMAS` of it are flagged. ``band_hz`` defaults to the data's frequency span."""
     from scipy.optimize import least_squares
+
+    if noise not in NOISE_MODELS:
+        raise CalibrationError(f"noise={noise!r} must be one of {NOISE_MODELS}", value=noise)
 
     f, a, p = (np.asarray(x, dtype=np.float64) for x in (data.freq_hz, data.rf_amp, data.power))
     if not (f.size == a.size == p.size) or f.size < g_degree + v0_degree + 4:
@@ -427,6 +468,7 @@ def fit_calibration(
         )
     x = (2.0 * f - lo - hi) / (hi - lo)
     w = np.ones_like(p) if data.weights is None else np.sqrt(np.clip(np.asarray(data.weights, dtype=np.float64), 0.0, None))
+    s = np.ones_like(p)  # the first pass: one scale for every reading
     ng = g_degree + 1
 
     def model(theta: np.ndarray) -> np.ndarray:
@@ -436,24 +478,32 @@ def fit_calibration(
     v0_start = float(a[np.argmax(p)]) if np.max(a) > 0 else 0.5
     theta0 = np.concatenate([[1.05 * np.max(p)], np.zeros(g_degree), [max(v0_start, 0.05)], np.zeros(v0_degree)])
     scale = 0.01 * float(np.max(p))
-    for _ in range(2):
-        res = least_squares(lambda t: w * (model(t) - p), theta0, loss="soft_l1", f_scale=scale, x_scale="jac", max_nfev=2000)
+    floor = rel = 0.0
+    for first in (True, False):
+        res = least_squares(lambda t: w * (model(t) - p) / s, theta0, loss="soft_l1", f_scale=scale, x_scale="jac", max_nfev=2000)
         theta0 = res.x
         resid = model(res.x) - p
-        sigma = 1.4826 * float(np.median(np.abs(resid - np.median(resid)))) or float(np.std(resid)) or 1e-12
+        if noise == "proportional" and first:  # the second pass weighs each reading by its own noise
+            s, floor, rel = _noise_scale(p, resid)
+        r = resid / s
+        sigma = 1.4826 * float(np.median(np.abs(r - np.median(r)))) or float(np.std(r)) or 1e-12
         scale = 2.0 * sigma
     if not res.success:
         raise CalibrationError(f"the calibration fit did not converge: {res.message}")
-    outliers = np.abs(resid) > OUTLIER_SIGMAS * sigma
+    outliers = np.abs(resid / s) > OUTLIER_SIGMAS * sigma
+    if noise == "proportional":
+        scatter = f"{sigma:.3g} x ({rel:.3g} of the reading (+) {floor:.3g} {data.power_unit})"
+    else:
+        scatter = f"{sigma:.3g} {data.power_unit}"
     trace = (
         f"fitted to {data.source or 'data'}: {f.size} points ({int(outliers.sum())} outliers beyond {OUTLIER_SIGMAS:g} sigma), "
-        f"g degree {g_degree}, v0 degree {v0_degree}, robust residual sigma {sigma:.3g} {data.power_unit}"
+        f"g degree {g_degree}, v0 degree {v0_degree}, {noise} noise, robust residual sigma {scatter}"
     )
     try:
         cal = AODCalibration(band, tuple(res.x[:ng]), tuple(res.x[ng:]), safety, data.power_unit, trace, data.card_mv, data.card_gain)
     except CalibrationError as exc:
         raise CalibrationError(f"the fitted model is not usable: {exc.detail} (check the data, or lower the polynomial degrees)") from None
-    return CalibrationFit(cal, data, resid, sigma, outliers)
+    return CalibrationFit(cal, data, resid, sigma, outliers, noise, None if noise == "additive" else s)
 
 
 def plot_fit(fit: CalibrationFit, path: str | Path | None = None):
@@ -477,15 +527,33 @@ def plot_fit(fit: CalibrationFit, path: str | Path | None = None):
         ax_fit.plot(d.rf_amp[out], d.power[out], "x", ms=7, color="red")
         aa = np.linspace(0, max(float(np.max(d.rf_amp[sel])), 1e-3), 200)
         ax_fit.plot(aa, cal.power(np.full_like(aa, fq), aa), "-", lw=1, color=c)
-        ax_res.plot(np.full(int(sel.sum()), fq / 1e6), fit.residuals[sel], "o", ms=3, color=c)
+        z = fit.scaled_residuals[sel] / fit.sigma
+        ax_res.plot(np.full(int(sel.sum()), fq / 1e6), z, "o", ms=3, color=c)
     ax_fit.set(xlabel="RF amplitude (fraction of full scale)", ylabel=f"power ({cal.power_unit})", title="data (o, outliers x) and fit")
-    if len(freqs) <= 12:
-        ax_fit.legend(fontsize=7)
+    if len(freqs) <= 12:  # the curves rise to the right: the upper left is free
+        ax_fit.legend(fontsize=7, loc="upper left", framealpha=0.85, ncols=2 if len(freqs) > 6 else 1)
+    # residuals in units of their own noise: what the outlier cut judges; the axis is set by the
+    # inliers (an outlier far off is drawn at the edge, pointing the way it went)
+    z = fit.scaled_residuals / fit.sigma
+    inner = z[~fit.outliers]
+    top = max(1.5 * OUTLIER_SIGMAS, 1.2 * float(np.max(np.abs(inner))) if inner.size else 0.0)
+    off = np.abs(z) > top
+    if off.any():
+        up, down = off & (z > 0), off & (z < 0)
+        ax_res.plot(d.freq_hz[up] / 1e6, np.full(int(up.sum()), 0.97 * top), "^", ms=6, color="red", ls="none")
+        ax_res.plot(d.freq_hz[down] / 1e6, np.full(int(down.sum()), -0.97 * top), "v", ms=6, color="red", ls="none")
+        ax_res.text(0.01, 0.01, f"{int(off.sum())} beyond the axis (red triangles)", transform=ax_res.transAxes, fontsize=7, color="red")
+    ax_res.set_ylim(-top, top)
     ax_res.axhline(0, color="k", lw=0.5)
     for k in (-OUTLIER_SIGMAS, OUTLIER_SIGMAS):
-        ax_res.axhline(k * fit.sigma, color="red", lw=0.5, ls="--")
-    title = f"residuals (robust sigma {fit.sigma:.3g}; {OUTLIER_SIGMAS:g} sigma dashed)"
-    ax_res.set(xlabel="frequency (MHz)", ylabel=f"residual ({cal.power_unit})", title=title)
+        ax_res.axhline(k, color="red", lw=0.5, ls="--")
+    if fit.noise == "proportional":
+        noise = "noise grows with the power"
+    else:
+        noise = f"one noise {fit.sigma:.3g} {cal.power_unit}"
+    title = f"residuals in noise sigmas ({noise}; {OUTLIER_SIGMAS:g} sigma dashed; {int(fit.outliers.sum())} outliers)"
+    ax_res.set(xlabel="frequency (MHz)", ylabel="fit - measured (sigmas of that reading)")
+    ax_res.set_title(title, fontsize=9)
     fb = cal.band_grid()
     ax_band.plot(fb / 1e6, cal.gain(fb), color="C0", label="g(f): power at saturation")
     ax_band.axhline(cal.p_ref, color="C0", ls=":", label=f"p_ref (power 1.0) = {cal.p_ref:.3g}")
@@ -493,8 +561,8 @@ def plot_fit(fit: CalibrationFit, path: str | Path | None = None):
     twin = ax_band.twinx()
     twin.plot(fb / 1e6, cal.saturation(fb), color="C3", label="v0(f): saturating amplitude")
     twin.set_ylabel("v0 (fraction of full scale)")
-    ax_band.legend(loc="lower left", fontsize=7)
-    twin.legend(loc="lower right", fontsize=7)
+    handles = ax_band.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+    ax_band.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.16), fontsize=7, ncols=2, frameon=False)  # below: no curve covered
     save_figure(fig, path, dpi=100)
     return fig
 

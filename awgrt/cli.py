@@ -168,7 +168,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         return 2
     data = load_data(args.data, full_scale_mv=card_mv, card_gain=args.card_gain)
     band = tuple(x * 1e6 for x in args.band_mhz) if args.band_mhz else None
-    fit = fit_calibration(data, band_hz=band, g_degree=args.g_degree, v0_degree=args.v0_degree, safety=args.safety)
+    fit = fit_calibration(data, band_hz=band, g_degree=args.g_degree, v0_degree=args.v0_degree, safety=args.safety, noise=args.noise)
     cal = fit.calibration
     cal.save(args.out)
     png = args.png or args.out.with_suffix(".png")
@@ -281,6 +281,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--g-degree", type=int, default=4, help="degree of g(f) (default %(default)s)")
     p.add_argument("--v0-degree", type=int, default=2, help="degree of v0(f) (default %(default)s)")
     p.add_argument("--safety", type=float, default=0.95, help="largest RF amplitude as a fraction of v0 (default %(default)s)")
+    p.add_argument(
+        "--noise",
+        choices=("proportional", "additive"),
+        default="proportional",
+        help="how the power readings scatter: in proportion to the power plus a floor (a power meter, a photodiode), or alike (default %(default)s)",
+    )
     p.set_defaults(func=cmd_calibrate)
     return parser
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -168,3 +169,38 @@ def test_cli_fits_and_writes_the_calibration_and_its_report(tmp_path, capsys):
     assert awgrt_main(["calibrate", "fit", str(tmp_path / "missing.csv"), "-o", str(out), "--card-mv", "800"]) == 2
     assert awgrt_main(["calibrate", "fit", str(data), "-o", str(out)]) == 2  # the card's amplitude is not optional
     assert "--card-mv" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("seed", range(1, 9))
+def test_outliers_are_judged_against_noise_that_grows_with_the_power(seed):
+    # 2 % of the reading plus a floor: a bright reading scatters more without being an outlier
+    f, a, p, bad = measured(seed, relative_noise=0.02)
+    fit = fit_calibration(CalibrationData(f, a, p, source="synthetic"), g_degree=3, v0_degree=2)
+    assert fit.noise == "proportional" and fit.outliers.tolist() == bad.tolist()  # exactly the planted ones
+    assert "proportional noise" in fit.calibration.trace
+    rel = float(re.search(r"x \(([0-9.e-]+) of the reading", fit.calibration.trace).group(1))
+    assert 0.01 < rel < 0.03  # the scatter it found is the 2 % it was given
+    # one additive sigma for every reading: bright points are flagged that were never planted
+    additive = fit_calibration(CalibrationData(f, a, p), g_degree=3, v0_degree=2, noise="additive")
+    assert additive.outliers[bad].all() and additive.scale is None
+    with pytest.raises(CalibrationError, match="noise='poisson' must be one of"):
+        fit_calibration(CalibrationData(f, a, p), noise="poisson")
+
+
+def test_the_fit_figure_scales_its_residuals_to_the_inliers_and_keeps_legends_off_the_curves(tmp_path):
+    from awgrt.calibration import plot_fit
+
+    f, a, p, bad = measured(1)
+    fit = fit_calibration(CalibrationData(f, a, p), g_degree=3, v0_degree=2)
+    z = fit.scaled_residuals / fit.sigma
+    assert np.abs(z[bad]).min() > 20  # the planted readings are far off...
+    fig = plot_fit(fit, tmp_path / "cal.png")
+    ax_fit, ax_res, ax_band = fig.axes[:3]
+    lo, hi = ax_res.get_ylim()
+    assert hi == -lo and 7.5 <= hi < 10  # ...yet the axis is set by the inliers
+    edge = [line for line in ax_res.lines if line.get_marker() in ("^", "v")]
+    assert sum(len(line.get_xdata()) for line in edge) == int(bad.sum())  # each drawn at the edge, the way it went
+    assert "6 beyond the axis" in " ".join(t.get_text() for t in ax_res.texts)
+    legend = ax_band.get_legend()
+    assert legend is not None and legend.get_bbox_to_anchor().transformed(ax_band.transAxes.inverted()).y1 < 0.01  # below the axes
+    assert ax_fit.get_legend()._loc == 2  # upper left: the curves rise to the right
