@@ -480,7 +480,7 @@ def fit_calibration(
     scale = 0.01 * float(np.max(p))
     floor = rel = 0.0
     for first in (True, False):
-        res = least_squares(lambda t: w * (model(t) - p) / s, theta0, loss="soft_l1", f_scale=scale, x_scale="jac", max_nfev=2000)
+        res = least_squares(lambda t, s=s: w * (model(t) - p) / s, theta0, loss="soft_l1", f_scale=scale, x_scale="jac", max_nfev=2000)
         theta0 = res.x
         resid = model(res.x) - p
         if noise == "proportional" and first:  # the second pass weighs each reading by its own noise
