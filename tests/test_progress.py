@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 from awgrt import AWGProgramBuilder, compile_sequence_program, quantize_resolved_ir
 from awgrt._progress import Progress
@@ -92,3 +93,32 @@ def test_the_bar_says_how_long_is_left_and_what_is_in_hand():
     middle = next(line for line in lines if line.startswith("synthesising:  50%"))
     assert ", about " in middle and " s left: segment 's" in middle
     assert lines[-1].startswith("synthesising: 100% after") and "left" not in lines[-1] and "segment" not in lines[-1]
+
+
+def test_quantizing_shows_a_bar_naming_each_stage_when_asked_and_none_when_not(monkeypatch):
+    import awgrt.compiler.quantize as quantize
+
+    drawn = []
+
+    class Shown(Progress):  # the same bar, drawn from the first unit on (no second of waiting) into a buffer
+        def __init__(self, total, desc, *, enabled=True, **_):
+            super().__init__(total, desc, enabled=enabled, delay_s=0.0, stream=io.StringIO())
+            drawn.append(self)
+
+    monkeypatch.setattr(quantize, "Progress", Shown)
+    b = (
+        AWGProgramBuilder()
+        .logical_channel("H")
+        .define("d", logical_channel="H", freqs=[80e6 + 1e6 * i for i in range(8)], amps=[0.05] * 8, phases="auto")
+        .segment("idle", mode="wait_trig")
+        .tones("H")
+        .use_def("d")
+        .hold(time=10e-6)
+    )
+    quantize_resolved_ir(b.build_resolved_ir(sample_rate_hz=FS))
+    text = drawn[0].stream.getvalue()
+    assert drawn[0].desc == "quantizing" and drawn[0].done == drawn[0].total == 4  # the last stage is done when it closes
+    for stage in (r"25% after \S+ s, about \S+ s left: the ring edge", r"50% after \S+ s, about \S+ s left: assigning phases", "checking every edge"):
+        assert re.search(stage, text), text
+    quantize_resolved_ir(b.build_resolved_ir(sample_rate_hz=FS), progress=False)
+    assert drawn[1].stream.getvalue() == ""

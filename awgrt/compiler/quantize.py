@@ -32,6 +32,7 @@ from dataclasses import replace
 from types import MappingProxyType
 from typing import Any, TypedDict
 
+from .._progress import Progress
 from .._warn import warn
 from ..card import CARDS, DEFAULT_CARD, CardSpec
 from ..errors import CalibrationError, CardLimitError, ProgramError, QuantizationError, SnapWarning, WrapWarning
@@ -200,6 +201,7 @@ def quantize_resolved_ir(
     joint: Joint = "auto",
     warn_snap_hz: float | None = WARN_SNAP_HZ,
     close_ring_hz: float | None = CLOSE_RING_HZ,
+    progress: bool = True,
 ) -> QuantizedIR:
     """Make ``resolved`` card-legal for ``card`` (default ``M4i.6631-x8``); see module doc.
 
@@ -218,8 +220,40 @@ def quantize_resolved_ir(
     a tone asked to end the program as it starts it is closed in phase at the ring edge by a
     min-jerk frequency excursion of at most ``close_ring_hz`` (None: any) in the holds outside
     looped segments (see :mod:`awgrt.compiler.ring`); one that would need more is left and warned
-    about (:class:`~awgrt.errors.WrapWarning`).
+    about (:class:`~awgrt.errors.WrapWarning`). With ``progress`` a bar naming the stage in hand
+    is drawn on stderr once quantizing has taken more than a second.
     """
+    with Progress(4, "quantizing", enabled=progress) as bar:  # shown once it takes a second (thousands of tones, phases="auto")
+        return _quantized(
+            resolved,
+            logical_channel_to_hardware_channel,
+            card,
+            bar,
+            max_snap_hz=max_snap_hz,
+            snap=snap,
+            stretch_wait_trig=stretch_wait_trig,
+            stretch_loop_n=stretch_loop_n,
+            joint=joint,
+            warn_snap_hz=warn_snap_hz,
+            close_ring_hz=close_ring_hz,
+        )
+
+
+def _quantized(
+    resolved: ResolvedIR,
+    logical_channel_to_hardware_channel: Mapping[str, int] | None,
+    card: CardSpec | str | None,
+    bar: Progress,
+    *,
+    max_snap_hz: float | Mapping[str, float] | None,
+    snap: bool,
+    stretch_wait_trig: float,
+    stretch_loop_n: float,
+    joint: Joint,
+    warn_snap_hz: float | None,
+    close_ring_hz: float | None,
+) -> QuantizedIR:
+    """:func:`quantize_resolved_ir`'s work, stage by stage on ``bar``."""
     card = _card(card)
     fs = resolved.sample_rate_hz
     problem = card.sample_rate_problem(fs)
@@ -227,6 +261,7 @@ def quantize_resolved_ir(
         raise CardLimitError(f"{card.name}: {problem}", op="sample rate", value=fs)
     mapping, n_channels, notes = map_channels(resolved.logical_channels, logical_channel_to_hardware_channel, card)
     notes = list(resolved.notes) + notes
+    bar.note = "snapping looped segments to whole cycles"
     snapped = snap_wraps(
         resolved.segments,
         card,
@@ -240,6 +275,8 @@ def quantize_resolved_ir(
         ring=resolved.last_step == "ring",
     )
     notes += snapped.notes
+    bar.note = "the ring edge"  # each advance shows the stage now in hand
+    bar.advance()
     carried = ring_tones(resolved.segments) if resolved.last_step == "ring" and snap else set()
     gaps: dict[tuple[str, int], float] = {}
     if carried:  # the phases at the ring edge first: only its two segments are made
@@ -262,8 +299,12 @@ def quantize_resolved_ir(
                     SnapWarning
                 )
     _check_calibrated_bands(unphased, resolved.segments)
+    bar.note = "assigning phases (crest factors where phases='auto')"
+    bar.advance()
     segments, phase_notes = assign_phases(unphased, resolved.tone_origins, fs)
     notes += phase_notes
+    bar.note = "checking every edge of the step graph"
+    bar.advance()
     lines = tuple(m for m in MARKER_LINES if any(m in s.markers for s in segments))
     if lines:
         bits = ", ".join(f"{m} bit {marker_bit(m)}" for m in lines)
