@@ -93,6 +93,10 @@ def _where_and_how_much(span: Any, u: np.ndarray, position: Any, optical: bool) 
     return where, much
 
 
+#: Tones listed per channel in :func:`plot_program`'s colour legend (the rest are counted).
+LEGEND_TONES = 24
+
+
 def plot_program(program: Any, *, fig=None, path: str | Path | None = None, points_per_piece: int = 200, positions: Any = None):
     """Each tone's frequency and amplitude along the step walk, per channel (see module doc).
 
@@ -126,6 +130,7 @@ def plot_program(program: Any, *, fig=None, path: str | Path | None = None, poin
             top = max((float(_where_and_how_much(s, ends, None, t.channel in optical)[1].max()) for p in t.pieces for s in p.tones), default=0.0)
             peak[t.channel] = max(peak.get(t.channel, 0.0), top)
     rf_axes = {ch: axes[2 * ci + 1].twinx() for ci, ch in enumerate(channels) if ch in optical}
+    first_seen: dict[str, dict[int, tuple[float, str]]] = {ch: {} for ch in channels}  # tone -> (place, segment) where it first plays
     t0 = 0
     starts = []
     for seg in ir.segments:
@@ -140,6 +145,7 @@ def plot_program(program: Any, *, fig=None, path: str | Path | None = None, poin
                     colour = cmap(span.tone)
                     snapped = (seg.name, ch, span.tone) in snaps
                     f_mhz, amp = _where_and_how_much(span, u, where_of.get(ch), ch in optical)
+                    first_seen[ch].setdefault(span.tone, (float(f_mhz[0]), seg.name))
                     # the frequency line fades with the tone's amplitude (never quite away: 0.12)
                     weight = np.clip((amp[:-1] + amp[1:]) / (2 * peak[ch]), 0.12, 1.0) if peak[ch] > 0 else np.ones(u.size - 1)
                     points = np.column_stack([t_us, f_mhz]).reshape(-1, 1, 2)
@@ -152,9 +158,23 @@ def plot_program(program: Any, *, fig=None, path: str | Path | None = None, poin
                         rf_axes[ch].plot(t_us, span.amplitude_at(u), color=colour, lw=0.8, ls=":", alpha=0.8)
         t0 += seg.n_samples
     total_us = t0 / fs * 1e6
+    from matplotlib.lines import Line2D
+
     for ci, ch in enumerate(channels):
         ax_f, ax_a = axes[2 * ci], axes[2 * ci + 1]
         ax_f.autoscale_view()  # line collections do not move the limits by themselves
+        # which colour is which tone: its id, where it starts and the segment it first plays in
+        # (highest first, as the panel reads); outside the axes, so no curve is covered
+        tones = sorted(first_seen[ch].items(), key=lambda kv: -kv[1][0])
+        unit = "um" if ch in where_of else "MHz"
+        shown = tones[:LEGEND_TONES]
+        handles = [Line2D([], [], color=cmap(t), lw=2) for t, _ in shown]
+        labels = [f"#{t} {place:.4g} {unit} ({seg})" for t, (place, seg) in shown]
+        if len(tones) > len(shown):
+            handles.append(Line2D([], [], color="none"))
+            labels.append(f"... {len(tones) - len(shown)} more")
+        if handles:
+            ax_f.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=6, frameon=False, title=f"{ch} tones", title_fontsize=7)
         ax_f.set_ylabel(f"{ch}: position (um)" if ch in where_of else f"{ch}: frequency (MHz)")
         ax_f.ticklabel_format(axis="y", useOffset=False)
         ax_a.set_ylabel(f"{ch}: optical power (of max)" if ch in optical else f"{ch}: amplitude (FS)")

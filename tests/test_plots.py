@@ -209,3 +209,17 @@ def test_the_tweezer_plane_of_a_2d_program_shows_every_tweezer_where_it_starts_m
     assert program.plot_plane("X", "Y").axes[0].get_title().startswith("tweezer plane X x Y: 7 x 5 tones over 4 segments")
     with pytest.raises(AWGRTError, match=r"plot_plane\(y='Z'\): the program's channels are \['X', 'Y'\]"):
         plot_plane(resolved, "X", "Z")
+
+
+def test_each_channel_has_a_colour_legend_naming_its_tones_where_they_start():
+    q = quantize_resolved_ir(demo_builder().build_resolved_ir(sample_rate_hz=FS), {"H": 0, "V": 1})
+    fig = plot_program(q)
+    ax_h, ax_v = fig.axes[0], fig.axes[2]
+    h = [t.get_text() for t in ax_h.get_legend().get_texts()]
+    starts = sorted((s.f0_hz for s in q.segments[0].track("H").entry), reverse=True)
+    assert len(h) == len(starts) and all(f"{f / 1e6:.4g} MHz (load)" in label for label, f in zip(h, starts))
+    colours = [line.get_color() for line in ax_h.get_legend().get_lines()]
+    assert len(set(map(str, colours))) == len(h)  # one colour per tone
+    assert [t.get_text() for t in ax_v.get_legend().get_texts()] == [f"#{q.segments[0].track('V').entry[0].tone} 100 MHz (load)"]
+    # outside the axes: no curve is covered
+    assert ax_h.get_legend().get_bbox_to_anchor().transformed(ax_h.transAxes.inverted()).x0 > 1.0
