@@ -35,7 +35,7 @@ from hypothesis import strategies as st
 from awgrt import CARDS, AWGProgramBuilder, compile_sequence_program, encode_step_entry, quantize_resolved_ir
 from awgrt import spectrum as sp
 from awgrt.backends.sim import SimBackend
-from awgrt.errors import CardError
+from awgrt.errors import CardError, ProgramError
 from awgrt.program import CompiledSegment, CompiledSequenceProgram, SequenceStep
 from awgrt.sim import SimPolicy, SimulatedCard, StopLevel, simulate, trigger_latency_samples
 
@@ -1489,6 +1489,53 @@ def test_multi_replay_plays_one_segment_per_trigger_and_ignores_triggers_while_p
     np.testing.assert_array_equal(out, want)
 
 
+def test_gated_replay_plays_while_the_gate_is_open_and_goes_on_where_it_paused():
+    c, data = _standard("gate", 768, loops=0)
+    c.set_trigger_masks(0x4, 0)  # EXT1 only
+    c.start()
+    c.external_gate(50, 90, line=1)  # triggers not enabled yet: not seen
+    c.enable_trigger()
+    c.force_trigger()  # a software trigger opens no gate
+    c.external_gate(100, 140, line=0)  # EXT0 is not in the mask: not seen
+    c.external_gate(200, 700, line=1)
+    c.external_gate(900, 1400, line=1)  # 500 + 500 > 768: wraps round the memory's end
+    c.external_gate(1500, 2500, line=1)
+    with pytest.raises(ProgramError, match="begins before the last one closes"):
+        c.external_gate(2400, 2600, line=1)
+    lat = latency(c.sample_rate_hz)
+    out = c.render(1900)[:, 0]
+    assert c.state == "running" and c.trigger_log == [200, 900, 1500]
+    c.stop()  # mid-gate: nothing more plays
+    out = np.concatenate([out, c.render(1000)[:, 0]])
+    want = np.zeros(2900, np.int16)
+    want[200 + lat : 700 + lat] = data[:500, 0]
+    want[900 + lat : 1400 + lat] = np.concatenate([data[500:, 0], data[:232, 0]])
+    want[1500 + lat : 1900] = data[232 : 232 + 1900 - (1500 + lat), 0]  # from where it paused, up to the stop
+    np.testing.assert_array_equal(out, want)
+    assert c.state == "ready"
+
+
+def test_gated_replay_once_cuts_the_last_gate_at_the_memory_end_and_holds_between_gates():
+    c, data = _standard("gate", 768, loops=1)
+    with pytest.raises(CardError, match="gated replay takes 0"):
+        c.set_loops(3)
+    c.set_stop_level(0, StopLevel.HOLDLAST)
+    c.set_trigger_masks(0x2, 0)
+    c.start()
+    c.enable_trigger()
+    for a, b in ((100, 600), (1000, 1600), (2000, 2500)):
+        c.external_gate(a, b)
+    lat = latency(c.sample_rate_hz)
+    out = c.render(3000)[:, 0]
+    want = np.zeros(3000, np.int16)
+    want[100 + lat : 600 + lat] = data[:500, 0]
+    want[600 + lat : 1000 + lat] = data[499, 0]  # the last sample held in the pause
+    want[1000 + lat : 1268 + lat] = data[500:, 0]  # the rest of the memory, then the gate is cut off
+    want[1268 + lat :] = data[767, 0]
+    np.testing.assert_array_equal(out, want)
+    assert c.state == "ready" and c.ready_at == 1268 + lat and c.trigger_log == [100, 1000]
+
+
 def test_standard_modes_are_checked_like_the_driver():
     c = SimulatedCard(CARDS["M4i.6631-x8"])
     with pytest.raises(CardError, match="sequence mode"):
@@ -1508,7 +1555,7 @@ def test_standard_modes_are_checked_like_the_driver():
     with pytest.raises(CardError, match="do not fit"):
         c.write_memory(np.zeros(3 * 416 + 1, np.int16))
     with pytest.raises(CardError, match="not emulated"):
-        c.set_replay_mode("gate")
+        c.set_replay_mode("fifo_gate")
 
 
 def test_sequence_memory_comes_back_after_a_standard_mode():

@@ -227,6 +227,57 @@ SCRIPTS = {
         except spcm.SpcmException as e:
             results["pulsegen"] = [e.error.register, e.error.text]
 """,
+    # standard gated replay, LOOPS 0: the memory plays while the gate on Ext0 is open, pauses at the
+    # stop level in between, goes on where it paused and wraps round the memory's end with no gap
+    "gate": SETUP_CHANNEL0
+    + """
+        card.card_mode(spcm.SPC_REP_STD_GATE)
+        trigger = spcm.Trigger(card)
+        trigger.or_mask(spcm.SPC_TMASK_EXT0)
+        trigger.ext0_mode(spcm.SPC_TM_POS)
+        trigger.ext0_level0(1.5 * units.V)
+        LOOPS = 0
+"""
+    + TRANSFER
+    + """
+        card.start(spcm.M2CMD_CARD_ENABLETRIGGER)
+        t0 = sim.now
+        GATES = [(100, 900), (1500, 3100), (3600, 4400)]
+        for a, b in GATES:
+            sim.external_gate(t0 + a, t0 + b)
+        results["out"] = sim.render(5200)
+        results["gates"] = GATES
+        results["ready"] = bool(card.status() & spcm.M2STAT_CARD_READY)
+        card.stop()
+""",
+    # gated replay, LOOPS 1: the memory once; the gate that reaches its end is cut off there and
+    # the card is ready; the last sample is held in the pauses (HOLDLAST)
+    "gate_once": SETUP_CHANNEL0
+    + """
+        channels.stop_level(spcm.SPCM_STOPLVL_HOLDLAST)
+        card.card_mode(spcm.SPC_REP_STD_GATE)
+        trigger = spcm.Trigger(card)
+        trigger.or_mask(spcm.SPC_TMASK_EXT0)
+        trigger.ext0_mode(spcm.SPC_TM_HIGH)
+        LOOPS = 1
+"""
+    + TRANSFER
+    + """
+        try:
+            card.loops(2)
+            results["loops2"] = "accepted"
+        except spcm.SpcmException as e:
+            results["loops2"] = [e.error.register, e.error.text]
+        card.loops(1)
+        card.start(spcm.M2CMD_CARD_ENABLETRIGGER)
+        t0 = sim.now
+        GATES = [(100, 900), (1500, 3100), (3600, 4400)]
+        for a, b in GATES:
+            sim.external_gate(t0 + a, t0 + b)
+        results["out"] = sim.render(5200)
+        results["gates"] = GATES
+        results["ready"] = bool(card.status() & spcm.M2STAT_CARD_READY)
+""",
     # synchronous digital output: X0 plays bit 15 of channel 0 (a marker), the channel the 15 bits below
     "markers": SETUP_CHANNEL0
     + """
@@ -285,8 +336,27 @@ def plays(n: int, starts: list[int], pieces: list[np.ndarray]) -> np.ndarray:
     return want
 
 
+def gated(n: int, gates: list, mem: np.ndarray, *, once: bool, hold: bool) -> np.ndarray:
+    """Channel 0 of standard gated replay, walked sample by sample from the manual's rules: each
+    gate's samples come ``latency`` after it opens until ``latency`` after it closes, the memory
+    going on where the last gate left it (round its end with LOOPS 0; LOOPS 1: played once, the
+    rest cut off); in between the stop level, zero or the last sample played (``hold``)."""
+    want = np.zeros(n, np.int16)
+    lat, played, last = latency(), 0, 0
+    open_at = set()
+    for a, b in gates:
+        open_at.update(range(a + lat, b + lat))
+    for t in range(n):
+        if t in open_at and not (once and played >= len(mem)):
+            last = want[t] = mem[played % len(mem)]
+            played += 1
+        else:
+            want[t] = last if hold else 0
+    return want
+
+
 @pytest.mark.parametrize("model", MODELS)
-@pytest.mark.parametrize("name", ["single", "continuous", "singlerestart", "multi", "sequence", "clock", "trigger", "xio", "markers"])
+@pytest.mark.parametrize("name", ["single", "continuous", "singlerestart", "multi", "gate", "gate_once", "sequence", "clock", "trigger", "xio", "markers"])
 def test_the_catalogue_runs_on_every_model(name: str, model: str, tmp_path: Path) -> None:
     results, arrays = run_script(name, model, tmp_path)
     mem = arrays["data"][0]
@@ -303,6 +373,11 @@ def test_the_catalogue_runs_on_every_model(name: str, model: str, tmp_path: Path
     elif name == "multi":
         windows = [plays(1500, [lat], [mem[512 * i : 512 * (i + 1)]]) for i in range(4)]
         np.testing.assert_array_equal(arrays["out"][:, 0], np.concatenate(windows))
+    elif name in ("gate", "gate_once"):
+        np.testing.assert_array_equal(arrays["out"][:, 0], gated(5200, results["gates"], mem, once=name == "gate_once", hold=name == "gate_once"))
+        assert results["ready"] is (name == "gate_once")
+        if name == "gate_once":
+            assert refused(results["loops2"], 10020)  # SPC_LOOPS: gated replay takes 0 or 1
     elif name == "sequence":
         second, first = mem[1024:], mem[:1024]
         starts = [lat, lat + 1024, lat + 2048, lat + 3072]

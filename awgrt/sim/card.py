@@ -27,7 +27,13 @@ seen, and between segments the outputs sit at their stop level]), ``"fifo"`` (FI
 samples the host supplies, played in order from the first trigger; when they run out before the
 replay's end, SEGMENTSIZE x LOOPS or never for LOOPS 0, replay stops there with an underrun) and
 ``"fifo_multi"`` (the stream's next SEGMENTSIZE samples per trigger, LOOPS segments, 0 = endless;
-a segment whose data has not all arrived when it plays ends replay with an underrun).
+a segment whose data has not all arrived when it plays ends replay with an underrun), and
+``"gate"`` (standard gated replay [doc]: the memory plays while the gate is open and pauses, at the
+stop level, while it is closed, going on where it paused at the next gate; LOOPS 0 wraps to the
+memory's start with no gap and runs until stopped, LOOPS 1 plays the memory once, the last gate cut
+off at its end, then the card is READY. Gates come from :meth:`SimulatedCard.external_gate` on an
+input in the OR mask while triggers are enabled [assume: a gate's start and its end reach the
+output after the same latency as a trigger; a forced trigger opens no gate]).
 
 Timing rules:
 
@@ -64,7 +70,10 @@ from ..spectrum import StopLevel
 
 INF = math.inf
 #: Replay modes the simulated card plays (SPC_CARDMODE): see :meth:`SimulatedCard.set_replay_mode`.
-REPLAY_MODES = ("sequence", "single", "continuous", "singlerestart", "multi", "fifo", "fifo_multi")
+REPLAY_MODES = ("sequence", "single", "continuous", "singlerestart", "multi", "gate", "fifo", "fifo_multi")
+#: LOOPS of standard gated replay: 0 (the memory over and over, across gates, until stopped) or 1
+#: (the memory once, the last gate cut off at its end) [doc: the M4i/M4x.66xx manual, "Gated Replay"].
+GATE_LOOPS = (0, 1)
 FIFO_MODES = ("fifo", "fifo_multi")
 #: Standard-mode registers and the largest SPC_LOOPS accepted (a 32-bit register).
 SPC_MEMSIZE = 10000
@@ -290,6 +299,10 @@ class SimulatedCard:
         self._supplied = 0
         self._fifo_runs: list[tuple[int, int, float]] = []
         self.underrun = False
+        # gate: the gates taken (input samples: open, close), and the hold before the first
+        self._gates: list[tuple[int, int]] = []
+        self._gate_hold0: np.ndarray | None = None
+        self._gate_cut: float = INF  # CARD_STOP: nothing plays from here on
         #: Trigger sources (see :meth:`set_trigger_masks`); the simulator's default is EXT0.
         self.trigger_or_mask = TMASK_EXT0
         self.trigger_and_mask = 0
@@ -557,6 +570,8 @@ class SimulatedCard:
         self._standard_only("LOOPS", SPC_LOOPS)
         if not isinstance(loops, int) or not 0 <= loops <= MAX_STANDARD_LOOPS:
             self._fail(sp.ERR_VALUE, f"LOOPS={loops!r} must be in 0..{MAX_STANDARD_LOOPS} (0: until stopped)", SPC_LOOPS)
+        if self.replay_mode == "gate" and loops not in GATE_LOOPS:
+            self._fail(sp.ERR_VALUE, f"LOOPS={loops!r}: gated replay takes 0 (the memory over and over until stopped) or 1 (the memory once)", SPC_LOOPS)
         self.loops = loops
 
     def write_memory(self, data: np.ndarray, offset: int = 0) -> None:
@@ -685,6 +700,8 @@ class SimulatedCard:
             return ["MEMSIZE is not set"]
         if self._memory.shape[1] != self.n_channels:
             return [f"MEMSIZE was set for {self._memory.shape[1]} channels, {self.n_channels} are enabled now: set it again"]
+        if self.replay_mode == "gate" and self.loops not in GATE_LOOPS:
+            return [f"LOOPS={self.loops}: gated replay takes 0 (the memory until stopped) or 1 (the memory once)"]
         if self.replay_mode == "multi":  # continuous and singlerestart replay the whole memory
             if not self.segment_size:
                 return ["SEGMENTSIZE is not set"]
@@ -703,6 +720,11 @@ class SimulatedCard:
             self._fifo_runs = []
             self.underrun = False
             self._plays_left = INF if self.loops == 0 else self.loops
+            return
+        if self.replay_mode == "gate":  # no steps: the memory plays while a gate is open
+            self._gates = []
+            self._gate_hold0 = self._hold.copy()
+            self._gate_cut = INF
             return
         mem = self._memory
         if self.replay_mode in ("single", "continuous"):
@@ -754,7 +776,7 @@ class SimulatedCard:
             if problems:
                 self._fail(sp.ERR_SEQUENCE, "cannot start: " + "; ".join(problems), sp.SPC_M2CMD)
             self._load_standard()
-        problems = self.sequence_problems() if self.replay_mode not in FIFO_MODES else []
+        problems = self.sequence_problems() if self.replay_mode not in (*FIFO_MODES, "gate") else []
         if problems:
             self._fail(sp.ERR_SEQUENCE, "cannot start: " + "; ".join(problems), sp.SPC_M2CMD)
         self.state = ARMED
@@ -782,13 +804,15 @@ class SimulatedCard:
         """CARD_ENABLETRIGGER: let the selected trigger sources in; a software trigger in the OR
         mask fires at once on an armed card."""
         self.trigger_enabled = True
-        if self.trigger_or_mask & TMASK_SOFTWARE and self.state == ARMED:
+        if self.trigger_or_mask & TMASK_SOFTWARE and self.state == ARMED and self.replay_mode != "gate":
             self._add_trigger(self.now)
 
     def force_trigger(self) -> None:
         """CARD_FORCETRIGGER: a software trigger now (works whether or not triggers are enabled)."""
         if self.state not in (ARMED, RUNNING):
             self._fail(sp.ERR_SEQUENCE, "FORCETRIGGER needs a started card", sp.SPC_M2CMD)
+        if self.replay_mode == "gate":  # [assume] a software trigger has no length: it opens no gate
+            return
         self._add_trigger(self.now)
 
     def external_trigger(self, sample: int, line: int = 0) -> None:
@@ -809,6 +833,88 @@ class SimulatedCard:
             if sum(edges) == self.trigger_and_mask:
                 self._add_trigger(int(sample))
 
+    def external_gate(self, start: int, stop: int, line: int = 0) -> None:
+        """Gated replay: the gate condition on input EXT<line> holds from sample ``start`` (now or
+        later) to ``stop`` (as the input's trigger mode reads the signal: a rising edge to the
+        falling one, a level while it lasts). It counts only while triggers are enabled and the OR
+        mask selects that input; gates come in time order and do not overlap."""
+        if self.replay_mode != "gate":
+            raise ProgramError(f"a gate is for gated replay; the card is in {self.replay_mode} mode", op="external gate", value=self.replay_mode)
+        if start < self.now:
+            raise ProgramError(f"gate opening at sample {start} is in the past (now {self.now})", op="external gate", value=start)
+        if stop <= start:
+            raise ProgramError(f"a gate closes after it opens (open {start}, close {stop})", op="external gate", value=(start, stop))
+        if line not in (0, 1):
+            raise ProgramError(f"trigger input EXT{line} does not exist (EXT0, EXT1)", op="external gate", value=line)
+        if self._gates and start < self._gates[-1][1]:
+            raise ProgramError(f"gate [{start}, {stop}) begins before the last one closes ({self._gates[-1][1]})", op="external gate", value=start)
+        if self.trigger_enabled and self.state in (ARMED, RUNNING) and self.trigger_or_mask & (TMASK_EXT0 if line == 0 else TMASK_EXT1):
+            self._gates.append((int(start), int(stop)))
+
+    def _gate_spans(self) -> tuple[list[tuple[int, int, int]], float]:
+        """Gated replay's played spans (first and end output sample, memory samples played before)
+        and the sample replay ends at (LOOPS 1: the memory played once; else never)."""
+        lat = trigger_latency_samples(self.sample_rate_hz)
+        total = self.memsize if self.loops == 1 else INF
+        spans, played = [], 0
+        for s, e in self._gates:
+            n = int(min(e - s, total - played, self._gate_cut - (s + lat)))
+            if n <= 0:
+                break
+            spans.append((s + lat, s + lat + n, played))
+            played += n
+            if played >= total:
+                return spans, s + lat + n
+        return spans, INF
+
+    def _gate_sample(self, position: int) -> np.ndarray:
+        """The hold after memory sample ``position`` (of the whole replay) played last."""
+        held = self._hold.copy()
+        held[: self.n_channels] = self._memory[position % self.memsize]
+        return held
+
+    def _advance_gate(self, target: int) -> None:
+        if self.state not in (ARMED, RUNNING):
+            return
+        spans, end = self._gate_spans()
+        lat = trigger_latency_samples(self.sample_rate_hz)
+        for sa, _, _ in spans:  # a gate that plays is a trigger taken (M2STAT_CARD_TRIGGER)
+            if sa - lat < target and sa - lat not in self.trigger_log:
+                self.trigger_log.append(sa - lat)
+                self.triggered = True
+                self.state = RUNNING
+        if end <= target:
+            a, b, p0 = spans[-1]
+            self._hold = self._gate_sample(p0 + b - a - 1)
+            self.state = READY
+            self._ready_at = int(end)
+
+    def _gate_hold_before(self, t: int) -> np.ndarray:
+        """What the outputs hold at sample t-1 in gated replay: the last sample played before t,
+        or the stop level if none has played yet."""
+        held = self._gate_hold0 if self._gate_hold0 is not None else self._hold
+        for a, b, p0 in self._gate_spans()[0]:
+            if a >= t:
+                break
+            held = self._gate_sample(p0 + min(b, t) - a - 1)
+        return held
+
+    def _render_gate(self, out: np.ndarray, w0: int, a: int, b: int) -> None:
+        self._advance_gate(b)
+        active = out[:, : self.n_channels]
+        held = self._gate_hold_before(a)
+        cursor = a
+        for sa, sb, p0 in self._gate_spans()[0]:
+            lo, hi = max(a, sa), min(b, sb)
+            if lo >= hi:
+                continue
+            active[cursor - w0 : lo - w0] = self._stop_values(held)[: self.n_channels]
+            idx = (p0 + (lo - sa) + np.arange(hi - lo)) % self.memsize
+            active[lo - w0 : hi - w0] = self._memory[idx]
+            held = self._gate_sample(p0 + hi - sa - 1)
+            cursor = hi
+        active[cursor - w0 : b - w0] = self._stop_values(held)[: self.n_channels]
+
     def _add_trigger(self, sample: int) -> None:
         self._triggers.add(sample)
         self._invalidate()
@@ -818,7 +924,9 @@ class SimulatedCard:
         if self.state in (ARMED, RUNNING):
             self._advance_to(self.now, None)
             if self.state == RUNNING:
-                self._hold = self._last_output_before(self.now)
+                self._hold = self._gate_hold_before(self.now) if self.replay_mode == "gate" else self._last_output_before(self.now)
+        if self.replay_mode == "gate":
+            self._gate_cut = min(self._gate_cut, self.now)
         self.state = READY if self.state != IDLE else IDLE
         self._ready_at = min(self._ready_at, self.now)
         self._invalidate()
@@ -897,7 +1005,8 @@ class SimulatedCard:
                 self._hold[: self.n_channels] = out[-1, : self.n_channels]
                 break
             end = min(w1, pos + (ep.period if ep is not None else RENDER_CHUNK))
-            (self._render_fifo if self.replay_mode in FIFO_MODES else self._render_walk)(out, w0, pos, end)
+            render = self._render_fifo if self.replay_mode in FIFO_MODES else self._render_gate if self.replay_mode == "gate" else self._render_walk
+            render(out, w0, pos, end)
             pos = end
         self.now = w1
         if self.replay_mode in FIFO_MODES:
@@ -1076,6 +1185,9 @@ class SimulatedCard:
         """Play the sequence up to sample ``target``: arm -> first trigger -> steps, with every
         step entry at or before ``target`` made. With ``runs``, collect (start, end, run) for
         every step overlapping the window; without, jump through an epoch arithmetically."""
+        if self.replay_mode == "gate":
+            self._advance_gate(target)
+            return
         while True:
             if self.state == ARMED:
                 t0 = self._triggers.first()

@@ -14,7 +14,8 @@ amplitude / output / stop level, sample rate, the trigger masks (software, Ext0,
 sequence registers, the standard-mode memory size, segment size and loops, DMA of data
 (``DefTransfer`` then ``M2CMD_DATA_STARTDMA``), ``M2CMD`` commands (WAITREADY and WAITTRIGGER
 included), ``M2STATUS`` and ``SPC_SEQMODE_STATUS``, and the replay modes single, continuous,
-single-restart, multi, FIFO single, FIFO multi and sequence. Set-up registers whose effect the
+single-restart, multi, gated (standard; its gates from :meth:`SimulatedCard.external_gate`), FIFO
+single, FIFO multi and sequence. Set-up registers whose effect the
 simulated card does not model are **stored** (checked, then read back as written:
 :data:`STORED_DEFAULTS`): clock mode (internal PLL or external reference), reference frequency,
 clock output and its termination, Ext0/Ext1 trigger modes, levels, coupling and termination,
@@ -25,7 +26,7 @@ take their modes (asynchronous in/out, trigger out, run and arm state: stored; s
 output of a channel's bit: emulated, the line's level played and the channel left the bits below,
 :meth:`SimulatedCard.render`'s ``lines``). Values a card does
 not take are refused with the driver's invalid-value error (the ranges marked [assume] in the
-constants below are not published for this family), the gated modes with "not emulated", the DDS
+constants below are not published for this family), FIFO gated replay with "not emulated", the DDS
 mode as a missing firmware option, and any other register with the invalid-register error, as a
 card without that feature refuses it.
 A refused call sets the handle's error (code, register, value, text) for ``GetErrorInfo``, as
@@ -221,6 +222,7 @@ EMULATED_MODES = {
     sp.SPC_REP_STD_CONTINUOUS: "continuous",
     sp.SPC_REP_STD_SINGLERESTART: "singlerestart",
     sp.SPC_REP_STD_MULTI: "multi",
+    sp.SPC_REP_STD_GATE: "gate",
     sp.SPC_REP_FIFO_SINGLE: "fifo",
     sp.SPC_REP_FIFO_MULTI: "fifo_multi",
     sp.SPC_REP_STD_SEQUENCE: "sequence",
