@@ -70,6 +70,18 @@ np.savez(OUT, data=data, **{k: v for k, v in results.items() if isinstance(v, np
 print("RESULTS", json.dumps({k: v for k, v in results.items() if not isinstance(v, np.ndarray)}))
 """
 
+# three gates on Ext0 (the second long enough to reach the memory's end), rendered
+GATED = """
+        card.start(spcm.M2CMD_CARD_ENABLETRIGGER)
+        t0 = sim.now
+        GATES = [(100, 900), (1500, 3100), (3600, 4400)]
+        for a, b in GATES:
+            sim.external_gate(t0 + a, t0 + b)
+        results["out"] = sim.render(5200)
+        results["gates"] = GATES
+        results["ready"] = bool(card.status() & spcm.M2STAT_CARD_READY)
+"""
+
 SCRIPTS = {
     # standard single: the memory twice after one software trigger, then the stop level
     "single": SETUP_CHANNEL0
@@ -239,15 +251,8 @@ SCRIPTS = {
         LOOPS = 0
 """
     + TRANSFER
+    + GATED
     + """
-        card.start(spcm.M2CMD_CARD_ENABLETRIGGER)
-        t0 = sim.now
-        GATES = [(100, 900), (1500, 3100), (3600, 4400)]
-        for a, b in GATES:
-            sim.external_gate(t0 + a, t0 + b)
-        results["out"] = sim.render(5200)
-        results["gates"] = GATES
-        results["ready"] = bool(card.status() & spcm.M2STAT_CARD_READY)
         card.stop()
 """,
     # gated replay, LOOPS 1: the memory once; the gate that reaches its end is cut off there and
@@ -269,15 +274,8 @@ SCRIPTS = {
         except spcm.SpcmException as e:
             results["loops2"] = [e.error.register, e.error.text]
         card.loops(1)
-        card.start(spcm.M2CMD_CARD_ENABLETRIGGER)
-        t0 = sim.now
-        GATES = [(100, 900), (1500, 3100), (3600, 4400)]
-        for a, b in GATES:
-            sim.external_gate(t0 + a, t0 + b)
-        results["out"] = sim.render(5200)
-        results["gates"] = GATES
-        results["ready"] = bool(card.status() & spcm.M2STAT_CARD_READY)
-""",
+"""
+    + GATED,
     # synchronous digital output: X0 plays bit 15 of channel 0 (a marker), the channel the 15 bits below
     "markers": SETUP_CHANNEL0
     + """
