@@ -1442,8 +1442,9 @@ def _standard(mode: str, memsize: int, *, segsize: int = 0, loops: int = 1, n_ch
         c.set_standard_segment_size(segsize)
     c.set_loops(loops)
     data = np.random.default_rng(seed).integers(-20000, 20000, size=(memsize, n_channels), dtype=np.int16)
-    c.write_memory(data[:100], offset=0)  # in two transfers, as DMA may bring it
-    c.write_memory(data[100:].reshape(-1), offset=100)
+    cut = min(100, memsize // 2)
+    c.write_memory(data[:cut], offset=0)  # in two transfers, as DMA may bring it
+    c.write_memory(data[cut:].reshape(-1), offset=cut)
     return c, data
 
 
@@ -1472,16 +1473,16 @@ def test_single_replay_with_loops_zero_plays_until_stopped():
 
 
 def test_multi_replay_plays_one_segment_per_trigger_and_ignores_triggers_while_playing():
-    c, data = _standard("multi", 3 * 384, segsize=384, loops=2)
+    c, data = _standard("multi", 3 * 384, segsize=384, loops=1)
     c.set_trigger_masks(0x2, 0)  # EXT0
     c.start()
     c.enable_trigger()
     lat = latency(c.sample_rate_hz)
-    triggers = [100, 150, 2000, 4000, 6000, 8000, 10000, 12000]  # 150 lands while segment 0 plays
+    triggers = [100, 150, 2000, 4000, 6000, 8000]  # 150 lands while segment 0 plays
     for t in triggers:
         c.external_trigger(t)
     out = c.render(14000)[:, 0]
-    taken = [100, 2000, 4000, 6000, 8000, 10000]  # 3 segments x 2 loops, then READY
+    taken = [100, 2000, 4000]  # 3 segments once (LOOPS 1), then READY
     assert c.trigger_log == taken and c.state == "ready"
     want = np.zeros(14000, np.int16)  # ZERO stop level between segments
     for k, t in enumerate(taken):
@@ -1536,12 +1537,42 @@ def test_gated_replay_once_cuts_the_last_gate_at_the_memory_end_and_holds_betwee
     assert c.state == "ready" and c.ready_at == 1268 + lat and c.trigger_log == [100, 1000]
 
 
+def test_standard_modes_take_the_manuals_limits_not_the_sequence_modes():
+    # MEMSIZE from 32 in steps of 32; SEGMENTSIZE from 16 in steps of 16; multi and gate LOOPS 0..1
+    c, data = _standard("single", 64, loops=2)
+    c.start()
+    c.force_trigger()
+    lat = latency(c.sample_rate_hz)
+    out = c.render(lat + 200)[:, 0]
+    np.testing.assert_array_equal(out[lat : lat + 128], np.concatenate([data[:, 0]] * 2))
+    assert not out[lat + 128 :].any()
+    c, data = _standard("multi", 96, segsize=48, loops=0)
+    c.set_trigger_masks(0x2, 0)
+    c.start()
+    c.enable_trigger()
+    for t in (100, 1000, 2000):
+        c.external_trigger(t)
+    out = c.render(3000)[:, 0]
+    for k, t in enumerate((100, 1000, 2000)):  # LOOPS 0: round the two segments until stopped
+        np.testing.assert_array_equal(out[t + lat : t + lat + 48], data[(k % 2) * 48 : (k % 2 + 1) * 48, 0])
+    c = SimulatedCard(CARDS["M4i.6631-x8"])
+    c.set_replay_mode("multi")
+    for bad_mem in (16, 48, 100):
+        with pytest.raises(CardError, match=r"MEMSIZE=.* must be a multiple of 32 in 32\.\."):
+            c.set_memsize(bad_mem)
+    for bad_seg in (8, 24):
+        with pytest.raises(CardError, match="SEGMENTSIZE=.* must be a multiple of 16"):
+            c.set_standard_segment_size(bad_seg)
+    with pytest.raises(CardError, match="standard multi replay takes 0 .* or 1"):
+        c.set_loops(2)
+
+
 def test_standard_modes_are_checked_like_the_driver():
     c = SimulatedCard(CARDS["M4i.6631-x8"])
     with pytest.raises(CardError, match="sequence mode"):
         c.set_memsize(384)  # still in sequence mode
     c.set_replay_mode("multi")
-    for bad in (100, 383, 10**12):
+    for bad in (100, 383, 10**12):  # not a multiple of 32, or beyond the memory
         with pytest.raises(CardError, match="MEMSIZE"):
             c.set_memsize(bad)
     with pytest.raises(CardError, match="LOOPS"):

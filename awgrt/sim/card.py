@@ -74,6 +74,13 @@ REPLAY_MODES = ("sequence", "single", "continuous", "singlerestart", "multi", "g
 #: LOOPS of standard gated replay: 0 (the memory over and over, across gates, until stopped) or 1
 #: (the memory once, the last gate cut off at its end) [doc: the M4i/M4x.66xx manual, "Gated Replay"].
 GATE_LOOPS = (0, 1)
+#: The standard modes' limits [doc: the manual's "Limits of segment size, memory size" table of the
+#: generation modes]: MEMSIZE in steps of 32 from 32 up to the memory of the enabled channels;
+#: SEGMENTSIZE (multi, FIFO) in steps of 16 from 16, at most half that memory (multi, FIFO multi)
+#: or 8 Gi - 16 (FIFO single); LOOPS 0..1 for standard multi and gate, else 0..4 Gi - 1.
+STANDARD_MEMSIZE_STEP = 32
+STANDARD_SEGMENTSIZE_STEP = 16
+FIFO_SINGLE_MAX_SEGMENT = 8 * 2**30 - 16
 FIFO_MODES = ("fifo", "fifo_multi")
 #: Standard-mode registers and the largest SPC_LOOPS accepted (a 32-bit register).
 SPC_MEMSIZE = 10000
@@ -543,12 +550,12 @@ class SimulatedCard:
         self._require_not_running(f"changing {what}", register)
 
     def set_memsize(self, n_samples: int) -> None:
-        """SPC_MEMSIZE: samples per channel the standard modes replay (at least the shortest
-        segment, in steps of the segment granularity, within the memory of the enabled channels)."""
+        """SPC_MEMSIZE: samples per channel the standard modes replay (see
+        :data:`STANDARD_MEMSIZE_STEP`: from 32 in steps of 32, within the memory of the enabled
+        channels)."""
         self._standard_only("MEMSIZE", SPC_MEMSIZE)
-        g = self.spec.segment_granularity
-        least = self.spec.min_segment_length(self.n_channels)
-        most = self.spec.max_segment_length(self.n_channels, 1)
+        g = least = STANDARD_MEMSIZE_STEP
+        most = self.spec.max_segment_length(self.n_channels, 1) // g * g
         if not isinstance(n_samples, int) or n_samples < least or n_samples % g or n_samples > most:
             self._fail(sp.ERR_VALUE, f"MEMSIZE={n_samples!r} must be a multiple of {g} in {least}..{most} for {self.n_channels} channels", SPC_MEMSIZE)
         if n_samples != self.memsize or self._memory is None or self._memory.shape[1] != self.n_channels:
@@ -556,12 +563,13 @@ class SimulatedCard:
         self.memsize = n_samples
 
     def set_standard_segment_size(self, n_samples: int) -> None:
-        """SPC_SEGMENTSIZE (multi): samples per channel replayed per trigger."""
+        """SPC_SEGMENTSIZE (multi, FIFO): samples per channel replayed per trigger (FIFO single: per
+        loop), from 16 in steps of 16 (:data:`STANDARD_SEGMENTSIZE_STEP`; the mode's largest is
+        checked at start)."""
         self._standard_only("SEGMENTSIZE", SPC_SEGMENTSIZE)
-        g = self.spec.segment_granularity
-        least = self.spec.min_segment_length(self.n_channels)
-        if not isinstance(n_samples, int) or n_samples < least or n_samples % g:
-            self._fail(sp.ERR_VALUE, f"SEGMENTSIZE={n_samples!r} must be a multiple of {g}, at least {least} for {self.n_channels} channels", SPC_SEGMENTSIZE)
+        g = STANDARD_SEGMENTSIZE_STEP
+        if not isinstance(n_samples, int) or n_samples < g or n_samples % g or n_samples > FIFO_SINGLE_MAX_SEGMENT:
+            self._fail(sp.ERR_VALUE, f"SEGMENTSIZE={n_samples!r} must be a multiple of {g} in {g}..{FIFO_SINGLE_MAX_SEGMENT}", SPC_SEGMENTSIZE)
         self.segment_size = n_samples
 
     def set_loops(self, loops: int) -> None:
@@ -570,9 +578,14 @@ class SimulatedCard:
         self._standard_only("LOOPS", SPC_LOOPS)
         if not isinstance(loops, int) or not 0 <= loops <= MAX_STANDARD_LOOPS:
             self._fail(sp.ERR_VALUE, f"LOOPS={loops!r} must be in 0..{MAX_STANDARD_LOOPS} (0: until stopped)", SPC_LOOPS)
-        if self.replay_mode == "gate" and loops not in GATE_LOOPS:
-            self._fail(sp.ERR_VALUE, f"LOOPS={loops!r}: gated replay takes 0 (the memory over and over until stopped) or 1 (the memory once)", SPC_LOOPS)
+        if self.replay_mode in ("gate", "multi") and loops not in GATE_LOOPS:
+            self._fail(sp.ERR_VALUE, f"LOOPS={loops!r}: {self._mode_loops_rule()}", SPC_LOOPS)
         self.loops = loops
+
+    def _mode_loops_rule(self) -> str:
+        if self.replay_mode == "gate":
+            return "gated replay takes 0 (the memory over and over until stopped) or 1 (the memory once)"
+        return "standard multi replay takes 0 (its segments round and round until stopped) or 1 (each segment once)"
 
     def write_memory(self, data: np.ndarray, offset: int = 0) -> None:
         """A DMA in a standard mode: int16 samples into the replay memory from sample ``offset``."""
@@ -692,19 +705,24 @@ class SimulatedCard:
 
     def standard_problems(self) -> list[str]:
         """What :meth:`start` refuses in a standard mode."""
+        half = self.spec.max_segment_length(self.n_channels, 1) // 2 // STANDARD_SEGMENTSIZE_STEP * STANDARD_SEGMENTSIZE_STEP
         if self.replay_mode in FIFO_MODES:
             if (self.loops or self.replay_mode == "fifo_multi") and not self.segment_size:
                 return [f"LOOPS={self.loops} replays that many segments: set SEGMENTSIZE (or LOOPS 0 to stream until stopped)"]
+            if self.replay_mode == "fifo_multi" and self.segment_size > half:
+                return [f"SEGMENTSIZE={self.segment_size} is more than FIFO multi replay takes for {self.n_channels} channels ({half})"]
             return []
         if not self.memsize or self._memory is None:
             return ["MEMSIZE is not set"]
         if self._memory.shape[1] != self.n_channels:
             return [f"MEMSIZE was set for {self._memory.shape[1]} channels, {self.n_channels} are enabled now: set it again"]
-        if self.replay_mode == "gate" and self.loops not in GATE_LOOPS:
-            return [f"LOOPS={self.loops}: gated replay takes 0 (the memory until stopped) or 1 (the memory once)"]
+        if self.replay_mode in ("gate", "multi") and self.loops not in GATE_LOOPS:
+            return [f"LOOPS={self.loops}: {self._mode_loops_rule()}"]
         if self.replay_mode == "multi":  # continuous and singlerestart replay the whole memory
             if not self.segment_size:
                 return ["SEGMENTSIZE is not set"]
+            if self.segment_size > half:
+                return [f"SEGMENTSIZE={self.segment_size} is more than standard multi replay takes for {self.n_channels} channels ({half})"]
             if self.memsize % self.segment_size:
                 return [f"MEMSIZE={self.memsize} is not a whole number of segments of SEGMENTSIZE={self.segment_size}"]
         return []
