@@ -386,7 +386,7 @@ def test_the_catalogue_runs_on_every_model(name: str, model: str, tmp_path: Path
         assert refused(results["external"], 20200)  # SPC_CLOCKMODE: no external sample clock on a 66xx
         np.testing.assert_array_equal(arrays["out"][:, 0], plays(3000, [lat], [mem]))
     elif name == "trigger":
-        assert results["trigger"] == [0x2, 0x1, 1000, 1, 0x2, -500, 32]
+        assert results["trigger"] == [0x2, 0x1, 1000, 1, 0x2, -500, 16]  # delay step 16 on a 16-bit card (manual, table 85)
         assert refused(results["ext1_window"], 40511)  # Ext1 has one level: no window modes
         np.testing.assert_array_equal(arrays["out"][:, 0], plays(3500, [500 + lat], [mem]))
     elif name == "markers":
@@ -420,7 +420,7 @@ def test_set_up_registers_read_back_as_written_and_refuse_what_the_card_does_not
         d.SPC_TRIG_EXT0_LEVEL0: -2500,
         d.SPC_TRIG_EXT0_LEVEL1: 2500,
         d.SPC_TRIG_EXT1_LEVEL0: 800,
-        d.SPC_TRIG_DELAY: 64,
+        d.SPC_TRIG_DELAY: 48,  # 16..8 Gi - 16 in steps of 16 (the manual's table 85)
         d.SPC_TRIG_TERM: 1,
         d.SPC_TRIG_EXT1_ACDC: 1,
         d.SPC_DIFF0: 1,
@@ -437,7 +437,7 @@ def test_set_up_registers_read_back_as_written_and_refuse_what_the_card_does_not
         d.SPC_CLOCKOUT: 2,
         d.SPC_TRIG_EXT1_MODE: d.SPC_TM["inwin"],  # one level on Ext1: no window
         d.SPC_TRIG_EXT0_LEVEL0: 12_000,
-        d.SPC_TRIG_DELAY: 33,
+        d.SPC_TRIG_DELAY: 40,  # not a multiple of 16
     }
     for reg, value in refused.items():
         assert drv.set_i64(h, reg, value) == ERR_VALUE, reg
@@ -448,6 +448,8 @@ def test_set_up_registers_read_back_as_written_and_refuse_what_the_card_does_not
     for reg in (d.SPC_CLOCKOUTFREQUENCY, d.SPC_OVERSAMPLINGFACTOR):
         assert drv.set_i64(h, reg, 1) != 0  # read-only
     assert drv.get_i64(h, d.SPC_AVAILCLOCKMODES) == (0, d.SPC_CM_INTPLL | d.SPC_CM_EXTREFCLOCK)
+    assert drv.get_i64(h1, d.SPC_TRIG_EXT0_ACDC) == (0, 1)  # AC coupling after opening (the manual, table 90)
+    assert drv.set_i64(h1, d.SPC_TRIG_DELAY, (8 << 30) - 16) == 0 and drv.set_i64(h1, d.SPC_TRIG_DELAY, 8 << 30) == ERR_VALUE
 
 
 @pytest.mark.parametrize("name", ["M4i.6620-x8", "M4i.6622-x8", "M4i.6630-x8", "M4x.6621-x4", "M4x.6631-x4"])

@@ -119,16 +119,18 @@ SPC_DOUBLEOUT0 = 30041
 #: Clock modes of an M4i/M4x.66xx: the internal PLL and the PLL locked to an external reference
 #: (every 66xx has the reference input and the clock output [doc]).
 CLOCK_MODES = SPC_CM_INTPLL | SPC_CM_EXTREFCLOCK
-#: Trigger edge/level modes: Ext0 is a window comparator with two levels, Ext1 one level
-#: [assume: the common subset of the 66xx trigger chapter], both with the re-arm flag on Ext0.
+#: Trigger edge/level modes [doc: the M4i/M4x manual's trigger chapter, tables 87 and 91]: Ext0 is
+#: a window comparator with two levels (edges, both edges, re-arm, levels, the four window modes),
+#: Ext1 one level (edges, both edges, high and low level).
 SPC_TM = {"none": 0x0, "pos": 0x1, "neg": 0x2, "both": 0x4, "high": 0x8, "low": 0x10, "winenter": 0x20, "winleave": 0x40, "inwin": 0x80, "outsidewin": 0x100}
 SPC_TM_REARM = 0x01000000
 EXT0_MODES = sum(SPC_TM.values()) | SPC_TM_REARM
 EXT1_MODES = SPC_TM["pos"] | SPC_TM["neg"] | SPC_TM["both"] | SPC_TM["high"] | SPC_TM["low"]
-#: Trigger levels, mV [assume: +-10 V in 1 mV steps on both inputs].
+#: Trigger levels, mV: -10000..+10000 mV on Ext0 (both levels) and Ext1 [doc: table 93]; the step
+#: is read from the card (SPC_TRIG_EXT_AVAILx_STEP) [assume: 1 mV].
 TRIGGER_LEVEL_MV = (-10_000, 10_000, 1)
-#: Trigger delay, samples [assume: 0 .. 8 Gi - 32 in steps of 32].
-TRIGGER_DELAY = ((8 << 30) - 32, 32)
+#: Trigger delay, samples: 0 (none) or 16 .. 8 Gi - 16 in steps of 16 on 16-bit cards [doc: table 85].
+TRIGGER_DELAY = ((8 << 30) - 16, 16)
 
 
 #: Registers a write to is refused as to a card's read-only registers.
@@ -152,7 +154,7 @@ STORED_DEFAULTS = {
     SPC_TRIG_EXT0_LEVEL1: 0,
     SPC_TRIG_EXT1_LEVEL0: 0,
     SPC_TRIG_TERM: 0,
-    SPC_TRIG_EXT0_ACDC: 0,
+    SPC_TRIG_EXT0_ACDC: 1,  # AC coupling is the default [doc: table 90]
     SPC_TRIG_DELAY: 0,
     SPC_TRIG_EXT1_ACDC: 0,
     SPC_CLOCKOUT: 0,
