@@ -44,17 +44,24 @@ MAX_UNPROMISED_BLOCK_BYTES = 1 << 20
 READ_CHUNK = 1 << 16
 
 
-def _paced(got: int, since: float, left_s: float, wanted: int) -> int:
+#: The shortest time over which a link's rate is trusted (s): bytes that piled up in the socket
+#: while the reader was not running arrive at once and would make a trickle look fast.
+PACE_MIN_S = 0.05
+
+
+def _paced(got: int, since: float, left_s: float, wanted: int, last: int) -> int:
     """How many bytes to ask of one driver read: a read returns only when it has them (or the
     link goes quiet), so a link that trickles could hold one large read far past any deadline.
-    Ask what the rate seen so far (``got`` bytes since the reading began at ``since``) delivers in
-    a quarter of the time left: one byte first, then growing with the link (a fast one reaches
-    READ_CHUNK within a few reads), so no read outlasts the deadline by much however slowly bytes
-    come."""
+    Ask what the rate seen so far (``got`` bytes since the reading began at ``since``, over at
+    least :data:`PACE_MIN_S`) delivers in a quarter of the time left, and at most twice the last
+    read asked (``last``): one byte first, then growing with the link (a fast one reaches
+    READ_CHUNK within 17 reads). Bytes that piled up while the reader waited for a CPU (a busy
+    machine) are read in growing bites, not taken for a fast link, so no read outlasts the
+    deadline by much more than the reader was held up, however slowly bytes come."""
     if got == 0:
         return 1
-    rate = got / max(time.monotonic() - since, 1e-6)
-    return max(1, min(wanted, READ_CHUNK, int(rate * left_s / 4)))
+    rate = got / max(time.monotonic() - since, PACE_MIN_S)
+    return max(1, min(wanted, READ_CHUNK, 2 * last, int(rate * left_s / 4)))
 
 #: pyvisa ``datatype`` letters for signed / unsigned samples of 1 and 2 bytes.
 DATATYPES = {(1, True): "b", (1, False): "B", (2, True): "h", (2, False): "H"}
@@ -132,12 +139,13 @@ class VisaScope(Scope):
         # a raw socket has no device clear: read and drop what arrives until it is quiet, for at most
         # RESYNC_MAX_S in all (each read returns what has come, so a trickle cannot hold it longer)
         deadline = time.monotonic() + RESYNC_MAX_S
-        got, since = 0, time.monotonic()
+        got, since, asked = 0, time.monotonic(), 1
         try:
             self._res.timeout = max(1, round(RESYNC_QUIET_S * 1000))
             while (left := deadline - time.monotonic()) > 0:
+                asked = _paced(got, since, left, READ_CHUNK, asked)
                 try:
-                    chunk = self._read_some(_paced(got, since, left, READ_CHUNK))
+                    chunk = self._read_some(asked)
                 except Exception:  # quiet (timeout) or gone: either way nothing more to drop
                     break
                 if not chunk:
@@ -284,7 +292,7 @@ class VisaScope(Scope):
     def _read_exact(self, count: int, deadline: float, started: float) -> bytearray:
         """``count`` bytes of the answer, or ScopeTimeoutError once ``deadline`` passes (however
         slowly the bytes trickle in: the deadline is for the whole transfer)."""
-        buf = bytearray()
+        buf, asked = bytearray(), 1
         while len(buf) < count:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -295,7 +303,8 @@ class VisaScope(Scope):
                 )
             self._res.timeout = max(1, round(left * 1000))
             # paced by the rate since the query: bytes the driver already buffered cannot fake a fast link
-            buf += self._read_some(_paced(len(buf), started, left, count - len(buf)))
+            asked = _paced(len(buf), started, left, count - len(buf), asked)
+            buf += self._read_some(asked)
         return buf
 
     def _read_some(self, count: int) -> bytes:

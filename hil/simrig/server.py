@@ -51,6 +51,8 @@ class LoopbackScpiServer:
         self.slow_bytes_per_s = slow_bytes_per_s
         self.slow_from_bytes = slow_from_bytes
         self.connections = 0
+        #: Answers sent a byte at a time (``slow_bytes_per_s``) that have not been sent whole yet.
+        self.trickling = 0
         self._stop = threading.Event()
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
@@ -138,12 +140,16 @@ class LoopbackScpiServer:
                         rate = self.slow_bytes_per_s
                         slow = rate is not None and len(answer) >= self.slow_from_bytes
                         step = 1 if slow else self.send_chunk_bytes
-                        for i in range(0, len(answer), step):
-                            if self._stop.is_set():
-                                return
-                            conn.sendall(answer[i : i + step])
-                            if rate is not None and slow:
-                                time.sleep(1.0 / rate)
+                        self.trickling += slow
+                        try:
+                            for i in range(0, len(answer), step):
+                                if self._stop.is_set():
+                                    return
+                                conn.sendall(answer[i : i + step])
+                                if rate is not None and slow:
+                                    time.sleep(1.0 / rate)
+                        finally:
+                            self.trickling -= slow
                     except OSError:
                         return
                 self._last_activity = time.monotonic()
