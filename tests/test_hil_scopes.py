@@ -241,6 +241,19 @@ def test_a_trickling_transfer_is_bounded_as_a_whole(family: str) -> None:
         assert srv.trickling == 1
 
 
+@pytest.mark.parametrize("family", ["keysight", "rigol", "lecroy"])
+def test_an_answer_that_comes_after_its_query_gave_up_is_not_taken_for_the_next_ones(family: str) -> None:
+    # the answer to *OPC? comes 0.4 s late (a busy scope or host), after the 0.2 s timeout and after
+    # the resynchronisation's quiet period: the *IDN? handshake drops it, so the session is in step
+    with serve(family, late_s={"*OPC?": 0.4}) as srv, open_scope(family, srv.resource, timeout_s=0.2) as scope:
+        with pytest.raises(ScopeTimeoutError):
+            scope.query("*OPC?")
+        srv.late_s.clear()
+        assert scope.resyncs >= 1
+        assert scope.query("*IDN?") == scope.identity
+        assert acquire(scope, settings()).codes.size == 4000
+
+
 def test_bytes_that_piled_up_on_a_busy_machine_are_not_taken_for_a_fast_link() -> None:
     from hil.scopes.visa import PACE_MIN_S, READ_CHUNK, _paced
 

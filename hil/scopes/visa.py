@@ -7,7 +7,11 @@ stated explicitly by the driver, never left to the instrument's defaults.
 
 **Resynchronisation.** After any timeout or unusable answer the session is resynchronised: the
 device is cleared and whatever is left in the input buffer is dropped, so a malformed block (or
-stray bytes after one) fails only the exchange it belongs to, never the ones after it. A text
+stray bytes after one) fails only the exchange it belongs to, never the ones after it. A raw
+socket has no device clear: what has arrived is dropped until the link is quiet, and then, since a
+late answer may still be on its way (a busy instrument or host), ``*IDN?`` is asked and answers
+are read and dropped up to the one that is the scope's identity: answers come in order, so the
+session is in step again whenever the instrument is slow. A text
 query whose answer is unusable is resynchronised and asked once more (queries have no side
 effects); a block read is not retried: that capture fails. Every resynchronisation is logged
 and counted in ``scope.resyncs``.
@@ -151,9 +155,24 @@ class VisaScope(Scope):
                 if not chunk:
                     break
                 got += len(chunk)
+            self._handshake(max(deadline, time.monotonic() + self.timeout_s))  # its own time: the answer it waits for comes last
         finally:
             with contextlib.suppress(Exception):
                 self._res.timeout = max(1, round(self.timeout_s * 1000))
+
+    def _handshake(self, deadline: float) -> None:
+        """Ask ``*IDN?`` and drop the answers before the one that is the scope's identity (once it
+        is known), so an answer that came late cannot be taken for the next query's; gives up
+        quietly at ``deadline`` (the next exchange then fails and resynchronises again)."""
+        idn = getattr(self, "_idn", None)
+        if not idn:
+            return
+        with contextlib.suppress(Exception):
+            self._res.write("*IDN?")
+            while (left := deadline - time.monotonic()) > 0:
+                self._res.timeout = max(1, round(min(left, self.timeout_s) * 1000))
+                if self._res.read().strip() == idn:
+                    return
 
     def _guard(self, command: str, action: Callable[[], T], timeout_s: float | None = None) -> T:
         """Run one transfer; on failure resynchronise and raise the matching ScopeError."""

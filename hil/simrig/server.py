@@ -27,7 +27,9 @@ class LoopbackScpiServer:
     Use as a context manager, or call :meth:`start` and :meth:`close`. ``send_chunk_bytes``
     splits answers into several ``send`` calls (so clients see them arrive in pieces);
     ``slow_bytes_per_s`` sends answers of at least ``slow_from_bytes`` a byte at a time at that
-    rate (a link that trickles).
+    rate (a link that trickles); ``late_s`` ({command line: seconds}) holds the answer to those
+    lines back that long (an instrument, or a host, too busy to answer in time), the lines after
+    them waiting their turn as on a real session.
     """
 
     def __init__(
@@ -41,6 +43,7 @@ class LoopbackScpiServer:
         send_chunk_bytes: int = 1 << 20,
         slow_bytes_per_s: float | None = None,
         slow_from_bytes: int = 1024,
+        late_s: dict[str, float] | None = None,
     ) -> None:
         self.instrument = instrument
         self.idle_timeout_s = idle_timeout_s
@@ -50,6 +53,7 @@ class LoopbackScpiServer:
         self.send_chunk_bytes = send_chunk_bytes
         self.slow_bytes_per_s = slow_bytes_per_s
         self.slow_from_bytes = slow_from_bytes
+        self.late_s = dict(late_s or {})
         self.connections = 0
         #: Answers sent a byte at a time (``slow_bytes_per_s``) that have not been sent whole yet.
         self.trickling = 0
@@ -134,7 +138,10 @@ class LoopbackScpiServer:
             buffer += data
             while b"\n" in buffer:
                 line, buffer = buffer.split(b"\n", 1)
-                answer = self.instrument.handle(line.decode("ascii", "replace").strip())
+                command = line.decode("ascii", "replace").strip()
+                answer = self.instrument.handle(command)
+                if answer and command in self.late_s:
+                    self._stop.wait(self.late_s[command])
                 if answer:
                     try:
                         rate = self.slow_bytes_per_s
