@@ -111,7 +111,7 @@ def programs(sf_presets: Any) -> dict[str, tuple[list[Call], str]]:
     }
 
 
-def awgrt_compile(calls: list[Call], spelling: str) -> tuple[float, dict[str, float], int]:
+def awgrt_compile(calls: list[Call], spelling: str, workers: int | None = None) -> tuple[float, dict[str, float], int]:
     """Seconds from the builder calls to int16 samples, the stages, and the samples made."""
     t0 = time.perf_counter()
     b = replay(calls, AWGProgramBuilder(), SF_TO_AWGRT if spelling == "sf" else {})
@@ -119,7 +119,7 @@ def awgrt_compile(calls: list[Call], spelling: str) -> tuple[float, dict[str, fl
     t1 = time.perf_counter()
     q = quantize_resolved_ir(resolved, MAPPING)
     t2 = time.perf_counter()
-    p = compile_sequence_program(q, progress=False)
+    p = compile_sequence_program(q, progress=False, workers=workers)
     t3 = time.perf_counter()
     return t3 - t0, {"resolve": t1 - t0, "quantize+phases": t2 - t1, "synthesis": t3 - t2}, sum(s.n_samples for s in p.segments)
 
@@ -147,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--segment-factory", default=None, help="folder holding the awgsegmentfactory package")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--workers", type=int, default=None, help="awgrt's synthesis threads (default: its own choice)")
     args = parser.parse_args(argv)
     sf, sf_presets = load_segment_factory(args.segment_factory)
     warnings.simplefilter("ignore")  # both libraries warn about the presets' clipping and snapping
@@ -161,10 +162,10 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.repeat):
             times["sf"].append(sf_compile(sf, calls, spelling))
             forget_compiler_caches()
-            cold, st, n_samples = awgrt_compile(calls, spelling)
+            cold, st, n_samples = awgrt_compile(calls, spelling, args.workers)
             times["cold"].append(cold)
             stages.append(st)
-            times["warm"].append(awgrt_compile(calls, spelling)[0])
+            times["warm"].append(awgrt_compile(calls, spelling, args.workers)[0])
         best = {k: min(v) for k, v in times.items()}
         med = {k: float(np.median(v)) for k, v in times.items()}
         fastest = min(range(len(stages)), key=lambda i: times["cold"][i])

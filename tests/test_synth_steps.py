@@ -456,7 +456,7 @@ def test_save_load_round_trip(tmp_path):
     assert _with_segment(compiled, 0, d).digest != compiled.digest
 
 
-def _temporaries(q, n_hw: int) -> tuple[int, object]:
+def _temporaries(q, n_hw: int, **options) -> tuple[int, object]:
     """(peak traced bytes beside the int16 output, the result) of synthesising q's first segment."""
     import tracemalloc
 
@@ -464,7 +464,7 @@ def _temporaries(q, n_hw: int) -> tuple[int, object]:
 
     tracemalloc.start()
     try:
-        result = synthesize(q.segments[0], FS, dict(q.hardware_channels), n_hw, gain=1.0, clip=0.9, full_scale=32767)
+        result = synthesize(q.segments[0], FS, dict(q.hardware_channels), n_hw, gain=1.0, clip=0.9, full_scale=32767, **options)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -499,6 +499,28 @@ def test_synthesis_memory_is_the_output_plus_the_stated_working_set():
     b.segment("s").tones("H").use_def("h").move(df=0.2e6, time=n_t / 4, kind="cosine")
     extra, _ = _temporaries(quantize_resolved_ir(b.build_resolved_ir(sample_rate_hz=FS)), 1)
     assert extra <= working_set_bytes(1, 160), f"{extra / 2**20:.1f} MiB of temporaries"
+
+
+def test_synthesis_reuses_its_working_arrays_from_one_compile_to_the_next():
+    # a block's temporaries are fresh memory the kernel maps page by page on first touch; each
+    # thread keeps them (within the stated working set), so the next segment allocates its output
+    # and little else: held, ramping, shifted and single moving tones all draw on the kept arrays
+    from awgrt.compiler.synth import kept_work_bytes, release_work_arrays, working_set_bytes
+
+    n_t = 2**18 / FS
+    b = AWGProgramBuilder().logical_channel("H").logical_channel("V")
+    b.define("h", logical_channel="H", freqs=[70e6 + 2e6 * i for i in range(16)], amps=[0.05] * 16)
+    b.define("v", logical_channel="V", freqs=[80e6 + 2e6 * i for i in range(16)], amps=[0.05] * 16)
+    b.segment("s").tones("H").use_def("h").move(df=1e6, time=n_t, idxs=list(range(8))).move(df=-1e6, time=n_t, idxs=[9])
+    b.ramp_amp_to(amps=0.03, time=n_t, idxs=[10, 11], kind="min_jerk").tones("V").use_def("v").ramp_amp_to(amps=0.02, time=n_t, idxs=[0, 1])
+    q = quantize_resolved_ir(b.build_resolved_ir(sample_rate_hz=FS))
+    release_work_arrays()
+    first, result = _temporaries(q, 2, workers=1)
+    second, again = _temporaries(q, 2, workers=1)
+    assert np.array_equal(result.data, again.data)
+    assert first > 4 * 2**20  # the block's arrays, made once
+    assert second < 1 * 2**20, f"{second / 2**20:.2f} MiB allocated again"
+    assert 4 * 2**20 < kept_work_bytes() <= working_set_bytes(2, 32)
 
 
 def test_moving_tones_match_a_float64_reference_to_the_stated_bound():

@@ -103,6 +103,42 @@ def working_set_bytes(n_hw: int, n_tones: int) -> int:
     return 8 * BLOCK * n_hw + max(held, moving)
 
 
+#: Largest working array (bytes) a synthesis thread keeps for the next block and the next compile
+#: (:func:`_work`); a larger one (thousands of moving tones) is allocated each time it is needed.
+WORK_ARRAY_BYTES = 4 << 20
+_WORKSPACE = threading.local()
+
+
+def _work(key: str, shape: int | tuple[int, ...], dtype: type = np.float64) -> np.ndarray:
+    """A working array of ``shape`` for the use site ``key``, its contents left over (as from
+    ``np.empty``). Each thread keeps its own arrays (up to :data:`WORK_ARRAY_BYTES` each, and
+    within :func:`working_set_bytes` in all) from one block and one compile to the next: a fresh
+    array of a block's size is fresh memory, which the kernel maps and zeroes page by page on
+    first touch (a fault per 4 KiB, costing more than the arithmetic done in the array), and
+    the allocator hands such memory back between compiles. Two live arrays never share a key."""
+    shape = (shape,) if isinstance(shape, int) else shape
+    size = math.prod(shape)
+    bufs: dict[tuple[str, type], np.ndarray] | None = getattr(_WORKSPACE, "bufs", None)
+    if bufs is None:
+        bufs = _WORKSPACE.bufs = {}
+    buf = bufs.get((key, dtype))
+    if buf is None or buf.size < size:
+        buf = np.empty(size, dtype=dtype)
+        if buf.nbytes <= WORK_ARRAY_BYTES:
+            bufs[(key, dtype)] = buf
+    return buf[:size].reshape(shape)
+
+
+def kept_work_bytes() -> int:
+    """Bytes of working arrays the calling thread keeps between compiles (:func:`_work`)."""
+    return sum(b.nbytes for b in getattr(_WORKSPACE, "bufs", {}).values())
+
+
+def release_work_arrays() -> None:
+    """Let go of the calling thread's working arrays (the next synthesis makes them again)."""
+    _WORKSPACE.bufs = {}
+
+
 @dataclass(frozen=True)
 class SynthResult:
     """Samples of one segment and what happened on the way to int16."""
@@ -167,7 +203,17 @@ def _row_phasors(f: np.ndarray, p0: np.ndarray, k0: int, count: int, steps: np.n
     within a few float64 ulps (a call longer than a block makes its rows afresh)."""
     if count > steps.shape[1]:
         return _phasors((p0 + f * k0) % 1.0, (f * HOLD_BLOCK) % 1.0, count)
-    return np.exp(2j * np.pi * ((p0 + f * k0) % 1.0))[:, None] * steps[:, :count]
+    return np.multiply(np.exp(2j * np.pi * ((p0 + f * k0) % 1.0))[:, None], steps[:, :count], out=_work("rows", (f.size, count), np.complex128))
+
+
+def _lhs(c: np.ndarray, key: str) -> np.ndarray:
+    """The (rows x 2 tones) left factor [Re(c) Im(c)] of a :func:`_tone_sum` product, from
+    (tones x rows) complex row phasors ``c``, in the working array ``key``."""
+    t = c.shape[0]
+    out = _work(key, (c.shape[1], 2 * t))
+    out[:, :t] = c.real.T
+    out[:, t:] = c.imag.T
+    return out
 
 
 def _columns(f: np.ndarray, growth: tuple[np.ndarray, np.ndarray] | None, n: int) -> np.ndarray:
@@ -184,12 +230,15 @@ def _product_into(lhs: np.ndarray, rhs: np.ndarray, out: np.ndarray, add: bool) 
     """The first ``out.size`` values of the (rows x W) product ``lhs @ rhs`` read row by row,
     written into ``out`` (straight from BLAS when they fill it exactly), or added to it."""
     m = out.size
-    if not add and lhs.shape[0] * rhs.shape[1] == m and out.flags.c_contiguous:
-        np.matmul(lhs, rhs, out=out.reshape(lhs.shape[0], rhs.shape[1]))
-    elif add:
-        out += (lhs @ rhs).ravel()[:m]
+    shape = (lhs.shape[0], rhs.shape[1])
+    if not add and shape[0] * shape[1] == m and out.flags.c_contiguous:
+        np.matmul(lhs, rhs, out=out.reshape(shape))
+        return
+    product = np.matmul(lhs, rhs, out=_work("product", shape)).ravel()[:m]
+    if add:
+        out += product
     else:
-        out[...] = (lhs @ rhs).ravel()[:m]
+        out[...] = product
 
 
 def _tone_sum(tones: _Product, k0: int, n: int, out: np.ndarray, add: bool = False) -> None:
@@ -208,11 +257,12 @@ def _tone_sum(tones: _Product, k0: int, n: int, out: np.ndarray, add: bool = Fal
     width = HOLD_BLOCK
     rows = -(-out.size // width)
     f = tones.f
-    c = tones.a[:, None] * _row_phasors(f, tones.p0, k0, rows, tones.row_steps)
+    c = _row_phasors(f, tones.p0, k0, rows, tones.row_steps)
+    c *= tones.a[:, None]
     if tones.growth is not None:
         g, top = tones.growth
         c *= np.exp(g[:, None] * ((k0 + np.arange(rows, dtype=np.float64) * width) / n - top[:, None]))
-    _product_into(np.concatenate((c.real, c.imag)).T, tones.columns, out, add)
+    _product_into(_lhs(c, "sum.lhs"), tones.columns, out, add)
 
 
 #: Amplitude groups of tones sharing a frequency change are made from one sum when they are
@@ -260,7 +310,7 @@ def _poly_envelope(c: tuple[float, ...], k0: int, k1: int, n: int, out: np.ndarr
     q = np.vander(ur, deg + 1, increasing=True) @ (_taylor_matrix(c) if taylor is None else taylor)
     powers = _column_powers(n, deg + 1)
     if out is None:
-        return (q @ powers).ravel()[: k1 - k0]
+        out = np.empty(k1 - k0)
     _product_into(q, powers, out, add=False)
     return out
 
@@ -467,7 +517,7 @@ def _trajectory_basis(mv: _Moving, n: int, k0: int, k1: int, step: int) -> np.nd
     u = k / n (a polynomial shape as one small product of exact Taylor terms,
     :func:`_poly_envelope`; the cosine in closed form)."""
     m = k1 - k0
-    basis = np.empty((2 + len(mv.kinds), m))
+    basis = _work("moving.basis", (2 + len(mv.kinds), m))
     basis[0] = 1.0
     offsets = np.arange(min(step, m), dtype=np.float64)
     for s in range(0, m, step):
@@ -497,7 +547,7 @@ def _moving_step(tones: int) -> int:
 
 def _polynomial_envelopes(mv: _Moving, n: int, k0: int, k1: int) -> dict[str, np.ndarray]:
     """The polynomial amplitude envelopes the moving tones' groups use, at samples [k0, k1)."""
-    return {kind: _poly_envelope(_PROGRESS_POLY[kind], k0, k1, n) for kind, _ in mv.envelopes if kind in _PROGRESS_POLY}
+    return {kind: _poly_envelope(_PROGRESS_POLY[kind], k0, k1, n, out=_work("envelope." + kind, k1 - k0)) for kind, _ in mv.envelopes if kind in _PROGRESS_POLY}
 
 
 def _reduced_radians(phase: np.ndarray, out: np.ndarray | None = None, whole: np.ndarray | None = None) -> np.ndarray:
@@ -542,29 +592,28 @@ def _shifted_tones(sh: _Shifted, n: int, k0: int, k1: int, out: np.ndarray) -> N
     rotation is within (1 + sqrt 2) 2**-23 of exact (:data:`SINE_ERROR_RAD`)."""
     mv = sh.tones
     m, width = k1 - k0, HOLD_BLOCK
-    common = _shape_integral(sh.kind, k0, k1, n)
+    common = _shape_integral(sh.kind, k0, k1, n, out=_work("shift.phase", m))
     common *= sh.change
-    x = _reduced_radians(common)
-    sin32, cos32 = np.sin(x), np.cos(x, out=x)
+    x = _reduced_radians(common, out=_work("shift.x", m, np.float32), whole=_work("shift.whole", m))
+    sin32, cos32 = np.sin(x, out=_work("shift.sin", m, np.float32)), np.cos(x, out=x)
     rows = _row_phasors(mv.f0, mv.p0, k0, -(-m // width), sh.row_steps)
     progress = _polynomial_envelopes(mv, n, k0, k1)
     shared = sh.proportional
     total = None  # proportional groups: one sum times the weighted sum of their envelopes
     if shared is not None:
         weights = shared[1]
-        total = np.full(m, weights[0])
+        total = _work("shift.total", m)
+        total.fill(weights[0])
         for w, (kind, param) in zip(weights[1:], mv.envelopes):
-            part = np.full(m, w)
+            part = _work("shift.part", m)
+            part.fill(w)
             _times_envelope(part, kind, param, progress, n, k0, 0)
             total += part
     amplitudes = [shared[0]] if shared is not None else list(mv.amps)
-    lhs = []
-    for amps in amplitudes:
-        c = amps[:, None] * rows
-        lhs.append(np.concatenate((c.real, c.imag)).T)
+    lhs = [_lhs(amps[:, None] * rows, f"shift.lhs.{g}") for g, amps in enumerate(amplitudes)]
     im_cols, re_cols = sh.columns
     step = min(m, SHIFT_STEP)
-    h_im, h_re, sin, cos = np.empty(step), np.empty(step), np.empty(step), np.empty(step)
+    h_im, h_re, sin, cos = (_work(f"shift.{name}", step) for name in ("him", "hre", "sin64", "cos64"))
     for s0 in range(0, m, step):  # in sub-blocks that stay in the core's cache
         s1 = min(m, s0 + step)
         size, r0, r1 = s1 - s0, s0 // width, -(-s1 // width)
@@ -598,12 +647,13 @@ def _single_moving_tone(mv: _Moving, n: int, k0: int, k1: int, out: np.ndarray) 
     poly = change * s
     poly[0] = (float(mv.p0[0]) + f0 * k0 + change * float(s[0])) % 1.0
     poly[1] += f0 * n
-    phi = _poly_envelope(tuple(poly), 0, k1 - k0, n, taylor=_taylor(poly))
-    x = _reduced_radians(phi)
+    m = k1 - k0
+    phi = _poly_envelope(tuple(poly), 0, m, n, out=_work("single.phase", m), taylor=_taylor(poly))
+    x = _reduced_radians(phi, out=_work("single.x", m, np.float32), whole=_work("single.whole", m))
     np.sin(x, out=x)
     np.copyto(phi, x)
     progress = _polynomial_envelopes(mv, n, k0, k1)
-    sums = np.multiply.outer(mv.amps[:, 0], phi)
+    sums = np.multiply.outer(mv.amps[:, 0], phi, out=_work("single.sums", (mv.amps.shape[0], m)))
     _add_groups(out, sums, mv, progress, n, k0, 0)
 
 
@@ -624,10 +674,10 @@ def _moving_tones(mv: _Moving, n: int, k0: int, k1: int, out: np.ndarray) -> Non
     progress = _polynomial_envelopes(mv, n, k0, k1)
     coef = mv.coef.copy()
     width = min(step, k1 - k0)
-    phi = np.empty((tones, width))
-    whole = np.empty((tones, width))
-    x = np.empty((tones, width), dtype=np.float32)
-    sums = np.empty((mv.amps.shape[0], width))
+    phi = _work("moving.phase", (tones, width))
+    whole = _work("moving.whole", (tones, width))
+    x = _work("moving.x", (tones, width), np.float32)
+    sums = _work("moving.sums", (mv.amps.shape[0], width))
     for s0 in range(k0, k1, step):
         m = min(k1, s0 + step) - s0
         p, w, xs, ss = phi[:, :m], whole[:, :m], x[:, :m], sums[:, :m]
@@ -656,13 +706,13 @@ def _moving_tones_fast(mv: _Moving, n: int, k0: int, k1: int, out: np.ndarray) -
     coef32 = np.ascontiguousarray(mv.coef[:, 1:], dtype=np.float32)
     amps32 = mv.amps.astype(np.float32)
     width = -(-min(step, k1 - k0) // w) * w
-    anchor = np.empty((tones, width // w))
-    change = np.empty(width)
-    offsets = np.empty((1 + kinds, width), dtype=np.float32)
+    anchor = _work("fast.anchor", (tones, width // w))
+    change = _work("fast.change", width)
+    offsets = _work("fast.offsets", (1 + kinds, width), np.float32)
     offsets[0] = np.tile(np.arange(w, dtype=np.float32), width // w)
-    x = np.empty((tones, width), dtype=np.float32)
-    whole = np.empty((tones, width), dtype=np.float32)
-    sums = np.empty((mv.amps.shape[0], width), dtype=np.float32)
+    x = _work("fast.x", (tones, width), np.float32)
+    whole = _work("fast.whole", (tones, width), np.float32)
+    sums = _work("fast.sums", (mv.amps.shape[0], width), np.float32)
     for s0 in range(k0, k1, step):
         m = min(k1, s0 + step) - s0
         nw = -(-m // w)
@@ -845,8 +895,8 @@ def synthesize(
     def run() -> tuple[np.ndarray, np.ndarray]:
         peak = np.zeros(n_hw)
         clipped = np.zeros(n_hw, dtype=np.int64)
-        buf = np.empty((n_hw, min(n, BLOCK)))
-        scratch = np.empty((2, min(n, BLOCK)))
+        buf = _work("block", (n_hw, min(n, BLOCK)))
+        scratch = _work("scratch", (2, min(n, BLOCK)))
         while (b0 := take()) is not None:
             b1 = min(n, b0 + BLOCK)
             x = buf[:, : b1 - b0]
