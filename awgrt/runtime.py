@@ -57,7 +57,6 @@ from ._units import in_unit, whole_mv
 from .backends.base import Backend, OutputConfig
 from .builder import AWGProgramBuilder
 from .card import INTERNAL_CLOCK, ClockConfig
-from .compiler import phases
 from .compiler.compile import CLIP_POLICIES, calibrations_of, compile_sequence_program
 from .compiler.quantize import QuantizeOptions, quantize_resolved_ir, replace_segments
 from .compiler.report import CompileReport
@@ -84,8 +83,7 @@ CLOSE_TIMEOUT_S = 5.0
 class RunReport:
     """What one :meth:`Runtime.run` did. ``compiled_segments``: segments synthesised afresh;
     ``uploaded_segments``: segments whose memory slots were written; ``timings_s``: seconds per
-    stage (resolve, quantize, compile, upload, start; "import optimiser" for a first compile in a
-    process that imported scipy's phase optimiser)."""
+    stage (resolve, quantize, compile, upload, start)."""
 
     upload_kind: UploadKind
     compiled_segments: tuple[str, ...]
@@ -258,13 +256,9 @@ class Runtime:
         if resolved is not None:
             timings["resolve"] = time.perf_counter() - t
             t = time.perf_counter()
-            imported = phases.import_seconds
             q = quantize_resolved_ir(resolved, self.mapping, self.backend.card, **self.quantize_options)
             self._memo = (memo_key, q) if memo_key is not None else None
             timings["quantize"] = time.perf_counter() - t
-            if phases.import_seconds > imported:  # the phase optimiser was imported (once per process): booked apart
-                timings["import optimiser"] = phases.import_seconds - imported
-                timings["quantize"] -= timings["import optimiser"]
 
         t = time.perf_counter()
         if invariant and self._quantized is not None:

@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.simplefilter("ignore")  # both libraries warn about the presets' clipping and snapping
     print("BLAS and OpenMP pools: 1 thread")
     progs = programs(sf_presets)
-    awgrt_compile(progs["rearrangement"][0], "awgrt")  # imports (scipy's optimiser among them) happen here, untimed
+    awgrt_compile(progs["rearrangement"][0], "awgrt")  # first-use imports happen here, untimed
     sf_compile(sf, progs["rearrangement"][0], "awgrt")
     for name, (calls, spelling) in progs.items():
         times: dict[str, list[float]] = {"sf": [], "cold": [], "warm": []}

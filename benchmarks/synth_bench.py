@@ -76,8 +76,7 @@ def forget_compiler_caches() -> None:
     synth._PHASOR_CACHE.clear()
     synth._column_powers.cache_clear()
     snap._CHAIN_CACHE.clear()
-    phases._optimise_cached.cache_clear()
-    phases._crest_factors.cache_clear()
+    phases._optimised.cache_clear()
     phases._EDGE_CACHE.clear()
     resolve._SEGMENT_CACHE.clear()
 
