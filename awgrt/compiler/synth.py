@@ -63,6 +63,9 @@ _MAX_STEP = 1 << 15
 #: Samples per sub-block of tones that share a frequency change (:func:`_shifted_tones`).
 SHIFT_STEP = 1 << 14
 _MIN_STEP = 1 << 10
+#: A segment is shared among threads only when each gets at least this many blocks on average:
+#: handing a thread one block costs more than it saves.
+MIN_BLOCKS_PER_WORKER = 2
 #: Largest error (rad, and so fraction of the tone's amplitude) of one moving tone's sine: the
 #: exact float64 phase reduced to [-pi, pi] is rounded to float32 (at most half a float32 step
 #: below 4, 2**-23 rad) and numpy's float32 sine is within 2 float32 ulps of the true value
@@ -870,7 +873,7 @@ def synthesize(
     digital: DigitalBits | None = None,
 ) -> SynthResult:
     """Int16 samples of one quantized segment (phases must be assigned), block by block.
-    ``workers`` threads each take the next block as they finish one (each with its own working
+    ``workers`` threads (at most one per :data:`MIN_BLOCKS_PER_WORKER` blocks) each take the next block as they finish one (each with its own working
     set, so the memory bound grows by that factor); the samples do not depend on it. ``fast_math``: moving tones
     through :func:`_moving_tones_fast` (error :data:`FAST_PHASE_ERROR_RAD`), never the default.
     ``on_block(samples)`` is called after every block (from the worker threads too).
@@ -881,7 +884,7 @@ def synthesize(
     data = np.empty((n, n_hw), dtype=np.int16)
     scale, limit = gain * full_scale, clip * full_scale
     starts = list(range(0, n, BLOCK))
-    workers = max(1, min(int(workers), len(starts)))
+    workers = max(1, min(int(workers), len(starts) // MIN_BLOCKS_PER_WORKER))
 
     sorted_tones = {(t.channel, p.start): _sort_tones(p.tones, sample_rate_hz, p.n, scale) for t in segment.tracks for p in t.pieces}
 
