@@ -163,6 +163,18 @@ class CompiledSequenceProgram:
         output of its bit of hardware channel 0 (line index -> SPCM_X<i>_MODE value)."""
         return {int(m[1:]): digout_mode(0, marker_bit(m)) for m in self.marker_lines}
 
+    def analog(self, segment: int) -> np.ndarray:
+        """Int16 samples (samples x channels) of memory segment ``segment`` as the DACs play
+        them: with marker lines, hardware channel 0's marker bits are taken out and the analog
+        bits below them shifted up (the M4i/M4x manual's data format with digital outputs)."""
+        data = self.segments[segment].data
+        if not self.marker_lines:
+            return data
+        shift = 16 - min(marker_bit(m) for m in self.marker_lines)
+        out = data.copy()
+        out[:, 0] = (data[:, 0].view(np.uint16) << shift).view(np.int16)
+        return out
+
     def segment_for_step(self, step: int) -> CompiledSegment:
         return self.segments[self.steps[step].segment]
 

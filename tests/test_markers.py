@@ -89,6 +89,21 @@ def test_several_lines_take_the_top_bits_and_a_marker_lasts_at_most_its_segment(
     assert not got.markers[:, 1].any() and np.all(got.samples[:, 0].astype(int) % 8 == 0)  # 13 bits left
 
 
+@pytest.mark.parametrize("lines", [("X0",), ("X1", "X2")])
+def test_a_programs_analog_samples_are_what_the_simulated_dacs_play(lines: tuple[str, ...]) -> None:
+    # CompiledSequenceProgram.analog takes channel 0's marker bits out as the card does: judged
+    # against the simulated card's DAC values, segment by segment
+    p = compiled(program(marker=lines))
+    got = simulate(p, triggers=[1000, 40_000], n_samples=150_000)
+    for e, nxt in zip(got.events, got.events[1:]):
+        seg = p.steps[e.step].segment
+        n = p.segments[seg].data.shape[0]
+        np.testing.assert_array_equal(p.analog(seg), got.samples[e.sample : e.sample + n])
+        assert nxt.sample >= e.sample + n
+    plain = compiled(program(marker=(), marker_s=None))
+    assert plain.analog(0) is plain.segments[0].data
+
+
 def test_markers_are_checked_when_asked_for_and_kept_by_saved_programs(tmp_path) -> None:
     for bad, text in (("X3", "multi-purpose lines"), (("X0", "X0"), "distinct")):
         with pytest.raises(ProgramError, match=text):

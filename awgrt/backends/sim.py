@@ -59,11 +59,13 @@ class SimBackend(BackendBase):
         self.sim.advance(self._samples(samples, seconds))
         self._emit()
 
-    def capture(self, n_samples: int, out: np.ndarray | None = None) -> np.ndarray:
+    def capture(self, n_samples: int, out: np.ndarray | None = None, lines: np.ndarray | None = None) -> np.ndarray:
         """Move the clock on by ``n_samples`` and return what the enabled channels played:
         int16 of shape (n_samples, enabled channels). ``out``: an optional buffer of shape
-        (n_samples, card channels) to render into (saves allocating one per call)."""
-        out = self.sim.render(n_samples, out)[:, : self.sim.n_channels]
+        (n_samples, card channels) to render into (saves allocating one per call); ``lines``:
+        an optional uint8 buffer (n_samples, X lines) that receives the multi-purpose lines'
+        levels (markers: 0 or 1)."""
+        out = self.sim.render(n_samples, out, lines)[:, : self.sim.n_channels]
         self._emit()
         return out
 
