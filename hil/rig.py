@@ -1,7 +1,8 @@
 """Rig configuration (``rig.toml``) and the rigs that play a program and let a scope record it.
 
 A rig is a card, a scope and the wiring between them: which scope input sees each AWG channel,
-and which sees the card's trigger (the edge that starts replay is t = 0 of every record). See
+and which sees the card's trigger (the edge that starts replay is t = 0 of every record) or, with
+``[trigger] scope = "marker"``, a marker line the card raises at the first sample it plays. See
 ``hil/rig.example.toml`` for every key. :func:`open_rig` gives
 
 - :class:`SimRig` for ``"sim"`` (or a rig file with ``[card] backend = "sim"``): the simulated
@@ -29,8 +30,9 @@ from typing import Any
 
 from awgrt._files import read_text
 from awgrt.backends import Backend, SimBackend
-from awgrt.card import CARDS, DEFAULT_CARD, ClockConfig, unknown_card_message
+from awgrt.card import CARDS, DEFAULT_CARD, XIO_LINES, ClockConfig, unknown_card_message
 from awgrt.errors import SerializationError
+from awgrt.ir.intent import MARKER_LINES
 from awgrt.program import CompiledSequenceProgram
 
 from .errors import RigConfigError
@@ -102,6 +104,8 @@ class ScopeConfig:
 
 #: Where the card's triggers come from.
 TRIGGER_KINDS = ("software", "generator")
+#: What the scope triggers on (``[trigger] scope``).
+SCOPE_TRIGGERS = ("card", "marker")
 
 
 @dataclass(frozen=True)
@@ -112,7 +116,16 @@ class TriggerConfig:
     function generator of ``generator`` family (``hil.generators``) at VISA ``resource`` whose
     output ``channel`` drives the card's EXT0 input (threshold ``card_level_v``) and the scope
     input ``[wiring] trigger``, pulses ``high_v`` high and ``pulse_s`` wide; the scope triggers on
-    the first pulse and records them all, so each trigger's time is measured."""
+    the first pulse and records them all, so each trigger's time is measured.
+
+    ``scope``: what ``[wiring] trigger`` carries and the scope triggers on: ``"card"`` (the
+    card's trigger output, or the generator's pulses: t = 0 of a record is the first trigger) or
+    ``"marker"`` (the card's multi-purpose line ``marker_line``, which each suite program raises
+    at the start of every pass of its first segment: t = 0 is the first sample replay plays, so
+    the trigger latency is out of the timing). On a scope channel the marker's edges are
+    recorded: each pass of that segment is timed, and with software triggers the pass a later
+    trigger ended it on is measured rather than assumed. ``marker_delay_s``: from a card sample
+    to its marker edge at the scope input (the analog output's is ``[card] output_delay_s``)."""
 
     source: str = "software"
     software_jitter_s: float = 2e-3
@@ -122,6 +135,14 @@ class TriggerConfig:
     high_v: float = 2.5
     pulse_s: float = 1e-7
     card_level_v: float = 1.0
+    scope: str = "card"
+    marker_line: str = "X0"
+    marker_delay_s: float = 0.0
+
+    @property
+    def marker(self) -> bool:
+        """The scope triggers on the card's marker line."""
+        return self.scope == "marker"
 
 
 @dataclass(frozen=True)
@@ -160,7 +181,14 @@ class RigConfig:
     def __post_init__(self) -> None:
         if self.trigger.source not in TRIGGER_KINDS:
             raise RigConfigError(f"[trigger] source must be one of {', '.join(TRIGGER_KINDS)}, got {self.trigger.source!r}", value=self.trigger.source)
-        if self.trigger.source == "generator" and self.trigger_input not in CHANNELS:
+        if self.trigger.scope not in SCOPE_TRIGGERS:
+            raise RigConfigError(f"[trigger] scope must be one of {', '.join(SCOPE_TRIGGERS)}, got {self.trigger.scope!r}", value=self.trigger.scope)
+        if self.trigger.marker_line not in MARKER_LINES:
+            raise RigConfigError(
+                f"[trigger] marker_line must be one of the card's multi-purpose lines {', '.join(MARKER_LINES)}, got {self.trigger.marker_line!r}",
+                value=self.trigger.marker_line,
+            )
+        if self.trigger.source == "generator" and not self.trigger.marker and self.trigger_input not in CHANNELS:
             raise RigConfigError(
                 f"[wiring] trigger must be a scope channel ({', '.join(CHANNELS)}) that records the generator's pulses, got {self.trigger_input!r}"
             )
@@ -408,12 +436,48 @@ CARD_TRIGGER_OUT_V = 3.3
 CARD_TRIGGER_OUT_S = 1e-7
 
 
+#: A marker line's high level as the simulated rigs model it [assume: LVTTL, 3.3 V; the manual's
+#: multi-purpose lines drive 3.3 V LVTTL].
+MARKER_HIGH_V = 3.3
+
+
+def marker_signal(levels, rate_hz: float, delay_s: float, high_v: float = MARKER_HIGH_V) -> tuple[FunctionSignal, float | None]:
+    """A marker line played at ``rate_hz`` (card samples in true time): ``levels`` (0/1 per
+    sample from sample 0) as a ``high_v`` logic signal ``delay_s`` late, and the true time of its
+    first rising edge (None: it never rises, and a scope waiting on it does not trigger)."""
+    import numpy as np
+
+    lv = np.asarray(levels, dtype=np.int8)
+    step = np.diff(lv, prepend=0)
+    rises = np.flatnonzero(step > 0) / rate_hz + delay_s
+    falls = np.flatnonzero(step < 0) / rate_hz + delay_s
+
+    def fn(t: np.ndarray) -> np.ndarray:
+        return high_v * (np.searchsorted(rises, t, "right") - np.searchsorted(falls, t, "right")).astype(np.float64)
+
+    return FunctionSignal(fn), float(rises[0]) if rises.size else None
+
+
 def pulse_train(edges_s, high_v: float, width_s: float) -> FunctionSignal:
     """Rectangular pulses of ``high_v`` starting at true times ``edges_s``, each ``width_s`` long."""
     import numpy as np
 
     edges = np.asarray(edges_s, dtype=float)
     return FunctionSignal(lambda t: high_v * np.any((t[:, None] >= edges) & (t[:, None] < edges + width_s), axis=1))
+
+
+def scope_trigger(config: RigConfig, signals: dict[str, Any], triggers: Sequence[int], rate_hz: float, lines) -> tuple[dict[str, Any], dict[str, float]]:
+    """``signals`` with what a simulated rig wires to the scope's trigger input, and the true
+    time the scope triggers (none: it never triggers): the card's marker line (from the rendered
+    multi-purpose ``lines``) with ``[trigger] scope = "marker"``, else one trigger-output pulse per
+    trigger (recorded on a scope channel; the scope triggers on the first)."""
+    trigger_in = config.trigger_input
+    if config.trigger.marker:
+        signal, first = marker_signal(lines[:, MARKER_LINES.index(config.trigger.marker_line)], rate_hz, config.trigger.marker_delay_s)
+        return {**signals, trigger_in: signal}, ({trigger_in: first} if first is not None else {})
+    if trigger_in in CHANNELS:  # the card's trigger output, one pulse per trigger
+        signals = {**signals, trigger_in: pulse_train([t / rate_hz for t in triggers], CARD_TRIGGER_OUT_V, CARD_TRIGGER_OUT_S)}
+    return signals, {trigger_in: min(triggers) / rate_hz}
 
 
 def card_outputs(config: RigConfig, faults: Faults, samples, sample_rate_hz: float) -> dict[str, Any]:
@@ -450,17 +514,22 @@ class SimRig(Rig):
         self.bench, self.server, self.scope = simulated_scope(self.config)
 
     def play(self, program: CompiledSequenceProgram, triggers: Sequence[int], n_samples: int) -> None:
+        import numpy as np
+
+        lines = np.zeros((n_samples, XIO_LINES), np.uint8) if self.config.trigger.marker else None
         with SimBackend(program.card) as backend:
             self._configure(backend, program, "external")
             backend.start()
-            for t in sorted(triggers):
+            for t in self._delivered(sorted(triggers), program):
                 backend.schedule_trigger(t)
-            samples = backend.capture(n_samples)
+            samples = backend.capture(n_samples, lines=lines)
         fs = self.faults.card_rate_hz(program.sample_rate_hz)  # card samples in true time
         signals = card_outputs(self.config, self.faults, samples, program.sample_rate_hz)
-        if self.config.trigger_input in CHANNELS:  # the card's trigger output, one pulse per trigger
-            signals[self.config.trigger_input] = pulse_train([t / fs for t in triggers], CARD_TRIGGER_OUT_V, CARD_TRIGGER_OUT_S)
-        self.bench.publish(signals, {self.config.trigger_input: min(triggers) / fs})
+        self.bench.publish(*scope_trigger(self.config, signals, triggers, fs, lines))
+
+    def _delivered(self, triggers: list[int], program: CompiledSequenceProgram) -> list[int]:
+        """The card samples the card's triggers really come at (as asked, on this rig)."""
+        return triggers
 
     def close(self) -> None:
         try:
@@ -596,10 +665,15 @@ class EmulatedRig(HardwareRig):
 
     def _began(self, program: CompiledSequenceProgram) -> None:
         self._chunks = []
+        self._lines: list = []
         self._pulses = None
 
     def _pause(self, n_samples: int, program: CompiledSequenceProgram) -> None:
-        self._chunks.append(self.emu.card(0).render(int(n_samples)))
+        import numpy as np
+
+        lines = np.zeros((int(n_samples), XIO_LINES), np.uint8)
+        self._chunks.append(self.emu.card(0).render(int(n_samples), lines=lines))
+        self._lines.append(lines)
 
     def _ended(self, program: CompiledSequenceProgram, first_trigger: int) -> None:
         import numpy as np
@@ -609,12 +683,13 @@ class EmulatedRig(HardwareRig):
         samples = np.concatenate([np.zeros((first_trigger, samples.shape[1]), np.int16), samples])
         fs = self.faults.card_rate_hz(program.sample_rate_hz)  # card samples in true time
         signals = card_outputs(self.config, self.faults, samples, program.sample_rate_hz)
-        if self._pulses is not None:  # the generator's output is wired to the scope's trigger input too
+        if self._pulses is not None and not self.config.trigger.marker:  # the generator's output is wired to the scope's trigger input too
             times, high_v, width = self._pulses
             signals[self.config.trigger_input] = pulse_train([first_trigger / fs + t for t in times], high_v, width)
-        elif self.config.trigger_input in CHANNELS:  # the card's trigger output, one pulse per forced trigger
-            signals[self.config.trigger_input] = pulse_train([t / fs for t in self._triggers], CARD_TRIGGER_OUT_V, CARD_TRIGGER_OUT_S)
-        self.bench.publish(signals, {self.config.trigger_input: first_trigger / fs})
+            self.bench.publish(signals, {self.config.trigger_input: first_trigger / fs})
+            return
+        lines = np.concatenate([np.zeros((first_trigger, XIO_LINES), np.uint8), *self._lines])
+        self.bench.publish(*scope_trigger(self.config, signals, self._triggers, fs, lines))
 
     def close(self) -> None:
         try:

@@ -41,6 +41,8 @@ from awgrt._atomic import atomic_write_text
 from awgrt._blas import single_threaded_blas
 from awgrt._progress import Progress
 from awgrt.errors import AWGRTError, SerializationError
+from awgrt.ir.intent import MARKER_WIDTH_S
+from awgrt.ir.resolved import ResolvedIR
 from awgrt.sim import trigger_latency_samples
 
 from .analysis import (
@@ -62,7 +64,7 @@ from .analysis import (
 )
 from .captures import SavedCapture, capture_path, grouped, saved_in
 from .errors import AnalysisError, RigConfigError
-from .rig import CARD_TRIGGER_OUT_V, Rig, RigConfig, open_rig, rig_config, scope_range_v
+from .rig import CARD_TRIGGER_OUT_V, MARKER_HIGH_V, Rig, RigConfig, open_rig, rig_config, scope_range_v
 from .scopes import CHANNELS as SCOPE_CHANNELS
 from .scopes import AcquisitionSettings, ChannelSettings, TriggerSettings
 from .simrig.faults import Faults
@@ -187,6 +189,8 @@ def _compiled(config: RigConfig, prog: SuiteProgram, faults: Faults | None = Non
     samples to play."""
     fs = config.card.sample_rate_hz
     resolved = prog.build(fs).build_resolved_ir(sample_rate_hz=fs)
+    if config.trigger.marker:
+        resolved = marked(resolved, config.trigger.marker_line)
     used = {name: hw for name, hw in CHANNELS.items() if name in resolved.logical_channels}
     quantized = quantize_resolved_ir(resolved, used, config.card.model)
     program = compile_sequence_program(quantized, GAIN, CLIP, FULL_SCALE, progress=False)
@@ -194,6 +198,22 @@ def _compiled(config: RigConfig, prog: SuiteProgram, faults: Faults | None = Non
         program = faults.apply(program, quantized, prog.fault_targets, gain=GAIN, clip=CLIP, full_scale=FULL_SCALE)
     n_play = prog.triggers[0] + math.ceil((prog.record_s + 2 * PRE_TRIGGER_S) * fs) + trigger_latency_samples(fs)
     return used, quantized, program, n_play
+
+
+def marked(resolved: ResolvedIR, line: str) -> ResolvedIR:
+    """``resolved`` with its first segment raising marker ``line`` at the start of every pass
+    (for a microsecond, or half a pass if that is shorter, so each pass makes its own edge): what
+    a marker-triggered scope triggers on and times."""
+    first = resolved.segments[0]
+    width = max(1, min(round(MARKER_WIDTH_S * resolved.sample_rate_hz), first.n_samples // 2))
+    lines = first.markers if line in first.markers else (*first.markers, line)
+    return dataclasses.replace(resolved, segments=(dataclasses.replace(first, markers=lines, marker_samples=width), *resolved.segments[1:]))
+
+
+def scope_zero(config: RigConfig, timeline: Timeline) -> int:
+    """The card sample at t = 0 of a record: the first trigger (the scope triggers on the card's
+    trigger output), or the first sample replay plays (on the marker of the first segment)."""
+    return timeline.entries[0].sample if config.trigger.marker and timeline.entries else timeline.triggers[0]
 
 
 def _adc_bits(config: RigConfig) -> int:
@@ -216,11 +236,12 @@ def run_program(
         raise RigConfigError(f"[wiring] connects none of the suite's AWG channels {dict(CHANNELS)} to the scope")
     ranges = {}
     for hw in wired.values():
-        peak = max(float(np.max(np.abs(s.data[:, hw]))) for s in program.segments) / 32767 * full_scale_v
+        peak = max(float(np.max(np.abs(program.analog(i)[:, hw]))) for i in range(len(program.segments))) / 32767 * full_scale_v
         ranges[config.wiring[hw]] = ChannelSettings(scope_range_v(peak))
     generator = config.trigger.source == "generator"
-    recorded = config.trigger_input in SCOPE_CHANNELS  # the scope records the trigger pulses: each trigger's time is measured
-    pulse_v = config.trigger.high_v if generator else CARD_TRIGGER_OUT_V
+    marker = config.trigger.marker
+    recorded = config.trigger_input in SCOPE_CHANNELS  # the scope records the trigger pulses (or the marker): their times are measured
+    pulse_v = MARKER_HIGH_V if marker else config.trigger.high_v if generator else CARD_TRIGGER_OUT_V
     if recorded:
         ranges[config.trigger_input] = ChannelSettings(scope_range_v(pulse_v), pulse_v / 2)
     ref = config.reference if any(chk.kind in CLOCK_CHECKS for chk in prog.checks) else None
@@ -240,7 +261,12 @@ def run_program(
     rig.play(program, prog.triggers, n_play)
     rig.scope.wait(ACQUIRE_TIMEOUT_S)
     extra: list[CheckResult] = []
-    if recorded:
+    if recorded and marker:
+        clocks_ppm = 1.0 if config.shared_reference else config.scope.timebase_ppm + config.card.clock_ppm
+        capture = rig.scope.read(config.trigger_input)
+        timeline, result = marker_timing(capture, timeline, prog.name, pulse_v / 2, clocks_ppm, n_play, measure_wait=not generator)
+        extra.append(result)
+    elif recorded:
         # generator pulses come where the burst puts them (to a card sample); forced triggers after
         # the first come when the host gets to them (within the stated software jitter)
         # (plus what the clocks may disagree over the longest stretch between pulses: the scope times them on its own timebase)
@@ -262,7 +288,7 @@ def run_program(
         except AnalysisError as exc:
             result = _failed("scope_timebase", prog.name, f"reference {ref.input}", "ppm", exc)
         extra.append(result)
-    delay = rig.fitted_delay_s if rig.fitted_delay_s is not None else config.card.output_delay_s
+    delay = rig.fitted_delay_s if rig.fitted_delay_s is not None else nominal_delay_s(config)
     observations = {
         name: _observation(config, rig.scope.read(config.wiring[hw]), timeline, name, prog.name, ranges[config.wiring[hw]], delay, clock)
         for name, hw in wired.items()
@@ -293,7 +319,7 @@ def _observation(
         timeline,
         channel,
         program,
-        timeline.triggers[0],
+        scope_zero(config, timeline),
         config.card.amplitude_mv / 1000.0,
         config.path(),
         delay_s,
@@ -392,6 +418,79 @@ def record_span(capture, prog: SuiteProgram, channel: str) -> CheckResult:
     plot = {"kind": "span", "t": t, "v": capture.volts, "asked_end_s": prog.record_s}
     sigma_us, limit_us = capture.x_increment_s * 1e6, slack * 1e6
     return CheckResult("record_span", prog.name, channel, missing_s * 1e6, sigma_us, limit_us, "us", two_sided=False, detail=detail, plot=plot)
+
+
+def nominal_delay_s(config: RigConfig) -> float:
+    """From a card sample to the scope input, relative to the edge the scope triggers on: the
+    card's output delay, less the marker's when the scope triggers on a marker line."""
+    return config.card.output_delay_s - (config.trigger.marker_delay_s if config.trigger.marker else 0.0)
+
+
+def _rising_edges(capture, threshold_v: float) -> list[float]:
+    """Times of the rising edges through ``threshold_v`` in a record, interpolated between points."""
+    t, v = capture.time_s, capture.volts
+    above = v >= threshold_v
+    rising = np.flatnonzero(~above[:-1] & above[1:])
+    return [float(t[i] + (threshold_v - v[i]) / (v[i + 1] - v[i]) * (t[i + 1] - t[i])) for i in rising]
+
+
+def marker_timing(
+    capture, timeline: Timeline, program: str, threshold_v: float, clocks_ppm: float, until: int, *, measure_wait: bool
+) -> tuple[Timeline, CheckResult]:
+    """The marker line's record (its rising edges: the start of every pass of the program's first
+    segment, t = 0 the first) against the walk: an edge where each pass of that segment starts and
+    nowhere else, the worst offset (ns) judged against a card sample or two scope points,
+    whichever is more, plus what the two clocks may disagree over the span.
+
+    With ``measure_wait`` (software triggers, which come when the host gets to them), a first
+    segment that waits for a trigger played the passes its edges show: the returned timeline
+    (walked to card sample ``until``) puts the later trigger in its last pass, so every check
+    after it is placed by what the card did rather than by when the host was asked to trigger.
+    The record must show the segment left (a pass start without an edge after the last) for
+    that; a record that ends while it still waits fails the check (more edges than the walk)."""
+    fs = timeline.sample_rate_hz
+    if not timeline.entries:
+        return timeline, _failed("marker_timing", program, "marker", "ns", AnalysisError("the walk plays nothing"))
+    first = timeline.entries[0]
+    where = f"marker on {first.name!r}"
+    edges = _rising_edges(capture, threshold_v)
+    if edges:  # from the edge the scope triggered on (the one nearest t = 0) on
+        edges = edges[int(np.argmin(np.abs(edges))) :]
+    if not edges:
+        return timeline, _failed("marker_timing", program, where, "ns", AnalysisError("no marker edge in the record"))
+    seen = [e - edges[0] for e in edges]
+    t_end = float(capture.time_s[-1]) - edges[0]
+    pass_s = first.n_samples / fs
+    if measure_wait and first.passes is not None and timeline.program.steps[first.step].on_trigger and len(timeline.triggers) > 1:
+        run = 1  # edges a pass apart from the first: the passes of the waiting segment
+        while run < len(seen) and abs(seen[run] - seen[run - 1] - pass_s) < pass_s / 4:
+            run += 1
+        if seen[run - 1] + 1.25 * pass_s <= t_end - 2 * capture.x_increment_s and run != first.passes:  # a pass start without an edge: left
+            shift = first.sample + (run - 1) * first.n_samples - timeline.triggers[1]
+            triggers = (timeline.triggers[0], *(t + shift for t in timeline.triggers[1:]))
+            timeline = Timeline.of(timeline.quantized, timeline.program, triggers, until + max(0, shift))
+    zero = timeline.entries[0].sample
+    last_s = t_end - 2 * capture.x_increment_s  # an edge closer to the record's end may not show
+    asked: list[float] = []
+    for e in timeline.entries:
+        if e.name != first.name:
+            continue
+        j = 0
+        while (e.passes is None or j < e.passes) and (start := (e.sample + j * e.n_samples - zero) / fs) <= last_s:
+            asked.append(start)
+            j += 1
+    seen = [x for x in seen if x <= last_s]
+    limit_s = max(1.0 / fs, 2 * capture.x_increment_s) + (asked[-1] if asked else 0.0) * clocks_ppm * 1e-6
+    offsets = [x - a for x, a in zip(seen, asked)]
+    worst = max(offsets, key=abs, default=0.0)
+    detail = {"segment": first.name, "edges": len(seen), "passes_in_record": len(asked), "first_passes": timeline.entries[0].passes}
+    plot = {"kind": "pulses", "t": capture.time_s, "v": capture.volts, "edges": seen, "asked": asked}
+    sigma_ns = capture.x_increment_s / math.sqrt(12) * 1e9
+    result = CheckResult("marker_timing", program, where, worst * 1e9, sigma_ns, limit_s * 1e9, "ns", detail=detail, plot=plot)
+    if len(seen) != len(asked):
+        error = AnalysisError(f"{len(seen)} marker edges in the record where the walk has {len(asked)} passes of {first.name!r} in it")
+        result = _failed("marker_timing", program, where, "ns", error)
+    return timeline, result
 
 
 def measured_triggers(capture, prog: SuiteProgram, threshold_v: float, fs: float, limit_s: float, source: str) -> tuple[tuple[int, ...], CheckResult]:

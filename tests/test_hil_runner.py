@@ -208,6 +208,18 @@ def test_the_rig_code_path_with_generator_triggers_runs_clean(tmp_path, family: 
     assert len(timing) == 5 and first == 1000 and abs(later - 63_500) <= 2
 
 
+def test_the_rig_code_path_with_the_scope_on_a_marker_runs_clean(tmp_path) -> None:
+    # SpcmBackend sets X1 to the digital output of channel 0's marker bit through the real spcm
+    # package; the emulated card plays it, and the scope triggers on it and times every pass
+    _needs_spcm()
+    rig = tmp_path / "rig.toml"
+    rig.write_text('name = "emulated-marker"\n[card]\nbackend = "emulated"\n[trigger]\nscope = "marker"\nmarker_line = "X1"\n')
+    rc, entries = _emulated_run(tmp_path, "--rig", str(rig))
+    assert rc == 0 and all(e["passed"] for e in entries), [e for e in entries if not e["passed"]]
+    timing = {e["program"]: e for e in entries if e["check"] == "marker_timing"}
+    assert len(timing) == 5 and timing["wait_many_tones"]["detail"]["edges"] == _wait_passes()
+
+
 def test_a_rig_file_must_let_the_scope_see_the_generator() -> None:
     from hil.rig import RigConfig
 
@@ -350,3 +362,108 @@ def test_a_delay_beyond_the_limit_fails_only_its_check_and_says_what_to_enter() 
         assert not r.inconclusive and 29.0 < r.measured < 34.0
         assert "output_delay_s = 3." in r.detail["advice"]
     assert [r for r in report.results if r.program == "amp_ramp" and r.check == "phase_jump"]
+
+
+# ----------------------------------------------------------------------------- the scope triggered by a marker
+
+
+def _marker_rig(**trigger):
+    from hil.rig import SIM_REFERENCE_INPUT, ReferenceTone, RigConfig, TriggerConfig
+
+    return RigConfig(name="sim-marker", trigger=TriggerConfig(scope="marker", **trigger), reference=ReferenceTone(SIM_REFERENCE_INPUT))
+
+
+def _wait_passes(extra_samples: int = 0) -> int:
+    # wait_many_tones: replay starts the trigger latency after the first trigger, and the looped
+    # wait segment (LOOP_SAMPLES per pass) ends with the pass in which the later trigger comes
+    from awgrt.sim import trigger_latency_samples
+    from hil.suite import LOOP_SAMPLES, program_named
+
+    later = program_named("wait_many_tones").later_triggers[0] + extra_samples
+    return (later - trigger_latency_samples(625e6)) // LOOP_SAMPLES + 1
+
+
+def test_a_scope_triggered_by_the_marker_passes_every_check_and_times_every_pass() -> None:
+    # the card raises X0 at each pass start of the first segment: t = 0 is the first sample played
+    # (not the trigger), every check is placed from there, and the marker's edges are each pass
+    report = run_suite(_marker_rig(), programs=["wait_many_tones", "hold_move_hold", "add_remove"], progress=False)
+    assert report.passed, [(r.name, r.measured, r.limit, r.inconclusive) for r in report.failures()]
+    timing = {r.program: r for r in report.results if r.check == "marker_timing"}
+    assert set(timing) == {"wait_many_tones", "hold_move_hold", "add_remove"}
+    assert not any(r.check == "trigger_timing" for r in report.results)  # the trigger pulses are not what the scope sees
+    wait = timing["wait_many_tones"].detail
+    assert wait["segment"] == "wait" and wait["edges"] == wait["passes_in_record"] == wait["first_passes"] == _wait_passes() == 61
+    assert timing["hold_move_hold"].detail["edges"] == 1  # a segment played once: one edge
+    # 61 passes read on the simulated scope's timebase (20 ppm fast): about 2 ns over the 100 us
+    assert 1.0 < timing["wait_many_tones"].measured < 3.0
+
+
+LATE = 1536  # samples
+
+
+class _LateSecondTrigger:
+    """A simulated rig whose later trigger comes 1.5 passes after it was asked for (a host
+    that got to its forced trigger late)."""
+
+    def __new__(cls, config):
+        from hil.rig import SimRig
+
+        class Late(SimRig):
+            def _delivered(self, triggers, program):
+                return [triggers[0], *(t + LATE for t in triggers[1:])]
+
+        return Late(config)
+
+
+def test_a_late_software_trigger_is_measured_from_the_marker_not_assumed() -> None:
+    # the wait segment played more passes than asked: its marker edges say how many, and the
+    # boundary out of it is checked where the card put it
+    from awgrt.sim import trigger_latency_samples
+    from hil.runner import run_program
+    from hil.suite import FIRST_TRIGGER, LOOP_SAMPLES, program_named
+
+    prog = program_named("wait_many_tones")
+    with _LateSecondTrigger(_marker_rig()) as rig:
+        results, _ = run_program(rig, prog)
+    assert all(r.passed for r in results), [(r.name, r.measured, r.limit, r.inconclusive, r.detail) for r in results if not r.passed]
+    (timing,) = [r for r in results if r.check == "marker_timing"]
+    passes = _wait_passes(LATE)
+    assert timing.detail["first_passes"] == passes == _wait_passes() + 2
+    exits = {r.detail["boundary_sample"] for r in results if r.check == "phase_jump" and "wait->after" in r.where}
+    assert exits == {FIRST_TRIGGER + trigger_latency_samples(625e6) + passes * LOOP_SAMPLES}
+
+
+def test_a_marker_record_that_misses_a_pass_fails_its_check() -> None:
+    # the analysis compares the edges with the walk: a record with an edge too few (a marker that
+    # stays high over two passes) or one out of place is not a pass
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from hil.runner import _compiled, marker_timing
+    from hil.suite import program_named
+    from hil.timeline import Timeline
+
+    prog = program_named("wait_many_tones")
+    _, quantized, program, n_play = _compiled(_marker_rig(), prog)
+    timeline = Timeline.of(quantized, program, prog.triggers, n_play)
+    first = timeline.entries[0]
+    dt = 0.4e-9
+    t = np.arange(-200, 260_000) * dt
+    starts = np.arange(first.passes) * first.n_samples / 625e6
+
+    def record(shift_s: float = 0.0, high: tuple[int, int] | None = None):
+        v = np.zeros_like(t)
+        for i, s in enumerate(starts):
+            s += shift_s if i == 30 else 0.0
+            v[(t >= s) & (t < s + 0.4e-6)] = 3.3
+        if high is not None:
+            v[(t >= starts[high[0]]) & (t < starts[high[1]])] = 3.3
+        return SimpleNamespace(time_s=t, volts=v, x_increment_s=dt)
+
+    _, ok = marker_timing(record(), timeline, prog.name, 1.65, 45.0, n_play, measure_wait=False)
+    assert ok.passed and ok.detail["edges"] == ok.detail["passes_in_record"] == first.passes, ok
+    _, missed = marker_timing(record(high=(5, 8)), timeline, prog.name, 1.65, 45.0, n_play, measure_wait=False)
+    assert not missed.passed and "marker edges" in missed.detail["error"]
+    _, late = marker_timing(record(shift_s=8e-9), timeline, prog.name, 1.65, 45.0, n_play, measure_wait=False)
+    assert not late.passed and late.measured == pytest.approx(8.0, abs=0.5)

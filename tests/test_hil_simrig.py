@@ -167,6 +167,9 @@ def test_rig_file_limits_and_bits_pick_the_right_column(tmp_path) -> None:
         ("[limits]\nphase_jump = 1\n", "unknown limits"),
         ("[card]\nmodel = 'M9.9999'\n", "model"),
         ("[card\n", "cannot read"),
+        ("[trigger]\nscope = 'camera'\n", "scope must be one of card, marker"),
+        ("[trigger]\nscope = 'marker'\nmarker_line = 'X7'\n", "marker_line must be one of .*X0, X1, X2"),
+        ("[trigger]\nsource = 'generator'\n[wiring]\ntrigger = 'EXT'\n", "records the generator's pulses"),
     ],
 )
 def test_bad_rig_files_are_refused_clearly(tmp_path, text: str, message: str) -> None:
@@ -174,6 +177,14 @@ def test_bad_rig_files_are_refused_clearly(tmp_path, text: str, message: str) ->
     p.write_text(text)
     with pytest.raises(RigConfigError, match=message):
         RigConfig.load(p)
+
+
+def test_a_rig_file_can_trigger_the_scope_on_a_marker_line(tmp_path) -> None:
+    # the scope on the card's marker line: a generator's pulses need not reach the scope then
+    p = tmp_path / "rig.toml"
+    p.write_text("[trigger]\nsource = 'generator'\nscope = 'marker'\nmarker_line = 'X2'\nmarker_delay_s = 3e-9\n[wiring]\ntrigger = 'EXT'\n")
+    t = RigConfig.load(p).trigger
+    assert (t.marker, t.marker_line, t.marker_delay_s, t.source) == (True, "X2", 3e-9, "generator")
 
 
 def test_faults_need_the_simulated_rig() -> None:

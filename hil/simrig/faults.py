@@ -27,6 +27,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
+from awgrt.compiler.compile import marker_bits
 from awgrt.compiler.synth import synthesize
 from awgrt.ir.quantized import QuantizedIR
 from awgrt.ir.resolved import Segment, ToneSpan
@@ -149,7 +150,14 @@ class Faults:
                 raise RigConfigError(f"fault {kind}: no segment {name!r} in the program", value=name)
             seg = self._perturb(kind, quantized.segments[index], quantized.sample_rate_hz)
             result = synthesize(
-                seg, quantized.sample_rate_hz, dict(quantized.hardware_channels), quantized.n_channels, gain=gain, clip=clip, full_scale=full_scale
+                seg,
+                quantized.sample_rate_hz,
+                dict(quantized.hardware_channels),
+                quantized.n_channels,
+                gain=gain,
+                clip=clip,
+                full_scale=full_scale,
+                digital=marker_bits(seg, quantized.marker_lines),  # its markers as compiled
             )
             slot = quantized.segment_slot[index]
             old = slots[slot]
