@@ -547,6 +547,32 @@ def test_moving_tones_match_a_float64_reference_to_the_stated_bound():
     assert np.abs(x.astype(np.float64) - np.sin(phi)).max() <= SINE_ERROR_RAD
 
 
+@pytest.mark.parametrize("start", [0.02, 0.0], ids=["brightened", "from-zero"])
+def test_tones_sharing_one_amplitude_envelope_match_a_float64_reference(start):
+    # a row brightened together while it moves (held tones, a group shifted as one and a tone
+    # moving on its own, every amplitude times one min_jerk envelope), and a row ramped up from
+    # zero: made at constant amplitudes times the envelope once, within 1 LSB of a float64 sum
+    from awgrt.compiler.synth import _sort_tones
+
+    n_t = 60e-6
+    freqs = [60e6 + 2e6 * i for i in range(8)]
+    b = AWGProgramBuilder().logical_channel("H")
+    b.define("row", logical_channel="H", freqs=freqs, amps=[start] * 8, phases="auto")
+    b.define("end", logical_channel="H", freqs=[f + (1e6 if 2 <= i < 5 else 3e6 if i == 6 else 0.0) for i, f in enumerate(freqs)], amps=[0.1] * 8)
+    b.segment("s").tones("H").use_def("row").remap_from_def(target_def="end", src=list(range(8)), dst=list(range(8)), time=n_t, kind="min_jerk")
+    q = quantize_resolved_ir(b.build_resolved_ir(sample_rate_hz=FS))
+    seg = q.segments[0]
+    piece = seg.track("H").pieces[0]
+    sorted_tones = _sort_tones(piece.tones, FS, piece.n)
+    assert sorted_tones.common is not None and sorted_tones.ramps == ()  # the shared envelope is what made them
+    assert sorted_tones.shifted and sorted_tones.moving is not None and sorted_tones.folded is not None
+    got = compile_sequence_program(q, progress=False, clip=1.0).segment_for_step(0).data[:, 0].astype(np.int64)
+    want, _ = ref.to_int16(ref.synthesize_pieces(seg.track("H").pieces, FS, seg.n_samples), clip=1.0)
+    diff = np.abs(got - want.astype(np.int64))
+    assert diff.max() <= 1 and np.abs(want).max() > 2000
+    assert np.count_nonzero(diff) / diff.size <= 1e-3, f"{np.count_nonzero(diff)} of {diff.size} samples differ"
+
+
 def test_parallel_synthesis_gives_the_same_samples():
     b = AWGProgramBuilder().logical_channel("H").logical_channel("V")
     b.define("h", logical_channel="H", freqs=[60e6 + 3e6 * i for i in range(6)], amps=[0.1] * 6)

@@ -101,11 +101,12 @@ def working_set_bytes(n_hw: int, n_tones: int) -> int:
     temporaries and up to three polynomial envelopes, or for tones sharing a frequency change
     their common phase, its sine and cosine, two sums and their envelopes; the phase, its reduction, its float32 sine
     and the group sums of a sub-block of max(SUB_BLOCK, 1024 tones) tone-samples; and eight
-    sub-block rows for the other envelopes)."""
+    sub-block rows for the other envelopes); plus two block-sized rows for tones sharing one
+    amplitude envelope (their sum and the envelope)."""
     rows = BLOCK // HOLD_BLOCK + 2
     held = 16 * 3 * n_tones * (HOLD_BLOCK + rows) * 3 + 8 * (BLOCK + HOLD_BLOCK) * 8  # a cosine ramp: three folded tones
     moving = 8 * BLOCK * 14 + 28 * max(SUB_BLOCK, _MIN_STEP * n_tones) + 8 * _MAX_STEP * 8
-    return 8 * BLOCK * n_hw + max(held, moving)
+    return 8 * BLOCK * n_hw + 16 * BLOCK + max(held, moving)
 
 
 #: Largest working array (bytes) a synthesis thread keeps for the next block and the next compile
@@ -407,6 +408,35 @@ class _PieceTones:
     moving: _Moving | None
     calibrated: tuple[tuple[ToneSpan, float], ...] = ()  # optical ramps and moves (:func:`_calibrated_tones`), with the scale
     shifted: tuple[_Shifted, ...] = ()  # moving tones sharing a shape and a frequency change (:func:`_shifted_tones`)
+    common: tuple[str, float, float] | None = None  # every tone's amplitude is c_t (offset + slope p(u)): (progress kind, offset, slope)
+
+
+#: Amplitude ramps of one progress shape whose ends keep one ratio to within this fraction share
+#: their envelope (:func:`_common_envelope`): an error of that order, far below :data:`SINE_ERROR_RAD`.
+_COMMON_RATIO = 1e-12
+
+
+def _common_envelope(spans: tuple[ToneSpan, ...]) -> tuple[tuple[str, float, float], tuple[ToneSpan, ...]] | None:
+    """When every tone of a piece ramps its amplitude with one progress shape p and one ratio of
+    its ends (the whole row brightened or dimmed together, as a rearrangement does), its
+    amplitude is c_t g(u) with one envelope g = offset + slope p(u) for all: c = a0 and
+    g = 1 + (a1 / a0 - 1) p, or, when every tone starts from zero, c = a1 and g = p. Then the
+    piece is its tones at the constant amplitudes c times g, made once (one pass instead of a
+    ramp group per kind of tone): returns ((kind, offset, slope), the tones at amplitudes c), or None."""
+    kinds = {s.amp_kind for s in spans}
+    if len(kinds) != 1 or any(s.a0 == s.a1 or s.optical is not None for s in spans):
+        return None
+    (kind,) = kinds
+    if kind not in _PROGRESS_POLY:
+        return None
+    if all(s.a0 == 0.0 for s in spans):
+        return (kind, 0.0, 1.0), tuple(replace(s, a0=s.a1, amp_kind="linear") for s in spans)
+    if any(s.a0 == 0.0 for s in spans):
+        return None
+    ratio = spans[0].a1 / spans[0].a0
+    if any(abs(s.a1 / s.a0 - ratio) > _COMMON_RATIO * max(1.0, abs(ratio)) for s in spans):
+        return None
+    return (kind, 1.0, ratio - 1.0), tuple(replace(s, a1=s.a0, amp_kind="linear") for s in spans)
 
 
 def _amplitude_group(s: ToneSpan) -> list[tuple[tuple[str, float], float]]:
@@ -447,6 +477,9 @@ def _sort_tones(spans: tuple[ToneSpan, ...], fs: float, n: int, scale: float = 1
     """Sort a piece's tones (see :class:`_PieceTones`), amplitudes times ``scale``. A tone of an
     AOD-calibrated channel that holds plays the RF amplitude of its power at its frequency (as
     snapping left it); one whose power or frequency changes goes sample by sample."""
+    shared = _common_envelope(spans) if len(spans) > 1 else None
+    if shared is not None:
+        return replace(_sort_tones(shared[1], fs, n, scale), common=shared[0])
     if any(s.optical is not None for s in spans):
         calibrated = tuple((s, scale) for s in spans if s.optical is not None and not s.constant)
         held = []
@@ -759,7 +792,28 @@ def _calibrated_tones(tones: tuple[tuple[ToneSpan, float], ...], fs: float, n: i
 
 def _piece_samples(tones: _PieceTones, n: int, k0: int, fs: float, view: np.ndarray, scratch: np.ndarray, fast_math: bool, add: bool) -> None:
     """Samples [k0, k0 + view.size) of one piece's tones (of n samples) written into ``view``, or
-    added to it with ``add``. ``scratch``: two float64 rows of at least view.size values."""
+    added to it with ``add``. ``scratch``: two float64 rows of at least view.size values. Tones
+    that share one amplitude envelope (``tones.common``) are made at constant amplitudes and
+    multiplied by it once."""
+    if tones.common is None:
+        _piece_sum(tones, n, k0, fs, view, scratch, fast_math, add)
+        return
+    kind, offset, slope = tones.common
+    m = view.size
+    target = _work("piece.sum", m) if add else view
+    _piece_sum(tones, n, k0, fs, target, scratch, fast_math, False)
+    g = _poly_envelope(_PROGRESS_POLY[kind], k0, k0 + m, n, out=_work("piece.envelope", m))
+    if slope != 1.0:
+        g *= slope
+    if offset:
+        g += offset
+    target *= g
+    if add:
+        view += target
+
+
+def _piece_sum(tones: _PieceTones, n: int, k0: int, fs: float, view: np.ndarray, scratch: np.ndarray, fast_math: bool, add: bool) -> None:
+    """:func:`_piece_samples` of tones at their own amplitudes (``tones.common`` left out)."""
     k1 = k0 + view.size
     if tones.folded is not None:
         _tone_sum(tones.folded, k0, n, view, add)
