@@ -484,3 +484,57 @@ def test_a_looped_hold_shorter_than_the_card_minimum_says_so_with_the_shortest_g
     for n in range(384, better + 32, 32):
         worst = max(abs(round(f * n / FS) * FS / n - f) for f in (90.3e6, 91.7e6))
         assert (worst <= 1e3) == (n == better), n
+
+
+@settings(max_examples=60, deadline=None)
+@given(snap_programs(), st.sampled_from(["auto", "step", "common"]), st.sampled_from([None, 2e3, 20e3]), st.sampled_from([0.0, 0.02, 0.05]))
+def test_the_chain_planner_costs_every_combination_as_planning_each_does(drawn, joint, max_snap_hz, stretch):
+    # the planner costs all combinations of lengths of a chain at once: every cost equals the
+    # one planning that combination on its own gives, so the first of least cost is the same
+    import itertools
+
+    from awgrt.compiler import snap
+
+    b, mapping, card, _ = drawn
+    segments = b.build_resolved_ir(sample_rate_hz=FS).segments
+    limit_of = snap.snap_limits(max_snap_hz, tuple(s.name for s in segments))
+    chains = [c for c in snap._chains(segments) if len(c) > 1]
+    for chain in chains:
+        tones = snap._chain_tones(segments, chain)
+        n_channels = min(c for c in card.channel_counts if c >= len(mapping))
+        options = [snap._length_candidates(segments[si], card, n_channels, FS, stretch if segments[si].mode == "wait_trig" else 0.0)[:6] for si in chain]
+        combos = list(itertools.product(*options))
+        planned = [snap._plan_chain(segments, tones, dict(zip(chain, c)), FS, joint, limit_of).cost for c in combos]
+        assert snap._chain_costs(segments, tones, chain, combos, FS, joint, limit_of) == planned
+        event(f"{len(combos) > 1} combinations, {min(planned)[0] > 0} problems")
+
+
+@pytest.mark.parametrize("joint", ["auto", "step", "common"])
+def test_the_chain_planner_costs_common_grids_as_planning_each_does(joint):
+    # back-to-back holds of 10,240 and about 20,480 samples (a long common grid), tones near it and
+    # tones anywhere: costed at once as planned one by one, for each way of joining them
+    import itertools
+
+    from awgrt.compiler import snap
+
+    b = AWGProgramBuilder().logical_channel("H").logical_channel("V")
+    grid = FS / 10240  # the common grid of the two: some tones 3 kHz off it, the others anywhere
+    b.define("h", logical_channel="H", freqs=[(1150 + 12 * i) * grid + 3e3 if i % 2 else 70.01e6 + 0.731e6 * i for i in range(9)], amps=[0.05] * 9)
+    b.define("v", logical_channel="V", freqs=[90.003e6, 91.2e6], amps=[0.2] * 2)
+    b.segment("a", mode="loop_n", loops=4).tones("H").use_def("h").tones("V").use_def("v").hold(time=10240 / FS)
+    b.segment("b", mode="wait_trig").hold(time=20480 / FS)
+    segments = b.build_resolved_ir(sample_rate_hz=FS).segments
+    card = CARDS["M4i.6631-x8"]
+    limit_of = snap.snap_limits(None, ("a", "b"))
+    (chain,) = snap._chains(segments)
+    tones = snap._chain_tones(segments, chain)
+    options = [snap._length_candidates(segments[0], card, 2, FS, 0.0), snap._length_candidates(segments[1], card, 2, FS, 0.03)]
+    combos = list(itertools.product(*options))
+    plans = [snap._plan_chain(segments, tones, dict(zip(chain, c)), FS, joint, limit_of) for c in combos]
+    assert len(combos) > 10
+    assert snap._chain_costs(segments, tones, chain, combos, FS, joint, limit_of) == [p.cost for p in plans]
+    # within every segment's bound the common grid's point is each segment's own nearest one; only
+    # joint="common" plays a tone on it beyond a bound (a problem the cost counts)
+    off_own = [p for p in plans if any(p.played[si, t.tone] != snap._whole_cycle(t.asked_hz, p.lengths[si], FS) for t in tones for si in (0, 1))]
+    assert bool(off_own) == (joint == "common")
+    assert (min(p.cost for p in plans)[0] > 0) == (joint == "common")

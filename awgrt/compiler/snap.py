@@ -304,6 +304,95 @@ def _plan_chain(
     return plan
 
 
+def _chain_costs(
+    segments: tuple[Segment, ...],
+    tones: list[_HeldTone],
+    chain: list[int],
+    combos: list[tuple[int, ...]],
+    fs: float,
+    joint: Joint,
+    limit_of: Callable[[str], float | None],
+) -> list[tuple]:
+    """:attr:`_ChainPlan.cost` of :func:`_plan_chain` for every combination of lengths at once,
+    the same numbers by the same arithmetic (its sums taken in its order), as arrays over the
+    combinations: choosing among hundreds of them costs about one plan."""
+    pos = {si: j for j, si in enumerate(chain)}
+    lengths = np.array(combos, dtype=np.int64).reshape(len(combos), len(chain))
+    seg_of, tone_of, asked, key = [], [], [], []  # one entry per (tone, segment it is held in)
+    for ti, t in enumerate(tones):
+        for si, k in t.at:
+            seg_of.append(pos[si])
+            tone_of.append(ti)
+            asked.append(t.asked_hz)
+            key.append((t.channel, k, t.tone))
+    f = np.array(asked)
+    n = lengths[:, seg_of].astype(np.float64)  # combos x entries
+    own = np.round(f * n / fs) * fs / n
+    worst_own = np.abs(own - f).max(axis=1, initial=0.0)
+    played = own.copy()
+    problems = np.zeros(len(combos), dtype=np.int64)
+    steps = np.zeros(len(combos), dtype=np.int64)
+    groups: dict[tuple[int, ...], list[list[int]]] = {}  # tones held in the same segments, taken together
+    start = 0
+    for t in tones:
+        cols = list(range(start, start + len(t.at)))
+        start += len(t.at)
+        groups.setdefault(tuple(seg_of[c] for c in cols), []).append(cols)
+    for segs, members in groups.items():
+        cols_ = np.array(members)  # tones x segments: entry columns
+        if len(segs) > 1 and joint != "step":
+            g = np.gcd.reduce(lengths[:, list(segs)], axis=1).astype(np.float64)[:, None]  # combos x 1
+            ft = f[cols_[:, 0]]
+            common = np.round(ft * g / fs) * fs / g  # combos x tones
+            shift = np.abs(common - ft)
+            half_bins = fs / (2 * lengths[:, list(segs)].astype(np.float64)) * (1 + 1e-12)  # combos x segments
+            bounds_ok = np.all(shift[:, :, None] <= half_bins[:, None, :], axis=2)
+            if joint == "common":
+                problems += (~bounds_ok).sum(axis=1)
+                use = np.ones(bounds_ok.shape, dtype=bool)
+            else:
+                use = bounds_ok & (shift <= worst_own[:, None] * (1 + 1e-12))
+            for j in range(len(segs)):
+                played[:, cols_[:, j]] = np.where(use, common, own[:, cols_[:, j]])
+            for j in range(len(segs) - 1):
+                steps += (~use & (own[:, cols_[:, j]] != own[:, cols_[:, j + 1]])).sum(axis=1)
+        elif len(segs) > 1:
+            for j in range(len(segs) - 1):
+                steps += (own[:, cols_[:, j]] != own[:, cols_[:, j + 1]]).sum(axis=1)
+    shift = np.abs(played - f)
+    bad_range = ~((played > 0) & (played < fs / 2))
+    problems += bad_range.sum(axis=1)
+    by_segment: dict[int, list[int]] = {}  # in the planner's order: first appearance
+    for e, j in enumerate(seg_of):
+        by_segment.setdefault(j, []).append(e)
+    worst_of = {}
+    for j, entries in by_segment.items():
+        limit = limit_of(segments[chain[j]].name)
+        if limit is not None:
+            problems += (~bad_range[:, entries] & (np.abs(played[:, entries] - f[entries]) > limit)).sum(axis=1)
+        worst_of[j] = shift[:, entries].max(axis=1)
+        channels: dict[str, list[int]] = {}
+        for e in entries:
+            channels.setdefault(key[e][0], []).append(e)
+        for same_channel in channels.values():  # two tones asked apart that would play in one bin
+            if len(same_channel) < 2:
+                continue
+            order = sorted(same_channel, key=lambda e: (f[e], key[e][1], key[e][2]))
+            p = played[:, order]
+            rank = np.argsort(p, axis=1, kind="stable")  # by played, then (asked, position, tone)
+            ps, fsorted = np.take_along_axis(p, rank, axis=1), f[order][rank]
+            problems += ((ps[:, 1:] == ps[:, :-1]) & (fsorted[:, 1:] != fsorted[:, :-1])).sum(axis=1)
+    worst = np.zeros(len(combos))
+    for w in worst_of.values():
+        worst = np.maximum(worst, w)
+    totals = lengths.sum(axis=1)
+    columns = list(worst_of.values())
+    return [
+        (int(problems[c]), round(float(worst[c]), 6), int(steps[c]), round(sum(float(w[c]) for w in columns), 6), int(totals[c]))
+        for c in range(len(combos))
+    ]
+
+
 def check_capacity(segments: tuple[Segment, ...], lengths: Mapping[int, int], card: CardSpec, n_channels: int) -> None:
     """Raise :class:`~awgrt.errors.CardLimitError` for a segment longer than the largest memory
     slot the card can ever offer (its memory split into the fewest slots), before any work that
@@ -375,12 +464,18 @@ def _choose_chain(
     if math.prod(len(o) for o in options) > MAX_LENGTH_COMBINATIONS:
         options = [o[:per] for o in options]
     best: _ChainPlan | None = None
-    for combo in itertools.product(*options):
-        plan = _plan_chain(segments, tones, dict(zip(chain, combo)), fs, joint, limit_of)
-        if best is None or plan.cost < best.cost:
-            best = plan
-        if len(chain) == 1 and not plan.problems:
-            break  # one segment's lengths come best first (see _length_candidates): the first without problems wins
+    if len(chain) == 1:
+        for (n,) in itertools.product(*options):
+            plan = _plan_chain(segments, tones, {chain[0]: n}, fs, joint, limit_of)
+            if best is None or plan.cost < best.cost:
+                best = plan
+            if not plan.problems:
+                break  # one segment's lengths come best first (see _length_candidates): the first without problems wins
+    else:  # every combination costed at once; the first of least cost planned in full
+        combos = list(itertools.product(*options))
+        costs = _chain_costs(segments, tones, chain, combos, fs, joint, limit_of)
+        first = min(range(len(combos)), key=lambda c: (costs[c], c))
+        best = _plan_chain(segments, tones, dict(zip(chain, combos[first])), fs, joint, limit_of)
     assert best is not None
     if best.problems:
         p = min(best.problems, key=lambda p: p.rank)
