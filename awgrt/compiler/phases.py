@@ -179,11 +179,12 @@ class _PhaseSet(NamedTuple):
     crest: float  # ... and with these phases
 
 
-#: Quasi-Newton iterations of the crest-factor refinement at most ...
+#: Quasi-Newton iterations of the crest-factor refinement at most (more for fewer than 16 tones,
+#: whose iterations are cheap: REFINE_WORK // tones) ...
 REFINE_ITERATIONS = 20
+REFINE_WORK = 320
 #: ... and the steps it remembers (L-BFGS history).
 REFINE_MEMORY = 6
-REFINE_WORK = 320
 #: The refinement stops once an iteration lowers its objective by less than this fraction.
 REFINE_TOLERANCE = 1e-3
 
