@@ -23,8 +23,8 @@ from ._version import __version__
 from .card import CARDS, CardSpec, encode_step_entry
 from .errors import AWGRTError, CardLimitError, SerializationError
 from .ir.digest import digest_of
-from .ir.intent import MARKER_LINES, IntentIR
-from .ir.quantized import marker_bit
+from .ir.intent import MARKER_LINES, IntentIR, distinct_marker_lines
+from .ir.quantized import marker_bit, marker_shift
 from .spectrum import digout_mode
 
 if TYPE_CHECKING:  # a type only: the compiler sits above this module
@@ -170,7 +170,7 @@ class CompiledSequenceProgram:
         data = self.segments[segment].data
         if not self.marker_lines:
             return data
-        shift = 16 - min(marker_bit(m) for m in self.marker_lines)
+        shift = marker_shift(self.marker_lines)
         out = data.copy()
         out[:, 0] = (data[:, 0].view(np.uint16) << shift).view(np.int16)
         return out
@@ -236,7 +236,7 @@ class CompiledSequenceProgram:
                 out.append(f"{where}: loops={st.loops} outside 1..{card.max_loops}")
             if entry_problem:
                 out.append(f"{where}: {entry_problem}")
-        if any(m not in MARKER_LINES for m in self.marker_lines) or len(set(self.marker_lines)) != len(self.marker_lines):
+        if not distinct_marker_lines(self.marker_lines):
             out.append(f"marker lines {list(self.marker_lines)} are not distinct lines among {MARKER_LINES}")
         for r in self.reserved_slots:
             if not 0 <= r < len(self.segments):
@@ -373,7 +373,7 @@ class CompiledSequenceProgram:
             markers = tuple(
                 check_value(f, "meta.marker_lines", m, "str") for m in check_value(f, "meta.marker_lines", meta.get("marker_lines", []), "list")
             )
-            if any(m not in MARKER_LINES for m in markers) or len(set(markers)) != len(markers):
+            if not distinct_marker_lines(markers):
                 raise f.fail("meta.marker_lines", f"{list(markers)} are not distinct lines among {MARKER_LINES}", markers)
         if card is None:
             card = CARDS.get(card_name)

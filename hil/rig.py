@@ -671,7 +671,7 @@ class EmulatedRig(HardwareRig):
     def _pause(self, n_samples: int, program: CompiledSequenceProgram) -> None:
         import numpy as np
 
-        lines = np.zeros((int(n_samples), XIO_LINES), np.uint8)
+        lines = np.zeros((int(n_samples), XIO_LINES), np.uint8) if self.config.trigger.marker else None
         self._chunks.append(self.emu.card(0).render(int(n_samples), lines=lines))
         self._lines.append(lines)
 
@@ -688,7 +688,7 @@ class EmulatedRig(HardwareRig):
             signals[self.config.trigger_input] = pulse_train([first_trigger / fs + t for t in times], high_v, width)
             self.bench.publish(signals, {self.config.trigger_input: first_trigger / fs})
             return
-        lines = np.concatenate([np.zeros((first_trigger, XIO_LINES), np.uint8), *self._lines])
+        lines = np.concatenate([np.zeros((first_trigger, XIO_LINES), np.uint8), *self._lines]) if self.config.trigger.marker else None
         self.bench.publish(*scope_trigger(self.config, signals, self._triggers, fs, lines))
 
     def close(self) -> None:

@@ -261,16 +261,16 @@ def run_program(
     rig.play(program, prog.triggers, n_play)
     rig.scope.wait(ACQUIRE_TIMEOUT_S)
     extra: list[CheckResult] = []
+    # what card and scope clocks may disagree by (the scope times pulses and edges on its own timebase)
+    clocks_ppm = 1.0 if config.shared_reference else config.scope.timebase_ppm + config.card.clock_ppm
     if recorded and marker:
-        clocks_ppm = 1.0 if config.shared_reference else config.scope.timebase_ppm + config.card.clock_ppm
         capture = rig.scope.read(config.trigger_input)
         timeline, result = marker_timing(capture, timeline, prog.name, pulse_v / 2, clocks_ppm, n_play, measure_wait=not generator)
         extra.append(result)
     elif recorded:
         # generator pulses come where the burst puts them (to a card sample); forced triggers after
         # the first come when the host gets to them (within the stated software jitter)
-        # (plus what the clocks may disagree over the longest stretch between pulses: the scope times them on its own timebase)
-        clocks_ppm = 1.0 if config.shared_reference else config.scope.timebase_ppm + config.card.clock_ppm
+        # (plus what the clocks may disagree over the longest stretch between pulses)
         span_s = (prog.triggers[-1] - prog.triggers[0]) / fs
         limit_s = (1.0 / fs if generator else config.trigger.software_jitter_s) + span_s * clocks_ppm * 1e-6
         threshold = pulse_v / 2 if generator else config.trigger_level_v
@@ -427,11 +427,14 @@ def nominal_delay_s(config: RigConfig) -> float:
 
 
 def _rising_edges(capture, threshold_v: float) -> list[float]:
-    """Times of the rising edges through ``threshold_v`` in a record, interpolated between points."""
+    """Times of the rising edges through ``threshold_v`` in a record (interpolated between
+    points), from the one the scope triggered on (the edge nearest t = 0, within its trigger
+    skew) on."""
     t, v = capture.time_s, capture.volts
     above = v >= threshold_v
     rising = np.flatnonzero(~above[:-1] & above[1:])
-    return [float(t[i] + (threshold_v - v[i]) / (v[i + 1] - v[i]) * (t[i + 1] - t[i])) for i in rising]
+    edges = [float(t[i] + (threshold_v - v[i]) / (v[i + 1] - v[i]) * (t[i + 1] - t[i])) for i in rising]
+    return edges[int(np.argmin(np.abs(edges))) :] if edges else edges
 
 
 def marker_timing(
@@ -454,8 +457,6 @@ def marker_timing(
     first = timeline.entries[0]
     where = f"marker on {first.name!r}"
     edges = _rising_edges(capture, threshold_v)
-    if edges:  # from the edge the scope triggered on (the one nearest t = 0) on
-        edges = edges[int(np.argmin(np.abs(edges))) :]
     if not edges:
         return timeline, _failed("marker_timing", program, where, "ns", AnalysisError("no marker edge in the record"))
     seen = [e - edges[0] for e in edges]
@@ -498,11 +499,7 @@ def measured_triggers(capture, prog: SuiteProgram, threshold_v: float, fs: float
     ``threshold_v``, t = 0 the first, which the scope triggered on), and a check that they came
     where the program asked: the worst offset of a later pulse (ns) against ``limit_s``."""
     t, v = capture.time_s, capture.volts
-    above = v >= threshold_v
-    rising = np.flatnonzero(~above[:-1] & above[1:])
-    edges = [float(t[i] + (threshold_v - v[i]) / (v[i + 1] - v[i]) * (t[i + 1] - t[i])) for i in rising]
-    if edges:  # from the pulse the scope triggered on (the edge nearest t = 0, within its trigger skew) on
-        edges = edges[int(np.argmin(np.abs(edges))) :]
+    edges = _rising_edges(capture, threshold_v)
     first = prog.triggers[0]
     if not edges:
         return tuple(prog.triggers), _failed("trigger_timing", prog.name, source, "ns", AnalysisError("no trigger pulse in the record"))
@@ -705,7 +702,8 @@ def _printed(report: SuiteReport, out_dir: str | Path, history: str | Path | Non
             print(f"  {mark} {r.name:40s} {_fmt(r.measured):>10s} +- {_fmt(r.sigma):<9s} limit {_fmt(r.limit):>8s} {r.unit}{why}")
     folder = Path(out_dir).resolve()
     print(f"\n{len(report.results) - len(report.failures())}/{len(report.results)} checks passed; report in {folder} (every check: summary.md)")
-    if not report.faults and history_path(folder, history).exists():
-        print(f"history (for awgrt hil --trend): {history_path(folder, history)}")
+    kept = history_path(folder, history)
+    if not report.faults and kept.exists():
+        print(f"history (for awgrt hil --trend): {kept}")
     sys.stdout.flush()
     return 0 if report.passed else 1

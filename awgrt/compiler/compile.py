@@ -12,7 +12,7 @@ from .._warn import warn
 from ..calibration import AODCalibration
 from ..errors import ClipError, ClipWarning, ProgramError, SilenceWarning
 from ..ir.intent import finite_real
-from ..ir.quantized import QuantizedIR, marker_bit
+from ..ir.quantized import QuantizedIR, marker_bit, marker_shift
 from ..ir.resolved import Note, Segment
 from ..program import CompiledSegment, CompiledSequenceProgram
 from .report import CompileReport, SegmentReport
@@ -26,8 +26,7 @@ def marker_bits(seg: Segment, lines: tuple[str, ...]) -> DigitalBits | None:
     """How the program's marker ``lines`` ride on hardware channel 0 in ``seg`` (None: no markers)."""
     if not lines:
         return None
-    bits = [marker_bit(m) for m in lines]
-    return DigitalBits(0, 16 - min(bits), tuple((b, seg.marker_samples if m in seg.markers else 0) for m, b in zip(lines, bits)))
+    return DigitalBits(0, marker_shift(lines), tuple((marker_bit(m), seg.marker_samples if m in seg.markers else 0) for m in lines))
 
 
 def _segment_samples(

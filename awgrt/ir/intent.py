@@ -404,9 +404,14 @@ MARKER_LINES = ("X0", "X1", "X2")
 MARKER_WIDTH_S = 1e-6
 
 
+def distinct_marker_lines(lines: object) -> bool:
+    """``lines`` is a tuple of distinct names among :data:`MARKER_LINES`."""
+    return isinstance(lines, tuple) and all(m in MARKER_LINES for m in lines) and len(set(lines)) == len(lines)
+
+
 def check_markers(markers: object, marker_s: object, *, segment: str | None) -> None:
     """``markers``: distinct names among :data:`MARKER_LINES`; ``marker_s``: None or seconds > 0."""
-    if not isinstance(markers, tuple) or any(m not in MARKER_LINES for m in markers) or len(set(markers)) != len(markers):
+    if not distinct_marker_lines(markers):
         raise ProgramError(f"marker={markers!r}: name distinct multi-purpose lines among {MARKER_LINES}", segment=segment, op="segment", value=markers)
     if marker_s is not None and not (finite_real(marker_s) and float(marker_s) > 0):  # type: ignore[arg-type]  # a finite real
         raise ProgramError(f"marker_s={marker_s!r} must be a number of seconds > 0", segment=segment, op="segment", value=marker_s)

@@ -72,6 +72,12 @@ def marker_bit(line: str) -> int:
     return 15 - int(line[1:])
 
 
+def marker_shift(lines: tuple[str, ...]) -> int:
+    """Bits hardware channel 0 gives up to marker ``lines`` (its analog keeps the 16 - shift
+    below the lowest line's bit, played shifted back up)."""
+    return 16 - min(marker_bit(m) for m in lines)
+
+
 @dataclass(frozen=True)
 class QuantizedIR:
     """What you can upload (see module doc). ``n_channels`` is the number of channels
