@@ -73,7 +73,7 @@ def forget_compiler_caches() -> None:
     """Start cold: drop the resolved segments, snapping plans, optimised phases, edge checks and tone phasors the compiler remembers."""
     from awgrt.compiler import phases, resolve, snap, synth
 
-    synth._PHASOR_CACHE.clear()
+    synth.forget_phasors()
     synth._column_powers.cache_clear()
     snap._CHAIN_CACHE.clear()
     phases._optimised.cache_clear()

@@ -162,3 +162,32 @@ def test_remembered_phase_sets_are_bounded_by_their_tones(monkeypatch) -> None:
     memo(sets[0].copy(), np.ones(30))  # the same values: remembered
     memo(sets[0], np.full(30, 0.5))  # other amplitudes: another set
     assert len(calls) == 2
+
+
+@pytest.mark.parametrize(
+    ("grid_hz", "start_hz", "period"),
+    [(1e6, 75e6, 625), (0.5e6, 80e6, 1250), (0.625e6, 70e6, 1000), (2.5e6, 60e6, 250)],
+)
+def test_tones_on_a_whole_cycle_grid_are_optimised_over_one_period(grid_hz: float, start_hz: float, period: int) -> None:
+    # tones on a grid of fs / P repeat every P samples: the phases are chosen over one period, and
+    # the crest factors reported are what a long direct float64 sum of the samples shows
+    rng = np.random.default_rng(int(grid_hz))
+    picks = np.sort(rng.choice(40, size=14, replace=False))
+    f = (start_hz + grid_hz * picks) / 625e6
+    a = rng.uniform(0.4, 1.0, f.size)
+    assert phases._window(f) == period
+    phases._optimised.cache_clear()
+    got = phases._optimised(f, a)
+    long = 8 * period + 13
+    assert got.crest == pytest.approx(_direct_crest(f, a, np.asarray(got.phases), long), rel=1e-9)
+    assert got.crest_zero == pytest.approx(_direct_crest(f, a, np.zeros(f.size), long), rel=1e-9)
+    assert got.crest < _direct_crest(f, a, phases.schroeder_phases(f, a), long)
+
+
+def test_tones_off_a_whole_cycle_grid_keep_the_beat_window() -> None:
+    # the same spacing, but the row starts off the grid (no whole cycles in fs / spacing): no
+    # shorter period, so the window spans two of the slowest beats
+    f = (75.3e6 + 1e6 * np.arange(16)) / 625e6
+    assert phases._window(f) in (1250, 1251)  # ceil(2 / spacing), the spacing a float difference
+    f = (70e6 + 0.4e6 * np.arange(16)) / 625e6  # 1562.5 samples per beat: not whole
+    assert phases._window(f) in (3125, 3126)

@@ -649,4 +649,35 @@ def test_remembered_tone_phasors_are_exact_read_only_and_bounded():
     np.testing.assert_array_equal(first, synth._phasors(np.zeros(12), f, synth.HOLD_BLOCK))
     for i in range(400):  # far more distinct tone sets than fit
         synth._remembered_phasors(np.full(64, 0.01 + 1e-4 * i), synth.HOLD_BLOCK)
+    for i in range(60):  # and far more distinct tones
+        synth._remembered_phasors(np.random.default_rng(i).uniform(0.05, 0.45, 256), synth.HOLD_BLOCK)
     assert sum(v.nbytes for v in synth._PHASOR_CACHE.values()) <= synth.PHASOR_CACHE_BYTES
+    assert sum(v.nbytes for v in synth._STEP_CACHE.values()) <= synth.PHASOR_CACHE_BYTES
+    # a subset and a reordering of remembered tones, and a shorter table, are what a fresh table is
+    g = np.concatenate((f[7:2:-1], [0.123456789]))
+    np.testing.assert_array_equal(synth._remembered_phasors(g, 40), synth._phasors(np.zeros(g.size), g, 40))
+
+
+def test_a_segments_tone_phasors_are_made_in_one_batch(monkeypatch):
+    # the pieces of a segment ask for column and row phasors one tone set at a time (the held
+    # row, the ramped-off ones, the next piece); they are made for every tone at once
+    from awgrt.compiler import synth
+
+    b = AWGProgramBuilder().logical_channel("H").logical_channel("V")
+    b.define("row", logical_channel="H", freqs=[75e6 + 1e6 * i for i in range(12)], amps=[0.04] * 12, phases="auto")
+    b.define("v", logical_channel="V", freqs=[95e6], amps=[0.3])
+    b.segment("s").tones("H").use_def("row").tones("V").use_def("v").hold(time=8e-6)
+    b.tones("H").ramp_amp_to(amps=0.0, idxs=[1, 4, 7], time=8e-6, kind="min_jerk").remove_tones(idxs=[1, 4, 7]).hold(time=8e-6)
+    q = quantize_resolved_ir(b.build_resolved_ir(sample_rate_hz=FS))
+    calls: list[int] = []
+    made = synth._phasors
+    monkeypatch.setattr(synth, "_phasors", lambda base, step, count: calls.append(step.size) or made(base, step, count))
+    synth.forget_phasors()
+    first = synth.synthesize(q.segments[0], FS, dict(q.hardware_channels), 2, gain=1.0, clip=0.9, full_scale=32767)
+    assert calls == [26]  # 13 tones' columns and rows
+    synth.forget_phasors()
+    monkeypatch.setattr(synth, "prefetch_phasors", lambda segment, fs: None)
+    calls.clear()
+    again = synth.synthesize(q.segments[0], FS, dict(q.hardware_channels), 2, gain=1.0, clip=0.9, full_scale=32767)
+    assert len(calls) > 2  # without the batch: one call per tone set
+    np.testing.assert_array_equal(first.data, again.data)

@@ -114,13 +114,27 @@ def schroeder_phases(freqs_cps: np.ndarray, amps: np.ndarray) -> np.ndarray:
     return out % 1.0
 
 
+#: Tones whose cycles over P samples are whole to within this many cycles repeat every P samples
+#: (:func:`_window`): the sum after one period differs from its start by at most 2 pi times this.
+PERIOD_TOLERANCE = 1e-9
+
+
 def _window(freqs_cps: np.ndarray) -> int:
-    """Samples long enough to see the slowest beat between neighbouring tones (bounded)."""
+    """Samples long enough to see the slowest beat between neighbouring tones (bounded), or one
+    period when the tones repeat sooner: tones whose spacings are all multiples of the smallest
+    one, fs / P with whole cycles of every tone in P samples (a grid such as 1 MHz at 625 MS/s),
+    sum to a signal of period P, and one period shows every sample value there is."""
     spacing = np.diff(np.sort(freqs_cps))
     spacing = spacing[spacing > 0]
     if spacing.size == 0:
         return 256
-    return int(np.clip(math.ceil(2.0 / float(spacing.min())), 256, 4096))
+    window = int(np.clip(math.ceil(2.0 / float(spacing.min())), 256, 4096))
+    period = round(1.0 / float(spacing.min()))
+    if 0 < period < window:
+        cycles = freqs_cps * period
+        if float(np.max(np.abs(cycles - np.rint(cycles)))) <= PERIOD_TOLERANCE:
+            return period
+    return window
 
 
 #: The most tones one ``phases="auto"`` set may have: beyond it a clear error, not a MemoryError
@@ -189,24 +203,27 @@ REFINE_MEMORY = 6
 REFINE_TOLERANCE = 1e-3
 
 
-def _refine(re: np.ndarray, im: np.ndarray, start: np.ndarray) -> tuple[np.ndarray, float]:
+def _refine(rows: np.ndarray, start: np.ndarray) -> tuple[np.ndarray, float]:
     """L-BFGS from ``start`` on the 8-norm of x(k) = Im(sum_t e^{2 pi i phi_t} z_tk) over the window
-    (z = re + i im: each tone's phasor at every sample, times its amplitude), a smooth stand-in
-    for the peak; the objective is taken relative to its start, so the stopping rule does not
-    depend on the tones' number or amplitudes. Each evaluation is four real products of
-    tones x window; steps backtrack (halving) until the objective falls by the Armijo fraction.
-    Returns the iterate of lowest peak |x| over the window (the start among them) and that peak."""
+    (z: each tone's phasor at every sample, times its amplitude; ``rows``: Im(z) over Re(z), 2
+    tones x window, so x = [cos 2 pi phi, sin 2 pi phi] @ rows), a smooth stand-in for the peak;
+    the objective is taken relative to its start, so the stopping rule does not depend on the
+    tones' number or amplitudes. Each evaluation is two real products of 2 tones x window; steps
+    backtrack (halving) until the objective falls by the Armijo fraction. Returns the iterate of
+    lowest peak |x| over the window (the start among them) and that peak."""
     two_pi = 2.0 * np.pi
+    tones = rows.shape[0] // 2
 
     def value_and_gradient(phi: np.ndarray) -> tuple[float, np.ndarray, float]:
-        c, s = np.cos(two_pi * phi), np.sin(two_pi * phi)
-        x = c @ im
-        x += s @ re
+        turn = two_pi * phi
+        cs = np.concatenate((np.cos(turn), np.sin(turn)))
+        x = cs @ rows
         x2 = x * x  # x**7 by products: numpy's general power is far slower
         x7 = x2 * x2
         x7 *= x2
         x7 *= x
-        return float(x7 @ x), 8.0 * two_pi * (c * (re @ x7) - s * (im @ x7)), float(np.max(np.abs(x)))
+        g = rows @ x7  # (im @ x7, re @ x7)
+        return float(x7 @ x), 8.0 * two_pi * (cs[:tones] * g[tones:] - cs[tones:] * g[:tones]), max(float(x.max()), -float(x.min()))
 
     phi = np.array(start, dtype=np.float64)
     value, grad, peak = value_and_gradient(phi)
@@ -216,7 +233,7 @@ def _refine(re: np.ndarray, im: np.ndarray, start: np.ndarray) -> tuple[np.ndarr
     scale = 1.0 / value
     value, grad = 1.0, grad * scale
     steps: list[tuple[np.ndarray, np.ndarray, float]] = []  # (s, y, 1 / y.s)
-    for _ in range(max(REFINE_ITERATIONS, REFINE_WORK // re.shape[0])):
+    for _ in range(max(REFINE_ITERATIONS, REFINE_WORK // tones)):
         q = grad.copy()
         alphas = []
         for s, y, rho in reversed(steps):
@@ -286,13 +303,13 @@ def _optimise(freqs_cps: np.ndarray, amps: np.ndarray) -> _PhaseSet:
         return _PhaseSet(schroeder, crest_factor(freqs_cps, amps, np.zeros(n), n_win), crest_factor(freqs_cps, amps, schroeder, n_win))
 
     weights = amps / float(np.sum(amps))
-    rows = _phasor_rows(freqs_cps, n_win) * weights[:, None]
-    re, im = np.ascontiguousarray(rows.real), np.ascontiguousarray(rows.imag)
+    z = _phasor_rows(freqs_cps, n_win) * weights[:, None]
+    rows = np.concatenate((z.imag, z.real))
 
-    best, refined = _refine(re, im, schroeder)  # never above Schroeder's peak: the start is an iterate
+    best, refined = _refine(rows, schroeder)  # never above Schroeder's peak: the start is an iterate
     best.flags.writeable = False
     rms = math.sqrt(float(np.sum(weights**2)) / 2.0)
-    return _PhaseSet(best, float(np.max(np.abs(im.sum(axis=0)))) / rms, refined / rms)
+    return _PhaseSet(best, float(np.max(np.abs(rows[:n].sum(axis=0)))) / rms, refined / rms)
 
 
 _optimised = _ToneSetMemo(_optimise)

@@ -178,28 +178,87 @@ def _row_steps(f: np.ndarray, n: int) -> np.ndarray:
     return _remembered_phasors((f * HOLD_BLOCK) % 1.0, min(_ROWS, n // HOLD_BLOCK + 2))
 
 
-#: Bytes of tone phasors :func:`_remembered_phasors` keeps (the least recently used go first).
+#: Bytes of tone phasors remembered (the least recently used go first): a row of :data:`_ROWS`
+#: phasors per tone step (:func:`_step_rows`) and the tables of tone sets made from them
+#: (:func:`_remembered_phasors`), within this many bytes each.
 PHASOR_CACHE_BYTES = 16 << 20
 _PHASOR_CACHE: OrderedDict[tuple[tuple[float, ...], int], np.ndarray] = OrderedDict()
+_STEP_CACHE: OrderedDict[float, np.ndarray] = OrderedDict()
 _PHASOR_LOCK = threading.Lock()
+_CACHED_BYTES = {"sets": 0, "steps": 0}
+
+
+def _remember(cache: OrderedDict, which: str, key: object, value: np.ndarray) -> None:
+    """Keep ``value`` under ``key``, forgetting the least recently used beyond :data:`PHASOR_CACHE_BYTES` (lock held)."""
+    old = cache.pop(key, None)
+    if old is not None:
+        _CACHED_BYTES[which] -= old.nbytes
+    cache[key] = value
+    _CACHED_BYTES[which] += value.nbytes
+    while _CACHED_BYTES[which] > PHASOR_CACHE_BYTES and len(cache) > 1:
+        _CACHED_BYTES[which] -= cache.popitem(last=False)[1].nbytes
+
+
+def forget_phasors() -> None:
+    """Empty the remembered tone phasors (the next synthesis makes them afresh)."""
+    with _PHASOR_LOCK:
+        _PHASOR_CACHE.clear()
+        _STEP_CACHE.clear()
+        _CACHED_BYTES.update(sets=0, steps=0)
+
+
+def _make_steps(steps: list[float]) -> None:
+    """Remember e^{2 pi i s m} for m in [0, _ROWS) for every step s not yet remembered, all in one
+    :func:`_phasors` call. A row depends on its step alone, so it is the same whichever tone set
+    or batch made it."""
+    with _PHASOR_LOCK:
+        missing = [s for s in dict.fromkeys(steps) if s not in _STEP_CACHE]
+    if missing:
+        made = _phasors(np.zeros(len(missing)), np.array(missing), _ROWS)
+        with _PHASOR_LOCK:
+            for s, row in zip(missing, made):
+                _remember(_STEP_CACHE, "steps", s, row.copy())
+
+
+def _step_rows(steps: list[float], count: int) -> np.ndarray:
+    """e^{2 pi i s m} for every step s and m in [0, count <= _ROWS), from rows remembered per step
+    (the tone sets of a program share their tones: a segment's held row, its movers, the next
+    piece), the missing ones made together (:func:`_make_steps`)."""
+    _make_steps(steps)
+    out = np.empty((len(steps), count), dtype=np.complex128)
+    with _PHASOR_LOCK:
+        for i, s in enumerate(steps):
+            row = _STEP_CACHE.get(s)
+            if row is None:  # forgotten meanwhile: another thread's tones filled the cache
+                row = _phasors(np.zeros(1), np.array([s]), _ROWS)[0]
+            else:
+                _STEP_CACHE.move_to_end(s)
+            out[i] = row[:count]
+    return out
+
+
+def prefetch_phasors(segment: Segment, fs: float) -> None:
+    """Make the column and row phasors of every tone of ``segment`` (:func:`_columns`,
+    :func:`_row_steps`) in one batch before its pieces ask for them one tone set at a time."""
+    f = np.array([s.f0_hz for t in segment.tracks for p in t.pieces for s in p.tones]) / fs
+    _make_steps(np.concatenate((f, (f * HOLD_BLOCK) % 1.0)).tolist())
 
 
 def _remembered_phasors(step: np.ndarray, count: int) -> np.ndarray:
     """:func:`_phasors` from phase 0, read-only and remembered by the tones' steps (a scan point
-    usually plays the same tones again), within :data:`PHASOR_CACHE_BYTES`."""
-    key = (tuple(float(x) for x in step), count)
+    usually plays the same tones again), within :data:`PHASOR_CACHE_BYTES`; made from
+    :func:`_step_rows` (count at most :data:`_ROWS`)."""
+    steps = step.tolist()
+    key = (tuple(steps), count)
     with _PHASOR_LOCK:
         e = _PHASOR_CACHE.get(key)
         if e is not None:
             _PHASOR_CACHE.move_to_end(key)
             return e
-    e = _phasors(np.zeros(step.size), step, count)
+    e = _step_rows(steps, count) if count <= _ROWS else _phasors(np.zeros(step.size), step, count)
     e.flags.writeable = False
     with _PHASOR_LOCK:
-        _PHASOR_CACHE[key] = e
-        total = sum(v.nbytes for v in _PHASOR_CACHE.values())
-        while total > PHASOR_CACHE_BYTES and len(_PHASOR_CACHE) > 1:
-            total -= _PHASOR_CACHE.popitem(last=False)[1].nbytes
+        _remember(_PHASOR_CACHE, "sets", key, e)
     return e
 
 
@@ -942,6 +1001,7 @@ def synthesize(
     starts = list(range(0, n, BLOCK))
     workers = max(1, min(int(workers), len(starts) // MIN_BLOCKS_PER_WORKER))
 
+    prefetch_phasors(segment, sample_rate_hz)
     sorted_tones = {(t.channel, p.start): _sort_tones(p.tones, sample_rate_hz, p.n, scale) for t in segment.tracks for p in t.pieces}
 
     pending = iter(starts)
