@@ -65,6 +65,8 @@ def _floats(values: Any, what: str, op: str, segment: str | None = None) -> tupl
     """Numbers (numpy scalars included, or pint quantities in :data:`UNITS`) as a tuple of
     floats; anything else, or a number too large for a float, is a :class:`ProgramError` naming
     the op."""
+    if type(values) in (list, tuple) and all(type(v) is float for v in values):  # the common case, without abstract-class checks
+        return tuple(values)
     values = in_unit(values, UNITS[what], what, op=op, segment=segment)
     seq: Any = [values] if isinstance(values, numbers.Real) or isinstance(values, str) or values is None else values
     try:
@@ -87,6 +89,8 @@ def _short(value: object) -> str:
 
 def _float(value: Any, what: str, op: str, segment: str | None = None) -> float:
     """One number (or a pint quantity in :data:`UNITS`) as a float, or a :class:`ProgramError` naming the op."""
+    if type(value) is float:
+        return value
     value = in_unit(value, UNITS[what], what, op=op, segment=segment)
     if isinstance(value, (bool, str)) or not isinstance(value, numbers.Real):
         raise ProgramError(f"{what}={value!r} must be a number", segment=segment, op=op, value=value)
@@ -134,6 +138,8 @@ def _segment_phases(phases: object, segment: str) -> dict[str, tuple[float, ...]
 def _index(v: Any) -> Any:
     """An index as an int when it is an integral number (numpy scalars and 2.0 included);
     anything else passes through to be rejected, with the op named, by the intent checks."""
+    if type(v) is int:
+        return v
     if isinstance(v, bool) or not isinstance(v, numbers.Real):
         return v
     if isinstance(v, numbers.Integral):

@@ -65,6 +65,8 @@ class StepEntry:
 
 
 def _check_field(name: str, value: object, lo: int, hi: int) -> int:
+    if type(value) is int and lo <= value <= hi:  # the common case, without abstract-class checks
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise CardLimitError(f"{name}={value!r} is not an integer", op="step entry", value=value)
     if not isinstance(value, numbers.Integral) and not (math.isfinite(value) and float(value).is_integer()):

@@ -1005,3 +1005,53 @@ def test_remembered_segments_resolve_exactly_like_a_cold_walk():
         resolve_module._SEGMENT_CACHE.clear()
         cold = resolve_intent_ir(program(*p).build_intent_ir(), FS)
         assert got == cold, p
+
+
+def test_a_span_of_whole_cycles_turns_a_phase_by_exactly_nothing() -> None:
+    # the phase a span adds, less whole cycles, against exact rational arithmetic; at the
+    # frequency nearest whole cycles (m fs / n rounded once, as wrap snapping makes it) it adds
+    # exactly 0.0, so the phase after it is bit for bit the phase before
+    from awgrt.ir.shapes import span_turn
+
+    rng = np.random.default_rng(11)
+    for _ in range(300):
+        n = 32 * int(rng.integers(1, 200_000))
+        m = int(rng.integers(1, n // 3))
+        f = m * FS / n
+        assert abs(Fraction(f) * n / Fraction(FS) - m) < 1e-6
+        assert span_turn(f, f, "linear", n, FS) == 0.0
+        g = float(rng.uniform(1e6, 300e6))
+        exact = Fraction(g) * n / Fraction(FS)
+        assert abs(span_turn(g, g, "linear", n, FS) - float(exact - round(exact))) < 4e-16 * float(exact) + 1e-16
+        h = float(rng.uniform(1e6, 300e6))
+        exact = (Fraction(g) + Fraction(h)) * n / 2 / Fraction(FS)  # a min_jerk move advances by its mean frequency
+        got = span_turn(g, h, "min_jerk", n, FS)
+        assert abs((got - float(exact - round(exact)) + 0.5) % 1.0 - 0.5) < 1e-15 * float(exact) + 1e-15
+
+
+def test_looped_holds_of_the_same_tones_after_whole_cycles_share_one_slot() -> None:
+    # a counted hold snapped to whole cycles leaves every tone's phase as it found it: the
+    # wait_trig hold after it plays the same samples, so it is one slot of card memory and made
+    # once; what the card plays there is still the tones as asked (independent reference)
+    b = _builder("H")
+    b.define("row", logical_channel="H", freqs=[78e6 + 1e6 * i for i in range(6)], amps=[0.05] * 6, phases="auto")
+    b.segment("move").tones("H").use_def("row").hold(time=3.1e-6)
+    b.segment("hold", mode="loop_n", loops=8).hold(time=32e-6)
+    b.segment("done", mode="wait_trig").hold(time=32e-6)
+    q = quantize_resolved_ir(b.build_resolved_ir(sample_rate_hz=FS))
+    hold, done = q.segments[1], q.segments[2]
+    assert hold.n_samples == done.n_samples == 20000
+    assert [s.phase0_cycles for s in hold.tracks[0].entry] == [s.phase0_cycles for s in done.tracks[0].entry]
+    assert hold.digest == done.digest and q.segment_slot[1] == q.segment_slot[2]
+    program = compile_sequence_program(q, progress=False)
+    assert program.report.synthesised == ("move", "hold")
+    data = program.segments[q.segment_slot[2]].data[:, 0].astype(float)
+    tones = [ref.tone(20000, s.f0_hz, s.f0_hz, "linear", s.a0, phase0_cycles=s.phase0_cycles) for s in done.tracks[0].entry]
+    want, _ = ref.to_int16(ref.synthesize(tones, FS))
+    assert np.max(np.abs(data - want)) <= 1
+    # and the phases are those the move left, carried on exactly: after "move", each tone is at
+    # its start phase plus f n / fs cycles (exact rational arithmetic)
+    move = q.segments[0]
+    for s0, s1 in zip(move.tracks[0].entry, hold.tracks[0].entry):
+        exact = Fraction(s0.phase0_cycles) + Fraction(s0.f0_hz) * move.n_samples / Fraction(FS)
+        assert abs((s1.phase0_cycles - float(exact % 1) + 0.5) % 1.0 - 0.5) < 1e-12

@@ -681,3 +681,25 @@ def test_a_segments_tone_phasors_are_made_in_one_batch(monkeypatch):
     again = synth.synthesize(q.segments[0], FS, dict(q.hardware_channels), 2, gain=1.0, clip=0.9, full_scale=32767)
     assert len(calls) > 2  # without the batch: one call per tone set
     np.testing.assert_array_equal(first.data, again.data)
+
+
+def test_tiny_amplitudes_moving_together_compile_to_silence_not_an_error():
+    # tones moving as one with unequal ramps of amplitudes far below one LSB (1e-170 of full
+    # scale, legal): their amplitude groups are compared without squaring them to 0 / 0, so the
+    # segment is silence (and said to be), not "non-finite samples"
+    import warnings
+
+    from awgrt.errors import SilenceWarning
+
+    a = 1e-170
+    b = AWGProgramBuilder().logical_channel("H")
+    b.define("row", logical_channel="H", freqs=[78e6, 80e6, 82e6], amps=[a, 2 * a, a])
+    b.define("to", logical_channel="H", freqs=[79e6, 81e6, 83e6], amps=[2 * a, 3 * a, 5 * a])
+    b.segment("s").tones("H").use_def("row").hold(time=1e-6)
+    b.segment("m").tones("H").remap_from_def(target_def="to", src=[0, 1, 2], dst=[0, 1, 2], time=4e-6, kind="min_jerk")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        warnings.simplefilter("ignore", SilenceWarning)
+        program = compile_sequence_program(quantize_resolved_ir(b.build_resolved_ir(sample_rate_hz=FS)), progress=False)
+    assert [s.name for s in program.segments] == ["s", "m"]
+    assert not any(s.data.any() for s in program.segments)

@@ -4,7 +4,7 @@ Phase modes, applied at a segment's start to the tones a channel has there:
 
 - ``continue`` (default): a tone carried over from the previous segment in program order keeps
   its phase: its start phase is its end phase in the previous segment, computed in closed form
-  (:func:`~awgrt.ir.shapes.span_phase_advance`), never accumulated sample by sample.
+  (:func:`~awgrt.ir.shapes.span_turn`), never accumulated sample by sample.
 - ``optimise``: the tones' phases are reset to crest-factor-optimised values.
 - ``manual``: the tones start at the segment's ``phases=`` or, failing that, the phases they
   were born with (definition or ``add_tone``).
@@ -27,7 +27,7 @@ import numpy as np
 from ..errors import ProgramError
 from ..ir.boundary import Boundary, ToneJump
 from ..ir.resolved import ChannelTrack, Note, Segment, ToneOrigin, ToneSpan
-from ..ir.shapes import span_phase_advance
+from ..ir.shapes import span_turn
 
 #: Largest phase mismatch (rad) still called continuous; closed-form tracking is ~1e-10 rad.
 PHASE_TOLERANCE_RAD = 1e-6
@@ -383,7 +383,7 @@ def assign_phases(
                     p0 = canonical_phase(phase[s.tone])
                     if make:
                         spans.append(s.with_phase(p0))
-                    phase[s.tone] = (p0 + span_phase_advance(s.f0_hz / fs, s.f1_hz / fs, s.freq_kind, piece.n)) % 1.0
+                    phase[s.tone] = (p0 + span_turn(s.f0_hz, s.f1_hz, s.freq_kind, piece.n, fs)) % 1.0
                 if make:
                     pieces.append(piece.with_tones(tuple(spans)))
             if make:
@@ -398,7 +398,7 @@ def assign_phases(
 def _exit_state(track: ChannelTrack, fs: float) -> dict[int, tuple[float, float, float]]:
     last = track.pieces[-1]
     return {
-        s.tone: (s.f1_hz, s.a1, (cast(float, s.phase0_cycles) + span_phase_advance(s.f0_hz / fs, s.f1_hz / fs, s.freq_kind, last.n)) % 1.0)
+        s.tone: (s.f1_hz, s.a1, (cast(float, s.phase0_cycles) + span_turn(s.f0_hz, s.f1_hz, s.freq_kind, last.n, fs)) % 1.0)
         for s in last.tones
     }
 

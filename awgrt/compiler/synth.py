@@ -434,11 +434,15 @@ class _Shifted:
         :data:`_SHARED_AMPS` of the largest (tones that all ramp by one factor, or all to zero):
         then one H serves every group. None when the groups are not proportional."""
         amps = self.tones.amps
-        ref = amps[int(np.argmax(np.abs(amps).sum(axis=1)))]
-        weights = amps @ ref / float(ref @ ref)
-        if amps.shape[0] == 1 or np.abs(amps - np.outer(weights, ref)).max() > _SHARED_AMPS * np.abs(amps).max():
+        top = float(np.abs(amps).max())
+        if amps.shape[0] == 1 or not top > 0.0:
             return None
-        return ref, weights
+        scaled = amps / top  # tiny amplitudes (1e-170) must not underflow to 0 / 0 below
+        ref = scaled[int(np.argmax(np.abs(scaled).sum(axis=1)))]  # its entries' sum is at least 1
+        weights = scaled @ ref / float(ref @ ref)
+        if np.abs(scaled - np.outer(weights, ref)).max() > _SHARED_AMPS:
+            return None
+        return ref * top, weights
 
     @functools.cached_property
     def row_steps(self) -> np.ndarray:
@@ -624,12 +628,16 @@ def _trajectory_basis(mv: _Moving, n: int, k0: int, k1: int, step: int) -> np.nd
     return basis
 
 
-def _shape_integral(kind: str, k0: int, k1: int, n: int, out: np.ndarray | None = None) -> np.ndarray:
-    """A frequency shape's integral S(u) at u = k / n, k in [k0, k1): a polynomial one as one
-    small product of exact Taylor terms (:func:`_poly_envelope`), the cosine in closed form."""
+def _shape_integral(kind: str, k0: int, k1: int, n: int, out: np.ndarray | None = None, scale: float = 1.0) -> np.ndarray:
+    """A frequency shape's integral S(u) at u = k / n, k in [k0, k1), times ``scale``: a
+    polynomial one as one small product of exact Taylor terms (:func:`_poly_envelope`; the scale
+    taken into them), the cosine in closed form."""
     if kind in _INTEGRAL_POLY:
-        return _poly_envelope(_INTEGRAL_POLY[kind], k0, k1, n, out=out)
+        c = _INTEGRAL_POLY[kind]
+        return _poly_envelope(c, k0, k1, n, out=out, taylor=None if scale == 1.0 else scale * _taylor_matrix(c))
     values = FREQ_SHAPES[kind].integral(np.arange(k0, k1, dtype=np.float64) / n)
+    if scale != 1.0:
+        values *= scale
     if out is None:
         return values
     out[...] = values
@@ -689,8 +697,7 @@ def _shifted_tones(sh: _Shifted, n: int, k0: int, k1: int, out: np.ndarray) -> N
     rotation is within (1 + sqrt 2) 2**-23 of exact (:data:`SINE_ERROR_RAD`)."""
     mv = sh.tones
     m, width = k1 - k0, HOLD_BLOCK
-    common = _shape_integral(sh.kind, k0, k1, n, out=_work("shift.phase", m))
-    common *= sh.change
+    common = _shape_integral(sh.kind, k0, k1, n, out=_work("shift.phase", m), scale=sh.change)
     x = _reduced_radians(common, out=_work("shift.x", m, np.float32), whole=_work("shift.whole", m))
     sin32, cos32 = np.sin(x, out=_work("shift.sin", m, np.float32)), np.cos(x, out=x)
     rows = _row_phasors(mv.f0, mv.p0, k0, -(-m // width), sh.row_steps)
@@ -861,12 +868,9 @@ def _piece_samples(tones: _PieceTones, n: int, k0: int, fs: float, view: np.ndar
     m = view.size
     target = _work("piece.sum", m) if add else view
     _piece_sum(tones, n, k0, fs, target, scratch, fast_math, False)
-    g = _poly_envelope(_PROGRESS_POLY[kind], k0, k0 + m, n, out=_work("piece.envelope", m))
-    if slope != 1.0:
-        g *= slope
-    if offset:
-        g += offset
-    target *= g
+    taylor = slope * _taylor_matrix(_PROGRESS_POLY[kind])  # offset + slope p(u): its Taylor terms
+    taylor[0, 0] += offset
+    target *= _poly_envelope(_PROGRESS_POLY[kind], k0, k0 + m, n, out=_work("piece.envelope", m), taylor=taylor)
     if add:
         view += target
 

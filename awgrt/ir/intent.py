@@ -108,7 +108,7 @@ def check_amp(amp: Any, *, segment: str | None, op: str | None, limit: float = 1
 def _check_indices(name: str, idxs: Any, *, segment: str, op: str) -> None:
     if idxs is None:
         return
-    not_an_index = (lambda i: isinstance(i, bool) or not isinstance(i, numbers.Integral) or i < 0)  # noqa: E731
+    not_an_index = (lambda i: i < 0 if type(i) is int else isinstance(i, bool) or not isinstance(i, numbers.Integral) or i < 0)  # noqa: E731
     if isinstance(idxs, (str, bytes)) or not isinstance(idxs, (tuple, list)) or not idxs or any(not_an_index(i) for i in idxs):
         raise ProgramError(f"{name}={idxs!r} must be a non-empty list of tone indices >= 0", segment=segment, op=op, value=idxs)
     if len(set(idxs)) != len(idxs):

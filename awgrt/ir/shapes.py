@@ -168,6 +168,25 @@ def span_phase_advance(f0_cps: float, f1_cps: float, kind: str, n: int) -> float
     return float(phase)
 
 
+def span_turn(f0_hz: float, f1_hz: float, kind: str, n: int, fs: float) -> float:
+    """A span's phase advance in cycles (as :func:`span_phase_advance`) less its nearest whole
+    number of cycles, in [-1/2, 1/2]: what the span adds to a start phase. A tone held at the
+    frequency nearest a whole number m of cycles over the span (m fs / n rounded once, bit for
+    bit what wrap snapping makes) turns by exactly 0.0, so its phase after a looped hold is its
+    phase before, bit for bit (two such holds of the same tones are then one slot of card
+    memory); the float frequency played is within an ulp of the grid's, a few 1e-10 cycles at
+    most over the longest segment. Taking the whole cycles off before the start phase is added
+    keeps every bit of the start phase."""
+    cycles = f0_hz * n
+    if f1_hz != f0_hz:
+        cycles = cycles + (f1_hz - f0_hz) * n * _integral_at_end(kind)
+    cycles /= fs
+    whole = round(cycles)
+    if f1_hz == f0_hz and whole * fs / n == f0_hz:
+        return 0.0
+    return float(cycles - whole)
+
+
 @functools.cache
 def _integral_at_end(kind: str) -> float:
     """A shape's integral at u = 1.0, evaluated once per shape by the same arithmetic."""
