@@ -652,7 +652,7 @@ def test_remembered_tone_phasors_are_exact_read_only_and_bounded():
     for i in range(60):  # and far more distinct tones
         synth._remembered_phasors(np.random.default_rng(i).uniform(0.05, 0.45, 256), synth.HOLD_BLOCK)
     assert sum(v.nbytes for v in synth._PHASOR_CACHE.values()) <= synth.PHASOR_CACHE_BYTES
-    assert sum(v.nbytes for v in synth._STEP_CACHE.values()) <= synth.PHASOR_CACHE_BYTES
+    assert synth._STEP_TABLE[0].nbytes <= synth.PHASOR_CACHE_BYTES
     # a subset and a reordering of remembered tones, and a shorter table, are what a fresh table is
     g = np.concatenate((f[7:2:-1], [0.123456789]))
     np.testing.assert_array_equal(synth._remembered_phasors(g, 40), synth._phasors(np.zeros(g.size), g, 40))

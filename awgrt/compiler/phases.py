@@ -128,8 +128,9 @@ def _window(freqs_cps: np.ndarray) -> int:
     spacing = spacing[spacing > 0]
     if spacing.size == 0:
         return 256
-    window = int(np.clip(math.ceil(2.0 / float(spacing.min())), 256, 4096))
-    period = round(1.0 / float(spacing.min()))
+    least = float(spacing.min())
+    window = min(4096, max(256, math.ceil(2.0 / least)))
+    period = round(1.0 / least)
     if 0 < period < window:
         cycles = freqs_cps * period
         if float(np.max(np.abs(cycles - np.rint(cycles)))) <= PERIOD_TOLERANCE:
