@@ -122,7 +122,7 @@ def _work(key: str, shape: int | tuple[int, ...], dtype: type = np.float64) -> n
     array of a block's size is fresh memory, which the kernel maps and zeroes page by page on
     first touch (a fault per 4 KiB, costing more than the arithmetic done in the array), and
     the allocator hands such memory back between compiles. Two live arrays never share a key."""
-    size = shape if type(shape) is int else math.prod(shape)
+    size = shape if isinstance(shape, int) else math.prod(shape)
     try:
         bufs: dict[tuple[str, type], np.ndarray] = _WORKSPACE.bufs
     except AttributeError:
@@ -132,7 +132,7 @@ def _work(key: str, shape: int | tuple[int, ...], dtype: type = np.float64) -> n
         buf = np.empty(size, dtype=dtype)
         if buf.nbytes <= WORK_ARRAY_BYTES:
             bufs[(key, dtype)] = buf
-    return buf[:size] if type(shape) is int else buf[:size].reshape(shape)
+    return buf[:size] if isinstance(shape, int) else buf[:size].reshape(shape)
 
 
 def kept_work_bytes() -> int:
