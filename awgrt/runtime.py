@@ -311,7 +311,7 @@ class Runtime:
         from the program ``q`` was made from is its loop counts (see :meth:`_memo_key`)."""
         loops = {s.name: s.loops for s in intent.segments}
         segments = tuple(s if s.loops == loops[s.name] else replace(s, loops=loops[s.name]) for s in q.segments)
-        return replace(q, segments=segments, intent_digest=intent.digest)
+        return replace(q, segments=segments, intent=intent)
 
     def _keep_invariant(self, q, invariant: Sequence[str]):
         assert self._quantized is not None  # the caller checked

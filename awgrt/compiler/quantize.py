@@ -352,7 +352,7 @@ def _quantized(
         last_step=resolved.last_step,
         boundaries=boundaries,
         notes=tuple(notes),
-        intent_digest=resolved.intent_digest,
+        intent=resolved.intent,
         snaps=snapped.snaps,
         frequency_steps=snapped.steps,
         marker_lines=lines,

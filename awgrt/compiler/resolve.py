@@ -442,7 +442,7 @@ def resolve_intent_ir(intent: IntentIR, sample_rate_hz: float) -> ResolvedIR:
         segments=segments,
         tone_origins=tuple(walker.origins),
         last_step=last_step,
-        intent_digest=intent.digest,
+        intent=intent,
         notes=tuple(notes),
         positions=intent.positions,
     )

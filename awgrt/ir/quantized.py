@@ -9,12 +9,13 @@ digests mean equal samples, and a changed digest is the only reason to re-synthe
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..calibration import PositionCalibration
 from ..card import CardSpec
 from .boundary import Boundary
 from .digest import digest_of
+from .intent import IntentIR
 from .resolved import Note, Segment, ToneOrigin
 
 
@@ -98,7 +99,8 @@ class QuantizedIR:
     last_step: str
     boundaries: tuple[Boundary, ...]
     notes: tuple[Note, ...]
-    intent_digest: str
+    #: The program this was made from (its digest is :attr:`intent_digest`).
+    intent: IntentIR = field(repr=False, compare=False)
     snaps: tuple[ToneSnap, ...] = ()
     frequency_steps: tuple[FrequencyStep, ...] = ()
     #: The multi-purpose lines any segment marks (see :func:`marker_bit`): they take the top bits
@@ -106,6 +108,11 @@ class QuantizedIR:
     marker_lines: tuple[str, ...] = ()
     #: (channel, position calibration) pairs, as the resolved IR had them (for the plots).
     positions: tuple[tuple[str, PositionCalibration], ...] = ()
+
+    @property
+    def intent_digest(self) -> str:
+        """Content digest of the program this was made from (made when first asked for)."""
+        return self.intent.digest
 
     def plot(self, *, fig=None, path=None):
         """Each tone's frequency and amplitude along the step walk, per channel

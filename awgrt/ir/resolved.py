@@ -16,7 +16,7 @@ import hashlib
 import math
 import struct
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import TypeVar
 
 import numpy as np
@@ -24,6 +24,7 @@ import numpy as np
 from ..calibration import AODCalibration, PositionCalibration
 from ..errors import ProgramError
 from .digest import digest_of
+from .intent import IntentIR
 from .shapes import FREQ_SHAPES, amplitude_profile
 
 
@@ -269,11 +270,17 @@ class ResolvedIR:
     segments: tuple[Segment, ...]
     tone_origins: tuple[ToneOrigin, ...]
     last_step: str
-    intent_digest: str
+    #: The program this was resolved from (its digest is :attr:`intent_digest`).
+    intent: IntentIR = field(repr=False, compare=False)
     notes: tuple[Note, ...] = ()
     #: (channel, position calibration) pairs: where a channel's tones put their tweezers, in um
     #: (the plots draw those channels in um).
     positions: tuple[tuple[str, PositionCalibration], ...] = ()
+
+    @property
+    def intent_digest(self) -> str:
+        """Content digest of the program this was resolved from (made when first asked for)."""
+        return self.intent.digest
 
     def plot(self, *, fig=None, path=None):
         """Each tone's frequency and amplitude along the step walk, per channel
