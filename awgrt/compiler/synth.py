@@ -121,7 +121,9 @@ def _work(key: str, shape: int | tuple[int, ...], dtype: type = np.float64) -> n
     within :func:`working_set_bytes` in all) from one block and one compile to the next: a fresh
     array of a block's size is fresh memory, which the kernel maps and zeroes page by page on
     first touch (a fault per 4 KiB, costing more than the arithmetic done in the array), and
-    the allocator hands such memory back between compiles. Two live arrays never share a key."""
+    the allocator hands such memory back between compiles; and the fewer arrays a compile
+    touches, the fewer come from main memory after other work has filled the caches. Two live
+    arrays never share a key: a ``temp.`` key is used by steps one after the other."""
     size = shape if isinstance(shape, int) else math.prod(shape)
     try:
         bufs: dict[tuple[str, type], np.ndarray] = _WORKSPACE.bufs
@@ -296,11 +298,16 @@ def _columns(f: np.ndarray, growth: tuple[np.ndarray, np.ndarray] | None, n: int
 
 def _product_into(lhs: np.ndarray, rhs: np.ndarray, out: np.ndarray, add: bool) -> None:
     """The first ``out.size`` values of the (rows x W) product ``lhs @ rhs`` read row by row,
-    written into ``out`` (straight from BLAS when they fill it exactly), or added to it."""
+    written into ``out`` (whole rows straight from BLAS, a last part row through a one-row
+    product), or added to it."""
     m = out.size
     shape = (lhs.shape[0], rhs.shape[1])
-    if not add and shape[0] * shape[1] == m and out.flags.c_contiguous:
-        np.matmul(lhs, rhs, out=out.reshape(shape))
+    if not add and out.flags.c_contiguous:  # the whole rows straight from BLAS, the last part row apart
+        full, rest = divmod(m, shape[1])
+        if full:
+            np.matmul(lhs[:full], rhs, out=out[: full * shape[1]].reshape(full, shape[1]))
+        if rest:
+            out[full * shape[1] :] = np.matmul(lhs[full : full + 1], rhs, out=_work("product.row", (1, shape[1])))[0, :rest]
         return
     product = np.matmul(lhs, rhs, out=_work("product", shape)).ravel()[:m]
     if add:
@@ -348,9 +355,22 @@ _INTEGRAL_POLY = {"linear": (0.0, 0.0, 0.5), "min_jerk": (0.0, 0.0, 0.0, 0.0, 2.
 
 def _taylor(c: tuple[float, ...] | np.ndarray) -> np.ndarray:
     """T with q_m(u) = sum_d u^d T[d, m] the m-th Taylor coefficient at u of the polynomial with
-    coefficients c: T[d, m] = c_{m+d} binom(m+d, m)."""
-    deg = len(c) - 1
-    return np.array([[c[m + d] * math.comb(m + d, m) if m + d <= deg else 0.0 for m in range(deg + 1)] for d in range(deg + 1)])
+    coefficients c: T[d, m] = c_{m+d} binom(m+d, m) (0 beyond the degree)."""
+    index, binomial = _taylor_terms(len(c))
+    return np.append(np.asarray(c, dtype=np.float64), 0.0)[index] * binomial
+
+
+@functools.cache
+def _taylor_terms(terms: int) -> tuple[np.ndarray, np.ndarray]:
+    """For :func:`_taylor` of ``terms`` coefficients: the index m + d of each entry's coefficient
+    (``terms``, a zero, where m + d is beyond the degree) and binom(m + d, m) (0 there)."""
+    d, m = np.indices((terms, terms))
+    beyond = m + d >= terms
+    index = np.where(beyond, terms, m + d)
+    binomial = np.array([[0.0 if b else float(math.comb(i, j)) for i, j, b in zip(ri, rj, rb)] for ri, rj, rb in zip(m + d, m, beyond)])
+    index.flags.writeable = False
+    binomial.flags.writeable = False
+    return index, binomial
 
 
 #: :func:`_taylor` of the fixed shape polynomials, made once each.
@@ -712,8 +732,8 @@ def _shifted_tones(sh: _Shifted, n: int, k0: int, k1: int, out: np.ndarray) -> N
     rotation is within (1 + sqrt 2) 2**-23 of exact (:data:`SINE_ERROR_RAD`)."""
     mv = sh.tones
     m, width = k1 - k0, HOLD_BLOCK
-    common = _shape_integral(sh.kind, k0, k1, n, out=_work("shift.phase", m), scale=sh.change)
-    x = _reduced_radians(common, out=_work("shift.x", m, np.float32), whole=_work("shift.whole", m))
+    common = _shape_integral(sh.kind, k0, k1, n, out=_work("temp.phase", m), scale=sh.change)
+    x = _reduced_radians(common, out=_work("temp.x", m, np.float32), whole=_work("temp.whole", m))
     sin32, cos32 = np.sin(x, out=_work("shift.sin", m, np.float32)), np.cos(x, out=x)
     rows = _row_phasors(mv.f0, mv.p0, k0, -(-m // width), sh.row_steps)
     progress = _polynomial_envelopes(mv, n, k0, k1)
@@ -767,10 +787,14 @@ def _single_moving_tone(mv: _Moving, n: int, k0: int, k1: int, out: np.ndarray) 
     poly[0] = (float(mv.p0[0]) + f0 * k0 + change * float(s[0])) % 1.0
     poly[1] += f0 * n
     m = k1 - k0
-    phi = _poly_envelope(tuple(poly), 0, m, n, out=_work("single.phase", m), taylor=_taylor(poly))
-    x = _reduced_radians(phi, out=_work("single.x", m, np.float32), whole=_work("single.whole", m))
+    phi = _poly_envelope(tuple(poly), 0, m, n, out=_work("temp.phase", m), taylor=_taylor(poly))
+    x = _reduced_radians(phi, out=_work("temp.x", m, np.float32), whole=_work("temp.whole", m))
     np.sin(x, out=x)
     np.copyto(phi, x)
+    if mv.amps.shape[0] == 1:  # one amplitude group: no envelope
+        phi *= mv.amps[0, 0]
+        out += phi
+        return
     progress = _polynomial_envelopes(mv, n, k0, k1)
     sums = np.multiply.outer(mv.amps[:, 0], phi, out=_work("single.sums", (mv.amps.shape[0], m)))
     _add_groups(out, sums, mv, progress, n, k0, 0)
@@ -885,7 +909,7 @@ def _piece_samples(tones: _PieceTones, n: int, k0: int, fs: float, view: np.ndar
     _piece_sum(tones, n, k0, fs, target, scratch, fast_math, False)
     taylor = slope * _taylor_matrix(_PROGRESS_POLY[kind])  # offset + slope p(u): its Taylor terms
     taylor[0, 0] += offset
-    target *= _poly_envelope(_PROGRESS_POLY[kind], k0, k0 + m, n, out=_work("piece.envelope", m), taylor=taylor)
+    target *= _poly_envelope(_PROGRESS_POLY[kind], k0, k0 + m, n, out=_work("temp.phase", m), taylor=taylor)
     if add:
         view += target
 
