@@ -520,7 +520,7 @@ def test_synthesis_reuses_its_working_arrays_from_one_compile_to_the_next():
     assert np.array_equal(result.data, again.data)
     assert first > 4 * 2**20  # the block's arrays, made once
     assert second < 1 * 2**20, f"{second / 2**20:.2f} MiB allocated again"
-    assert 4 * 2**20 < kept_work_bytes() <= working_set_bytes(2, 32)
+    assert 2 * 2**20 < kept_work_bytes() <= working_set_bytes(2, 32)  # kept (the block and its temporaries), within the bound
 
 
 def test_moving_tones_match_a_float64_reference_to_the_stated_bound():

@@ -752,13 +752,11 @@ def _shifted_tones(sh: _Shifted, n: int, k0: int, k1: int, out: np.ndarray) -> N
     lhs = [_lhs(amps[:, None] * rows, f"shift.lhs.{g}") for g, amps in enumerate(amplitudes)]
     im_cols, re_cols = sh.columns
     step = min(m, SHIFT_STEP)
-    h_im, h_re, sin, cos = (_work(f"shift.{name}", step) for name in ("him", "hre", "sin64", "cos64"))
+    h_im, h_re = _work("shift.him", step), _work("shift.hre", step)
     for s0 in range(0, m, step):  # in sub-blocks that stay in the core's cache
         s1 = min(m, s0 + step)
         size, r0, r1 = s1 - s0, s0 // width, -(-s1 // width)
-        hi, hr, sn, cs = h_im[:size], h_re[:size], sin[:size], cos[:size]
-        np.copyto(sn, sin32[s0:s1])
-        np.copyto(cs, cos32[s0:s1])
+        hi, hr, sn, cs = h_im[:size], h_re[:size], sin32[s0:s1], cos32[s0:s1]  # float32 taken exactly into float64 products
         for g, left in enumerate(lhs):
             _product_into(left[r0:r1], im_cols, hi, add=False)
             _product_into(left[r0:r1], re_cols, hr, add=False)
