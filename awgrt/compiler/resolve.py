@@ -301,9 +301,12 @@ class _Walker:
 
     def _to_samples(self, seg: str, pieces: list[_RawPiece]) -> tuple[Piece, ...]:
         out = []
+        fn, fd = _ratio(self.fs)
+        t_prev, n_prev = None, 0
         for p in pieces:
-            n0 = time_to_samples(p.t0, self.fs)
+            n0 = n_prev if p.t0 is t_prev else time_to_samples(p.t0, self.fs)  # pieces follow on: the last one's end
             n1 = time_to_samples(p.t1, self.fs)
+            t_prev, n_prev = p.t1, n1
             if n1 > MAX_SAMPLES:
                 raise TimingError(
                     f"ends {float(p.t1):.6g} s after the segment start, a {len(str(n1))}-digit number of samples at {self.fs:g} S/s: "
@@ -315,7 +318,7 @@ class _Walker:
                 )
             n = n1 - n0
             if p.requested_s is not None:
-                wanted = float(Fraction(p.requested_s) * Fraction(self.fs))
+                wanted = float(p.requested_s) * self.fs  # the exact product rounded once, as float(Fraction * Fraction)
                 if n <= 0:
                     raise TimingError(
                         f"time={p.requested_s!r} s is {wanted:.3g} samples at {self.fs:g} S/s and rounds to none",
@@ -323,7 +326,7 @@ class _Walker:
                         op=p.op,
                         value=p.requested_s,
                     )
-                end = float(p.t1 * Fraction(self.fs))
+                end = (p.t1.numerator * fn) / (p.t1.denominator * fd)  # the exact product rounded once
                 if abs(n - wanted) > ROUNDING_REPORT_SAMPLES or abs(n1 - end) > ROUNDING_REPORT_SAMPLES:
                     self.notes.append(Note("rounding", seg, f"{p.op}: {wanted:.6f} samples realised as {n}, ending at sample {n1} for {end:.6f}", wanted, n))
             if n > 0:
