@@ -538,3 +538,22 @@ def test_the_chain_planner_costs_common_grids_as_planning_each_does(joint):
     off_own = [p for p in plans if any(p.played[si, t.tone] != snap._whole_cycle(t.asked_hz, p.lengths[si], FS) for t in tones for si in (0, 1))]
     assert bool(off_own) == (joint == "common")
     assert (min(p.cost for p in plans)[0] > 0) == (joint == "common")
+
+
+@settings(max_examples=60, deadline=None)
+@given(snap_programs(), st.booleans())
+def test_applying_a_plan_that_moves_no_tone_changes_nothing(drawn, ring):
+    # quantizing skips applying the plan when every held tone plays as asked (a grid of whole
+    # cycles, as 1 MHz tones in holds of 625 samples' multiples): applying it must then change no
+    # span, no segment, and note and step nothing, moves, ramps, eases and the ring edge included
+    from awgrt.compiler import snap
+
+    b, mapping, card, _ = drawn
+    segments = b.build_resolved_ir(sample_rate_hz=FS).segments
+    n_channels = min(c for c in card.channel_counts if c >= len(mapping))
+    padded = tuple(snap.pad_segment(s, card.legal_length(s.n_samples, n_channels)) for s in segments)
+    played = {(i, tone): f for i, seg in enumerate(segments) for _, tone, _, f in snap.held_tones(seg)}
+    assert played  # every drawn program has looped holds
+    out, notes, steps = snap._apply(padded, played, ring)
+    assert out == padded
+    assert notes == [] and steps == []

@@ -604,7 +604,7 @@ def _apply(
             ease = max(gap, key=lambda i: members[i].n)
             for i in gap:
                 freq_of[i] = fa if i < ease else fb
-            member_freq[members[ease].key] = (fa, fb, "min_jerk")
+            member_freq[members[ease].key] = (fa, fb, "min_jerk" if fa != fb else None)  # no ease where nothing changes
             if fa != fb:
                 si, ti, pi, _ = members[ease].key
                 seg = segments[si]
@@ -798,12 +798,17 @@ def _snap_holds(segments: tuple[Segment, ...], card: CardSpec, n_channels: int, 
     if not played:
         return SnapResult(padded, tuple(notes), (), ())
 
-    out, apply_notes, steps = _apply(padded, played, options["ring"])
+    held = [held_tones(seg) for seg in segments]
+    asked = {(i, tone): f for i, tones in enumerate(held) for _, tone, _, f in tones}
+    if all(f == asked.get(key) for key, f in played.items()):  # every held tone plays as asked: nothing to apply
+        out, apply_notes, steps = padded, [], []
+    else:
+        out, apply_notes, steps = _apply(padded, played, options["ring"])
     snaps = []
     for i, seg in enumerate(segments):
         n = lengths[i]
         moved = []
-        for ch, tone, k, f in held_tones(seg):
+        for ch, tone, k, f in held[i]:
             s = ToneSnap(seg.name, ch, tone, k, f, played[i, tone], n, fs)
             snaps.append(s)
             if s.shift_hz:
