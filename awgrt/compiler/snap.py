@@ -798,17 +798,19 @@ def _snap_holds(segments: tuple[Segment, ...], card: CardSpec, n_channels: int, 
     if not played:
         return SnapResult(padded, tuple(notes), (), ())
 
-    held = [held_tones(seg) for seg in segments]
-    asked = {(i, tone): f for i, tones in enumerate(held) for _, tone, _, f in tones}
+    held_in = [held_tones(seg) for seg in segments]
+    asked = {(i, tone): f for i, tones in enumerate(held_in) for _, tone, _, f in tones}
+    apply_notes: list[Note] = []
+    steps: list[FrequencyStep] = []
     if all(f == asked.get(key) for key, f in played.items()):  # every held tone plays as asked: nothing to apply
-        out, apply_notes, steps = padded, [], []
+        out = padded
     else:
         out, apply_notes, steps = _apply(padded, played, options["ring"])
     snaps = []
     for i, seg in enumerate(segments):
         n = lengths[i]
         moved = []
-        for ch, tone, k, f in held[i]:
+        for ch, tone, k, f in held_in[i]:
             s = ToneSnap(seg.name, ch, tone, k, f, played[i, tone], n, fs)
             snaps.append(s)
             if s.shift_hz:
