@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import math
 import warnings
 from pathlib import Path
 
@@ -557,3 +558,54 @@ def test_applying_a_plan_that_moves_no_tone_changes_nothing(drawn, ring):
     out, notes, steps = snap._apply(padded, played, ring)
     assert out == padded
     assert notes == [] and steps == []
+
+
+@st.composite
+def whole_cycle_chains(draw):
+    """Back-to-back looped holds of tones on a 1 MHz grid (whole cycles in every whole
+    microsecond at 625 MS/s), some holds of whole microseconds and some not, some tones off the
+    grid: chains whose best lengths often need no snapping at all, and some that do."""
+    b = AWGProgramBuilder().logical_channel("H").logical_channel("V")
+    n = draw(st.integers(1, 12))
+    sites = sorted(draw(st.sets(st.integers(60, 120), min_size=n, max_size=n)))
+    off = draw(st.sampled_from([0.0, 0.0, 0.0, 1234.5]))
+    b.define("h", logical_channel="H", freqs=[1e6 * s + off for s in sites], amps=[0.5 / n] * n)
+    b.define("v", logical_channel="V", freqs=[95e6], amps=[0.3])
+    modes = [draw(st.sampled_from(["loop_n", "wait_trig"])) for _ in range(draw(st.integers(2, 4)))]
+    for i, mode in enumerate(modes):
+        b.segment(f"s{i}", mode=mode, loops=3 if mode == "loop_n" else 1)
+        if i == 0:
+            b.tones("H").use_def("h").tones("V").use_def("v")
+        us = draw(st.integers(8, 60))
+        b.hold(time=(us if draw(st.booleans()) else us + draw(st.floats(0.01, 0.99))) * 1e-6)
+    return b
+
+
+@settings(max_examples=80, deadline=None)
+@given(whole_cycle_chains(), st.sampled_from(["auto", "step", "common"]), st.sampled_from([0.0, 0.02, 0.05]))
+def test_a_chain_that_needs_no_snapping_is_planned_as_the_full_search_plans_it(b, joint, stretch):
+    # the planner takes each segment's best length without costing the other combinations when
+    # it already plays every tone as asked; the full search over every combination chooses the same
+    import itertools
+
+    from awgrt.compiler import snap
+
+    card = CARDS["M4i.6631-x8"]
+    segments = b.build_resolved_ir(sample_rate_hz=FS).segments
+    limit_of = snap.snap_limits(None, tuple(s.name for s in segments))
+    stretches = {"wait_trig": stretch, "loop_n": stretch / 2}
+    for chain in snap._chains(segments):
+        snap._CHAIN_CACHE.clear()
+        try:
+            got = snap._choose_chain(segments, chain, card, 2, FS, stretches, joint, limit_of)
+        except QuantizationError:
+            continue
+        tones = snap._chain_tones(segments, chain)
+        options = [snap._length_candidates(segments[si], card, 2, FS, stretches.get(segments[si].mode, 0.0)) for si in chain]
+        if math.prod(len(o) for o in options) > snap.MAX_LENGTH_COMBINATIONS:  # the planner's own bound on the search
+            options = [o[: max(1, int(snap.MAX_LENGTH_COMBINATIONS ** (1 / len(chain))))] for o in options]
+        combos = list(itertools.product(*options))
+        costs = [snap._plan_chain(segments, tones, dict(zip(chain, c)), FS, joint, limit_of).cost for c in combos]
+        want = combos[min(range(len(combos)), key=lambda c: (costs[c], c))]
+        assert tuple(got.lengths[si] for si in chain) == want
+        event(f"no snapping needed: {min(costs)[:4] == (0, 0.0, 0, 0.0)}")

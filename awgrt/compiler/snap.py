@@ -472,10 +472,15 @@ def _choose_chain(
             if not plan.problems:
                 break  # one segment's lengths come best first (see _length_candidates): the first without problems wins
     else:  # every combination costed at once; the first of least cost planned in full
-        combos = list(itertools.product(*options))
-        costs = _chain_costs(segments, tones, chain, combos, fs, joint, limit_of)
-        first = min(range(len(combos)), key=lambda c: (costs[c], c))
-        best = _plan_chain(segments, tones, dict(zip(chain, combos[first])), fs, joint, limit_of)
+        best = _plan_chain(segments, tones, {si: o[0] for si, o in zip(chain, options)}, fs, joint, limit_of)
+        if best.cost[:4] != (0, 0.0, 0, 0.0):
+            # (else each segment's best length already plays every tone as asked: no combination
+            # costs less, and any other with no shift has each length among those with none,
+            # of which the first is the shortest)
+            combos = list(itertools.product(*options))
+            costs = _chain_costs(segments, tones, chain, combos, fs, joint, limit_of)
+            first = min(range(len(combos)), key=lambda c: (costs[c], c))
+            best = _plan_chain(segments, tones, dict(zip(chain, combos[first])), fs, joint, limit_of)
     assert best is not None
     if best.problems:
         p = min(best.problems, key=lambda p: p.rank)
