@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import ProgramError
 from ..ir.boundary import Boundary, ToneJump
-from ..ir.resolved import ChannelTrack, Note, Segment, ToneOrigin, ToneSpan
+from ..ir.resolved import ChannelTrack, Note, Segment, ToneOrigin, ToneSpan, copy_with
 from ..ir.shapes import span_turn
 
 #: Largest phase mismatch (rad) still called continuous; closed-form tracking is ~1e-10 rad.
@@ -41,9 +41,12 @@ AMP_TOLERANCE = 1e-12
 PHASE_BITS = 44
 
 
+_PHASE_UNITS = 2.0**PHASE_BITS
+
+
 def canonical_phase(phase_cycles: float) -> float:
     """``phase_cycles`` in [0, 1) rounded to a multiple of 2**-PHASE_BITS."""
-    return (round(phase_cycles * 2.0**PHASE_BITS) / 2.0**PHASE_BITS) % 1.0
+    return (round(phase_cycles * _PHASE_UNITS) / _PHASE_UNITS) % 1.0
 
 
 # ------------------------------------------------------------------------------ crest factor
@@ -295,7 +298,12 @@ def _optimise(freqs_cps: np.ndarray, amps: np.ndarray) -> _PhaseSet:
     if n <= 1 or top == 0.0:
         phi = np.zeros(n)
         phi.flags.writeable = False
-        crest = crest_factor(freqs_cps, amps, phi, n_win)
+        if n == 1 and top > 0.0:  # one tone: its sampled sine's peak over the window, times sqrt(2)
+            cycles = freqs_cps[0] * np.arange(n_win, dtype=np.float64)
+            cycles -= np.rint(cycles)
+            crest = float(np.max(np.abs(np.sin(2.0 * np.pi * cycles)))) * math.sqrt(2.0)
+        else:
+            crest = crest_factor(freqs_cps, amps, phi, n_win)
         return _PhaseSet(phi, crest, crest)
     amps = np.abs(amps) / top  # relative amplitudes decide the phases; tiny ones (1e-300) must not underflow to 0/0
     schroeder = schroeder_phases(freqs_cps, amps)
@@ -378,13 +386,15 @@ def assign_phases(
             pieces = []
             for piece in track.pieces:
                 spans = []
+                n = piece.n
                 for s in piece.tones:
-                    if s.tone not in phase:
-                        phase[s.tone] = birth_phase(s, piece.tones, seg.name, track.channel)
-                    p0 = canonical_phase(phase[s.tone])
+                    tone = s.tone
+                    if tone not in phase:
+                        phase[tone] = birth_phase(s, piece.tones, seg.name, track.channel)
+                    p0 = (round(phase[tone] * _PHASE_UNITS) / _PHASE_UNITS) % 1.0  # canonical_phase, inline: thousands of spans
                     if make:
-                        spans.append(s.with_phase(p0))
-                    phase[s.tone] = (p0 + span_turn(s.f0_hz, s.f1_hz, s.freq_kind, piece.n, fs)) % 1.0
+                        spans.append(copy_with(s, phase0_cycles=p0))
+                    phase[tone] = (p0 + span_turn(s.f0_hz, s.f1_hz, s.freq_kind, n, fs)) % 1.0
                 if make:
                     pieces.append(piece.with_tones(tuple(spans)))
             if make:

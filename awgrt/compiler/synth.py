@@ -45,13 +45,13 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import cast
 
 import numpy as np
 
 from ..errors import AWGRTError
-from ..ir.resolved import Segment, ToneSpan
+from ..ir.resolved import Segment, ToneSpan, copy_with
 from ..ir.shapes import FREQ_SHAPES, adiabatic_ends, exp_tau_progress, phase_cycles
 
 #: Samples per block, per channel: the float64 working set is a few of these.
@@ -185,7 +185,7 @@ def _row_steps(f: np.ndarray, n: int) -> np.ndarray:
 #: (:func:`_remembered_phasors`, the least recently used forgotten first), within this many
 #: bytes each.
 PHASOR_CACHE_BYTES = 16 << 20
-_PHASOR_CACHE: OrderedDict[tuple[tuple[float, ...], int], np.ndarray] = OrderedDict()
+_PHASOR_CACHE: OrderedDict[tuple[tuple[float, ...], int, bool], np.ndarray] = OrderedDict()
 _PHASOR_LOCK = threading.Lock()
 _SET_BYTES = [0]
 #: Tone steps the per-step table holds at most.
@@ -245,18 +245,21 @@ def prefetch_phasors(segment: Segment, fs: float) -> None:
         _make_steps(np.concatenate((f, (f * HOLD_BLOCK) % 1.0)).tolist())
 
 
-def _remembered_phasors(step: np.ndarray, count: int) -> np.ndarray:
+def _remembered_phasors(step: np.ndarray, count: int, columns: bool = False) -> np.ndarray:
     """:func:`_phasors` from phase 0, read-only and remembered by the tones' steps (a scan point
     usually plays the same tones again), within :data:`PHASOR_CACHE_BYTES`; made from
-    :func:`_step_rows` (count at most :data:`_ROWS`)."""
+    :func:`_step_rows` (count at most :data:`_ROWS`). ``columns``: as the real matrix of
+    :func:`_columns` (imaginary parts over real parts)."""
     steps = step.tolist()
-    key = (tuple(steps), count)
+    key = (tuple(steps), count, columns)
     with _PHASOR_LOCK:
         e = _PHASOR_CACHE.get(key)
         if e is not None:
             _PHASOR_CACHE.move_to_end(key)
             return e
     e = _step_rows(steps, count) if count <= _ROWS else _phasors(np.zeros(step.size), step, count)
+    if columns:
+        e = np.concatenate((e.imag, e.real))
     e.flags.writeable = False
     with _PHASOR_LOCK:
         old = _PHASOR_CACHE.pop(key, None)
@@ -290,9 +293,9 @@ def _columns(f: np.ndarray, growth: tuple[np.ndarray, np.ndarray] | None, n: int
     """The column factors of :func:`_tone_sum` for tones of frequencies ``f``: (2 tones x W) rows
     Im(e_ij) then Re(e_ij), e_ij = e^{2 pi i f_i j} (times e^{G_i j / n} for an exp ramp), made once
     per piece."""
-    e = _remembered_phasors(f, HOLD_BLOCK)
-    if growth is not None:
-        e = e * np.exp(growth[0][:, None] * (np.arange(HOLD_BLOCK, dtype=np.float64) / n))
+    if growth is None:
+        return _remembered_phasors(f, HOLD_BLOCK, columns=True)
+    e = _remembered_phasors(f, HOLD_BLOCK) * np.exp(growth[0][:, None] * (np.arange(HOLD_BLOCK, dtype=np.float64) / n))
     return np.concatenate((e.imag, e.real))
 
 
@@ -528,13 +531,13 @@ def _common_envelope(spans: tuple[ToneSpan, ...]) -> tuple[tuple[str, float, flo
     if kind not in _PROGRESS_POLY:
         return None
     if all(s.a0 == 0.0 for s in spans):
-        return (kind, 0.0, 1.0), tuple(replace(s, a0=s.a1, amp_kind="linear") for s in spans)
+        return (kind, 0.0, 1.0), tuple(copy_with(s, a0=s.a1, amp_kind="linear") for s in spans)
     if any(s.a0 == 0.0 for s in spans):
         return None
     ratio = spans[0].a1 / spans[0].a0
     if any(abs(s.a1 / s.a0 - ratio) > _COMMON_RATIO * max(1.0, abs(ratio)) for s in spans):
         return None
-    return (kind, 1.0, ratio - 1.0), tuple(replace(s, a1=s.a0, amp_kind="linear") for s in spans)
+    return (kind, 1.0, ratio - 1.0), tuple(copy_with(s, a1=s.a0, amp_kind="linear") for s in spans)
 
 
 def _amplitude_group(s: ToneSpan) -> list[tuple[tuple[str, float], float]]:
@@ -577,7 +580,7 @@ def _sort_tones(spans: tuple[ToneSpan, ...], fs: float, n: int, scale: float = 1
     snapping left it); one whose power or frequency changes goes sample by sample."""
     shared = _common_envelope(spans) if len(spans) > 1 else None
     if shared is not None:
-        return replace(_sort_tones(shared[1], fs, n, scale), common=shared[0])
+        return copy_with(_sort_tones(shared[1], fs, n, scale), common=shared[0])
     if any(s.optical is not None for s in spans):
         calibrated = tuple((s, scale) for s in spans if s.optical is not None and not s.constant)
         held = []
@@ -587,7 +590,7 @@ def _sort_tones(spans: tuple[ToneSpan, ...], fs: float, n: int, scale: float = 1
             elif s.constant:
                 a = float(s.optical.calibration.rf_amplitude(s.f0_hz, s.optical.p0)[0])
                 held.append(ToneSpan(s.tone, s.f0_hz, s.f1_hz, s.freq_kind, a, a, s.amp_kind, s.phase0_cycles))
-        return replace(_sort_tones(tuple(held), fs, n, scale), calibrated=calibrated)
+        return copy_with(_sort_tones(tuple(held), fs, n, scale), calibrated=calibrated)
     folded: list[tuple[float, ...]] = []  # f, a, p0, G, T
     groups: dict[tuple[str, float], list[tuple[float, ...]]] = {}
     moving = [s for s in spans if s.f0_hz != s.f1_hz]
