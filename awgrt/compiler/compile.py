@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import numbers
 import time
+from typing import Any
 
 from .._blas import single_threaded_blas
 from .._progress import Progress
@@ -29,6 +30,23 @@ def marker_bits(seg: Segment, lines: tuple[str, ...]) -> DigitalBits | None:
     return DigitalBits(0, marker_shift(lines), tuple((marker_bit(m), seg.marker_samples if m in seg.markers else 0) for m in lines))
 
 
+def synthesize_segment(seg: Segment, q: QuantizedIR, *, gain: float, clip: float, full_scale: int, **options: Any) -> SynthResult:
+    """:func:`~awgrt.compiler.synth.synthesize` of ``seg`` as a segment of ``q`` plays: at its sample
+    rate, on its hardware channels, with the program's marker lines on channel 0 (``options``:
+    ``workers``, ``fast_math``, ``on_block``)."""
+    return synthesize(
+        seg,
+        q.sample_rate_hz,
+        dict(q.hardware_channels),
+        q.n_channels,
+        gain=gain,
+        clip=clip,
+        full_scale=full_scale,
+        digital=marker_bits(seg, q.marker_lines),
+        **options,
+    )
+
+
 def _segment_samples(
     seg: Segment,
     q: QuantizedIR,
@@ -45,18 +63,8 @@ def _segment_samples(
     synthesised; ``progress`` advances block by block (at once for a cached segment)."""
     key = f"{seg.digest}:{gain!r}:{clip!r}:{full_scale}:{'fast' if fast_math else 'exact'}"
     if key not in cache:
-        cache[key] = synthesize(
-            seg,
-            q.sample_rate_hz,
-            dict(q.hardware_channels),
-            q.n_channels,
-            gain=gain,
-            clip=clip,
-            full_scale=full_scale,
-            workers=workers,
-            fast_math=fast_math,
-            on_block=progress.advance,
-            digital=marker_bits(seg, q.marker_lines),
+        cache[key] = synthesize_segment(
+            seg, q, gain=gain, clip=clip, full_scale=full_scale, workers=workers, fast_math=fast_math, on_block=progress.advance
         )
         synthesised.append(seg.name)
     else:

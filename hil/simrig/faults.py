@@ -27,8 +27,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
-from awgrt.compiler.compile import marker_bits
-from awgrt.compiler.synth import synthesize
+from awgrt.compiler.compile import synthesize_segment
 from awgrt.ir.quantized import QuantizedIR
 from awgrt.ir.resolved import Segment, ToneSpan
 from awgrt.program import CompiledSegment, CompiledSequenceProgram
@@ -149,16 +148,7 @@ class Faults:
             if index is None:
                 raise RigConfigError(f"fault {kind}: no segment {name!r} in the program", value=name)
             seg = self._perturb(kind, quantized.segments[index], quantized.sample_rate_hz)
-            result = synthesize(
-                seg,
-                quantized.sample_rate_hz,
-                dict(quantized.hardware_channels),
-                quantized.n_channels,
-                gain=gain,
-                clip=clip,
-                full_scale=full_scale,
-                digital=marker_bits(seg, quantized.marker_lines),  # its markers as compiled
-            )
+            result = synthesize_segment(seg, quantized, gain=gain, clip=clip, full_scale=full_scale)  # its markers as compiled
             slot = quantized.segment_slot[index]
             old = slots[slot]
             slots[slot] = CompiledSegment(old.name, result.data, f"{old.digest}+{kind}", old.names, result.clipped)
