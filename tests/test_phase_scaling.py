@@ -191,3 +191,14 @@ def test_tones_off_a_whole_cycle_grid_keep_the_beat_window() -> None:
     assert phases._window(f) in (1250, 1251)  # ceil(2 / spacing), the spacing a float difference
     f = (70e6 + 0.4e6 * np.arange(16)) / 625e6  # 1562.5 samples per beat: not whole
     assert phases._window(f) in (3125, 3126)
+
+
+def test_the_crest_factor_does_not_depend_on_the_amplitudes_scale() -> None:
+    # peak over RMS is a ratio: tones of 1e-300 of full scale (legal) have the crest factor the
+    # same tones have at 0.5, not 0 from squares that underflow
+    rng = np.random.default_rng(8)
+    for n in (1, 2, 9):
+        f, a, p = rng.uniform(0.1, 0.2, n), rng.uniform(0.2, 1.0, n), rng.random(n)
+        want = phases.crest_factor(f, 0.5 * a, p, 1500)
+        assert want > 0.5
+        assert phases.crest_factor(f, 1e-300 * a, p, 1500) == pytest.approx(want, rel=1e-12)

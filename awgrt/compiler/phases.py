@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import ProgramError
 from ..ir.boundary import Boundary, ToneJump
-from ..ir.resolved import ChannelTrack, Note, Segment, ToneOrigin, ToneSpan, copy_with
+from ..ir.resolved import ChannelTrack, Note, Segment, ToneOrigin, ToneSpan
 from ..ir.shapes import span_turn
 
 #: Largest phase mismatch (rad) still called continuous; closed-form tracking is ~1e-10 rad.
@@ -70,11 +70,14 @@ def crest_factor(freqs_cps: np.ndarray, amps: np.ndarray, phases_cycles: np.ndar
     matrix product C (blocks x tones) @ E (tones x B): J + B phasors per tone instead of n sines,
     the rest in BLAS. Every phase is reduced to [-1/2, 1/2) cycle in float64 before its
     exponential (the result is exact to float64 rounding). Tones are taken :data:`CREST_CHUNK`
-    at a time: memory independent of the number of tones."""
+    at a time: memory independent of the number of tones. Amplitudes are taken relative to the
+    largest (the ratio does not depend on their scale; tiny ones must not underflow to 0 / 0)."""
     freqs_cps, amps, phases_cycles = (np.asarray(v, dtype=np.float64) for v in (freqs_cps, amps, phases_cycles))
-    rms = math.sqrt(float(np.sum(amps**2)) / 2.0)
-    if rms == 0 or n <= 0:
+    top = float(np.max(np.abs(amps))) if amps.size else 0.0
+    if not top > 0.0 or n <= 0:
         return 0.0
+    amps = amps / top
+    rms = math.sqrt(float(np.sum(amps**2)) / 2.0)
     width = max(1, math.isqrt(n - 1) + 1)
     m = np.arange(width, dtype=np.float64)
     starts = np.arange(0, n, width, dtype=np.float64)
@@ -298,12 +301,7 @@ def _optimise(freqs_cps: np.ndarray, amps: np.ndarray) -> _PhaseSet:
     if n <= 1 or top == 0.0:
         phi = np.zeros(n)
         phi.flags.writeable = False
-        if n == 1 and top > 0.0:  # one tone: its sampled sine's peak over the window, times sqrt(2)
-            cycles = freqs_cps[0] * np.arange(n_win, dtype=np.float64)
-            cycles -= np.rint(cycles)
-            crest = float(np.max(np.abs(np.sin(2.0 * np.pi * cycles)))) * math.sqrt(2.0)
-        else:
-            crest = crest_factor(freqs_cps, amps, phi, n_win)
+        crest = crest_factor(freqs_cps, amps, phi, n_win)
         return _PhaseSet(phi, crest, crest)
     amps = np.abs(amps) / top  # relative amplitudes decide the phases; tiny ones (1e-300) must not underflow to 0/0
     schroeder = schroeder_phases(freqs_cps, amps)
@@ -391,9 +389,9 @@ def assign_phases(
                     tone = s.tone
                     if tone not in phase:
                         phase[tone] = birth_phase(s, piece.tones, seg.name, track.channel)
-                    p0 = (round(phase[tone] * _PHASE_UNITS) / _PHASE_UNITS) % 1.0  # canonical_phase, inline: thousands of spans
+                    p0 = canonical_phase(phase[tone])
                     if make:
-                        spans.append(copy_with(s, phase0_cycles=p0))
+                        spans.append(s.with_phase(p0))
                     phase[tone] = (p0 + span_turn(s.f0_hz, s.f1_hz, s.freq_kind, n, fs)) % 1.0
                 if make:
                     pieces.append(piece.with_tones(tuple(spans)))
